@@ -1,0 +1,105 @@
+//! A reader for flattened Haiku `BMessage`s (format `HMF1`, little-endian),
+//! just enough for the HPKR repository-info section: named fields holding
+//! strings or small integers.
+
+use crate::error::{corrupt, Result};
+
+const FORMAT: u32 = u32::from_le_bytes(*b"HMF1");
+const HEADER_SIZE: usize = 64;
+const FIELD_HEADER_SIZE: usize = 24;
+const FIELD_FLAG_FIXED_SIZE: u16 = 0x0002;
+
+
+/// One field: its name, type code and items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field<'a> {
+    pub name: &'a str,
+    pub type_code: u32,
+    pub items: Vec<&'a [u8]>,
+}
+
+impl<'a> Field<'a> {
+    /// The items as strings (NUL terminators stripped).
+    pub fn strings(&self) -> Vec<String> {
+        self.items
+            .iter()
+            .map(|i| {
+                let i = i.strip_suffix(&[0]).unwrap_or(i);
+                String::from_utf8_lossy(i).into_owned()
+            })
+            .collect()
+    }
+}
+
+fn le32(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+}
+fn le16(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes(b[o..o + 2].try_into().unwrap())
+}
+
+/// Parses a flattened message into its fields.
+pub fn parse(b: &[u8]) -> Result<Vec<Field<'_>>> {
+    if b.len() < HEADER_SIZE {
+        return Err(corrupt!("repository info: message of {} bytes is too short", b.len()));
+    }
+    if le32(b, 0) != FORMAT {
+        return Err(corrupt!("repository info: not a flattened BMessage (format {:#x})", le32(b, 0)));
+    }
+    let data_size = le32(b, 32) as usize;
+    let field_count = le32(b, 36) as usize;
+    let fields_end = field_count
+        .checked_mul(FIELD_HEADER_SIZE)
+        .and_then(|n| n.checked_add(HEADER_SIZE))
+        .filter(|&n| n <= b.len())
+        .ok_or_else(|| corrupt!("repository info: {field_count} fields do not fit in the message"))?;
+    let data = b
+        .get(fields_end..fields_end.checked_add(data_size).unwrap_or(usize::MAX))
+        .ok_or_else(|| corrupt!("repository info: data of {data_size} bytes runs past the message"))?;
+    let mut fields = Vec::with_capacity(field_count);
+    for i in 0..field_count {
+        let h = &b[HEADER_SIZE + i * FIELD_HEADER_SIZE..];
+        let flags = le16(h, 0);
+        let name_len = le16(h, 2) as usize;
+        let type_code = le32(h, 4);
+        let count = le32(h, 8) as usize;
+        let size = le32(h, 12) as usize;
+        let offset = le32(h, 16) as usize;
+        let bad = || corrupt!("repository info: field {i} lies outside the message data");
+        let start = offset.checked_add(name_len).ok_or_else(bad)?;
+        let name_bytes = data.get(offset..start).ok_or_else(bad)?;
+        let name = std::str::from_utf8(name_bytes.strip_suffix(&[0]).unwrap_or(name_bytes))
+            .map_err(|_| corrupt!("repository info: field {i} has a non-UTF-8 name"))?;
+        let values = data.get(start..start.checked_add(size).ok_or_else(bad)?).ok_or_else(bad)?;
+        if count > values.len().max(1) {
+            return Err(corrupt!("repository info: field {name:?} claims {count} items in {size} bytes"));
+        }
+        let mut items = Vec::with_capacity(count);
+        if flags & FIELD_FLAG_FIXED_SIZE != 0 {
+            if count == 0 || values.len() % count != 0 {
+                return Err(corrupt!("repository info: field {name:?} has uneven fixed-size items"));
+            }
+            items.extend(values.chunks_exact(values.len() / count));
+        } else {
+            let mut pos = 0usize;
+            for _ in 0..count {
+                let len = values
+                    .get(pos..pos + 4)
+                    .map(|s| u32::from_le_bytes(s.try_into().unwrap()) as usize)
+                    .ok_or_else(|| corrupt!("repository info: field {name:?} is truncated"))?;
+                pos += 4;
+                let item = values
+                    .get(pos..pos.checked_add(len).unwrap_or(usize::MAX))
+                    .ok_or_else(|| corrupt!("repository info: field {name:?} is truncated"))?;
+                items.push(item);
+                pos += len;
+            }
+        }
+        fields.push(Field {
+            name,
+            type_code,
+            items,
+        });
+    }
+    Ok(fields)
+}

@@ -1,0 +1,200 @@
+//! Opening an HPKG file: header, chunk table, TOC and package attributes,
+//! then random-access reads of any entry's data.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::attr::{parse_string_table, AttrParser};
+use crate::error::{corrupt, Result, ResultExt};
+use crate::header::{PackageHeader, HPKG_HEADER_SIZE};
+use crate::heap::HeapReader;
+use crate::info::PackageInfo;
+use crate::toc::{DataRef, Entry, EntryId, FileAttribute, Toc};
+
+/// An open, validated package. Cheap to share between threads (`&Package`
+/// is all reads need); file data is decompressed on demand.
+#[derive(Debug)]
+pub struct Package {
+    path: PathBuf,
+    header: PackageHeader,
+    heap: HeapReader,
+    toc: Toc,
+    info: PackageInfo,
+}
+
+impl Package {
+    /// Opens and validates a package file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Package> {
+        let path = path.as_ref();
+        let file = File::open(path).at(path)?;
+        Package::from_file(file, path)
+    }
+
+    /// Reads a package from an already open file; `path` is used in errors.
+    pub fn from_file(file: File, path: impl AsRef<Path>) -> Result<Package> {
+        let path = path.as_ref();
+        Package::load(file, path).at(path)
+    }
+
+    fn load(file: File, path: &Path) -> Result<Package> {
+        let file_size = file.metadata()?.len();
+        let mut hb = vec![0u8; HPKG_HEADER_SIZE.min(file_size as usize)];
+        file.read_exact_at(&mut hb, 0)?;
+        let header = PackageHeader::parse(&hb, file_size)?;
+        let heap = HeapReader::new(Arc::new(file), header.heap)?;
+
+        let attrs = heap.read_vec(header.attributes_offset(), header.attributes_length as u64)?;
+        let strings_len = header.attributes_strings_length as usize;
+        let strings = parse_string_table(
+            "package attributes strings",
+            &attrs[..strings_len],
+            header.attributes_strings_count as u64,
+        )?;
+        let mut p = AttrParser::new(
+            "package attributes",
+            &attrs[strings_len..],
+            &strings,
+            header.minor_version,
+            header.heap.size_uncompressed,
+        );
+        let info = PackageInfo::parse(&mut p)?;
+        p.expect_end()?;
+
+        let toc_bytes = heap.read_vec(header.toc_offset(), header.toc_length)?;
+        let toc = Toc::parse(
+            &toc_bytes,
+            header.toc_strings_length,
+            header.toc_strings_count,
+            header.minor_version,
+            header.heap.size_uncompressed,
+        )?;
+        Ok(Package {
+            path: path.to_path_buf(),
+            header,
+            heap,
+            toc,
+            info,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn header(&self) -> &PackageHeader {
+        &self.header
+    }
+
+    pub fn info(&self) -> &PackageInfo {
+        &self.info
+    }
+
+    pub fn toc(&self) -> &Toc {
+        &self.toc
+    }
+
+    pub fn heap(&self) -> &HeapReader {
+        &self.heap
+    }
+
+    pub fn entry(&self, id: EntryId) -> Entry<'_> {
+        self.toc.entry(id)
+    }
+
+    /// Reads up to `buf.len()` bytes of a data reference starting at
+    /// `offset`; returns how many were read (0 at or past the end).
+    pub fn read_data_at(&self, data: DataRef, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let size = data.size();
+        if offset >= size {
+            return Ok(0);
+        }
+        let n = (size - offset).min(buf.len() as u64) as usize;
+        match data {
+            DataRef::None => Ok(0),
+            DataRef::Inline { .. } => unreachable!("inline data goes through read_at"),
+            DataRef::Heap { offset: h, .. } => {
+                self.heap
+                    .read_exact_at(h + offset, &mut buf[..n])
+                    .at(&self.path)?;
+                Ok(n)
+            }
+        }
+    }
+
+    /// Reads file bytes of `entry` at `offset` into `buf`; returns the count.
+    pub fn read_at(&self, entry: Entry<'_>, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        if let Some(inline) = entry.inline_data() {
+            return Ok(copy_inline(inline, offset, buf));
+        }
+        self.read_data_at(entry.data(), offset, buf)
+    }
+
+    /// The whole content of a file attribute.
+    pub fn read_attribute(&self, attr: &FileAttribute<'_>) -> Result<Vec<u8>> {
+        if let Some(inline) = attr.inline_data() {
+            return Ok(inline.to_vec());
+        }
+        match attr.data {
+            DataRef::Heap { offset, size } => {
+                if size > MAX_ATTRIBUTE_SIZE {
+                    return Err(corrupt!(
+                        "attribute {:?} is {size} bytes, over the {MAX_ATTRIBUTE_SIZE}-byte limit",
+                        attr.name
+                    ))
+                    .at(&self.path);
+                }
+                self.heap.read_vec(offset, size).at(&self.path)
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// A sequential reader over a file entry's content.
+    pub fn open_file(&self, entry: Entry<'_>) -> EntryReader<'_> {
+        EntryReader {
+            package: self,
+            data: entry.data(),
+            inline: entry.inline_data().map(|d| d.to_vec()).unwrap_or_default(),
+            pos: 0,
+        }
+    }
+}
+
+/// Largest file attribute we load into memory (Haiku's own host tools
+/// limit attributes to well under this).
+pub const MAX_ATTRIBUTE_SIZE: u64 = 16 << 20;
+
+fn copy_inline(inline: &[u8], offset: u64, buf: &mut [u8]) -> usize {
+    if offset >= inline.len() as u64 {
+        return 0;
+    }
+    let src = &inline[offset as usize..];
+    let n = src.len().min(buf.len());
+    buf[..n].copy_from_slice(&src[..n]);
+    n
+}
+
+/// `io::Read` over one entry's content.
+pub struct EntryReader<'a> {
+    package: &'a Package,
+    data: DataRef,
+    inline: Vec<u8>,
+    pos: u64,
+}
+
+impl Read for EntryReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = if matches!(self.data, DataRef::Inline { .. }) {
+            copy_inline(&self.inline, self.pos, buf)
+        } else {
+            self.package
+                .read_data_at(self.data, self.pos, buf)
+                .map_err(io::Error::other)?
+        };
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
