@@ -5,7 +5,8 @@
 use crate::error::{corrupt, Result};
 
 const FORMAT: u32 = u32::from_le_bytes(*b"HMF1");
-const HEADER_SIZE: usize = 64;
+/// Fixed part of the header; the hash table (`hash_table_size` int32s) follows.
+const HEADER_FIXED: usize = 48;
 const FIELD_HEADER_SIZE: usize = 24;
 const FIELD_FLAG_FIXED_SIZE: u16 = 0x0002;
 
@@ -40,17 +41,24 @@ fn le16(b: &[u8], o: usize) -> u16 {
 
 /// Parses a flattened message into its fields.
 pub fn parse(b: &[u8]) -> Result<Vec<Field<'_>>> {
-    if b.len() < HEADER_SIZE {
+    if b.len() < HEADER_FIXED {
         return Err(corrupt!("repository info: message of {} bytes is too short", b.len()));
     }
     if le32(b, 0) != FORMAT {
         return Err(corrupt!("repository info: not a flattened BMessage (format {:#x})", le32(b, 0)));
     }
-    let data_size = le32(b, 32) as usize;
-    let field_count = le32(b, 36) as usize;
+    // what, flags, specifier, area, reply port/target/team, and one more
+    // int32 precede the body sizes (verified against real HPKR files).
+    let data_size = le32(b, 36) as usize;
+    let field_count = le32(b, 40) as usize;
+    let hash_table_size = le32(b, 44) as usize;
+    if hash_table_size > 4096 {
+        return Err(corrupt!("repository info: implausible hash table size {hash_table_size}"));
+    }
+    let header_size = HEADER_FIXED + 4 * hash_table_size;
     let fields_end = field_count
         .checked_mul(FIELD_HEADER_SIZE)
-        .and_then(|n| n.checked_add(HEADER_SIZE))
+        .and_then(|n| n.checked_add(header_size))
         .filter(|&n| n <= b.len())
         .ok_or_else(|| corrupt!("repository info: {field_count} fields do not fit in the message"))?;
     let data = b
@@ -58,7 +66,7 @@ pub fn parse(b: &[u8]) -> Result<Vec<Field<'_>>> {
         .ok_or_else(|| corrupt!("repository info: data of {data_size} bytes runs past the message"))?;
     let mut fields = Vec::with_capacity(field_count);
     for i in 0..field_count {
-        let h = &b[HEADER_SIZE + i * FIELD_HEADER_SIZE..];
+        let h = &b[header_size + i * FIELD_HEADER_SIZE..];
         let flags = le16(h, 0);
         let name_len = le16(h, 2) as usize;
         let type_code = le32(h, 4);

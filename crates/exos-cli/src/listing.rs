@@ -1,0 +1,248 @@
+//! Text renderings that match Haiku's `package list` byte for byte
+//! (times in UTC), plus the repository listing.
+
+use std::fmt::Write;
+
+use exos_hpkg::info::{FLAG_APPROVE_LICENSE, FLAG_SYSTEM_PACKAGE};
+use exos_hpkg::{EntryKind, Package, PackageInfo, Repository, Resolvable};
+
+/// Options of `exos list`, mirroring `package list -a -i -p`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListOptions {
+    /// Also list each entry's file attributes.
+    pub attributes: bool,
+    /// Only the package attributes.
+    pub info_only: bool,
+    /// Only entry paths, one per line.
+    pub paths_only: bool,
+}
+
+pub fn render_package(pkg: &Package, opts: ListOptions) -> String {
+    let mut out = String::new();
+    if opts.paths_only {
+        for (_, e) in pkg.toc().walk() {
+            out.push_str(&e.path());
+            out.push('\n');
+        }
+        return out;
+    }
+    render_info(&mut out, pkg.info());
+    if opts.info_only {
+        return out;
+    }
+    for (depth, e) in pkg.toc().walk() {
+        let indent = depth * 2;
+        let width = 32usize.saturating_sub(indent);
+        let _ = write!(out, "{:indent$}{:<width$}  {:>8}", "", e.name(), e.size());
+        let _ = write!(out, "  {}", format_utc(e.mtime().secs));
+        let mode = e.mode();
+        out.push_str(match e.kind() {
+            EntryKind::File => "  -",
+            EntryKind::Directory => "  d",
+            EntryKind::Symlink => "  l",
+        });
+        out.push_str(&permission_triplet(mode >> 6, mode & 0o4000 != 0));
+        out.push_str(&permission_triplet(mode >> 3, mode & 0o2000 != 0));
+        out.push_str(&permission_triplet(mode, mode & 0o1000 != 0));
+        if let Some(t) = e.symlink_target() {
+            let _ = write!(out, "  -> {t}");
+        }
+        out.push('\n');
+        if opts.attributes {
+            for a in e.attributes() {
+                let indent = (depth + 1) * 2;
+                let width = 31usize.saturating_sub(indent);
+                let _ = write!(out, "{:indent$}<{:<width$}  {:>8}", "", a.name, a.data.size());
+                let t = a.type_code.to_be_bytes();
+                if t.iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
+                    let _ = write!(out, "  '{}'>", String::from_utf8_lossy(&t));
+                } else {
+                    let _ = write!(out, "  {:#x}>", a.type_code);
+                }
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+fn permission_triplet(bits: u32, special: bool) -> String {
+    let mut s = String::with_capacity(3);
+    s.push(if bits & 4 != 0 { 'r' } else { '-' });
+    s.push(if bits & 2 != 0 { 'w' } else { '-' });
+    s.push(match (bits & 1 != 0, special) {
+        (true, true) => 's',
+        (true, false) => 'x',
+        _ => '-',
+    });
+    s
+}
+
+fn resolvable_line(out: &mut String, key: &str, r: &Resolvable) {
+    let _ = writeln!(out, "\t{key}: {r}");
+}
+
+/// The `package-attributes:` block of `package list`.
+pub fn render_info(out: &mut String, i: &PackageInfo) {
+    out.push_str("package-attributes:\n");
+    let _ = writeln!(out, "\tname: {}", i.name);
+    let _ = writeln!(out, "\tsummary: {}", i.summary);
+    let _ = writeln!(out, "\tdescription: {}", i.description);
+    let _ = writeln!(out, "\tvendor: {}", i.vendor);
+    let _ = writeln!(out, "\tpackager: {}", i.packager);
+    if !i.base_package.is_empty() {
+        let _ = writeln!(out, "\tbase package: {}", i.base_package);
+    }
+    if i.flags != 0 {
+        out.push_str("\tflags:\n");
+        if i.flags & FLAG_APPROVE_LICENSE != 0 {
+            out.push_str("\t\tapprove_license\n");
+        }
+        if i.flags & FLAG_SYSTEM_PACKAGE != 0 {
+            out.push_str("\t\tsystem_package\n");
+        }
+    }
+    let _ = writeln!(out, "\tarchitecture: {}", i.architecture);
+    let _ = writeln!(out, "\tversion: {}", i.version);
+    for c in &i.copyrights {
+        let _ = writeln!(out, "\tcopyright: {c}");
+    }
+    for c in &i.licenses {
+        let _ = writeln!(out, "\tlicense: {c}");
+    }
+    for c in &i.urls {
+        let _ = writeln!(out, "\tURL: {c}");
+    }
+    for c in &i.source_urls {
+        let _ = writeln!(out, "\tsource URL: {c}");
+    }
+    for p in &i.provides {
+        let _ = write!(out, "\tprovides: {}", p.name);
+        if let Some(v) = &p.version {
+            let _ = write!(out, " = {v}");
+        }
+        if let Some(c) = &p.compatible {
+            let _ = write!(out, " (compatible >= {c})");
+        }
+        out.push('\n');
+    }
+    for r in &i.requires {
+        resolvable_line(out, "requires", r);
+    }
+    for r in &i.supplements {
+        resolvable_line(out, "supplements", r);
+    }
+    for r in &i.conflicts {
+        resolvable_line(out, "conflicts", r);
+    }
+    for r in &i.freshens {
+        resolvable_line(out, "freshens", r);
+    }
+    for r in &i.replaces {
+        let _ = writeln!(out, "\treplaces: {r}");
+    }
+    for f in &i.global_writable_files {
+        let _ = write!(out, "\tglobal writable file: {}", f.path);
+        if f.is_directory {
+            out.push_str(" directory");
+        }
+        if let Some(t) = f.update_type {
+            let _ = write!(out, " {}", t.name());
+        }
+        out.push('\n');
+    }
+    for f in &i.user_settings_files {
+        let _ = write!(out, "\tuser settings file: {}", f.path);
+        if let Some(t) = &f.template {
+            let _ = write!(out, " template {t}");
+        } else if f.is_directory {
+            out.push_str(" directory");
+        }
+        out.push('\n');
+    }
+    for u in &i.users {
+        let _ = writeln!(out, "\tuser: {}", u.name);
+        if !u.real_name.is_empty() {
+            let _ = writeln!(out, "\t\treal name: {}", u.real_name);
+        }
+        if !u.home.is_empty() {
+            let _ = writeln!(out, "\t\thome:      {}", u.home);
+        }
+        if !u.shell.is_empty() {
+            let _ = writeln!(out, "\t\tshell:     {}", u.shell);
+        }
+        for g in &u.groups {
+            let _ = writeln!(out, "\t\tgroup:     {g}");
+        }
+    }
+    for g in &i.groups {
+        let _ = writeln!(out, "\tgroup: {g}");
+    }
+    for s in &i.post_install_scripts {
+        let _ = writeln!(out, "\tpost-install script: {s}");
+    }
+    for s in &i.pre_uninstall_scripts {
+        let _ = writeln!(out, "\tpre-uninstall script: {s}");
+    }
+    if !i.install_path.is_empty() {
+        let _ = writeln!(out, "\tinstall path: {}", i.install_path);
+    }
+    if !i.checksum.is_empty() {
+        let _ = writeln!(out, "\tchecksum: {}", i.checksum);
+    }
+}
+
+/// One line per package: name, version, architecture, SHA-256.
+pub fn render_repository(repo: &Repository) -> String {
+    let mut out = String::new();
+    for p in &repo.packages {
+        let _ = writeln!(
+            out,
+            "{:<32} {:<24} {:<9} {}",
+            p.name,
+            p.version.to_string(),
+            p.architecture.name(),
+            if p.checksum.is_empty() { "-" } else { &p.checksum }
+        );
+    }
+    out
+}
+
+/// `YYYY-MM-DD hh:mm:ss` in UTC.
+pub fn format_utc(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(1_704_067_200), "2024-01-01 00:00:00");
+        assert_eq!(format_utc(951_782_400 + 3661), "2000-02-29 01:01:01");
+    }
+}
