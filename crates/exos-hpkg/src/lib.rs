@@ -38,7 +38,7 @@ pub use package::Package;
 pub use repo::{Repository, RepositoryInfo};
 pub use toc::{DataRef, Entry, EntryId, EntryKind, Timestamp, Toc};
 pub use tree::build_from_dir;
-pub use writer::{BuildOptions, BuildStats, PackageBuilder};
+pub use writer::{repack, BuildOptions, BuildStats, EntryMeta, FileData, PackageBuilder};
 
 /// Which kind of file a path holds, by magic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

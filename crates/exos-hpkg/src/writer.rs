@@ -794,3 +794,50 @@ impl ChunkCompressor {
         (out.len() < data.len()).then_some(out)
     }
 }
+
+/// Copies a package into a new one with other build options (e.g. to
+/// recompress), preserving entry order, metadata, attributes and data.
+pub fn repack(src: &crate::Package, out: &Path, options: BuildOptions) -> Result<BuildStats> {
+    fn meta_of(src: &crate::Package, e: crate::Entry<'_>) -> Result<EntryMeta> {
+        let mut attributes = Vec::new();
+        for a in e.attributes() {
+            attributes.push((a.name.to_string(), a.type_code, src.read_attribute(&a)?));
+        }
+        Ok(EntryMeta {
+            permissions: e.has_explicit_permissions().then(|| e.permissions()),
+            mtime: e.mtime(),
+            atime: Some(e.atime()),
+            crtime: Some(e.crtime()),
+            attributes,
+        })
+    }
+    fn copy(src: &crate::Package, b: &mut PackageBuilder, dir: crate::Entry<'_>) -> Result<()> {
+        for e in dir.children() {
+            let meta = meta_of(src, e)?;
+            match e.kind() {
+                EntryKind::Directory => {
+                    b.begin_directory(e.name(), meta)?;
+                    copy(src, b, e)?;
+                    b.end_directory()?;
+                }
+                EntryKind::Symlink => b.add_symlink(e.name(), meta, e.symlink_target().unwrap_or(""))?,
+                EntryKind::File => {
+                    let mut r = src.open_file(e);
+                    b.add_file(
+                        e.name(),
+                        meta,
+                        FileData::Reader {
+                            reader: &mut r,
+                            size: e.size(),
+                            hash: None,
+                        },
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut b = PackageBuilder::create(out, options)?;
+    copy(src, &mut b, src.toc().root())?;
+    b.finish(src.info())
+}
