@@ -65,7 +65,15 @@ pub enum RequiresSpec {
 impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest> {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{}: invalid manifest", path.display()))
+        let de = &mut serde_json::Deserializer::from_str(&text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            if key == "." {
+                anyhow::anyhow!("{}: invalid manifest: {}", path.display(), e.inner())
+            } else {
+                anyhow::anyhow!("{}: key \"{key}\": {}", path.display(), e.inner())
+            }
+        })
     }
 
     /// Maps the manifest onto Haiku's package attributes.

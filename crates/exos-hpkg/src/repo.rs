@@ -43,6 +43,12 @@ impl Repository {
         Repository::load(file, path).at(path)
     }
 
+    /// Reads a repository from an already open file; `path` is used in errors.
+    pub fn from_file(file: File, path: impl AsRef<Path>) -> Result<Repository> {
+        let path = path.as_ref();
+        Repository::load(file, path).at(path)
+    }
+
     fn load(file: File, path: &Path) -> Result<Repository> {
         let file_size = file.metadata()?.len();
         let mut hb = vec![0u8; HPKR_HEADER_SIZE.min(file_size as usize)];
