@@ -95,7 +95,8 @@ fn extract_entry(
                 .with_context(ctx)?;
         }
         EntryKind::Symlink => {
-            std::os::unix::fs::symlink(e.symlink_target().unwrap_or(""), &path).with_context(ctx)?;
+            std::os::unix::fs::symlink(e.symlink_target().unwrap_or(""), &path)
+                .with_context(ctx)?;
         }
     }
     write_attributes(pkg, e, &path, stats)?;
@@ -104,7 +105,12 @@ fn extract_entry(
     Ok(())
 }
 
-fn write_attributes(pkg: &Package, e: Entry<'_>, path: &Path, stats: &mut ExtractStats) -> Result<()> {
+fn write_attributes(
+    pkg: &Package,
+    e: Entry<'_>,
+    path: &Path,
+    stats: &mut ExtractStats,
+) -> Result<()> {
     for a in e.attributes() {
         let data = pkg.read_attribute(&a)?;
         let mut value = a.type_code.to_le_bytes().to_vec();
@@ -113,7 +119,9 @@ fn write_attributes(pkg: &Package, e: Entry<'_>, path: &Path, stats: &mut Extrac
         match rustix::fs::lsetxattr(path, name.as_str(), &value, rustix::fs::XattrFlags::empty()) {
             Ok(()) => {}
             // Symlinks cannot carry user.* xattrs on Linux; some file systems have none.
-            Err(rustix::io::Errno::NOTSUP) | Err(rustix::io::Errno::PERM) => stats.attributes_skipped += 1,
+            Err(rustix::io::Errno::NOTSUP) | Err(rustix::io::Errno::PERM) => {
+                stats.attributes_skipped += 1
+            }
             Err(err) => {
                 return Err(std::io::Error::from(err))
                     .with_context(|| format!("{}: cannot set attribute {name}", path.display()))

@@ -52,7 +52,13 @@ pub fn render_package(pkg: &Package, opts: ListOptions) -> String {
             for a in e.attributes() {
                 let indent = (depth + 1) * 2;
                 let width = 31usize.saturating_sub(indent);
-                let _ = write!(out, "{:indent$}<{:<width$}  {:>8}", "", a.name, a.data.size());
+                let _ = write!(
+                    out,
+                    "{:indent$}<{:<width$}  {:>8}",
+                    "",
+                    a.name,
+                    a.data.size()
+                );
                 let t = a.type_code.to_be_bytes();
                 if t.iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
                     let _ = write!(out, "  '{}'>", String::from_utf8_lossy(&t));
@@ -202,7 +208,11 @@ pub fn render_repository(repo: &Repository) -> String {
             p.name,
             p.version.to_string(),
             p.architecture.name(),
-            if p.checksum.is_empty() { "-" } else { &p.checksum }
+            if p.checksum.is_empty() {
+                "-"
+            } else {
+                &p.checksum
+            }
         );
     }
     out

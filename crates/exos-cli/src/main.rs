@@ -20,7 +20,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "exos", version, about = "Build, inspect and extract EXOS packages (Haiku HPKG v2)")]
+#[command(
+    name = "exos",
+    version,
+    about = "Build, inspect and extract EXOS packages (Haiku HPKG v2)"
+)]
 struct Cli {
     /// Print nothing but errors (and the requested data).
     #[arg(short, long, global = true)]
@@ -110,9 +114,11 @@ fn progress_bar(quiet: bool, total: u64, what: &str) -> Option<ProgressBar> {
     }
     let pb = ProgressBar::new(total);
     pb.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .unwrap()
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap()
+        .progress_chars("=> "),
     );
     pb.set_message(what.to_string());
     Some(pb)
@@ -127,7 +133,15 @@ fn run(cli: &Cli) -> Result<()> {
             level,
             threads,
             no_dedup,
-        } => build(cli.quiet, dir, output.as_deref(), *compression, *level, *threads, !*no_dedup),
+        } => build(
+            cli.quiet,
+            dir,
+            output.as_deref(),
+            *compression,
+            *level,
+            *threads,
+            !*no_dedup,
+        ),
         Command::List {
             file,
             attributes,
@@ -290,7 +304,11 @@ fn info(file: &Path, json: bool) -> Result<()> {
             let h = pkg.header();
             let i = pkg.info();
             let entries = pkg.toc().walk().count();
-            let files = pkg.toc().walk().filter(|(_, e)| e.kind() == exos_hpkg::EntryKind::File).count();
+            let files = pkg
+                .toc()
+                .walk()
+                .filter(|(_, e)| e.kind() == exos_hpkg::EntryKind::File)
+                .count();
             if json {
                 let v = json!({
                     "kind": "package",
@@ -318,7 +336,11 @@ fn info(file: &Path, json: bool) -> Result<()> {
                     h.heap.compression,
                     pkg.heap().chunk_count()
                 );
-                s += &format!("file size:     {} ({} bytes)\n", human_bytes(h.total_size), h.total_size);
+                s += &format!(
+                    "file size:     {} ({} bytes)\n",
+                    human_bytes(h.total_size),
+                    h.total_size
+                );
                 s += &format!(
                     "heap:          {} compressed, {} uncompressed\n",
                     human_bytes(h.heap.size_compressed),
@@ -395,7 +417,9 @@ fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).with_context(|| format!("{}", path.display()))?;
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("{}", path.display()))?;
         if n == 0 {
             break;
         }

@@ -38,28 +38,42 @@ pub struct Manifest {
 
 /// `"name"`, `"name = 1.0"` or `{ "api": "name", "version": "1.0", "compatible": "0.9" }`.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a string like \"name = 1.0\" or an object with \"api\", \"version\", \"compatible\""
+)]
 pub enum ProvidesSpec {
     Text(String),
-    Object {
-        api: String,
-        #[serde(default)]
-        version: Option<String>,
-        #[serde(default)]
-        compatible: Option<String>,
-    },
+    Object(ProvidesObject),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidesObject {
+    api: String,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    compatible: Option<String>,
 }
 
 /// `"name >= 1.0"` or `{ "api": "name", "version": ">=1.0" }`.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a string like \"name >= 1.0\" or an object with \"api\" and \"version\""
+)]
 pub enum RequiresSpec {
     Text(String),
-    Object {
-        api: String,
-        #[serde(default)]
-        version: Option<String>,
-    },
+    Object(RequiresObject),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequiresObject {
+    api: String,
+    #[serde(default)]
+    version: Option<String>,
 }
 
 impl Manifest {
@@ -79,7 +93,9 @@ impl Manifest {
     /// Maps the manifest onto Haiku's package attributes.
     pub fn to_package_info(&self, path: &Path) -> Result<PackageInfo> {
         let ctx = |what: &str| format!("{}: {what}", path.display());
-        check_name(&self.name).map_err(anyhow::Error::msg).with_context(|| ctx("key \"name\""))?;
+        check_name(&self.name)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| ctx("key \"name\""))?;
         let version = Version::parse(&self.version)
             .map_err(anyhow::Error::msg)
             .with_context(|| ctx("key \"version\""))?;
@@ -150,11 +166,11 @@ impl ProvidesSpec {
                     compatible: None,
                 })
             }
-            ProvidesSpec::Object {
+            ProvidesSpec::Object(ProvidesObject {
                 api,
                 version,
                 compatible,
-            } => {
+            }) => {
                 check_name(api).map_err(anyhow::Error::msg)?;
                 Ok(HProvides {
                     name: api.clone(),
@@ -170,7 +186,7 @@ impl RequiresSpec {
     fn to_resolvable(&self) -> Result<Resolvable> {
         let text = match self {
             RequiresSpec::Text(t) => t.clone(),
-            RequiresSpec::Object { api, version } => match version {
+            RequiresSpec::Object(RequiresObject { api, version }) => match version {
                 Some(v) => format!("{api} {v}"),
                 None => api.clone(),
             },

@@ -102,7 +102,10 @@ pub enum Value<'a> {
     /// Raw data stored inline in the section (at most 8 bytes).
     Inline(&'a [u8]),
     /// Raw data stored in the heap.
-    Heap { offset: u64, size: u64 },
+    Heap {
+        offset: u64,
+        size: u64,
+    },
 }
 
 impl<'a> Value<'a> {
@@ -167,7 +170,10 @@ pub fn write_uleb128(out: &mut Vec<u8>, mut v: u64) {
 pub fn parse_string_table<'a>(what: &str, data: &'a [u8], count: u64) -> Result<Vec<&'a str>> {
     // Each string needs at least its NUL, so count <= len bounds the allocation.
     if count > data.len() as u64 {
-        return Err(corrupt!("{what}: {count} strings cannot fit in {} bytes", data.len()));
+        return Err(corrupt!(
+            "{what}: {count} strings cannot fit in {} bytes",
+            data.len()
+        ));
     }
     let mut strings = Vec::with_capacity(count as usize);
     let mut pos = 0usize;
@@ -181,7 +187,9 @@ pub fn parse_string_table<'a>(what: &str, data: &'a [u8], count: u64) -> Result<
             break;
         }
         if strings.len() as u64 == count {
-            return Err(corrupt!("{what}: string table holds more than the declared {count} strings"));
+            return Err(corrupt!(
+                "{what}: string table holds more than the declared {count} strings"
+            ));
         }
         let s = std::str::from_utf8(&data[pos..pos + nul])
             .map_err(|_| corrupt!("{what}: string {} is not valid UTF-8", strings.len()))?;
@@ -345,8 +353,7 @@ impl<'a> AttrParser<'a> {
             },
             ty::RAW => match encoding {
                 0 => {
-                    let size =
-                        read_uleb128(self.data, &mut self.pos).map_err(|e| self.err(e))?;
+                    let size = read_uleb128(self.data, &mut self.pos).map_err(|e| self.err(e))?;
                     if size > MAX_INLINE_DATA as u64 {
                         return Err(self.err(format!("inline data of {size} bytes (max 8)")));
                     }
@@ -358,10 +365,8 @@ impl<'a> AttrParser<'a> {
                     Ok(Value::Inline(bytes))
                 }
                 1 => {
-                    let size =
-                        read_uleb128(self.data, &mut self.pos).map_err(|e| self.err(e))?;
-                    let offset =
-                        read_uleb128(self.data, &mut self.pos).map_err(|e| self.err(e))?;
+                    let size = read_uleb128(self.data, &mut self.pos).map_err(|e| self.err(e))?;
+                    let offset = read_uleb128(self.data, &mut self.pos).map_err(|e| self.err(e))?;
                     if offset.checked_add(size).is_none_or(|e| e > self.heap_size) {
                         return Err(self.err(format!(
                             "data {offset}+{size} lies outside the {}-byte heap",
@@ -499,12 +504,16 @@ pub fn encode_section(attrs: &[WAttr]) -> EncodedSection {
                         _ => 3,
                     },
                 ),
-                WValue::String(s) => (ty::STRING, if index.contains_key(s.as_str()) { 1 } else { 0 }),
+                WValue::String(s) => (
+                    ty::STRING,
+                    if index.contains_key(s.as_str()) { 1 } else { 0 },
+                ),
                 WValue::Inline(_) => (ty::RAW, 0),
                 WValue::Heap { .. } => (ty::RAW, 1),
             };
             let has_children = !a.children.is_empty() as u64;
-            let tag = ((enc as u64) << 11 | has_children << 10 | (ty as u64) << 7 | a.id as u64) + 1;
+            let tag =
+                ((enc as u64) << 11 | has_children << 10 | (ty as u64) << 7 | a.id as u64) + 1;
             write_uleb128(out, tag);
             match &a.value {
                 WValue::UInt(v) => {
@@ -568,7 +577,10 @@ mod tests {
     #[test]
     fn string_table_rules() {
         assert_eq!(parse_string_table("t", b"\0", 0).unwrap().len(), 0);
-        assert_eq!(parse_string_table("t", b"a\0bc\0\0", 2).unwrap(), vec!["a", "bc"]);
+        assert_eq!(
+            parse_string_table("t", b"a\0bc\0\0", 2).unwrap(),
+            vec!["a", "bc"]
+        );
         assert!(parse_string_table("t", b"a\0bc\0\0", 1).is_err());
         assert!(parse_string_table("t", b"a\0bc\0\0", 3).is_err());
         assert!(parse_string_table("t", b"a\0\0x", 1).is_err());
@@ -579,10 +591,8 @@ mod tests {
     #[test]
     fn encoded_section_parses_back() {
         let attrs = vec![
-            WAttr::string(id::PACKAGE_NAME, "x").with_children(vec![WAttr::uint(
-                id::PACKAGE_VERSION_REVISION,
-                70000,
-            )]),
+            WAttr::string(id::PACKAGE_NAME, "x")
+                .with_children(vec![WAttr::uint(id::PACKAGE_VERSION_REVISION, 70000)]),
             WAttr::string(id::PACKAGE_SUMMARY, "x"),
             WAttr::string(id::PACKAGE_VENDOR, ""),
         ];
@@ -590,9 +600,18 @@ mod tests {
         assert_eq!(enc.strings_count, 1);
         let strings =
             parse_string_table("t", &enc.bytes[..enc.strings_length as usize], 1).unwrap();
-        let mut p = AttrParser::new("t", &enc.bytes[enc.strings_length as usize..], &strings, 1, 0);
+        let mut p = AttrParser::new(
+            "t",
+            &enc.bytes[enc.strings_length as usize..],
+            &strings,
+            1,
+            0,
+        );
         let a = p.next_attr().unwrap().unwrap();
-        assert_eq!((a.id, a.value, a.has_children), (id::PACKAGE_NAME, Value::String("x"), true));
+        assert_eq!(
+            (a.id, a.value, a.has_children),
+            (id::PACKAGE_NAME, Value::String("x"), true)
+        );
         assert_eq!(p.next_attr().unwrap().unwrap().value, Value::UInt(70000));
         assert!(p.next_attr().unwrap().is_none());
         assert_eq!(p.next_attr().unwrap().unwrap().value, Value::String("x"));

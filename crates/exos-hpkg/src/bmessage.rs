@@ -10,7 +10,6 @@ const HEADER_FIXED: usize = 48;
 const FIELD_HEADER_SIZE: usize = 24;
 const FIELD_FLAG_FIXED_SIZE: u16 = 0x0002;
 
-
 /// One field: its name, type code and items.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field<'a> {
@@ -42,10 +41,16 @@ fn le16(b: &[u8], o: usize) -> u16 {
 /// Parses a flattened message into its fields.
 pub fn parse(b: &[u8]) -> Result<Vec<Field<'_>>> {
     if b.len() < HEADER_FIXED {
-        return Err(corrupt!("repository info: message of {} bytes is too short", b.len()));
+        return Err(corrupt!(
+            "repository info: message of {} bytes is too short",
+            b.len()
+        ));
     }
     if le32(b, 0) != FORMAT {
-        return Err(corrupt!("repository info: not a flattened BMessage (format {:#x})", le32(b, 0)));
+        return Err(corrupt!(
+            "repository info: not a flattened BMessage (format {:#x})",
+            le32(b, 0)
+        ));
     }
     // what, flags, specifier, area, reply port/target/team, and one more
     // int32 precede the body sizes (verified against real HPKR files).
@@ -53,17 +58,23 @@ pub fn parse(b: &[u8]) -> Result<Vec<Field<'_>>> {
     let field_count = le32(b, 40) as usize;
     let hash_table_size = le32(b, 44) as usize;
     if hash_table_size > 4096 {
-        return Err(corrupt!("repository info: implausible hash table size {hash_table_size}"));
+        return Err(corrupt!(
+            "repository info: implausible hash table size {hash_table_size}"
+        ));
     }
     let header_size = HEADER_FIXED + 4 * hash_table_size;
     let fields_end = field_count
         .checked_mul(FIELD_HEADER_SIZE)
         .and_then(|n| n.checked_add(header_size))
         .filter(|&n| n <= b.len())
-        .ok_or_else(|| corrupt!("repository info: {field_count} fields do not fit in the message"))?;
+        .ok_or_else(|| {
+            corrupt!("repository info: {field_count} fields do not fit in the message")
+        })?;
     let data = b
-        .get(fields_end..fields_end.checked_add(data_size).unwrap_or(usize::MAX))
-        .ok_or_else(|| corrupt!("repository info: data of {data_size} bytes runs past the message"))?;
+        .get(fields_end..fields_end.saturating_add(data_size))
+        .ok_or_else(|| {
+            corrupt!("repository info: data of {data_size} bytes runs past the message")
+        })?;
     let mut fields = Vec::with_capacity(field_count);
     for i in 0..field_count {
         let h = &b[header_size + i * FIELD_HEADER_SIZE..];
@@ -78,14 +89,20 @@ pub fn parse(b: &[u8]) -> Result<Vec<Field<'_>>> {
         let name_bytes = data.get(offset..start).ok_or_else(bad)?;
         let name = std::str::from_utf8(name_bytes.strip_suffix(&[0]).unwrap_or(name_bytes))
             .map_err(|_| corrupt!("repository info: field {i} has a non-UTF-8 name"))?;
-        let values = data.get(start..start.checked_add(size).ok_or_else(bad)?).ok_or_else(bad)?;
+        let values = data
+            .get(start..start.checked_add(size).ok_or_else(bad)?)
+            .ok_or_else(bad)?;
         if count > values.len().max(1) {
-            return Err(corrupt!("repository info: field {name:?} claims {count} items in {size} bytes"));
+            return Err(corrupt!(
+                "repository info: field {name:?} claims {count} items in {size} bytes"
+            ));
         }
         let mut items = Vec::with_capacity(count);
         if flags & FIELD_FLAG_FIXED_SIZE != 0 {
             if count == 0 || values.len() % count != 0 {
-                return Err(corrupt!("repository info: field {name:?} has uneven fixed-size items"));
+                return Err(corrupt!(
+                    "repository info: field {name:?} has uneven fixed-size items"
+                ));
             }
             items.extend(values.chunks_exact(values.len() / count));
         } else {
@@ -97,7 +114,7 @@ pub fn parse(b: &[u8]) -> Result<Vec<Field<'_>>> {
                     .ok_or_else(|| corrupt!("repository info: field {name:?} is truncated"))?;
                 pos += 4;
                 let item = values
-                    .get(pos..pos.checked_add(len).unwrap_or(usize::MAX))
+                    .get(pos..pos.saturating_add(len))
                     .ok_or_else(|| corrupt!("repository info: field {name:?} is truncated"))?;
                 items.push(item);
                 pos += len;

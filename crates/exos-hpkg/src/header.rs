@@ -142,9 +142,7 @@ fn check_heap(
         ));
     }
     if chunk_size != CHUNK_SIZE {
-        return Err(corrupt!(
-            "heap chunk size {chunk_size} is not {CHUNK_SIZE}"
-        ));
+        return Err(corrupt!("heap chunk size {chunk_size} is not {CHUNK_SIZE}"));
     }
     let end = header_size
         .checked_add(csize)
@@ -206,7 +204,9 @@ impl PackageHeader {
         check_magic_version(b, HPKG_MAGIC, "package")?;
         let header_size = be16(b, 4);
         if (header_size as usize) < HPKG_HEADER_SIZE {
-            return Err(corrupt!("header size {header_size} is smaller than {HPKG_HEADER_SIZE}"));
+            return Err(corrupt!(
+                "header size {header_size} is smaller than {HPKG_HEADER_SIZE}"
+            ));
         }
         let total_size = be64(b, 8);
         let compression = Compression::from_raw(be16(b, 18))?;
@@ -266,7 +266,12 @@ impl PackageHeader {
             h.attributes_strings_count as u64,
             h.attributes_length as u64,
         )?;
-        check_strings("TOC", h.toc_strings_length, h.toc_strings_count, h.toc_length)?;
+        check_strings(
+            "TOC",
+            h.toc_strings_length,
+            h.toc_strings_count,
+            h.toc_length,
+        )?;
         Ok(h)
     }
 
@@ -317,7 +322,9 @@ impl RepoHeader {
         check_magic_version(b, HPKR_MAGIC, "repository")?;
         let header_size = be16(b, 4);
         if (header_size as usize) < HPKR_HEADER_SIZE {
-            return Err(corrupt!("header size {header_size} is smaller than {HPKR_HEADER_SIZE}"));
+            return Err(corrupt!(
+                "header size {header_size} is smaller than {HPKR_HEADER_SIZE}"
+            ));
         }
         let total_size = be64(b, 8);
         let compression = Compression::from_raw(be16(b, 18))?;

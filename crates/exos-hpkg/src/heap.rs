@@ -176,7 +176,10 @@ impl HeapReader {
     /// Reads `len` heap bytes at `offset` into a new vector. Callers bound
     /// `len` (section caps, entry sizes checked against the heap).
     pub fn read_vec(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
-        if offset.checked_add(len).is_none_or(|e| e > self.info.size_uncompressed) {
+        if offset
+            .checked_add(len)
+            .is_none_or(|e| e > self.info.size_uncompressed)
+        {
             return Err(corrupt!(
                 "heap range {offset}+{len} is outside the {}-byte heap",
                 self.info.size_uncompressed

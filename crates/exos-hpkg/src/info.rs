@@ -24,8 +24,7 @@ pub enum Architecture {
 }
 
 const ARCH_NAMES: [&str; 11] = [
-    "any", "x86", "x86_gcc2", "source", "x86_64", "ppc", "arm", "m68k", "sparc", "arm64",
-    "riscv64",
+    "any", "x86", "x86_gcc2", "source", "x86_64", "ppc", "arm", "m68k", "sparc", "arm64", "riscv64",
 ];
 const ARCHS: [Architecture; 11] = [
     Architecture::Any,
@@ -144,10 +143,16 @@ impl Version {
             }
         }
         if !self.pre_release.is_empty() {
-            children.push(WAttr::string(id::PACKAGE_VERSION_PRE_RELEASE, &self.pre_release));
+            children.push(WAttr::string(
+                id::PACKAGE_VERSION_PRE_RELEASE,
+                &self.pre_release,
+            ));
         }
         if self.revision != 0 {
-            children.push(WAttr::uint(id::PACKAGE_VERSION_REVISION, self.revision as u64));
+            children.push(WAttr::uint(
+                id::PACKAGE_VERSION_REVISION,
+                self.revision as u64,
+            ));
         }
         WAttr::string(id, &self.major).with_children(children)
     }
@@ -273,7 +278,9 @@ pub fn check_name(name: &str) -> std::result::Result<(), String> {
         .chars()
         .find(|c| c.is_whitespace() || matches!(c, '-' | '/' | '<' | '>' | '=' | '!'))
     {
-        return Err(format!("name {name:?} contains the forbidden character {c:?}"));
+        return Err(format!(
+            "name {name:?} contains the forbidden character {c:?}"
+        ));
     }
     Ok(())
 }
@@ -361,14 +368,21 @@ pub struct PackageInfo {
 }
 
 fn string_of(p: &AttrParser, v: Value, what: &str) -> Result<String> {
-    v.as_str()
-        .map(str::to_string)
-        .ok_or_else(|| corrupt!("package attributes at byte {}: {what} is not a string", p.position()))
+    v.as_str().map(str::to_string).ok_or_else(|| {
+        corrupt!(
+            "package attributes at byte {}: {what} is not a string",
+            p.position()
+        )
+    })
 }
 
 fn uint_of(p: &AttrParser, v: Value, what: &str) -> Result<u64> {
-    v.as_uint()
-        .ok_or_else(|| corrupt!("package attributes at byte {}: {what} is not an integer", p.position()))
+    v.as_uint().ok_or_else(|| {
+        corrupt!(
+            "package attributes at byte {}: {what} is not an integer",
+            p.position()
+        )
+    })
 }
 
 /// Calls `f` for each child of the attribute just read (if it has any),
@@ -404,7 +418,11 @@ fn for_children<'a>(
     Ok(())
 }
 
-fn parse_version<'a>(p: &mut AttrParser<'a>, major: Value<'a>, has_children: bool) -> Result<Version> {
+fn parse_version<'a>(
+    p: &mut AttrParser<'a>,
+    major: Value<'a>,
+    has_children: bool,
+) -> Result<Version> {
     let mut v = Version {
         major: string_of(p, major, "version major")?,
         ..Default::default()
@@ -416,7 +434,8 @@ fn parse_version<'a>(p: &mut AttrParser<'a>, major: Value<'a>, has_children: boo
             id::PACKAGE_VERSION_PRE_RELEASE => v.pre_release = string_of(p, cv, "pre-release")?,
             id::PACKAGE_VERSION_REVISION => {
                 let r = uint_of(p, cv, "revision")?;
-                v.revision = u32::try_from(r).map_err(|_| corrupt!("version revision {r} does not fit 32 bits"))?;
+                v.revision = u32::try_from(r)
+                    .map_err(|_| corrupt!("version revision {r} does not fit 32 bits"))?;
             }
             _ => return Ok(false),
         }
@@ -427,7 +446,11 @@ fn parse_version<'a>(p: &mut AttrParser<'a>, major: Value<'a>, has_children: boo
 
 /// Reads a requires-like entry; its `version.major` child has children of
 /// its own, so this walks the list itself instead of using `for_children`.
-fn parse_resolvable<'a>(p: &mut AttrParser<'a>, name: Value<'a>, has_children: bool) -> Result<Resolvable> {
+fn parse_resolvable<'a>(
+    p: &mut AttrParser<'a>,
+    name: Value<'a>,
+    has_children: bool,
+) -> Result<Resolvable> {
     let name = string_of(p, name, "resolvable name")?;
     let mut op = None;
     let mut version = None;
@@ -436,12 +459,17 @@ fn parse_resolvable<'a>(p: &mut AttrParser<'a>, name: Value<'a>, has_children: b
             match a.id {
                 id::PACKAGE_RESOLVABLE_OPERATOR => {
                     let raw = uint_of(p, a.value, "operator")?;
-                    op = Some(Operator::from_raw(raw).ok_or_else(|| corrupt!("resolvable operator {raw} out of range"))?);
+                    op = Some(
+                        Operator::from_raw(raw)
+                            .ok_or_else(|| corrupt!("resolvable operator {raw} out of range"))?,
+                    );
                     if a.has_children {
                         p.skip_children()?;
                     }
                 }
-                id::PACKAGE_VERSION_MAJOR => version = Some(parse_version(p, a.value, a.has_children)?),
+                id::PACKAGE_VERSION_MAJOR => {
+                    version = Some(parse_version(p, a.value, a.has_children)?)
+                }
                 other => skip_unknown(p, other, a.has_children)?,
             }
         }
@@ -449,12 +477,20 @@ fn parse_resolvable<'a>(p: &mut AttrParser<'a>, name: Value<'a>, has_children: b
     let constraint = match (op, version) {
         (Some(o), Some(v)) => Some((o, v)),
         (None, None) => None,
-        _ => return Err(corrupt!("resolvable {name:?} has an operator without a version or vice versa")),
+        _ => {
+            return Err(corrupt!(
+                "resolvable {name:?} has an operator without a version or vice versa"
+            ))
+        }
     };
     Ok(Resolvable { name, constraint })
 }
 
-fn parse_provides<'a>(p: &mut AttrParser<'a>, name: Value<'a>, has_children: bool) -> Result<Provides> {
+fn parse_provides<'a>(
+    p: &mut AttrParser<'a>,
+    name: Value<'a>,
+    has_children: bool,
+) -> Result<Provides> {
     let mut pr = Provides {
         name: string_of(p, name, "provides name")?,
         ..Default::default()
@@ -462,7 +498,9 @@ fn parse_provides<'a>(p: &mut AttrParser<'a>, name: Value<'a>, has_children: boo
     if has_children {
         while let Some(a) = p.next_attr()? {
             match a.id {
-                id::PACKAGE_VERSION_MAJOR => pr.version = Some(parse_version(p, a.value, a.has_children)?),
+                id::PACKAGE_VERSION_MAJOR => {
+                    pr.version = Some(parse_version(p, a.value, a.has_children)?)
+                }
                 id::PACKAGE_PROVIDES_COMPATIBLE => {
                     pr.compatible = Some(parse_version(p, a.value, a.has_children)?)
                 }
@@ -497,7 +535,13 @@ impl PackageInfo {
     }
 
     /// Applies one top-level attribute (and consumes its children).
-    pub(crate) fn apply<'a>(&mut self, p: &mut AttrParser<'a>, aid: u8, v: Value<'a>, kids: bool) -> Result<()> {
+    pub(crate) fn apply<'a>(
+        &mut self,
+        p: &mut AttrParser<'a>,
+        aid: u8,
+        v: Value<'a>,
+        kids: bool,
+    ) -> Result<()> {
         let simple = |p: &mut AttrParser<'a>, kids: bool| -> Result<()> {
             if kids {
                 p.skip_children()?;
@@ -531,13 +575,14 @@ impl PackageInfo {
             }
             id::PACKAGE_FLAGS => {
                 let f = uint_of(p, v, "flags")?;
-                self.flags = u32::try_from(f).map_err(|_| corrupt!("package flags {f:#x} do not fit 32 bits"))?;
+                self.flags = u32::try_from(f)
+                    .map_err(|_| corrupt!("package flags {f:#x} do not fit 32 bits"))?;
                 simple(p, kids)?
             }
             id::PACKAGE_ARCHITECTURE => {
                 let a = uint_of(p, v, "architecture")?;
-                self.architecture =
-                    Architecture::from_raw(a).ok_or_else(|| corrupt!("architecture {a} out of range"))?;
+                self.architecture = Architecture::from_raw(a)
+                    .ok_or_else(|| corrupt!("architecture {a} out of range"))?;
                 simple(p, kids)?
             }
             id::PACKAGE_VERSION_MAJOR => self.version = parse_version(p, v, kids)?,
@@ -574,13 +619,15 @@ impl PackageInfo {
                 };
                 for_children(p, kids, |p, cid, cv| {
                     match cid {
-                        id::PACKAGE_IS_WRITABLE_DIRECTORY => f.is_directory = uint_of(p, cv, "is-directory")? != 0,
+                        id::PACKAGE_IS_WRITABLE_DIRECTORY => {
+                            f.is_directory = uint_of(p, cv, "is-directory")? != 0
+                        }
                         id::PACKAGE_WRITABLE_FILE_UPDATE_TYPE => {
                             let t = uint_of(p, cv, "update type")?;
-                            f.update_type = Some(
-                                WritableFileUpdateType::from_raw(t)
-                                    .ok_or_else(|| corrupt!("writable file update type {t} out of range"))?,
-                            );
+                            f.update_type =
+                                Some(WritableFileUpdateType::from_raw(t).ok_or_else(|| {
+                                    corrupt!("writable file update type {t} out of range")
+                                })?);
                         }
                         _ => return Ok(false),
                     }
@@ -596,8 +643,12 @@ impl PackageInfo {
                 };
                 for_children(p, kids, |p, cid, cv| {
                     match cid {
-                        id::PACKAGE_IS_WRITABLE_DIRECTORY => f.is_directory = uint_of(p, cv, "is-directory")? != 0,
-                        id::PACKAGE_SETTINGS_FILE_TEMPLATE => f.template = Some(string_of(p, cv, "template")?),
+                        id::PACKAGE_IS_WRITABLE_DIRECTORY => {
+                            f.is_directory = uint_of(p, cv, "is-directory")? != 0
+                        }
+                        id::PACKAGE_SETTINGS_FILE_TEMPLATE => {
+                            f.template = Some(string_of(p, cv, "template")?)
+                        }
                         _ => return Ok(false),
                     }
                     Ok(true)
@@ -626,11 +677,13 @@ impl PackageInfo {
                 simple(p, kids)?
             }
             id::PACKAGE_POST_INSTALL_SCRIPT => {
-                self.post_install_scripts.push(string_of(p, v, "post-install script")?);
+                self.post_install_scripts
+                    .push(string_of(p, v, "post-install script")?);
                 simple(p, kids)?
             }
             id::PACKAGE_PRE_UNINSTALL_SCRIPT => {
-                self.pre_uninstall_scripts.push(string_of(p, v, "pre-uninstall script")?);
+                self.pre_uninstall_scripts
+                    .push(string_of(p, v, "pre-uninstall script")?);
                 simple(p, kids)?
             }
             id::PACKAGE_CHECKSUM => {
@@ -659,12 +712,19 @@ impl PackageInfo {
             a.push(s(id::PACKAGE_BASE_PACKAGE, &self.base_package));
         }
         a.push(WAttr::uint(id::PACKAGE_FLAGS, self.flags as u64));
-        a.push(WAttr::uint(id::PACKAGE_ARCHITECTURE, self.architecture.raw()));
+        a.push(WAttr::uint(
+            id::PACKAGE_ARCHITECTURE,
+            self.architecture.raw(),
+        ));
         a.push(self.version.to_attr(id::PACKAGE_VERSION_MAJOR));
         a.extend(self.copyrights.iter().map(|c| s(id::PACKAGE_COPYRIGHT, c)));
         a.extend(self.licenses.iter().map(|c| s(id::PACKAGE_LICENSE, c)));
         a.extend(self.urls.iter().map(|c| s(id::PACKAGE_URL, c)));
-        a.extend(self.source_urls.iter().map(|c| s(id::PACKAGE_SOURCE_URL, c)));
+        a.extend(
+            self.source_urls
+                .iter()
+                .map(|c| s(id::PACKAGE_SOURCE_URL, c)),
+        );
         for p in &self.provides {
             let mut kids = Vec::new();
             if let Some(v) = &p.version {
@@ -728,8 +788,16 @@ impl PackageInfo {
             a.push(s(id::PACKAGE_USER, &u.name).with_children(kids));
         }
         a.extend(self.groups.iter().map(|c| s(id::PACKAGE_GROUP, c)));
-        a.extend(self.post_install_scripts.iter().map(|c| s(id::PACKAGE_POST_INSTALL_SCRIPT, c)));
-        a.extend(self.pre_uninstall_scripts.iter().map(|c| s(id::PACKAGE_PRE_UNINSTALL_SCRIPT, c)));
+        a.extend(
+            self.post_install_scripts
+                .iter()
+                .map(|c| s(id::PACKAGE_POST_INSTALL_SCRIPT, c)),
+        );
+        a.extend(
+            self.pre_uninstall_scripts
+                .iter()
+                .map(|c| s(id::PACKAGE_PRE_UNINSTALL_SCRIPT, c)),
+        );
         if !self.checksum.is_empty() {
             a.push(s(id::PACKAGE_CHECKSUM, &self.checksum));
         }
@@ -884,8 +952,16 @@ impl PackageInfo {
             .collect();
         list(&mut o, "users", &users);
         list(&mut o, "groups", &self.groups);
-        list(&mut o, "post-install-scripts", &qs(&self.post_install_scripts));
-        list(&mut o, "pre-uninstall-scripts", &qs(&self.pre_uninstall_scripts));
+        list(
+            &mut o,
+            "post-install-scripts",
+            &qs(&self.post_install_scripts),
+        );
+        list(
+            &mut o,
+            "pre-uninstall-scripts",
+            &qs(&self.pre_uninstall_scripts),
+        );
         o
     }
 }
@@ -896,11 +972,22 @@ mod tests {
 
     #[test]
     fn version_parse_display() {
-        for s in ["1", "1.2", "1.2.3", "1.2.3~beta1-4", "r1~beta4", "1.2.3.4-2", "r1~beta1_hrev52295_129-1"] {
+        for s in [
+            "1",
+            "1.2",
+            "1.2.3",
+            "1.2.3~beta1-4",
+            "r1~beta4",
+            "1.2.3.4-2",
+            "r1~beta1_hrev52295_129-1",
+        ] {
             assert_eq!(Version::parse(s).unwrap().to_string(), s);
         }
         let v = Version::parse("1.2.3.4~rc.1-7").unwrap();
-        assert_eq!((v.major.as_str(), v.minor.as_str(), v.micro.as_str()), ("1", "2", "3.4"));
+        assert_eq!(
+            (v.major.as_str(), v.minor.as_str(), v.micro.as_str()),
+            ("1", "2", "3.4")
+        );
         assert_eq!((v.pre_release.as_str(), v.revision), ("rc.1", 7));
         assert!(Version::parse("").is_err());
         assert!(Version::parse("1-x").is_err());
@@ -911,7 +998,10 @@ mod tests {
     fn resolvable_parse() {
         let r = Resolvable::parse("lib:libfoo >= 2.0").unwrap();
         assert_eq!(r.to_string(), "lib:libfoo>=2.0");
-        assert_eq!(Resolvable::parse("haiku>r1~beta4").unwrap().to_string(), "haiku>r1~beta4");
+        assert_eq!(
+            Resolvable::parse("haiku>r1~beta4").unwrap().to_string(),
+            "haiku>r1~beta4"
+        );
         assert_eq!(Resolvable::parse("cmd:bar").unwrap().constraint, None);
         assert!(Resolvable::parse("a b").is_err());
         assert!(Resolvable::parse("a => 1").is_err());

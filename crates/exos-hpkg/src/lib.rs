@@ -53,7 +53,9 @@ pub fn detect(path: impl AsRef<std::path::Path>) -> Result<FileKind> {
     let path = path.as_ref();
     let mut magic = [0u8; 4];
     let mut f = std::fs::File::open(path).map_err(|e| Error::from(e).with_path(path))?;
-    let n = f.read(&mut magic).map_err(|e| Error::from(e).with_path(path))?;
+    let n = f
+        .read(&mut magic)
+        .map_err(|e| Error::from(e).with_path(path))?;
     match &magic[..n] {
         b"hpkg" => Ok(FileKind::Package),
         b"hpkr" => Ok(FileKind::Repository),

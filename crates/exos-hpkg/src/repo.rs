@@ -114,9 +114,21 @@ fn parse_info(b: &[u8]) -> Result<RepositoryInfo> {
             "baseUrl" => info.base_url = first(),
             "vendor" => info.vendor = first(),
             "summary" => info.summary = first(),
-            "priority" => info.priority = f.items.first().and_then(|i| i.first()).copied().unwrap_or(0),
+            "priority" => {
+                info.priority = f
+                    .items
+                    .first()
+                    .and_then(|i| i.first())
+                    .copied()
+                    .unwrap_or(0)
+            }
             "architecture" => {
-                let raw = f.items.first().and_then(|i| i.first()).copied().unwrap_or(0);
+                let raw = f
+                    .items
+                    .first()
+                    .and_then(|i| i.first())
+                    .copied()
+                    .unwrap_or(0);
                 info.architecture = Architecture::from_raw(raw as u64)
                     .ok_or_else(|| corrupt!("repository info: architecture {raw} out of range"))?;
             }

@@ -59,9 +59,15 @@ impl EntryKind {
 pub enum DataRef {
     None,
     /// Up to 8 bytes kept in the TOC; `start` indexes the TOC's byte pool.
-    Inline { start: u32, len: u8 },
+    Inline {
+        start: u32,
+        len: u8,
+    },
     /// A range of the uncompressed heap.
-    Heap { offset: u64, size: u64 },
+    Heap {
+        offset: u64,
+        size: u64,
+    },
 }
 
 impl DataRef {
@@ -166,13 +172,20 @@ impl Toc {
             .filter(|&l| l <= section.len())
             .ok_or_else(|| corrupt!("TOC strings length {strings_length} exceeds the section"))?;
         let strings = parse_string_table("TOC strings", &section[..strings_len], strings_count)?;
-        let mut p = AttrParser::new("TOC", &section[strings_len..], &strings, minor_version, heap_size);
+        let mut p = AttrParser::new(
+            "TOC",
+            &section[strings_len..],
+            &strings,
+            minor_version,
+            heap_size,
+        );
         let mut toc = Toc {
             records: Vec::new(),
             attrs: Vec::new(),
             pool: Vec::new(),
         };
-        toc.records.push(Record::new(NO_STR, NONE, EntryKind::Directory));
+        toc.records
+            .push(Record::new(NO_STR, NONE, EntryKind::Directory));
         // Stack of entries whose child lists are open; ROOT is the top level.
         let mut stack: Vec<EntryId> = vec![ROOT];
         while let Some(&current) = stack.last() {
@@ -182,13 +195,15 @@ impl Toc {
             };
             if a.id == id::DIRECTORY_ENTRY {
                 let name = a.value.as_str().unwrap_or_default();
-                check_entry_name(name).map_err(|e| corrupt!("TOC at byte {}: {e}", p.position()))?;
+                check_entry_name(name)
+                    .map_err(|e| corrupt!("TOC at byte {}: {e}", p.position()))?;
                 if toc.records.len() >= MAX_ENTRIES {
                     return Err(corrupt!("TOC has more than {MAX_ENTRIES} entries"));
                 }
                 let name = toc.push_str(name);
                 let new = toc.records.len() as u32;
-                toc.records.push(Record::new(name, current, EntryKind::File));
+                toc.records
+                    .push(Record::new(name, current, EntryKind::File));
                 let parent = &mut toc.records[current as usize];
                 if parent.last_child == NONE {
                     parent.first_child = new;
@@ -254,8 +269,9 @@ impl Toc {
     ) -> Result<()> {
         let pos = p.position();
         let uint = |v: Value| {
-            v.as_uint()
-                .ok_or_else(|| corrupt!("TOC at byte {pos}: attribute {aid} is not an unsigned integer"))
+            v.as_uint().ok_or_else(|| {
+                corrupt!("TOC at byte {pos}: attribute {aid} is not an unsigned integer")
+            })
         };
         let secs = |v: Value| uint(v);
         let nanos = |v: Value| -> Result<u32> {
@@ -299,7 +315,9 @@ impl Toc {
             id::FILE_ATTRIBUTE => {
                 let name = v.as_str().unwrap_or_default();
                 if name.is_empty() {
-                    return Err(corrupt!("TOC at byte {pos}: file attribute with an empty name"));
+                    return Err(corrupt!(
+                        "TOC at byte {pos}: file attribute with an empty name"
+                    ));
                 }
                 let name = self.push_str(name);
                 let mut attr = AttrRecord {
@@ -664,7 +682,10 @@ pub fn check_entry_name(name: &str) -> std::result::Result<(), String> {
         return Err(format!("entry name {name:?} contains '/' or NUL"));
     }
     if name.len() > 255 {
-        return Err(format!("entry name of {} bytes is longer than 255", name.len()));
+        return Err(format!(
+            "entry name of {} bytes is longer than 255",
+            name.len()
+        ));
     }
     Ok(())
 }

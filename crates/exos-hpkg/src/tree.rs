@@ -134,7 +134,9 @@ fn scan_dir(dir: &Path, totals: &mut ScanTotals, depth: usize) -> Result<Vec<Sca
             let target = fs::read_link(&path).at(&path)?;
             let target = target
                 .to_str()
-                .ok_or_else(|| Error::unsupported("symlink target is not valid UTF-8").with_path(&path))?
+                .ok_or_else(|| {
+                    Error::unsupported("symlink target is not valid UTF-8").with_path(&path)
+                })?
                 .to_string();
             ScanKind::Symlink(target)
         } else {
@@ -178,7 +180,8 @@ fn add_entry(
                 buf.clear();
                 (&mut f).take(size + 1).read_to_end(buf).at(&e.path)?;
                 if buf.len() as u64 != size {
-                    return Err(Error::unsupported("file changed size while being packaged").with_path(&e.path));
+                    return Err(Error::unsupported("file changed size while being packaged")
+                        .with_path(&e.path));
                 }
                 b.add_file(&e.name, e.meta.clone(), FileData::Bytes(buf))
                     .map_err(|err| err.with_path(&e.path))?;
@@ -230,7 +233,9 @@ pub fn read_haiku_attributes(path: &Path) -> Result<Vec<(String, u32, Vec<u8>)>>
         let Some(rest) = raw.strip_prefix(HAIKU_XATTR_PREFIX.as_bytes()) else {
             continue;
         };
-        let Ok(escaped) = std::str::from_utf8(rest) else { continue };
+        let Ok(escaped) = std::str::from_utf8(rest) else {
+            continue;
+        };
         let name = unescape_attr_name(escaped);
         let mut value = vec![0u8; 64 << 10];
         let len = loop {

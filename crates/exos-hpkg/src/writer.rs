@@ -216,7 +216,9 @@ impl PackageBuilder {
             .iter()
             .any(|&c| self.nodes[c].name == name);
         if dup {
-            return Err(Error::unsupported(format!("duplicate entry {name:?}")).with_path(&self.path));
+            return Err(
+                Error::unsupported(format!("duplicate entry {name:?}")).with_path(&self.path)
+            );
         }
         let mut attrs = Vec::with_capacity(meta.attributes.len());
         for (aname, ty, bytes) in &meta.attributes {
@@ -274,7 +276,9 @@ impl PackageBuilder {
 
     pub fn end_directory(&mut self) -> Result<()> {
         if self.open_dirs.len() <= 1 {
-            return Err(Error::unsupported("end_directory without begin_directory").with_path(&self.path));
+            return Err(
+                Error::unsupported("end_directory without begin_directory").with_path(&self.path)
+            );
         }
         self.open_dirs.pop();
         Ok(())
@@ -433,8 +437,9 @@ impl PackageBuilder {
                 size_compressed: finished.size_compressed,
                 size_uncompressed: finished.size_uncompressed,
             },
-            attributes_length: u32::try_from(attrs.bytes.len())
-                .map_err(|_| Error::unsupported("package attributes too large").with_path(&self.path))?,
+            attributes_length: u32::try_from(attrs.bytes.len()).map_err(|_| {
+                Error::unsupported("package attributes too large").with_path(&self.path)
+            })?,
             attributes_strings_length: attrs.strings_length as u32,
             attributes_strings_count: attrs.strings_count as u32,
             toc_length: toc.bytes.len() as u64,
@@ -443,13 +448,18 @@ impl PackageBuilder {
         };
         let mut file = finished.file;
         use std::os::unix::fs::FileExt;
-        file.write_all_at(&header.to_bytes(), 0).at(&self.tmp_path)?;
+        file.write_all_at(&header.to_bytes(), 0)
+            .at(&self.tmp_path)?;
         file.flush().at(&self.tmp_path)?;
         file.sync_all().at(&self.tmp_path)?;
         drop(file);
         fs::rename(&self.tmp_path, &self.path).at(&self.path)?;
         if let Some(dir) = self.path.parent() {
-            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
             if let Ok(d) = File::open(dir) {
                 let _ = d.sync_all();
             }
@@ -614,7 +624,10 @@ impl HeapWriter {
     }
 
     fn submit_current(&mut self) -> io::Result<()> {
-        let next = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK_SIZE as usize));
+        let next = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(CHUNK_SIZE as usize));
         let chunk = std::mem::replace(&mut self.current, next);
         if self.compression == Compression::None {
             self.out().write_all(&chunk)?;
@@ -626,7 +639,8 @@ impl HeapWriter {
         self.next_seq += 1;
         if self.jobs.is_none() {
             // Single-threaded: compress in place.
-            let compressed = ChunkCompressor::with_thread_local(self.compression, self.level, &chunk);
+            let compressed =
+                ChunkCompressor::with_thread_local(self.compression, self.level, &chunk);
             return self.emit(Done {
                 seq,
                 input: chunk,
@@ -719,7 +733,11 @@ impl HeapWriter {
             size_compressed: written,
             size_uncompressed: position,
             chunks,
-            raw_chunks: if compression == Compression::None { chunks } else { raw_chunks },
+            raw_chunks: if compression == Compression::None {
+                chunks
+            } else {
+                raw_chunks
+            },
         })
     }
 }
@@ -820,7 +838,9 @@ pub fn repack(src: &crate::Package, out: &Path, options: BuildOptions) -> Result
                     copy(src, b, e)?;
                     b.end_directory()?;
                 }
-                EntryKind::Symlink => b.add_symlink(e.name(), meta, e.symlink_target().unwrap_or(""))?,
+                EntryKind::Symlink => {
+                    b.add_symlink(e.name(), meta, e.symlink_target().unwrap_or(""))?
+                }
                 EntryKind::File => {
                     let mut r = src.open_file(e);
                     b.add_file(

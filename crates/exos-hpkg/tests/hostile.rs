@@ -42,7 +42,10 @@ fn error_of(bytes: &[u8]) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let p = write_tmp(tmp.path(), "bad.hpkg", bytes);
     let err = open_and_read(&p).expect_err("hostile input was accepted");
-    assert!(err.contains("bad.hpkg"), "error does not name the file: {err}");
+    assert!(
+        err.contains("bad.hpkg"),
+        "error does not name the file: {err}"
+    );
     err
 }
 
@@ -60,21 +63,55 @@ fn set_be(b: &mut [u8], off: usize, v: &[u8]) {
 
 #[test]
 fn header_violations_are_named() {
-    let cases: Vec<(Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+    type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(Mutation, &str)> = vec![
         (Box::new(|b| b[0] = b'x'), "bad magic"),
         (Box::new(|b| set_be(b, 6, &1u16.to_be_bytes())), "legacy v1"),
-        (Box::new(|b| set_be(b, 6, &3u16.to_be_bytes())), "unsupported format version 3"),
-        (Box::new(|b| set_be(b, 4, &40u16.to_be_bytes())), "header size 40"),
-        (Box::new(|b| set_be(b, 8, &1000u64.to_be_bytes())), "header says the file is 1000 bytes"),
-        (Box::new(|b| set_be(b, 18, &9u16.to_be_bytes())), "unknown heap compression 9"),
-        (Box::new(|b| set_be(b, 20, &4096u32.to_be_bytes())), "chunk size 4096"),
-        (Box::new(|b| set_be(b, 24, &u64::MAX.to_be_bytes())), "overflows"),
-        (Box::new(|b| set_be(b, 24, &1000u64.to_be_bytes())), "extends past the end"),
-        (Box::new(|b| set_be(b, 56, &(1u64 << 40).to_be_bytes())), "TOC section is"),
-        (Box::new(|b| set_be(b, 40, &(2u32 << 20).to_be_bytes())), "package attributes section is"),
-        (Box::new(|b| set_be(b, 56, &500u64.to_be_bytes())), "do not fit"),
+        (
+            Box::new(|b| set_be(b, 6, &3u16.to_be_bytes())),
+            "unsupported format version 3",
+        ),
+        (
+            Box::new(|b| set_be(b, 4, &40u16.to_be_bytes())),
+            "header size 40",
+        ),
+        (
+            Box::new(|b| set_be(b, 8, &1000u64.to_be_bytes())),
+            "header says the file is 1000 bytes",
+        ),
+        (
+            Box::new(|b| set_be(b, 18, &9u16.to_be_bytes())),
+            "unknown heap compression 9",
+        ),
+        (
+            Box::new(|b| set_be(b, 20, &4096u32.to_be_bytes())),
+            "chunk size 4096",
+        ),
+        (
+            Box::new(|b| set_be(b, 24, &u64::MAX.to_be_bytes())),
+            "overflows",
+        ),
+        (
+            Box::new(|b| set_be(b, 24, &1000u64.to_be_bytes())),
+            "extends past the end",
+        ),
+        (
+            Box::new(|b| set_be(b, 56, &(1u64 << 40).to_be_bytes())),
+            "TOC section is",
+        ),
+        (
+            Box::new(|b| set_be(b, 40, &(2u32 << 20).to_be_bytes())),
+            "package attributes section is",
+        ),
+        (
+            Box::new(|b| set_be(b, 56, &500u64.to_be_bytes())),
+            "do not fit",
+        ),
         (Box::new(|b| set_be(b, 72, &7u64.to_be_bytes())), "TOC"),
-        (Box::new(|b| set_be(b, 48, &0u32.to_be_bytes())), "inconsistent"),
+        (
+            Box::new(|b| set_be(b, 48, &0u32.to_be_bytes())),
+            "inconsistent",
+        ),
     ];
     for (mutate, expected) in cases {
         let mut b = mini();
@@ -103,14 +140,25 @@ fn truncation_at_every_length_is_rejected() {
 
 /// Assembles an uncompressed package from raw sections, to express
 /// structures our writer would never produce.
-fn raw_package(data: &[u8], toc: &[u8], toc_strings: (u64, u64), attrs: &[u8], attr_strings: (u32, u32)) -> Vec<u8> {
+fn raw_package(
+    data: &[u8],
+    toc: &[u8],
+    toc_strings: (u64, u64),
+    attrs: &[u8],
+    attr_strings: (u32, u32),
+) -> Vec<u8> {
     let usize_ = (data.len() + toc.len() + attrs.len()) as u64;
     let h = PackageHeader {
         header_size: 80,
         version: 2,
         total_size: 80 + usize_,
         minor_version: 1,
-        heap: HeapInfo { offset: 80, compression: Compression::None, size_compressed: usize_, size_uncompressed: usize_ },
+        heap: HeapInfo {
+            offset: 80,
+            compression: Compression::None,
+            size_compressed: usize_,
+            size_uncompressed: usize_,
+        },
         attributes_length: attrs.len() as u32,
         attributes_strings_length: attr_strings.0,
         attributes_strings_count: attr_strings.1,
@@ -126,19 +174,33 @@ fn raw_package(data: &[u8], toc: &[u8], toc_strings: (u64, u64), attrs: &[u8], a
 }
 
 fn minimal_attrs() -> Vec<u8> {
-    let info = PackageInfo { name: "x".into(), version: exos_hpkg::Version::parse("1").unwrap(), ..Default::default() };
+    let info = PackageInfo {
+        name: "x".into(),
+        version: exos_hpkg::Version::parse("1").unwrap(),
+        ..Default::default()
+    };
     encode_section(&info.to_attrs()).bytes
 }
 
 fn attr_strings() -> (u32, u32) {
-    let info = PackageInfo { name: "x".into(), version: exos_hpkg::Version::parse("1").unwrap(), ..Default::default() };
+    let info = PackageInfo {
+        name: "x".into(),
+        version: exos_hpkg::Version::parse("1").unwrap(),
+        ..Default::default()
+    };
     let e = encode_section(&info.to_attrs());
     (e.strings_length as u32, e.strings_count as u32)
 }
 
 fn package_with_toc(toc: Vec<WAttr>, data: &[u8]) -> Vec<u8> {
     let t = encode_section(&toc);
-    raw_package(data, &t.bytes, (t.strings_length, t.strings_count), &minimal_attrs(), attr_strings())
+    raw_package(
+        data,
+        &t.bytes,
+        (t.strings_length, t.strings_count),
+        &minimal_attrs(),
+        attr_strings(),
+    )
 }
 
 fn entry(name: &str, kids: Vec<WAttr>) -> WAttr {
@@ -150,7 +212,16 @@ fn a_valid_raw_package_is_accepted() {
     // Guards the helpers: the hostile cases below differ from this one only
     // in the property they break.
     let b = package_with_toc(
-        vec![entry("a", vec![WAttr::new(id::DATA, WValue::Heap { offset: 0, size: 10 })])],
+        vec![entry(
+            "a",
+            vec![WAttr::new(
+                id::DATA,
+                WValue::Heap {
+                    offset: 0,
+                    size: 10,
+                },
+            )],
+        )],
         b"0123456789",
     );
     let tmp = tempfile::tempdir().unwrap();
@@ -173,7 +244,10 @@ fn hostile_entry_names_are_rejected() {
 
 #[test]
 fn duplicate_names_are_rejected() {
-    let err = error_of(&package_with_toc(vec![entry("a", vec![]), entry("a", vec![])], b""));
+    let err = error_of(&package_with_toc(
+        vec![entry("a", vec![]), entry("a", vec![])],
+        b"",
+    ));
     assert!(err.contains("duplicate entry \"a\""), "{err}");
 }
 
@@ -197,18 +271,39 @@ fn deep_nesting_is_bounded() {
 #[test]
 fn out_of_range_references_are_rejected() {
     let err = error_of(&package_with_toc(
-        vec![entry("a", vec![WAttr::new(id::DATA, WValue::Heap { offset: 5, size: u64::MAX - 2 })])],
+        vec![entry(
+            "a",
+            vec![WAttr::new(
+                id::DATA,
+                WValue::Heap {
+                    offset: 5,
+                    size: u64::MAX - 2,
+                },
+            )],
+        )],
         b"0123456789",
     ));
     assert!(err.contains("outside"), "{err}");
-    let err = error_of(&package_with_toc(vec![entry("a", vec![WAttr::uint(id::FILE_TYPE, 7)])], b""));
+    let err = error_of(&package_with_toc(
+        vec![entry("a", vec![WAttr::uint(id::FILE_TYPE, 7)])],
+        b"",
+    ));
     assert!(err.contains("file type 7"), "{err}");
     let err = error_of(&package_with_toc(
-        vec![entry("a", vec![WAttr::uint(id::FILE_TYPE, 2), WAttr::new(id::DATA, WValue::Inline(b"x".to_vec()))])],
+        vec![entry(
+            "a",
+            vec![
+                WAttr::uint(id::FILE_TYPE, 2),
+                WAttr::new(id::DATA, WValue::Inline(b"x".to_vec())),
+            ],
+        )],
         b"",
     ));
     assert!(err.contains("not a regular file but has data"), "{err}");
-    let err = error_of(&package_with_toc(vec![entry("f", vec![entry("child", vec![])])], b""));
+    let err = error_of(&package_with_toc(
+        vec![entry("f", vec![entry("child", vec![])])],
+        b"",
+    ));
     assert!(err.contains("not a directory but has children"), "{err}");
 }
 
@@ -221,7 +316,13 @@ fn string_index_out_of_range_is_rejected() {
     exos_hpkg::attr::write_uleb128(&mut toc, tag);
     toc.push(5);
     toc.extend_from_slice(&[0, 0]);
-    let err = error_of(&raw_package(b"", &toc, (1, 0), &minimal_attrs(), attr_strings()));
+    let err = error_of(&raw_package(
+        b"",
+        &toc,
+        (1, 0),
+        &minimal_attrs(),
+        attr_strings(),
+    ));
     assert!(err.contains("string index 5 out of range"), "{err}");
 }
 
@@ -235,14 +336,26 @@ fn oversized_inline_data_and_unknown_ids_are_rejected() {
     toc.push(9);
     toc.extend_from_slice(&[0; 9]);
     toc.extend_from_slice(&[0, 0]);
-    let err = error_of(&raw_package(b"", &toc, (1, 0), &minimal_attrs(), attr_strings()));
+    let err = error_of(&raw_package(
+        b"",
+        &toc,
+        (1, 0),
+        &minimal_attrs(),
+        attr_strings(),
+    ));
     assert!(err.contains("inline data of 9 bytes"), "{err}");
     // Unknown attribute id 99 in a minor-1 file.
     let mut toc = vec![0u8];
     exos_hpkg::attr::write_uleb128(&mut toc, ((2u64 << 7) | 99) + 1);
     toc.push(1);
     toc.push(0);
-    let err = error_of(&raw_package(b"", &toc, (1, 0), &minimal_attrs(), attr_strings()));
+    let err = error_of(&raw_package(
+        b"",
+        &toc,
+        (1, 0),
+        &minimal_attrs(),
+        attr_strings(),
+    ));
     assert!(err.contains("unknown attribute id 99"), "{err}");
 }
 
@@ -259,7 +372,16 @@ fn bomb(compression: Compression, inflated: usize) -> Vec<u8> {
         }
         _ => zstd::bulk::compress(&payload, 19).unwrap(),
     };
-    let toc = encode_section(&[entry("f", vec![WAttr::new(id::DATA, WValue::Heap { offset: 0, size: CHUNK_SIZE as u64 })])]);
+    let toc = encode_section(&[entry(
+        "f",
+        vec![WAttr::new(
+            id::DATA,
+            WValue::Heap {
+                offset: 0,
+                size: CHUNK_SIZE as u64,
+            },
+        )],
+    )]);
     let attrs = minimal_attrs();
     let (asl, asc) = attr_strings();
     let mut chunk1 = toc.bytes.clone();
@@ -273,7 +395,12 @@ fn bomb(compression: Compression, inflated: usize) -> Vec<u8> {
         version: 2,
         total_size: 80 + heap.len() as u64,
         minor_version: 1,
-        heap: HeapInfo { offset: 80, compression, size_compressed: heap.len() as u64, size_uncompressed: usize_ },
+        heap: HeapInfo {
+            offset: 80,
+            compression,
+            size_compressed: heap.len() as u64,
+            size_uncompressed: usize_,
+        },
         attributes_length: attrs.len() as u32,
         attributes_strings_length: asl,
         attributes_strings_count: asc,
@@ -305,7 +432,8 @@ fn decompression_bombs_are_rejected() {
 #[test]
 fn chunk_table_pointing_outside_the_file_is_rejected() {
     let mut b = zlib_fixture();
-    let h = Package::open(fixtures_dir().join("hpkg-crate_ctags_source-5.8-5-source.hpkg")).unwrap();
+    let h =
+        Package::open(fixtures_dir().join("hpkg-crate_ctags_source-5.8-5-source.hpkg")).unwrap();
     let table_end = 80 + h.header().heap.size_compressed as usize;
     // Every entry says "65536 bytes": more than the compressed heap holds.
     let n = h.heap().chunk_count() as usize;
@@ -329,7 +457,10 @@ fn repository_corruption_is_rejected() {
     let mut b = good.clone();
     b[6..8].copy_from_slice(&1u16.to_be_bytes());
     let p = write_tmp(tmp.path(), "v1.hpkr", &b);
-    assert!(matches!(Repository::open(&p).unwrap_err().kind(), ErrorKind::LegacyV1(_)));
+    assert!(matches!(
+        Repository::open(&p).unwrap_err().kind(),
+        ErrorKind::LegacyV1(_)
+    ));
 }
 
 proptest! {

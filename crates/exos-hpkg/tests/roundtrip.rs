@@ -16,8 +16,14 @@ fn all_compressions() -> [BuildOptions; 4] {
     [
         BuildOptions::with_compression(Compression::None),
         BuildOptions::with_compression(Compression::Zlib),
-        BuildOptions { level: 1, ..BuildOptions::with_compression(Compression::Zlib) },
-        BuildOptions { level: 3, ..BuildOptions::with_compression(Compression::Zstd) },
+        BuildOptions {
+            level: 1,
+            ..BuildOptions::with_compression(Compression::Zlib)
+        },
+        BuildOptions {
+            level: 3,
+            ..BuildOptions::with_compression(Compression::Zstd)
+        },
     ]
 }
 
@@ -51,7 +57,12 @@ fn zlib_round_trip_of_a_haiku_package_is_byte_identical_in_structure() {
     let src = Package::open(&path).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("mini.hpkg");
-    repack(&src, &out, BuildOptions::with_compression(Compression::None)).unwrap();
+    repack(
+        &src,
+        &out,
+        BuildOptions::with_compression(Compression::None),
+    )
+    .unwrap();
     let orig = fs::read(&path).unwrap();
     let ours = fs::read(&out).unwrap();
     // Headers equal except reserved1 (garbage in Haiku's file, 0 in ours).
@@ -73,8 +84,18 @@ fn output_is_deterministic_and_independent_of_threads() {
     let tmp = tempfile::tempdir().unwrap();
     let mut outputs = Vec::new();
     for threads in [1, 2, 4, 1] {
-        let out = tmp.path().join(format!("d{threads}-{}.hpkg", outputs.len()));
-        repack(&src, &out, BuildOptions { threads, ..Default::default() }).unwrap();
+        let out = tmp
+            .path()
+            .join(format!("d{threads}-{}.hpkg", outputs.len()));
+        repack(
+            &src,
+            &out,
+            BuildOptions {
+                threads,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         outputs.push(fs::read(&out).unwrap());
     }
     assert!(outputs.windows(2).all(|w| w[0] == w[1]));
@@ -102,7 +123,9 @@ fn make_tree(root: &Path) {
     fs::write(root.join("eight"), b"12345678").unwrap();
     fs::write(root.join("nine"), b"123456789").unwrap();
     // Compressible, incompressible, and > 8 MiB (the streamed path).
-    let text: Vec<u8> = (0..300_000u32).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
+    let text: Vec<u8> = (0..300_000u32)
+        .flat_map(|i| format!("line {i}\n").into_bytes())
+        .collect();
     fs::write(root.join("lib/text"), &text).unwrap();
     let mut x = 0x12345678u64;
     let noise: Vec<u8> = (0..200_000)
@@ -124,8 +147,13 @@ fn make_tree(root: &Path) {
     // A Haiku attribute through the user.haiku.* convention.
     let mut v = u32::from_be_bytes(*b"MIMS").to_le_bytes().to_vec();
     v.extend_from_slice(b"text/plain\0");
-    rustix::fs::setxattr(root.join("nine"), "user.haiku.BEOS:TYPE", &v, rustix::fs::XattrFlags::empty())
-        .expect("tests need user xattrs on the temp file system");
+    rustix::fs::setxattr(
+        root.join("nine"),
+        "user.haiku.BEOS:TYPE",
+        &v,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("tests need user xattrs on the temp file system");
 }
 
 /// Compares a package with the directory it was built from.
@@ -142,7 +170,9 @@ fn assert_matches_tree(pkg: &Package, root: &Path) {
         assert_eq!(e.mtime().secs as i64, md.mtime(), "{}", e.path());
         assert_eq!(e.mtime().nanos as i64, md.mtime_nsec(), "{}", e.path());
         match e.kind() {
-            exos_hpkg::EntryKind::File => assert_eq!(read_all(pkg, e), fs::read(&p).unwrap(), "{}", e.path()),
+            exos_hpkg::EntryKind::File => {
+                assert_eq!(read_all(pkg, e), fs::read(&p).unwrap(), "{}", e.path())
+            }
             exos_hpkg::EntryKind::Symlink => assert_eq!(
                 Path::new(e.symlink_target().unwrap()),
                 fs::read_link(&p).unwrap()
@@ -161,7 +191,11 @@ fn count_tree(p: &Path) -> usize {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            1 + if e.file_type().unwrap().is_dir() { count_tree(&e.path()) } else { 0 }
+            1 + if e.file_type().unwrap().is_dir() {
+                count_tree(&e.path())
+            } else {
+                0
+            }
         })
         .sum()
 }
@@ -174,8 +208,12 @@ fn directory_build_reads_back_identically() {
     for opts in all_compressions() {
         let out = tmp.path().join("tree.hpkg");
         let stats =
-            exos_hpkg::build_from_dir(&root, &out, &sample_info(), opts, &mut |_| {}, &mut |_| {}).unwrap();
-        assert_eq!(stats.deduplicated_bytes, (9 << 20) + fs::metadata(root.join("lib/text")).unwrap().len());
+            exos_hpkg::build_from_dir(&root, &out, &sample_info(), opts, &mut |_| {}, &mut |_| {})
+                .unwrap();
+        assert_eq!(
+            stats.deduplicated_bytes,
+            (9 << 20) + fs::metadata(root.join("lib/text")).unwrap().len()
+        );
         let pkg = Package::open(&out).unwrap();
         assert_matches_tree(&pkg, &root);
         // Duplicates share one heap range.
@@ -189,8 +227,18 @@ fn directory_build_reads_back_identically() {
         assert_eq!(attrs[0].type_code, u32::from_be_bytes(*b"MIMS"));
         assert_eq!(pkg.read_attribute(&attrs[0]).unwrap(), b"text/plain\0");
         // Sizes straddle the 8-byte inline limit.
-        assert!(pkg.toc().lookup_path("eight").unwrap().inline_data().is_some());
-        assert!(pkg.toc().lookup_path("nine").unwrap().inline_data().is_none());
+        assert!(pkg
+            .toc()
+            .lookup_path("eight")
+            .unwrap()
+            .inline_data()
+            .is_some());
+        assert!(pkg
+            .toc()
+            .lookup_path("nine")
+            .unwrap()
+            .inline_data()
+            .is_none());
         assert!(pkg.toc().lookup_path(".PackageInfo").is_some());
     }
 }
@@ -202,13 +250,17 @@ fn hpkg_crate_reads_what_we_write() {
     make_tree(&root);
     for opts in all_compressions() {
         let out = tmp.path().join("x.hpkg");
-        exos_hpkg::build_from_dir(&root, &out, &sample_info(), opts, &mut |_| {}, &mut |_| {}).unwrap();
+        exos_hpkg::build_from_dir(&root, &out, &sample_info(), opts, &mut |_| {}, &mut |_| {})
+            .unwrap();
         let theirs = hpkg::package::Package::load(&out).unwrap();
         let ours = Package::open(&out).unwrap();
         assert_eq!(theirs.name.as_deref(), Some("sample"));
         assert_eq!(theirs.files.len(), ours.toc().len() - 1);
         for f in &theirs.files {
-            let e = ours.toc().lookup_path(&f.path).unwrap_or_else(|| panic!("{}", f.path));
+            let e = ours
+                .toc()
+                .lookup_path(&f.path)
+                .unwrap_or_else(|| panic!("{}", f.path));
             // hpkg 1.0.0 applies the file default (0644) to directories and
             // symlinks without stored permissions; Haiku's are 0755 and 0777.
             if e.kind() == exos_hpkg::EntryKind::File || e.has_explicit_permissions() {
@@ -216,7 +268,12 @@ fn hpkg_crate_reads_what_we_write() {
             }
             assert_eq!(f.symlink_path.as_deref(), e.symlink_target(), "{}", f.path);
             if f.data_offset.is_some() {
-                assert_eq!(theirs.read_file(&f.path).unwrap(), read_all(&ours, e), "{}", f.path);
+                assert_eq!(
+                    theirs.read_file(&f.path).unwrap(),
+                    read_all(&ours, e),
+                    "{}",
+                    f.path
+                );
             }
         }
     }
@@ -227,12 +284,29 @@ fn unpackable_entries_are_refused_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("tree");
     fs::create_dir_all(&root).unwrap();
-    rustix::fs::mknodat(rustix::fs::CWD, root.join("fifo"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o644), 0).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        root.join("fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
     let out = tmp.path().join("x.hpkg");
-    let err = exos_hpkg::build_from_dir(&root, &out, &sample_info(), BuildOptions::default(), &mut |_| {}, &mut |_| {})
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("fifo") && err.contains("cannot be packaged"), "{err}");
+    let err = exos_hpkg::build_from_dir(
+        &root,
+        &out,
+        &sample_info(),
+        BuildOptions::default(),
+        &mut |_| {},
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("fifo") && err.contains("cannot be packaged"),
+        "{err}"
+    );
     assert!(!out.exists());
     // No temporary file is left behind either.
     assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);

@@ -66,7 +66,13 @@ pub fn snapshot(pkg: &Package) -> Vec<EntrySnapshot> {
             data: read_all(pkg, e),
             attributes: e
                 .attributes()
-                .map(|a| (a.name.to_string(), a.type_code, pkg.read_attribute(&a).unwrap()))
+                .map(|a| {
+                    (
+                        a.name.to_string(),
+                        a.type_code,
+                        pkg.read_attribute(&a).unwrap(),
+                    )
+                })
                 .collect(),
         })
         .collect()
