@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build-time and size benchmark: `exos build` vs `mksquashfs -comp gzip`
-# (both zlib/gzip level 9, all cores) on the same tree, in the same run.
+# (both zlib/gzip level 9, all cores) on the same tree, in the same run;
+# then full extraction: `exos extract` vs `unsquashfs` of those outputs.
 #
 #   bench/build.sh [SOURCE_TREE] [RUNS]
 #
@@ -51,3 +52,14 @@ row "mksquashfs -comp gzip (level 9)" "$t_sq" "$s_sq"
 row "exos build (zlib 9, default)" "$t_ex" "$s_ex"
 row "exos build -l 6 (zlib 6)" "$t_ex6" "$s_ex6"
 row "exos build -c zstd -l 19" "$t_zs" "$s_zs"
+
+t_unsq=$(time_runs bash -c "rm -rf '$work/x'; unsquashfs -q -n -d '$work/x' '$work/t.sqfs'")
+t_exx=$(time_runs bash -c "rm -rf '$work/x'; '$exos' extract -q '$work/t.hpkg' '$work/x'")
+t_exz=$(time_runs bash -c "rm -rf '$work/x'; '$exos' extract -q '$work/tz.hpkg' '$work/x'")
+rm -rf "$work/x"
+echo
+printf '| extraction of the whole tree | wall time (s) | time vs unsquashfs |\n|---|---:|---:|\n'
+xrow() { printf '| %s | %.2f | %.2f× |\n' "$1" "$2" "$(echo "$2 / $t_unsq" | bc -l)"; }
+xrow "unsquashfs (gzip image)" "$t_unsq"
+xrow "exos extract (zlib 9 package)" "$t_exx"
+xrow "exos extract (zstd 19 package)" "$t_exz"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what EXOS needs on a fresh Debian 12 machine (run as root) and
+# builds the release binary. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pkgs=(build-essential pkg-config zlib1g-dev fuse3 attr squashfs-tools bc diffutils)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust stable (rustup)" >&2; exit 1; }
+cargo build --release -q -p exos-cli
+echo "setup: built target/release/exos"
