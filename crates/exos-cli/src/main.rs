@@ -1,11 +1,13 @@
 //! `exos`: the EXOS package tool.
 //!
 //! Exit codes: 0 success, 1 operational error (I/O, bad arguments' targets),
-//! 2 usage error, 3 the package or repository file is invalid.
+//! 2 usage error, 3 the package or repository file is invalid, 4 no
+//! consistent set of packages exists for the request.
 
 mod extract;
 mod listing;
-mod manifest;
+mod resolve;
+mod sources;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -18,6 +20,11 @@ use exos_hpkg::tree::ScanTotals;
 use exos_hpkg::{BuildOptions, Compression, FileKind, Package, Repository};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
+
+// Resolution builds tens of thousands of small objects; mimalloc is
+// markedly faster than glibc's allocator at that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -91,6 +98,8 @@ enum Command {
     },
     /// Print the SHA-256 of a file, as repositories record it.
     Checksum { files: Vec<PathBuf> },
+    /// Compute what installing, removing or upgrading would change (dry run).
+    Resolve(resolve::ResolveArgs),
 }
 
 fn main() -> ExitCode {
@@ -98,12 +107,26 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("exos: {e:#}");
+            if !e.is::<resolve::Reported>() {
+                eprintln!("exos: {e:#}");
+            }
             let invalid = e.chain().any(|c| {
                 c.downcast_ref::<exos_hpkg::Error>()
                     .is_some_and(|e| e.is_format_error())
             });
-            ExitCode::from(if invalid { 3 } else { 1 })
+            let unsolvable = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<exos_resolve::ResolveError>(),
+                    Some(exos_resolve::ResolveError::Unsatisfiable(_))
+                ) || c.is::<resolve::Reported>()
+            });
+            ExitCode::from(if unsolvable {
+                4
+            } else if invalid {
+                3
+            } else {
+                1
+            })
         }
     }
 }
@@ -205,11 +228,12 @@ fn run(cli: &Cli) -> Result<()> {
             }
             write_stdout(&out)
         }
+        Command::Resolve(args) => resolve::run(args, cli.quiet),
     }
 }
 
 /// Writes to stdout, treating a closed pipe (`exos list | head`) as success.
-fn write_stdout(text: &str) -> Result<()> {
+pub(crate) fn write_stdout(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
@@ -237,7 +261,7 @@ fn build(
             manifest_path.display()
         );
     }
-    let info = manifest::Manifest::load(&manifest_path)?.to_package_info(&manifest_path)?;
+    let info = exos_manifest::Manifest::load(&manifest_path)?.to_package_info();
     let compression = match compression {
         CompressionArg::Zlib => Compression::Zlib,
         CompressionArg::Zstd => Compression::Zstd,
@@ -325,6 +349,8 @@ fn info(file: &Path, json: bool) -> Result<()> {
                     "entries": entries,
                     "files": files,
                     "info": info_json(i),
+                    "manifest_source": manifest_source(&pkg),
+                    "manifest": exos_manifest::Manifest::from_package(&pkg)?.to_json(),
                 });
                 serde_json::to_string_pretty(&v)? + "\n"
             } else {
@@ -349,7 +375,15 @@ fn info(file: &Path, json: bool) -> Result<()> {
                 s += &format!("entries:       {entries} ({files} files)\n");
                 s += &format!("TOC:           {} bytes\n", h.toc_length);
                 s += &format!("attributes:    {} bytes\n", h.attributes_length);
+                s += &format!("manifest:      {}\n", manifest_source(&pkg));
                 listing::render_info(&mut s, i);
+                let m = exos_manifest::Manifest::from_package(&pkg)?;
+                if !m.uses.is_empty() {
+                    s += "\tuses:\n";
+                    for u in &m.uses {
+                        s += &format!("\t\t{u}\n");
+                    }
+                }
                 s
             }
         }
@@ -381,6 +415,18 @@ fn info(file: &Path, json: bool) -> Result<()> {
         }
     };
     write_stdout(&text)
+}
+
+fn manifest_source(pkg: &Package) -> &'static str {
+    let toc = pkg.toc();
+    if toc
+        .lookup(toc.root().id(), exos_manifest::MANIFEST_FILE)
+        .is_some()
+    {
+        "manifest.json in the package"
+    } else {
+        "derived from the package attributes"
+    }
 }
 
 fn info_json(i: &exos_hpkg::PackageInfo) -> serde_json::Value {

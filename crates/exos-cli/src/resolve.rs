@@ -1,0 +1,233 @@
+//! `exos resolve`: a dry run of install, remove or upgrade.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use exos_hpkg::Version;
+use exos_manifest::Dependency;
+use exos_resolve::{Candidate, Change, Origin, PackageRef, Plan, Request, ResolveError, Universe};
+use serde_json::json;
+
+use crate::sources;
+
+#[derive(Args)]
+pub struct ResolveArgs {
+    /// What to do.
+    #[arg(value_enum)]
+    action: Action,
+    /// Packages or APIs, each optionally with a range: `app`, `libfoo>=1.2`,
+    /// `"libfoo ~2.1"`. For remove and upgrade: package names (upgrade
+    /// without names upgrades everything).
+    targets: Vec<String>,
+    /// EXOS root whose <layer>/packages/*.hpkg are the installed set.
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Installed packages: a package file or a directory of them (repeatable).
+    #[arg(long)]
+    installed: Vec<PathBuf>,
+    /// Available packages: a package, a directory, an .hpkr repository or a
+    /// .jsonl manifest index (repeatable).
+    #[arg(short, long)]
+    available: Vec<PathBuf>,
+    /// An API the host system provides, `name` or `name=version` (repeatable).
+    #[arg(long = "host-api", value_name = "API[=VERSION]")]
+    host_api: Vec<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+    /// Print load and solve times to stderr.
+    #[arg(long)]
+    stats: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Action {
+    Install,
+    Remove,
+    Upgrade,
+}
+
+/// An error already shown to the user (as JSON); only the exit code is left.
+#[derive(Debug, thiserror::Error)]
+#[error("no consistent set of packages")]
+pub struct Reported;
+
+pub fn run(args: &ResolveArgs, quiet: bool) -> Result<()> {
+    let request = match args.action {
+        Action::Install => {
+            if args.targets.is_empty() {
+                bail!("install: name at least one package or API");
+            }
+            Request::Install(
+                args.targets
+                    .iter()
+                    .map(|t| Dependency::parse(t).map_err(|e| anyhow::anyhow!("{t:?}: {e}")))
+                    .collect::<Result<_>>()?,
+            )
+        }
+        Action::Remove => {
+            if args.targets.is_empty() {
+                bail!("remove: name at least one package");
+            }
+            Request::Remove(args.targets.clone())
+        }
+        Action::Upgrade => Request::Upgrade(args.targets.clone()),
+    };
+    let load_started = Instant::now();
+    let mut candidates: Vec<Candidate> = Vec::new();
+    if let Some(root) = &args.root {
+        candidates.extend(sources::load_root(root, quiet)?);
+    }
+    for p in &args.installed {
+        candidates.extend(sources::load(p, true, quiet)?);
+    }
+    for p in &args.available {
+        candidates.extend(sources::load(p, false, quiet)?);
+    }
+    for h in &args.host_api {
+        let (api, version) = match h.split_once('=') {
+            Some((a, v)) => (
+                a.trim(),
+                Some(Version::parse(v).map_err(|e| anyhow::anyhow!("--host-api {h:?}: {e}"))?),
+            ),
+            None => (h.trim(), None),
+        };
+        exos_hpkg::info::check_name(api).map_err(|e| anyhow::anyhow!("--host-api {h:?}: {e}"))?;
+        candidates.push(exos_resolve::host_api(api, version));
+    }
+    let universe = Universe::new(candidates);
+    let load_seconds = load_started.elapsed().as_secs_f64();
+    let installed = universe
+        .candidates()
+        .iter()
+        .filter(|c| c.is_installed())
+        .count();
+    let outcome = exos_resolve::resolve(&universe, &request);
+    if args.stats {
+        let solve = match &outcome {
+            Ok((_, s)) => format!("{:.3} s", s.solve_seconds),
+            Err(_) => "failed".into(),
+        };
+        eprintln!(
+            "stats: {} candidates ({installed} installed), load {load_seconds:.3} s, solve {solve}",
+            universe.candidates().len()
+        );
+    }
+    // Freeing tens of thousands of manifests one by one costs more than the
+    // solve; the process is about to exit.
+    std::mem::forget(universe);
+    match outcome {
+        Ok((plan, _)) => {
+            let text = if args.json {
+                serde_json::to_string_pretty(&plan_json(&plan))? + "\n"
+            } else {
+                render(&plan, quiet)
+            };
+            crate::write_stdout(&text)
+        }
+        Err(e @ ResolveError::Unsatisfiable(_)) if args.json => {
+            let v = json!({ "ok": false, "error": e.to_string() });
+            crate::write_stdout(&(serde_json::to_string_pretty(&v)? + "\n"))?;
+            Err(Reported.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn origin_text(o: &Origin) -> String {
+    match o {
+        Origin::Installed { location } => location.clone(),
+        Origin::Available { source } => source.clone(),
+        Origin::Host => "host".into(),
+    }
+}
+
+fn render(plan: &Plan, quiet: bool) -> String {
+    let mut s = String::new();
+    if plan.is_empty() {
+        s += "Nothing to do.\n";
+    }
+    let width = plan
+        .changes
+        .iter()
+        .map(|c| match c {
+            Change::Install(p) => p.to_string().len(),
+            Change::Upgrade { from, to } | Change::Downgrade { from, to } => {
+                format!("{from} -> {}", to.version).len()
+            }
+            Change::Remove { package, .. } => package.to_string().len(),
+        })
+        .max()
+        .unwrap_or(0);
+    let (mut n_install, mut n_upgrade, mut n_remove) = (0, 0, 0);
+    for c in &plan.changes {
+        let (verb, what, note) = match c {
+            Change::Install(p) => {
+                n_install += 1;
+                (
+                    "install",
+                    p.to_string(),
+                    format!("from {}", origin_text(&p.origin)),
+                )
+            }
+            Change::Upgrade { from, to } => {
+                n_upgrade += 1;
+                (
+                    "upgrade",
+                    format!("{from} -> {}", to.version),
+                    format!("from {}", origin_text(&to.origin)),
+                )
+            }
+            Change::Downgrade { from, to } => {
+                n_upgrade += 1;
+                (
+                    "downgrade",
+                    format!("{from} -> {}", to.version),
+                    format!("from {}", origin_text(&to.origin)),
+                )
+            }
+            Change::Remove { package, reason } => {
+                n_remove += 1;
+                ("remove", package.to_string(), reason.to_string())
+            }
+        };
+        s += &format!("  {verb:<9} {what:<width$}  ({note})\n");
+    }
+    if !quiet && !plan.is_empty() {
+        s += &format!(
+            "{n_install} to install, {n_upgrade} to change version, {n_remove} to remove; {} packages in the result.\n",
+            plan.result.len()
+        );
+    }
+    s
+}
+
+fn package_json(p: &PackageRef) -> serde_json::Value {
+    json!({ "name": p.name, "version": p.version.to_string(), "origin": origin_text(&p.origin) })
+}
+
+fn plan_json(plan: &Plan) -> serde_json::Value {
+    let changes: Vec<_> = plan
+        .changes
+        .iter()
+        .map(|c| match c {
+            Change::Install(p) => json!({ "action": "install", "package": package_json(p) }),
+            Change::Upgrade { from, to } => {
+                json!({ "action": "upgrade", "from": package_json(from), "to": package_json(to) })
+            }
+            Change::Downgrade { from, to } => {
+                json!({ "action": "downgrade", "from": package_json(from), "to": package_json(to) })
+            }
+            Change::Remove { package, reason } => json!({
+                "action": "remove", "package": package_json(package), "reason": reason.to_string()
+            }),
+        })
+        .collect();
+    json!({
+        "ok": true,
+        "changes": changes,
+        "result": plan.result.iter().map(package_json).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,652 @@
+//! The manifest model, its JSON form, and its mapping onto Haiku's package
+//! attributes.
+//!
+//! JSON is walked by hand rather than through serde derive so that every
+//! error can name the exact key (`requires[2].version`) and what was found.
+
+use std::fmt;
+use std::path::Path;
+
+use exos_hpkg::info::check_name;
+use exos_hpkg::{Architecture, Package, PackageInfo, Provides, Resolvable, Version};
+use serde_json::{Map, Value};
+
+use crate::range::{Constraint, VersionRange};
+use crate::MANIFEST_FILE;
+
+/// Largest `manifest.json` accepted (inside a package or on disk).
+pub const MAX_MANIFEST_SIZE: u64 = 1 << 20;
+
+/// A manifest that could not be read; `Display` names the file and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {}{message}", key.as_ref().map(|k| format!("key \"{k}\": ")).unwrap_or_default())]
+pub struct ManifestError {
+    pub file: String,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+/// An API contract a package offers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Provide {
+    pub api: String,
+    pub version: Option<Version>,
+    /// Oldest version of the API this provider is still compatible with.
+    pub compatible: Option<Version>,
+}
+
+/// A need for an API in a version range.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Dependency {
+    pub api: String,
+    pub range: VersionRange,
+}
+
+impl Dependency {
+    /// Parses `api`, `api >=1.0, <2` or `api~2.1`.
+    pub fn parse(s: &str) -> Result<Dependency, String> {
+        let s = s.trim();
+        let end = s
+            .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '=' | '!' | '~' | '^'))
+            .unwrap_or(s.len());
+        let api = &s[..end];
+        check_name(api)?;
+        Ok(Dependency {
+            api: api.to_string(),
+            range: VersionRange::parse(&s[end..])?,
+        })
+    }
+
+    /// Is `provide` what this conflict names? Unlike requirements, a
+    /// versioned conflict only hits versioned providers: an unversioned
+    /// provider makes no claim about the versions the conflict is about
+    /// (Debian's rule; it keeps `Breaks: foo (<< 2)` off virtual `foo`s).
+    pub fn conflicts_with(&self, provide: &Provide) -> bool {
+        provide.api == self.api
+            && (self.range.is_any() || (provide.version.is_some() && self.is_met_by(provide)))
+    }
+
+    /// Does `provide` offer this API in a matching version?
+    pub fn is_met_by(&self, provide: &Provide) -> bool {
+        provide.api == self.api
+            && self
+                .range
+                .matches(provide.version.as_ref(), provide.compatible.as_ref())
+    }
+}
+
+impl fmt::Display for Dependency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.api)?;
+        if !self.range.is_any() {
+            write!(f, " {}", self.range)?;
+        }
+        Ok(())
+    }
+}
+
+/// A `requires` entry: one dependency, or alternatives of which any one
+/// will do (`{ "any": [...] }`, e.g. Debian's `a | b`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Requirement {
+    /// Never empty.
+    pub alternatives: Vec<Dependency>,
+}
+
+impl fmt::Display for Requirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.alternatives.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" | ")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything `manifest.json` says about a package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub name: String,
+    pub version: Version,
+    pub summary: String,
+    pub description: String,
+    pub license: Option<String>,
+    pub copyright: Option<String>,
+    pub vendor: Option<String>,
+    pub packager: Option<String>,
+    pub homepage: Option<String>,
+    pub architecture: Architecture,
+    /// Always includes the package's own name (added when missing), so a
+    /// requirement on a package name resolves like any API.
+    pub provides: Vec<Provide>,
+    pub requires: Vec<Requirement>,
+    /// System APIs that must be present globally for the package to work.
+    pub uses: Vec<Dependency>,
+    pub conflicts: Vec<Dependency>,
+    /// Packages (by name) this one supersedes; they are removed when it is
+    /// installed.
+    pub replaces: Vec<String>,
+}
+
+const KEYS: &[&str] = &[
+    "name",
+    "version",
+    "summary",
+    "description",
+    "license",
+    "copyright",
+    "vendor",
+    "packager",
+    "homepage",
+    "architecture",
+    "provides",
+    "requires",
+    "uses",
+    "conflicts",
+    "replaces",
+];
+
+/// Walks a JSON value, keeping the key path for error messages.
+struct Walker<'a> {
+    file: &'a str,
+}
+
+impl Walker<'_> {
+    fn err(&self, key: &str, message: impl Into<String>) -> ManifestError {
+        ManifestError {
+            file: self.file.to_string(),
+            key: (!key.is_empty()).then(|| key.to_string()),
+            message: message.into(),
+        }
+    }
+
+    fn object<'v>(
+        &self,
+        key: &str,
+        v: &'v Value,
+        allowed: &[&str],
+    ) -> Result<&'v Map<String, Value>, ManifestError> {
+        let Value::Object(map) = v else {
+            return Err(self.err(key, format!("expected an object, found {}", kind(v))));
+        };
+        if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            let at = if key.is_empty() {
+                unknown.clone()
+            } else {
+                format!("{key}.{unknown}")
+            };
+            return Err(self.err(
+                &at,
+                format!("unknown key (allowed here: {})", allowed.join(", ")),
+            ));
+        }
+        Ok(map)
+    }
+
+    fn string<'v>(&self, key: &str, v: &'v Value) -> Result<&'v str, ManifestError> {
+        v.as_str()
+            .ok_or_else(|| self.err(key, format!("expected a string, found {}", kind(v))))
+    }
+
+    fn opt_string(
+        &self,
+        map: &Map<String, Value>,
+        key: &str,
+        path: &str,
+    ) -> Result<Option<String>, ManifestError> {
+        map.get(key)
+            .map(|v| self.string(path, v).map(str::to_string))
+            .transpose()
+    }
+
+    fn array<'v>(&self, key: &str, v: Option<&'v Value>) -> Result<&'v [Value], ManifestError> {
+        match v {
+            None => Ok(&[]),
+            Some(Value::Array(a)) => Ok(a),
+            Some(v) => Err(self.err(key, format!("expected an array, found {}", kind(v)))),
+        }
+    }
+
+    fn version(&self, key: &str, v: &Value) -> Result<Version, ManifestError> {
+        Version::parse(self.string(key, v)?).map_err(|e| self.err(key, e))
+    }
+
+    fn name(&self, key: &str, v: &Value) -> Result<String, ManifestError> {
+        let s = self.string(key, v)?;
+        check_name(s).map_err(|e| self.err(key, e))?;
+        Ok(s.to_string())
+    }
+
+    fn dependency(&self, key: &str, v: &Value) -> Result<Dependency, ManifestError> {
+        if let Value::String(s) = v {
+            return Dependency::parse(s).map_err(|e| self.err(key, e));
+        }
+        let map = self.object(key, v, &["api", "version"])?;
+        let api = match map.get("api") {
+            Some(a) => self.name(&format!("{key}.api"), a)?,
+            None => return Err(self.err(key, "missing \"api\"")),
+        };
+        let range = match map.get("version") {
+            None => VersionRange::any(),
+            Some(r) => {
+                let at = format!("{key}.version");
+                VersionRange::parse(self.string(&at, r)?).map_err(|e| self.err(&at, e))?
+            }
+        };
+        Ok(Dependency { api, range })
+    }
+
+    fn requirement(&self, key: &str, v: &Value) -> Result<Requirement, ManifestError> {
+        if let Some(any) = v.as_object().and_then(|m| m.get("any")) {
+            self.object(key, v, &["any"])?;
+            let at = format!("{key}.any");
+            let items = self.array(&at, Some(any))?;
+            if items.is_empty() {
+                return Err(self.err(&at, "needs at least one alternative"));
+            }
+            let alternatives = items
+                .iter()
+                .enumerate()
+                .map(|(i, d)| self.dependency(&format!("{at}[{i}]"), d))
+                .collect::<Result<_, _>>()?;
+            return Ok(Requirement { alternatives });
+        }
+        Ok(Requirement {
+            alternatives: vec![self.dependency(key, v)?],
+        })
+    }
+
+    fn provide(&self, key: &str, v: &Value) -> Result<Provide, ManifestError> {
+        if let Value::String(s) = v {
+            return parse_provide(s).map_err(|e| self.err(key, e));
+        }
+        let map = self.object(key, v, &["api", "version", "compatible"])?;
+        let api = match map.get("api") {
+            Some(a) => self.name(&format!("{key}.api"), a)?,
+            None => return Err(self.err(key, "missing \"api\"")),
+        };
+        let version = map
+            .get("version")
+            .map(|x| self.version(&format!("{key}.version"), x))
+            .transpose()?;
+        let compatible = map
+            .get("compatible")
+            .map(|x| self.version(&format!("{key}.compatible"), x))
+            .transpose()?;
+        check_window(&version, &compatible).map_err(|e| self.err(key, e))?;
+        Ok(Provide {
+            api,
+            version,
+            compatible,
+        })
+    }
+}
+
+pub(crate) fn check_window(
+    version: &Option<Version>,
+    compatible: &Option<Version>,
+) -> Result<(), String> {
+    match (version, compatible) {
+        (None, Some(_)) => Err("\"compatible\" needs a \"version\"".into()),
+        (Some(v), Some(c)) if c.compare(v).is_gt() => Err(format!(
+            "compatible version {c} is newer than the provided version {v}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `api`, `api = 1.0` or `api = 1.0 compat >= 0.9` (Haiku's text form).
+pub(crate) fn parse_provide(s: &str) -> Result<Provide, String> {
+    let s = s.trim();
+    let (head, compatible) = match s.split_once("compat") {
+        Some((h, c)) => {
+            let c = c.trim_start().strip_prefix(">=").unwrap_or(c);
+            (h, Some(Version::parse(c)?))
+        }
+        None => (s, None),
+    };
+    let (api, version) = match head.split_once('=') {
+        Some((n, v)) => (n.trim(), Some(Version::parse(v.trim_start_matches('='))?)),
+        None => (head.trim(), None),
+    };
+    check_name(api)?;
+    check_window(&version, &compatible)?;
+    Ok(Provide {
+        api: api.to_string(),
+        version,
+        compatible,
+    })
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl Manifest {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let file = path.display().to_string();
+        let fail = |message: String| ManifestError {
+            file: file.clone(),
+            key: None,
+            message,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+        if meta.len() > MAX_MANIFEST_SIZE {
+            return Err(fail(format!(
+                "{} bytes is larger than the {MAX_MANIFEST_SIZE}-byte limit",
+                meta.len()
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+        Self::parse(&bytes, &file)
+    }
+
+    /// Parses manifest JSON; `file` names the source in errors.
+    pub fn parse(bytes: &[u8], file: &str) -> Result<Manifest, ManifestError> {
+        match crate::fast::parse(bytes) {
+            Some(m) => Ok(m),
+            None => Self::parse_checked(bytes, file),
+        }
+    }
+
+    /// The reference parser: walks the JSON tree, naming the key of any
+    /// error. [`Manifest::parse`] tries a faster path first.
+    pub fn parse_checked(bytes: &[u8], file: &str) -> Result<Manifest, ManifestError> {
+        let w = Walker { file };
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| w.err("", format!("invalid JSON: {e}")))?;
+        let map = w.object("", &value, KEYS)?;
+        let required = |key: &str| {
+            map.get(key)
+                .ok_or_else(|| w.err("", format!("missing required key \"{key}\"")))
+        };
+        let name = w.name("name", required("name")?)?;
+        let version = w.version("version", required("version")?)?;
+        let architecture = match map.get("architecture") {
+            None => Architecture::Any,
+            Some(a) => {
+                let s = w.string("architecture", a)?;
+                Architecture::from_name(s).ok_or_else(|| {
+                    w.err(
+                        "architecture",
+                        format!("unknown architecture {s:?} (any, x86_64, arm64, riscv64, x86, x86_gcc2, source, …)"),
+                    )
+                })?
+            }
+        };
+        let list = |key: &str| w.array(key, map.get(key));
+        let mut provides = list("provides")?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| w.provide(&format!("provides[{i}]"), v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let requires = list("requires")?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| w.requirement(&format!("requires[{i}]"), v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let deps = |key: &str| -> Result<Vec<Dependency>, ManifestError> {
+            list(key)?
+                .iter()
+                .enumerate()
+                .map(|(i, v)| w.dependency(&format!("{key}[{i}]"), v))
+                .collect()
+        };
+        let uses = deps("uses")?;
+        let conflicts = deps("conflicts")?;
+        let replaces = list("replaces")?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| w.name(&format!("replaces[{i}]"), v))
+            .collect::<Result<Vec<_>, _>>()?;
+        add_self_provide(&mut provides, &name, &version);
+        let text = |key: &str| w.opt_string(map, key, key);
+        Ok(Manifest {
+            summary: text("summary")?.unwrap_or_default(),
+            description: text("description")?.unwrap_or_default(),
+            license: text("license")?,
+            copyright: text("copyright")?,
+            vendor: text("vendor")?,
+            packager: text("packager")?,
+            homepage: text("homepage")?,
+            name,
+            version,
+            architecture,
+            provides,
+            requires,
+            uses,
+            conflicts,
+            replaces,
+        })
+    }
+
+    /// The manifest of a package: its root `manifest.json` if it has one
+    /// (which must agree with the package attributes), otherwise one
+    /// derived from Haiku's package attributes.
+    pub fn from_package(pkg: &Package) -> Result<Manifest, ManifestError> {
+        let file = format!("{}:{MANIFEST_FILE}", pkg.path().display());
+        let fail = |message: String| ManifestError {
+            file: file.clone(),
+            key: None,
+            message,
+        };
+        let toc = pkg.toc();
+        let Some(entry) = toc.lookup(toc.root().id(), MANIFEST_FILE) else {
+            return Ok(Self::from_package_info(pkg.info()));
+        };
+        if entry.kind() != exos_hpkg::EntryKind::File {
+            return Err(fail("is not a regular file".into()));
+        }
+        if entry.size() > MAX_MANIFEST_SIZE {
+            return Err(fail(format!(
+                "{} bytes is larger than the {MAX_MANIFEST_SIZE}-byte limit",
+                entry.size()
+            )));
+        }
+        let mut bytes = vec![0u8; entry.size() as usize];
+        let n = pkg
+            .read_at(entry, 0, &mut bytes)
+            .map_err(|e| fail(e.to_string()))?;
+        bytes.truncate(n);
+        let m = Self::parse(&bytes, &file)?;
+        let info = pkg.info();
+        if m.name != info.name || m.version.compare(&info.version).is_ne() {
+            return Err(fail(format!(
+                "describes {} {} but the package attributes say {} {}",
+                m.name, m.version, info.name, info.version
+            )));
+        }
+        Ok(m)
+    }
+
+    /// Derives a manifest from Haiku package attributes (for Haiku packages
+    /// and repository entries, which carry no `manifest.json`).
+    pub fn from_package_info(info: &PackageInfo) -> Manifest {
+        let dep = |r: &Resolvable| Dependency {
+            api: r.name.clone(),
+            range: VersionRange {
+                constraints: r
+                    .constraint
+                    .iter()
+                    .map(|(op, v)| Constraint::from_haiku(*op, v.clone()))
+                    .collect(),
+            },
+        };
+        let mut provides: Vec<Provide> = info
+            .provides
+            .iter()
+            .map(|p| Provide {
+                api: p.name.clone(),
+                version: p.version.clone(),
+                compatible: p.compatible.clone(),
+            })
+            .collect();
+        add_self_provide(&mut provides, &info.name, &info.version);
+        Manifest {
+            name: info.name.clone(),
+            version: info.version.clone(),
+            summary: info.summary.clone(),
+            description: info.description.clone(),
+            license: info.licenses.first().cloned(),
+            copyright: info.copyrights.first().cloned(),
+            vendor: Some(info.vendor.clone()).filter(|s| !s.is_empty()),
+            packager: Some(info.packager.clone()).filter(|s| !s.is_empty()),
+            homepage: info.urls.first().cloned(),
+            architecture: info.architecture,
+            provides,
+            requires: info
+                .requires
+                .iter()
+                .map(|r| Requirement {
+                    alternatives: vec![dep(r)],
+                })
+                .collect(),
+            uses: Vec::new(),
+            conflicts: info.conflicts.iter().map(dep).collect(),
+            replaces: info.replaces.clone(),
+        }
+    }
+
+    /// Maps the manifest onto Haiku's package attributes. Haiku has no
+    /// alternatives and no `uses`: `uses` become requirements and only the
+    /// first alternative of an `any` is written; a conflict range that needs
+    /// more than one Haiku operator is written unversioned only if it has
+    /// no constraint, otherwise by its first operator.
+    pub fn to_package_info(&self) -> PackageInfo {
+        let mut requires = Vec::new();
+        for r in &self.requires {
+            let first = &r.alternatives[0];
+            requires.extend(first.range.to_haiku(&first.api));
+        }
+        for u in &self.uses {
+            requires.extend(u.range.to_haiku(&u.api));
+        }
+        let conflicts = self
+            .conflicts
+            .iter()
+            .map(|c| {
+                let mut rs = c.range.to_haiku(&c.api);
+                rs.truncate(1);
+                rs.remove(0)
+            })
+            .collect();
+        PackageInfo {
+            name: self.name.clone(),
+            summary: self.summary.clone(),
+            description: if self.description.is_empty() {
+                self.summary.clone()
+            } else {
+                self.description.clone()
+            },
+            vendor: self.vendor.clone().unwrap_or_else(|| "EXOS".into()),
+            packager: self.packager.clone().unwrap_or_else(|| "exos build".into()),
+            architecture: self.architecture,
+            version: self.version.clone(),
+            copyrights: self.copyright.iter().cloned().collect(),
+            licenses: self.license.iter().cloned().collect(),
+            urls: self.homepage.iter().cloned().collect(),
+            provides: self
+                .provides
+                .iter()
+                .map(|p| Provides {
+                    name: p.api.clone(),
+                    version: p.version.clone(),
+                    compatible: p.compatible.clone(),
+                })
+                .collect(),
+            requires,
+            conflicts,
+            replaces: self.replaces.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// The canonical JSON form (what `exos info --json` and derived
+    /// manifests show). Parsing it gives back an equal manifest.
+    pub fn to_json(&self) -> Value {
+        use serde_json::json;
+        let dep = |d: &Dependency| {
+            if d.range.is_any() {
+                json!({ "api": d.api })
+            } else {
+                json!({ "api": d.api, "version": d.range.to_string() })
+            }
+        };
+        let mut m = Map::new();
+        m.insert("name".into(), json!(self.name));
+        m.insert("version".into(), json!(self.version.to_string()));
+        m.insert("summary".into(), json!(self.summary));
+        m.insert("description".into(), json!(self.description));
+        let opt = [
+            ("license", &self.license),
+            ("copyright", &self.copyright),
+            ("vendor", &self.vendor),
+            ("packager", &self.packager),
+            ("homepage", &self.homepage),
+        ];
+        for (k, v) in opt {
+            if let Some(v) = v {
+                m.insert(k.into(), json!(v));
+            }
+        }
+        m.insert("architecture".into(), json!(self.architecture.name()));
+        let provides: Vec<Value> = self
+            .provides
+            .iter()
+            .map(|p| {
+                let mut o = Map::new();
+                o.insert("api".into(), json!(p.api));
+                if let Some(v) = &p.version {
+                    o.insert("version".into(), json!(v.to_string()));
+                }
+                if let Some(c) = &p.compatible {
+                    o.insert("compatible".into(), json!(c.to_string()));
+                }
+                Value::Object(o)
+            })
+            .collect();
+        m.insert("provides".into(), Value::Array(provides));
+        let requires: Vec<Value> = self
+            .requires
+            .iter()
+            .map(|r| match r.alternatives.as_slice() {
+                [one] => dep(one),
+                many => json!({ "any": many.iter().map(dep).collect::<Vec<_>>() }),
+            })
+            .collect();
+        m.insert("requires".into(), Value::Array(requires));
+        m.insert(
+            "uses".into(),
+            Value::Array(self.uses.iter().map(dep).collect()),
+        );
+        m.insert(
+            "conflicts".into(),
+            Value::Array(self.conflicts.iter().map(dep).collect()),
+        );
+        m.insert("replaces".into(), json!(self.replaces));
+        Value::Object(m)
+    }
+}
+
+pub(crate) fn add_self_provide(provides: &mut Vec<Provide>, name: &str, version: &Version) {
+    if !provides.iter().any(|p| p.api == name) {
+        provides.insert(
+            0,
+            Provide {
+                api: name.to_string(),
+                version: Some(version.clone()),
+                compatible: None,
+            },
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! The outcome of a resolution: what changes, and why packages go.
+
+use std::collections::HashSet;
+
+use exos_hpkg::Version;
+
+use crate::{Candidate, Origin, Request, Universe};
+
+/// A package as the plan shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageRef {
+    pub name: String,
+    pub version: Version,
+    pub origin: Origin,
+}
+
+impl PackageRef {
+    fn of(c: &Candidate) -> PackageRef {
+        PackageRef {
+            name: c.manifest.name.clone(),
+            version: c.manifest.version.clone(),
+            origin: c.origin.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for PackageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.name, self.version)
+    }
+}
+
+/// Why an installed package leaves the system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemovalReason {
+    /// The request named it.
+    Requested,
+    /// A package in the new set replaces it.
+    ReplacedBy(String),
+    /// A package in the new set conflicts with it.
+    ConflictsWith(String),
+    /// One of its requirements is no longer met (the requirement's text).
+    Unmet(String),
+    /// It could not stay beside the new set (e.g. its slot is taken by the
+    /// version another package needs).
+    Displaced,
+}
+
+impl std::fmt::Display for RemovalReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RemovalReason::Requested => f.write_str("requested"),
+            RemovalReason::ReplacedBy(p) => write!(f, "replaced by {p}"),
+            RemovalReason::ConflictsWith(p) => write!(f, "conflicts with {p}"),
+            RemovalReason::Unmet(r) => write!(f, "its requirement {r} can no longer be met"),
+            RemovalReason::Displaced => f.write_str("cannot stay beside the new set"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Install(PackageRef),
+    /// Same package name, newer version.
+    Upgrade {
+        from: PackageRef,
+        to: PackageRef,
+    },
+    /// Same package name, older version.
+    Downgrade {
+        from: PackageRef,
+        to: PackageRef,
+    },
+    Remove {
+        package: PackageRef,
+        reason: RemovalReason,
+    },
+}
+
+/// A consistent outcome: the changes and the resulting installed set.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Sorted by package name and version.
+    pub changes: Vec<Change>,
+    /// Every package of the resulting set (host APIs excluded), by name.
+    pub result: Vec<PackageRef>,
+}
+
+impl Plan {
+    pub(crate) fn new(universe: &Universe, request: &Request, chosen: &[usize]) -> Plan {
+        let cands = &universe.candidates;
+        let chosen_set: HashSet<usize> = chosen.iter().copied().collect();
+        let mut added: Vec<usize> = chosen
+            .iter()
+            .copied()
+            .filter(|&i| matches!(cands[i].origin, Origin::Available { .. }))
+            .collect();
+        let removed: Vec<usize> = (0..cands.len())
+            .filter(|i| cands[*i].is_installed() && !chosen_set.contains(i))
+            .collect();
+        let mut changes = Vec::new();
+        for &r in &removed {
+            let old = &cands[r];
+            // Pair with an added package of the same name: prefer the same
+            // major (an upgrade in place), then any.
+            let pos = added
+                .iter()
+                .position(|&a| {
+                    cands[a].manifest.name == old.manifest.name
+                        && cands[a].manifest.version.major == old.manifest.version.major
+                })
+                .or_else(|| {
+                    added
+                        .iter()
+                        .position(|&a| cands[a].manifest.name == old.manifest.name)
+                });
+            if let Some(pos) = pos {
+                let new = &cands[added.remove(pos)];
+                let (from, to) = (PackageRef::of(old), PackageRef::of(new));
+                changes.push(
+                    if new.manifest.version.compare(&old.manifest.version).is_lt() {
+                        Change::Downgrade { from, to }
+                    } else {
+                        Change::Upgrade { from, to }
+                    },
+                );
+                continue;
+            }
+            changes.push(Change::Remove {
+                package: PackageRef::of(old),
+                reason: removal_reason(universe, request, r, chosen),
+            });
+        }
+        changes.extend(
+            added
+                .iter()
+                .map(|&a| Change::Install(PackageRef::of(&cands[a]))),
+        );
+        changes.sort_by(|a, b| {
+            let (a, b) = (change_key(a), change_key(b));
+            a.name.cmp(&b.name).then(a.version.compare(&b.version))
+        });
+        let mut result: Vec<PackageRef> = chosen
+            .iter()
+            .filter(|&&i| cands[i].origin != Origin::Host)
+            .map(|&i| PackageRef::of(&cands[i]))
+            .collect();
+        result.sort_by(|a, b| a.name.cmp(&b.name).then(a.version.compare(&b.version)));
+        Plan { changes, result }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+fn change_key(c: &Change) -> &PackageRef {
+    match c {
+        Change::Install(p) => p,
+        Change::Upgrade { from, .. } | Change::Downgrade { from, .. } => from,
+        Change::Remove { package, .. } => package,
+    }
+}
+
+fn removal_reason(
+    universe: &Universe,
+    request: &Request,
+    removed: usize,
+    chosen: &[usize],
+) -> RemovalReason {
+    let cands = &universe.candidates;
+    let old = &cands[removed].manifest;
+    if let Request::Remove(names) = request {
+        if names.contains(&old.name) {
+            return RemovalReason::Requested;
+        }
+    }
+    for &c in chosen {
+        let m = &cands[c].manifest;
+        if m.replaces.contains(&old.name) {
+            return RemovalReason::ReplacedBy(format!("{} {}", m.name, m.version));
+        }
+        let conflicts = |a: &exos_manifest::Manifest, b: &exos_manifest::Manifest| {
+            a.conflicts
+                .iter()
+                .any(|d| b.provides.iter().any(|p| d.conflicts_with(p)))
+        };
+        if conflicts(m, old) || conflicts(old, m) {
+            return RemovalReason::ConflictsWith(format!("{} {}", m.name, m.version));
+        }
+    }
+    let provided = |dep: &exos_manifest::Dependency| {
+        chosen
+            .iter()
+            .any(|&c| cands[c].manifest.provides.iter().any(|p| dep.is_met_by(p)))
+    };
+    for r in &old.requires {
+        if !r.alternatives.iter().any(provided) {
+            return RemovalReason::Unmet(r.to_string());
+        }
+    }
+    for u in &old.uses {
+        if !provided(u) {
+            return RemovalReason::Unmet(u.to_string());
+        }
+    }
+    RemovalReason::Displaced
+}
