@@ -6,6 +6,7 @@
 
 mod extract;
 mod listing;
+mod mount;
 mod resolve;
 mod sources;
 
@@ -100,6 +101,17 @@ enum Command {
     Checksum { files: Vec<PathBuf> },
     /// Compute what installing, removing or upgrading would change (dry run).
     Resolve(resolve::ResolveArgs),
+    /// Mount the active packages of an EXOS root (FUSE); stays in the foreground unless --daemon.
+    Mount(mount::MountArgs),
+    /// Unmount an exos mount.
+    Unmount { mountpoint: PathBuf },
+    /// Show what a mount has active and refused, and why.
+    Status {
+        mountpoint: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -229,6 +241,9 @@ fn run(cli: &Cli) -> Result<()> {
             write_stdout(&out)
         }
         Command::Resolve(args) => resolve::run(args, cli.quiet),
+        Command::Mount(args) => mount::mount(args, cli.quiet),
+        Command::Unmount { mountpoint } => mount::unmount(mountpoint),
+        Command::Status { mountpoint, json } => mount::status(mountpoint, *json),
     }
 }
 

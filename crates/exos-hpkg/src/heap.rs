@@ -21,6 +21,13 @@ pub type Chunk = Arc<Vec<u8>>;
 /// Default number of decompressed chunks kept per open file (4 MiB).
 pub const DEFAULT_CACHE_CHUNKS: usize = 64;
 
+/// A chunk cache shared by many heaps (e.g. every package of a mounted
+/// view), bounded as a whole. `owner` tells the heaps apart.
+pub trait SharedChunkCache: Send + Sync {
+    fn get(&self, owner: u64, index: u64) -> Option<Chunk>;
+    fn insert(&self, owner: u64, index: u64, chunk: Chunk);
+}
+
 /// Reads the heap of one open HPKG/HPKR file.
 pub struct HeapReader {
     file: Arc<File>,
@@ -29,6 +36,7 @@ pub struct HeapReader {
     /// the end of the last chunk's payload. Empty for uncompressed heaps.
     chunk_offsets: Vec<u64>,
     cache: Mutex<ChunkCache>,
+    shared: std::sync::OnceLock<(Arc<dyn SharedChunkCache>, u64)>,
 }
 
 impl std::fmt::Debug for HeapReader {
@@ -54,6 +62,7 @@ impl HeapReader {
             info,
             chunk_offsets,
             cache: Mutex::new(ChunkCache::new(DEFAULT_CACHE_CHUNKS)),
+            shared: std::sync::OnceLock::new(),
         })
     }
 
@@ -85,6 +94,14 @@ impl HeapReader {
         c.shrink();
     }
 
+    /// Keeps decompressed chunks in `cache` (under `owner`) instead of this
+    /// reader's own small LRU, which is then emptied. Can be set once.
+    pub fn use_shared_cache(&self, cache: Arc<dyn SharedChunkCache>, owner: u64) {
+        if self.shared.set((cache, owner)).is_ok() {
+            self.set_cache_capacity(0);
+        }
+    }
+
     /// Uncompressed size of chunk `i`.
     fn chunk_len(&self, i: u64) -> usize {
         let start = i * CHUNK_SIZE as u64;
@@ -108,7 +125,12 @@ impl HeapReader {
         if i >= self.chunk_count() {
             return Err(corrupt!("heap chunk {i} out of range"));
         }
-        if let Some(c) = self.cache.lock().unwrap().get(i) {
+        let shared = self.shared.get();
+        if let Some((cache, owner)) = shared {
+            if let Some(c) = cache.get(*owner, i) {
+                return Ok(c);
+            }
+        } else if let Some(c) = self.cache.lock().unwrap().get(i) {
             return Ok(c);
         }
         let len = self.chunk_len(i);
@@ -129,7 +151,10 @@ impl HeapReader {
                 .map_err(|e| corrupt!("heap chunk {i}: {e}"))?;
         }
         let chunk = Arc::new(out);
-        self.cache.lock().unwrap().put(i, chunk.clone());
+        match shared {
+            Some((cache, owner)) => cache.insert(*owner, i, chunk.clone()),
+            None => self.cache.lock().unwrap().put(i, chunk.clone()),
+        }
         Ok(chunk)
     }
 

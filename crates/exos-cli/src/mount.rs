@@ -1,0 +1,318 @@
+//! `exos mount`, `exos unmount`, `exos status`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use exos_hpkg::Version;
+use exos_manifest::Provide;
+use exos_packagefs::{is_mounted, Mount, MountOptions};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+#[derive(Args)]
+pub struct MountArgs {
+    /// EXOS root holding system/, common/ and user/ packages directories.
+    root: PathBuf,
+    /// Where to mount (an existing directory).
+    mountpoint: PathBuf,
+    /// Decompressed-chunk cache shared by all packages, in MiB.
+    #[arg(long, default_value_t = 256)]
+    cache_mib: u64,
+    /// FUSE worker threads (default: number of cores, at least 2).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// How long the kernel may cache names and attributes, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    ttl_ms: u64,
+    /// An API the host provides, for packages' `uses` (repeatable).
+    #[arg(long = "host-api", value_name = "API[=VERSION]")]
+    host_api: Vec<String>,
+    /// Only root may see the mount (default: everyone, read-only).
+    #[arg(long)]
+    private: bool,
+    /// Run in the background; requires --pid-file, logs go to --log-file.
+    #[arg(long, requires = "pid_file")]
+    daemon: bool,
+    /// Write the serving process's pid here (removed on exit).
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Append logs here instead of standard error.
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+}
+
+pub fn parse_host_api(h: &str) -> Result<Provide> {
+    let (api, version) = match h.split_once('=') {
+        Some((a, v)) => (
+            a.trim(),
+            Some(Version::parse(v).map_err(|e| anyhow::anyhow!("--host-api {h:?}: {e}"))?),
+        ),
+        None => (h.trim(), None),
+    };
+    exos_hpkg::info::check_name(api).map_err(|e| anyhow::anyhow!("--host-api {h:?}: {e}"))?;
+    Ok(Provide {
+        api: api.to_string(),
+        version,
+        compatible: None,
+    })
+}
+
+fn init_logging(log_file: Option<&Path>, quiet: bool) -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("EXOS_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(if quiet { "warn" } else { "info" }));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| path.display().to_string())?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+pub fn mount(args: &MountArgs, quiet: bool) -> Result<()> {
+    if !args.root.is_dir() {
+        bail!("{}: not a directory (an EXOS root has system/packages, common/packages, user/packages)", args.root.display());
+    }
+    if !args.mountpoint.is_dir() {
+        bail!(
+            "{}: mount point must be an existing directory",
+            args.mountpoint.display()
+        );
+    }
+    if !Path::new("/dev/fuse").exists() {
+        bail!("/dev/fuse is missing: load the fuse module (modprobe fuse) or install fuse3");
+    }
+    if is_mounted(&args.mountpoint) {
+        bail!(
+            "{}: something is already mounted there",
+            args.mountpoint.display()
+        );
+    }
+    if args.daemon {
+        return spawn_daemon(args);
+    }
+    init_logging(args.log_file.as_deref(), quiet)?;
+    let mut options = MountOptions::new(args.root.canonicalize()?, args.mountpoint.canonicalize()?);
+    options.cache_bytes = args.cache_mib << 20;
+    if let Some(t) = args.threads {
+        options.threads = t.max(1);
+    }
+    options.ttl = Duration::from_millis(args.ttl_ms);
+    options.allow_other = !args.private;
+    options.host_apis = args
+        .host_api
+        .iter()
+        .map(|h| parse_host_api(h))
+        .collect::<Result<_>>()?;
+
+    let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("installing signal handlers")?;
+    let handle = signals.handle();
+    let mounted = Mount::start(options).with_context(|| {
+        format!(
+            "mounting {} on {}",
+            args.root.display(),
+            args.mountpoint.display()
+        )
+    })?;
+    let r = &mounted.initial;
+    tracing::info!(
+        "mounted {} on {}: {} packages active, {} refused, {} conflicts, {} nodes ({} KiB index) in {:.3} s",
+        args.root.display(),
+        args.mountpoint.display(),
+        r.active,
+        r.refused.len(),
+        r.conflicts,
+        r.nodes,
+        r.view_bytes / 1024,
+        r.seconds
+    );
+    for (path, reason) in &r.refused {
+        tracing::warn!("refused {}: {reason}", path.display());
+    }
+    if let Some(pid_file) = &args.pid_file {
+        write_atomically(pid_file, format!("{}\n", std::process::id()).as_bytes())?;
+    }
+    // Wait for a signal, or for the mount to go away (exos unmount, umount).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
+    let mut signals_iter = signals;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals_iter.forever().next() {
+            let _ = tx.send(Some(sig));
+        }
+    });
+    let ended = mounted.ended();
+    std::thread::spawn(move || {
+        while !ended.wait(Duration::from_secs(3600)) {}
+        let _ = tx2.send(None);
+    });
+    match rx.recv() {
+        Ok(Some(sig)) => tracing::info!("signal {sig}: unmounting"),
+        _ => tracing::info!("unmounted from outside"),
+    }
+    handle.close();
+    let r = mounted.unmount();
+    if let Some(pid_file) = &args.pid_file {
+        let _ = std::fs::remove_file(pid_file);
+    }
+    match r {
+        Ok(()) => {
+            tracing::info!("unmounted {}", args.mountpoint.display());
+            Ok(())
+        }
+        // Already gone (unmounted from outside).
+        Err(_) if !is_mounted(&args.mountpoint) => Ok(()),
+        Err(e) => Err(e).context("unmounting"),
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).with_context(|| tmp.display().to_string())?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| path.display().to_string())?;
+    Ok(())
+}
+
+/// Re-runs `exos mount` without `--daemon` in a new process group, and
+/// returns once the mount is up (or reports why it is not).
+fn spawn_daemon(args: &MountArgs) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("locating the exos binary")?;
+    let argv: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--daemon")
+        .collect();
+    let log = match &args.log_file {
+        Some(p) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .with_context(|| p.display().to_string())?,
+        None => std::fs::File::create("/dev/null")?,
+    };
+    let pid_file = args.pid_file.as_ref().expect("clap requires --pid-file");
+    let _ = std::fs::remove_file(pid_file);
+    let mut child = std::process::Command::new(exe)
+        .args(&argv)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("starting the background mount")?;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the background mount exited ({status}); see {}",
+                args.log_file
+                    .as_ref()
+                    .map_or("its log (use --log-file)".to_string(), |p| p
+                        .display()
+                        .to_string())
+            );
+        }
+        if pid_file.exists() && is_mounted(&args.mountpoint) {
+            eprintln!(
+                "exos: mounted {} on {} in the background (pid {})",
+                args.root.display(),
+                args.mountpoint.display(),
+                child.id()
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    bail!("the background mount did not come up within 30 s")
+}
+
+pub fn unmount(mountpoint: &Path) -> Result<()> {
+    if !is_mounted(mountpoint) {
+        bail!("{}: not mounted", mountpoint.display());
+    }
+    match rustix::mount::unmount(mountpoint, rustix::mount::UnmountFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::BUSY) => bail!(
+            "{}: busy (a process has files open or its working directory there); close them, or `umount -l` to detach lazily",
+            mountpoint.display()
+        ),
+        Err(e) => Err(std::io::Error::from(e)).with_context(|| mountpoint.display().to_string()),
+    }
+}
+
+pub fn status(mountpoint: &Path, json: bool) -> Result<()> {
+    let path = mountpoint.join(".exos/status.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: is an exos mount there?", path.display()))?;
+    if json {
+        return crate::write_stdout(&text);
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| path.display().to_string())?;
+    let mut s = String::new();
+    s += &format!(
+        "root:        {}\nmounted on:  {} (pid {}, generation {})\n",
+        v["root"].as_str().unwrap_or("?"),
+        v["mountpoint"].as_str().unwrap_or("?"),
+        v["pid"],
+        v["generation"]
+    );
+    for layer in exos_packagefs::activate::LAYERS {
+        let pkgs = v["layers"][layer].as_array().cloned().unwrap_or_default();
+        s += &format!("{layer}: {} active\n", pkgs.len());
+        for p in pkgs {
+            s += &format!(
+                "  {} {}  ({})\n",
+                p["name"].as_str().unwrap_or("?"),
+                p["version"].as_str().unwrap_or("?"),
+                p["file"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    let refused = v["refused"].as_array().cloned().unwrap_or_default();
+    if !refused.is_empty() {
+        s += &format!("refused: {}\n", refused.len());
+        for r in refused {
+            s += &format!(
+                "  {}: {}\n",
+                r["file"].as_str().unwrap_or("?"),
+                r["reason"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    let conflicts = v["conflicts"].as_array().cloned().unwrap_or_default();
+    if !conflicts.is_empty() {
+        s += &format!("conflicts: {}\n", conflicts.len());
+        for c in conflicts.iter().take(50) {
+            s += &format!(
+                "  {}/{}: {} wins over {}\n",
+                c["layer"].as_str().unwrap_or("?"),
+                c["path"].as_str().unwrap_or("?"),
+                c["winner"].as_str().unwrap_or("?"),
+                c["loser"].as_str().unwrap_or("?")
+            );
+        }
+        if conflicts.len() > 50 {
+            s += &format!("  … and {} more (--json for all)\n", conflicts.len() - 50);
+        }
+    }
+    crate::write_stdout(&s)
+}

@@ -1,0 +1,175 @@
+//! The chunk cache shared by every package of a mounted view: decompressed
+//! 64 KiB chunks, bounded in bytes as a whole, sharded so that FUSE worker
+//! threads rarely wait on each other.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use exos_hpkg::heap::{Chunk, SharedChunkCache};
+use rustc_hash::FxHashMap;
+
+const SHARDS: usize = 16;
+
+/// Byte-bounded cache with CLOCK eviction per shard.
+pub struct ChunkCache {
+    shards: Vec<Mutex<Shard>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// A cache slot: key, chunk, CLOCK "referenced" bit.
+type Slot = Option<((u64, u64), Chunk, bool)>;
+
+struct Shard {
+    capacity: usize,
+    used: usize,
+    map: FxHashMap<(u64, u64), usize>,
+    /// Slots in CLOCK order: key, chunk, referenced bit.
+    slots: Vec<Slot>,
+    hand: usize,
+}
+
+impl ChunkCache {
+    /// A cache holding at most `bytes` of decompressed data (0 disables it).
+    pub fn new(bytes: u64) -> ChunkCache {
+        let per_shard = (bytes / SHARDS as u64) as usize;
+        ChunkCache {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        capacity: per_shard,
+                        used: 0,
+                        map: FxHashMap::default(),
+                        slots: Vec::new(),
+                        hand: 0,
+                    })
+                })
+                .collect(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, owner: u64, index: u64) -> &Mutex<Shard> {
+        let h =
+            owner.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        &self.shards[(h >> 32) as usize % SHARDS]
+    }
+
+    /// (hits, misses, bytes held).
+    pub fn stats(&self) -> (u64, u64, u64) {
+        let used = self
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).used as u64)
+            .sum();
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+            used,
+        )
+    }
+
+    /// Drops every chunk of `owner` (its package left the view).
+    pub fn forget_owner(&self, owner: u64) {
+        for shard in &self.shards {
+            let mut s = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let Shard {
+                map, slots, used, ..
+            } = &mut *s;
+            map.retain(|key, slot| {
+                if key.0 != owner {
+                    return true;
+                }
+                if let Some((_, chunk, _)) = slots[*slot].take() {
+                    *used -= chunk.len();
+                }
+                false
+            });
+        }
+    }
+}
+
+impl SharedChunkCache for ChunkCache {
+    fn get(&self, owner: u64, index: u64) -> Option<Chunk> {
+        let mut s = self
+            .shard(owner, index)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let slot = s.map.get(&(owner, index)).copied();
+        match slot.and_then(|i| s.slots[i].as_mut()) {
+            Some(entry) => {
+                entry.2 = true;
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(entry.1.clone())
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    fn insert(&self, owner: u64, index: u64, chunk: Chunk) {
+        let mut guard = self
+            .shard(owner, index)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let s = &mut *guard;
+        let len = chunk.len();
+        if len > s.capacity || s.map.contains_key(&(owner, index)) {
+            return;
+        }
+        // Evict with CLOCK until the chunk fits.
+        while s.used + len > s.capacity && !s.slots.is_empty() {
+            let hand = s.hand % s.slots.len();
+            s.hand = hand + 1;
+            match &mut s.slots[hand] {
+                Some((_, _, referenced)) if *referenced => *referenced = false,
+                Some(_) => {
+                    if let Some((key, old, _)) = s.slots[hand].take() {
+                        s.used -= old.len();
+                        s.map.remove(&key);
+                    }
+                }
+                None => {}
+            }
+        }
+        let free = s.slots.iter().position(Option::is_none);
+        let slot = match free {
+            Some(i) => i,
+            None => {
+                s.slots.push(None);
+                s.slots.len() - 1
+            }
+        };
+        s.slots[slot] = Some(((owner, index), chunk, false));
+        s.map.insert((owner, index), slot);
+        s.used += len;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn stays_within_its_byte_budget() {
+        let cache = ChunkCache::new(16 * 4 * 1000);
+        for owner in 0..3 {
+            for i in 0..500 {
+                cache.insert(owner, i, Arc::new(vec![0u8; 1000]));
+                let (_, _, used) = cache.stats();
+                assert!(used <= 64_000, "{used}");
+            }
+        }
+        // Recently inserted chunks are found again.
+        assert!(cache.get(2, 499).is_some());
+        cache.forget_owner(2);
+        assert!(cache.get(2, 499).is_none());
+        let disabled = ChunkCache::new(0);
+        disabled.insert(1, 1, Arc::new(vec![1]));
+        assert!(disabled.get(1, 1).is_none());
+    }
+}

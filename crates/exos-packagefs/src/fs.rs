@@ -1,0 +1,523 @@
+//! The FUSE side: answers kernel requests from the current [`View`].
+//!
+//! Requests run on several threads. The view is swapped atomically when the
+//! active set changes; an open file keeps its package alive through its
+//! handle, so it reads correctly after the package left the view.
+
+use std::ffi::OsStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use exos_hpkg::tree::escape_attr_name;
+use exos_hpkg::{EntryId, Timestamp};
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+};
+use rustc_hash::FxHashMap;
+
+use crate::activate::ActivePackage;
+use crate::view::{Kind, Source, View};
+
+/// Prefix under which Haiku file attributes appear as extended attributes
+/// (the convention of Haiku's Linux host tools; `exos build` reads it back).
+pub const XATTR_PREFIX: &str = "user.haiku.";
+
+enum Handle {
+    Entry {
+        package: Arc<ActivePackage>,
+        entry: EntryId,
+    },
+    Data(Arc<[u8]>),
+}
+
+/// The current view, shared between the FUSE threads and whoever swaps in
+/// new views.
+#[derive(Clone)]
+pub struct ViewSlot(Arc<RwLock<Arc<View>>>);
+
+impl ViewSlot {
+    pub fn get(&self) -> Arc<View> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Makes `view` current; returns the previous one.
+    pub fn swap(&self, view: View) -> Arc<View> {
+        let mut guard = self.0.write().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *guard, Arc::new(view))
+    }
+}
+
+/// The mounted filesystem.
+pub struct PackageFs {
+    view: ViewSlot,
+    handles: Mutex<FxHashMap<u64, Handle>>,
+    next_handle: AtomicU64,
+    ttl: Duration,
+}
+
+fn time(t: Timestamp) -> SystemTime {
+    UNIX_EPOCH + Duration::new(t.secs, t.nanos.min(999_999_999))
+}
+
+impl PackageFs {
+    pub fn new(view: View, ttl: Duration) -> PackageFs {
+        PackageFs {
+            view: ViewSlot(Arc::new(RwLock::new(Arc::new(view)))),
+            handles: Mutex::new(FxHashMap::default()),
+            next_handle: AtomicU64::new(1),
+            ttl,
+        }
+    }
+
+    /// The current view.
+    pub fn view(&self) -> Arc<View> {
+        self.view.get()
+    }
+
+    /// A handle for swapping views while mounted.
+    pub fn slot(&self) -> ViewSlot {
+        self.view.clone()
+    }
+
+    pub fn open_handles(&self) -> usize {
+        self.handles.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn attr(view: &View, index: u32) -> FileAttr {
+        let node = view.node(index);
+        let mut attr = FileAttr {
+            ino: INodeNo(node.ino),
+            size: 0,
+            blocks: 0,
+            atime: view.epoch,
+            mtime: view.epoch,
+            ctime: view.epoch,
+            crtime: view.epoch,
+            kind: FileType::Directory,
+            perm: 0o755,
+            nlink: 2,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 1 << 16,
+            flags: 0,
+        };
+        match node.source {
+            Source::Entry { pkg, entry } => {
+                let e = view.packages[pkg as usize].package.entry(entry);
+                attr.perm = e.permissions();
+                attr.mtime = time(e.mtime());
+                attr.ctime = attr.mtime;
+                attr.atime = time(e.atime());
+                attr.crtime = time(e.crtime());
+                match view.kind(index) {
+                    Kind::Dir => {}
+                    Kind::File => {
+                        attr.kind = FileType::RegularFile;
+                        attr.size = e.size();
+                        attr.nlink = 1;
+                    }
+                    Kind::Symlink => {
+                        attr.kind = FileType::Symlink;
+                        attr.size = e.symlink_target().map_or(0, |t| t.len() as u64);
+                        attr.nlink = 1;
+                    }
+                }
+            }
+            Source::Dir { .. } => {}
+            Source::File { data, .. } => {
+                let _ = data;
+                attr.kind = FileType::RegularFile;
+                attr.perm = 0o444;
+                attr.size = view.data(index).map_or(0, |d| d.len() as u64);
+                attr.nlink = 1;
+            }
+        }
+        attr.blocks = attr.size.div_ceil(512);
+        attr
+    }
+
+    /// Generated files change between views: never cache them.
+    fn ttl_for(&self, view: &View, index: u32) -> Duration {
+        match view.node(index).source {
+            Source::File { .. } => Duration::ZERO,
+            _ => self.ttl,
+        }
+    }
+
+    fn find(&self, ino: INodeNo) -> Option<(Arc<View>, u32)> {
+        let view = self.view();
+        let index = view.lookup_ino(ino.0)?;
+        Some((view, index))
+    }
+
+    fn xattrs(view: &View, index: u32) -> Vec<(String, Arc<ActivePackage>, usize)> {
+        let Source::Entry { pkg, entry } = view.node(index).source else {
+            return Vec::new();
+        };
+        let p = &view.packages[pkg as usize];
+        p.package
+            .entry(entry)
+            .attributes()
+            .enumerate()
+            .map(|(i, a)| {
+                (
+                    format!("{XATTR_PREFIX}{}", escape_attr_name(a.name)),
+                    p.clone(),
+                    i,
+                )
+            })
+            .collect()
+    }
+}
+
+impl Filesystem for PackageFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Optional capabilities: the kernel may not offer them all.
+        for flag in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+            InitFlags::FUSE_MAX_PAGES,
+            InitFlags::FUSE_ASYNC_READ,
+        ] {
+            let _ = config.add_capabilities(flag);
+        }
+        // Read ahead as far as the kernel allows: decompression works on
+        // 64 KiB chunks, larger requests keep the worker threads busy.
+        let mut ra = 1 << 20;
+        while config.set_max_readahead(ra).is_err() && ra > 1 << 16 {
+            ra /= 2;
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Some((view, dir)) = self.find(parent) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let Some(name) = name.to_str() else {
+            return reply.error(Errno::ENOENT);
+        };
+        match view.lookup(dir, name) {
+            Some(child) => {
+                let ttl = self.ttl_for(&view, child);
+                reply.entry(&ttl, &Self::attr(&view, child), Generation(0))
+            }
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        if let Some((view, index)) = self.find(ino) {
+            let ttl = self.ttl_for(&view, index);
+            return reply.attr(&ttl, &Self::attr(&view, index));
+        }
+        // A file from a package that left the view, still open.
+        if let Some(fh) = fh {
+            let handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(Handle::Entry { package, entry }) = handles.get(&fh.0) {
+                let e = package.package.entry(*entry);
+                let mtime = time(e.mtime());
+                let attr = FileAttr {
+                    ino,
+                    size: e.size(),
+                    blocks: e.size().div_ceil(512),
+                    atime: mtime,
+                    mtime,
+                    ctime: mtime,
+                    crtime: mtime,
+                    kind: FileType::RegularFile,
+                    perm: e.permissions(),
+                    nlink: 0,
+                    uid: 0,
+                    gid: 0,
+                    rdev: 0,
+                    blksize: 1 << 16,
+                    flags: 0,
+                };
+                return reply.attr(&Duration::ZERO, &attr);
+            }
+        }
+        reply.error(Errno::ENOENT)
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let Some((view, index)) = self.find(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        match view.node(index).source {
+            Source::Entry { pkg, entry } => {
+                match view.packages[pkg as usize]
+                    .package
+                    .entry(entry)
+                    .symlink_target()
+                {
+                    Some(t) => reply.data(t.as_bytes()),
+                    None => reply.error(Errno::EINVAL),
+                }
+            }
+            _ => reply.error(Errno::EINVAL),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.0 & libc_accmode() != 0 {
+            return reply.error(Errno::EROFS);
+        }
+        let Some((view, index)) = self.find(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let (handle, open_flags) = match view.node(index).source {
+            Source::Entry { pkg, entry } if view.kind(index) == Kind::File => (
+                Handle::Entry {
+                    package: view.packages[pkg as usize].clone(),
+                    entry,
+                },
+                // Content never changes for an inode number: keep the page cache.
+                FopenFlags::FOPEN_KEEP_CACHE,
+            ),
+            Source::File { .. } => (
+                Handle::Data(
+                    view.data(index)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::from(&[][..])),
+                ),
+                FopenFlags::FOPEN_DIRECT_IO,
+            ),
+            _ => return reply.error(Errno::EISDIR),
+        };
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fh, handle);
+        reply.opened(FileHandle(fh), open_flags)
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        enum Target {
+            Entry(Arc<ActivePackage>, EntryId),
+            Data(Arc<[u8]>),
+        }
+        let target = {
+            let handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+            match handles.get(&fh.0) {
+                Some(Handle::Entry { package, entry }) => Target::Entry(package.clone(), *entry),
+                Some(Handle::Data(d)) => Target::Data(d.clone()),
+                None => return reply.error(Errno::EBADF),
+            }
+        };
+        match target {
+            Target::Data(d) => {
+                let start = (offset as usize).min(d.len());
+                let end = start.saturating_add(size as usize).min(d.len());
+                reply.data(&d[start..end])
+            }
+            Target::Entry(package, entry) => {
+                let e = package.package.entry(entry);
+                let len = e.size().saturating_sub(offset).min(size as u64) as usize;
+                READ_BUF.with(|buf| {
+                    let mut buf = buf.borrow_mut();
+                    if buf.len() < len {
+                        buf.resize(len, 0);
+                    }
+                    match package.package.read_at(e, offset, &mut buf[..len]) {
+                        Ok(n) => reply.data(&buf[..n]),
+                        Err(err) => {
+                            tracing::error!("{}: {}: {err}", package.path.display(), e.path());
+                            reply.error(Errno::EIO)
+                        }
+                    }
+                })
+            }
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok()
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fh.0);
+        reply.ok()
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let Some((view, dir)) = self.find(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        if view.kind(dir) != Kind::Dir {
+            return reply.error(Errno::ENOTDIR);
+        }
+        let parent_ino = view.node(view.node(dir).parent).ino;
+        let kids = view.children(dir);
+        for i in offset as usize..kids.len() + 2 {
+            let full = match i {
+                0 => reply.add(ino, 1, FileType::Directory, "."),
+                1 => reply.add(INodeNo(parent_ino), 2, FileType::Directory, ".."),
+                _ => {
+                    let c = kids[i - 2];
+                    let kind = match view.kind(c) {
+                        Kind::Dir => FileType::Directory,
+                        Kind::File => FileType::RegularFile,
+                        Kind::Symlink => FileType::Symlink,
+                    };
+                    reply.add(INodeNo(view.node(c).ino), i as u64 + 1, kind, view.name(c))
+                }
+            };
+            if full {
+                break;
+            }
+        }
+        reply.ok()
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let Some((view, dir)) = self.find(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        if view.kind(dir) != Kind::Dir {
+            return reply.error(Errno::ENOTDIR);
+        }
+        let parent = view.node(dir).parent;
+        let kids = view.children(dir);
+        for i in offset as usize..kids.len() + 2 {
+            let (index, name) = match i {
+                0 => (dir, "."),
+                1 => (parent, ".."),
+                _ => (kids[i - 2], view.name(kids[i - 2])),
+            };
+            let ttl = self.ttl_for(&view, index);
+            let attr = Self::attr(&view, index);
+            if reply.add(attr.ino, i as u64 + 1, name, &ttl, &attr, Generation(0)) {
+                break;
+            }
+        }
+        reply.ok()
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let Some((view, index)) = self.find(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let Some(name) = name.to_str() else {
+            return reply.error(Errno::NO_XATTR);
+        };
+        let attrs = Self::xattrs(&view, index);
+        let Some((_, package, i)) = attrs.iter().find(|(n, _, _)| n == name) else {
+            return reply.error(Errno::NO_XATTR);
+        };
+        let Source::Entry { entry, .. } = view.node(index).source else {
+            return reply.error(Errno::NO_XATTR);
+        };
+        let e = package.package.entry(entry);
+        let Some(attr) = e.attributes().nth(*i) else {
+            return reply.error(Errno::NO_XATTR);
+        };
+        let mut value = attr.type_code.to_le_bytes().to_vec();
+        match package.package.read_attribute(&attr) {
+            Ok(data) => value.extend_from_slice(&data),
+            Err(err) => {
+                tracing::error!("{}: {}: {err}", package.path.display(), e.path());
+                return reply.error(Errno::EIO);
+            }
+        }
+        if size == 0 {
+            reply.size(value.len() as u32)
+        } else if value.len() > size as usize {
+            reply.error(Errno::ERANGE)
+        } else {
+            reply.data(&value)
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let Some((view, index)) = self.find(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let mut list = Vec::new();
+        for (name, _, _) in Self::xattrs(&view, index) {
+            list.extend_from_slice(name.as_bytes());
+            list.push(0);
+        }
+        if size == 0 {
+            reply.size(list.len() as u32)
+        } else if list.len() > size as usize {
+            reply.error(Errno::ERANGE)
+        } else {
+            reply.data(&list)
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let view = self.view();
+        let bytes: u64 = view.packages.iter().map(|p| p.identity.size).sum();
+        reply.statfs(
+            bytes.div_ceil(4096),
+            0,
+            0,
+            view.node_count() as u64,
+            0,
+            4096,
+            255,
+            4096,
+        )
+    }
+}
+
+thread_local! {
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// O_WRONLY | O_RDWR.
+fn libc_accmode() -> i32 {
+    3
+}

@@ -1,0 +1,532 @@
+//! The mounted namespace: every active package overlaid into one tree.
+//!
+//! ```text
+//! /                      the mount point
+//! ├── system/            union of the system layer's packages
+//! │   └── .packages/<name>/manifest.json   one per active package
+//! ├── common/            union of the common layer's packages
+//! ├── user/              union of the user layer's packages
+//! ├── merged/            user over common over system
+//! └── .exos/status.json  active and refused packages, conflicts
+//! ```
+//!
+//! A view is immutable; a change of the active set builds a new one and
+//! swaps it in. Nodes are a flat arena. Directories present in several
+//! packages are merged; for files and symlinks one entry wins: the higher
+//! layer, then (inside a layer, as in Haiku's packagefs) the newer
+//! modification time, then the package file name that sorts last. Losers
+//! inside a layer are reported as conflicts.
+//!
+//! Inode numbers are derived, not allocated: a directory's from its path, a
+//! file's from its path *and* its package. So unchanged nodes keep their
+//! number across views (the kernel's caches stay valid), while a file that
+//! now comes from another package gets a new one (its old page cache can
+//! never be served for the new content).
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use exos_hpkg::{EntryId, EntryKind};
+use rustc_hash::{FxHashMap, FxHasher};
+
+use crate::activate::{Activation, ActivePackage, LAYERS};
+
+/// Where a node's content comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// An entry of `view.packages[pkg]`.
+    Entry { pkg: u32, entry: EntryId },
+    /// A directory made up by the view (layer roots, `.packages/...`).
+    Dir { name: u32 },
+    /// A file made up by the view: `view.data[data]`.
+    File { name: u32, data: u32 },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Node {
+    pub ino: u64,
+    pub parent: u32,
+    pub source: Source,
+    children_start: u32,
+    children_len: u32,
+}
+
+/// A file entry hidden by another one in the same layer.
+#[derive(Debug, Clone)]
+pub struct Conflict {
+    pub layer: &'static str,
+    pub path: String,
+    pub winner: String,
+    pub loser: String,
+}
+
+pub struct View {
+    pub packages: Vec<Arc<ActivePackage>>,
+    nodes: Vec<Node>,
+    children: Vec<u32>,
+    names: Vec<Box<str>>,
+    data: Vec<Arc<[u8]>>,
+    by_ino: FxHashMap<u64, u32>,
+    pub conflicts: Vec<Conflict>,
+    /// Time stamp of made-up nodes: when the mount started.
+    pub epoch: SystemTime,
+}
+
+pub const ROOT_INO: u64 = 1;
+const ROOT: u32 = 0;
+
+/// Files at a package's root that are metadata, not content: hidden from
+/// the union and shown under `.packages/<name>/`.
+const METADATA_FILES: [&str; 2] = [exos_manifest::MANIFEST_FILE, ".PackageInfo"];
+
+/// Node kind as the filesystem reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+    Symlink,
+}
+
+impl View {
+    pub fn node(&self, index: u32) -> &Node {
+        &self.nodes[index as usize]
+    }
+
+    pub fn lookup_ino(&self, ino: u64) -> Option<u32> {
+        self.by_ino.get(&ino).copied()
+    }
+
+    pub fn children(&self, index: u32) -> &[u32] {
+        let n = &self.nodes[index as usize];
+        &self.children[n.children_start as usize..(n.children_start + n.children_len) as usize]
+    }
+
+    pub fn name(&self, index: u32) -> &str {
+        match self.nodes[index as usize].source {
+            Source::Entry { pkg, entry } => self.packages[pkg as usize].package.entry(entry).name(),
+            Source::Dir { name } | Source::File { name, .. } => &self.names[name as usize],
+        }
+    }
+
+    pub fn kind(&self, index: u32) -> Kind {
+        match self.nodes[index as usize].source {
+            Source::Entry { pkg, entry } => {
+                match self.packages[pkg as usize].package.entry(entry).kind() {
+                    EntryKind::Directory => Kind::Dir,
+                    EntryKind::File => Kind::File,
+                    EntryKind::Symlink => Kind::Symlink,
+                }
+            }
+            Source::Dir { .. } => Kind::Dir,
+            Source::File { .. } => Kind::File,
+        }
+    }
+
+    pub fn data(&self, index: u32) -> Option<&Arc<[u8]>> {
+        match self.nodes[index as usize].source {
+            Source::File { data, .. } => Some(&self.data[data as usize]),
+            _ => None,
+        }
+    }
+
+    /// The child of directory `dir` called `name`.
+    pub fn lookup(&self, dir: u32, name: &str) -> Option<u32> {
+        let kids = self.children(dir);
+        kids.binary_search_by(|&c| self.name(c).as_bytes().cmp(name.as_bytes()))
+            .ok()
+            .map(|i| kids[i])
+    }
+
+    /// Resolves a path relative to the mount root (`merged/bin/ls`).
+    pub fn lookup_path(&self, path: &str) -> Option<u32> {
+        let mut at = ROOT;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            at = self.lookup(at, part)?;
+        }
+        Some(at)
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Approximate heap bytes of the view's own index (not the packages').
+    pub fn memory_usage(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.children.capacity() * 4
+            + self.by_ino.capacity() * 16
+            + self.names.iter().map(|n| n.len() + 16).sum::<usize>()
+            + self.data.iter().map(|d| d.len() + 16).sum::<usize>()
+    }
+
+    /// Builds the view of `activation`; `status` becomes `.exos/status.json`.
+    pub fn build(activation: &Activation, status: Vec<u8>, epoch: SystemTime) -> View {
+        let mut b = Builder::new(epoch);
+        for p in activation.all() {
+            b.packages.push(Arc::clone(p));
+        }
+        let root_name = b.name("");
+        let root = b.add_node(ROOT, Source::Dir { name: root_name }, 0);
+        debug_assert_eq!(root, ROOT);
+        let mut layer_roots = Vec::new();
+        for (rank, layer) in LAYERS.iter().enumerate() {
+            let dir = b.synthetic_dir(ROOT, layer);
+            layer_roots.push(dir);
+            b.fill(dir, |p| p.layer == rank, rank);
+        }
+        let merged = b.synthetic_dir(ROOT, "merged");
+        b.fill(merged, |_| true, usize::MAX);
+        let exos = b.synthetic_dir(ROOT, ".exos");
+        b.synthetic_file(exos, "status.json", status.into());
+        b.finish()
+    }
+}
+
+/// Priority of an entry for a path: higher wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Priority {
+    layer: usize,
+    mtime: (u64, u32),
+    /// Position of the package in file-name order within its layer.
+    order: u32,
+}
+
+struct Builder {
+    packages: Vec<Arc<ActivePackage>>,
+    nodes: Vec<Node>,
+    kids: Vec<Vec<u32>>,
+    path_hash: Vec<u64>,
+    priority: Vec<Priority>,
+    index: FxHashMap<(u32, Box<str>), u32>,
+    names: Vec<Box<str>>,
+    data: Vec<Arc<[u8]>>,
+    conflicts: Vec<Conflict>,
+    epoch: SystemTime,
+}
+
+fn hash2(a: u64, b: impl Hash) -> u64 {
+    let mut h = FxHasher::default();
+    a.hash(&mut h);
+    b.hash(&mut h);
+    // Fx is fast but weak in the low bits; finish with a mixer.
+    let mut x = h.finish();
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+impl Builder {
+    fn new(epoch: SystemTime) -> Builder {
+        Builder {
+            packages: Vec::new(),
+            nodes: Vec::new(),
+            kids: Vec::new(),
+            path_hash: Vec::new(),
+            priority: Vec::new(),
+            index: FxHashMap::default(),
+            names: Vec::new(),
+            data: Vec::new(),
+            conflicts: Vec::new(),
+            epoch,
+        }
+    }
+
+    fn name(&mut self, s: &str) -> u32 {
+        self.names.push(s.into());
+        self.names.len() as u32 - 1
+    }
+
+    fn node_name(&self, index: u32) -> &str {
+        match self.nodes[index as usize].source {
+            Source::Entry { pkg, entry } => self.packages[pkg as usize].package.entry(entry).name(),
+            Source::Dir { name } | Source::File { name, .. } => &self.names[name as usize],
+        }
+    }
+
+    fn is_dir(&self, source: Source) -> bool {
+        match source {
+            Source::Entry { pkg, entry } => {
+                self.packages[pkg as usize].package.entry(entry).is_dir()
+            }
+            Source::Dir { .. } => true,
+            Source::File { .. } => false,
+        }
+    }
+
+    fn ino_for(&self, path_hash: u64, source: Source) -> u64 {
+        let raw = match source {
+            Source::Entry { pkg, entry } if !self.is_dir(source) => {
+                hash2(path_hash, (self.packages[pkg as usize].id, entry))
+            }
+            _ => hash2(path_hash, "dir"),
+        };
+        // 0 is invalid and 1 is the root.
+        raw.max(2)
+    }
+
+    /// Adds a node under `parent` (the root is its own parent).
+    fn add_node(&mut self, parent: u32, source: Source, layer: usize) -> u32 {
+        let index = self.nodes.len() as u32;
+        let path_hash = if self.nodes.is_empty() {
+            0
+        } else {
+            let name = match source {
+                Source::Entry { pkg, entry } => self.packages[pkg as usize]
+                    .package
+                    .entry(entry)
+                    .name()
+                    .to_string(),
+                Source::Dir { name } | Source::File { name, .. } => {
+                    self.names[name as usize].to_string()
+                }
+            };
+            hash2(self.path_hash[parent as usize], name)
+        };
+        let ino = if self.nodes.is_empty() {
+            ROOT_INO
+        } else {
+            self.ino_for(path_hash, source)
+        };
+        self.nodes.push(Node {
+            ino,
+            parent,
+            source,
+            children_start: 0,
+            children_len: 0,
+        });
+        self.kids.push(Vec::new());
+        self.path_hash.push(path_hash);
+        self.priority.push(Priority {
+            layer,
+            mtime: (0, 0),
+            order: 0,
+        });
+        if index != parent {
+            self.kids[parent as usize].push(index);
+        }
+        index
+    }
+
+    fn synthetic_dir(&mut self, parent: u32, name: &str) -> u32 {
+        if let Some(&existing) = self.index.get(&(parent, name.into())) {
+            return existing;
+        }
+        let n = self.name(name);
+        let node = self.add_node(parent, Source::Dir { name: n }, usize::MAX);
+        self.index.insert((parent, name.into()), node);
+        node
+    }
+
+    fn synthetic_file(&mut self, parent: u32, name: &str, content: Arc<[u8]>) -> u32 {
+        let n = self.name(name);
+        self.data.push(content);
+        let d = self.data.len() as u32 - 1;
+        let node = self.add_node(parent, Source::File { name: n, data: d }, usize::MAX);
+        self.index.insert((parent, name.into()), node);
+        node
+    }
+
+    /// Overlays every package accepted by `filter` under `dir`, plus its
+    /// `.packages/<name>/` metadata. `layer_rank` is the layer for a single
+    /// layer's view, or `usize::MAX` for the merged one (each package then
+    /// ranks by its own layer).
+    fn fill(&mut self, dir: u32, filter: impl Fn(&ActivePackage) -> bool, layer_rank: usize) {
+        let chosen: Vec<u32> = (0..self.packages.len() as u32)
+            .filter(|&i| filter(&self.packages[i as usize]))
+            .collect();
+        for (order, &pkg) in chosen.iter().enumerate() {
+            let layer = if layer_rank == usize::MAX {
+                self.packages[pkg as usize].layer
+            } else {
+                layer_rank
+            };
+            self.overlay(dir, pkg, layer, order as u32, layer_rank != usize::MAX);
+        }
+        self.metadata(dir, &chosen);
+    }
+
+    /// `.packages/<name>/{manifest.json,.PackageInfo}`; with two packages of
+    /// one name, the higher layer and version keeps `<name>`, the others are
+    /// `<name>-<version>`.
+    fn metadata(&mut self, dir: u32, chosen: &[u32]) {
+        let meta = self.synthetic_dir(dir, ".packages");
+        let mut order = chosen.to_vec();
+        order.sort_by(|&a, &b| {
+            let (pa, pb) = (&self.packages[a as usize], &self.packages[b as usize]);
+            pb.layer
+                .cmp(&pa.layer)
+                .then(pb.manifest.version.compare(&pa.manifest.version))
+        });
+        for pkg in order {
+            let p = Arc::clone(&self.packages[pkg as usize]);
+            let mut dir_name = p.manifest.name.clone();
+            if self.index.contains_key(&(meta, dir_name.as_str().into())) {
+                dir_name = format!("{}-{}", p.manifest.name, p.manifest.version);
+            }
+            if self.index.contains_key(&(meta, dir_name.as_str().into())) {
+                continue;
+            }
+            let d = self.synthetic_dir(meta, &dir_name);
+            let toc = p.package.toc();
+            let root = toc.root().id();
+            let mut has_manifest = false;
+            for name in METADATA_FILES {
+                if let Some(e) = toc.lookup(root, name) {
+                    if e.kind() == EntryKind::File {
+                        has_manifest |= name == exos_manifest::MANIFEST_FILE;
+                        let node = self.add_node(d, Source::Entry { pkg, entry: e.id() }, p.layer);
+                        self.index.insert((d, name.into()), node);
+                    }
+                }
+            }
+            if !has_manifest {
+                // A Haiku package: show the manifest derived from its attributes.
+                let mut json = serde_json::to_vec_pretty(&p.manifest.to_json()).unwrap_or_default();
+                json.push(b'\n');
+                self.synthetic_file(d, exos_manifest::MANIFEST_FILE, json.into());
+            }
+        }
+    }
+
+    fn overlay(
+        &mut self,
+        dir: u32,
+        pkg: u32,
+        layer: usize,
+        order: u32,
+        same_layer_conflicts: bool,
+    ) {
+        let p = Arc::clone(&self.packages[pkg as usize]);
+        let toc = p.package.toc();
+        let mut stack: Vec<(EntryId, u32, bool)> = vec![(toc.root().id(), dir, true)];
+        while let Some((from, to, at_root)) = stack.pop() {
+            for child in toc.entry(from).children() {
+                let name = child.name();
+                if at_root && METADATA_FILES.contains(&name) {
+                    continue;
+                }
+                let source = Source::Entry {
+                    pkg,
+                    entry: child.id(),
+                };
+                let mtime = child.mtime();
+                let prio = Priority {
+                    layer,
+                    mtime: (mtime.secs, mtime.nanos),
+                    order,
+                };
+                let key = (to, Box::<str>::from(name));
+                let Some(&existing) = self.index.get(&key) else {
+                    let node = self.add_node(to, source, layer);
+                    self.priority[node as usize] = prio;
+                    self.index.insert(key, node);
+                    if child.is_dir() {
+                        stack.push((child.id(), node, false));
+                    }
+                    continue;
+                };
+                let old_source = self.nodes[existing as usize].source;
+                let (old_dir, new_dir) = (self.is_dir(old_source), child.is_dir());
+                let wins = prio > self.priority[existing as usize];
+                if old_dir && new_dir {
+                    if wins {
+                        // The directory's own attributes come from the winner.
+                        self.nodes[existing as usize].source = source;
+                        self.priority[existing as usize] = prio;
+                    }
+                    stack.push((child.id(), existing, false));
+                    continue;
+                }
+                if same_layer_conflicts && prio.layer == self.priority[existing as usize].layer {
+                    let path = self.path_of(existing);
+                    let (winner, loser) = if wins {
+                        (p.file_name.clone(), self.source_package(old_source))
+                    } else {
+                        (self.source_package(old_source), p.file_name.clone())
+                    };
+                    self.conflicts.push(Conflict {
+                        layer: LAYERS[layer.min(LAYERS.len() - 1)],
+                        path,
+                        winner,
+                        loser,
+                    });
+                }
+                if !wins {
+                    continue;
+                }
+                let n = &mut self.nodes[existing as usize];
+                n.source = source;
+                self.priority[existing as usize] = prio;
+                self.nodes[existing as usize].ino =
+                    self.ino_for(self.path_hash[existing as usize], source);
+                if old_dir {
+                    // A file hides the directory it replaces.
+                    self.kids[existing as usize].clear();
+                }
+                if new_dir {
+                    stack.push((child.id(), existing, false));
+                }
+            }
+        }
+    }
+
+    fn source_package(&self, s: Source) -> String {
+        match s {
+            Source::Entry { pkg, .. } => self.packages[pkg as usize].file_name.clone(),
+            _ => "(view)".into(),
+        }
+    }
+
+    fn path_of(&self, mut index: u32) -> String {
+        let mut parts = Vec::new();
+        while index != ROOT {
+            parts.push(self.node_name(index).to_string());
+            index = self.nodes[index as usize].parent;
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
+    fn finish(mut self) -> View {
+        // Sort children by name and flatten; only nodes reachable from the
+        // root are kept in the inode index (hidden subtrees are dropped).
+        let mut children = Vec::with_capacity(self.nodes.len());
+        let mut by_ino = FxHashMap::default();
+        by_ino.reserve(self.nodes.len());
+        let mut stack = vec![ROOT];
+        while let Some(n) = stack.pop() {
+            let mut kids = std::mem::take(&mut self.kids[n as usize]);
+            kids.sort_by(|&a, &b| {
+                self.node_name(a)
+                    .as_bytes()
+                    .cmp(self.node_name(b).as_bytes())
+            });
+            let node = &mut self.nodes[n as usize];
+            node.children_start = children.len() as u32;
+            node.children_len = kids.len() as u32;
+            // Inode numbers must be unique: probe on the (rare) collision.
+            while let Some(&other) = by_ino.get(&node.ino) {
+                if other == n {
+                    break;
+                }
+                node.ino = node.ino.wrapping_add(0x9E37_79B9_7F4A_7C15).max(2);
+            }
+            by_ino.insert(node.ino, n);
+            children.extend_from_slice(&kids);
+            stack.extend(kids.iter().copied());
+        }
+        View {
+            packages: self.packages,
+            nodes: self.nodes,
+            children,
+            names: self.names,
+            data: self.data,
+            by_ino,
+            conflicts: self.conflicts,
+            epoch: self.epoch,
+        }
+    }
+}
