@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# The main job: set up, build the example packages, inspect them, and run a
-# program straight out of a package. (Until packagefs lands, "out of a
-# package" means extracted to a scratch directory; see README.)
+# The main job: set up, build the example packages into an EXOS root, mount
+# them with packagefs, and run a program straight out of the mount.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exos=target/release/exos
+exos=$PWD/target/release/exos
 out=${DEMO_DIR:-$(mktemp -d)}
-mkdir -p "$out/packages"
+root=$out/root
+mnt=$out/mnt
+mkdir -p "$root/system/packages" "$root/common/packages" "$root/user/packages" "$mnt"
 for ex in examples/*/; do
-  "$exos" build "$ex" -o "$out/packages/$(basename "$ex").hpkg"
+  "$exos" build -q "$ex" -o "$root/system/packages/$(basename "$ex").hpkg"
 done
-echo "--- exos list $out/packages/hello.hpkg"
-"$exos" list "$out/packages/hello.hpkg"
-echo "--- exos info $out/packages/greetings.hpkg"
-"$exos" info "$out/packages/greetings.hpkg"
-rm -rf "$out/root"
-for p in "$out"/packages/*.hpkg; do "$exos" extract -q "$p" "$out/root/$(basename "$p" .hpkg)"; done
-echo "--- running hello from the package contents"
-GREETINGS_DIR="$out/root/greetings/share/greetings" "$out/root/hello/bin/hello"
+echo "--- exos list $root/system/packages/hello.hpkg"
+"$exos" list "$root/system/packages/hello.hpkg"
+echo "--- exos resolve: what installing hello needs"
+"$exos" resolve -a "$root/system/packages" install hello
+echo "--- exos mount $root $mnt"
+"$exos" mount --daemon --pid-file "$out/exos.pid" --log-file "$out/exos.log" "$root" "$mnt"
+trap '"$exos" unmount "$mnt" 2>/dev/null || true' EXIT
+"$exos" status "$mnt"
+echo "--- $mnt/merged:"
+ls -l "$mnt/merged" "$mnt/merged/bin"
+echo "--- running hello straight from the mounted package"
+"$mnt/merged/bin/hello"

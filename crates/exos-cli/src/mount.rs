@@ -18,13 +18,14 @@ pub struct MountArgs {
     /// Where to mount (an existing directory).
     mountpoint: PathBuf,
     /// Decompressed-chunk cache shared by all packages, in MiB.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 8)]
     cache_mib: u64,
     /// FUSE worker threads (default: number of cores, at least 2).
     #[arg(long)]
     threads: Option<usize>,
-    /// How long the kernel may cache names and attributes, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    /// How long the kernel may cache names and attributes, in milliseconds
+    /// (changes are pushed to the kernel at once regardless).
+    #[arg(long, default_value_t = 60_000)]
     ttl_ms: u64,
     /// An API the host provides, for packages' `uses` (repeatable).
     #[arg(long = "host-api", value_name = "API[=VERSION]")]

@@ -25,6 +25,7 @@ pub const DEFAULT_CACHE_CHUNKS: usize = 64;
 /// view), bounded as a whole. `owner` tells the heaps apart.
 pub trait SharedChunkCache: Send + Sync {
     fn get(&self, owner: u64, index: u64) -> Option<Chunk>;
+    fn contains(&self, owner: u64, index: u64) -> bool;
     fn insert(&self, owner: u64, index: u64, chunk: Chunk);
 }
 
@@ -99,6 +100,18 @@ impl HeapReader {
     pub fn use_shared_cache(&self, cache: Arc<dyn SharedChunkCache>, owner: u64) {
         if self.shared.set((cache, owner)).is_ok() {
             self.set_cache_capacity(0);
+        }
+    }
+
+    /// Whether chunk `i` is decompressed and cached already (or needs no
+    /// decompression).
+    pub fn is_cached(&self, i: u64) -> bool {
+        if i >= self.chunk_count() || self.chunk_is_raw(i) {
+            return true;
+        }
+        match self.shared.get() {
+            Some((cache, owner)) => cache.contains(*owner, i),
+            None => self.cache.lock().unwrap().entries.iter().any(|e| e.0 == i),
         }
     }
 

@@ -91,6 +91,14 @@ impl ChunkCache {
 }
 
 impl SharedChunkCache for ChunkCache {
+    fn contains(&self, owner: u64, index: u64) -> bool {
+        self.shard(owner, index)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .contains_key(&(owner, index))
+    }
+
     fn get(&self, owner: u64, index: u64) -> Option<Chunk> {
         let mut s = self
             .shard(owner, index)

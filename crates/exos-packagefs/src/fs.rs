@@ -1,22 +1,28 @@
 //! The FUSE side: answers kernel requests from the current [`View`].
 //!
 //! Requests run on several threads. The view is swapped atomically when the
-//! active set changes; an open file keeps its package alive through its
-//! handle, so it reads correctly after the package left the view.
+//! active set changes.
+//!
+//! `open` and `opendir` answer ENOSYS: the kernel then stops sending them
+//! (and `flush`/`release`) for good and keeps page and directory caches
+//! across opens, so a warm read never reaches this process. This is safe
+//! because an inode number always stands for the same bytes (see `view`).
+//! Reads therefore arrive by inode; an inode whose package left the view
+//! while the kernel still knows it (an open file, a cached dentry) is kept
+//! as an *orphan* until the kernel forgets it, so open files keep reading.
 
 use std::ffi::OsStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use exos_hpkg::tree::escape_attr_name;
 use exos_hpkg::{EntryId, Timestamp};
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::activate::ActivePackage;
 use crate::view::{Kind, Source, View};
@@ -24,14 +30,6 @@ use crate::view::{Kind, Source, View};
 /// Prefix under which Haiku file attributes appear as extended attributes
 /// (the convention of Haiku's Linux host tools; `exos build` reads it back).
 pub const XATTR_PREFIX: &str = "user.haiku.";
-
-enum Handle {
-    Entry {
-        package: Arc<ActivePackage>,
-        entry: EntryId,
-    },
-    Data(Arc<[u8]>),
-}
 
 /// The current view, shared between the FUSE threads and whoever swaps in
 /// new views.
@@ -50,11 +48,45 @@ impl ViewSlot {
     }
 }
 
+/// Files of packages that left the view, by inode number.
+type Orphans = FxHashMap<u64, (Arc<ActivePackage>, EntryId)>;
+
+/// Moves files that leave the view, and that the kernel still knows, to the
+/// orphan table.
+pub struct OrphanKeeper {
+    known: Arc<Mutex<FxHashSet<u64>>>,
+    orphans: Arc<Mutex<Orphans>>,
+}
+
+impl OrphanKeeper {
+    pub fn adopt(&self, old: &View, new: &View) {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        for &ino in known.iter() {
+            if new.lookup_ino(ino).is_some() {
+                continue;
+            }
+            if let Some(index) = old.lookup_ino(ino) {
+                if let Source::Entry { pkg, entry } = old.node(index).source {
+                    orphans.insert(ino, (old.packages[pkg as usize].clone(), entry));
+                }
+            }
+        }
+    }
+
+    /// Orphans still held (for status and tests).
+    pub fn count(&self) -> usize {
+        self.orphans.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
 /// The mounted filesystem.
 pub struct PackageFs {
     view: ViewSlot,
-    handles: Mutex<FxHashMap<u64, Handle>>,
-    next_handle: AtomicU64,
+    /// Inode numbers the kernel holds (looked up and not yet forgotten).
+    known: Arc<Mutex<FxHashSet<u64>>>,
+    /// Files of packages that left the view, by inode, while still known.
+    orphans: Arc<Mutex<Orphans>>,
     ttl: Duration,
 }
 
@@ -66,8 +98,8 @@ impl PackageFs {
     pub fn new(view: View, ttl: Duration) -> PackageFs {
         PackageFs {
             view: ViewSlot(Arc::new(RwLock::new(Arc::new(view)))),
-            handles: Mutex::new(FxHashMap::default()),
-            next_handle: AtomicU64::new(1),
+            known: Arc::default(),
+            orphans: Arc::default(),
             ttl,
         }
     }
@@ -82,8 +114,28 @@ impl PackageFs {
         self.view.clone()
     }
 
-    pub fn open_handles(&self) -> usize {
-        self.handles.lock().unwrap_or_else(|e| e.into_inner()).len()
+    /// Who swaps views must call this with the old and new view, so that
+    /// files the kernel still knows stay readable.
+    pub fn orphan_keeper(&self) -> OrphanKeeper {
+        OrphanKeeper {
+            known: self.known.clone(),
+            orphans: self.orphans.clone(),
+        }
+    }
+
+    fn remember(&self, ino: u64) {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ino);
+    }
+
+    fn orphan(&self, ino: u64) -> Option<(Arc<ActivePackage>, EntryId)> {
+        self.orphans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ino)
+            .cloned()
     }
 
     fn attr(view: &View, index: u32) -> FileAttr {
@@ -206,6 +258,7 @@ impl Filesystem for PackageFs {
         match view.lookup(dir, name) {
             Some(child) => {
                 let ttl = self.ttl_for(&view, child);
+                self.remember(view.node(child).ino);
                 reply.entry(&ttl, &Self::attr(&view, child), Generation(0))
             }
             None => reply.error(Errno::ENOENT),
@@ -217,31 +270,29 @@ impl Filesystem for PackageFs {
             let ttl = self.ttl_for(&view, index);
             return reply.attr(&ttl, &Self::attr(&view, index));
         }
-        // A file from a package that left the view, still open.
-        if let Some(fh) = fh {
-            let handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(Handle::Entry { package, entry }) = handles.get(&fh.0) {
-                let e = package.package.entry(*entry);
-                let mtime = time(e.mtime());
-                let attr = FileAttr {
-                    ino,
-                    size: e.size(),
-                    blocks: e.size().div_ceil(512),
-                    atime: mtime,
-                    mtime,
-                    ctime: mtime,
-                    crtime: mtime,
-                    kind: FileType::RegularFile,
-                    perm: e.permissions(),
-                    nlink: 0,
-                    uid: 0,
-                    gid: 0,
-                    rdev: 0,
-                    blksize: 1 << 16,
-                    flags: 0,
-                };
-                return reply.attr(&Duration::ZERO, &attr);
-            }
+        // A file from a package that left the view, still known to the kernel.
+        let _ = fh;
+        if let Some((package, entry)) = self.orphan(ino.0) {
+            let e = package.package.entry(entry);
+            let mtime = time(e.mtime());
+            let attr = FileAttr {
+                ino,
+                size: e.size(),
+                blocks: e.size().div_ceil(512),
+                atime: mtime,
+                mtime,
+                ctime: mtime,
+                crtime: mtime,
+                kind: FileType::RegularFile,
+                perm: e.permissions(),
+                nlink: 0,
+                uid: 0,
+                gid: 0,
+                rdev: 0,
+                blksize: 1 << 16,
+                flags: 0,
+            };
+            return reply.attr(&Duration::ZERO, &attr);
         }
         reply.error(Errno::ENOENT)
     }
@@ -265,115 +316,76 @@ impl Filesystem for PackageFs {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if flags.0 & libc_accmode() != 0 {
-            return reply.error(Errno::EROFS);
-        }
-        let Some((view, index)) = self.find(ino) else {
-            return reply.error(Errno::ENOENT);
-        };
-        let (handle, open_flags) = match view.node(index).source {
-            Source::Entry { pkg, entry } if view.kind(index) == Kind::File => (
-                Handle::Entry {
-                    package: view.packages[pkg as usize].clone(),
-                    entry,
-                },
-                // Content never changes for an inode number: keep the page cache.
-                FopenFlags::FOPEN_KEEP_CACHE,
-            ),
-            Source::File { .. } => (
-                Handle::Data(
-                    view.data(index)
-                        .cloned()
-                        .unwrap_or_else(|| Arc::from(&[][..])),
-                ),
-                FopenFlags::FOPEN_DIRECT_IO,
-            ),
-            _ => return reply.error(Errno::EISDIR),
-        };
-        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        self.handles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(fh, handle);
-        reply.opened(FileHandle(fh), open_flags)
+    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // "No open support": the kernel opens without asking from now on,
+        // and keeps its page cache (FOPEN_KEEP_CACHE) across opens. Writes
+        // are refused by the read-only mount.
+        reply.error(Errno::ENOSYS)
+    }
+
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // Likewise for directories: listings are cached until invalidated.
+        reply.error(Errno::ENOSYS)
     }
 
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        enum Target {
-            Entry(Arc<ActivePackage>, EntryId),
-            Data(Arc<[u8]>),
-        }
-        let target = {
-            let handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
-            match handles.get(&fh.0) {
-                Some(Handle::Entry { package, entry }) => Target::Entry(package.clone(), *entry),
-                Some(Handle::Data(d)) => Target::Data(d.clone()),
-                None => return reply.error(Errno::EBADF),
-            }
+        let view = self.view();
+        let (package, entry) = match view.lookup_ino(ino.0) {
+            Some(index) => match view.node(index).source {
+                Source::Entry { pkg, entry } => (view.packages[pkg as usize].clone(), entry),
+                Source::File { .. } => {
+                    let d = view
+                        .data(index)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::from(&[][..]));
+                    let start = (offset as usize).min(d.len());
+                    let end = start.saturating_add(size as usize).min(d.len());
+                    return reply.data(&d[start..end]);
+                }
+                Source::Dir { .. } => return reply.error(Errno::EISDIR),
+            },
+            None => match self.orphan(ino.0) {
+                Some(o) => o,
+                None => return reply.error(Errno::ENOENT),
+            },
         };
-        match target {
-            Target::Data(d) => {
-                let start = (offset as usize).min(d.len());
-                let end = start.saturating_add(size as usize).min(d.len());
-                reply.data(&d[start..end])
+        drop(view);
+        let e = package.package.entry(entry);
+        let len = e.size().saturating_sub(offset).min(size as u64) as usize;
+        READ_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < len {
+                buf.resize(len, 0);
             }
-            Target::Entry(package, entry) => {
-                let e = package.package.entry(entry);
-                let len = e.size().saturating_sub(offset).min(size as u64) as usize;
-                READ_BUF.with(|buf| {
-                    let mut buf = buf.borrow_mut();
-                    if buf.len() < len {
-                        buf.resize(len, 0);
-                    }
-                    match package.package.read_at(e, offset, &mut buf[..len]) {
-                        Ok(n) => reply.data(&buf[..n]),
-                        Err(err) => {
-                            tracing::error!("{}: {}: {err}", package.path.display(), e.path());
-                            reply.error(Errno::EIO)
-                        }
-                    }
-                })
+            match package.package.read_at(e, offset, &mut buf[..len]) {
+                Ok(n) => reply.data(&buf[..n]),
+                Err(err) => {
+                    tracing::error!("{}: {}: {err}", package.path.display(), e.path());
+                    reply.error(Errno::EIO)
+                }
             }
-        }
+        })
     }
 
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok()
-    }
-
-    fn release(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        self.handles
+    fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
+        self.known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&fh.0);
-        reply.ok()
+            .remove(&ino.0);
+        self.orphans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ino.0);
     }
 
     fn readdir(
@@ -439,6 +451,9 @@ impl Filesystem for PackageFs {
             let attr = Self::attr(&view, index);
             if reply.add(attr.ino, i as u64 + 1, name, &ttl, &attr, Generation(0)) {
                 break;
+            }
+            if i >= 2 {
+                self.remember(attr.ino.0);
             }
         }
         reply.ok()
@@ -515,9 +530,4 @@ impl Filesystem for PackageFs {
 
 thread_local! {
     static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// O_WRONLY | O_RDWR.
-fn libc_accmode() -> i32 {
-    3
 }

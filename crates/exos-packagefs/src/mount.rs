@@ -37,11 +37,17 @@ impl MountOptions {
         MountOptions {
             root,
             mountpoint,
-            cache_bytes: 256 << 20,
+            // Small on purpose: the kernel's page cache keeps file data;
+            // this one only spares re-decompressing a chunk shared by
+            // several small files or hit by scattered reads. A big one
+            // costs fresh (zeroed) pages for every chunk.
+            cache_bytes: 8 << 20,
             threads: std::thread::available_parallelism()
                 .map_or(2, |n| n.get())
                 .max(2),
-            ttl: Duration::from_secs(1),
+            // Changes are pushed to the kernel as invalidations, so the
+            // kernel may cache names and attributes for long.
+            ttl: Duration::from_secs(60),
             host_apis: Vec::new(),
             allow_other: true,
         }
@@ -69,7 +75,8 @@ struct State {
 }
 
 impl State {
-    fn status_json(&self, activation: &Activation, conflicts: &[crate::view::Conflict]) -> Vec<u8> {
+    fn status_json(&self, activation: &Activation, draft: &View) -> Vec<u8> {
+        let conflicts = &draft.conflicts;
         let layers: serde_json::Map<String, serde_json::Value> = LAYERS
             .iter()
             .enumerate()
@@ -102,6 +109,8 @@ impl State {
                 "layer": c.layer, "path": c.path, "winner": c.winner, "loser": c.loser,
             })).collect::<Vec<_>>(),
             "cache_bytes": self.options.cache_bytes,
+            "nodes": draft.node_count(),
+            "index_bytes": draft.memory_usage(),
         });
         let mut out = serde_json::to_vec_pretty(&v).unwrap_or_default();
         out.push(b'\n');
@@ -118,7 +127,7 @@ impl State {
         // Conflicts are only known after building; build, then fill in the
         // status with them (the status file is tiny).
         let draft = View::build(&activation, Vec::new(), self.epoch);
-        let status = self.status_json(&activation, &draft.conflicts);
+        let status = self.status_json(&activation, &draft);
         drop(draft);
         let view = View::build(&activation, status, self.epoch);
         let report = BuildReport {
@@ -184,6 +193,7 @@ impl Mount {
         let (view, initial) = state.rebuild(true);
         let fs = PackageFs::new(view, options.ttl);
         let slot = fs.slot();
+        let orphans = fs.orphan_keeper();
 
         let mut config = Config::default();
         config.mount_options = vec![
@@ -248,7 +258,9 @@ impl Mount {
                     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
                     let (view, report) = st.rebuild(false);
                     let old = slot.swap(view);
-                    invalidate(&notifier, &old, &slot.get());
+                    let new = slot.get();
+                    orphans.adopt(&old, &new);
+                    invalidate(&notifier, &old, &new);
                     tracing::info!(
                         generation = report.generation,
                         active = report.active,
@@ -344,7 +356,15 @@ fn invalidate(notifier: &Notifier, old: &View, new: &View) {
             }
         }
         if let Some(d) = new_dir {
-            if new.children(d).len() != old.children(dir).len() {
+            // The kernel caches listings (no opendir): drop this one if any
+            // child was added, removed or replaced.
+            let listing = |v: &View, d: u32| -> Vec<(u64, String)> {
+                v.children(d)
+                    .iter()
+                    .map(|&c| (v.node(c).ino, v.name(c).to_string()))
+                    .collect()
+            };
+            if listing(new, d) != listing(old, dir) {
                 let _ = notifier.inval_inode(fuser::INodeNo(ino), 0, 0);
             }
         }

@@ -261,6 +261,9 @@ impl Builder {
             Source::Entry { pkg, entry } if !self.is_dir(source) => {
                 hash2(path_hash, (self.packages[pkg as usize].id, entry))
             }
+            // Made-up files change with the view (status.json): new content,
+            // new inode.
+            Source::File { data, .. } => hash2(path_hash, &self.data[data as usize][..]),
             _ => hash2(path_hash, "dir"),
         };
         // 0 is invalid and 1 is the root.
