@@ -3,9 +3,17 @@
 //! threads rarely wait on each other.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 
 use exos_hpkg::heap::{Chunk, SharedChunkCache};
+
+/// A decompression in progress: `None` until done, then the outcome
+/// (errors are not shared: waiters retry themselves).
+#[derive(Default)]
+struct Loading {
+    done: Mutex<Option<Option<Chunk>>>,
+    ready: Condvar,
+}
 use rustc_hash::FxHashMap;
 
 const SHARDS: usize = 16;
@@ -21,6 +29,8 @@ pub struct ChunkCache {
 type Slot = Option<((u64, u64), Chunk, bool)>;
 
 struct Shard {
+    /// Chunks being decompressed right now; others needing one wait.
+    loading: FxHashMap<(u64, u64), Arc<Loading>>,
     capacity: usize,
     used: usize,
     map: FxHashMap<(u64, u64), usize>,
@@ -37,6 +47,7 @@ impl ChunkCache {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
+                        loading: FxHashMap::default(),
                         capacity: per_shard,
                         used: 0,
                         map: FxHashMap::default(),
@@ -91,6 +102,60 @@ impl ChunkCache {
 }
 
 impl SharedChunkCache for ChunkCache {
+    fn get_or_load(
+        &self,
+        owner: u64,
+        index: u64,
+        load: &mut dyn FnMut() -> exos_hpkg::Result<Chunk>,
+    ) -> exos_hpkg::Result<Chunk> {
+        let key = (owner, index);
+        let shard = self.shard(owner, index);
+        let waiting = {
+            let mut s = shard.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = s.map.get(&key).copied() {
+                if let Some(entry) = s.slots[i].as_mut() {
+                    entry.2 = true;
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(entry.1.clone());
+                }
+            }
+            match s.loading.get(&key) {
+                Some(l) => Some(l.clone()),
+                None => {
+                    s.loading.insert(key, Arc::default());
+                    None
+                }
+            }
+        };
+        if let Some(l) = waiting {
+            let mut done = l.done.lock().unwrap_or_else(|e| e.into_inner());
+            while done.is_none() {
+                done = l.ready.wait(done).unwrap_or_else(|e| e.into_inner());
+            }
+            if let Some(Some(c)) = done.as_ref() {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(c.clone());
+            }
+            drop(done);
+            return load();
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let result = load();
+        if let Ok(c) = &result {
+            self.insert(owner, index, c.clone());
+        }
+        let l = shard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .loading
+            .remove(&key);
+        if let Some(l) = l {
+            *l.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(result.as_ref().ok().cloned());
+            l.ready.notify_all();
+        }
+        result
+    }
+
     fn contains(&self, owner: u64, index: u64) -> bool {
         self.shard(owner, index)
             .lock()
@@ -161,6 +226,41 @@ impl SharedChunkCache for ChunkCache {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn concurrent_loads_of_one_chunk_decompress_once() {
+        use std::sync::atomic::AtomicUsize;
+        let cache = Arc::new(ChunkCache::new(1 << 20));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, loads) = (cache.clone(), loads.clone());
+                std::thread::spawn(move || {
+                    cache
+                        .get_or_load(7, 3, &mut || {
+                            loads.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            Ok(Arc::new(vec![42u8; 100]))
+                        })
+                        .unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap()[0], 42);
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        // A failed load is not cached; the next caller tries again.
+        let err = cache.get_or_load(7, 4, &mut || {
+            Err(exos_hpkg::Error::from(exos_hpkg::ErrorKind::Unsupported(
+                "x".into(),
+            )))
+        });
+        assert!(err.is_err());
+        assert!(cache
+            .get_or_load(7, 4, &mut || Ok(Arc::new(vec![1])))
+            .is_ok());
+    }
 
     #[test]
     fn stays_within_its_byte_budget() {

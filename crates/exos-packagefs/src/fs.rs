@@ -88,6 +88,7 @@ pub struct PackageFs {
     /// Files of packages that left the view, by inode, while still known.
     orphans: Arc<Mutex<Orphans>>,
     ttl: Duration,
+    prefetch: Option<std::sync::mpsc::SyncSender<(Arc<ActivePackage>, u64)>>,
 }
 
 fn time(t: Timestamp) -> SystemTime {
@@ -101,6 +102,48 @@ impl PackageFs {
             known: Arc::default(),
             orphans: Arc::default(),
             ttl,
+            prefetch: None,
+        }
+    }
+
+    /// Decompresses, on a background thread, the two chunks after the one a
+    /// small read ended in: packages store files in path order, so a reader going
+    /// through a directory's small files needs that chunk next, and the
+    /// decompression then overlaps with the round trips. (The cache makes a
+    /// reader that gets there first wait for this work rather than repeat
+    /// it.) Large reads need no help: the kernel reads ahead itself.
+    pub fn with_prefetch(mut self) -> PackageFs {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Arc<ActivePackage>, u64)>(8);
+        let spawned = std::thread::Builder::new()
+            .name("exos-prefetch".into())
+            .spawn(move || {
+                while let Ok((package, chunk)) = rx.recv() {
+                    let _ = package.package.heap().chunk(chunk);
+                }
+            });
+        if spawned.is_ok() {
+            self.prefetch = Some(tx);
+        }
+        self
+    }
+
+    fn maybe_prefetch(&self, package: &Arc<ActivePackage>, data_end: u64, read_len: usize) {
+        const CHUNK: u64 = exos_hpkg::header::CHUNK_SIZE as u64;
+        let Some(tx) = &self.prefetch else { return };
+        let heap = package.package.heap();
+        // Two chunks ahead measured best on two cores (see BENCHMARKS.md).
+        const DEPTH: u64 = 2;
+        if read_len as u64 >= CHUNK
+            || heap.info().compression == exos_hpkg::Compression::None
+            || data_end == 0
+        {
+            return;
+        }
+        let first = (data_end - 1) / CHUNK + 1;
+        for next in first..first + DEPTH {
+            if next < heap.chunk_count() && !heap.is_cached(next) {
+                let _ = tx.try_send((package.clone(), next));
+            }
         }
     }
 
@@ -367,7 +410,12 @@ impl Filesystem for PackageFs {
                 buf.resize(len, 0);
             }
             match package.package.read_at(e, offset, &mut buf[..len]) {
-                Ok(n) => reply.data(&buf[..n]),
+                Ok(n) => {
+                    reply.data(&buf[..n]);
+                    if let exos_hpkg::DataRef::Heap { offset: start, .. } = e.data() {
+                        self.maybe_prefetch(&package, start + offset + n as u64, n);
+                    }
+                }
                 Err(err) => {
                     tracing::error!("{}: {}: {err}", package.path.display(), e.path());
                     reply.error(Errno::EIO)

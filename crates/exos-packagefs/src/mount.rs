@@ -191,7 +191,7 @@ impl Mount {
             options: options.clone(),
         };
         let (view, initial) = state.rebuild(true);
-        let fs = PackageFs::new(view, options.ttl);
+        let fs = PackageFs::new(view, options.ttl).with_prefetch();
         let slot = fs.slot();
         let orphans = fs.orphan_keeper();
 
