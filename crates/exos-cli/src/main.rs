@@ -6,6 +6,7 @@
 
 mod extract;
 mod listing;
+mod manage;
 mod mount;
 mod resolve;
 mod sources;
@@ -105,6 +106,56 @@ enum Command {
     Mount(mount::MountArgs),
     /// Unmount an exos mount.
     Unmount { mountpoint: PathBuf },
+    /// Create an EXOS root: system/, common/, user/ packages, state, data.
+    Init { root: PathBuf },
+    /// Install package files (dependencies checked; atomically; a new state).
+    Install {
+        packages: Vec<PathBuf>,
+        /// Layer to install into.
+        #[arg(short, long, value_enum, default_value = "system")]
+        layer: manage::LayerArg,
+        #[command(flatten)]
+        change: manage::ChangeArgs,
+    },
+    /// Remove packages by name, with whatever can no longer work without them.
+    Remove {
+        names: Vec<String>,
+        #[command(flatten)]
+        change: manage::ChangeArgs,
+    },
+    /// Upgrade packages (all when none named) from -a sources.
+    Upgrade {
+        names: Vec<String>,
+        /// Layer for packages newly pulled in.
+        #[arg(short, long, value_enum, default_value = "system")]
+        layer: manage::LayerArg,
+        #[command(flatten)]
+        change: manage::ChangeArgs,
+    },
+    /// Make an earlier state current again (default: the one before the current).
+    Rollback {
+        state: Option<u64>,
+        #[arg(short, long, env = "EXOS_ROOT")]
+        root: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List, show and compare states.
+    #[command(subcommand)]
+    State(manage::StateCommand),
+    /// Delete old states and the package files only they used.
+    Gc {
+        #[arg(short, long, env = "EXOS_ROOT")]
+        root: PathBuf,
+        /// How many of the newest states to keep (the current one is always kept).
+        #[arg(long, default_value_t = 5)]
+        keep: usize,
+    },
+    /// Verify that every state's package files are present with the right hash.
+    Check {
+        #[arg(short, long, env = "EXOS_ROOT")]
+        root: PathBuf,
+    },
     /// Show what a mount has active and refused, and why.
     Status {
         mountpoint: PathBuf,
@@ -244,6 +295,22 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Mount(args) => mount::mount(args, cli.quiet),
         Command::Unmount { mountpoint } => mount::unmount(mountpoint),
         Command::Status { mountpoint, json } => mount::status(mountpoint, *json),
+        Command::Init { root } => manage::init(root),
+        Command::Install {
+            packages,
+            layer,
+            change,
+        } => manage::install(change, packages, *layer, cli.quiet),
+        Command::Remove { names, change } => manage::remove(change, names, cli.quiet),
+        Command::Upgrade {
+            names,
+            layer,
+            change,
+        } => manage::upgrade(change, names, *layer, cli.quiet),
+        Command::Rollback { state, root, json } => manage::rollback(root, *state, *json, cli.quiet),
+        Command::State(cmd) => manage::state(cmd),
+        Command::Gc { root, keep } => manage::gc(root, *keep),
+        Command::Check { root } => manage::check(root),
     }
 }
 
@@ -489,7 +556,7 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;

@@ -30,6 +30,10 @@ pub struct MountArgs {
     /// An API the host provides, for packages' `uses` (repeatable).
     #[arg(long = "host-api", value_name = "API[=VERSION]")]
     host_api: Vec<String>,
+    /// Mount state N of the root (from system/state/states) instead of the
+    /// current one; the current state is not changed.
+    #[arg(long)]
+    state: Option<u64>,
     /// Only root may see the mount (default: everyone, read-only).
     #[arg(long)]
     private: bool,
@@ -114,6 +118,16 @@ pub fn mount(args: &MountArgs, quiet: bool) -> Result<()> {
     }
     options.ttl = Duration::from_millis(args.ttl_ms);
     options.allow_other = !args.private;
+    if let Some(n) = args.state {
+        let list = args
+            .root
+            .join(exos_manager::STATES_DIR)
+            .join(format!("{n:06}.list"));
+        if !list.is_file() {
+            bail!("{}: no state {n} (see `exos state list`)", list.display());
+        }
+        options.state_list = Some(list.canonicalize()?);
+    }
     options.host_apis = args
         .host_api
         .iter()

@@ -84,49 +84,64 @@ pub struct Scanner {
     /// APIs the host provides (for `uses`).
     pub host_apis: Vec<Provide>,
     pub cache: Arc<ChunkCache>,
+    /// A state list to mount instead of the root's active list.
+    pub state_list: Option<PathBuf>,
     next_id: AtomicU64,
 }
 
-/// SHA-256 by (layer, file name).
-type ExpectedHashes = HashMap<(String, String), String>;
+/// The current state, relative to the root: lines `layer file-name sha256`.
+pub const ACTIVE_LIST: &str = "system/state/active.list";
+/// Package files of inactive states, named `<sha256>.hpkg`.
+pub const STORE_DIR: &str = "system/state/store";
 
-/// Expected SHA-256 per (layer, file name), from `system/state/active.list`
-/// (lines: `layer file-name sha256`; `#` comments).
-fn expected_hashes(root: &Path) -> Result<Option<ExpectedHashes>, String> {
-    let path = root.join("system/state/active.list");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    let mut out = HashMap::new();
+/// One line of a state list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StateEntry {
+    pub layer: usize,
+    pub file: String,
+    pub sha256: String,
+}
+
+/// Parses a state list (`#` starts a comment line); `path` names it in errors.
+pub fn parse_state_list(text: &str, path: &Path) -> Result<Vec<StateEntry>, String> {
+    let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let parts: Vec<&str> = line.split_whitespace().collect();
-        match parts.as_slice() {
+        let entry = match parts.as_slice() {
             [layer, file, hash]
-                if LAYERS.contains(layer)
-                    && hash.len() == 64
-                    && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                if hash.len() == 64
+                    && hash.bytes().all(|b| b.is_ascii_hexdigit())
+                    && file.ends_with(".hpkg")
+                    && !file.contains('/')
+                    && !file.starts_with('.') =>
             {
-                out.insert(
-                    (layer.to_string(), file.to_string()),
-                    hash.to_ascii_lowercase(),
-                );
+                LAYERS
+                    .iter()
+                    .position(|l| l == layer)
+                    .map(|layer| StateEntry {
+                        layer,
+                        file: file.to_string(),
+                        sha256: hash.to_ascii_lowercase(),
+                    })
             }
-            _ => {
+            _ => None,
+        };
+        match entry {
+            Some(e) => out.push(e),
+            None => {
                 return Err(format!(
-                    "{} line {}: expected \"layer file-name sha256\"",
+                    "{} line {}: expected \"<system|common|user> <name>.hpkg <sha256>\", found {line:?}",
                     path.display(),
                     i + 1
                 ))
             }
         }
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
@@ -151,6 +166,7 @@ impl Scanner {
             root,
             host_apis,
             cache,
+            state_list: None,
             next_id: AtomicU64::new(1),
         }
     }
@@ -160,7 +176,24 @@ impl Scanner {
         self.root.join(LAYERS[layer]).join("packages")
     }
 
+    /// The state list in force: the override, else the root's active list
+    /// when it exists.
+    fn state_list(&self) -> Option<PathBuf> {
+        match &self.state_list {
+            Some(p) => Some(p.clone()),
+            None => {
+                let p = self.root.join(ACTIVE_LIST);
+                p.exists().then_some(p)
+            }
+        }
+    }
+
     /// Scans the root; `previous` lets unchanged packages be reused.
+    ///
+    /// With a state list, exactly the listed packages are candidates, each
+    /// found in its layer's packages directory or in the store and checked
+    /// against its SHA-256; other files in the packages directories are
+    /// refused. Without one, every `*.hpkg` in the packages directories is.
     pub fn scan(&self, previous: Option<&Activation>) -> Activation {
         let mut out = Activation::default();
         let reuse: HashMap<(usize, FileIdentity), &Arc<ActivePackage>> = previous
@@ -168,19 +201,25 @@ impl Scanner {
             .flat_map(|a| a.all())
             .map(|p| ((p.layer, p.identity), p))
             .collect();
-        let expected = match expected_hashes(&self.root) {
-            Ok(e) => e,
-            Err(reason) => {
-                // An unreadable state refuses nothing by itself, but is shown.
-                out.refused.push(Refused {
-                    layer: 0,
-                    path: self.root.join("system/state/active.list"),
-                    reason,
-                });
-                None
-            }
+        let list = match self.state_list() {
+            None => None,
+            Some(path) => match std::fs::read_to_string(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))
+                .and_then(|t| parse_state_list(&t, &path))
+            {
+                Ok(entries) => Some(entries),
+                Err(reason) => {
+                    // Without a readable state nothing is trusted.
+                    out.refused.push(Refused {
+                        layer: 0,
+                        path,
+                        reason,
+                    });
+                    return out;
+                }
+            },
         };
-        for (layer, layer_name) in LAYERS.iter().enumerate() {
+        for layer in 0..LAYERS.len() {
             let dir = self.packages_dir(layer);
             let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
                 Ok(rd) => rd
@@ -190,44 +229,99 @@ impl Scanner {
                 Err(_) => Vec::new(),
             };
             files.sort();
-            for path in files {
-                let file_name = path
-                    .file_name()
+            let file_name = |p: &Path| {
+                p.file_name()
                     .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let refuse = |reason: String| Refused {
-                    layer,
-                    path: path.clone(),
-                    reason,
-                };
-                let meta = match std::fs::metadata(&path) {
-                    Ok(m) if m.is_file() => m,
-                    Ok(_) => continue,
-                    // Vanished between listing and stat: a concurrent removal.
-                    Err(_) => continue,
-                };
-                let identity = FileIdentity::of(&meta);
-                let want = expected
-                    .as_ref()
-                    .map(|e| e.get(&(layer_name.to_string(), file_name.clone())));
-                if let Some(None) = want {
-                    out.refused.push(refuse(
-                        "not in system/state/active.list (not part of the current state)".into(),
-                    ));
-                    continue;
+                    .unwrap_or_default()
+            };
+            let Some(list) = &list else {
+                for path in files {
+                    let name = file_name(&path);
+                    match self.activate(layer, &path, name, None, &reuse) {
+                        Ok(Some(p)) => out.layers[layer].push(p),
+                        Ok(None) => {}
+                        Err(reason) => out.refused.push(Refused {
+                            layer,
+                            path,
+                            reason,
+                        }),
+                    }
                 }
-                if let Some(p) = reuse.get(&(layer, identity)) {
-                    out.layers[layer].push(Arc::clone(p));
-                    continue;
+                continue;
+            };
+            let mut wanted: Vec<&StateEntry> = list.iter().filter(|e| e.layer == layer).collect();
+            wanted.sort_by(|a, b| a.file.cmp(&b.file));
+            for path in &files {
+                let name = file_name(path);
+                if !wanted.iter().any(|e| e.file == name) {
+                    out.refused.push(Refused {
+                        layer,
+                        path: path.clone(),
+                        reason: "not in the state list (not part of the current state)".into(),
+                    });
                 }
-                match self.open(layer, &path, file_name, identity, want.flatten()) {
-                    Ok(p) => out.layers[layer].push(Arc::new(p)),
-                    Err(reason) => out.refused.push(refuse(reason)),
+            }
+            for entry in wanted {
+                let candidates = [
+                    dir.join(&entry.file),
+                    self.root
+                        .join(STORE_DIR)
+                        .join(format!("{}.hpkg", entry.sha256)),
+                ];
+                let mut last = "missing from the packages directory and the store".to_string();
+                let mut found = None;
+                for path in candidates.iter().filter(|p| p.exists()) {
+                    match self.activate(
+                        layer,
+                        path,
+                        entry.file.clone(),
+                        Some(&entry.sha256),
+                        &reuse,
+                    ) {
+                        Ok(Some(p)) => {
+                            found = Some(p);
+                            break;
+                        }
+                        Ok(None) => {}
+                        Err(reason) => last = reason,
+                    }
+                }
+                match found {
+                    Some(p) => out.layers[layer].push(p),
+                    None => out.refused.push(Refused {
+                        layer,
+                        path: candidates[0].clone(),
+                        reason: last,
+                    }),
                 }
             }
         }
         self.check_uses(&mut out);
         out
+    }
+
+    /// Opens (or reuses) one package file; `Ok(None)` when it vanished.
+    fn activate(
+        &self,
+        layer: usize,
+        path: &Path,
+        file_name: String,
+        expected_sha: Option<&String>,
+        reuse: &HashMap<(usize, FileIdentity), &Arc<ActivePackage>>,
+    ) -> Result<Option<Arc<ActivePackage>>, String> {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => m,
+            // Not a file, or vanished since listing: a concurrent change.
+            _ => return Ok(None),
+        };
+        let identity = FileIdentity::of(&meta);
+        if let Some(p) = reuse.get(&(layer, identity)) {
+            if expected_sha.is_none() || p.sha256.as_ref() == expected_sha {
+                return Ok(Some(Arc::clone(p)));
+            }
+        }
+        self.open(layer, path, file_name, identity, expected_sha)
+            .map(|p| Some(Arc::new(p)))
     }
 
     fn open(

@@ -30,6 +30,9 @@ pub struct MountOptions {
     pub host_apis: Vec<Provide>,
     /// Let users other than root see the mount (per-user views need it).
     pub allow_other: bool,
+    /// Mount this state list instead of the root's current one (booting an
+    /// older state without changing the current one).
+    pub state_list: Option<PathBuf>,
 }
 
 impl MountOptions {
@@ -50,6 +53,7 @@ impl MountOptions {
             ttl: Duration::from_secs(60),
             host_apis: Vec::new(),
             allow_other: true,
+            state_list: None,
         }
     }
 }
@@ -97,6 +101,7 @@ impl State {
             .collect();
         let v = json!({
             "root": self.options.root,
+            "state_list": self.options.state_list,
             "mountpoint": self.options.mountpoint,
             "pid": std::process::id(),
             "generation": self.generation,
@@ -154,12 +159,18 @@ impl State {
     }
 }
 
+fn scanner(options: &MountOptions, cache: Arc<ChunkCache>) -> Scanner {
+    let mut s = Scanner::new(options.root.clone(), options.host_apis.clone(), cache);
+    s.state_list = options.state_list.clone();
+    s
+}
+
 /// Builds the view of `root` once, without mounting (for tests, `--check`
 /// and benchmarks of view construction).
 pub fn build_view(options: &MountOptions) -> (View, BuildReport) {
     let cache = Arc::new(ChunkCache::new(options.cache_bytes));
     let mut state = State {
-        scanner: Scanner::new(options.root.clone(), options.host_apis.clone(), cache),
+        scanner: scanner(options, cache),
         activation: Activation::default(),
         generation: 0,
         epoch: SystemTime::now(),
@@ -184,7 +195,7 @@ impl Mount {
     pub fn start(options: MountOptions) -> std::io::Result<Mount> {
         let cache = Arc::new(ChunkCache::new(options.cache_bytes));
         let mut state = State {
-            scanner: Scanner::new(options.root.clone(), options.host_apis.clone(), cache),
+            scanner: scanner(&options, cache),
             activation: Activation::default(),
             generation: 0,
             epoch: SystemTime::now(),

@@ -62,11 +62,13 @@ pub(crate) struct Provider<'u> {
     strings: RefCell<Vec<String>>,
     /// Installed solvables stay favoured (kept at their version).
     favour_installed: bool,
+    /// Packages being upgraded: their installed release is not favoured.
+    upgrading: Vec<String>,
     host_arch: Architecture,
 }
 
 impl<'u> Provider<'u> {
-    fn new(universe: &'u Universe, favour_installed: bool) -> Self {
+    fn new(universe: &'u Universe, favour_installed: bool, upgrading: Vec<String>) -> Self {
         let mut names = Vec::new();
         let n = universe.candidates.len();
         let mut slot_ids: HashMap<(&str, &str), NameId> = HashMap::default();
@@ -145,6 +147,7 @@ impl<'u> Provider<'u> {
             unions: RefCell::default(),
             strings: RefCell::default(),
             favour_installed,
+            upgrading,
             host_arch: Architecture::host(),
         }
     }
@@ -388,7 +391,10 @@ impl DependencyProvider for Provider<'_> {
         let mut favored = None;
         for &s in list {
             let c = &self.universe.candidates[s.into_raw() as usize];
-            if c.is_installed() && self.favour_installed {
+            if c.is_installed()
+                && self.favour_installed
+                && !self.upgrading.contains(&c.manifest.name)
+            {
                 favored = Some(s);
             }
             // Excluded candidates stay listed so explanations can name them.
@@ -477,7 +483,11 @@ fn solve_once(
     newest_major: bool,
 ) -> Result<Vec<usize>, ResolveError> {
     let favour_installed = !matches!(request, Request::Upgrade(names) if names.is_empty());
-    let provider = Provider::new(universe, favour_installed);
+    let upgrading = match request {
+        Request::Upgrade(names) => names.clone(),
+        _ => Vec::new(),
+    };
+    let provider = Provider::new(universe, favour_installed, upgrading);
     let installed: Vec<SolvableId> = universe
         .candidates
         .iter()

@@ -246,6 +246,20 @@ fn upgrade_all_moves_to_newest_consistent_versions() {
 }
 
 #[test]
+fn upgrading_one_package_leaves_the_others_alone() {
+    let plan = solve(
+        vec![
+            installed(r#"{"name":"lib","version":"1.0"}"#),
+            installed(r#"{"name":"other","version":"1.0"}"#),
+            available(r#"{"name":"lib","version":"1.1"}"#),
+            available(r#"{"name":"other","version":"1.5"}"#),
+        ],
+        Request::Upgrade(vec!["lib".into()]),
+    );
+    assert_eq!(result_of(&plan), ["lib 1.1", "other 1.0"]);
+}
+
+#[test]
 fn remove_takes_dependents_along_and_says_why() {
     let plan = solve(
         vec![
