@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: set up, build the example packages into an EXOS root, mount
-# them with packagefs, and run a program straight out of the mount.
+# The main job: set up, build the example packages, install them into an
+# EXOS root, mount it with packagefs, and run a program straight out of the
+# mount.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -8,14 +9,17 @@ exos=$PWD/target/release/exos
 out=${DEMO_DIR:-$(mktemp -d)}
 root=$out/root
 mnt=$out/mnt
-mkdir -p "$root/system/packages" "$root/common/packages" "$root/user/packages" "$mnt"
+mkdir -p "$out/packages" "$mnt"
 for ex in examples/*/; do
-  "$exos" build -q "$ex" -o "$root/system/packages/$(basename "$ex").hpkg"
+  "$exos" build -q "$ex" -o "$out/packages/$(basename "$ex").hpkg"
 done
-echo "--- exos list $root/system/packages/hello.hpkg"
-"$exos" list "$root/system/packages/hello.hpkg"
-echo "--- exos resolve: what installing hello needs"
-"$exos" resolve -a "$root/system/packages" install hello
+echo "--- exos list $out/packages/hello.hpkg"
+"$exos" list "$out/packages/hello.hpkg"
+echo "--- exos init $root"
+"$exos" init "$root"
+echo "--- exos install: hello alone is refused (it needs greetings), both go in"
+"$exos" install -r "$root" "$out/packages/hello.hpkg" || true
+"$exos" install -r "$root" "$out/packages/hello.hpkg" "$out/packages/greetings.hpkg"
 echo "--- exos mount $root $mnt"
 "$exos" mount --daemon --pid-file "$out/exos.pid" --log-file "$out/exos.log" "$root" "$mnt"
 trap '"$exos" unmount "$mnt" 2>/dev/null || true' EXIT

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use exos_hpkg::Package;
 use exos_manager::{diff, entry_for, Entry, NewPackage, Root, State};
-use exos_manifest::{Dependency, Manifest, VersionRange};
+use exos_manifest::Manifest;
 use exos_packagefs::activate::{sha256_file, LAYERS};
 use exos_resolve::{Candidate, Change, Origin, Plan, Request, ResolveError, Universe};
 use serde_json::json;
@@ -199,12 +199,13 @@ fn change(args: &ChangeArgs, what: What, quiet: bool) -> Result<()> {
     let (request, description) = match &what {
         What::Install(paths, layer) => {
             let new = offers(paths, *layer)?;
-            let deps = new
+            let releases = new
                 .iter()
-                .map(|k| Dependency {
-                    api: k.candidate.manifest.name.clone(),
-                    range: VersionRange::parse(&format!("={}", k.candidate.manifest.version))
-                        .unwrap_or_default(),
+                .map(|k| {
+                    (
+                        k.candidate.manifest.name.clone(),
+                        k.candidate.manifest.version.clone(),
+                    )
                 })
                 .collect();
             let names: Vec<String> = new
@@ -218,7 +219,7 @@ fn change(args: &ChangeArgs, what: What, quiet: bool) -> Result<()> {
                 .collect();
             known.extend(new);
             (
-                Request::Install(deps),
+                Request::InstallExact(releases),
                 format!("install {}", names.join(", ")),
             )
         }
@@ -329,8 +330,20 @@ fn change(args: &ChangeArgs, what: What, quiet: bool) -> Result<()> {
     } else {
         text += "Dependencies not checked (--force).\n";
     }
+    let size_of = |e: &Entry| {
+        new.iter()
+            .find(|n| n.sha256 == e.sha256)
+            .map(|n| n.size)
+            .or_else(|| {
+                root.locate(e)
+                    .and_then(|p| std::fs::metadata(p).ok())
+                    .map(|m| m.len())
+            })
+            .map(|b| format!(" ({})", human_bytes(b)))
+            .unwrap_or_default()
+    };
     for (c, e) in &changes {
-        text += &format!("  {c} {}/{}\n", LAYERS[e.layer], e.file);
+        text += &format!("  {c} {}/{}{}\n", LAYERS[e.layer], e.file, size_of(e));
     }
     if args.dry_run {
         if args.json {

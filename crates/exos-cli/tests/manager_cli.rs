@@ -433,3 +433,65 @@ fn mounts_follow_changes_and_older_states_boot() {
     ok(&["unmount", s(&old)]);
     ok(&["unmount", s(&mnt)]);
 }
+
+#[test]
+fn concurrent_writers_take_turns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    ok(&["init", s(&root)]);
+    let pkgs: Vec<PathBuf> = (0..6)
+        .map(|i| {
+            package(
+                tmp.path(),
+                &tmp.path().join("pkgs"),
+                &format!(r#"{{"name":"p{i}","version":"1.0"}}"#),
+                "x\n",
+            )
+        })
+        .collect();
+    let children: Vec<_> = pkgs
+        .iter()
+        .map(|p| {
+            Command::new(env!("CARGO_BIN_EXE_exos"))
+                .args(["install", "-q", "-r", s(&root), s(p)])
+                .output()
+        })
+        .collect::<Vec<_>>();
+    // Then six writers at once: the lock makes them take turns.
+    let handles: Vec<_> = pkgs
+        .iter()
+        .map(|p| {
+            let (root, p) = (root.clone(), p.clone());
+            std::thread::spawn(move || {
+                Command::new(env!("CARGO_BIN_EXE_exos"))
+                    .args(["remove", "-q", "-r", s(&root)])
+                    .arg(
+                        p.file_stem()
+                            .unwrap()
+                            .to_str()
+                            .unwrap()
+                            .split('-')
+                            .next()
+                            .unwrap(),
+                    )
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    for c in children {
+        assert!(c.unwrap().status.success());
+    }
+    for h in handles {
+        let o = h.join().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // 1 init + 6 installs + 6 removes, each its own state, none lost.
+    let list = ok(&["state", "list", "-r", s(&root)]);
+    assert_eq!(list.lines().count(), 13, "{list}");
+    assert_consistent(&root);
+    assert_eq!(
+        fs::read_dir(root.join("system/packages")).unwrap().count(),
+        0
+    );
+}

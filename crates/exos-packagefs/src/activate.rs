@@ -398,3 +398,46 @@ impl Scanner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn state_lists_parse_and_reject_garbage() {
+        let p = Path::new("active.list");
+        let ok = format!(
+            "# exos state\nsystem a-1.hpkg {SHA}\n\nuser b.hpkg {}\n",
+            SHA.to_uppercase()
+        );
+        let e = parse_state_list(&ok, p).unwrap();
+        assert_eq!(e.len(), 2);
+        assert_eq!((e[1].layer, e[1].file.as_str()), (2, "b.hpkg"));
+        assert_eq!(e[1].sha256, SHA);
+        for bad in [
+            format!("vendor a.hpkg {SHA}"),
+            format!("system a.hpkg {}", &SHA[1..]),
+            format!("system a.hpkg {SHA} extra"),
+            "system a.hpkg".to_string(),
+            format!("system ../a.hpkg {SHA}"),
+            format!("system .hidden.hpkg {SHA}"),
+            format!("system a.txt {SHA}"),
+            format!("system a.hpkg {}", "z".repeat(64)),
+        ] {
+            let err = parse_state_list(&bad, p).unwrap_err();
+            assert!(err.starts_with("active.list line 1:"), "{bad}: {err}");
+        }
+        // Truncation and byte corruption never panic.
+        let bytes = ok.as_bytes();
+        for n in 0..bytes.len() {
+            let _ = parse_state_list(&String::from_utf8_lossy(&bytes[..n]), p);
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.to_vec();
+            b[i] ^= 0x5a;
+            let _ = parse_state_list(&String::from_utf8_lossy(&b), p);
+        }
+    }
+}

@@ -96,6 +96,9 @@ pub fn host_api(api: &str, version: Option<Version>) -> Candidate {
 pub enum Request {
     /// Make each dependency satisfied (by name or by any API provider).
     Install(Vec<Dependency>),
+    /// Install exactly these releases (package name and version), e.g. the
+    /// package files a user named.
+    InstallExact(Vec<(String, Version)>),
     /// Remove installed packages by name, and whatever can no longer work
     /// without them.
     Remove(Vec<String>),

@@ -34,6 +34,8 @@ enum Selector {
     ConflictsWith(Dependency),
     /// Is the package named so (any version).
     Package(String),
+    /// Is exactly this package release.
+    Exact(String, exos_hpkg::Version),
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -269,6 +271,7 @@ impl<'u> Provider<'u> {
             Selector::Provides(dep) => m.provides.iter().any(|p| dep.is_met_by(p)),
             Selector::ConflictsWith(dep) => m.provides.iter().any(|p| dep.conflicts_with(p)),
             Selector::Package(name) => &m.name == name,
+            Selector::Exact(name, version) => &m.name == name && m.version.compare(version).is_eq(),
         };
         hit != def.negate
     }
@@ -335,6 +338,7 @@ impl Interner for Provider<'_> {
             }
             Selector::Provides(dep) | Selector::ConflictsWith(dep) => format!("(providing {dep})"),
             Selector::Package(_) => "*".to_string(),
+            Selector::Exact(_, version) => format!("={version}"),
         };
         if def.negate {
             format!("not {text}")
@@ -505,6 +509,31 @@ fn solve_once(
         Request::Install(deps) => {
             for d in deps {
                 requirements.push(provider.requirement(std::slice::from_ref(d)).into());
+            }
+        }
+        Request::InstallExact(releases) => {
+            for (name, version) in releases {
+                let slots = provider
+                    .slots_by_package
+                    .get(name.as_str())
+                    .cloned()
+                    .unwrap_or_default();
+                let sets: Vec<VersionSetId> = slots
+                    .iter()
+                    .map(|&slot| {
+                        provider.version_set(VersionSetDef {
+                            name: slot,
+                            selector: Selector::Exact(name.clone(), version.clone()),
+                            negate: false,
+                        })
+                    })
+                    .collect();
+                if sets.is_empty() {
+                    return Err(ResolveError::BadRequest(format!(
+                        "{name} {version} is not among the candidates"
+                    )));
+                }
+                requirements.push(provider.union(sets).into());
             }
         }
         Request::Remove(names) => {

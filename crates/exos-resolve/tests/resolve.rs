@@ -246,6 +246,39 @@ fn upgrade_all_moves_to_newest_consistent_versions() {
 }
 
 #[test]
+fn exact_releases_are_installed_whatever_they_provide() {
+    // greetings provides its own name at 1.2 while its release is 1.2-1.
+    let cands = || {
+        vec![
+            installed(
+                r#"{"name":"greetings","version":"1.0-1","provides":[{"api":"greetings","version":"1.0"}]}"#,
+            ),
+            available(
+                r#"{"name":"greetings","version":"1.2-1","provides":[{"api":"greetings","version":"1.2","compatible":"1.0"}]}"#,
+            ),
+        ]
+    };
+    let v = |s: &str| Version::parse(s).unwrap();
+    let plan = solve(
+        cands(),
+        Request::InstallExact(vec![("greetings".into(), v("1.2-1"))]),
+    );
+    assert_eq!(result_of(&plan), ["greetings 1.2-1"]);
+    // Back to the installed one is nothing to do; an unknown release is a bad request.
+    let plan = solve(
+        cands(),
+        Request::InstallExact(vec![("greetings".into(), v("1.0-1"))]),
+    );
+    assert!(plan.is_empty());
+    let err = resolve(
+        &Universe::new(cands()),
+        &Request::InstallExact(vec![("nope".into(), v("1"))]),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ResolveError::BadRequest(_)));
+}
+
+#[test]
 fn upgrading_one_package_leaves_the_others_alone() {
     let plan = solve(
         vec![
