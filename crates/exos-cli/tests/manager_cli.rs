@@ -280,6 +280,32 @@ fn run_crashing(args: &[&str], k: u64) -> bool {
     }
 }
 
+/// Mounts the root for real and reads every file of the merged view.
+fn mount_and_read(root: &Path, mnt: &Path) {
+    if !Path::new("/dev/fuse").exists() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("/dev/fuse is missing, and CI=true");
+        }
+        return;
+    }
+    fs::create_dir_all(mnt).unwrap();
+    let mut o = MountOptions::new(root.to_path_buf(), mnt.to_path_buf());
+    o.allow_other = false;
+    let m = exos_packagefs::Mount::start(o).expect("the mount comes up");
+    let mut stack = vec![mnt.join("merged")];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                fs::read(&p).unwrap();
+            }
+        }
+    }
+    m.unmount().unwrap();
+}
+
 #[test]
 fn killed_at_every_step_and_at_random_the_root_stays_consistent() {
     let tmp = tempfile::tempdir().unwrap();
@@ -322,6 +348,7 @@ fn killed_at_every_step_and_at_random_the_root_stays_consistent() {
             let finished = run_crashing(&args, k);
             trials += 1;
             assert_consistent(&root);
+            mount_and_read(&root, &tmp.path().join("mnt"));
             // The next command recovers and the change can be made.
             let o = exos(&args);
             assert!(

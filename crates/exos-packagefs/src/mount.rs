@@ -181,6 +181,7 @@ pub fn build_view(options: &MountOptions) -> (View, BuildReport) {
 
 /// A running mount.
 pub struct Mount {
+    mountpoint: PathBuf,
     unmounter: SessionUnmounter,
     session: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     pub initial: BuildReport,
@@ -287,6 +288,7 @@ impl Mount {
             })?;
 
         Ok(Mount {
+            mountpoint: options.mountpoint.clone(),
             unmounter,
             session: Some(session),
             initial,
@@ -304,26 +306,41 @@ impl Mount {
     /// Unmounts (unless that already happened from outside) and waits for
     /// the FUSE threads to finish.
     pub fn unmount(mut self) -> std::io::Result<()> {
-        let r = if self.ended.wait(Duration::ZERO) {
-            Ok(())
-        } else {
-            self.unmounter.unmount()
-        };
+        self.finish()
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        if self.session.is_none() {
+            return Ok(());
+        }
+        if !self.ended.wait(Duration::ZERO) {
+            // umount(2) ourselves: fuser's unmounter decides whether the
+            // mount is still there by polling the device, which can answer
+            // wrongly and skip the unmount, leaving a join that never ends.
+            match rustix::mount::unmount(&self.mountpoint, rustix::mount::UnmountFlags::empty()) {
+                Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+                // Not root: let fuser go through fusermount.
+                Err(rustix::io::Errno::PERM) => self.unmounter.unmount()?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !self.ended.wait(Duration::from_secs(10)) {
+            return Err(std::io::Error::other(format!(
+                "{}: unmounted, but the FUSE session did not end",
+                self.mountpoint.display()
+            )));
+        }
+        let _ = self.unmounter.unmount();
         if let Some(s) = self.session.take() {
             let _ = s.join();
         }
-        r
+        Ok(())
     }
 }
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        if self.session.is_some() && !self.ended.wait(Duration::ZERO) {
-            let _ = self.unmounter.unmount();
-            if let Some(s) = self.session.take() {
-                let _ = s.join();
-            }
-        }
+        let _ = self.finish();
     }
 }
 
