@@ -11,7 +11,7 @@ mod mount;
 mod resolve;
 mod sources;
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -540,20 +540,7 @@ fn info_json(i: &exos_hpkg::PackageInfo) -> serde_json::Value {
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("{}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    exos_hpkg::sha256_file(path).with_context(|| path.display().to_string())
 }
 
 pub(crate) fn human_bytes(n: u64) -> String {

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
-use exos_hpkg::Version;
 use exos_manifest::Dependency;
 use exos_resolve::{Candidate, Change, Origin, PackageRef, Plan, Request, ResolveError, Universe};
 use serde_json::json;
@@ -87,15 +86,8 @@ pub fn run(args: &ResolveArgs, quiet: bool) -> Result<()> {
         candidates.extend(sources::load(p, false, quiet)?);
     }
     for h in &args.host_api {
-        let (api, version) = match h.split_once('=') {
-            Some((a, v)) => (
-                a.trim(),
-                Some(Version::parse(v).map_err(|e| anyhow::anyhow!("--host-api {h:?}: {e}"))?),
-            ),
-            None => (h.trim(), None),
-        };
-        exos_hpkg::info::check_name(api).map_err(|e| anyhow::anyhow!("--host-api {h:?}: {e}"))?;
-        candidates.push(exos_resolve::host_api(api, version));
+        let p = crate::mount::parse_host_api(h)?;
+        candidates.push(exos_resolve::host_api(&p.api, p.version));
     }
     let universe = Universe::new(candidates);
     let load_seconds = load_started.elapsed().as_secs_f64();
