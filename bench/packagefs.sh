@@ -60,6 +60,10 @@ walk() { find "$1" -path "$1/.packages" -prune -o -printf '%s %m %T@ %p\n'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 tools=(exos squashfuse squashfs erofs)
+# One untimed round first: right after a memory-hungry job (a build, the
+# image creation above) the kernel is still reclaiming memory and slows
+# whichever tool runs first.
+for tool in "${tools[@]}"; do fresh "$tool"; read_all "$(dir_of "$tool")" >/dev/null; umount_tool "$tool"; done
 declare -A cold warm meta rnd
 for tool in "${tools[@]}"; do
   c=(); w=(); m=(); r=()

@@ -54,6 +54,8 @@ pub struct ActivePackage {
     pub manifest: Manifest,
     /// SHA-256 of the file, when it was verified against the state.
     pub sha256: Option<String>,
+    /// Heap chunk the last read of this package ended in (read-ahead).
+    pub last_chunk_read: AtomicU64,
 }
 
 /// A package file that was not activated, and why.
@@ -343,6 +345,7 @@ impl Scanner {
             package,
             manifest,
             sha256,
+            last_chunk_read: AtomicU64::new(u64::MAX),
         })
     }
 

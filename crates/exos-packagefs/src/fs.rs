@@ -12,6 +12,7 @@
 //! as an *orphan* until the kernel forgets it, so open files keep reading.
 
 use std::ffi::OsStr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -106,12 +107,12 @@ impl PackageFs {
         }
     }
 
-    /// Decompresses, on a background thread, the two chunks after the one a
-    /// small read ended in: packages store files in path order, so a reader going
-    /// through a directory's small files needs that chunk next, and the
+    /// Decompresses, on a background thread, the chunks after the one a
+    /// sequential read ended in: packages store files in path order, so a
+    /// reader going through a directory's files needs them next, and the
     /// decompression then overlaps with the round trips. (The cache makes a
     /// reader that gets there first wait for this work rather than repeat
-    /// it.) Large reads need no help: the kernel reads ahead itself.
+    /// it.)
     pub fn with_prefetch(mut self) -> PackageFs {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(Arc<ActivePackage>, u64)>(8);
         let spawned = std::thread::Builder::new()
@@ -127,20 +128,25 @@ impl PackageFs {
         self
     }
 
-    fn maybe_prefetch(&self, package: &Arc<ActivePackage>, data_end: u64, read_len: usize) {
+    /// After a read of heap bytes `[start, end)`: if it continues where the
+    /// previous read of this package ended (a sequential reader), queue the
+    /// next chunks for decompression.
+    fn maybe_prefetch(&self, package: &Arc<ActivePackage>, start: u64, end: u64) {
         const CHUNK: u64 = exos_hpkg::header::CHUNK_SIZE as u64;
+        // Four chunks ahead measured best on two cores (see BENCHMARKS.md).
+        const DEPTH: u64 = 4;
         let Some(tx) = &self.prefetch else { return };
         let heap = package.package.heap();
-        // Two chunks ahead measured best on two cores (see BENCHMARKS.md).
-        const DEPTH: u64 = 2;
-        if read_len as u64 >= CHUNK
-            || heap.info().compression == exos_hpkg::Compression::None
-            || data_end == 0
-        {
+        if heap.info().compression == exos_hpkg::Compression::None || end == 0 {
             return;
         }
-        let first = (data_end - 1) / CHUNK + 1;
-        for next in first..first + DEPTH {
+        let (first, last) = (start / CHUNK, (end - 1) / CHUNK);
+        let previous = package.last_chunk_read.swap(last, Ordering::Relaxed);
+        // Random access gains nothing from read-ahead; do not waste a core.
+        if first != previous && first != previous.wrapping_add(1) {
+            return;
+        }
+        for next in last + 1..last + 1 + DEPTH {
             if next < heap.chunk_count() && !heap.is_cached(next) {
                 let _ = tx.try_send((package.clone(), next));
             }
@@ -413,7 +419,7 @@ impl Filesystem for PackageFs {
                 Ok(n) => {
                     reply.data(&buf[..n]);
                     if let exos_hpkg::DataRef::Heap { offset: start, .. } = e.data() {
-                        self.maybe_prefetch(&package, start + offset + n as u64, n);
+                        self.maybe_prefetch(&package, start + offset, start + offset + n as u64);
                     }
                 }
                 Err(err) => {
