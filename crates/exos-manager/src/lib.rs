@@ -307,16 +307,14 @@ impl Root {
     pub fn recover(&self) -> Result<Vec<String>> {
         let current = self.current()?;
         let mut notes = Vec::new();
-        for (layer, name) in LAYERS.iter().enumerate() {
+        for name in LAYERS {
             let dir = self.path.join(name).join("packages");
             let Ok(rd) = fs::read_dir(&dir) else { continue };
             for e in rd.filter_map(|e| e.ok()) {
-                let fname = e.file_name().to_string_lossy().into_owned();
-                if fname.starts_with(TEMP_PREFIX) {
+                if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
                     fs::remove_file(e.path()).at(e.path())?;
                     notes.push(format!("removed unfinished {}", e.path().display()));
                 }
-                let _ = layer;
             }
         }
         let moved = self.place(&current.entries, &current)?;
