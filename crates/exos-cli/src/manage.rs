@@ -85,28 +85,14 @@ struct Known {
 }
 
 fn load_installed(root: &Root, current: &State) -> Result<Vec<Known>> {
-    let mut out = Vec::new();
-    for e in &current.entries {
-        let path = root.locate(e).with_context(|| {
-            format!(
-                "{}/{} of the current state is missing (run `exos check`)",
-                LAYERS[e.layer], e.file
-            )
-        })?;
-        let pkg = Package::open(&path)?;
-        let manifest = Manifest::from_package(&pkg)?;
-        out.push(Known {
-            candidate: Candidate {
-                manifest,
-                origin: Origin::Installed {
-                    location: format!("{}/{}", LAYERS[e.layer], e.file),
-                },
-            },
-            entry: Some(e.clone()),
+    Ok(sources::load_state(root, current)?
+        .into_iter()
+        .map(|(entry, candidate)| Known {
+            candidate,
+            entry: Some(entry),
             new: None,
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 fn offer(path: &Path, layer: usize) -> Result<Known> {

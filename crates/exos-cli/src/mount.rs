@@ -1,6 +1,5 @@
 //! `exos mount`, `exos unmount`, `exos status`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -160,7 +159,7 @@ pub fn mount(args: &MountArgs, quiet: bool) -> Result<()> {
         tracing::warn!("refused {}: {reason}", path.display());
     }
     if let Some(pid_file) = &args.pid_file {
-        write_atomically(pid_file, format!("{}\n", std::process::id()).as_bytes())?;
+        exos_manager::write_atomically(pid_file, format!("{}\n", std::process::id()).as_bytes())?;
     }
     // Wait for a signal, or for the mount to go away (exos unmount, umount).
     let (tx, rx) = std::sync::mpsc::channel();
@@ -194,15 +193,6 @@ pub fn mount(args: &MountArgs, quiet: bool) -> Result<()> {
         Err(_) if !is_mounted(&args.mountpoint) => Ok(()),
         Err(e) => Err(e).context("unmounting"),
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).with_context(|| tmp.display().to_string())?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| path.display().to_string())?;
-    Ok(())
 }
 
 /// Re-runs `exos mount` without `--daemon` in a new process group, and

@@ -8,8 +8,7 @@ use exos_hpkg::{FileKind, Package, Repository};
 use exos_manifest::Manifest;
 use exos_resolve::{Candidate, Origin};
 
-/// The package layers of an EXOS root, lowest first.
-pub const LAYERS: [&str; 3] = ["system", "common", "user"];
+use exos_packagefs::activate::{ACTIVE_LIST, LAYERS};
 
 /// Loads the manifest of one package file.
 pub fn package_manifest(path: &Path) -> Result<Manifest> {
@@ -124,8 +123,38 @@ fn load_index(path: &Path, origin: &Origin) -> Result<Vec<Candidate>> {
     Ok(out)
 }
 
-/// The installed packages of an EXOS root: `ROOT/<layer>/packages/*.hpkg`.
+/// The packages a state lists, each with its entry, found where the
+/// manager keeps them (packages directory or store).
+pub fn load_state(
+    root: &exos_manager::Root,
+    state: &exos_manager::State,
+) -> Result<Vec<(exos_manager::Entry, Candidate)>> {
+    let mut out = Vec::new();
+    for e in &state.entries {
+        let location = format!("{}/{}", LAYERS[e.layer], e.file);
+        let path = root
+            .locate(e)
+            .with_context(|| format!("{location} of the state is missing (run `exos check`)"))?;
+        let candidate = Candidate {
+            manifest: package_manifest(&path)?,
+            origin: Origin::Installed { location },
+        };
+        out.push((e.clone(), candidate));
+    }
+    Ok(out)
+}
+
+/// The installed packages of an EXOS root: its current state when the
+/// package manager keeps one, else every `ROOT/<layer>/packages/*.hpkg`.
 pub fn load_root(root: &Path, quiet: bool) -> Result<Vec<Candidate>> {
+    if root.join(ACTIVE_LIST).exists() {
+        let r = exos_manager::Root::read_only(root)?;
+        let current = r.current()?;
+        return Ok(load_state(&r, &current)?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect());
+    }
     let mut out = Vec::new();
     for layer in LAYERS {
         let dir = root.join(layer).join("packages");

@@ -208,29 +208,10 @@ impl PackageFs {
         };
         match node.source {
             Source::Entry { pkg, entry } => {
-                let e = view.packages[pkg as usize].package.entry(entry);
-                attr.perm = e.permissions();
-                attr.mtime = time(e.mtime());
-                attr.ctime = attr.mtime;
-                attr.atime = time(e.atime());
-                attr.crtime = time(e.crtime());
-                match view.kind(index) {
-                    Kind::Dir => {}
-                    Kind::File => {
-                        attr.kind = FileType::RegularFile;
-                        attr.size = e.size();
-                        attr.nlink = 1;
-                    }
-                    Kind::Symlink => {
-                        attr.kind = FileType::Symlink;
-                        attr.size = e.symlink_target().map_or(0, |t| t.len() as u64);
-                        attr.nlink = 1;
-                    }
-                }
+                entry_attr(&mut attr, view.packages[pkg as usize].package.entry(entry))
             }
             Source::Dir { .. } => {}
-            Source::File { data, .. } => {
-                let _ = data;
+            Source::File { .. } => {
                 attr.kind = FileType::RegularFile;
                 attr.perm = 0o444;
                 attr.size = view.data(index).map_or(0, |d| d.len() as u64);
@@ -321,18 +302,16 @@ impl Filesystem for PackageFs {
         // A file from a package that left the view, still known to the kernel.
         let _ = fh;
         if let Some((package, entry)) = self.orphan(ino.0) {
-            let e = package.package.entry(entry);
-            let mtime = time(e.mtime());
-            let attr = FileAttr {
+            let mut attr = FileAttr {
                 ino,
-                size: e.size(),
-                blocks: e.size().div_ceil(512),
-                atime: mtime,
-                mtime,
-                ctime: mtime,
-                crtime: mtime,
+                size: 0,
+                blocks: 0,
+                atime: UNIX_EPOCH,
+                mtime: UNIX_EPOCH,
+                ctime: UNIX_EPOCH,
+                crtime: UNIX_EPOCH,
                 kind: FileType::RegularFile,
-                perm: e.permissions(),
+                perm: 0,
                 nlink: 0,
                 uid: 0,
                 gid: 0,
@@ -340,6 +319,10 @@ impl Filesystem for PackageFs {
                 blksize: 1 << 16,
                 flags: 0,
             };
+            entry_attr(&mut attr, package.package.entry(entry));
+            // No longer linked into the view.
+            attr.nlink = 0;
+            attr.blocks = attr.size.div_ceil(512);
             return reply.attr(&Duration::ZERO, &attr);
         }
         reply.error(Errno::ENOENT)
@@ -578,6 +561,32 @@ impl Filesystem for PackageFs {
             255,
             4096,
         )
+    }
+}
+
+/// Fills in what a package entry says about itself: kind, size,
+/// permissions, times.
+fn entry_attr(attr: &mut FileAttr, e: exos_hpkg::Entry<'_>) {
+    attr.perm = e.permissions();
+    attr.mtime = time(e.mtime());
+    attr.ctime = attr.mtime;
+    attr.atime = time(e.atime());
+    attr.crtime = time(e.crtime());
+    match e.kind() {
+        exos_hpkg::EntryKind::Directory => {
+            attr.kind = FileType::Directory;
+            attr.nlink = 2;
+        }
+        exos_hpkg::EntryKind::File => {
+            attr.kind = FileType::RegularFile;
+            attr.size = e.size();
+            attr.nlink = 1;
+        }
+        exos_hpkg::EntryKind::Symlink => {
+            attr.kind = FileType::Symlink;
+            attr.size = e.symlink_target().map_or(0, |t| t.len() as u64);
+            attr.nlink = 1;
+        }
     }
 }
 

@@ -79,8 +79,8 @@ struct State {
 }
 
 impl State {
-    fn status_json(&self, activation: &Activation, draft: &View) -> Vec<u8> {
-        let conflicts = &draft.conflicts;
+    fn status_json(&self, activation: &Activation, view: &View) -> Vec<u8> {
+        let conflicts = &view.conflicts;
         let layers: serde_json::Map<String, serde_json::Value> = LAYERS
             .iter()
             .enumerate()
@@ -114,8 +114,8 @@ impl State {
                 "layer": c.layer, "path": c.path, "winner": c.winner, "loser": c.loser,
             })).collect::<Vec<_>>(),
             "cache_bytes": self.options.cache_bytes,
-            "nodes": draft.node_count(),
-            "index_bytes": draft.memory_usage(),
+            "nodes": view.node_count(),
+            "index_bytes": view.memory_usage(),
         });
         let mut out = serde_json::to_vec_pretty(&v).unwrap_or_default();
         out.push(b'\n');
@@ -129,12 +129,9 @@ impl State {
             .scanner
             .scan(if first { None } else { Some(&self.activation) });
         self.generation += 1;
-        // Conflicts are only known after building; build, then fill in the
-        // status with them (the status file is tiny).
-        let draft = View::build(&activation, Vec::new(), self.epoch);
-        let status = self.status_json(&activation, &draft);
-        drop(draft);
-        let view = View::build(&activation, status, self.epoch);
+        let mut view = View::build(&activation, self.epoch);
+        let status = self.status_json(&activation, &view);
+        view.set_status(status);
         let report = BuildReport {
             generation: self.generation,
             active: activation.all().count(),

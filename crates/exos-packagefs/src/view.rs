@@ -160,8 +160,10 @@ impl View {
             + self.data.iter().map(|d| d.len() + 16).sum::<usize>()
     }
 
-    /// Builds the view of `activation`; `status` becomes `.exos/status.json`.
-    pub fn build(activation: &Activation, status: Vec<u8>, epoch: SystemTime) -> View {
+    /// Builds the view of `activation`. `.exos/status.json` starts empty:
+    /// what it reports (conflicts, sizes) is known only once built; see
+    /// [`View::set_status`].
+    pub fn build(activation: &Activation, epoch: SystemTime) -> View {
         let mut b = Builder::new(epoch);
         for p in activation.all() {
             b.packages.push(Arc::clone(p));
@@ -178,8 +180,29 @@ impl View {
         let merged = b.synthetic_dir(ROOT, "merged");
         b.fill(merged, |_| true, usize::MAX);
         let exos = b.synthetic_dir(ROOT, ".exos");
-        b.synthetic_file(exos, "status.json", status.into());
+        b.synthetic_file(exos, "status.json", Arc::from(&[][..]));
         b.finish()
+    }
+
+    /// Sets the content of `.exos/status.json`. Its inode number follows
+    /// its content, like every made-up file's, so the kernel never serves an
+    /// old status from its page cache.
+    pub fn set_status(&mut self, status: Vec<u8>) {
+        let Some(index) = self.lookup_path(".exos/status.json") else {
+            return;
+        };
+        let Source::File { data, .. } = self.nodes[index as usize].source else {
+            return;
+        };
+        self.data[data as usize] = status.into();
+        let old = self.nodes[index as usize].ino;
+        let mut ino = hash2(old, &self.data[data as usize][..]).max(2);
+        while self.by_ino.contains_key(&ino) {
+            ino = ino.wrapping_add(0x9E37_79B9_7F4A_7C15).max(2);
+        }
+        self.by_ino.remove(&old);
+        self.by_ino.insert(ino, index);
+        self.nodes[index as usize].ino = ino;
     }
 }
 
