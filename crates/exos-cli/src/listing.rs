@@ -201,7 +201,7 @@ pub fn render_info(out: &mut String, i: &PackageInfo) {
 /// One line per package: name, version, architecture, SHA-256.
 pub fn render_repository(repo: &Repository) -> String {
     let mut out = String::new();
-    for p in &repo.packages {
+    for p in repo.packages() {
         let _ = writeln!(
             out,
             "{:<32} {:<24} {:<9} {}",

@@ -4,6 +4,8 @@
 //! 2 usage error, 3 the package or repository file is invalid, 4 no
 //! consistent set of packages exists for the request.
 
+#![forbid(unsafe_code)]
+
 mod extract;
 mod listing;
 mod manage;
@@ -428,6 +430,7 @@ fn info(file: &Path, json: bool) -> Result<()> {
                     "heap_size_uncompressed": h.heap.size_uncompressed,
                     "toc_length": h.toc_length,
                     "attributes_length": h.attributes_length,
+                    "open_memory_bytes": pkg.memory_usage(),
                     "entries": entries,
                     "files": files,
                     "info": info_json(i),
@@ -457,6 +460,10 @@ fn info(file: &Path, json: bool) -> Result<()> {
                 s += &format!("entries:       {entries} ({files} files)\n");
                 s += &format!("TOC:           {} bytes\n", h.toc_length);
                 s += &format!("attributes:    {} bytes\n", h.attributes_length);
+                s += &format!(
+                    "open memory:   {} (index, attributes, chunk table)\n",
+                    human_bytes(pkg.memory_usage())
+                );
                 s += &format!("manifest:      {}\n", manifest_source(&pkg));
                 listing::render_info(&mut s, i);
                 let m = exos_manifest::Manifest::from_package(&pkg)?;
@@ -484,14 +491,14 @@ fn info(file: &Path, json: bool) -> Result<()> {
                     "vendor": r.vendor, "summary": r.summary, "priority": r.priority,
                     "architecture": r.architecture.name(),
                     "licenses": r.license_names,
-                    "packages": repo.packages.iter().map(info_json).collect::<Vec<_>>(),
+                    "packages": repo.packages().map(|p| info_json(&p)).collect::<Vec<_>>(),
                 });
                 serde_json::to_string_pretty(&v)? + "\n"
             } else {
                 format!(
                     "file:          {}\nformat:        HPKR {}.{}\ncompression:   {}\nname:          {}\nidentifier:    {}\nvendor:        {}\nsummary:       {}\npriority:      {}\narchitecture:  {}\npackages:      {}\n",
                     file.display(), h.version, h.minor_version, h.heap.compression, r.name, r.identifier,
-                    r.vendor, r.summary, r.priority, r.architecture, repo.packages.len()
+                    r.vendor, r.summary, r.priority, r.architecture, repo.len()
                 )
             }
         }

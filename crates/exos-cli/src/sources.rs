@@ -69,10 +69,9 @@ pub fn load(path: &Path, installed: bool, quiet: bool) -> Result<Vec<Candidate>>
         FileKind::Repository => {
             let repo = Repository::open(path)?;
             Ok(repo
-                .packages
-                .iter()
+                .packages()
                 .map(|info| Candidate {
-                    manifest: Manifest::from_package_info(info),
+                    manifest: Manifest::from_package_info(&info),
                     origin: origin(path),
                 })
                 .collect())

@@ -6,6 +6,7 @@
 //! zero-copy; the callers (TOC, package info, repository) give the tree its
 //! meaning. [`AttrWriter`] is the inverse, with Haiku's encoding choices.
 
+use crate::budget::Budget;
 use crate::error::{corrupt, Result};
 use crate::header::MINOR_VERSION;
 
@@ -165,9 +166,20 @@ pub fn write_uleb128(out: &mut Vec<u8>, mut v: u64) {
     }
 }
 
+/// What [`parse_string_table`] charges for a table of `count` strings.
+pub fn string_table_cost(count: u64) -> u64 {
+    count.saturating_mul(std::mem::size_of::<&str>() as u64)
+}
+
 /// Parses a strings subsection: `count` NUL-terminated UTF-8 strings, then
-/// one more NUL, filling exactly `data`.
-pub fn parse_string_table<'a>(what: &str, data: &'a [u8], count: u64) -> Result<Vec<&'a str>> {
+/// one more NUL, filling exactly `data`. The strings borrow from `data`;
+/// the table of them is charged to `budget`.
+pub fn parse_string_table<'a>(
+    what: &str,
+    data: &'a [u8],
+    count: u64,
+    budget: &Budget,
+) -> Result<Vec<&'a str>> {
     // Each string needs at least its NUL, so count <= len bounds the allocation.
     if count > data.len() as u64 {
         return Err(corrupt!(
@@ -175,6 +187,7 @@ pub fn parse_string_table<'a>(what: &str, data: &'a [u8], count: u64) -> Result<
             data.len()
         ));
     }
+    budget.charge(string_table_cost(count), "string table")?;
     let mut strings = Vec::with_capacity(count as usize);
     let mut pos = 0usize;
     loop {
@@ -223,6 +236,8 @@ pub struct AttrParser<'a> {
     /// than what we know.
     allow_unknown: bool,
     heap_size: u64,
+    /// What callers decode into owned values is charged here.
+    budget: &'a Budget,
 }
 
 impl<'a> AttrParser<'a> {
@@ -232,6 +247,7 @@ impl<'a> AttrParser<'a> {
         strings: &'a [&'a str],
         minor_version: u16,
         heap_size: u64,
+        budget: &'a Budget,
     ) -> Self {
         AttrParser {
             what,
@@ -240,7 +256,20 @@ impl<'a> AttrParser<'a> {
             strings,
             allow_unknown: minor_version > MINOR_VERSION,
             heap_size,
+            budget,
         }
+    }
+
+    /// Charges memory a caller is about to allocate for decoded values.
+    pub fn charge(&self, bytes: usize) -> Result<()> {
+        self.budget.charge(bytes as u64, self.what)
+    }
+
+    /// Pushes onto a vector of decoded values, charging its growth.
+    pub fn push<T>(&self, vec: &mut Vec<T>, item: T) -> Result<()> {
+        self.budget.reserve_one(vec, self.what)?;
+        vec.push(item);
+        Ok(())
     }
 
     /// Whether unknown attribute IDs are tolerated (file minor version newer than ours).
@@ -250,6 +279,12 @@ impl<'a> AttrParser<'a> {
 
     pub fn position(&self) -> usize {
         self.pos
+    }
+
+    /// Continues decoding at byte `pos` of the list (a position this
+    /// parser, or one over the same bytes, reported).
+    pub fn seek(&mut self, pos: usize) {
+        self.pos = pos.min(self.data.len());
     }
 
     /// True once every byte has been consumed.
@@ -555,6 +590,10 @@ pub fn encode_section(attrs: &[WAttr]) -> EncodedSection {
 mod tests {
     use super::*;
 
+    fn parse_string_table_<'a>(what: &str, data: &'a [u8], count: u64) -> Result<Vec<&'a str>> {
+        parse_string_table(what, data, count, &Budget::unlimited())
+    }
+
     #[test]
     fn leb128_round_trip() {
         for v in [0u64, 1, 127, 128, 300, 1 << 35, u64::MAX] {
@@ -576,16 +615,16 @@ mod tests {
 
     #[test]
     fn string_table_rules() {
-        assert_eq!(parse_string_table("t", b"\0", 0).unwrap().len(), 0);
+        assert_eq!(parse_string_table_("t", b"\0", 0).unwrap().len(), 0);
         assert_eq!(
-            parse_string_table("t", b"a\0bc\0\0", 2).unwrap(),
+            parse_string_table_("t", b"a\0bc\0\0", 2).unwrap(),
             vec!["a", "bc"]
         );
-        assert!(parse_string_table("t", b"a\0bc\0\0", 1).is_err());
-        assert!(parse_string_table("t", b"a\0bc\0\0", 3).is_err());
-        assert!(parse_string_table("t", b"a\0\0x", 1).is_err());
-        assert!(parse_string_table("t", b"a\0", 1).is_err());
-        assert!(parse_string_table("t", b"", 0).is_err());
+        assert!(parse_string_table_("t", b"a\0bc\0\0", 1).is_err());
+        assert!(parse_string_table_("t", b"a\0bc\0\0", 3).is_err());
+        assert!(parse_string_table_("t", b"a\0\0x", 1).is_err());
+        assert!(parse_string_table_("t", b"a\0", 1).is_err());
+        assert!(parse_string_table_("t", b"", 0).is_err());
     }
 
     #[test]
@@ -599,13 +638,15 @@ mod tests {
         let enc = encode_section(&attrs);
         assert_eq!(enc.strings_count, 1);
         let strings =
-            parse_string_table("t", &enc.bytes[..enc.strings_length as usize], 1).unwrap();
+            parse_string_table_("t", &enc.bytes[..enc.strings_length as usize], 1).unwrap();
+        let budget = Budget::unlimited();
         let mut p = AttrParser::new(
             "t",
             &enc.bytes[enc.strings_length as usize..],
             &strings,
             1,
             0,
+            &budget,
         );
         let a = p.next_attr().unwrap().unwrap();
         assert_eq!(
@@ -627,13 +668,18 @@ mod tests {
         let mut b = Vec::new();
         write_uleb128(&mut b, tag);
         b.push(1);
-        let mut p = AttrParser::new("t", &b, &[], 1, 0);
+        let budget = Budget::unlimited();
+        let mut p = AttrParser::new("t", &b, &[], 1, 0, &budget);
         assert!(p.next_attr().is_err());
         // Unknown id 100 in a current-minor file is rejected, tolerated in a newer one.
         let mut b = Vec::new();
         write_uleb128(&mut b, ((ty::UINT as u64) << 7 | 100) + 1);
         b.push(1);
-        assert!(AttrParser::new("t", &b, &[], 1, 0).next_attr().is_err());
-        assert!(AttrParser::new("t", &b, &[], 2, 0).next_attr().is_ok());
+        assert!(AttrParser::new("t", &b, &[], 1, 0, &budget)
+            .next_attr()
+            .is_err());
+        assert!(AttrParser::new("t", &b, &[], 2, 0, &budget)
+            .next_attr()
+            .is_ok());
     }
 }

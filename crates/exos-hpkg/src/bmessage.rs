@@ -2,6 +2,7 @@
 //! just enough for the HPKR repository-info section: named fields holding
 //! strings or small integers.
 
+use crate::budget::Budget;
 use crate::error::{corrupt, Result};
 
 const FORMAT: u32 = u32::from_le_bytes(*b"HMF1");
@@ -38,8 +39,9 @@ fn le16(b: &[u8], o: usize) -> u16 {
     u16::from_le_bytes(b[o..o + 2].try_into().unwrap())
 }
 
-/// Parses a flattened message into its fields.
-pub fn parse(b: &[u8]) -> Result<Vec<Field<'_>>> {
+/// Parses a flattened message into its fields; the field and item lists
+/// are charged to `budget`.
+pub fn parse<'a>(b: &'a [u8], budget: &Budget) -> Result<Vec<Field<'a>>> {
     if b.len() < HEADER_FIXED {
         return Err(corrupt!(
             "repository info: message of {} bytes is too short",
@@ -75,6 +77,10 @@ pub fn parse(b: &[u8]) -> Result<Vec<Field<'_>>> {
         .ok_or_else(|| {
             corrupt!("repository info: data of {data_size} bytes runs past the message")
         })?;
+    budget.charge(
+        (field_count * std::mem::size_of::<Field>()) as u64,
+        "repository info fields",
+    )?;
     let mut fields = Vec::with_capacity(field_count);
     for i in 0..field_count {
         let h = &b[header_size + i * FIELD_HEADER_SIZE..];
@@ -97,11 +103,16 @@ pub fn parse(b: &[u8]) -> Result<Vec<Field<'_>>> {
                 "repository info: field {name:?} claims {count} items in {size} bytes"
             ));
         }
+        budget.charge(
+            (count * std::mem::size_of::<&[u8]>()) as u64,
+            "repository info items",
+        )?;
         let mut items = Vec::with_capacity(count);
         if flags & FIELD_FLAG_FIXED_SIZE != 0 {
-            if count == 0 || values.len() % count != 0 {
+            if count == 0 || values.is_empty() || values.len() % count != 0 {
                 return Err(corrupt!(
-                    "repository info: field {name:?} has uneven fixed-size items"
+                    "repository info: field {name:?} has {count} fixed-size items in {} bytes",
+                    values.len()
                 ));
             }
             items.extend(values.chunks_exact(values.len() / count));

@@ -29,6 +29,15 @@ pub enum ErrorKind {
         size: u64,
         limit: u64,
     },
+    /// Decoding the file would take more memory than its size justifies
+    /// (see [`crate::budget`]).
+    #[error("{what} would need more than {needed} bytes of memory, over the limit of {limit} bytes for a {file_size}-byte file (opening a file may cost only a bounded multiple of its size)")]
+    OverBudget {
+        what: &'static str,
+        needed: u64,
+        limit: u64,
+        file_size: u64,
+    },
     /// Input that is fine in itself but cannot be represented in a package.
     #[error("{0}")]
     Unsupported(String),

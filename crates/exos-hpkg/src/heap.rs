@@ -12,6 +12,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
+use crate::budget::Budget;
 use crate::error::{corrupt, Result};
 use crate::header::{Compression, HeapInfo, CHUNK_SIZE};
 
@@ -65,13 +66,13 @@ impl std::fmt::Debug for HeapReader {
 }
 
 impl HeapReader {
-    /// Loads and validates the chunk-size table.
-    pub fn new(file: Arc<File>, info: HeapInfo) -> Result<Self> {
+    /// Loads and validates the chunk-size table (charged to `budget`).
+    pub fn new(file: Arc<File>, info: HeapInfo, budget: &Budget) -> Result<Self> {
         let chunk_offsets = if info.compression == Compression::None || info.size_uncompressed == 0
         {
             Vec::new()
         } else {
-            load_chunk_table(&file, &info)?
+            load_chunk_table(&file, &info, budget)?
         };
         Ok(HeapReader {
             file,
@@ -246,7 +247,7 @@ impl HeapReader {
 
 /// Reads the trailing chunk-size table and turns it into file offsets,
 /// checking every size is plausible before anything is allocated from it.
-fn load_chunk_table(file: &File, info: &HeapInfo) -> Result<Vec<u64>> {
+fn load_chunk_table(file: &File, info: &HeapInfo, budget: &Budget) -> Result<Vec<u64>> {
     let n = info.size_uncompressed.div_ceil(CHUNK_SIZE as u64);
     let table_len = 2 * (n - 1);
     if table_len > info.size_compressed {
@@ -255,6 +256,8 @@ fn load_chunk_table(file: &File, info: &HeapInfo) -> Result<Vec<u64>> {
             info.size_compressed
         ));
     }
+    // The raw table, then 8 bytes per chunk for the offsets.
+    budget.charge(table_len + 8 * (n + 1), "chunk table")?;
     let payload = info.size_compressed - table_len;
     let mut raw = vec![0u8; table_len as usize];
     file.read_exact_at(&mut raw, info.offset + payload)?;

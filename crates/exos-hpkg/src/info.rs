@@ -342,15 +342,28 @@ impl fmt::Display for Resolvable {
     }
 }
 
-/// Resolvable and package names: no whitespace, none of `- / < > = !`.
+/// Longest package or resolvable name (a package's name is a directory
+/// name in a mounted view).
+pub const MAX_NAME_LENGTH: usize = 255;
+
+/// Resolvable and package names: not empty, `.` or `..`, at most 255 bytes,
+/// no whitespace or control characters, none of `- / < > = !`.
 pub fn check_name(name: &str) -> std::result::Result<(), String> {
     if name.is_empty() {
         return Err("empty name".into());
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| c.is_whitespace() || matches!(c, '-' | '/' | '<' | '>' | '=' | '!'))
-    {
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not a name"));
+    }
+    if name.len() > MAX_NAME_LENGTH {
+        return Err(format!(
+            "name of {} bytes is longer than {MAX_NAME_LENGTH}",
+            name.len()
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| {
+        c.is_whitespace() || c.is_control() || matches!(c, '-' | '/' | '<' | '>' | '=' | '!')
+    }) {
         return Err(format!(
             "name {name:?} contains the forbidden character {c:?}"
         ));
@@ -441,12 +454,15 @@ pub struct PackageInfo {
 }
 
 fn string_of(p: &AttrParser, v: Value, what: &str) -> Result<String> {
-    v.as_str().map(str::to_string).ok_or_else(|| {
+    let s = v.as_str().ok_or_else(|| {
         corrupt!(
             "package attributes at byte {}: {what} is not a string",
             p.position()
         )
-    })
+    })?;
+    // Strings may be shared in the section's table: each copy is charged.
+    p.charge(s.len())?;
+    Ok(s.to_string())
 }
 
 fn uint_of(p: &AttrParser, v: Value, what: &str) -> Result<u64> {
@@ -660,28 +676,43 @@ impl PackageInfo {
             }
             id::PACKAGE_VERSION_MAJOR => self.version = parse_version(p, v, kids)?,
             id::PACKAGE_COPYRIGHT => {
-                self.copyrights.push(string_of(p, v, "copyright")?);
+                p.push(&mut self.copyrights, string_of(p, v, "copyright")?)?;
                 simple(p, kids)?
             }
             id::PACKAGE_LICENSE => {
-                self.licenses.push(string_of(p, v, "license")?);
+                p.push(&mut self.licenses, string_of(p, v, "license")?)?;
                 simple(p, kids)?
             }
             id::PACKAGE_URL => {
-                self.urls.push(string_of(p, v, "url")?);
+                p.push(&mut self.urls, string_of(p, v, "url")?)?;
                 simple(p, kids)?
             }
             id::PACKAGE_SOURCE_URL => {
-                self.source_urls.push(string_of(p, v, "source url")?);
+                p.push(&mut self.source_urls, string_of(p, v, "source url")?)?;
                 simple(p, kids)?
             }
-            id::PACKAGE_PROVIDES => self.provides.push(parse_provides(p, v, kids)?),
-            id::PACKAGE_REQUIRES => self.requires.push(parse_resolvable(p, v, kids)?),
-            id::PACKAGE_SUPPLEMENTS => self.supplements.push(parse_resolvable(p, v, kids)?),
-            id::PACKAGE_CONFLICTS => self.conflicts.push(parse_resolvable(p, v, kids)?),
-            id::PACKAGE_FRESHENS => self.freshens.push(parse_resolvable(p, v, kids)?),
+            id::PACKAGE_PROVIDES => {
+                let item = parse_provides(p, v, kids)?;
+                p.push(&mut self.provides, item)?
+            }
+            id::PACKAGE_REQUIRES => {
+                let item = parse_resolvable(p, v, kids)?;
+                p.push(&mut self.requires, item)?
+            }
+            id::PACKAGE_SUPPLEMENTS => {
+                let item = parse_resolvable(p, v, kids)?;
+                p.push(&mut self.supplements, item)?
+            }
+            id::PACKAGE_CONFLICTS => {
+                let item = parse_resolvable(p, v, kids)?;
+                p.push(&mut self.conflicts, item)?
+            }
+            id::PACKAGE_FRESHENS => {
+                let item = parse_resolvable(p, v, kids)?;
+                p.push(&mut self.freshens, item)?
+            }
             id::PACKAGE_REPLACES => {
-                self.replaces.push(string_of(p, v, "replaces")?);
+                p.push(&mut self.replaces, string_of(p, v, "replaces")?)?;
                 simple(p, kids)?
             }
             id::PACKAGE_GLOBAL_WRITABLE_FILE => {
@@ -706,7 +737,7 @@ impl PackageInfo {
                     }
                     Ok(true)
                 })?;
-                self.global_writable_files.push(f);
+                p.push(&mut self.global_writable_files, f)?;
             }
             id::PACKAGE_USER_SETTINGS_FILE => {
                 let mut f = UserSettingsFile {
@@ -726,7 +757,7 @@ impl PackageInfo {
                     }
                     Ok(true)
                 })?;
-                self.user_settings_files.push(f);
+                p.push(&mut self.user_settings_files, f)?;
             }
             id::PACKAGE_USER => {
                 let mut u = User {
@@ -738,25 +769,28 @@ impl PackageInfo {
                         id::PACKAGE_USER_REAL_NAME => u.real_name = string_of(p, cv, "real name")?,
                         id::PACKAGE_USER_HOME => u.home = string_of(p, cv, "home")?,
                         id::PACKAGE_USER_SHELL => u.shell = string_of(p, cv, "shell")?,
-                        id::PACKAGE_USER_GROUP => u.groups.push(string_of(p, cv, "user group")?),
+                        id::PACKAGE_USER_GROUP => {
+                            let g = string_of(p, cv, "user group")?;
+                            p.push(&mut u.groups, g)?
+                        }
                         _ => return Ok(false),
                     }
                     Ok(true)
                 })?;
-                self.users.push(u);
+                p.push(&mut self.users, u)?;
             }
             id::PACKAGE_GROUP => {
-                self.groups.push(string_of(p, v, "group")?);
+                p.push(&mut self.groups, string_of(p, v, "group")?)?;
                 simple(p, kids)?
             }
             id::PACKAGE_POST_INSTALL_SCRIPT => {
-                self.post_install_scripts
-                    .push(string_of(p, v, "post-install script")?);
+                let script = string_of(p, v, "post-install script")?;
+                p.push(&mut self.post_install_scripts, script)?;
                 simple(p, kids)?
             }
             id::PACKAGE_PRE_UNINSTALL_SCRIPT => {
-                self.pre_uninstall_scripts
-                    .push(string_of(p, v, "pre-uninstall script")?);
+                let script = string_of(p, v, "pre-uninstall script")?;
+                p.push(&mut self.pre_uninstall_scripts, script)?;
                 simple(p, kids)?
             }
             id::PACKAGE_CHECKSUM => {

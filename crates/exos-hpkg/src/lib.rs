@@ -19,8 +19,11 @@
 //! (tagged attribute stream) → [`toc`] (file tree) and [`info`] (package
 //! metadata) → [`package`] (reader) / [`writer`] (builder) / [`repo`] (HPKR).
 
+#![forbid(unsafe_code)]
+
 pub mod attr;
 mod bmessage;
+pub mod budget;
 pub mod error;
 pub mod header;
 pub mod heap;

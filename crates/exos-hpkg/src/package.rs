@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::attr::{parse_string_table, AttrParser};
+use crate::budget::{Budget, Limits};
 use crate::error::{corrupt, Result, ResultExt};
 use crate::header::{PackageHeader, HPKG_HEADER_SIZE};
 use crate::heap::HeapReader;
@@ -23,53 +24,80 @@ pub struct Package {
     heap: HeapReader,
     toc: Toc,
     info: PackageInfo,
+    /// Bytes charged while opening (index, attributes, chunk table).
+    memory: u64,
 }
 
 impl Package {
-    /// Opens and validates a package file.
+    /// Opens and validates a package file, within the default memory
+    /// [`Limits`].
     pub fn open(path: impl AsRef<Path>) -> Result<Package> {
+        Package::open_with(path, Limits::default())
+    }
+
+    /// Opens and validates a package file; opening may allocate at most
+    /// what `limits` allow for the file's size.
+    pub fn open_with(path: impl AsRef<Path>, limits: Limits) -> Result<Package> {
         let path = path.as_ref();
         let file = File::open(path).at(path)?;
-        Package::from_file(file, path)
+        Package::load(file, path, limits).at(path)
     }
 
     /// Reads a package from an already open file; `path` is used in errors.
     pub fn from_file(file: File, path: impl AsRef<Path>) -> Result<Package> {
         let path = path.as_ref();
-        Package::load(file, path).at(path)
+        Package::load(file, path, Limits::default()).at(path)
     }
 
-    fn load(file: File, path: &Path) -> Result<Package> {
+    fn load(file: File, path: &Path, limits: Limits) -> Result<Package> {
         let file_size = file.metadata()?.len();
+        let budget = Budget::new(limits, file_size);
         let mut hb = vec![0u8; HPKG_HEADER_SIZE.min(file_size as usize)];
         file.read_exact_at(&mut hb, 0)?;
         let header = PackageHeader::parse(&hb, file_size)?;
-        let heap = HeapReader::new(Arc::new(file), header.heap)?;
+        let heap = HeapReader::new(Arc::new(file), header.heap, &budget)?;
 
-        let attrs = heap.read_vec(header.attributes_offset(), header.attributes_length as u64)?;
-        let strings_len = header.attributes_strings_length as usize;
-        let strings = parse_string_table(
-            "package attributes strings",
-            &attrs[..strings_len],
-            header.attributes_strings_count as u64,
-        )?;
-        let mut p = AttrParser::new(
-            "package attributes",
-            &attrs[strings_len..],
-            &strings,
-            header.minor_version,
-            header.heap.size_uncompressed,
+        // The attributes section and its string table are freed once the
+        // package info is decoded; the info's own strings stay charged.
+        budget.charge(header.attributes_length as u64, "package attributes")?;
+        let info = {
+            let attrs =
+                heap.read_vec(header.attributes_offset(), header.attributes_length as u64)?;
+            let strings_len = header.attributes_strings_length as usize;
+            let strings = parse_string_table(
+                "package attributes strings",
+                &attrs[..strings_len],
+                header.attributes_strings_count as u64,
+                &budget,
+            )?;
+            let mut p = AttrParser::new(
+                "package attributes",
+                &attrs[strings_len..],
+                &strings,
+                header.minor_version,
+                header.heap.size_uncompressed,
+                &budget,
+            );
+            let info = PackageInfo::parse(&mut p)?;
+            p.expect_end()?;
+            info
+        };
+        budget.release(
+            header.attributes_length as u64
+                + crate::attr::string_table_cost(header.attributes_strings_count as u64),
         );
-        let info = PackageInfo::parse(&mut p)?;
-        p.expect_end()?;
+        crate::info::check_name(&info.name)
+            .map_err(|e| corrupt!("package name {:?} is invalid: {e}", info.name))?;
 
+        budget.charge(header.toc_length, "TOC")?;
         let toc_bytes = heap.read_vec(header.toc_offset(), header.toc_length)?;
         let toc = Toc::parse(
-            &toc_bytes,
+            toc_bytes,
             header.toc_strings_length,
             header.toc_strings_count,
             header.minor_version,
             header.heap.size_uncompressed,
+            &budget,
         )?;
         Ok(Package {
             path: path.to_path_buf(),
@@ -77,7 +105,14 @@ impl Package {
             heap,
             toc,
             info,
+            memory: budget.used(),
         })
+    }
+
+    /// Bytes of memory opening this package was charged (its index, chunk
+    /// table and attributes); what a mount budgets per package.
+    pub fn memory_usage(&self) -> u64 {
+        self.memory
     }
 
     pub fn path(&self) -> &Path {
@@ -114,7 +149,12 @@ impl Package {
         let n = (size - offset).min(buf.len() as u64) as usize;
         match data {
             DataRef::None => Ok(0),
-            DataRef::Inline { .. } => unreachable!("inline data goes through read_at"),
+            DataRef::Inline { .. } => match self.toc.inline(data) {
+                Some(inline) => Ok(copy_inline(inline, offset, buf)),
+                None => {
+                    Err(corrupt!("inline data reference outside this package's TOC")).at(&self.path)
+                }
+            },
             DataRef::Heap { offset: h, .. } => {
                 self.heap
                     .read_exact_at(h + offset, &mut buf[..n])
@@ -126,9 +166,6 @@ impl Package {
 
     /// Reads file bytes of `entry` at `offset` into `buf`; returns the count.
     pub fn read_at(&self, entry: Entry<'_>, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        if let Some(inline) = entry.inline_data() {
-            return Ok(copy_inline(inline, offset, buf));
-        }
         self.read_data_at(entry.data(), offset, buf)
     }
 
@@ -157,7 +194,6 @@ impl Package {
         EntryReader {
             package: self,
             data: entry.data(),
-            inline: entry.inline_data().map(|d| d.to_vec()).unwrap_or_default(),
             pos: 0,
         }
     }
@@ -181,19 +217,15 @@ fn copy_inline(inline: &[u8], offset: u64, buf: &mut [u8]) -> usize {
 pub struct EntryReader<'a> {
     package: &'a Package,
     data: DataRef,
-    inline: Vec<u8>,
     pos: u64,
 }
 
 impl Read for EntryReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = if matches!(self.data, DataRef::Inline { .. }) {
-            copy_inline(&self.inline, self.pos, buf)
-        } else {
-            self.package
-                .read_data_at(self.data, self.pos, buf)
-                .map_err(io::Error::other)?
-        };
+        let n = self
+            .package
+            .read_data_at(self.data, self.pos, buf)
+            .map_err(io::Error::other)?;
         self.pos += n as u64;
         Ok(n)
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::attr::{id, parse_string_table, AttrParser};
 use crate::bmessage;
+use crate::budget::{Budget, Limits};
 use crate::error::{corrupt, Result, ResultExt};
 use crate::header::{RepoHeader, HPKR_HEADER_SIZE};
 use crate::heap::HeapReader;
@@ -27,16 +28,24 @@ pub struct RepositoryInfo {
     pub license_texts: Vec<String>,
 }
 
-/// A parsed repository index.
+/// An open repository index. The packages section is kept as read and
+/// decoded one package at a time ([`Repository::packages`]): a repository's
+/// decoded metadata is many times its compressed size, and callers that
+/// list, search or convert packages never need them all at once.
 #[derive(Debug, Clone)]
 pub struct Repository {
     pub path: PathBuf,
     pub header: RepoHeader,
     pub info: RepositoryInfo,
-    pub packages: Vec<PackageInfo>,
+    /// The decompressed packages section.
+    section: Vec<u8>,
+    count: usize,
 }
 
 impl Repository {
+    /// Opens a repository index and validates every package entry, within
+    /// the default memory [`Limits`] (for the section; each package is
+    /// decoded within its own budget).
     pub fn open(path: impl AsRef<Path>) -> Result<Repository> {
         let path = path.as_ref();
         let file = File::open(path).at(path)?;
@@ -51,61 +60,149 @@ impl Repository {
 
     fn load(file: File, path: &Path) -> Result<Repository> {
         let file_size = file.metadata()?.len();
+        let budget = Budget::new(Limits::default(), file_size);
         let mut hb = vec![0u8; HPKR_HEADER_SIZE.min(file_size as usize)];
         file.read_exact_at(&mut hb, 0)?;
         let header = RepoHeader::parse(&hb, file_size)?;
-        let heap = HeapReader::new(Arc::new(file), header.heap)?;
+        let heap = HeapReader::new(Arc::new(file), header.heap, &budget)?;
 
+        budget.charge(header.info_length as u64, "repository info")?;
         let info_bytes = heap.read_vec(header.info_offset(), header.info_length as u64)?;
-        let info = parse_info(&info_bytes)?;
+        let info = parse_info(&info_bytes, &budget)?;
 
+        budget.charge(header.packages_length, "repository packages")?;
         let section = heap.read_vec(header.packages_offset(), header.packages_length)?;
-        let sl = header.packages_strings_length as usize;
-        let strings = parse_string_table(
-            "repository package strings",
-            &section[..sl],
-            header.packages_strings_count,
-        )?;
-        let mut p = AttrParser::new(
-            "repository packages",
-            &section[sl..],
-            &strings,
-            header.minor_version,
-            header.heap.size_uncompressed,
-        );
-        let mut packages = Vec::new();
-        while let Some(a) = p.next_attr()? {
-            if a.id != id::PACKAGE {
-                return Err(corrupt!(
-                    "repository packages at byte {}: expected a package entry, found attribute id {}",
-                    p.position(),
-                    a.id
-                ));
-            }
-            let mut pkg = PackageInfo {
-                name: a.value.as_str().unwrap_or_default().to_string(),
-                ..Default::default()
-            };
-            if a.has_children {
-                while let Some(c) = p.next_attr()? {
-                    pkg.apply(&mut p, c.id, c.value, c.has_children)?;
-                }
-            }
-            packages.push(pkg);
-        }
-        p.expect_end()?;
-        Ok(Repository {
+        let mut repo = Repository {
             path: path.to_path_buf(),
             header,
             info,
-            packages,
+            section,
+            count: 0,
+        };
+        let mut count = 0;
+        {
+            for p in repo.decoder(&budget)? {
+                p?;
+                count += 1;
+            }
+        }
+        repo.count = count;
+        Ok(repo)
+    }
+
+    /// Number of packages in the index.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The packages, decoded one at a time (every entry was validated at
+    /// open, so errors here only follow a failed allocation budget).
+    pub fn packages(&self) -> impl Iterator<Item = PackageInfo> + '_ {
+        // The table costs 16 bytes per string, at most 8 × the table's size;
+        // the section already passed this check at open.
+        let budget = Budget::unlimited();
+        let decoder = self.decoder(&budget).ok();
+        decoder.into_iter().flat_map(|d| d.map_while(|p| p.ok()))
+    }
+
+    fn decoder(&self, budget: &Budget) -> Result<PackageDecoder<'_>> {
+        let sl = usize::try_from(self.header.packages_strings_length)
+            .ok()
+            .filter(|&l| l <= self.section.len())
+            .ok_or_else(|| corrupt!("repository package strings exceed the section"))?;
+        let strings = parse_string_table(
+            "repository package strings",
+            &self.section[..sl],
+            self.header.packages_strings_count,
+            budget,
+        )?;
+        Ok(PackageDecoder {
+            repo: self,
+            body: &self.section[sl..],
+            strings,
+            position: 0,
+            done: false,
         })
     }
 }
 
-fn parse_info(b: &[u8]) -> Result<RepositoryInfo> {
+/// Decodes the packages section one package at a time, each within a
+/// budget of its own.
+struct PackageDecoder<'a> {
+    repo: &'a Repository,
+    body: &'a [u8],
+    strings: Vec<&'a str>,
+    position: usize,
+    done: bool,
+}
+
+impl Iterator for PackageDecoder<'_> {
+    type Item = Result<PackageInfo>;
+
+    fn next(&mut self) -> Option<Result<PackageInfo>> {
+        if self.done {
+            return None;
+        }
+        let r = self.decode_one();
+        if !matches!(r, Ok(Some(_))) {
+            self.done = true;
+        }
+        r.transpose()
+    }
+}
+
+impl PackageDecoder<'_> {
+    fn decode_one(&mut self) -> Result<Option<PackageInfo>> {
+        let budget = Budget::new(Limits::default(), 0);
+        let mut p = AttrParser::new(
+            "repository packages",
+            self.body,
+            &self.strings,
+            self.repo.header.minor_version,
+            self.repo.header.heap.size_uncompressed,
+            &budget,
+        );
+        p.seek(self.position);
+        let Some(a) = p.next_attr()? else {
+            p.expect_end()?;
+            return Ok(None);
+        };
+        if a.id != id::PACKAGE {
+            return Err(corrupt!(
+                "repository packages at byte {}: expected a package entry, found attribute id {}",
+                p.position(),
+                a.id
+            ));
+        }
+        let name = a.value.as_str().unwrap_or_default();
+        crate::info::check_name(name).map_err(|e| {
+            corrupt!(
+                "repository packages at byte {}: package name {name:?} is invalid: {e}",
+                p.position()
+            )
+        })?;
+        p.charge(name.len())?;
+        let mut pkg = PackageInfo {
+            name: name.to_string(),
+            ..Default::default()
+        };
+        if a.has_children {
+            while let Some(c) = p.next_attr()? {
+                pkg.apply(&mut p, c.id, c.value, c.has_children)?;
+            }
+        }
+        self.position = p.position();
+        Ok(Some(pkg))
+    }
+}
+
+fn parse_info(b: &[u8], budget: &Budget) -> Result<RepositoryInfo> {
     let mut info = RepositoryInfo::default();
-    for f in bmessage::parse(b)? {
+    for f in bmessage::parse(b, budget)? {
         let first = || f.strings().into_iter().next().unwrap_or_default();
         match f.name {
             "name" => info.name = first(),
@@ -136,6 +233,10 @@ fn parse_info(b: &[u8]) -> Result<RepositoryInfo> {
             "licenseText" => info.license_texts = f.strings(),
             _ => {}
         }
+    }
+    if info.base_url.is_empty() && info.identifier.starts_with("http") {
+        // Haiku's rule: without a base URL, an http(s) identifier is one.
+        info.base_url = info.identifier.clone();
     }
     Ok(info)
 }

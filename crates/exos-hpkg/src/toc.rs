@@ -1,12 +1,19 @@
 //! The table of contents: the package's file tree, parsed once into a
 //! compact, index-based arena (spec §1.6).
 //!
-//! Entries are plain records linked by `u32` indices (parent, first child,
-//! next sibling); names, symlink targets and inline data live in one shared
-//! byte pool. Nothing points into the file; file contents are described by
+//! The decompressed TOC section is kept as it is, and every name, symlink
+//! target, owner and inline datum is a byte range *into* it: a string the
+//! section's table holds once and a thousand entries reference costs its
+//! bytes once, never a thousand times. Entries are fixed-size records
+//! linked by `u32` indices (parent, first child, next sibling); what few
+//! entries carry beyond the common fields (times other than the
+//! modification time, a symlink target, owner, file attributes) sits in a
+//! side table. Every allocation is charged to the open's
+//! [`Budget`](crate::budget::Budget). File contents are described by
 //! [`DataRef`] and read through the heap on demand.
 
-use crate::attr::{id, parse_string_table, AttrParser, Value, MAX_DEPTH};
+use crate::attr::{id, parse_string_table, string_table_cost, AttrParser, Value, MAX_DEPTH};
+use crate::budget::Budget;
 use crate::error::{corrupt, Result};
 
 /// Index of an entry in a [`Toc`]; the package root is [`ROOT`].
@@ -14,9 +21,12 @@ pub type EntryId = u32;
 pub const ROOT: EntryId = 0;
 const NONE: u32 = u32::MAX;
 
-/// Upper bound on entries, so a hostile TOC cannot make us allocate
-/// gigabytes of records (a whole Haiku system package has ~20,000).
+/// Upper bound on entries whatever the budget allows (a whole Haiku system
+/// package has ~20,000).
 pub const MAX_ENTRIES: usize = 4_000_000;
+
+/// Longest symlink target: what the kernel accepts (`PATH_MAX` - 1).
+pub const MAX_SYMLINK_TARGET: usize = 4095;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EntryKind {
@@ -58,7 +68,8 @@ impl EntryKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DataRef {
     None,
-    /// Up to 8 bytes kept in the TOC; `start` indexes the TOC's byte pool.
+    /// Up to 8 bytes kept in the TOC; `start` is their offset in the TOC
+    /// section of the package the reference came from.
     Inline {
         start: u32,
         len: u8,
@@ -87,50 +98,65 @@ pub struct Timestamp {
     pub nanos: u32,
 }
 
+/// A byte range of the TOC section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct StrRef {
+struct Span {
     start: u32,
     len: u32,
 }
 
-const NO_STR: StrRef = StrRef {
+/// "No string stored" (distinct from an empty one).
+const NO_SPAN: Span = Span {
     start: 0,
     len: u32::MAX,
 };
 
+/// `Record::permissions` when none is stored.
+const NO_PERMISSIONS: u16 = u16::MAX;
+
+/// The fields every entry has. 56 bytes.
 #[derive(Debug, Clone)]
 struct Record {
-    name: StrRef,
+    data: DataRef,
+    mtime_secs: u64,
+    name_start: u32,
     parent: u32,
     first_child: u32,
-    last_child: u32,
     next_sibling: u32,
+    mtime_nanos: u32,
+    /// Index into `Toc::extras`, or `NONE`.
+    extra: u32,
+    permissions: u16,
+    name_len: u8,
     kind: EntryKind,
-    permissions: Option<u16>,
+}
+
+/// What only some entries carry.
+#[derive(Debug, Clone)]
+struct Extra {
     atime: Timestamp,
-    mtime: Timestamp,
     crtime: Timestamp,
-    data: DataRef,
-    symlink: StrRef,
-    user: StrRef,
-    group: StrRef,
+    symlink: Span,
+    user: Span,
+    group: Span,
     attrs_start: u32,
     attrs_len: u32,
 }
 
 #[derive(Debug, Clone)]
 struct AttrRecord {
-    name: StrRef,
-    type_code: u32,
     data: DataRef,
+    name: Span,
+    type_code: u32,
 }
 
 /// The parsed table of contents.
 #[derive(Debug, Clone)]
 pub struct Toc {
+    section: Box<[u8]>,
     records: Vec<Record>,
+    extras: Vec<Extra>,
     attrs: Vec<AttrRecord>,
-    pool: Vec<u8>,
 }
 
 /// A borrowed view of one entry.
@@ -158,122 +184,223 @@ impl<'a> FileAttribute<'a> {
     }
 }
 
+/// An entry whose child list is being parsed.
+struct Open {
+    id: EntryId,
+    last_child: u32,
+    atime: Timestamp,
+    crtime: Timestamp,
+}
+
 impl Toc {
-    /// Parses a TOC section (string table + attribute list).
+    /// Parses a TOC section (string table + attribute list), keeping the
+    /// section as the store of every string. Allocations are charged to
+    /// `budget` (the section itself must already be).
     pub fn parse(
-        section: &[u8],
+        section: Vec<u8>,
         strings_length: u64,
         strings_count: u64,
         minor_version: u16,
         heap_size: u64,
+        budget: &Budget,
     ) -> Result<Toc> {
+        if u32::try_from(section.len()).is_err() {
+            return Err(corrupt!(
+                "TOC section of {} bytes is too large",
+                section.len()
+            ));
+        }
         let strings_len = usize::try_from(strings_length)
             .ok()
             .filter(|&l| l <= section.len())
             .ok_or_else(|| corrupt!("TOC strings length {strings_length} exceeds the section"))?;
-        let strings = parse_string_table("TOC strings", &section[..strings_len], strings_count)?;
-        let mut p = AttrParser::new(
-            "TOC",
-            &section[strings_len..],
-            &strings,
-            minor_version,
-            heap_size,
-        );
         let mut toc = Toc {
+            section: Box::default(),
             records: Vec::new(),
+            extras: Vec::new(),
             attrs: Vec::new(),
-            pool: Vec::new(),
         };
-        toc.records
-            .push(Record::new(NO_STR, NONE, EntryKind::Directory));
-        // Stack of entries whose child lists are open; ROOT is the top level.
-        let mut stack: Vec<EntryId> = vec![ROOT];
-        while let Some(&current) = stack.last() {
-            let Some(a) = p.next_attr()? else {
-                stack.pop();
-                continue;
+        {
+            let strings = parse_string_table(
+                "TOC strings",
+                &section[..strings_len],
+                strings_count,
+                budget,
+            )?;
+            let mut p = AttrParser::new(
+                "TOC",
+                &section[strings_len..],
+                &strings,
+                minor_version,
+                heap_size,
+                budget,
+            );
+            let base = section.as_ptr() as usize;
+            let span = |s: &[u8]| -> Span {
+                // Every string the parser yields borrows from `section`.
+                Span {
+                    start: (s.as_ptr() as usize - base) as u32,
+                    len: s.len() as u32,
+                }
             };
-            if a.id == id::DIRECTORY_ENTRY {
-                let name = a.value.as_str().unwrap_or_default();
-                check_entry_name(name)
-                    .map_err(|e| corrupt!("TOC at byte {}: {e}", p.position()))?;
-                if toc.records.len() >= MAX_ENTRIES {
-                    return Err(corrupt!("TOC has more than {MAX_ENTRIES} entries"));
-                }
-                let name = toc.push_str(name);
-                let new = toc.records.len() as u32;
-                toc.records
-                    .push(Record::new(name, current, EntryKind::File));
-                let parent = &mut toc.records[current as usize];
-                if parent.last_child == NONE {
-                    parent.first_child = new;
-                } else {
-                    let prev = parent.last_child;
-                    toc.records[prev as usize].next_sibling = new;
-                }
-                toc.records[current as usize].last_child = new;
-                if a.has_children {
-                    if stack.len() > MAX_DEPTH {
-                        return Err(corrupt!("TOC directories nested deeper than {MAX_DEPTH}"));
+            budget.reserve_one(&mut toc.records, "TOC entries")?;
+            toc.records
+                .push(Record::new(0, 0, NONE, EntryKind::Directory));
+            let mut stack: Vec<Open> = vec![Open {
+                id: ROOT,
+                last_child: NONE,
+                atime: Timestamp::default(),
+                crtime: Timestamp::default(),
+            }];
+            while let Some(top) = stack.len().checked_sub(1) {
+                let current = stack[top].id;
+                let Some(a) = p.next_attr()? else {
+                    let done = stack.pop().expect("stack is not empty");
+                    toc.close(done, budget)?;
+                    continue;
+                };
+                if a.id == id::DIRECTORY_ENTRY {
+                    let name = a.value.as_str().unwrap_or_default();
+                    check_entry_name(name)
+                        .map_err(|e| corrupt!("TOC at byte {}: {e}", p.position()))?;
+                    if toc.records.len() >= MAX_ENTRIES {
+                        return Err(corrupt!("TOC has more than {MAX_ENTRIES} entries"));
                     }
-                    stack.push(new);
+                    let name = span(name.as_bytes());
+                    let new = toc.records.len() as u32;
+                    budget.reserve_one(&mut toc.records, "TOC entries")?;
+                    toc.records.push(Record::new(
+                        name.start,
+                        name.len as u8,
+                        current,
+                        EntryKind::File,
+                    ));
+                    let prev = stack[top].last_child;
+                    if prev == NONE {
+                        toc.records[current as usize].first_child = new;
+                    } else {
+                        toc.records[prev as usize].next_sibling = new;
+                    }
+                    stack[top].last_child = new;
+                    if a.has_children {
+                        if stack.len() > MAX_DEPTH {
+                            return Err(corrupt!("TOC directories nested deeper than {MAX_DEPTH}"));
+                        }
+                        budget.reserve_one(&mut stack, "TOC nesting")?;
+                        stack.push(Open {
+                            id: new,
+                            last_child: NONE,
+                            atime: Timestamp::default(),
+                            crtime: Timestamp::default(),
+                        });
+                    }
+                    continue;
                 }
-                continue;
-            }
-            if current == ROOT {
-                // Only dir:entry means something at the top level; ignore the rest.
-                if a.has_children {
-                    p.skip_children()?;
+                if current == ROOT {
+                    // Only dir:entry means something at the top level; ignore the rest.
+                    if a.has_children {
+                        p.skip_children()?;
+                    }
+                    continue;
                 }
-                continue;
+                toc.apply_entry_attr(
+                    &mut p,
+                    &mut stack[top],
+                    a.id,
+                    a.value,
+                    a.has_children,
+                    &span,
+                    budget,
+                )?;
             }
-            toc.apply_entry_attr(&mut p, current, a.id, a.value, a.has_children)?;
+            p.expect_end()?;
+            budget.release(string_table_cost(strings_count));
+            budget.release((stack.capacity() * std::mem::size_of::<Open>()) as u64);
         }
-        p.expect_end()?;
-        toc.validate()?;
-        // The parse keeps `last_child` only for appending; it is not needed after.
+        toc.section = section.into_boxed_slice();
+        toc.validate(budget)?;
+        // Growth left spare capacity; a mount holds many TOCs for long.
+        let before = toc.memory_usage();
+        toc.records.shrink_to_fit();
+        toc.extras.shrink_to_fit();
+        toc.attrs.shrink_to_fit();
+        budget.release((before - toc.memory_usage()) as u64);
         Ok(toc)
     }
 
-    fn push_str(&mut self, s: &str) -> StrRef {
-        let r = StrRef {
-            start: self.pool.len() as u32,
-            len: s.len() as u32,
+    /// Finishes an entry at the end of its child list: times that differ
+    /// from the modification time go to its side record.
+    fn close(&mut self, done: Open, budget: &Budget) -> Result<()> {
+        let rec = &self.records[done.id as usize];
+        let mtime = Timestamp {
+            secs: rec.mtime_secs,
+            nanos: rec.mtime_nanos,
         };
-        self.pool.extend_from_slice(s.as_bytes());
-        r
+        let differs = done.atime != mtime || done.crtime != mtime;
+        if done.id != ROOT && (differs || rec.extra != NONE) {
+            let x = self.extra_mut(done.id, budget)?;
+            x.atime = done.atime;
+            x.crtime = done.crtime;
+        }
+        Ok(())
     }
 
-    fn data_ref(&mut self, v: Value) -> Result<DataRef> {
+    /// The side record of entry `e`, created on first use (its times start
+    /// equal to the entry's modification time, as for entries without one).
+    fn extra_mut(&mut self, e: EntryId, budget: &Budget) -> Result<&mut Extra> {
+        let mut i = self.records[e as usize].extra;
+        if i == NONE {
+            budget.reserve_one(&mut self.extras, "TOC entry details")?;
+            i = u32::try_from(self.extras.len())
+                .map_err(|_| corrupt!("TOC has too many entry details"))?;
+            let r = &self.records[e as usize];
+            let mtime = Timestamp {
+                secs: r.mtime_secs,
+                nanos: r.mtime_nanos,
+            };
+            self.extras.push(Extra {
+                atime: mtime,
+                crtime: mtime,
+                symlink: NO_SPAN,
+                user: NO_SPAN,
+                group: NO_SPAN,
+                attrs_start: 0,
+                attrs_len: 0,
+            });
+            self.records[e as usize].extra = i;
+        }
+        Ok(&mut self.extras[i as usize])
+    }
+
+    fn data_ref(v: Value, span: &dyn Fn(&[u8]) -> Span) -> Result<DataRef> {
         Ok(match v {
-            Value::Inline(b) => {
-                let start = self.pool.len() as u32;
-                self.pool.extend_from_slice(b);
-                DataRef::Inline {
-                    start,
-                    len: b.len() as u8,
-                }
-            }
+            Value::Inline(b) => DataRef::Inline {
+                start: span(b).start,
+                len: b.len() as u8,
+            },
             Value::Heap { offset, size } => DataRef::Heap { offset, size },
             _ => return Err(corrupt!("data attribute without raw data")),
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn apply_entry_attr(
         &mut self,
         p: &mut AttrParser,
-        e: EntryId,
+        open: &mut Open,
         aid: u8,
         v: Value,
         has_children: bool,
+        span: &dyn Fn(&[u8]) -> Span,
+        budget: &Budget,
     ) -> Result<()> {
+        let e = open.id;
         let pos = p.position();
         let uint = |v: Value| {
             v.as_uint().ok_or_else(|| {
                 corrupt!("TOC at byte {pos}: attribute {aid} is not an unsigned integer")
             })
         };
-        let secs = |v: Value| uint(v);
         let nanos = |v: Value| -> Result<u32> {
             let n = uint(v)?;
             u32::try_from(n)
@@ -281,6 +408,7 @@ impl Toc {
                 .filter(|&n| n < 1_000_000_000)
                 .ok_or_else(|| corrupt!("TOC at byte {pos}: nanoseconds {n} out of range"))
         };
+        let string = |v: Value| span(v.as_str().unwrap_or_default().as_bytes());
         match aid {
             id::FILE_TYPE => {
                 let t = uint(v)?;
@@ -288,29 +416,26 @@ impl Toc {
                     .ok_or_else(|| corrupt!("TOC at byte {pos}: file type {t} out of range"))?;
             }
             id::FILE_PERMISSIONS => {
-                self.records[e as usize].permissions = Some((uint(v)? & 0o7777) as u16);
+                self.records[e as usize].permissions = (uint(v)? & 0o7777) as u16;
             }
-            id::FILE_USER => {
-                let s = self.push_str(v.as_str().unwrap_or_default());
-                self.records[e as usize].user = s;
-            }
-            id::FILE_GROUP => {
-                let s = self.push_str(v.as_str().unwrap_or_default());
-                self.records[e as usize].group = s;
-            }
-            id::FILE_ATIME => self.records[e as usize].atime.secs = secs(v)?,
-            id::FILE_MTIME => self.records[e as usize].mtime.secs = secs(v)?,
-            id::FILE_CRTIME => self.records[e as usize].crtime.secs = secs(v)?,
-            id::FILE_ATIME_NANOS => self.records[e as usize].atime.nanos = nanos(v)?,
-            id::FILE_MTIME_NANOS => self.records[e as usize].mtime.nanos = nanos(v)?,
-            id::FILE_CRTIME_NANOS => self.records[e as usize].crtime.nanos = nanos(v)?,
-            id::DATA => {
-                let d = self.data_ref(v)?;
-                self.records[e as usize].data = d;
-            }
+            id::FILE_USER => self.extra_mut(e, budget)?.user = string(v),
+            id::FILE_GROUP => self.extra_mut(e, budget)?.group = string(v),
+            id::FILE_ATIME => open.atime.secs = uint(v)?,
+            id::FILE_MTIME => self.records[e as usize].mtime_secs = uint(v)?,
+            id::FILE_CRTIME => open.crtime.secs = uint(v)?,
+            id::FILE_ATIME_NANOS => open.atime.nanos = nanos(v)?,
+            id::FILE_MTIME_NANOS => self.records[e as usize].mtime_nanos = nanos(v)?,
+            id::FILE_CRTIME_NANOS => open.crtime.nanos = nanos(v)?,
+            id::DATA => self.records[e as usize].data = Self::data_ref(v, span)?,
             id::SYMLINK_PATH => {
-                let s = self.push_str(v.as_str().unwrap_or_default());
-                self.records[e as usize].symlink = s;
+                let target = v.as_str().unwrap_or_default();
+                if target.len() > MAX_SYMLINK_TARGET {
+                    return Err(corrupt!(
+                        "TOC at byte {pos}: symlink target of {} bytes is longer than {MAX_SYMLINK_TARGET}",
+                        target.len()
+                    ));
+                }
+                self.extra_mut(e, budget)?.symlink = span(target.as_bytes());
             }
             id::FILE_ATTRIBUTE => {
                 let name = v.as_str().unwrap_or_default();
@@ -319,9 +444,8 @@ impl Toc {
                         "TOC at byte {pos}: file attribute with an empty name"
                     ));
                 }
-                let name = self.push_str(name);
                 let mut attr = AttrRecord {
-                    name,
+                    name: span(name.as_bytes()),
                     type_code: 0,
                     data: DataRef::None,
                 };
@@ -334,7 +458,7 @@ impl Toc {
                                     corrupt!("TOC at byte {pos}: attribute type {t:#x} does not fit 32 bits")
                                 })?;
                             }
-                            id::DATA => attr.data = self.data_ref(c.value)?,
+                            id::DATA => attr.data = Self::data_ref(c.value, span)?,
                             other if p.allows_unknown() || other > id::PACKAGE_PRE_UNINSTALL_SCRIPT => {}
                             other => {
                                 return Err(corrupt!(
@@ -348,17 +472,21 @@ impl Toc {
                         }
                     }
                 }
-                let rec = &mut self.records[e as usize];
-                if rec.attrs_len == 0 {
-                    rec.attrs_start = self.attrs.len() as u32;
-                } else if rec.attrs_start as usize + rec.attrs_len as usize != self.attrs.len() {
+                let count = self.attrs.len();
+                let index =
+                    u32::try_from(count).map_err(|_| corrupt!("TOC has too many attributes"))?;
+                let x = self.extra_mut(e, budget)?;
+                if x.attrs_len == 0 {
+                    x.attrs_start = index;
+                } else if x.attrs_start as usize + x.attrs_len as usize != count {
                     // Attributes of one entry are contiguous because an
                     // entry's attributes precede its children's.
                     return Err(corrupt!(
                         "TOC at byte {pos}: file attributes interleaved with child entries"
                     ));
                 }
-                rec.attrs_len += 1;
+                x.attrs_len += 1;
+                budget.reserve_one(&mut self.attrs, "TOC file attributes")?;
                 self.attrs.push(attr);
                 return Ok(());
             }
@@ -377,7 +505,15 @@ impl Toc {
 
     /// Structural checks that need the whole tree: only directories have
     /// children, symlinks carry no data, no duplicate names in a directory.
-    fn validate(&self) -> Result<()> {
+    fn validate(&self, budget: &Budget) -> Result<()> {
+        let cost = (self.records.len() * std::mem::size_of::<(u32, &[u8])>()) as u64;
+        budget.charge(cost, "TOC name check")?;
+        let result = self.check_structure();
+        budget.release(cost);
+        result
+    }
+
+    fn check_structure(&self) -> Result<()> {
         let mut names: Vec<(u32, &[u8])> = Vec::with_capacity(self.records.len());
         for (i, r) in self.records.iter().enumerate().skip(1) {
             if r.first_child != NONE && r.kind != EntryKind::Directory {
@@ -392,7 +528,7 @@ impl Toc {
                     self.entry(i as u32).path()
                 ));
             }
-            names.push((r.parent, self.bytes(r.name)));
+            names.push((r.parent, self.name_bytes(r)));
         }
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
@@ -405,25 +541,36 @@ impl Toc {
         Ok(())
     }
 
-    fn bytes(&self, s: StrRef) -> &[u8] {
-        &self.pool[s.start as usize..(s.start + s.len) as usize]
+    fn bytes(&self, start: u32, len: usize) -> &[u8] {
+        self.section
+            .get(start as usize..start as usize + len)
+            .unwrap_or_default()
     }
 
-    fn str(&self, s: StrRef) -> Option<&str> {
+    fn name_bytes(&self, r: &Record) -> &[u8] {
+        self.bytes(r.name_start, r.name_len as usize)
+    }
+
+    fn str(&self, s: Span) -> Option<&str> {
         if s.len == u32::MAX {
             return None;
         }
-        // Only validated UTF-8 is ever pushed as a string.
-        Some(std::str::from_utf8(self.bytes(s)).unwrap_or_default())
+        // Only validated UTF-8 is ever referenced as a string.
+        Some(std::str::from_utf8(self.bytes(s.start, s.len as usize)).unwrap_or_default())
     }
 
-    fn inline(&self, d: DataRef) -> Option<&[u8]> {
+    /// The bytes of an inline data reference of this TOC.
+    pub(crate) fn inline(&self, d: DataRef) -> Option<&[u8]> {
         match d {
-            DataRef::Inline { start, len } => {
-                Some(&self.pool[start as usize..start as usize + len as usize])
-            }
+            DataRef::Inline { start, len } => self
+                .section
+                .get(start as usize..start as usize + len as usize),
             _ => None,
         }
+    }
+
+    fn extra(&self, r: &Record) -> Option<&Extra> {
+        self.extras.get(r.extra as usize)
     }
 
     /// Number of entries, the root included.
@@ -439,12 +586,16 @@ impl Toc {
         self.entry(ROOT)
     }
 
-    /// Panics if `id` is out of range; ids come from this TOC.
+    /// The entry with this id. Ids come from this TOC; an id from
+    /// elsewhere that is out of range yields the root.
     pub fn entry(&self, id: EntryId) -> Entry<'_> {
-        Entry {
-            toc: self,
-            id,
-            rec: &self.records[id as usize],
+        match self.records.get(id as usize) {
+            Some(rec) => Entry { toc: self, id, rec },
+            None => Entry {
+                toc: self,
+                id: ROOT,
+                rec: &self.records[0],
+            },
         }
     }
 
@@ -470,33 +621,29 @@ impl Toc {
         }
     }
 
-    /// Approximate heap memory used by this index, for reporting.
+    /// Heap memory held by this index: the section and the records.
     pub fn memory_usage(&self) -> usize {
-        self.records.capacity() * std::mem::size_of::<Record>()
+        self.section.len()
+            + self.records.capacity() * std::mem::size_of::<Record>()
+            + self.extras.capacity() * std::mem::size_of::<Extra>()
             + self.attrs.capacity() * std::mem::size_of::<AttrRecord>()
-            + self.pool.capacity()
     }
 }
 
 impl Record {
-    fn new(name: StrRef, parent: u32, kind: EntryKind) -> Self {
+    fn new(name_start: u32, name_len: u8, parent: u32, kind: EntryKind) -> Self {
         Record {
-            name,
+            data: DataRef::None,
+            mtime_secs: 0,
+            name_start,
             parent,
             first_child: NONE,
-            last_child: NONE,
             next_sibling: NONE,
+            mtime_nanos: 0,
+            extra: NONE,
+            permissions: NO_PERMISSIONS,
+            name_len,
             kind,
-            permissions: None,
-            atime: Timestamp::default(),
-            mtime: Timestamp::default(),
-            crtime: Timestamp::default(),
-            data: DataRef::None,
-            symlink: NO_STR,
-            user: NO_STR,
-            group: NO_STR,
-            attrs_start: 0,
-            attrs_len: 0,
         }
     }
 }
@@ -512,10 +659,9 @@ impl<'a> Iterator for Walk<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let (id, depth) = self.stack.pop()?;
-            if id == NONE {
+            let Some(r) = self.toc.records.get(id as usize) else {
                 continue;
-            }
-            let r = &self.toc.records[id as usize];
+            };
             self.stack.push((r.next_sibling, depth));
             self.stack.push((r.first_child, depth + 1));
             return Some((depth, self.toc.entry(id)));
@@ -530,7 +676,7 @@ impl<'a> Entry<'a> {
 
     /// The name; empty for the root.
     pub fn name(&self) -> &'a str {
-        self.toc.str(self.rec.name).unwrap_or("")
+        std::str::from_utf8(self.toc.name_bytes(self.rec)).unwrap_or_default()
     }
 
     pub fn kind(&self) -> EntryKind {
@@ -543,14 +689,16 @@ impl<'a> Entry<'a> {
 
     /// Permission bits (`& 0o7777`), the kind's default when not stored.
     pub fn permissions(&self) -> u16 {
-        self.rec
-            .permissions
-            .unwrap_or_else(|| self.rec.kind.default_permissions())
+        if self.rec.permissions == NO_PERMISSIONS {
+            self.rec.kind.default_permissions()
+        } else {
+            self.rec.permissions
+        }
     }
 
     /// Whether the permissions were stored explicitly.
     pub fn has_explicit_permissions(&self) -> bool {
-        self.rec.permissions.is_some()
+        self.rec.permissions != NO_PERMISSIONS
     }
 
     /// Full `st_mode`: type bits plus permissions.
@@ -558,25 +706,33 @@ impl<'a> Entry<'a> {
         self.rec.kind.type_bits() | self.permissions() as u32
     }
 
+    /// Access time: as stored (0 when the package stores none).
     pub fn atime(&self) -> Timestamp {
-        self.rec.atime
+        self.toc
+            .extra(self.rec)
+            .map_or_else(|| self.mtime(), |x| x.atime)
     }
 
     pub fn mtime(&self) -> Timestamp {
-        self.rec.mtime
+        Timestamp {
+            secs: self.rec.mtime_secs,
+            nanos: self.rec.mtime_nanos,
+        }
     }
 
     pub fn crtime(&self) -> Timestamp {
-        self.rec.crtime
+        self.toc
+            .extra(self.rec)
+            .map_or_else(|| self.mtime(), |x| x.crtime)
     }
 
     /// Owner and group names, when the package stores them (Haiku never does).
     pub fn user(&self) -> Option<&'a str> {
-        self.toc.str(self.rec.user)
+        self.toc.extra(self.rec).and_then(|x| self.toc.str(x.user))
     }
 
     pub fn group(&self) -> Option<&'a str> {
-        self.toc.str(self.rec.group)
+        self.toc.extra(self.rec).and_then(|x| self.toc.str(x.group))
     }
 
     pub fn data(&self) -> DataRef {
@@ -598,11 +754,16 @@ impl<'a> Entry<'a> {
         if self.rec.kind != EntryKind::Symlink {
             return None;
         }
-        Some(self.toc.str(self.rec.symlink).unwrap_or(""))
+        Some(
+            self.toc
+                .extra(self.rec)
+                .and_then(|x| self.toc.str(x.symlink))
+                .unwrap_or(""),
+        )
     }
 
     pub fn parent(&self) -> Option<Entry<'a>> {
-        (self.rec.parent != NONE).then(|| self.toc.entry(self.rec.parent))
+        (self.id != ROOT).then(|| self.toc.entry(self.rec.parent))
     }
 
     pub fn children(&self) -> Children<'a> {
@@ -614,8 +775,12 @@ impl<'a> Entry<'a> {
 
     pub fn attributes(&self) -> impl ExactSizeIterator<Item = FileAttribute<'a>> + 'a {
         let toc = self.toc;
-        let start = self.rec.attrs_start as usize;
-        toc.attrs[start..start + self.rec.attrs_len as usize]
+        let (start, len) = toc
+            .extra(self.rec)
+            .map_or((0, 0), |x| (x.attrs_start as usize, x.attrs_len as usize));
+        toc.attrs
+            .get(start..start + len)
+            .unwrap_or_default()
             .iter()
             .map(move |a| FileAttribute {
                 name: toc.str(a.name).unwrap_or(""),
@@ -628,13 +793,13 @@ impl<'a> Entry<'a> {
     /// Path relative to the package root, `/`-separated.
     pub fn path(&self) -> String {
         let mut parts = Vec::new();
-        let mut cur = Some(*self);
-        while let Some(e) = cur {
-            if e.id == ROOT {
-                break;
+        let mut cur = *self;
+        while cur.id != ROOT {
+            parts.push(cur.name());
+            match cur.parent() {
+                Some(p) => cur = p,
+                None => break,
             }
-            parts.push(e.name());
-            cur = e.parent();
         }
         parts.reverse();
         parts.join("/")
@@ -661,11 +826,13 @@ pub struct Children<'a> {
 impl<'a> Iterator for Children<'a> {
     type Item = Entry<'a>;
     fn next(&mut self) -> Option<Entry<'a>> {
-        if self.next == NONE {
-            return None;
-        }
-        let e = self.toc.entry(self.next);
-        self.next = e.rec.next_sibling;
+        let rec = self.toc.records.get(self.next as usize)?;
+        let e = Entry {
+            toc: self.toc,
+            id: self.next,
+            rec,
+        };
+        self.next = rec.next_sibling;
         Some(e)
     }
 }

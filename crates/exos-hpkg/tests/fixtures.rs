@@ -86,14 +86,9 @@ fn repository_fixtures_list_names_versions_checksums() {
     for path in fixtures("hpkr") {
         let ours = Repository::open(&path).unwrap_or_else(|e| panic!("{e}"));
         let theirs = hpkg::repository::Repository::load(&path).unwrap();
-        assert_eq!(
-            ours.packages.len(),
-            theirs.packages.len(),
-            "{}",
-            path.display()
-        );
-        assert!(!ours.packages.is_empty());
-        for (o, t) in ours.packages.iter().zip(&theirs.packages) {
+        assert_eq!(ours.len(), theirs.packages.len(), "{}", path.display());
+        assert!(!ours.is_empty());
+        for (o, t) in ours.packages().zip(&theirs.packages) {
             assert_eq!(Some(&o.name), t.name.as_ref());
             assert_eq!(Some(&o.version.major), t.version_major.as_ref());
             // hpkg 1.0.0 does not decode revisions (always None); the
@@ -113,7 +108,7 @@ fn repository_fixtures_list_names_versions_checksums() {
 #[test]
 fn known_repository_sizes() {
     let dir = fixtures_dir();
-    let count = |n: &str| Repository::open(dir.join(n)).unwrap().packages.len();
+    let count = |n: &str| Repository::open(dir.join(n)).unwrap().len();
     assert_eq!(
         count("haikudepotserver-core-test_src_test_resources_sample-repo.hpkr"),
         2333
@@ -129,7 +124,7 @@ fn generated_repository_checksum_is_the_package_sha256() {
     use sha2_check::sha256_hex;
     let dir = fixtures_dir();
     let repo = Repository::open(dir.join("generated_testrepo.hpkr")).unwrap();
-    let pkg = &repo.packages[0];
+    let pkg = repo.packages().next().unwrap();
     assert_eq!(pkg.name, "testpkg");
     assert_eq!(pkg.version.to_string(), "1.2.3~beta1-4");
     assert_eq!(

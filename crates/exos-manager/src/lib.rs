@@ -24,6 +24,8 @@
 //! [`Root::recover`], which every command runs first under the lock.
 //! Rollback is the same switch to an older list: renames only.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::Write;

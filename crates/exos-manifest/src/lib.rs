@@ -15,6 +15,8 @@
 //! The JSON Schema of the file is `schema/manifest.schema.json` in the
 //! repository ([`SCHEMA`]). Resolution policy lives in `exos-resolve`.
 
+#![forbid(unsafe_code)]
+
 mod fast;
 pub mod model;
 pub mod range;

@@ -18,6 +18,8 @@
 //!   package files are added or removed.
 //! * [`cache`] — the shared, byte-bounded chunk cache.
 
+#![forbid(unsafe_code)]
+
 pub mod activate;
 pub mod cache;
 pub mod fs;

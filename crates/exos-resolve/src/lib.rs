@@ -26,6 +26,8 @@
 //! Ranges match providers with libsolv's Haiku semantics
 //! ([`exos_manifest::range`]).
 
+#![forbid(unsafe_code)]
+
 mod plan;
 mod provider;
 
