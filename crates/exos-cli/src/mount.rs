@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use exos_hpkg::Version;
 use exos_manifest::Provide;
-use exos_packagefs::{is_mounted, Mount, MountOptions};
+use exos_packagefs::{is_mounted, Mount, MountOptions, Status, WatchMode};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 #[derive(Args)]
@@ -36,6 +36,19 @@ pub struct MountArgs {
     /// Only root may see the mount (default: everyone, read-only).
     #[arg(long)]
     private: bool,
+    /// Honour setuid/setgid bits of system-layer packages (mounts `suid`).
+    /// Only root may use it, and only while root alone can write the system
+    /// layer; common and user layers never get them.
+    #[arg(long)]
+    allow_setuid: bool,
+    /// Memory all active packages together may use, in MiB; packages past
+    /// it are refused (lower layers first served).
+    #[arg(long, default_value_t = 1024)]
+    max_memory_mib: u64,
+    /// Notice package changes by rescanning every N ms instead of inotify
+    /// (for file systems without inotify, e.g. NFS).
+    #[arg(long, value_name = "N")]
+    poll_ms: Option<u64>,
     /// Run in the background; requires --pid-file, logs go to --log-file.
     #[arg(long, requires = "pid_file")]
     daemon: bool,
@@ -117,6 +130,14 @@ pub fn mount(args: &MountArgs, quiet: bool) -> Result<()> {
     }
     options.ttl = Duration::from_millis(args.ttl_ms);
     options.allow_other = !args.private;
+    if args.allow_setuid && !rustix::process::geteuid().is_root() {
+        bail!("--allow-setuid: only root may serve setuid programs");
+    }
+    options.privileges.setuid_from_system = args.allow_setuid;
+    options.memory_budget = args.max_memory_mib << 20;
+    if let Some(ms) = args.poll_ms {
+        options.watch = WatchMode::Poll(Duration::from_millis(ms.max(10)));
+    }
     if let Some(n) = args.state {
         let list = args
             .root
@@ -270,53 +291,73 @@ pub fn status(mountpoint: &Path, json: bool) -> Result<()> {
     if json {
         return crate::write_stdout(&text);
     }
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| path.display().to_string())?;
+    let v: Status = serde_json::from_str(&text).with_context(|| path.display().to_string())?;
     let mut s = String::new();
     s += &format!(
         "root:        {}\nmounted on:  {} (pid {}, generation {})\n",
-        v["root"].as_str().unwrap_or("?"),
-        v["mountpoint"].as_str().unwrap_or("?"),
-        v["pid"],
-        v["generation"]
+        v.root.display(),
+        v.mountpoint.display(),
+        v.pid,
+        v.generation
     );
-    for layer in exos_packagefs::activate::LAYERS {
-        let pkgs = v["layers"][layer].as_array().cloned().unwrap_or_default();
+    s += &format!(
+        "security:    {}nodev; setuid bits served from: {}\n",
+        if v.security.nosuid {
+            "nosuid, "
+        } else {
+            "suid, "
+        },
+        match v
+            .security
+            .setuid
+            .iter()
+            .filter(|(_, on)| **on)
+            .map(|(l, _)| l)
+            .collect::<Vec<_>>()
+        {
+            l if l.is_empty() => "no layer".to_string(),
+            l => l.join(", "),
+        }
+    );
+    s += &format!(
+        "memory:      {} of {} budget\n",
+        crate::human_bytes(v.memory.used_bytes),
+        crate::human_bytes(v.memory.budget_bytes)
+    );
+    s += &format!(
+        "live:        {}{}\n",
+        match v.live.interval_ms {
+            Some(ms) => format!("{} every {ms} ms", v.live.mode),
+            None => v.live.mode.clone(),
+        },
+        v.live
+            .reason
+            .as_ref()
+            .map(|r| format!(" (inotify failed: {r})"))
+            .unwrap_or_default()
+    );
+    for (layer, pkgs) in v.layers.iter() {
         s += &format!("{layer}: {} active\n", pkgs.len());
         for p in pkgs {
-            s += &format!(
-                "  {} {}  ({})\n",
-                p["name"].as_str().unwrap_or("?"),
-                p["version"].as_str().unwrap_or("?"),
-                p["file"].as_str().unwrap_or("?")
-            );
+            s += &format!("  {} {}  ({})\n", p.name, p.version, p.file);
         }
     }
-    let refused = v["refused"].as_array().cloned().unwrap_or_default();
-    if !refused.is_empty() {
-        s += &format!("refused: {}\n", refused.len());
-        for r in refused {
-            s += &format!(
-                "  {}: {}\n",
-                r["file"].as_str().unwrap_or("?"),
-                r["reason"].as_str().unwrap_or("?")
-            );
+    if !v.refused.is_empty() {
+        s += &format!("refused: {}\n", v.refused.len());
+        for r in &v.refused {
+            s += &format!("  {}: {}\n", r.file.display(), r.reason);
         }
     }
-    let conflicts = v["conflicts"].as_array().cloned().unwrap_or_default();
-    if !conflicts.is_empty() {
-        s += &format!("conflicts: {}\n", conflicts.len());
-        for c in conflicts.iter().take(50) {
+    if !v.conflicts.is_empty() {
+        s += &format!("conflicts: {}\n", v.conflicts.len());
+        for c in v.conflicts.iter().take(50) {
             s += &format!(
                 "  {}/{}: {} wins over {}\n",
-                c["layer"].as_str().unwrap_or("?"),
-                c["path"].as_str().unwrap_or("?"),
-                c["winner"].as_str().unwrap_or("?"),
-                c["loser"].as_str().unwrap_or("?")
+                c.layer, c.path, c.winner, c.loser
             );
         }
-        if conflicts.len() > 50 {
-            s += &format!("  … and {} more (--json for all)\n", conflicts.len() - 50);
+        if v.conflicts.len() > 50 {
+            s += &format!("  … and {} more (--json for all)\n", v.conflicts.len() - 50);
         }
     }
     crate::write_stdout(&s)

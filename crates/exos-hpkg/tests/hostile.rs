@@ -463,6 +463,87 @@ fn repository_corruption_is_rejected() {
     ));
 }
 
+/// Every case of the hostile corpus (crates/exos-hostile) meets its
+/// expectation, and nothing that opens was charged more memory than the
+/// budget allows.
+#[test]
+fn the_hostile_corpus_is_refused_or_bounded() {
+    use exos_hostile::Expect;
+    let tmp = tempfile::tempdir().unwrap();
+    for case in exos_hostile::cases() {
+        let p = write_tmp(tmp.path(), &case.file_name(), &case.bytes);
+        let limit = exos_hpkg::budget::Limits::default().for_file(case.bytes.len() as u64);
+        let outcome = if case.extension == "hpkr" {
+            Repository::open(&p).map(|_| ()).map_err(|e| e.to_string())
+        } else {
+            match Package::open(&p) {
+                Ok(pkg) => {
+                    assert!(
+                        pkg.memory_usage() <= limit,
+                        "{}: {} bytes charged, limit {limit}",
+                        case.name,
+                        pkg.memory_usage()
+                    );
+                    open_and_read(&p)
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        match (case.expect, outcome) {
+            (Expect::Accepted, Ok(())) => {}
+            (Expect::Refused(text), Err(e)) => {
+                assert!(
+                    e.contains(text),
+                    "{}: expected {text:?} in {e:?}",
+                    case.name
+                );
+                assert!(e.contains(&case.file_name()), "{}: {e}", case.name);
+                if case.extension == "hpkg" {
+                    assert!(Package::open(&p).is_err(), "{}", case.name);
+                }
+            }
+            (Expect::DataError(text), Err(e)) => {
+                assert!(
+                    e.contains(text),
+                    "{}: expected {text:?} in {e:?}",
+                    case.name
+                );
+                assert!(Package::open(&p).is_ok(), "{}: should open", case.name);
+            }
+            (expect, got) => panic!("{}: expected {expect:?}, got {got:?}", case.name),
+        }
+    }
+}
+
+#[test]
+fn a_repository_without_base_url_uses_an_http_identifier() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = write_tmp(tmp.path(), "r.hpkr", &exos_hostile::hpkr_without_base_url());
+    let r = Repository::open(&p).unwrap();
+    assert_eq!(r.info.base_url, "https://repo.example/hostile");
+}
+
+#[test]
+fn inline_data_reads_through_read_data_at() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = write_tmp(
+        tmp.path(),
+        "i.hpkg",
+        &exos_hostile::package_of("inline", vec![exos_hostile::file("f", b"12345678", 1)]),
+    );
+    let pkg = Package::open(&p).unwrap();
+    let e = pkg.toc().lookup_path("f").unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(pkg.read_data_at(e.data(), 2, &mut buf).unwrap(), 6);
+    assert_eq!(&buf[..6], b"345678");
+    // A reference that does not belong to this TOC is an error, not a panic.
+    let alien = exos_hpkg::DataRef::Inline {
+        start: u32::MAX - 3,
+        len: 8,
+    };
+    assert!(pkg.read_data_at(alien, 0, &mut buf).is_err());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 

@@ -42,6 +42,23 @@ impl FileIdentity {
     }
 }
 
+/// Top-level names packagefs generates in every layer directory; a package
+/// shipping one of them is refused (it could replace or hide the metadata
+/// of the other packages).
+pub const RESERVED_NAMES: [&str; 2] = [".packages", ".exos"];
+
+/// Estimated bytes of view (nodes, child lists, inode index) per package
+/// entry, counted in both the layer and the merged tree.
+pub const VIEW_BYTES_PER_ENTRY: u64 = 2 * 80;
+
+/// Who owns a layer's files in the view: the owner of its packages
+/// directory (whoever can write that directory controls its contents).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
 /// An activated package.
 pub struct ActivePackage {
     /// Unique for the life of the mount; part of its files' inode numbers.
@@ -56,6 +73,9 @@ pub struct ActivePackage {
     pub sha256: Option<String>,
     /// Heap chunk the last read of this package ended in (read-ahead).
     pub last_chunk_read: AtomicU64,
+    /// Memory this package costs the mount (index, metadata, its share of
+    /// the view), charged against the mount's budget.
+    pub memory: u64,
 }
 
 /// A package file that was not activated, and why.
@@ -72,6 +92,13 @@ pub struct Activation {
     /// Per layer, sorted by file name.
     pub layers: [Vec<Arc<ActivePackage>>; 3],
     pub refused: Vec<Refused>,
+    /// Per layer, who owns its files in the view.
+    pub owners: [Owner; 3],
+    /// Per layer, whether its packages directory may only be written by
+    /// root (the condition for serving setuid bits from it at all).
+    pub root_only: [bool; 3],
+    /// Sum of the active packages' [`ActivePackage::memory`].
+    pub memory: u64,
 }
 
 impl Activation {
@@ -88,8 +115,15 @@ pub struct Scanner {
     pub cache: Arc<ChunkCache>,
     /// A state list to mount instead of the root's active list.
     pub state_list: Option<PathBuf>,
+    /// Memory all active packages together may cost; packages past it are
+    /// refused, lower layers first served.
+    pub memory_budget: u64,
     next_id: AtomicU64,
 }
+
+/// Default [`Scanner::memory_budget`]: 1 GiB (a Debian userland of 100,000
+/// files needs ~30 MB).
+pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 
 /// The current state, relative to the root: lines `layer file-name sha256`.
 pub const ACTIVE_LIST: &str = "system/state/active.list";
@@ -148,6 +182,37 @@ pub fn parse_state_list(text: &str, path: &Path) -> Result<Vec<StateEntry>, Stri
 
 pub use exos_hpkg::sha256_file;
 
+/// The owner of a packages directory (its parent's when it does not
+/// exist), and whether only root can change what it holds: the directory
+/// and every ancestor are root's, and none is writable by others unless
+/// sticky (then nobody else can rename the root-owned child away).
+fn owner_of(dir: &Path) -> (Owner, bool) {
+    use std::os::unix::fs::PermissionsExt;
+    let existing = if dir.exists() {
+        dir
+    } else {
+        dir.parent().unwrap_or(dir)
+    };
+    let Ok(m) = std::fs::metadata(existing) else {
+        return (Owner::default(), false);
+    };
+    let owner = Owner {
+        uid: m.uid(),
+        gid: m.gid(),
+    };
+    let writable_by_others = |m: &std::fs::Metadata| m.permissions().mode() & 0o022 != 0;
+    let sticky = |m: &std::fs::Metadata| m.permissions().mode() & 0o1000 != 0;
+    let mut root_only = m.uid() == 0 && !writable_by_others(&m);
+    let canonical = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
+    for ancestor in canonical.ancestors().skip(1) {
+        match std::fs::metadata(ancestor) {
+            Ok(a) if a.uid() == 0 && (!writable_by_others(&a) || sticky(&a)) => {}
+            _ => root_only = false,
+        }
+    }
+    (owner, root_only)
+}
+
 impl Scanner {
     pub fn new(root: PathBuf, host_apis: Vec<Provide>, cache: Arc<ChunkCache>) -> Scanner {
         Scanner {
@@ -155,6 +220,7 @@ impl Scanner {
             host_apis,
             cache,
             state_list: None,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
             next_id: AtomicU64::new(1),
         }
     }
@@ -209,6 +275,7 @@ impl Scanner {
         };
         for layer in 0..LAYERS.len() {
             let dir = self.packages_dir(layer);
+            (out.owners[layer], out.root_only[layer]) = owner_of(&dir);
             let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
                 Ok(rd) => rd
                     .filter_map(|e| e.ok().map(|e| e.path()))
@@ -226,7 +293,7 @@ impl Scanner {
                 for path in files {
                     let name = file_name(&path);
                     match self.activate(layer, &path, name, None, &reuse) {
-                        Ok(Some(p)) => out.layers[layer].push(p),
+                        Ok(Some(p)) => self.admit(&mut out, p),
                         Ok(None) => {}
                         Err(reason) => out.refused.push(Refused {
                             layer,
@@ -275,7 +342,7 @@ impl Scanner {
                     }
                 }
                 match found {
-                    Some(p) => out.layers[layer].push(p),
+                    Some(p) => self.admit(&mut out, p),
                     None => out.refused.push(Refused {
                         layer,
                         path: candidates[0].clone(),
@@ -286,6 +353,28 @@ impl Scanner {
         }
         self.check_uses(&mut out);
         out
+    }
+
+    /// Adds an opened package to the activation if the mount's memory
+    /// budget still allows it (layers are scanned system first, so a
+    /// higher layer can never starve a lower one).
+    fn admit(&self, out: &mut Activation, p: Arc<ActivePackage>) {
+        let total = out.memory.saturating_add(p.memory);
+        if total > self.memory_budget {
+            out.refused.push(Refused {
+                layer: p.layer,
+                path: p.path.clone(),
+                reason: format!(
+                    "the mount's memory budget is used up: this package needs {} KiB, {} KiB of {} KiB remain (raise it with --max-memory-mib)",
+                    p.memory / 1024,
+                    self.memory_budget.saturating_sub(out.memory) / 1024,
+                    self.memory_budget / 1024
+                ),
+            });
+            return;
+        }
+        out.memory = total;
+        out.layers[p.layer].push(p);
     }
 
     /// Opens (or reuses) one package file; `Ok(None)` when it vanished.
@@ -333,7 +422,25 @@ impl Scanner {
             None => None,
         };
         let package = Package::open(path).map_err(|e| e.to_string())?;
+        let toc = package.toc();
+        if let Some(name) = toc
+            .root()
+            .children()
+            .map(|c| c.name())
+            .find(|n| RESERVED_NAMES.contains(n))
+        {
+            return Err(format!(
+                "contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows"
+            ));
+        }
         let manifest = Manifest::from_package(&package).map_err(|e| e.to_string())?;
+        let manifest_bytes = toc
+            .lookup(toc.root().id(), exos_manifest::MANIFEST_FILE)
+            .map_or(0, |e| e.size());
+        // The manifest's decoded form is a few times its JSON; view nodes
+        // exist in the layer tree and the merged one.
+        let memory =
+            package.memory_usage() + 4 * manifest_bytes + toc.len() as u64 * VIEW_BYTES_PER_ENTRY;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         package.heap().use_shared_cache(self.cache.clone(), id);
         Ok(ActivePackage {
@@ -346,6 +453,7 @@ impl Scanner {
             manifest,
             sha256,
             last_chunk_read: AtomicU64::new(u64::MAX),
+            memory,
         })
     }
 
@@ -374,6 +482,7 @@ impl Scanner {
             for layer in act.layers.iter_mut() {
                 layer.retain(|p| match refused_now.iter().find(|(id, _)| *id == p.id) {
                     Some((_, reason)) => {
+                        act.memory -= p.memory;
                         act.refused.push(Refused {
                             layer: p.layer,
                             path: p.path.clone(),

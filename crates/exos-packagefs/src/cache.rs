@@ -101,6 +101,29 @@ impl ChunkCache {
     }
 }
 
+/// A load in progress, announced to the waiters of its chunk when dropped.
+struct Pending<'a> {
+    shard: &'a Mutex<Shard>,
+    key: (u64, u64),
+    /// The loaded chunk; `None` (failure or panic) makes waiters retry.
+    outcome: Option<Chunk>,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        let l = self
+            .shard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .loading
+            .remove(&self.key);
+        if let Some(l) = l {
+            *l.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.outcome.take());
+            l.ready.notify_all();
+        }
+    }
+}
+
 impl SharedChunkCache for ChunkCache {
     fn get_or_load(
         &self,
@@ -140,19 +163,19 @@ impl SharedChunkCache for ChunkCache {
             return load();
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        // Waiters are released when this guard drops: after the load, or
+        // while unwinding if the load panics (they then load themselves).
+        let mut pending = Pending {
+            shard,
+            key,
+            outcome: None,
+        };
         let result = load();
         if let Ok(c) = &result {
             self.insert(owner, index, c.clone());
+            pending.outcome = Some(c.clone());
         }
-        let l = shard
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .loading
-            .remove(&key);
-        if let Some(l) = l {
-            *l.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(result.as_ref().ok().cloned());
-            l.ready.notify_all();
-        }
+        drop(pending);
         result
     }
 
@@ -260,6 +283,28 @@ mod tests {
         assert!(cache
             .get_or_load(7, 4, &mut || Ok(Arc::new(vec![1])))
             .is_ok());
+    }
+
+    #[test]
+    fn a_panicking_load_releases_its_waiters() {
+        let cache = Arc::new(ChunkCache::new(1 << 20));
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let c = cache.clone();
+        let loader = std::thread::spawn(move || {
+            c.get_or_load(1, 1, &mut || {
+                started_tx.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                panic!("loader failed");
+            })
+        });
+        started_rx.recv().unwrap();
+        // This caller waits for the panicking load, then loads itself.
+        let waiter = {
+            let c = cache.clone();
+            std::thread::spawn(move || c.get_or_load(1, 1, &mut || Ok(Arc::new(vec![9]))))
+        };
+        assert!(loader.join().is_err());
+        assert_eq!(waiter.join().unwrap().unwrap()[0], 9);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use fuser::{
     KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
     ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use crate::activate::ActivePackage;
 use crate::view::{Kind, Source, View};
@@ -52,10 +52,41 @@ impl ViewSlot {
 /// Files of packages that left the view, by inode number.
 type Orphans = FxHashMap<u64, (Arc<ActivePackage>, EntryId)>;
 
+/// Inode numbers the kernel holds, with how many lookups it has not yet
+/// forgotten. Counts, not a set: a FORGET for old references handled after
+/// a fresh LOOKUP on another thread must not erase the new one.
+#[derive(Default)]
+pub struct Known(FxHashMap<u64, u64>);
+
+impl Known {
+    /// The kernel got one more reference (a LOOKUP or READDIRPLUS entry).
+    pub fn add(&mut self, ino: u64) {
+        *self.0.entry(ino).or_insert(0) += 1;
+    }
+
+    /// The kernel dropped `n` references; true when it holds none now.
+    pub fn forget(&mut self, ino: u64, n: u64) -> bool {
+        match self.0.get_mut(&ino) {
+            Some(held) if *held > n => {
+                *held -= n;
+                false
+            }
+            _ => {
+                self.0.remove(&ino);
+                true
+            }
+        }
+    }
+
+    pub fn inodes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.keys().copied()
+    }
+}
+
 /// Moves files that leave the view, and that the kernel still knows, to the
 /// orphan table.
 pub struct OrphanKeeper {
-    known: Arc<Mutex<FxHashSet<u64>>>,
+    known: Arc<Mutex<Known>>,
     orphans: Arc<Mutex<Orphans>>,
 }
 
@@ -63,7 +94,7 @@ impl OrphanKeeper {
     pub fn adopt(&self, old: &View, new: &View) {
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
-        for &ino in known.iter() {
+        for ino in known.inodes() {
             if new.lookup_ino(ino).is_some() {
                 continue;
             }
@@ -85,15 +116,20 @@ impl OrphanKeeper {
 pub struct PackageFs {
     view: ViewSlot,
     /// Inode numbers the kernel holds (looked up and not yet forgotten).
-    known: Arc<Mutex<FxHashSet<u64>>>,
+    known: Arc<Mutex<Known>>,
     /// Files of packages that left the view, by inode, while still known.
     orphans: Arc<Mutex<Orphans>>,
     ttl: Duration,
     prefetch: Option<std::sync::mpsc::SyncSender<(Arc<ActivePackage>, u64)>>,
 }
 
-fn time(t: Timestamp) -> SystemTime {
-    UNIX_EPOCH + Duration::new(t.secs, t.nanos.min(999_999_999))
+/// A package time as the kernel gets it. Any stored value is served:
+/// seconds past what `time_t` holds are clamped to its maximum.
+pub fn time(t: Timestamp) -> SystemTime {
+    let secs = t.secs.min(i64::MAX as u64);
+    UNIX_EPOCH
+        .checked_add(Duration::new(secs, t.nanos.min(999_999_999)))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 impl PackageFs {
@@ -176,7 +212,7 @@ impl PackageFs {
         self.known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(ino);
+            .add(ino);
     }
 
     fn orphan(&self, ino: u64) -> Option<(Arc<ActivePackage>, EntryId)> {
@@ -193,10 +229,10 @@ impl PackageFs {
             ino: INodeNo(node.ino),
             size: 0,
             blocks: 0,
-            atime: view.epoch,
-            mtime: view.epoch,
-            ctime: view.epoch,
-            crtime: view.epoch,
+            atime: view.settings.epoch,
+            mtime: view.settings.epoch,
+            ctime: view.settings.epoch,
+            crtime: view.settings.epoch,
             kind: FileType::Directory,
             perm: 0o755,
             nlink: 2,
@@ -206,9 +242,12 @@ impl PackageFs {
             blksize: 1 << 16,
             flags: 0,
         };
+        let owner = view.settings.owner;
+        (attr.uid, attr.gid) = (owner.uid, owner.gid);
         match node.source {
             Source::Entry { pkg, entry } => {
-                entry_attr(&mut attr, view.packages[pkg as usize].package.entry(entry))
+                let p = &view.packages[pkg as usize];
+                entry_attr(&mut attr, view, p.layer, p.package.entry(entry))
             }
             Source::Dir { .. } => {}
             Source::File { .. } => {
@@ -319,7 +358,12 @@ impl Filesystem for PackageFs {
                 blksize: 1 << 16,
                 flags: 0,
             };
-            entry_attr(&mut attr, package.package.entry(entry));
+            entry_attr(
+                &mut attr,
+                &self.view(),
+                package.layer,
+                package.package.entry(entry),
+            );
             // No longer linked into the view.
             attr.nlink = 0;
             attr.blocks = attr.size.div_ceil(512);
@@ -413,15 +457,34 @@ impl Filesystem for PackageFs {
         })
     }
 
-    fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
-        self.known
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let gone = self
+            .known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&ino.0);
-        self.orphans
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ino.0);
+            .forget(ino.0, nlookup);
+        if gone {
+            self.orphans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&ino.0);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // Not a terminal, nor anything else with ioctls (isatty asks TCGETS).
+        reply.error(Errno::ENOTTY)
     }
 
     fn readdir(
@@ -564,10 +627,13 @@ impl Filesystem for PackageFs {
     }
 }
 
-/// Fills in what a package entry says about itself: kind, size,
-/// permissions, times.
-fn entry_attr(attr: &mut FileAttr, e: exos_hpkg::Entry<'_>) {
-    attr.perm = e.permissions();
+/// Fills in what a package entry of `layer` says about itself: kind, size,
+/// permissions (filtered by the view's privileges), owner, times.
+fn entry_attr(attr: &mut FileAttr, view: &View, layer: usize, e: exos_hpkg::Entry<'_>) {
+    let (owner, perm) = view.owner_and_permissions(layer, e.permissions());
+    attr.perm = perm;
+    attr.uid = owner.uid;
+    attr.gid = owner.gid;
     attr.mtime = time(e.mtime());
     attr.ctime = attr.mtime;
     attr.atime = time(e.atime());
@@ -592,4 +658,42 @@ fn entry_attr(attr: &mut FileAttr, e: exos_hpkg::Entry<'_>) {
 
 thread_local! {
     static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_forget_does_not_erase_a_fresh_lookup() {
+        let mut k = Known::default();
+        k.add(7);
+        k.add(7);
+        // The kernel forgets its two old references; a third LOOKUP of the
+        // same inode was answered on another thread before this FORGET ran.
+        k.add(7);
+        assert!(!k.forget(7, 2));
+        assert_eq!(k.inodes().collect::<Vec<_>>(), [7]);
+        assert!(k.forget(7, 1));
+        assert_eq!(k.inodes().count(), 0);
+        // FORGET before the LOOKUP it races with: known again afterwards.
+        k.add(8);
+        assert!(k.forget(8, 1));
+        k.add(8);
+        assert_eq!(k.inodes().collect::<Vec<_>>(), [8]);
+        // Forgetting more than was counted never underflows.
+        assert!(k.forget(8, 5));
+        assert!(k.forget(9, 1));
+    }
+
+    #[test]
+    fn times_past_time_t_are_clamped_not_panicking() {
+        for secs in [0, 1 << 62, 1 << 63, u64::MAX] {
+            let t = time(Timestamp {
+                secs,
+                nanos: 999_999_999,
+            });
+            assert!(t >= UNIX_EPOCH);
+        }
+    }
 }

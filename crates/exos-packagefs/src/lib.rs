@@ -26,4 +26,7 @@ pub mod fs;
 pub mod mount;
 pub mod view;
 
-pub use mount::{build_view, is_mounted, BuildReport, Ended, Mount, MountOptions};
+pub use mount::{
+    build_view, is_mounted, BuildReport, Ended, Mount, MountOptions, Status, WatchMode,
+};
+pub use view::Privileges;

@@ -9,12 +9,24 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use exos_manifest::Provide;
 use fuser::{Config, MountOption, Notifier, Session, SessionACL, SessionUnmounter};
 use notify::{RecursiveMode, Watcher};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-use crate::activate::{Activation, Scanner, LAYERS};
+use crate::activate::{Activation, Owner, Scanner, DEFAULT_MEMORY_BUDGET, LAYERS};
 use crate::cache::ChunkCache;
 use crate::fs::PackageFs;
-use crate::view::View;
+use crate::view::{Privileges, View, ViewSettings};
+
+/// How changes to the packages directories are noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchMode {
+    /// inotify; falls back to polling if the kernel refuses a watch.
+    Inotify,
+    /// Rescan at this interval (for file systems without inotify, e.g. NFS).
+    Poll(Duration),
+}
+
+/// Polling interval after inotify failed.
+const FALLBACK_POLL: Duration = Duration::from_secs(2);
 
 /// How to mount.
 #[derive(Debug, Clone)]
@@ -33,6 +45,11 @@ pub struct MountOptions {
     /// Mount this state list instead of the root's current one (booting an
     /// older state without changing the current one).
     pub state_list: Option<PathBuf>,
+    /// Setuid/setgid from the system layer (mounts `suid`); off by default.
+    pub privileges: Privileges,
+    /// Memory all active packages together may cost.
+    pub memory_budget: u64,
+    pub watch: WatchMode,
 }
 
 impl MountOptions {
@@ -54,7 +71,27 @@ impl MountOptions {
             host_apis: Vec::new(),
             allow_other: true,
             state_list: None,
+            privileges: Privileges::default(),
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            watch: WatchMode::Inotify,
         }
+    }
+
+    /// The mount flags, as `findmnt` shows them (besides `rw`/`ro`).
+    pub fn mount_flags(&self) -> Vec<MountOption> {
+        vec![
+            MountOption::FSName(format!("exos:{}", self.root.display())),
+            MountOption::Subtype("exos".into()),
+            MountOption::RO,
+            MountOption::Exec,
+            if self.privileges.setuid_from_system {
+                MountOption::Suid
+            } else {
+                MountOption::NoSuid
+            },
+            MountOption::NoDev,
+            MountOption::DefaultPermissions,
+        ]
     }
 }
 
@@ -68,83 +105,210 @@ pub struct BuildReport {
     pub nodes: usize,
     pub view_bytes: usize,
     pub seconds: f64,
+    /// False when the rescan found nothing changed (no new view).
+    pub changed: bool,
+}
+
+/// `.exos/status.json`: what `exos status` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub root: PathBuf,
+    pub state_list: Option<PathBuf>,
+    pub mountpoint: PathBuf,
+    pub pid: u32,
+    pub generation: u64,
+    /// Seconds since the epoch of the last rebuild.
+    pub updated: u64,
+    pub layers: Layers<Vec<ActiveStatus>>,
+    pub refused: Vec<RefusedStatus>,
+    pub conflicts: Vec<ConflictStatus>,
+    /// Who owns each layer's files in the view.
+    pub owners: Layers<Owner>,
+    pub security: SecurityStatus,
+    pub memory: MemoryStatus,
+    pub live: LiveStatus,
+    pub cache_bytes: u64,
+    pub nodes: usize,
+    pub index_bytes: usize,
+}
+
+/// One value per layer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Layers<T> {
+    pub system: T,
+    pub common: T,
+    pub user: T,
+}
+
+impl<T> Layers<T> {
+    fn from_fn(mut f: impl FnMut(usize) -> T) -> Layers<T> {
+        Layers {
+            system: f(0),
+            common: f(1),
+            user: f(2),
+        }
+    }
+
+    /// (layer name, value), lowest layer first.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &T)> {
+        LAYERS
+            .into_iter()
+            .zip([&self.system, &self.common, &self.user])
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActiveStatus {
+    pub file: String,
+    pub name: String,
+    pub version: String,
+    pub sha256: Option<String>,
+    /// Memory this package costs the mount.
+    pub memory_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefusedStatus {
+    pub layer: String,
+    pub file: PathBuf,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConflictStatus {
+    pub layer: String,
+    /// Path inside the layer.
+    pub path: String,
+    pub winner: String,
+    pub loser: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecurityStatus {
+    /// The mount ignores setuid/setgid bits (`nosuid`).
+    pub nosuid: bool,
+    /// Device files are never served (`nodev`).
+    pub nodev: bool,
+    /// Per layer: whether setuid/setgid bits are served.
+    pub setuid: Layers<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemoryStatus {
+    /// What the active packages cost (index, metadata, view).
+    pub used_bytes: u64,
+    pub budget_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveStatus {
+    /// `inotify` or `polling`.
+    pub mode: String,
+    pub interval_ms: Option<u64>,
+    /// Why polling is used, when inotify failed.
+    pub reason: Option<String>,
 }
 
 struct State {
     scanner: Scanner,
     activation: Activation,
     generation: u64,
-    epoch: SystemTime,
+    settings: ViewSettings,
     options: MountOptions,
+    live: LiveStatus,
 }
 
 impl State {
-    fn status_json(&self, activation: &Activation, view: &View) -> Vec<u8> {
-        let conflicts = &view.conflicts;
-        let layers: serde_json::Map<String, serde_json::Value> = LAYERS
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                let pkgs: Vec<_> = activation.layers[i]
+    fn status(&self, activation: &Activation, view: &View) -> Status {
+        Status {
+            root: self.options.root.clone(),
+            state_list: self.options.state_list.clone(),
+            mountpoint: self.options.mountpoint.clone(),
+            pid: std::process::id(),
+            generation: self.generation,
+            updated: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            layers: Layers::from_fn(|i| {
+                activation.layers[i]
                     .iter()
-                    .map(|p| {
-                        json!({
-                            "file": p.file_name,
-                            "name": p.manifest.name,
-                            "version": p.manifest.version.to_string(),
-                            "sha256": p.sha256,
-                        })
+                    .map(|p| ActiveStatus {
+                        file: p.file_name.clone(),
+                        name: p.manifest.name.clone(),
+                        version: p.manifest.version.to_string(),
+                        sha256: p.sha256.clone(),
+                        memory_bytes: p.memory,
                     })
-                    .collect();
-                (l.to_string(), serde_json::Value::Array(pkgs))
-            })
-            .collect();
-        let v = json!({
-            "root": self.options.root,
-            "state_list": self.options.state_list,
-            "mountpoint": self.options.mountpoint,
-            "pid": std::process::id(),
-            "generation": self.generation,
-            "updated": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-            "layers": layers,
-            "refused": activation.refused.iter().map(|r| json!({
-                "layer": LAYERS[r.layer], "file": r.path, "reason": r.reason,
-            })).collect::<Vec<_>>(),
-            "conflicts": conflicts.iter().map(|c| json!({
-                "layer": c.layer, "path": c.path, "winner": c.winner, "loser": c.loser,
-            })).collect::<Vec<_>>(),
-            "cache_bytes": self.options.cache_bytes,
-            "nodes": view.node_count(),
-            "index_bytes": view.memory_usage(),
-        });
-        let mut out = serde_json::to_vec_pretty(&v).unwrap_or_default();
-        out.push(b'\n');
-        out
+                    .collect()
+            }),
+            refused: activation
+                .refused
+                .iter()
+                .map(|r| RefusedStatus {
+                    layer: LAYERS[r.layer].to_string(),
+                    file: r.path.clone(),
+                    reason: r.reason.clone(),
+                })
+                .collect(),
+            conflicts: view
+                .conflicts
+                .iter()
+                .map(|c| ConflictStatus {
+                    layer: c.layer.to_string(),
+                    path: c.path.clone(),
+                    winner: c.winner.clone(),
+                    loser: c.loser.clone(),
+                })
+                .collect(),
+            owners: Layers::from_fn(|i| view.owners[i]),
+            security: SecurityStatus {
+                nosuid: !self.options.privileges.setuid_from_system,
+                nodev: true,
+                setuid: Layers::from_fn(|i| view.setuid[i]),
+            },
+            memory: MemoryStatus {
+                used_bytes: activation.memory,
+                budget_bytes: self.scanner.memory_budget,
+            },
+            live: self.live.clone(),
+            cache_bytes: self.options.cache_bytes,
+            nodes: view.node_count(),
+            index_bytes: view.memory_usage(),
+        }
     }
 
-    /// Rescans and builds a new view (not yet swapped in).
-    fn rebuild(&mut self, first: bool) -> (View, BuildReport) {
+    /// Rescans; builds a new view (not yet swapped in) unless nothing
+    /// changed since the last scan and `force` is false.
+    fn rebuild(&mut self, first: bool, force: bool) -> (Option<View>, BuildReport) {
         let t = Instant::now();
         let activation = self
             .scanner
             .scan(if first { None } else { Some(&self.activation) });
-        self.generation += 1;
-        let mut view = View::build(&activation, self.epoch);
-        let status = self.status_json(&activation, &view);
-        view.set_status(status);
-        let report = BuildReport {
-            generation: self.generation,
+        let report = |view: Option<&View>, generation, changed| BuildReport {
+            generation,
             active: activation.all().count(),
             refused: activation
                 .refused
                 .iter()
                 .map(|r| (r.path.clone(), r.reason.clone()))
                 .collect(),
-            conflicts: view.conflicts.len(),
-            nodes: view.node_count(),
-            view_bytes: view.memory_usage(),
+            conflicts: view.map_or(0, |v| v.conflicts.len()),
+            nodes: view.map_or(0, |v| v.node_count()),
+            view_bytes: view.map_or(0, |v| v.memory_usage()),
             seconds: t.elapsed().as_secs_f64(),
+            changed,
         };
+        if !first && !force && same_activation(&self.activation, &activation) {
+            return (None, report(None, self.generation, false));
+        }
+        self.generation += 1;
+        let mut view = View::build(&activation, &self.settings);
+        let mut status =
+            serde_json::to_vec_pretty(&self.status(&activation, &view)).unwrap_or_default();
+        status.push(b'\n');
+        view.set_status(status);
+        let report = report(Some(&view), self.generation, true);
         // Packages that left: their cached chunks are useless now.
         for old in self.activation.all() {
             if !activation.all().any(|p| p.id == old.id) {
@@ -152,28 +316,62 @@ impl State {
             }
         }
         self.activation = activation;
-        (view, report)
+        (Some(view), report)
     }
+}
+
+/// Whether two scans activated the same package objects with the same
+/// refusals and owners (then the view would be identical).
+fn same_activation(a: &Activation, b: &Activation) -> bool {
+    let ids = |x: &Activation| x.all().map(|p| p.id).collect::<Vec<_>>();
+    let refused = |x: &Activation| {
+        x.refused
+            .iter()
+            .map(|r| (r.layer, r.path.clone(), r.reason.clone()))
+            .collect::<Vec<_>>()
+    };
+    ids(a) == ids(b)
+        && refused(a) == refused(b)
+        && a.owners == b.owners
+        && a.root_only == b.root_only
 }
 
 fn scanner(options: &MountOptions, cache: Arc<ChunkCache>) -> Scanner {
     let mut s = Scanner::new(options.root.clone(), options.host_apis.clone(), cache);
     s.state_list = options.state_list.clone();
+    s.memory_budget = options.memory_budget;
     s
+}
+
+fn new_state(options: &MountOptions) -> State {
+    let cache = Arc::new(ChunkCache::new(options.cache_bytes));
+    State {
+        scanner: scanner(options, cache),
+        activation: Activation::default(),
+        generation: 0,
+        settings: ViewSettings::new(options.privileges),
+        options: options.clone(),
+        live: match options.watch {
+            WatchMode::Inotify => LiveStatus {
+                mode: "inotify".into(),
+                interval_ms: None,
+                reason: None,
+            },
+            WatchMode::Poll(d) => LiveStatus {
+                mode: "polling".into(),
+                interval_ms: Some(d.as_millis() as u64),
+                reason: None,
+            },
+        },
+    }
 }
 
 /// Builds the view of `root` once, without mounting (for tests, `--check`
 /// and benchmarks of view construction).
 pub fn build_view(options: &MountOptions) -> (View, BuildReport) {
-    let cache = Arc::new(ChunkCache::new(options.cache_bytes));
-    let mut state = State {
-        scanner: scanner(options, cache),
-        activation: Activation::default(),
-        generation: 0,
-        epoch: SystemTime::now(),
-        options: options.clone(),
-    };
-    state.rebuild(true)
+    let mut state = new_state(options);
+    let (view, report) = state.rebuild(true, true);
+    (view.expect("a first build always makes a view"), report)
 }
 
 /// A running mount.
@@ -185,35 +383,75 @@ pub struct Mount {
     /// Receives a report after every live rebuild.
     pub reports: mpsc::Receiver<BuildReport>,
     ended: Ended,
-    _watcher: notify::RecommendedWatcher,
+}
+
+/// What the watcher tells the activation thread.
+enum Event {
+    /// Something changed: rescan.
+    Rescan,
+    /// inotify stopped working (e.g. the watch limit): switch to polling.
+    Failed(String),
+}
+
+fn polling_status(interval: Duration, reason: Option<String>) -> LiveStatus {
+    LiveStatus {
+        mode: "polling".into(),
+        interval_ms: Some(interval.as_millis() as u64),
+        reason,
+    }
+}
+
+/// The packages directories, the state directory, and their parents (so a
+/// packages directory created or replaced later is noticed).
+fn watched_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut v = vec![root.to_path_buf(), root.join("system/state")];
+    for layer in LAYERS {
+        v.push(root.join(layer));
+        v.push(root.join(layer).join("packages"));
+    }
+    v
+}
+
+fn start_watcher(
+    dirs: &[PathBuf],
+    tx: mpsc::Sender<Event>,
+) -> Result<notify::RecommendedWatcher, String> {
+    let mut w = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+        let event = match e {
+            Ok(e) if e.need_rescan() => Event::Rescan,
+            Ok(e) if e.kind.is_access() => return,
+            Ok(_) => Event::Rescan,
+            Err(e) => Event::Failed(e.to_string()),
+        };
+        let _ = tx.send(event);
+    })
+    .map_err(|e| e.to_string())?;
+    rewatch(&mut w, dirs)?;
+    Ok(w)
+}
+
+/// (Re-)adds a watch on each directory that exists.
+fn rewatch(w: &mut notify::RecommendedWatcher, dirs: &[PathBuf]) -> Result<(), String> {
+    for d in dirs.iter().filter(|d| d.is_dir()) {
+        let _ = w.unwatch(d);
+        w.watch(d, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    Ok(())
 }
 
 impl Mount {
     /// Mounts and starts serving. Returns once the mount is visible.
     pub fn start(options: MountOptions) -> std::io::Result<Mount> {
-        let cache = Arc::new(ChunkCache::new(options.cache_bytes));
-        let mut state = State {
-            scanner: scanner(&options, cache),
-            activation: Activation::default(),
-            generation: 0,
-            epoch: SystemTime::now(),
-            options: options.clone(),
-        };
-        let (view, initial) = state.rebuild(true);
+        let mut state = new_state(&options);
+        let (view, initial) = state.rebuild(true, true);
+        let view = view.expect("a first build always makes a view");
         let fs = PackageFs::new(view, options.ttl).with_prefetch();
         let slot = fs.slot();
         let orphans = fs.orphan_keeper();
 
         let mut config = Config::default();
-        config.mount_options = vec![
-            MountOption::FSName(format!("exos:{}", options.root.display())),
-            MountOption::Subtype("exos".into()),
-            MountOption::RO,
-            MountOption::Exec,
-            MountOption::Suid,
-            MountOption::Dev,
-            MountOption::DefaultPermissions,
-        ];
+        config.mount_options = options.mount_flags();
         if options.allow_other {
             config.acl = SessionACL::All;
         }
@@ -232,40 +470,82 @@ impl Mount {
                 r
             })?;
 
-        // Live activation: watch the packages directories and the state.
-        let (events_tx, events) = mpsc::channel();
-        let mut watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
-            if let Ok(e) = e {
-                if !e.kind.is_access() {
-                    let _ = events_tx.send(());
+        // Live activation: watch the packages directories and the state;
+        // without inotify, poll.
+        let (events_tx, events) = mpsc::channel::<Event>();
+        let watched = watched_dirs(&options.root);
+        let mut watcher = None;
+        let mut poll = match options.watch {
+            WatchMode::Poll(d) => Some(d),
+            WatchMode::Inotify => None,
+        };
+        if poll.is_none() {
+            match start_watcher(&watched, events_tx.clone()) {
+                Ok(w) => watcher = Some(w),
+                Err(reason) => {
+                    tracing::warn!(
+                        "live activation: inotify failed ({reason}); polling every {} s",
+                        FALLBACK_POLL.as_secs()
+                    );
+                    poll = Some(FALLBACK_POLL);
+                    state.live = polling_status(FALLBACK_POLL, Some(reason));
+                    // Record the fallback in status.json at once.
+                    let _ = events_tx.send(Event::Rescan);
                 }
             }
-        })
-        .map_err(std::io::Error::other)?;
-        for layer in 0..LAYERS.len() {
-            let dir = state.scanner.packages_dir(layer);
-            if dir.is_dir() {
-                watcher
-                    .watch(&dir, RecursiveMode::NonRecursive)
-                    .map_err(std::io::Error::other)?;
-            }
-        }
-        let state_dir = options.root.join("system/state");
-        if state_dir.is_dir() {
-            watcher
-                .watch(&state_dir, RecursiveMode::NonRecursive)
-                .map_err(std::io::Error::other)?;
         }
         let (reports_tx, reports) = mpsc::channel();
         let state = Mutex::new(state);
         std::thread::Builder::new()
             .name("exos-activation".into())
             .spawn(move || {
-                while events.recv().is_ok() {
+                let mut watcher = watcher;
+                let mut poll = poll;
+                loop {
+                    let event = match poll {
+                        Some(interval) => match events.recv_timeout(interval) {
+                            Ok(e) => e,
+                            Err(mpsc::RecvTimeoutError::Timeout) => Event::Rescan,
+                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        },
+                        None => match events.recv() {
+                            Ok(e) => e,
+                            Err(_) => break,
+                        },
+                    };
+                    let mut force = false;
+                    let mut failure = match event {
+                        Event::Failed(reason) => Some(reason),
+                        Event::Rescan => None,
+                    };
                     // Let a burst of changes (a copy, a rename) settle.
-                    while events.recv_timeout(Duration::from_millis(100)).is_ok() {}
+                    while let Ok(e) = events.recv_timeout(Duration::from_millis(100)) {
+                        if let Event::Failed(reason) = e {
+                            failure = Some(reason);
+                        }
+                    }
                     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-                    let (view, report) = st.rebuild(false);
+                    if let Some(reason) = failure {
+                        if poll.is_none() {
+                            tracing::warn!(
+                                "live activation: inotify failed ({reason}); polling every {} s",
+                                FALLBACK_POLL.as_secs()
+                            );
+                            watcher = None;
+                            poll = Some(FALLBACK_POLL);
+                            st.live = polling_status(FALLBACK_POLL, Some(reason));
+                            force = true;
+                        }
+                    }
+                    let (view, report) = st.rebuild(false, force);
+                    // A packages directory may have been created or replaced:
+                    // watch what exists now (the old watch died with it).
+                    if let Some(w) = watcher.as_mut() {
+                        if let Err(reason) = rewatch(w, &watched) {
+                            let _ = events_tx.send(Event::Failed(reason));
+                        }
+                    }
+                    let Some(view) = view else { continue };
                     let old = slot.swap(view);
                     let new = slot.get();
                     orphans.adopt(&old, &new);
@@ -291,7 +571,6 @@ impl Mount {
             initial,
             reports,
             ended,
-            _watcher: watcher,
         })
     }
 
@@ -366,6 +645,15 @@ impl Ended {
 /// Tells the kernel which cached names changed between two views, so the
 /// new view is visible at once rather than after the TTL.
 fn invalidate(notifier: &Notifier, old: &View, new: &View) {
+    if old.owners != new.owners || old.setuid != new.setuid {
+        // Owners or served permission bits changed: every cached attribute
+        // may be wrong, whatever its inode number.
+        let mut stack = vec![0u32];
+        while let Some(n) = stack.pop() {
+            let _ = notifier.inval_inode(fuser::INodeNo(new.node(n).ino), -1, 0);
+            stack.extend_from_slice(new.children(n));
+        }
+    }
     let mut stack = vec![0u32];
     while let Some(dir) = stack.pop() {
         let ino = old.node(dir).ino;

@@ -21,16 +21,59 @@
 //! file's from its path *and* its package. So unchanged nodes keep their
 //! number across views (the kernel's caches stay valid), while a file that
 //! now comes from another package gets a new one (its old page cache can
-//! never be served for the new content).
+//! never be served for the new content). The hash is keyed with a secret
+//! drawn when the mount starts (SipHash), so a package author cannot aim
+//! two paths at one number; the rare honest collision is probed away and
+//! every number in a view is checked unique.
+//!
+//! Ownership and privileges are decided here too: a layer's files belong
+//! to the owner of its packages directory, and setuid/setgid bits are
+//! served only from the system layer, only when the mount allows it and
+//! only while root alone can write that layer (see [`Privileges`]).
 
-use std::hash::{Hash, Hasher};
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use exos_hpkg::{EntryId, EntryKind};
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::FxHashMap;
 
-use crate::activate::{Activation, ActivePackage, LAYERS};
+use crate::activate::{Activation, ActivePackage, Owner, LAYERS, RESERVED_NAMES};
+
+/// What a mount lets packages' files do beyond their content.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Privileges {
+    /// Serve setuid/setgid bits of system-layer packages (the mount is then
+    /// made `suid`). Never for `common` or `user`.
+    pub setuid_from_system: bool,
+}
+
+/// What stays the same for every view of one mount.
+#[derive(Clone)]
+pub struct ViewSettings {
+    /// Time stamp of made-up nodes: when the mount started.
+    pub epoch: SystemTime,
+    /// The secret key of inode numbers.
+    pub inode_key: RandomState,
+    pub privileges: Privileges,
+    /// Owner of made-up nodes (the serving process's).
+    pub owner: Owner,
+}
+
+impl ViewSettings {
+    pub fn new(privileges: Privileges) -> ViewSettings {
+        ViewSettings {
+            epoch: SystemTime::now(),
+            inode_key: RandomState::new(),
+            privileges,
+            owner: Owner {
+                uid: rustix::process::geteuid().as_raw(),
+                gid: rustix::process::getegid().as_raw(),
+            },
+        }
+    }
+}
 
 /// Where a node's content comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +112,11 @@ pub struct View {
     data: Vec<Arc<[u8]>>,
     by_ino: FxHashMap<u64, u32>,
     pub conflicts: Vec<Conflict>,
-    /// Time stamp of made-up nodes: when the mount started.
-    pub epoch: SystemTime,
+    pub settings: ViewSettings,
+    /// Per layer: who owns its files, and whether its setuid/setgid bits
+    /// are served.
+    pub owners: [Owner; 3],
+    pub setuid: [bool; 3],
 }
 
 pub const ROOT_INO: u64 = 1;
@@ -160,16 +206,30 @@ impl View {
             + self.data.iter().map(|d| d.len() + 16).sum::<usize>()
     }
 
+    /// The owner of a node's file and the permission bits served for it.
+    pub fn owner_and_permissions(&self, layer: usize, permissions: u16) -> (Owner, u16) {
+        let layer = layer.min(LAYERS.len() - 1);
+        let perm = if self.setuid[layer] {
+            permissions
+        } else {
+            permissions & !0o6000
+        };
+        (self.owners[layer], perm)
+    }
+
     /// Builds the view of `activation`. `.exos/status.json` starts empty:
     /// what it reports (conflicts, sizes) is known only once built; see
     /// [`View::set_status`].
-    pub fn build(activation: &Activation, epoch: SystemTime) -> View {
-        let mut b = Builder::new(epoch);
+    pub fn build(activation: &Activation, settings: &ViewSettings) -> View {
+        let mut b = Builder::new(settings.clone());
+        b.owners = activation.owners;
+        // Setuid bits only from a system layer that root alone can change.
+        b.setuid[0] = settings.privileges.setuid_from_system && activation.root_only[0];
         for p in activation.all() {
             b.packages.push(Arc::clone(p));
         }
         let root_name = b.name("");
-        let root = b.add_node(ROOT, Source::Dir { name: root_name }, 0);
+        let root = b.add_node(ROOT, Source::Dir { name: root_name });
         debug_assert_eq!(root, ROOT);
         let mut layer_roots = Vec::new();
         for (rank, layer) in LAYERS.iter().enumerate() {
@@ -196,13 +256,72 @@ impl View {
         };
         self.data[data as usize] = status.into();
         let old = self.nodes[index as usize].ino;
-        let mut ino = hash2(old, &self.data[data as usize][..]).max(2);
+        let mut ino = hash2(&self.settings.inode_key, old, &self.data[data as usize][..]).max(2);
         while self.by_ino.contains_key(&ino) {
             ino = ino.wrapping_add(0x9E37_79B9_7F4A_7C15).max(2);
         }
         self.by_ino.remove(&old);
         self.by_ino.insert(ino, index);
         self.nodes[index as usize].ino = ino;
+    }
+}
+
+/// One package's entry for a name in a directory being filled.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    pkg: u32,
+    entry: EntryId,
+    prio: Priority,
+    is_dir: bool,
+}
+
+/// The outcome for one name.
+struct Resolved {
+    /// The entry whose attributes (and, for a file, content) are served.
+    winner: Candidate,
+    /// For a directory: every package directory merged into it.
+    dirs: Vec<Candidate>,
+    /// (winner, loser) inside one layer.
+    conflicts: Vec<(Candidate, Candidate)>,
+}
+
+/// Applies the overlay rule to all candidates of one name (see
+/// [`Builder::overlay`]).
+fn resolve(group: &[Candidate]) -> Resolved {
+    let mut layers: Vec<usize> = group.iter().map(|c| c.prio.layer).collect();
+    layers.sort_unstable();
+    layers.dedup();
+    let mut winner = None;
+    let mut dirs = Vec::new();
+    let mut conflicts = Vec::new();
+    for &layer in layers.iter().rev() {
+        let in_layer = || group.iter().filter(move |c| c.prio.layer == layer);
+        let Some(&best) = in_layer().max_by_key(|c| c.prio) else {
+            continue;
+        };
+        // Inside the layer: a winning directory merges with the layer's
+        // other directories; everything else loses to the best.
+        for c in in_layer() {
+            let merges = best.is_dir && c.is_dir;
+            if !merges && (c.pkg, c.entry) != (best.pkg, best.entry) {
+                conflicts.push((best, *c));
+            }
+        }
+        if winner.is_none() {
+            winner = Some(best);
+        } else if !best.is_dir {
+            // A file below a directory is hidden, and so is all beneath it.
+            break;
+        }
+        if !best.is_dir {
+            break;
+        }
+        dirs.extend(in_layer().filter(|c| c.is_dir));
+    }
+    Resolved {
+        winner: winner.unwrap_or(group[0]),
+        dirs,
+        conflicts,
     }
 }
 
@@ -216,44 +335,38 @@ struct Priority {
 }
 
 struct Builder {
+    settings: ViewSettings,
+    owners: [Owner; 3],
+    setuid: [bool; 3],
     packages: Vec<Arc<ActivePackage>>,
     nodes: Vec<Node>,
     kids: Vec<Vec<u32>>,
     path_hash: Vec<u64>,
-    priority: Vec<Priority>,
     index: FxHashMap<(u32, Box<str>), u32>,
     names: Vec<Box<str>>,
     data: Vec<Arc<[u8]>>,
     conflicts: Vec<Conflict>,
-    epoch: SystemTime,
 }
 
-fn hash2(a: u64, b: impl Hash) -> u64 {
-    let mut h = FxHasher::default();
-    a.hash(&mut h);
-    b.hash(&mut h);
-    // Fx is fast but weak in the low bits; finish with a mixer.
-    let mut x = h.finish();
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
+/// Keyed 64-bit hash of a pair (SipHash with the mount's secret key).
+fn hash2(key: &RandomState, a: u64, b: impl Hash) -> u64 {
+    key.hash_one((a, b))
 }
 
 impl Builder {
-    fn new(epoch: SystemTime) -> Builder {
+    fn new(settings: ViewSettings) -> Builder {
         Builder {
+            settings,
+            owners: [Owner::default(); 3],
+            setuid: [false; 3],
             packages: Vec::new(),
             nodes: Vec::new(),
             kids: Vec::new(),
             path_hash: Vec::new(),
-            priority: Vec::new(),
             index: FxHashMap::default(),
             names: Vec::new(),
             data: Vec::new(),
             conflicts: Vec::new(),
-            epoch,
         }
     }
 
@@ -280,21 +393,22 @@ impl Builder {
     }
 
     fn ino_for(&self, path_hash: u64, source: Source) -> u64 {
+        let key = &self.settings.inode_key;
         let raw = match source {
             Source::Entry { pkg, entry } if !self.is_dir(source) => {
-                hash2(path_hash, (self.packages[pkg as usize].id, entry))
+                hash2(key, path_hash, (self.packages[pkg as usize].id, entry))
             }
             // Made-up files change with the view (status.json): new content,
             // new inode.
-            Source::File { data, .. } => hash2(path_hash, &self.data[data as usize][..]),
-            _ => hash2(path_hash, "dir"),
+            Source::File { data, .. } => hash2(key, path_hash, &self.data[data as usize][..]),
+            _ => hash2(key, path_hash, "dir"),
         };
         // 0 is invalid and 1 is the root.
         raw.max(2)
     }
 
     /// Adds a node under `parent` (the root is its own parent).
-    fn add_node(&mut self, parent: u32, source: Source, layer: usize) -> u32 {
+    fn add_node(&mut self, parent: u32, source: Source) -> u32 {
         let index = self.nodes.len() as u32;
         let path_hash = if self.nodes.is_empty() {
             0
@@ -309,7 +423,11 @@ impl Builder {
                     self.names[name as usize].to_string()
                 }
             };
-            hash2(self.path_hash[parent as usize], name)
+            hash2(
+                &self.settings.inode_key,
+                self.path_hash[parent as usize],
+                name,
+            )
         };
         let ino = if self.nodes.is_empty() {
             ROOT_INO
@@ -325,11 +443,6 @@ impl Builder {
         });
         self.kids.push(Vec::new());
         self.path_hash.push(path_hash);
-        self.priority.push(Priority {
-            layer,
-            mtime: (0, 0),
-            order: 0,
-        });
         if index != parent {
             self.kids[parent as usize].push(index);
         }
@@ -341,7 +454,7 @@ impl Builder {
             return existing;
         }
         let n = self.name(name);
-        let node = self.add_node(parent, Source::Dir { name: n }, usize::MAX);
+        let node = self.add_node(parent, Source::Dir { name: n });
         self.index.insert((parent, name.into()), node);
         node
     }
@@ -350,7 +463,7 @@ impl Builder {
         let n = self.name(name);
         self.data.push(content);
         let d = self.data.len() as u32 - 1;
-        let node = self.add_node(parent, Source::File { name: n, data: d }, usize::MAX);
+        let node = self.add_node(parent, Source::File { name: n, data: d });
         self.index.insert((parent, name.into()), node);
         node
     }
@@ -363,14 +476,28 @@ impl Builder {
         let chosen: Vec<u32> = (0..self.packages.len() as u32)
             .filter(|&i| filter(&self.packages[i as usize]))
             .collect();
-        for (order, &pkg) in chosen.iter().enumerate() {
-            let layer = if layer_rank == usize::MAX {
-                self.packages[pkg as usize].layer
-            } else {
-                layer_rank
-            };
-            self.overlay(dir, pkg, layer, order as u32, layer_rank != usize::MAX);
-        }
+        let roots = chosen
+            .iter()
+            .enumerate()
+            .map(|(order, &pkg)| {
+                let p = &self.packages[pkg as usize];
+                Candidate {
+                    pkg,
+                    entry: p.package.toc().root().id(),
+                    prio: Priority {
+                        layer: if layer_rank == usize::MAX {
+                            p.layer
+                        } else {
+                            layer_rank
+                        },
+                        mtime: (0, 0),
+                        order: order as u32,
+                    },
+                    is_dir: true,
+                }
+            })
+            .collect();
+        self.overlay(dir, roots, layer_rank != usize::MAX);
         self.metadata(dir, &chosen);
     }
 
@@ -403,7 +530,7 @@ impl Builder {
                 if let Some(e) = toc.lookup(root, name) {
                     if e.kind() == EntryKind::File {
                         has_manifest |= name == exos_manifest::MANIFEST_FILE;
-                        let node = self.add_node(d, Source::Entry { pkg, entry: e.id() }, p.layer);
+                        let node = self.add_node(d, Source::Entry { pkg, entry: e.id() });
                         self.index.insert((d, name.into()), node);
                     }
                 }
@@ -417,93 +544,79 @@ impl Builder {
         }
     }
 
-    fn overlay(
-        &mut self,
-        dir: u32,
-        pkg: u32,
-        layer: usize,
-        order: u32,
-        same_layer_conflicts: bool,
-    ) {
-        let p = Arc::clone(&self.packages[pkg as usize]);
-        let toc = p.package.toc();
-        let mut stack: Vec<(EntryId, u32, bool)> = vec![(toc.root().id(), dir, true)];
-        while let Some((from, to, at_root)) = stack.pop() {
-            for child in toc.entry(from).children() {
-                let name = child.name();
-                if at_root && METADATA_FILES.contains(&name) {
-                    continue;
-                }
-                let source = Source::Entry {
-                    pkg,
-                    entry: child.id(),
-                };
-                let mtime = child.mtime();
-                let prio = Priority {
-                    layer,
-                    mtime: (mtime.secs, mtime.nanos),
-                    order,
-                };
-                let key = (to, Box::<str>::from(name));
-                let Some(&existing) = self.index.get(&key) else {
-                    let node = self.add_node(to, source, layer);
-                    self.priority[node as usize] = prio;
-                    self.index.insert(key, node);
-                    if child.is_dir() {
-                        stack.push((child.id(), node, false));
+    /// Fills `dir` with the union of the package directories `sources`,
+    /// level by level. For each name, every package's entry is a candidate:
+    /// inside a layer the highest priority wins, and if it is a directory
+    /// all of that layer's directories of that name merge (its files lose);
+    /// across layers the highest layer's result wins, merging with lower
+    /// layers' directories down to the first layer whose result is a file
+    /// (which hides everything below). The outcome does not depend on the
+    /// order packages are visited in. With `record_conflicts`, losers inside
+    /// a layer are reported.
+    fn overlay(&mut self, dir: u32, sources: Vec<Candidate>, record_conflicts: bool) {
+        let packages = self.packages.clone();
+        let name_of = |c: &Candidate| packages[c.pkg as usize].package.entry(c.entry).name();
+        let mut stack = vec![(dir, sources, true)];
+        while let Some((target, sources, at_root)) = stack.pop() {
+            let mut candidates = Vec::new();
+            for s in &sources {
+                let toc = packages[s.pkg as usize].package.toc();
+                for child in toc.entry(s.entry).children() {
+                    let name = child.name();
+                    // Activation refuses packages shipping reserved names;
+                    // skip them here too, so generated metadata always wins.
+                    if at_root && (METADATA_FILES.contains(&name) || RESERVED_NAMES.contains(&name))
+                    {
+                        continue;
                     }
-                    continue;
-                };
-                let old_source = self.nodes[existing as usize].source;
-                let (old_dir, new_dir) = (self.is_dir(old_source), child.is_dir());
-                let wins = prio > self.priority[existing as usize];
-                if old_dir && new_dir {
-                    if wins {
-                        // The directory's own attributes come from the winner.
-                        self.nodes[existing as usize].source = source;
-                        self.priority[existing as usize] = prio;
-                    }
-                    stack.push((child.id(), existing, false));
-                    continue;
-                }
-                if same_layer_conflicts && prio.layer == self.priority[existing as usize].layer {
-                    let path = self.path_of(existing);
-                    let (winner, loser) = if wins {
-                        (p.file_name.clone(), self.source_package(old_source))
-                    } else {
-                        (self.source_package(old_source), p.file_name.clone())
-                    };
-                    self.conflicts.push(Conflict {
-                        layer: LAYERS[layer.min(LAYERS.len() - 1)],
-                        path,
-                        winner,
-                        loser,
+                    let m = child.mtime();
+                    candidates.push(Candidate {
+                        pkg: s.pkg,
+                        entry: child.id(),
+                        prio: Priority {
+                            mtime: (m.secs, m.nanos),
+                            ..s.prio
+                        },
+                        is_dir: child.is_dir(),
                     });
                 }
-                if !wins {
-                    continue;
+            }
+            candidates.sort_by(|a, b| name_of(a).as_bytes().cmp(name_of(b).as_bytes()));
+            for group in candidates.chunk_by(|a, b| name_of(a) == name_of(b)) {
+                let resolved = resolve(group);
+                let node = self.add_node(
+                    target,
+                    Source::Entry {
+                        pkg: resolved.winner.pkg,
+                        entry: resolved.winner.entry,
+                    },
+                );
+                if record_conflicts {
+                    for (winner, loser) in &resolved.conflicts {
+                        self.conflict(node, winner, loser);
+                    }
                 }
-                let n = &mut self.nodes[existing as usize];
-                n.source = source;
-                self.priority[existing as usize] = prio;
-                self.nodes[existing as usize].ino =
-                    self.ino_for(self.path_hash[existing as usize], source);
-                if old_dir {
-                    // A file hides the directory it replaces.
-                    self.kids[existing as usize].clear();
-                }
-                if new_dir {
-                    stack.push((child.id(), existing, false));
+                if resolved.winner.is_dir {
+                    stack.push((node, resolved.dirs, false));
                 }
             }
         }
     }
 
-    fn source_package(&self, s: Source) -> String {
-        match s {
-            Source::Entry { pkg, .. } => self.packages[pkg as usize].file_name.clone(),
-            _ => "(view)".into(),
-        }
+    fn conflict(&mut self, node: u32, winner: &Candidate, loser: &Candidate) {
+        // Relative to the layer's root: the path inside the packages.
+        let full = self.path_of(node);
+        let path = full
+            .split_once('/')
+            .map_or(full.as_str(), |(_, rest)| rest)
+            .to_string();
+        let layer = winner.prio.layer.min(LAYERS.len() - 1);
+        self.conflicts.push(Conflict {
+            layer: LAYERS[layer],
+            path,
+            winner: self.packages[winner.pkg as usize].file_name.clone(),
+            loser: self.packages[loser.pkg as usize].file_name.clone(),
+        });
     }
 
     fn path_of(&self, mut index: u32) -> String {
@@ -552,7 +665,9 @@ impl Builder {
             data: self.data,
             by_ino,
             conflicts: self.conflicts,
-            epoch: self.epoch,
+            settings: self.settings,
+            owners: self.owners,
+            setuid: self.setuid,
         }
     }
 }

@@ -210,7 +210,9 @@ fn conflicts_inside_a_layer_are_deterministic_and_reported() {
     );
     let status = fx.status();
     let c = &status["conflicts"][0];
-    assert_eq!(c["path"], "system/bin/x");
+    // The path inside the layer; `exos status` prints layer/path.
+    assert_eq!(c["layer"], "system");
+    assert_eq!(c["path"], "bin/x");
     assert_eq!(c["winner"], "a.hpkg");
     assert_eq!(c["loser"], "b.hpkg");
     m.unmount().unwrap();
@@ -577,4 +579,383 @@ fn large_real_trees_read_back_exactly() {
     eprintln!("compared {files} files ({bytes} bytes) and {links} symlinks");
     assert!(files > 1000);
     m.unmount().unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Hostile packages and privileges (issue: hardening).
+
+/// The fixture's directories, opened to other users (tempdirs are 0700).
+fn open_to_everyone(fx: &Fixture) {
+    let mut p = fx.root.parent().unwrap().to_path_buf();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    for d in ["root", "mnt"] {
+        p.push(d);
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        p.pop();
+    }
+}
+
+fn mount_with(fx: &Fixture, f: impl FnOnce(&mut MountOptions)) -> Mount {
+    let mut o = MountOptions::new(fx.root.clone(), fx.mnt.clone());
+    o.allow_other = false;
+    f(&mut o);
+    Mount::start(o).expect("mount")
+}
+
+/// Runs a command as `nobody` (uid 65534): a real unprivileged user.
+fn as_nobody(cmd: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(cmd)
+        .args(args)
+        .output()
+        .expect("run setpriv")
+}
+
+/// Mount options of `mnt` as the kernel reports them (findmnt's OPTIONS).
+fn mount_options(mnt: &Path) -> String {
+    let o = std::process::Command::new("findmnt")
+        .args(["-n", "-o", "OPTIONS", "--mountpoint"])
+        .arg(mnt)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A package whose `bin/myid` is a copy of /usr/bin/id with mode 4755.
+fn add_setuid_id(fx: &Fixture, layer: &str, name: &str) {
+    let src = fx.work.join(format!("suid-{name}"));
+    fs::create_dir_all(src.join("bin")).unwrap();
+    fs::write(
+        src.join("manifest.json"),
+        format!(r#"{{"name":"{name}","version":"1.0"}}"#),
+    )
+    .unwrap();
+    fs::copy("/usr/bin/id", src.join("bin/myid")).unwrap();
+    fs::set_permissions(src.join("bin/myid"), fs::Permissions::from_mode(0o4755)).unwrap();
+    build(
+        &src,
+        &fx.root
+            .join(layer)
+            .join("packages")
+            .join(format!("{name}.hpkg")),
+    );
+}
+
+fn euid_of(fx: &Fixture, path: &str) -> String {
+    let o = as_nobody(&fx.mnt.join(path), &["-u"]);
+    assert!(o.status.success(), "{path}: {o:?}");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn setuid_bits_never_come_from_user_or_common_and_the_mount_is_nosuid_nodev() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    open_to_everyone(&fx);
+    add_setuid_id(&fx, "system", "sysid");
+    add_setuid_id(&fx, "common", "comid");
+    add_setuid_id(&fx, "user", "usrid");
+
+    // Default: nosuid,nodev; no layer serves the bits; nobody stays nobody.
+    let m = mount_with(&fx, |o| o.allow_other = true);
+    let opts = mount_options(&fx.mnt);
+    assert!(opts.contains("nosuid") && opts.contains("nodev"), "{opts}");
+    for layer in ["system", "common", "user", "merged"] {
+        let mode = fs::metadata(fx.mnt.join(layer).join("bin/myid"))
+            .unwrap()
+            .mode();
+        assert_eq!(mode & 0o6000, 0, "{layer}: {mode:o}");
+        assert_eq!(
+            euid_of(&fx, &format!("{layer}/bin/myid")),
+            "65534",
+            "{layer}"
+        );
+    }
+    let st = fx.status();
+    assert_eq!(st["security"]["nosuid"], true);
+    assert_eq!(st["security"]["setuid"]["system"], false);
+    m.unmount().unwrap();
+
+    // --allow-setuid: the system layer's setuid program works (root-only
+    // layer), common and user copies still run as the caller.
+    let m = mount_with(&fx, |o| {
+        o.allow_other = true;
+        o.privileges.setuid_from_system = true;
+    });
+    let opts = mount_options(&fx.mnt);
+    assert!(!opts.contains("nosuid") && opts.contains("nodev"), "{opts}");
+    let mode = fs::metadata(fx.mnt.join("system/bin/myid")).unwrap().mode();
+    assert_eq!(mode & 0o4000, 0o4000, "{mode:o}");
+    assert_eq!(euid_of(&fx, "system/bin/myid"), "0");
+    for layer in ["common", "user", "merged"] {
+        assert_eq!(
+            euid_of(&fx, &format!("{layer}/bin/myid")),
+            "65534",
+            "{layer}"
+        );
+    }
+    // A user layer belongs to the owner of its packages directory.
+    std::os::unix::fs::chown(fx.root.join("user/packages"), Some(65534), Some(65534)).unwrap();
+    fs::rename(
+        fx.root.join("user/packages/usrid.hpkg"),
+        fx.root.join("user/packages/usrid2.hpkg"),
+    )
+    .unwrap();
+    assert!(
+        within(|| fs::metadata(fx.mnt.join("user/bin/myid")).is_ok_and(|m| m.uid() == 65534))
+            .is_some(),
+        "user layer files did not become the user's"
+    );
+    assert_eq!(
+        fs::metadata(fx.mnt.join("system/bin/myid")).unwrap().uid(),
+        0
+    );
+    assert_eq!(euid_of(&fx, "user/bin/myid"), "65534");
+    // A system layer others can write loses its setuid bits.
+    fs::set_permissions(
+        fx.root.join("system/packages"),
+        fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    fs::rename(
+        fx.root.join("system/packages/sysid.hpkg"),
+        fx.root.join("system/packages/sysid2.hpkg"),
+    )
+    .unwrap();
+    assert!(
+        within(
+            || fs::metadata(fx.mnt.join("system/bin/myid")).is_ok_and(|m| m.mode() & 0o4000 == 0)
+        )
+        .is_some(),
+        "a world-writable system layer still serves setuid bits"
+    );
+    assert_eq!(euid_of(&fx, "system/bin/myid"), "65534");
+    m.unmount().unwrap();
+}
+
+#[test]
+fn any_timestamp_is_served_and_never_kills_the_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    let case = exos_hostile::cases()
+        .into_iter()
+        .find(|c| c.name == "mtime-max")
+        .unwrap();
+    fs::write(fx.root.join("system/packages/t.hpkg"), &case.bytes).unwrap();
+    let m = fx.mount();
+    let max = std::time::UNIX_EPOCH + Duration::from_secs(i64::MAX as u64);
+    for name in ["max", "two63", "d"] {
+        let meta = fs::symlink_metadata(fx.mnt.join("system").join(name)).unwrap();
+        let mtime = meta.modified().unwrap();
+        assert!(mtime == max || name == "two63", "{name}: {mtime:?}");
+    }
+    // `ls -l` of everything, twice: the mount is still serving.
+    for _ in 0..2 {
+        let o = std::process::Command::new("ls")
+            .arg("-lR")
+            .arg(&fx.mnt)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+    }
+    assert_eq!(fs::read(fx.mnt.join("system/max")).unwrap(), b"a");
+    m.unmount().unwrap();
+}
+
+#[test]
+fn packages_cannot_spoof_or_hide_package_metadata() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    fx.add(
+        "system",
+        "victim.hpkg",
+        r#"{"name":"victim","version":"1.0","summary":"the real one"}"#,
+        &[("bin/v", "v\n")],
+    );
+    for case in exos_hostile::cases()
+        .into_iter()
+        .filter(|c| c.name.starts_with("reserved-"))
+    {
+        fs::write(
+            fx.root.join("system/packages").join(case.file_name()),
+            &case.bytes,
+        )
+        .unwrap();
+    }
+    let m = fx.mount();
+    let manifest =
+        fs::read_to_string(fx.mnt.join("system/.packages/victim/manifest.json")).unwrap();
+    assert!(manifest.contains("the real one"), "{manifest}");
+    let listed: Vec<String> = fs::read_dir(fx.mnt.join("merged/.packages"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(listed, ["victim"]);
+    let st = fx.status();
+    let refused = st["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for r in refused {
+        assert!(r["reason"].as_str().unwrap().contains("reserves"), "{r:?}");
+    }
+    m.unmount().unwrap();
+}
+
+#[test]
+fn a_directory_that_wins_over_a_file_keeps_all_its_entries() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    // In one layer: A has X/f (mtime 1000), B a file X (2000), C X/{f,g} (3000).
+    let at = |secs| std::time::UNIX_EPOCH + Duration::from_secs(secs);
+    let mk = |name: &str, files: &[(&str, &str)], secs: u64| {
+        let src = source(
+            &fx.work,
+            &format!(r#"{{"name":"{name}","version":"1.0"}}"#),
+            files,
+        );
+        for (p, _) in files {
+            let f = fs::File::options().write(true).open(src.join(p)).unwrap();
+            f.set_modified(at(secs)).unwrap();
+        }
+        let x = src.join("X");
+        fs::File::open(&x).unwrap().set_modified(at(secs)).unwrap();
+        build(
+            &src,
+            &fx.root.join("system/packages").join(format!("{name}.hpkg")),
+        );
+    };
+    mk("a", &[("X/f", "a\n")], 1000);
+    mk("b", &[("X", "b\n")], 2000);
+    mk("c", &[("X/f", "c\n"), ("X/g", "g\n")], 3000);
+    let m = fx.mount();
+    for view in ["system", "merged"] {
+        let mut names: Vec<String> = fs::read_dir(fx.mnt.join(view).join("X"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["f", "g"], "{view}");
+        assert_eq!(
+            fs::read_to_string(fx.mnt.join(view).join("X/f")).unwrap(),
+            "c\n"
+        );
+    }
+    let st = fx.status();
+    let conflicts = st["conflicts"].as_array().unwrap();
+    let xf = conflicts.iter().find(|c| c["path"] == "X/f").unwrap();
+    assert_eq!(xf["winner"], "c.hpkg");
+    assert_eq!(xf["layer"], "system");
+    m.unmount().unwrap();
+}
+
+#[test]
+fn a_mount_memory_budget_refuses_packages_past_it_lower_layers_first() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    let files: Vec<(String, String)> = (0..400)
+        .map(|i| (format!("f/{i}"), format!("{i}\n")))
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    fx.add(
+        "system",
+        "s.hpkg",
+        r#"{"name":"s","version":"1.0"}"#,
+        &files,
+    );
+    fx.add("user", "u.hpkg", r#"{"name":"u","version":"1.0"}"#, &files);
+    // Room for one of the two.
+    let m = mount_with(&fx, |o| o.memory_budget = 120_000);
+    let st = fx.status();
+    assert_eq!(st["layers"]["system"].as_array().unwrap().len(), 1, "{st}");
+    let refused = st["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{st}");
+    assert_eq!(refused[0]["layer"], "user");
+    assert!(
+        refused[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("memory budget"),
+        "{refused:?}"
+    );
+    assert!(st["memory"]["used_bytes"].as_u64().unwrap() <= 120_000);
+    assert!(fx.mnt.join("system/f/1").exists());
+    m.unmount().unwrap();
+}
+
+#[test]
+fn live_activation_survives_a_recreated_packages_dir_and_can_poll() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    let pkg = fx.work.join("p.hpkg");
+    let src = source(&fx.work, r#"{"name":"p","version":"1.0"}"#, &[("p", "p\n")]);
+    build(&src, &pkg);
+    // inotify: the user packages directory is replaced after mounting.
+    let m = fx.mount();
+    fs::remove_dir_all(fx.root.join("user/packages")).unwrap();
+    fs::create_dir(fx.root.join("user/packages")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    fs::copy(&pkg, fx.root.join("user/packages/p.hpkg")).unwrap();
+    assert!(
+        within(|| fx.mnt.join("user/p").exists()).is_some(),
+        "a package in a re-created packages directory was not activated"
+    );
+    assert_eq!(fx.status()["live"]["mode"], "inotify");
+    m.unmount().unwrap();
+    fs::remove_file(fx.root.join("user/packages/p.hpkg")).unwrap();
+    // Polling, as on file systems without inotify.
+    let m = mount_with(&fx, |o| {
+        o.watch = exos_packagefs::WatchMode::Poll(Duration::from_millis(200))
+    });
+    assert_eq!(fx.status()["live"]["mode"], "polling");
+    fs::copy(&pkg, fx.root.join("common/packages/p.hpkg")).unwrap();
+    assert!(within(|| fx.mnt.join("common/p").exists()).is_some());
+    m.unmount().unwrap();
+}
+
+#[test]
+fn inode_numbers_are_keyed_per_mount_and_unique() {
+    let fx = fixture();
+    let files: Vec<(String, String)> = (0..300)
+        .map(|i| (format!("d{}/f{i}", i % 7), format!("{i}\n")))
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    fx.add(
+        "system",
+        "a.hpkg",
+        r#"{"name":"a","version":"1.0"}"#,
+        &files,
+    );
+    fx.add("user", "b.hpkg", r#"{"name":"b","version":"1.0"}"#, &files);
+    let options = MountOptions::new(fx.root.clone(), fx.mnt.clone());
+    let (v1, _) = exos_packagefs::build_view(&options);
+    let (v2, _) = exos_packagefs::build_view(&options);
+    let ino = |v: &exos_packagefs::view::View, p: &str| v.node(v.lookup_path(p).unwrap()).ino;
+    // Another mount, another key: numbers cannot be predicted by a package.
+    assert_ne!(ino(&v1, "merged/d1/f1"), ino(&v2, "merged/d1/f1"));
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![0u32];
+    while let Some(n) = stack.pop() {
+        assert!(seen.insert(v1.node(n).ino), "duplicate inode number");
+        assert_eq!(v1.lookup_ino(v1.node(n).ino), Some(n));
+        stack.extend_from_slice(v1.children(n));
+    }
+    assert!(seen.len() > 900, "{}", seen.len());
 }
