@@ -3,6 +3,11 @@
 //! Entries are created exclusively (`O_CREAT|O_EXCL`, which never follows
 //! a symlink), so extracting into a directory that holds a planted symlink
 //! cannot write outside it. Directory times are set after their contents.
+//!
+//! Everything is written into a temporary directory inside the destination
+//! first and moved into place (rename without replacing) only once the whole
+//! tree is out: a failed extraction (corrupt data, full disk) leaves the
+//! destination as it was.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -28,7 +33,6 @@ pub fn extract(
     only: Option<&str>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<ExtractStats> {
-    fs::create_dir_all(dest).with_context(|| format!("{}: cannot create", dest.display()))?;
     let start = match only {
         None => pkg.toc().root(),
         Some(p) => pkg
@@ -36,16 +40,114 @@ pub fn extract(
             .lookup_path(p)
             .with_context(|| format!("{}: no entry {p:?} in the package", pkg.path().display()))?,
     };
+    let tops: Vec<Entry<'_>> = if start.id() == exos_hpkg::toc::ROOT {
+        start.children().collect()
+    } else {
+        vec![start]
+    };
+    let created = !dest.exists();
+    fs::create_dir_all(dest).with_context(|| format!("{}: cannot create", dest.display()))?;
+    // Refuse before writing anything when a path is taken (directories
+    // merge; anything else, a planted symlink included, is a conflict).
+    let mut taken = Vec::new();
+    for e in &tops {
+        conflicts(*e, &dest.join(e.name()), &mut taken);
+    }
+    if !taken.is_empty() {
+        let more = taken.len().saturating_sub(10);
+        taken.truncate(10);
+        bail!(
+            "{}{} already exist{}; extract never overwrites",
+            taken.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            },
+            if taken.len() == 1 && more == 0 {
+                "s"
+            } else {
+                ""
+            }
+        );
+    }
+    let staging = dest.join(format!(".exos-extract-{}", std::process::id()));
+    fs::create_dir(&staging).with_context(|| format!("{}: cannot create", staging.display()))?;
     let mut stats = ExtractStats::default();
     let mut buf = vec![0u8; 1 << 20];
-    if start.id() == exos_hpkg::toc::ROOT {
-        for c in start.children() {
-            extract_entry(pkg, c, dest, &mut buf, &mut stats, progress)?;
+    let written = tops
+        .iter()
+        .try_for_each(|&e| extract_entry(pkg, e, &staging, &mut buf, &mut stats, progress));
+    let mut placed: Vec<String> = Vec::new();
+    let moved = written.and_then(|()| {
+        for e in &tops {
+            move_into(&staging.join(e.name()), &dest.join(e.name()), &mut placed)?;
         }
-    } else {
-        extract_entry(pkg, start, dest, &mut buf, &mut stats, progress)?;
+        Ok(())
+    });
+    let _ = fs::remove_dir_all(&staging);
+    if let Err(e) = moved {
+        if !placed.is_empty() {
+            // Only a rename inside one directory failed: say what is there.
+            return Err(e.context(format!(
+                "extraction to {} stopped part way; in place: {}",
+                dest.display(),
+                placed.join(", ")
+            )));
+        }
+        if created {
+            let _ = fs::remove_dir(dest);
+        }
+        return Err(e.context(format!(
+            "nothing was extracted to {} (partial output removed)",
+            dest.display()
+        )));
     }
     Ok(stats)
+}
+
+/// Paths below `at` that an entry would need but that exist and are not
+/// both directories.
+fn conflicts(e: Entry<'_>, at: &Path, out: &mut Vec<String>) {
+    let Ok(meta) = fs::symlink_metadata(at) else {
+        return;
+    };
+    if e.is_dir() && meta.is_dir() {
+        for c in e.children() {
+            conflicts(c, &at.join(c.name()), out);
+        }
+    } else {
+        out.push(at.display().to_string());
+    }
+}
+
+/// Moves a staged entry to `to` without replacing anything; a directory
+/// that exists there already receives the staged one's contents.
+fn move_into(from: &Path, to: &Path, placed: &mut Vec<String>) -> Result<()> {
+    let from_dir = fs::symlink_metadata(from)
+        .map(|m| m.is_dir())
+        .unwrap_or(false);
+    let to_dir = fs::symlink_metadata(to)
+        .map(|m| m.is_dir())
+        .unwrap_or(false);
+    if from_dir && to_dir {
+        for c in fs::read_dir(from).with_context(|| from.display().to_string())? {
+            let name = c.with_context(|| from.display().to_string())?.file_name();
+            move_into(&from.join(&name), &to.join(&name), placed)?;
+        }
+        return Ok(());
+    }
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("{}: cannot move into place", to.display()))?;
+    placed.push(to.display().to_string());
+    Ok(())
 }
 
 fn extract_entry(

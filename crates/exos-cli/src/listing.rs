@@ -2,6 +2,7 @@
 //! (times in UTC), plus the repository listing.
 
 use std::fmt::Write;
+use std::io;
 
 use exos_hpkg::info::{FLAG_APPROVE_LICENSE, FLAG_SYSTEM_PACKAGE};
 use exos_hpkg::{EntryKind, Package, PackageInfo, Repository, Resolvable};
@@ -17,59 +18,98 @@ pub struct ListOptions {
     pub paths_only: bool,
 }
 
-pub fn render_package(pkg: &Package, opts: ListOptions) -> String {
-    let mut out = String::new();
+/// Writes the listing of a package to `out` as it goes (a package may list
+/// hundreds of thousands of entries).
+pub fn render_package(pkg: &Package, opts: ListOptions, out: &mut dyn io::Write) -> io::Result<()> {
     if opts.paths_only {
         for (_, e) in pkg.toc().walk() {
-            out.push_str(&e.path());
-            out.push('\n');
+            writeln!(out, "{}", escape(&e.path()))?;
         }
-        return out;
+        return Ok(());
     }
-    render_info(&mut out, pkg.info());
+    let mut info = String::new();
+    render_info(&mut info, pkg.info());
+    out.write_all(info.as_bytes())?;
     if opts.info_only {
-        return out;
+        return Ok(());
     }
     for (depth, e) in pkg.toc().walk() {
         let indent = depth * 2;
-        let width = 32usize.saturating_sub(indent);
-        let _ = write!(out, "{:indent$}{:<width$}  {:>8}", "", e.name(), e.size());
-        let _ = write!(out, "  {}", format_utc(e.mtime().secs));
+        // Haiku pads with printf("%-*s"): by bytes, not characters.
+        let name = escape(e.name());
+        let pad = 32usize.saturating_sub(indent).saturating_sub(name.len());
+        write!(out, "{:indent$}{name}{:pad$}  {:>8}", "", "", e.size())?;
+        write!(out, "  {}", format_utc(e.mtime().secs))?;
         let mode = e.mode();
-        out.push_str(match e.kind() {
+        let mut line = String::from(match e.kind() {
             EntryKind::File => "  -",
             EntryKind::Directory => "  d",
             EntryKind::Symlink => "  l",
         });
-        out.push_str(&permission_triplet(mode >> 6, mode & 0o4000 != 0));
-        out.push_str(&permission_triplet(mode >> 3, mode & 0o2000 != 0));
-        out.push_str(&permission_triplet(mode, mode & 0o1000 != 0));
+        line.push_str(&permission_triplet(mode >> 6, mode & 0o4000 != 0));
+        line.push_str(&permission_triplet(mode >> 3, mode & 0o2000 != 0));
+        // Haiku never shows the sticky bit.
+        line.push_str(&permission_triplet(mode, false));
         if let Some(t) = e.symlink_target() {
-            let _ = write!(out, "  -> {t}");
+            line.push_str("  -> ");
+            line.push_str(&escape(t));
         }
-        out.push('\n');
+        writeln!(out, "{line}")?;
         if opts.attributes {
             for a in e.attributes() {
                 let indent = (depth + 1) * 2;
-                let width = 31usize.saturating_sub(indent);
-                let _ = write!(
+                let name = escape(a.name);
+                let pad = 31usize.saturating_sub(indent).saturating_sub(name.len());
+                write!(
                     out,
-                    "{:indent$}<{:<width$}  {:>8}",
+                    "{:indent$}<{name}{:pad$}  {:>8}",
                     "",
-                    a.name,
+                    "",
                     a.data.size()
-                );
+                )?;
                 let t = a.type_code.to_be_bytes();
                 if t.iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
-                    let _ = write!(out, "  '{}'>", String::from_utf8_lossy(&t));
+                    writeln!(out, "  '{}'>", String::from_utf8_lossy(&t))?;
+                } else if a.type_code == 0 {
+                    // C's %#x prints 0 without a prefix.
+                    writeln!(out, "  0>")?;
                 } else {
-                    let _ = write!(out, "  {:#x}>", a.type_code);
+                    writeln!(out, "  {:#x}>", a.type_code)?;
                 }
-                out.push('\n');
             }
         }
     }
-    out
+    Ok(())
+}
+
+/// A name as `ls -b` shows it: control characters and backslashes as C
+/// escapes, so no name can move the cursor or forge a line of output.
+/// Names without them are unchanged (and match Haiku's output).
+pub fn escape(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.chars().any(|c| c.is_control() || c == '\\') {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut s = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '\n' => s.push_str("\\n"),
+            '\t' => s.push_str("\\t"),
+            '\r' => s.push_str("\\r"),
+            '\u{7}' => s.push_str("\\a"),
+            '\u{8}' => s.push_str("\\b"),
+            '\u{b}' => s.push_str("\\v"),
+            '\u{c}' => s.push_str("\\f"),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    s.push_str(&format!("\\{b:03o}"));
+                }
+            }
+            c => s.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(s)
 }
 
 fn permission_triplet(bits: u32, special: bool) -> String {
@@ -199,13 +239,12 @@ pub fn render_info(out: &mut String, i: &PackageInfo) {
 }
 
 /// One line per package: name, version, architecture, SHA-256.
-pub fn render_repository(repo: &Repository) -> String {
-    let mut out = String::new();
+pub fn render_repository(repo: &Repository, out: &mut dyn io::Write) -> io::Result<()> {
     for p in repo.packages() {
-        let _ = writeln!(
+        writeln!(
             out,
             "{:<32} {:<24} {:<9} {}",
-            p.name,
+            escape(&p.name),
             p.version.to_string(),
             p.architecture.name(),
             if p.checksum.is_empty() {
@@ -213,9 +252,9 @@ pub fn render_repository(repo: &Repository) -> String {
             } else {
                 &p.checksum
             }
-        );
+        )?;
     }
-    out
+    Ok(())
 }
 
 /// `YYYY-MM-DD hh:mm:ss` in UTC.
@@ -248,6 +287,17 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_escaped_like_ls_b() {
+        assert_eq!(escape("plain name é"), "plain name é");
+        assert_eq!(escape("new\nline"), "new\\nline");
+        assert_eq!(escape("esc\u{1b}[31m"), "esc\\033[31m");
+        assert_eq!(escape("tab\there"), "tab\\there");
+        assert_eq!(escape("back\\slash"), "back\\\\slash");
+        assert_eq!(escape("del\u{7f}"), "del\\177");
+        assert_eq!(escape("c1\u{85}"), "c1\\302\\205");
+    }
 
     #[test]
     fn utc_dates() {

@@ -236,7 +236,9 @@ fn run(cli: &Cli) -> Result<()> {
             info,
             paths,
         } => {
-            let text = match exos_hpkg::detect(file)? {
+            let stdout = std::io::stdout().lock();
+            let mut out = std::io::BufWriter::new(stdout);
+            let written = match exos_hpkg::detect(file)? {
                 FileKind::Package => listing::render_package(
                     &Package::open(file)?,
                     listing::ListOptions {
@@ -244,10 +246,18 @@ fn run(cli: &Cli) -> Result<()> {
                         info_only: *info,
                         paths_only: *paths,
                     },
+                    &mut out,
                 ),
-                FileKind::Repository => listing::render_repository(&Repository::open(file)?),
-            };
-            write_stdout(&text)
+                FileKind::Repository => {
+                    listing::render_repository(&Repository::open(file)?, &mut out)
+                }
+            }
+            .and_then(|_| out.flush());
+            match written {
+                // `exos list | head` is a success.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                r => r.context("writing to standard output"),
+            }
         }
         Command::Info { file, json } => info(file, *json),
         Command::Extract { package, dir, path } => {
@@ -345,7 +355,46 @@ fn build(
             manifest_path.display()
         );
     }
-    let info = exos_manifest::Manifest::load(&manifest_path)?.to_package_info();
+    let manifest = exos_manifest::Manifest::load(&manifest_path)?;
+    // Haiku's `package` and `package_repo` refuse a package without these
+    // ("incomplete package-info"); vendor, packager and description have
+    // defaults.
+    let missing: Vec<&str> = [
+        ("summary", manifest.summary.trim().is_empty()),
+        (
+            "license",
+            manifest
+                .license
+                .as_deref()
+                .is_none_or(|l| l.trim().is_empty()),
+        ),
+        (
+            "copyright",
+            manifest
+                .copyright
+                .as_deref()
+                .is_none_or(|c| c.trim().is_empty()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, absent)| absent.then_some(key))
+    .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{}: missing {}: every package needs \"summary\", \"license\" and \"copyright\" (Haiku's tools refuse a package without them)",
+            manifest_path.display(),
+            missing.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    for reserved in exos_packagefs::activate::RESERVED_NAMES {
+        if std::fs::symlink_metadata(dir.join(reserved)).is_ok() {
+            bail!(
+                "{}: a package may not contain {reserved:?} at its top level: packagefs shows package metadata there",
+                dir.join(reserved).display()
+            );
+        }
+    }
+    let info = manifest.to_package_info();
     let compression = match compression {
         CompressionArg::Zlib => Compression::Zlib,
         CompressionArg::Zstd => Compression::Zstd,

@@ -97,6 +97,9 @@ fn load_installed(root: &Root, current: &State) -> Result<Vec<Known>> {
 
 fn offer(path: &Path, layer: usize) -> Result<Known> {
     let pkg = Package::open(path)?;
+    // Every chunk must decompress: a package whose data is corrupt would
+    // install and then fail reads with EIO.
+    pkg.verify_data()?;
     let manifest = Manifest::from_package(&pkg)?;
     let sha256 = sha256_file(path).with_context(|| path.display().to_string())?;
     let size = std::fs::metadata(path)?.len();
@@ -551,10 +554,20 @@ pub fn gc(root: &Path, keep: usize) -> Result<()> {
 
 pub fn check(root: &Path) -> Result<()> {
     let r = Root::read_only(root)?;
-    let problems = r.check()?;
+    let mut problems = r.check()?;
+    // The current state's packages must also be readable, every chunk.
+    if let Ok(current) = r.current() {
+        for e in &current.entries {
+            if let Some(path) = r.locate(e) {
+                if let Err(err) = Package::open(&path).and_then(|p| p.verify_data()) {
+                    problems.push(err.to_string());
+                }
+            }
+        }
+    }
     if problems.is_empty() {
         return write_stdout(
-            "consistent: every state's packages are present with the right SHA-256.\n",
+            "consistent: every state's packages are present with the right SHA-256, and the current ones decompress.\n",
         );
     }
     for p in &problems {

@@ -114,7 +114,7 @@ fn write_tree(dir: &Path, manifest: &str) {
 
 const MANIFEST: &str = r#"{
   "name": "hello", "version": "1.2.3-1", "summary": "Says hello", "architecture": "x86_64",
-  "license": "MIT",
+  "license": "MIT", "copyright": "2026 The EXOS authors",
   "provides": ["cmd:hello = 1.2.3", {"api": "lib:libhello", "version": "1.2", "compatible": "1.0"}],
   "requires": ["core.runtime >= 1.0", {"api": "lib:libc", "version": ">=2.36"}]
 }"#;
@@ -279,4 +279,223 @@ fn exit_codes_distinguish_invalid_files_from_other_errors() {
     assert!(stderr(&o).contains("missing.hpkg"));
     let o = exos(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+// ---------------------------------------------------------------------------
+// Hostile input and Haiku fidelity (issue: hardening).
+
+fn hostile(dir: &Path, name: &str) -> PathBuf {
+    let case = exos_hostile::cases()
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no hostile case {name}"));
+    let p = dir.join(case.file_name());
+    fs::write(&p, &case.bytes).unwrap();
+    p
+}
+
+#[test]
+fn listings_escape_control_characters_and_pad_by_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = hostile(tmp.path(), "control-char-names");
+    let out = stdout(&exos(&["list", p.to_str().unwrap()]));
+    assert!(!out.contains('\x1b'), "{out:?}");
+    for escaped in ["new\\nline", "esc\\033[31mred", "tab\\there"] {
+        assert!(out.contains(escaped), "{escaped} missing in {out:?}");
+    }
+    // Apart from the attribute block's tabs, every line is one entry.
+    let entry_lines = out
+        .lines()
+        .filter(|l| !l.starts_with('\t') && !l.starts_with("package-attributes"))
+        .count();
+    assert_eq!(entry_lines, 3, "{out}");
+    let paths = stdout(&exos(&["list", "-p", p.to_str().unwrap()]));
+    assert_eq!(paths.lines().count(), 3, "{paths:?}");
+
+    // UTF-8 names are padded to 32 bytes (printf's %-32s), not characters;
+    // the sticky bit is not shown; attribute type 0 prints as 0.
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("sticky")).unwrap();
+    fs::write(
+        src.join("manifest.json"),
+        r#"{"name":"u","version":"1","summary":"s","license":"MIT","copyright":"c"}"#,
+    )
+    .unwrap();
+    fs::write(src.join("héllo"), "x").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(src.join("sticky"), fs::Permissions::from_mode(0o1777)).unwrap();
+    let mut value = 0u32.to_le_bytes().to_vec();
+    value.extend_from_slice(b"v");
+    rustix::fs::setxattr(
+        src.join("héllo"),
+        "user.haiku.zero",
+        &value,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let pkg = tmp.path().join("u.hpkg");
+    assert!(exos(&[
+        "build",
+        "-q",
+        src.to_str().unwrap(),
+        "-o",
+        pkg.to_str().unwrap()
+    ])
+    .status
+    .success());
+    let out = stdout(&exos(&["list", "-a", pkg.to_str().unwrap()]));
+    let line = out.lines().find(|l| l.starts_with("héllo")).unwrap();
+    // 5 characters, 6 bytes: 26 spaces of padding, as Haiku's printf pads.
+    let expected = format!("héllo{}  {:>8}", " ".repeat(32 - "héllo".len()), 1);
+    assert!(line.starts_with(&expected), "{line:?}");
+    let sticky = out.lines().find(|l| l.starts_with("sticky")).unwrap();
+    assert!(sticky.ends_with("drwxrwxrwx"), "{sticky:?}");
+    let attr = out.lines().find(|l| l.contains("<zero")).unwrap();
+    assert!(attr.ends_with("  0>"), "{attr:?}");
+}
+
+#[test]
+fn build_extract_build_gives_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    write_tree(&src, MANIFEST);
+    let first = tmp.path().join("first.hpkg");
+    assert!(exos(&[
+        "build",
+        "-q",
+        src.to_str().unwrap(),
+        "-o",
+        first.to_str().unwrap()
+    ])
+    .status
+    .success());
+    let out = tmp.path().join("out");
+    let o = exos(&[
+        "extract",
+        "-q",
+        first.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The extracted tree holds the generated .PackageInfo: Haiku's
+    // `package create` can rebuild it, and so can we, byte for byte.
+    let info = fs::read_to_string(out.join(".PackageInfo")).unwrap();
+    for key in ["copyrights", "licenses", "summary", "packager", "vendor"] {
+        assert!(info.contains(key), "{key} missing in .PackageInfo:\n{info}");
+    }
+    let second = tmp.path().join("second.hpkg");
+    assert!(exos(&[
+        "build",
+        "-q",
+        out.to_str().unwrap(),
+        "-o",
+        second.to_str().unwrap()
+    ])
+    .status
+    .success());
+    assert_eq!(
+        fs::read(&first).unwrap(),
+        fs::read(&second).unwrap(),
+        "build -> extract -> build changed the package"
+    );
+}
+
+#[test]
+fn build_requires_what_haiku_requires_and_refuses_reserved_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(
+        src.join("manifest.json"),
+        r#"{"name":"a","version":"1","summary":"s"}"#,
+    )
+    .unwrap();
+    let o = exos(&[
+        "build",
+        "-q",
+        src.to_str().unwrap(),
+        "-o",
+        "/dev/null/x.hpkg",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("manifest.json") && e.contains("\"license\", \"copyright\""),
+        "{e}"
+    );
+    fs::write(
+        src.join("manifest.json"),
+        r#"{"name":"a","version":"1","summary":"s","license":"MIT","copyright":"c"}"#,
+    )
+    .unwrap();
+    fs::create_dir_all(src.join(".packages/victim")).unwrap();
+    let o = exos(&[
+        "build",
+        "-q",
+        src.to_str().unwrap(),
+        "-o",
+        tmp.path().join("a.hpkg").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(".packages"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_failed_extraction_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = hostile(tmp.path(), "data-chunk-flipped");
+    let dest = tmp.path().join("new");
+    let o = exos(&["extract", p.to_str().unwrap(), dest.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("nothing was extracted"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dest.exists());
+    // Into an existing directory: it keeps exactly what it had.
+    let existing = tmp.path().join("existing");
+    fs::create_dir(&existing).unwrap();
+    fs::write(existing.join("keep"), "k").unwrap();
+    let o = exos(&["extract", p.to_str().unwrap(), existing.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    let names: Vec<_> = fs::read_dir(&existing)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["keep"]);
+}
+
+#[test]
+fn install_and_check_refuse_packages_whose_data_does_not_decompress() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    assert!(exos(&["init", root.to_str().unwrap()]).status.success());
+    for case in ["data-chunk-flipped", "data-chunk-bomb"] {
+        let p = hostile(tmp.path(), case);
+        let o = exos(&["install", "-r", root.to_str().unwrap(), p.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(3), "{case}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("heap chunk 0") && e.contains("data of f"),
+            "{case}: {e}"
+        );
+    }
+    // A corrupt package placed by hand under its right SHA-256: `check` finds it.
+    let p = hostile(tmp.path(), "data-chunk-flipped");
+    fs::copy(&p, root.join("system/packages/bad.hpkg")).unwrap();
+    let sha = stdout(&exos(&["checksum", p.to_str().unwrap()]));
+    let sha = sha.split_whitespace().next().unwrap();
+    fs::write(
+        root.join("system/state/active.list"),
+        format!("# exos state\nsystem bad.hpkg {sha}\n"),
+    )
+    .unwrap();
+    let o = exos(&["check", "-r", root.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("bad.hpkg") && stderr(&o).contains("data of f"),
+        "{}",
+        stderr(&o)
+    );
 }

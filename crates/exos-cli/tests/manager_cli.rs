@@ -28,6 +28,21 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The manifest with the fields `exos build` requires filled in when absent.
+fn complete(manifest: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(manifest).unwrap();
+    for (key, value) in [
+        ("summary", "A test package"),
+        ("license", "MIT"),
+        ("copyright", "2026 The EXOS authors"),
+    ] {
+        if v.get(key).is_none() {
+            v[key] = value.into();
+        }
+    }
+    v.to_string()
+}
+
 /// Builds a package file from a manifest into `dir`, named NAME-VERSION.hpkg.
 fn package(work: &Path, dir: &Path, manifest: &str, content: &str) -> PathBuf {
     let v: serde_json::Value = serde_json::from_str(manifest).unwrap();
@@ -38,7 +53,7 @@ fn package(work: &Path, dir: &Path, manifest: &str, content: &str) -> PathBuf {
     );
     let src = work.join(format!("src-{id}"));
     fs::create_dir_all(src.join("share")).unwrap();
-    fs::write(src.join("manifest.json"), manifest).unwrap();
+    fs::write(src.join("manifest.json"), complete(manifest)).unwrap();
     fs::write(src.join("share").join(v["name"].as_str().unwrap()), content).unwrap();
     fs::create_dir_all(dir).unwrap();
     let out = dir.join(format!("{id}.hpkg"));
@@ -306,6 +321,15 @@ fn mount_and_read(root: &Path, mnt: &Path) {
     m.unmount().unwrap();
 }
 
+fn state_numbers(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(root.join("system/state/states"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn killed_at_every_step_and_at_random_the_root_stays_consistent() {
     let tmp = tempfile::tempdir().unwrap();
@@ -349,6 +373,23 @@ fn killed_at_every_step_and_at_random_the_root_stays_consistent() {
             trials += 1;
             assert_consistent(&root);
             mount_and_read(&root, &tmp.path().join("mnt"));
+            // Recovery (any changing command runs it; gc keeping everything
+            // changes nothing else) leaves no state that was never current:
+            // one new state if the crash came after the commit, else none.
+            ok(&["gc", "--keep", "1000", "-r", s(&root)]);
+            let committed = fs::read(root.join("system/state/active.list")).unwrap()
+                != fs::read(template.join("system/state/active.list")).unwrap();
+            assert_eq!(
+                state_numbers(&root).len(),
+                state_numbers(&template).len() + committed as usize,
+                "{name} after crash at {k}: {:?}",
+                state_numbers(&root)
+            );
+            let list = ok(&["state", "list", "-r", s(&root)]);
+            assert!(
+                list.lines().last().unwrap().starts_with('*'),
+                "{name} after crash at {k}: the newest state is not the current one:\n{list}"
+            );
             // The next command recovers and the change can be made.
             let o = exos(&args);
             assert!(
@@ -521,4 +562,94 @@ fn concurrent_writers_take_turns() {
         fs::read_dir(root.join("system/packages")).unwrap().count(),
         0
     );
+}
+
+/// Unmounts a tmpfs when dropped.
+struct TmpfsGuard(PathBuf);
+
+impl Drop for TmpfsGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_cleanly_names_the_target_and_leaves_nothing_behind() {
+    if !rustix::process::geteuid().is_root() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true: this test mounts a tmpfs and must run as root");
+        }
+        eprintln!("\n!!!!!!!! not root: full-disk test NOT RUN !!!!!!!!\n");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = tmp.path().join("disk");
+    fs::create_dir(&disk).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    let _guard = TmpfsGuard(disk.clone());
+    let root = disk.join("root");
+    ok(&["init", s(&root)]);
+    // 3 MiB of incompressible data: more than the disk holds.
+    let big_src = tmp.path().join("big");
+    fs::create_dir_all(&big_src).unwrap();
+    fs::write(
+        big_src.join("manifest.json"),
+        r#"{"name":"big","version":"1.0","summary":"big","license":"MIT","copyright":"2026 EXOS"}"#,
+    )
+    .unwrap();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let noise: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    fs::write(big_src.join("noise"), noise).unwrap();
+    let big = tmp.path().join("big.hpkg");
+    ok(&["build", "-q", s(&big_src), "-o", s(&big)]);
+    let before = state_numbers(&root);
+    let o = exos(&["install", "-r", s(&root), s(&big)]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(
+        err.contains(s(&root)),
+        "the error must name the target: {err}"
+    );
+    // Nothing left behind: no partial copy, no new state.
+    let leftovers: Vec<_> = walk(&root)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".exos-new-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(state_numbers(&root), before);
+    assert_consistent(&root);
+    // The disk has room again for a small change.
+    let p = packages(tmp.path());
+    ok(&["install", "-r", s(&root), s(&p.lib10)]);
+    assert_consistent(&root);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
 }

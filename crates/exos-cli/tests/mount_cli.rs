@@ -42,7 +42,7 @@ fn setup(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     fs::create_dir_all(src.join("bin")).unwrap();
     fs::write(
         src.join("manifest.json"),
-        r#"{"name":"hi","version":"1.0"}"#,
+        r#"{"name":"hi","version":"1.0","summary":"hi","license":"MIT","copyright":"2026 EXOS"}"#,
     )
     .unwrap();
     fs::write(src.join("bin/hi"), "#!/bin/sh\necho hi from the mount\n").unwrap();

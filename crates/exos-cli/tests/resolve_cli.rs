@@ -15,6 +15,21 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The manifest with the fields `exos build` requires filled in when absent.
+fn complete(manifest: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(manifest).unwrap();
+    for (key, value) in [
+        ("summary", "A test package"),
+        ("license", "MIT"),
+        ("copyright", "2026 The EXOS authors"),
+    ] {
+        if v.get(key).is_none() {
+            v[key] = value.into();
+        }
+    }
+    v.to_string()
+}
+
 /// Builds a package from just a manifest (plus one file) into `out_dir`.
 fn package(work: &Path, out_dir: &Path, manifest: &str) {
     let v: serde_json::Value = serde_json::from_str(manifest).unwrap();
@@ -25,7 +40,7 @@ fn package(work: &Path, out_dir: &Path, manifest: &str) {
     );
     let src = work.join(format!("src-{id}"));
     fs::create_dir_all(src.join("data")).unwrap();
-    fs::write(src.join("manifest.json"), manifest).unwrap();
+    fs::write(src.join("manifest.json"), complete(manifest)).unwrap();
     fs::write(src.join("data").join(&id), &id).unwrap();
     fs::create_dir_all(out_dir).unwrap();
     let out = out_dir.join(format!("{id}.hpkg"));

@@ -250,19 +250,23 @@ pub fn package_of(name: &str, toc: Vec<WAttr>) -> Vec<u8> {
 /// A package whose single file `f` holds `content` in the heap, with
 /// `mutate` applied to the stored heap bytes (before the chunk table).
 fn package_with_heap_file(name: &str, content: &[u8], compression: Compression) -> RawPackage {
-    let toc = encode_section(&[entry(
-        "f",
-        vec![
-            WAttr::uint(id::FILE_MTIME, 1_700_000_000),
-            WAttr::new(
-                id::DATA,
-                WValue::Heap {
-                    offset: 0,
-                    size: content.len() as u64,
-                },
-            ),
-        ],
-    )]);
+    // A readable file first, so a failing extraction has something to undo.
+    let toc = encode_section(&[
+        file("a-ok", b"fine", 1_700_000_000),
+        entry(
+            "f",
+            vec![
+                WAttr::uint(id::FILE_MTIME, 1_700_000_000),
+                WAttr::new(
+                    id::DATA,
+                    WValue::Heap {
+                        offset: 0,
+                        size: content.len() as u64,
+                    },
+                ),
+            ],
+        ),
+    ]);
     RawPackage {
         data: content.to_vec(),
         toc,

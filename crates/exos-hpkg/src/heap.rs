@@ -187,6 +187,41 @@ impl HeapReader {
         Ok(Arc::new(out))
     }
 
+    /// Decompresses every chunk once (without caching), on `threads`
+    /// threads; the first failure is returned with its chunk index.
+    pub fn verify(&self, threads: usize) -> std::result::Result<(), (u64, crate::Error)> {
+        let n = self.chunk_count();
+        if self.chunk_offsets.is_empty() || n == 0 {
+            return Ok(());
+        }
+        let threads = threads.clamp(1, 64) as u64;
+        let next = std::sync::atomic::AtomicU64::new(0);
+        let failure: Mutex<Option<(u64, crate::Error)>> = Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..threads.min(n) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        return;
+                    }
+                    if let Err(e) = self.load_chunk(i) {
+                        let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
+                        if f.as_ref().is_none_or(|(j, _)| i < *j) {
+                            *f = Some((i, e));
+                        }
+                        // Stop everyone: one bad chunk is enough.
+                        next.store(n, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
+                });
+            }
+        });
+        match failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+
     /// Fills `buf` with heap bytes starting at `offset`.
     pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let end = offset

@@ -109,6 +109,38 @@ impl Package {
         })
     }
 
+    /// Checks that every heap chunk decompresses to its declared size, so
+    /// every entry's data can be read (what opening alone does not check:
+    /// it reads only the TOC and attributes). Errors name the entries whose
+    /// data the bad chunk holds.
+    pub fn verify_data(&self) -> Result<()> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let Err((chunk, err)) = self.heap.verify(threads) else {
+            return Ok(());
+        };
+        let cs = crate::header::CHUNK_SIZE as u64;
+        let (start, end) = (chunk * cs, (chunk + 1) * cs);
+        let mut hit: Vec<String> = Vec::new();
+        let mut more = 0usize;
+        for (_, e) in self.toc.walk() {
+            if let DataRef::Heap { offset, size } = e.data() {
+                if offset < end && offset.saturating_add(size) > start {
+                    if hit.len() < 5 {
+                        hit.push(e.path());
+                    } else {
+                        more += 1;
+                    }
+                }
+            }
+        }
+        let holds = match (hit.is_empty(), more) {
+            (true, _) => "package metadata".to_string(),
+            (false, 0) => format!("data of {}", hit.join(", ")),
+            (false, m) => format!("data of {} and {m} more", hit.join(", ")),
+        };
+        Err(corrupt!("{err} (the chunk holds {holds})")).at(&self.path)
+    }
+
     /// Bytes of memory opening this package was charged (its index, chunk
     /// table and attributes); what a mount budgets per package.
     pub fn memory_usage(&self) -> u64 {

@@ -31,6 +31,8 @@ enum ScanKind {
     Dir(Vec<ScanEntry>),
     File,
     Symlink(String),
+    /// A file made by the build (the generated `.PackageInfo`).
+    Generated(Vec<u8>),
 }
 
 struct ScanEntry {
@@ -67,21 +69,32 @@ pub fn build_from_dir(
     if !root_meta.is_dir() {
         return Err(Error::unsupported("not a directory").with_path(dir));
     }
-    let entries = scan_dir(dir, &mut totals, 0)?;
+    let mut entries = scan_dir(dir, &mut totals, 0)?;
+    if let Err(at) =
+        entries.binary_search_by(|e| e.name.as_bytes().cmp(PACKAGE_INFO_FILE.as_bytes()))
+    {
+        // Generated in its sorted place, dated like the manifest it comes
+        // from: extracting and rebuilding then gives the same bytes.
+        let dated = fs::symlink_metadata(dir.join("manifest.json")).unwrap_or(root_meta);
+        entries.insert(
+            at,
+            ScanEntry {
+                name: PACKAGE_INFO_FILE.to_string(),
+                path: dir.join(PACKAGE_INFO_FILE),
+                meta: EntryMeta {
+                    mtime: timestamp(dated.mtime(), dated.mtime_nsec()),
+                    ..Default::default()
+                },
+                kind: ScanKind::Generated(info.to_package_info_text().into_bytes()),
+            },
+        );
+    }
     on_scan(totals);
     let mut b = PackageBuilder::create(out, options)?;
     let mut done = 0u64;
     let mut buf = Vec::new();
     for e in &entries {
         add_entry(&mut b, e, &mut buf, &mut done, progress)?;
-    }
-    if !entries.iter().any(|e| e.name == PACKAGE_INFO_FILE) {
-        let text = info.to_package_info_text();
-        let meta = EntryMeta {
-            mtime: timestamp(root_meta.mtime(), root_meta.mtime_nsec()),
-            ..Default::default()
-        };
-        b.add_file(PACKAGE_INFO_FILE, meta, FileData::Bytes(text.as_bytes()))?;
     }
     b.finish(info)
 }
@@ -172,6 +185,9 @@ fn add_entry(
             b.end_directory()?;
         }
         ScanKind::Symlink(target) => b.add_symlink(&e.name, e.meta.clone(), target)?,
+        ScanKind::Generated(bytes) => {
+            b.add_file(&e.name, e.meta.clone(), FileData::Bytes(bytes))?
+        }
         ScanKind::File => {
             let mut f = File::open(&e.path).at(&e.path)?;
             // Size now, not at scan time: the file is read right after this.

@@ -92,10 +92,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
             .map(|n| n.to_string_lossy())
             .unwrap_or_default()
     ));
-    let mut f = File::create(&tmp).at(&tmp)?;
-    f.write_all(bytes).at(&tmp)?;
-    f.sync_all().at(&tmp)?;
-    drop(f);
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        // A full disk must not stay full because of our leftover.
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::Io(path.display().to_string(), e));
+    }
     crash_point();
     fs::rename(&tmp, path).at(path)?;
     fsync_dir(dir)
@@ -319,6 +324,31 @@ impl Root {
                 }
             }
         }
+        // Temporary files of interrupted atomic writes (states, the list).
+        for dir in [STATES_DIR, "system/state"] {
+            let dir = self.path.join(dir);
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.filter_map(|e| e.ok()) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    fs::remove_file(e.path()).at(e.path())?;
+                    notes.push(format!("removed unfinished {}", e.path().display()));
+                }
+            }
+        }
+        // A state written but never made current (a change interrupted
+        // between writing it and the commit) must not be listed or rolled
+        // back to: states are committed in number order, so every state
+        // above the current one's number is such a leftover.
+        if let Some(n) = self.current_number()? {
+            for later in self.states()?.into_iter().filter(|&m| m > n) {
+                let p = self.state_path(later);
+                fs::remove_file(&p).at(&p)?;
+                notes.push(format!(
+                    "removed state {later}, which was never made current"
+                ));
+            }
+        }
         let moved = self.place(&current.entries, &current)?;
         notes.extend(moved);
         let store = self.path.join(STORE_DIR);
@@ -358,9 +388,16 @@ impl Root {
                 .join(LAYERS[p.layer])
                 .join("packages")
                 .join(format!("{TEMP_PREFIX}{}", p.sha256));
-            fs::copy(&p.source, &tmp).at(&p.source)?;
+            let copied = fs::copy(&p.source, &tmp).and_then(|_| File::open(&tmp)?.sync_all());
+            if let Err(e) = copied {
+                // Remove the partial copy now: a full disk stays full otherwise.
+                let _ = fs::remove_file(&tmp);
+                return Err(Error::Io(
+                    format!("{} (copying {})", tmp.display(), p.source.display()),
+                    e,
+                ));
+            }
             crash_point();
-            File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
             let got = sha256_file(&tmp).at(&tmp)?;
             if got != p.sha256 {
                 let _ = fs::remove_file(&tmp);

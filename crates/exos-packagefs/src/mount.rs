@@ -593,11 +593,22 @@ impl Mount {
             // umount(2) ourselves: fuser's unmounter decides whether the
             // mount is still there by polling the device, which can answer
             // wrongly and skip the unmount, leaving a join that never ends.
-            match rustix::mount::unmount(&self.mountpoint, rustix::mount::UnmountFlags::empty()) {
-                Ok(()) | Err(rustix::io::Errno::INVAL) => {}
-                // Not root: let fuser go through fusermount.
-                Err(rustix::io::Errno::PERM) => self.unmounter.unmount()?,
-                Err(e) => return Err(e.into()),
+            // EBUSY can be passing: a process forked elsewhere holds a copy
+            // of a descriptor on the mount until it execs. Retry briefly.
+            let started = Instant::now();
+            loop {
+                match rustix::mount::unmount(&self.mountpoint, rustix::mount::UnmountFlags::empty()) {
+                    Ok(()) | Err(rustix::io::Errno::INVAL) => break,
+                    // Not root: let fuser go through fusermount.
+                    Err(rustix::io::Errno::PERM) => {
+                        self.unmounter.unmount()?;
+                        break;
+                    }
+                    Err(rustix::io::Errno::BUSY) if started.elapsed() < Duration::from_secs(3) => {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         if !self.ended.wait(Duration::from_secs(10)) {
@@ -606,7 +617,8 @@ impl Mount {
                 self.mountpoint.display()
             )));
         }
-        let _ = self.unmounter.unmount();
+        // The mount is gone (the session ended): fuser's own unmount would
+        // only fail with EINVAL and log it as a warning.
         if let Some(s) = self.session.take() {
             let _ = s.join();
         }
