@@ -597,7 +597,8 @@ impl Mount {
             // of a descriptor on the mount until it execs. Retry briefly.
             let started = Instant::now();
             loop {
-                match rustix::mount::unmount(&self.mountpoint, rustix::mount::UnmountFlags::empty()) {
+                match rustix::mount::unmount(&self.mountpoint, rustix::mount::UnmountFlags::empty())
+                {
                     Ok(()) | Err(rustix::io::Errno::INVAL) => break,
                     // Not root: let fuser go through fusermount.
                     Err(rustix::io::Errno::PERM) => {
