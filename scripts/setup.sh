@@ -15,5 +15,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust stable (rustup)" >&2; exit 1; }
+# The fuzzers (scripts/fuzz.sh, part of the tests) need nightly and cargo-fuzz.
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  echo "setup: installing Rust nightly (for cargo fuzz)"
+  rustup toolchain install nightly --profile minimal >/dev/null
+fi
+if ! command -v cargo-fuzz >/dev/null; then
+  echo "setup: installing cargo-fuzz"
+  cargo install -q --locked cargo-fuzz
+fi
 cargo build --release -q -p exos-cli
 echo "setup: built target/release/exos"

@@ -1,17 +1,11 @@
 use std::io::Write;
-use std::os::fd::FromRawFd;
-
-extern "C" {
-    fn memfd_create(name: *const std::ffi::c_char, flags: u32) -> i32;
-}
 
 /// The readers work on files (pread), so fuzz input goes into an
 /// anonymous in-memory file.
 pub fn memfile(data: &[u8]) -> std::fs::File {
-    // SAFETY: memfd_create returns a fresh, owned descriptor or -1.
-    let fd = unsafe { memfd_create(c"fuzz".as_ptr(), 0) };
-    assert!(fd >= 0, "memfd_create failed");
-    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
-    f.write_all(data).unwrap();
+    let fd = rustix::fs::memfd_create("fuzz", rustix::fs::MemfdFlags::CLOEXEC)
+        .expect("memfd_create");
+    let mut f = std::fs::File::from(fd);
+    f.write_all(data).expect("writing a memfd");
     f
 }

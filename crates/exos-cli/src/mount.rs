@@ -78,8 +78,16 @@ pub fn parse_host_api(h: &str) -> Result<Provide> {
 
 fn init_logging(log_file: Option<&Path>, quiet: bool) -> Result<()> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("EXOS_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(if quiet { "warn" } else { "info" }));
+    // fuser's own warnings are about its teardown (a second unmount after
+    // ours fails with EINVAL) or requests we answer on purpose: noise that
+    // reads like failure. EXOS_LOG=fuser=warn brings them back.
+    let filter = EnvFilter::try_from_env("EXOS_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(if quiet {
+            "warn,fuser=error"
+        } else {
+            "info,fuser=error"
+        })
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
@@ -120,7 +128,7 @@ pub fn mount(args: &MountArgs, quiet: bool) -> Result<()> {
         );
     }
     if args.daemon {
-        return spawn_daemon(args);
+        return spawn_daemon(args, quiet);
     }
     init_logging(args.log_file.as_deref(), quiet)?;
     let mut options = MountOptions::new(args.root.canonicalize()?, args.mountpoint.canonicalize()?);
@@ -216,15 +224,60 @@ pub fn mount(args: &MountArgs, quiet: bool) -> Result<()> {
     }
 }
 
-/// Re-runs `exos mount` without `--daemon` in a new process group, and
-/// returns once the mount is up (or reports why it is not).
-fn spawn_daemon(args: &MountArgs) -> Result<()> {
+impl MountArgs {
+    /// The arguments of the serving process a `--daemon` mount starts: these
+    /// options without `--daemon`, every path made absolute (the daemon
+    /// works from `/`, so that it never keeps a directory busy).
+    fn daemon_argv(&self) -> Result<Vec<std::ffi::OsString>> {
+        let abs = |p: &Path| {
+            std::path::absolute(p).with_context(|| format!("{}: cannot resolve", p.display()))
+        };
+        let mut a: Vec<std::ffi::OsString> = vec!["mount".into()];
+        a.push(abs(&self.root)?.into());
+        a.push(abs(&self.mountpoint)?.into());
+        a.push(format!("--cache-mib={}", self.cache_mib).into());
+        if let Some(t) = self.threads {
+            a.push(format!("--threads={t}").into());
+        }
+        a.push(format!("--ttl-ms={}", self.ttl_ms).into());
+        for h in &self.host_api {
+            a.push(format!("--host-api={h}").into());
+        }
+        if let Some(n) = self.state {
+            a.push(format!("--state={n}").into());
+        }
+        if self.private {
+            a.push("--private".into());
+        }
+        if self.allow_setuid {
+            a.push("--allow-setuid".into());
+        }
+        a.push(format!("--max-memory-mib={}", self.max_memory_mib).into());
+        if let Some(ms) = self.poll_ms {
+            a.push(format!("--poll-ms={ms}").into());
+        }
+        if let Some(p) = &self.pid_file {
+            a.push("--pid-file".into());
+            a.push(abs(p)?.into());
+        }
+        if let Some(p) = &self.log_file {
+            a.push("--log-file".into());
+            a.push(abs(p)?.into());
+        }
+        Ok(a)
+    }
+}
+
+/// Starts `exos mount` without `--daemon` in a new process group, working
+/// from `/` with absolute paths, and returns once the mount is up (or
+/// reports why it is not).
+fn spawn_daemon(args: &MountArgs, quiet: bool) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("locating the exos binary")?;
-    let argv: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--daemon")
-        .collect();
+    let mut argv = args.daemon_argv()?;
+    if quiet {
+        argv.insert(0, "--quiet".into());
+    }
     let log = match &args.log_file {
         Some(p) => std::fs::OpenOptions::new()
             .create(true)
@@ -233,10 +286,15 @@ fn spawn_daemon(args: &MountArgs) -> Result<()> {
             .with_context(|| p.display().to_string())?,
         None => std::fs::File::create("/dev/null")?,
     };
-    let pid_file = args.pid_file.as_ref().expect("clap requires --pid-file");
-    let _ = std::fs::remove_file(pid_file);
+    let pid_file = std::path::absolute(
+        args.pid_file
+            .as_ref()
+            .context("--daemon needs --pid-file")?,
+    )?;
+    let _ = std::fs::remove_file(&pid_file);
     let mut child = std::process::Command::new(exe)
         .args(&argv)
+        .current_dir("/")
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -256,12 +314,14 @@ fn spawn_daemon(args: &MountArgs) -> Result<()> {
             );
         }
         if pid_file.exists() && is_mounted(&args.mountpoint) {
-            eprintln!(
-                "exos: mounted {} on {} in the background (pid {})",
-                args.root.display(),
-                args.mountpoint.display(),
-                child.id()
-            );
+            if !quiet {
+                eprintln!(
+                    "exos: mounted {} on {} in the background (pid {})",
+                    args.root.display(),
+                    args.mountpoint.display(),
+                    child.id()
+                );
+            }
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -276,12 +336,80 @@ pub fn unmount(mountpoint: &Path) -> Result<()> {
     }
     match rustix::mount::unmount(mountpoint, rustix::mount::UnmountFlags::empty()) {
         Ok(()) => Ok(()),
-        Err(rustix::io::Errno::BUSY) => bail!(
-            "{}: busy (a process has files open or its working directory there); close them, or `umount -l` to detach lazily",
-            mountpoint.display()
-        ),
+        Err(rustix::io::Errno::BUSY) => {
+            let below = mounts_below(mountpoint);
+            if !below.is_empty() {
+                bail!(
+                    "{}: busy: other file systems are mounted below it ({}); unmount those first",
+                    mountpoint.display(),
+                    below.join(", ")
+                );
+            }
+            let users = processes_using(mountpoint);
+            bail!(
+                "{}: busy: {}; close them, or `umount -l` to detach lazily",
+                mountpoint.display(),
+                if users.is_empty() {
+                    "a process has files open or its working directory there".to_string()
+                } else {
+                    format!("in use by {}", users.join(", "))
+                }
+            )
+        }
         Err(e) => Err(std::io::Error::from(e)).with_context(|| mountpoint.display().to_string()),
     }
+}
+
+/// Mount points strictly below `dir` (from /proc/self/mountinfo).
+fn mounts_below(dir: &Path) -> Vec<String> {
+    let Ok(canon) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let prefix = format!("{}/", canon.display());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| m.replace("\\040", " "))
+        .filter(|m| m.starts_with(&prefix))
+        .collect()
+}
+
+/// Processes (pid and name) whose working directory, root or an open file
+/// is below `dir`, as far as /proc lets us see.
+fn processes_using(dir: &Path) -> Vec<String> {
+    let Ok(canon) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let inside = |p: &Path| p.starts_with(&canon);
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.filter_map(|e| e.ok()) {
+        let pid = p.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let base = p.path();
+        let mut uses = ["cwd", "root"]
+            .iter()
+            .any(|l| std::fs::read_link(base.join(l)).is_ok_and(|t| inside(&t)));
+        if !uses {
+            uses = std::fs::read_dir(base.join("fd")).is_ok_and(|fds| {
+                fds.filter_map(|e| e.ok())
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| inside(&t)))
+            });
+        }
+        if uses {
+            let comm = std::fs::read_to_string(base.join("comm")).unwrap_or_default();
+            out.push(format!("pid {pid} ({})", comm.trim()));
+            if out.len() == 10 {
+                break;
+            }
+        }
+    }
+    out
 }
 
 pub fn status(mountpoint: &Path, json: bool) -> Result<()> {

@@ -167,3 +167,162 @@ fn exos_unmount_ends_the_daemon() {
     assert!(status.success(), "{status}");
     assert!(!mounted(&mnt));
 }
+
+fn exos_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_exos"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run exos")
+}
+
+#[test]
+fn relative_paths_work_with_daemon_and_the_log_stays_quiet() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, _) = setup(tmp.path());
+    // Every path relative to the current directory, as a newcomer types them.
+    let o = exos_in(
+        tmp.path(),
+        &[
+            "mount",
+            "root",
+            "mnt",
+            "--daemon",
+            "--pid-file",
+            "p",
+            "--log-file",
+            "l",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pid: u32 = fs::read_to_string(tmp.path().join("p"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The daemon works from / (it must not keep a directory busy).
+    assert_eq!(
+        fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+        Path::new("/")
+    );
+    let mnt = tmp.path().join("mnt");
+    // isatty() on a file of the mount asks the daemon for TCGETS: ENOTTY,
+    // without a word in the log.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "[ -t 0 ] < {}",
+            mnt.join("merged/bin/hi").display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let o = exos_in(tmp.path(), &["unmount", "mnt"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(wait_until(|| !tmp.path().join("p").exists()));
+    let log = fs::read_to_string(tmp.path().join("l")).unwrap();
+    assert!(log.contains("unmounted"), "{log}");
+    for noise in [
+        "Not Implemented",
+        "ioctl",
+        "Failed to umount",
+        "Invalid argument",
+    ] {
+        assert!(!log.contains(noise), "{noise:?} in the log:\n{log}");
+    }
+}
+
+#[test]
+fn a_busy_unmount_says_what_holds_the_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, mnt) = setup(tmp.path());
+    let pid_file = tmp.path().join("exos.pid");
+    let o = exos(&[
+        "mount",
+        "--daemon",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        root.to_str().unwrap(),
+        mnt.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A process working in the mount.
+    let mut sleeper = Command::new("sleep")
+        .arg("30")
+        .current_dir(mnt.join("merged/bin"))
+        .spawn()
+        .unwrap();
+    let o = exos(&["unmount", mnt.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("pid {} (sleep)", sleeper.id())),
+        "{err}"
+    );
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    // Another file system mounted below.
+    let below = mnt.join("merged/bin");
+    assert!(Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&below)
+        .status()
+        .unwrap()
+        .success());
+    let o = exos(&["unmount", mnt.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("mounted below") && err.contains("merged/bin"),
+        "{err}"
+    );
+    assert!(Command::new("umount")
+        .arg(&below)
+        .status()
+        .unwrap()
+        .success());
+    let o = exos(&["unmount", mnt.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn unreadable_data_is_eio_and_the_log_names_package_and_entry() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, mnt) = setup(tmp.path());
+    let case = exos_hostile::cases()
+        .into_iter()
+        .find(|c| c.name == "data-chunk-flipped")
+        .unwrap();
+    fs::write(root.join("user/packages/flipped.hpkg"), &case.bytes).unwrap();
+    let pid_file = tmp.path().join("exos.pid");
+    let log = tmp.path().join("exos.log");
+    let o = exos(&[
+        "mount",
+        "--daemon",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "--log-file",
+        log.to_str().unwrap(),
+        root.to_str().unwrap(),
+        mnt.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(fs::read(mnt.join("user/a-ok")).unwrap(), b"fine");
+    let err = fs::read(mnt.join("user/f")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(5), "{err}");
+    assert!(exos(&["unmount", mnt.to_str().unwrap()]).status.success());
+    assert!(wait_until(|| !pid_file.exists()));
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("flipped.hpkg") && text.contains(": f: ") && text.contains("heap chunk 0"),
+        "{text}"
+    );
+}

@@ -598,6 +598,13 @@ pub fn cases() -> Vec<Case> {
             expect: Expect::Accepted,
         },
     ];
+    v.push(Case {
+        name: "hpkr-no-base-url",
+        class: "repository whose info has no base URL (identifier is a URL)",
+        extension: "hpkr",
+        bytes: hpkr_without_base_url(),
+        expect: Expect::Accepted,
+    });
     for (stem, name) in [
         ("name-dotdot", ".."),
         ("name-slash", "a/b"),

@@ -1,25 +1,34 @@
 //! `exos-hostile DIR`: writes every hostile case into DIR, plus
-//! `cases.tsv` (file, class, expected outcome) for scripts.
+//! `cases.tsv` (file, size, class, expected outcome) for scripts.
+//!
+//! `exos-hostile seeds FIXTURES DIR`: writes the fuzz seed corpus, one
+//! directory per fuzz target, from the real fixtures, the small hostile
+//! cases and the example manifests (see fuzz/make-seeds.sh).
 
 #![forbid(unsafe_code)]
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let Some(dir) = std::env::args_os().nth(1).map(PathBuf::from) else {
-        eprintln!("usage: exos-hostile DIR");
-        return ExitCode::from(2);
+    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    let result = match args.as_slice() {
+        [dir] => write_all(dir),
+        [cmd, fixtures, dir] if cmd.as_os_str() == "seeds" => write_seeds(fixtures, dir),
+        _ => {
+            eprintln!("usage: exos-hostile DIR | exos-hostile seeds FIXTURES DIR");
+            return ExitCode::from(2);
+        }
     };
-    if let Err(e) = write_all(&dir) {
-        eprintln!("exos-hostile: {}: {e}", dir.display());
+    if let Err(e) = result {
+        eprintln!("exos-hostile: {e}");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }
 
-fn write_all(dir: &std::path::Path) -> std::io::Result<()> {
+fn write_all(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut index = std::fs::File::create(dir.join("cases.tsv"))?;
     for case in exos_hostile::cases() {
@@ -34,4 +43,112 @@ fn write_all(dir: &std::path::Path) -> std::io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// Hostile cases small enough for a seed corpus (the large ones are in the
+/// tests; a fuzzer mutates small inputs best).
+const MAX_SEED: usize = 4096;
+
+fn write_seeds(fixtures: &Path, out: &Path) -> std::io::Result<()> {
+    let put = |target: &str, name: &str, bytes: &[u8]| -> std::io::Result<()> {
+        let d = out.join(target);
+        std::fs::create_dir_all(&d)?;
+        std::fs::write(d.join(name), bytes)
+    };
+    let small_fixture = |name: &str| std::fs::read(fixtures.join(name));
+    let mut packages: Vec<(String, Vec<u8>)> = vec![
+        (
+            "mini".into(),
+            small_fixture("generated_mini-uncompressed.hpkg")?,
+        ),
+        (
+            "artificial".into(),
+            small_fixture(
+                "haikudepotserver-packagefile_src_test_resources_artificial-1.0.0-any.hpkg",
+            )?,
+        ),
+    ];
+    let mut repos: Vec<(String, Vec<u8>)> =
+        vec![("testrepo".into(), small_fixture("generated_testrepo.hpkr")?)];
+    for case in exos_hostile::cases() {
+        if case.bytes.len() > MAX_SEED {
+            continue;
+        }
+        match case.extension {
+            "hpkg" => packages.push((case.name.into(), case.bytes)),
+            _ => repos.push((case.name.into(), case.bytes)),
+        }
+    }
+    for (name, bytes) in &packages {
+        put("read_package", name, bytes)?;
+        // build_view: the first byte says where the input splits in two.
+        let mut whole = vec![255u8];
+        whole.extend_from_slice(bytes);
+        put("build_view", name, &whole)?;
+    }
+    let (a, b) = (&packages[0].1, &packages[1].1);
+    let mut pair = vec![(a.len() * 255 / (a.len() + b.len())) as u8];
+    pair.extend_from_slice(a);
+    pair.extend_from_slice(b);
+    put("build_view", "mini+artificial", &pair)?;
+    for (name, bytes) in &repos {
+        put("read_repository", name, bytes)?;
+        if let Some(info) = repository_info_section(bytes) {
+            put("read_repository_info", name, &info)?;
+        }
+    }
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    for e in std::fs::read_dir(&examples)? {
+        let e = e?;
+        if let Ok(m) = std::fs::read(e.path().join("manifest.json")) {
+            put("parse_manifest", &e.file_name().to_string_lossy(), &m)?;
+        }
+    }
+    put(
+        "parse_manifest",
+        "full",
+        br#"{"name":"hello","version":"1.2.0-1","summary":"s","license":"MIT","copyright":"c",
+"provides":["cmd:hello = 1.2",{"api":"libhello","version":"1.2","compatible":"1.0"}],
+"requires":[{"api":"libgreet","version":">=1.0, <2"},"core.runtime ~2.1",{"any":["pager","less >= 500"]}],
+"uses":["system.cuda >= 12"],"conflicts":[{"api":"oldhello","version":"<1.0"}],"replaces":["hello_legacy"]}"#,
+    )?;
+    // Regressions the fuzzer found.
+    put(
+        "parse_manifest",
+        "regression-array",
+        br#"["T_,","lame",",",""]"#,
+    )?;
+    let sha = "0123456789abcdef".repeat(4);
+    put(
+        "parse_state_list",
+        "active.list",
+        format!("# exos state\n# created 1764000000\n# change install a 1.0\nsystem a-1.0.hpkg {sha}\nuser b.hpkg {sha}\n").as_bytes(),
+    )?;
+    put(
+        "parse_state_list",
+        "status.json",
+        br#"{"root":"/r","state_list":null,"mountpoint":"/m","pid":1,"generation":2,"updated":3,
+"layers":{"system":[{"file":"a.hpkg","name":"a","version":"1","sha256":null,"memory_bytes":9}],"common":[],"user":[]},
+"refused":[{"layer":"user","file":"/r/user/packages/x.hpkg","reason":"r"}],
+"conflicts":[{"layer":"system","path":"bin/x","winner":"a.hpkg","loser":"b.hpkg"}],
+"owners":{"system":{"uid":0,"gid":0},"common":{"uid":0,"gid":0},"user":{"uid":1000,"gid":1000}},
+"security":{"nosuid":true,"nodev":true,"setuid":{"system":false,"common":false,"user":false}},
+"memory":{"used_bytes":1,"budget_bytes":2},"live":{"mode":"inotify","interval_ms":null,"reason":null},
+"cache_bytes":8388608,"nodes":10,"index_bytes":100}"#,
+    )?;
+    Ok(())
+}
+
+/// The repository-info section (a flattened BMessage) of an uncompressed
+/// or compressed HPKR file.
+fn repository_info_section(bytes: &[u8]) -> Option<Vec<u8>> {
+    let h = exos_hpkg::RepoHeader::parse(bytes.get(..72)?, bytes.len() as u64).ok()?;
+    let dir = std::env::temp_dir().join(format!("exos-seed-{}", std::process::id()));
+    std::fs::write(&dir, bytes).ok()?;
+    let file = std::sync::Arc::new(std::fs::File::open(&dir).ok()?);
+    let _ = std::fs::remove_file(&dir);
+    let heap =
+        exos_hpkg::heap::HeapReader::new(file, h.heap, &exos_hpkg::budget::Budget::unlimited())
+            .ok()?;
+    heap.read_vec(h.info_offset(), h.info_length as u64).ok()
 }

@@ -200,6 +200,14 @@ impl PackageDecoder<'_> {
     }
 }
 
+impl RepositoryInfo {
+    /// Parses a repository-info section (a flattened BMessage), within the
+    /// default memory limits for its size.
+    pub fn parse(bytes: &[u8]) -> Result<RepositoryInfo> {
+        parse_info(bytes, &Budget::new(Limits::default(), bytes.len() as u64))
+    }
+}
+
 fn parse_info(b: &[u8], budget: &Budget) -> Result<RepositoryInfo> {
     let mut info = RepositoryInfo::default();
     for f in bmessage::parse(b, budget)? {

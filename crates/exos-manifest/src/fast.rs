@@ -193,6 +193,12 @@ fn provide(item: &Item) -> Option<Provide> {
 /// takes the slow path for the exact error, or for the rare valid input
 /// this path is too strict for).
 pub(crate) fn parse(bytes: &[u8]) -> Option<Manifest> {
+    // Serde's derived structs also accept an array of their fields in
+    // order; a manifest is an object (the walker's rule), so anything else
+    // goes to the walker for its error.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
     let raw: Raw = serde_json::from_slice(bytes).ok()?;
     check_name(&raw.name).ok()?;
     let version = Version::parse(&raw.version).ok()?;

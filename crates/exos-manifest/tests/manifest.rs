@@ -183,6 +183,10 @@ fn fast_path_agrees_with_the_reference_parser() {
         r#"{"name":"a","version":"1","uses":[{"any":["x"]}]}"#,
         r#"{"name":"a","version":"1","requires":[{"api":"x","api":"y"}]}"#,
         r#"{"name":"a","version":"1","architecture":"x86_64","replaces":["b"]}"#,
+        // Found by the fuzzer: serde's derived structs take an array of
+        // the fields in order; a manifest must be an object.
+        r#"["T_,","lame",",",""]"#,
+        r#"  ["a","1"]"#,
     ] {
         same_as_reference(variant.as_bytes());
     }

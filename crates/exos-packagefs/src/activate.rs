@@ -32,7 +32,7 @@ pub struct FileIdentity {
 }
 
 impl FileIdentity {
-    fn of(meta: &std::fs::Metadata) -> FileIdentity {
+    pub fn of(meta: &std::fs::Metadata) -> FileIdentity {
         FileIdentity {
             dev: meta.dev(),
             ino: meta.ino(),
@@ -76,6 +76,51 @@ pub struct ActivePackage {
     /// Memory this package costs the mount (index, metadata, its share of
     /// the view), charged against the mount's budget.
     pub memory: u64,
+}
+
+impl ActivePackage {
+    /// Validates an opened package for activation: no reserved top-level
+    /// names, a valid manifest; computes what it costs the mount.
+    pub fn new(
+        id: u64,
+        layer: usize,
+        path: PathBuf,
+        file_name: String,
+        identity: FileIdentity,
+        package: Package,
+    ) -> Result<ActivePackage, String> {
+        let toc = package.toc();
+        if let Some(name) = toc
+            .root()
+            .children()
+            .map(|c| c.name())
+            .find(|n| RESERVED_NAMES.contains(n))
+        {
+            return Err(format!(
+                "contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows"
+            ));
+        }
+        let manifest = Manifest::from_package(&package).map_err(|e| e.to_string())?;
+        let manifest_bytes = toc
+            .lookup(toc.root().id(), exos_manifest::MANIFEST_FILE)
+            .map_or(0, |e| e.size());
+        // The manifest's decoded form is a few times its JSON; view nodes
+        // exist in the layer tree and the merged one.
+        let memory =
+            package.memory_usage() + 4 * manifest_bytes + toc.len() as u64 * VIEW_BYTES_PER_ENTRY;
+        Ok(ActivePackage {
+            id,
+            layer,
+            path,
+            file_name,
+            identity,
+            package,
+            manifest,
+            sha256: None,
+            last_chunk_read: AtomicU64::new(u64::MAX),
+            memory,
+        })
+    }
 }
 
 /// A package file that was not activated, and why.
@@ -422,39 +467,10 @@ impl Scanner {
             None => None,
         };
         let package = Package::open(path).map_err(|e| e.to_string())?;
-        let toc = package.toc();
-        if let Some(name) = toc
-            .root()
-            .children()
-            .map(|c| c.name())
-            .find(|n| RESERVED_NAMES.contains(n))
-        {
-            return Err(format!(
-                "contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows"
-            ));
-        }
-        let manifest = Manifest::from_package(&package).map_err(|e| e.to_string())?;
-        let manifest_bytes = toc
-            .lookup(toc.root().id(), exos_manifest::MANIFEST_FILE)
-            .map_or(0, |e| e.size());
-        // The manifest's decoded form is a few times its JSON; view nodes
-        // exist in the layer tree and the merged one.
-        let memory =
-            package.memory_usage() + 4 * manifest_bytes + toc.len() as u64 * VIEW_BYTES_PER_ENTRY;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        package.heap().use_shared_cache(self.cache.clone(), id);
-        Ok(ActivePackage {
-            id,
-            layer,
-            path: path.to_path_buf(),
-            file_name,
-            identity,
-            package,
-            manifest,
-            sha256,
-            last_chunk_read: AtomicU64::new(u64::MAX),
-            memory,
-        })
+        let p = ActivePackage::new(id, layer, path.to_path_buf(), file_name, identity, package)?;
+        p.package.heap().use_shared_cache(self.cache.clone(), id);
+        Ok(ActivePackage { sha256, ..p })
     }
 
     /// Refuses packages whose `uses` nothing provides, until stable (a

@@ -471,6 +471,19 @@ impl Filesystem for PackageFs {
         }
     }
 
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: fuser::ReplyEmpty,
+    ) {
+        // Nothing to flush on a read-only view; ENOSYS makes the kernel
+        // stop asking (as it does for open).
+        reply.error(Errno::ENOSYS)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn ioctl(
         &self,
