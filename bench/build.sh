@@ -22,7 +22,7 @@ command -v mksquashfs >/dev/null || { echo "mksquashfs missing: apt-get install 
 rm -rf "$work" && mkdir -p "$work"
 cp -a "$src" "$work/tree"
 cat > "$work/tree/manifest.json" <<JSON
-{ "name": "benchtree", "version": "1.0", "summary": "benchmark tree" }
+{ "name": "benchtree", "version": "1.0", "summary": "benchmark tree", "license": "MIT", "copyright": "benchmark" }
 JSON
 files=$(find "$work/tree" -type f | wc -l)
 bytes=$(du -sb "$work/tree" | cut -f1)

@@ -34,7 +34,7 @@ mksquashfs "$work/tree" "$work/t.sqfs" -comp gzip -noappend -quiet -no-progress 
 mkfs.erofs -zlz4hc "$work/t.erofs" "$work/tree" >/dev/null 2>&1
 # The package's manifest.json is hidden from the mounted view, so all
 # four show the same files.
-echo '{"name":"benchtree","version":"1.0"}' > "$work/tree/manifest.json"
+echo '{"name":"benchtree","version":"1.0","summary":"benchmark tree","license":"MIT","copyright":"benchmark"}' > "$work/tree/manifest.json"
 "$exos" build -q "$work/tree" -o "$work/root/system/packages/tree.hpkg"
 rm "$work/tree/manifest.json"
 
@@ -105,7 +105,7 @@ mkdir -p "$many/root/system/packages" "$many/mnt"
 for i in $(seq -w 1 1000); do
   d=$many/src/p$i
   mkdir -p "$d/share/p$i" "$d/bin" "$d/lib"
-  echo "{\"name\":\"p$i\",\"version\":\"1.$i\"}" > "$d/manifest.json"
+  echo "{\"name\":\"p$i\",\"version\":\"1.$i\",\"summary\":\"p\",\"license\":\"MIT\",\"copyright\":\"bench\"}" > "$d/manifest.json"
   for j in $(seq 1 8); do head -c $((j * 300)) /dev/urandom | base64 > "$d/share/p$i/f$j"; done
   printf '#!/bin/sh\necho p%s\n' "$i" > "$d/bin/p$i"; chmod 755 "$d/bin/p$i"
   ln -s "../share/p$i/f1" "$d/lib/p$i.link"

@@ -25,4 +25,4 @@ if ! command -v cargo-fuzz >/dev/null; then
   cargo install -q --locked cargo-fuzz
 fi
 cargo build --release -q -p exos-cli
-echo "setup: built target/release/exos"
+echo "setup: built target/release/exos and target/release/exos-mountd"

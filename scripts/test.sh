@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# The project's test command: formatting, lints, every test, then every fuzz
-# target for 60 s on the committed seeds (a crash fails). Fixtures are read
-# from ../shared/fixtures (or $EXOS_FIXTURES). Run scripts/setup.sh first
-# on a new machine (it installs what this needs).
+# The project's test command: setup (idempotent), formatting, lints, every
+# test (the README's examples included), the demo, then every fuzz target
+# for 60 s on the committed seeds (a crash fails). Fixtures are read from
+# ../shared/fixtures (or $EXOS_FIXTURES).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --all-targets -- -D warnings
 cargo test --workspace --release
+# The main job, as the README's first command runs it.
+demo=$(mktemp -d)
+DEMO_DIR=$demo scripts/demo.sh >"$demo.log" 2>&1 || { cat "$demo.log" >&2; exit 1; }
+grep -q "Hello from a package!" "$demo.log" || { cat "$demo.log" >&2; echo "demo: no greeting" >&2; exit 1; }
+rm -rf "$demo" "$demo.log"
+echo "demo: ok"
 # The fuzz crate is outside the workspace (cargo-fuzz needs nightly).
 scripts/fuzz.sh "${EXOS_FUZZ_SECONDS:-60}"

@@ -11,6 +11,9 @@ mod listing;
 mod manage;
 mod mount;
 mod resolve;
+// Shared with exos-mountd, which runs `serve::serve`.
+#[allow(dead_code)]
+mod serve;
 mod sources;
 
 use std::io::{IsTerminal, Write};
@@ -105,7 +108,7 @@ enum Command {
     /// Compute what installing, removing or upgrading would change (dry run).
     Resolve(resolve::ResolveArgs),
     /// Mount the active packages of an EXOS root (FUSE); stays in the foreground unless --daemon.
-    Mount(mount::MountArgs),
+    Mount(serve::MountArgs),
     /// Unmount an exos mount.
     Unmount { mountpoint: PathBuf },
     /// Create an EXOS root: system/, common/, user/ packages, state, data.

@@ -100,6 +100,8 @@ fn offer(path: &Path, layer: usize) -> Result<Known> {
     // Every chunk must decompress: a package whose data is corrupt would
     // install and then fail reads with EIO.
     pkg.verify_data()?;
+    exos_packagefs::activate::check_reserved_names(&pkg)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let manifest = Manifest::from_package(&pkg)?;
     let sha256 = sha256_file(path).with_context(|| path.display().to_string())?;
     let size = std::fs::metadata(path)?.len();
@@ -232,7 +234,7 @@ fn change(args: &ChangeArgs, what: What, quiet: bool) -> Result<()> {
     known.extend(offers(&args.available, layer_for_available)?);
     let mut candidates: Vec<Candidate> = known.iter().map(|k| k.candidate.clone()).collect();
     for h in &args.host_api {
-        let p = crate::mount::parse_host_api(h)?;
+        let p = crate::serve::parse_host_api(h)?;
         candidates.push(exos_resolve::host_api(&p.api, p.version));
     }
     let universe = Universe::new(candidates);

@@ -1,112 +1,13 @@
-//! `exos mount`, `exos unmount`, `exos status`.
+//! `exos mount` (the front end: checks, then runs `exos-mountd`, see
+//! `serve`), `exos unmount`, `exos status`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
-use exos_hpkg::Version;
-use exos_manifest::Provide;
-use exos_packagefs::{is_mounted, Mount, MountOptions, Status, WatchMode};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use exos_packagefs::{is_mounted, Status};
 
-#[derive(Args)]
-pub struct MountArgs {
-    /// EXOS root holding system/, common/ and user/ packages directories.
-    root: PathBuf,
-    /// Where to mount (an existing directory).
-    mountpoint: PathBuf,
-    /// Decompressed-chunk cache shared by all packages, in MiB.
-    #[arg(long, default_value_t = 8)]
-    cache_mib: u64,
-    /// FUSE worker threads (default: number of cores, at least 2).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// How long the kernel may cache names and attributes, in milliseconds
-    /// (changes are pushed to the kernel at once regardless).
-    #[arg(long, default_value_t = 60_000)]
-    ttl_ms: u64,
-    /// An API the host provides, for packages' `uses` (repeatable).
-    #[arg(long = "host-api", value_name = "API[=VERSION]")]
-    host_api: Vec<String>,
-    /// Mount state N of the root (from system/state/states) instead of the
-    /// current one; the current state is not changed.
-    #[arg(long)]
-    state: Option<u64>,
-    /// Only root may see the mount (default: everyone, read-only).
-    #[arg(long)]
-    private: bool,
-    /// Honour setuid/setgid bits of system-layer packages (mounts `suid`).
-    /// Only root may use it, and only while root alone can write the system
-    /// layer; common and user layers never get them.
-    #[arg(long)]
-    allow_setuid: bool,
-    /// Memory all active packages together may use, in MiB; packages past
-    /// it are refused (lower layers first served).
-    #[arg(long, default_value_t = 1024)]
-    max_memory_mib: u64,
-    /// Notice package changes by rescanning every N ms instead of inotify
-    /// (for file systems without inotify, e.g. NFS).
-    #[arg(long, value_name = "N")]
-    poll_ms: Option<u64>,
-    /// Run in the background; requires --pid-file, logs go to --log-file.
-    #[arg(long, requires = "pid_file")]
-    daemon: bool,
-    /// Write the serving process's pid here (removed on exit).
-    #[arg(long)]
-    pid_file: Option<PathBuf>,
-    /// Append logs here instead of standard error.
-    #[arg(long)]
-    log_file: Option<PathBuf>,
-}
-
-pub fn parse_host_api(h: &str) -> Result<Provide> {
-    let (api, version) = match h.split_once('=') {
-        Some((a, v)) => (
-            a.trim(),
-            Some(Version::parse(v).map_err(|e| anyhow::anyhow!("--host-api {h:?}: {e}"))?),
-        ),
-        None => (h.trim(), None),
-    };
-    exos_hpkg::info::check_name(api).map_err(|e| anyhow::anyhow!("--host-api {h:?}: {e}"))?;
-    Ok(Provide {
-        api: api.to_string(),
-        version,
-        compatible: None,
-    })
-}
-
-fn init_logging(log_file: Option<&Path>, quiet: bool) -> Result<()> {
-    use tracing_subscriber::EnvFilter;
-    // fuser's own warnings are about its teardown (a second unmount after
-    // ours fails with EINVAL) or requests we answer on purpose: noise that
-    // reads like failure. EXOS_LOG=fuser=warn brings them back.
-    let filter = EnvFilter::try_from_env("EXOS_LOG").unwrap_or_else(|_| {
-        EnvFilter::new(if quiet {
-            "warn,fuser=error"
-        } else {
-            "info,fuser=error"
-        })
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    match log_file {
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| path.display().to_string())?;
-            builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .init();
-        }
-        None => builder.with_writer(std::io::stderr).init(),
-    }
-    Ok(())
-}
+use crate::serve::MountArgs;
 
 pub fn mount(args: &MountArgs, quiet: bool) -> Result<()> {
     if !args.root.is_dir() {
@@ -130,150 +31,39 @@ pub fn mount(args: &MountArgs, quiet: bool) -> Result<()> {
     if args.daemon {
         return spawn_daemon(args, quiet);
     }
-    init_logging(args.log_file.as_deref(), quiet)?;
-    let mut options = MountOptions::new(args.root.canonicalize()?, args.mountpoint.canonicalize()?);
-    options.cache_bytes = args.cache_mib << 20;
-    if let Some(t) = args.threads {
-        options.threads = t.max(1);
-    }
-    options.ttl = Duration::from_millis(args.ttl_ms);
-    options.allow_other = !args.private;
-    if args.allow_setuid && !rustix::process::geteuid().is_root() {
-        bail!("--allow-setuid: only root may serve setuid programs");
-    }
-    options.privileges.setuid_from_system = args.allow_setuid;
-    options.memory_budget = args.max_memory_mib << 20;
-    if let Some(ms) = args.poll_ms {
-        options.watch = WatchMode::Poll(Duration::from_millis(ms.max(10)));
-    }
-    if let Some(n) = args.state {
-        let list = args
-            .root
-            .join(exos_manager::STATES_DIR)
-            .join(format!("{n:06}.list"));
-        if !list.is_file() {
-            bail!("{}: no state {n} (see `exos state list`)", list.display());
-        }
-        options.state_list = Some(list.canonicalize()?);
-    }
-    options.host_apis = args
-        .host_api
-        .iter()
-        .map(|h| parse_host_api(h))
-        .collect::<Result<_>>()?;
-
-    let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .context("installing signal handlers")?;
-    let handle = signals.handle();
-    let mounted = Mount::start(options).with_context(|| {
-        format!(
-            "mounting {} on {}",
-            args.root.display(),
-            args.mountpoint.display()
-        )
-    })?;
-    let r = &mounted.initial;
-    tracing::info!(
-        "mounted {} on {}: {} packages active, {} refused, {} conflicts, {} nodes ({} KiB index) in {:.3} s",
-        args.root.display(),
-        args.mountpoint.display(),
-        r.active,
-        r.refused.len(),
-        r.conflicts,
-        r.nodes,
-        r.view_bytes / 1024,
-        r.seconds
-    );
-    for (path, reason) in &r.refused {
-        tracing::warn!("refused {}: {reason}", path.display());
-    }
-    if let Some(pid_file) = &args.pid_file {
-        exos_manager::write_atomically(pid_file, format!("{}\n", std::process::id()).as_bytes())?;
-    }
-    // Wait for a signal, or for the mount to go away (exos unmount, umount).
-    let (tx, rx) = std::sync::mpsc::channel();
-    let tx2 = tx.clone();
-    let mut signals_iter = signals;
-    std::thread::spawn(move || {
-        if let Some(sig) = signals_iter.forever().next() {
-            let _ = tx.send(Some(sig));
-        }
-    });
-    let ended = mounted.ended();
-    std::thread::spawn(move || {
-        while !ended.wait(Duration::from_secs(3600)) {}
-        let _ = tx2.send(None);
-    });
-    match rx.recv() {
-        Ok(Some(sig)) => tracing::info!("signal {sig}: unmounting"),
-        _ => tracing::info!("unmounted from outside"),
-    }
-    handle.close();
-    let r = mounted.unmount();
-    if let Some(pid_file) = &args.pid_file {
-        let _ = std::fs::remove_file(pid_file);
-    }
-    match r {
-        Ok(()) => {
-            tracing::info!("unmounted {}", args.mountpoint.display());
-            Ok(())
-        }
-        // Already gone (unmounted from outside).
-        Err(_) if !is_mounted(&args.mountpoint) => Ok(()),
-        Err(e) => Err(e).context("unmounting"),
-    }
+    exec_mountd(args, quiet)
 }
 
-impl MountArgs {
-    /// The arguments of the serving process a `--daemon` mount starts: these
-    /// options without `--daemon`, every path made absolute (the daemon
-    /// works from `/`, so that it never keeps a directory busy).
-    fn daemon_argv(&self) -> Result<Vec<std::ffi::OsString>> {
-        let abs = |p: &Path| {
-            std::path::absolute(p).with_context(|| format!("{}: cannot resolve", p.display()))
-        };
-        let mut a: Vec<std::ffi::OsString> = vec!["mount".into()];
-        a.push(abs(&self.root)?.into());
-        a.push(abs(&self.mountpoint)?.into());
-        a.push(format!("--cache-mib={}", self.cache_mib).into());
-        if let Some(t) = self.threads {
-            a.push(format!("--threads={t}").into());
-        }
-        a.push(format!("--ttl-ms={}", self.ttl_ms).into());
-        for h in &self.host_api {
-            a.push(format!("--host-api={h}").into());
-        }
-        if let Some(n) = self.state {
-            a.push(format!("--state={n}").into());
-        }
-        if self.private {
-            a.push("--private".into());
-        }
-        if self.allow_setuid {
-            a.push("--allow-setuid".into());
-        }
-        a.push(format!("--max-memory-mib={}", self.max_memory_mib).into());
-        if let Some(ms) = self.poll_ms {
-            a.push(format!("--poll-ms={ms}").into());
-        }
-        if let Some(p) = &self.pid_file {
-            a.push("--pid-file".into());
-            a.push(abs(p)?.into());
-        }
-        if let Some(p) = &self.log_file {
-            a.push("--log-file".into());
-            a.push(abs(p)?.into());
-        }
-        Ok(a)
+/// Path of `exos-mountd`, installed beside `exos`.
+fn mountd() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the exos binary")?;
+    let d = exe.with_file_name("exos-mountd");
+    if !d.is_file() {
+        bail!(
+            "{}: missing; `exos mount` runs it to serve the mount (it is built with exos: cargo build --release -p exos-cli)",
+            d.display()
+        );
     }
+    Ok(d)
 }
 
-/// Starts `exos mount` without `--daemon` in a new process group, working
-/// from `/` with absolute paths, and returns once the mount is up (or
-/// reports why it is not).
+/// Foreground: becomes `exos-mountd` (same process, so signals reach it).
+fn exec_mountd(args: &MountArgs, quiet: bool) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let mut argv = args.daemon_argv()?;
+    if quiet {
+        argv.insert(0, "--quiet".into());
+    }
+    let err = std::process::Command::new(mountd()?).args(argv).exec();
+    Err(err).context("starting exos-mountd")
+}
+
+/// Starts `exos-mountd` in a new process group, working from `/` with
+/// absolute paths, and returns once the mount is up (or reports why it is
+/// not).
 fn spawn_daemon(args: &MountArgs, quiet: bool) -> Result<()> {
     use std::os::unix::process::CommandExt;
-    let exe = std::env::current_exe().context("locating the exos binary")?;
+    let exe = mountd()?;
     let mut argv = args.daemon_argv()?;
     if quiet {
         argv.insert(0, "--quiet".into());

@@ -86,7 +86,7 @@ pub fn run(args: &ResolveArgs, quiet: bool) -> Result<()> {
         candidates.extend(sources::load(p, false, quiet)?);
     }
     for h in &args.host_api {
-        let p = crate::mount::parse_host_api(h)?;
+        let p = crate::serve::parse_host_api(h)?;
         candidates.push(exos_resolve::host_api(&p.api, p.version));
     }
     let universe = Universe::new(candidates);

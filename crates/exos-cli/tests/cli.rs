@@ -481,6 +481,13 @@ fn install_and_check_refuse_packages_whose_data_does_not_decompress() {
             "{case}: {e}"
         );
     }
+    // A package mounts would refuse is refused at install already.
+    for case in ["reserved-packages-dir", "reserved-packages-file"] {
+        let p = hostile(tmp.path(), case);
+        let o = exos(&["install", "-r", root.to_str().unwrap(), p.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{case}: {}", stderr(&o));
+        assert!(stderr(&o).contains("reserves"), "{}", stderr(&o));
+    }
     // A corrupt package placed by hand under its right SHA-256: `check` finds it.
     let p = hostile(tmp.path(), "data-chunk-flipped");
     fs::copy(&p, root.join("system/packages/bad.hpkg")).unwrap();

@@ -78,6 +78,23 @@ pub struct ActivePackage {
     pub memory: u64,
 }
 
+/// Refuses a package that ships a name packagefs generates at the top of
+/// every layer (it could replace or hide other packages' metadata).
+pub fn check_reserved_names(package: &Package) -> Result<(), String> {
+    match package
+        .toc()
+        .root()
+        .children()
+        .map(|c| c.name())
+        .find(|n| RESERVED_NAMES.contains(n))
+    {
+        Some(name) => Err(format!(
+            "contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows"
+        )),
+        None => Ok(()),
+    }
+}
+
 impl ActivePackage {
     /// Validates an opened package for activation: no reserved top-level
     /// names, a valid manifest; computes what it costs the mount.
@@ -89,17 +106,8 @@ impl ActivePackage {
         identity: FileIdentity,
         package: Package,
     ) -> Result<ActivePackage, String> {
+        check_reserved_names(&package)?;
         let toc = package.toc();
-        if let Some(name) = toc
-            .root()
-            .children()
-            .map(|c| c.name())
-            .find(|n| RESERVED_NAMES.contains(n))
-        {
-            return Err(format!(
-                "contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows"
-            ));
-        }
         let manifest = Manifest::from_package(&package).map_err(|e| e.to_string())?;
         let manifest_bytes = toc
             .lookup(toc.root().id(), exos_manifest::MANIFEST_FILE)

@@ -1,0 +1,40 @@
+//! `exos-mountd`: serves one packagefs mount in the foreground until a
+//! signal or an unmount. `exos mount` runs it (in the background with
+//! `--daemon`); it takes the same options. It uses the system allocator,
+//! unlike `exos` (see serve.rs for why).
+
+#![forbid(unsafe_code)]
+
+// Shared with the `exos` front end, which also uses its argument helpers.
+#[allow(dead_code)]
+#[path = "../serve.rs"]
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "exos-mountd",
+    version,
+    about = "Serve an EXOS root's active packages over FUSE (run by `exos mount`)"
+)]
+struct Cli {
+    /// Log warnings and errors only.
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    mount: serve::MountArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match serve::serve(&cli.mount, cli.quiet) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("exos-mountd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
