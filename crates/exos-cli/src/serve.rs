@@ -213,7 +213,6 @@ pub fn serve(args: &MountArgs, quiet: bool) -> Result<()> {
     }
 }
 
-
 impl MountArgs {
     /// The arguments of `exos-mountd` for these options: everything but
     /// `--daemon`, every path made absolute (a background daemon works from
@@ -257,4 +256,3 @@ impl MountArgs {
         Ok(a)
     }
 }
-

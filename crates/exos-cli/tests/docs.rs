@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// One `$ command` with what it must print.
@@ -54,7 +57,10 @@ fn steps(doc: &str) -> Vec<Step> {
             if step.command.ends_with('\\') && step.expected.is_empty() {
                 step.command.pop();
                 step.command.push_str(line.trim_start());
-            } else if let Some(code) = line.strip_prefix("[exit: ").and_then(|l| l.strip_suffix(']')) {
+            } else if let Some(code) = line
+                .strip_prefix("[exit: ")
+                .and_then(|l| l.strip_suffix(']'))
+            {
                 step.exit = code.parse().expect("[exit: N]");
             } else {
                 step.expected.push(line.to_string());
@@ -141,8 +147,15 @@ fn run_document(name: &str) {
         .status()
         .unwrap();
     assert!(copied.success());
-    let bin = Path::new(env!("CARGO_BIN_EXE_exos")).parent().unwrap().to_path_buf();
-    let path_var = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let bin = Path::new(env!("CARGO_BIN_EXE_exos"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path_var = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut failures = Vec::new();
     for step in &steps {
         let o = Command::new("sh")
@@ -188,7 +201,10 @@ fn docs_examples_run_as_shown() {
     for e in entries {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "md") {
-            run_document(&format!("docs/{}", p.file_name().unwrap().to_string_lossy()));
+            run_document(&format!(
+                "docs/{}",
+                p.file_name().unwrap().to_string_lossy()
+            ));
         }
     }
 }
@@ -197,7 +213,9 @@ fn docs_examples_run_as_shown() {
 #[test]
 fn the_synopsis_matches_the_cli() {
     let readme = fs::read_to_string(repo().join("README.md")).unwrap();
-    let start = readme.find("## The `exos` command").expect("synopsis section");
+    let start = readme
+        .find("## The `exos` command")
+        .expect("synopsis section");
     let block = &readme[start..];
     let block = &block[block.find("```\n").unwrap() + 4..];
     let block = &block[..block.find("```").unwrap()];
@@ -222,8 +240,14 @@ fn the_synopsis_matches_the_cli() {
             "state" => vec!["state", "list", "--help"],
             _ => vec![sub.as_str(), "--help"],
         };
-        let o = Command::new(env!("CARGO_BIN_EXE_exos")).args(&args).output().unwrap();
-        assert!(o.status.success(), "exos {sub} --help failed: the synopsis names a command that does not exist");
+        let o = Command::new(env!("CARGO_BIN_EXE_exos"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "exos {sub} --help failed: the synopsis names a command that does not exist"
+        );
         let help = String::from_utf8_lossy(&o.stdout);
         for flag in text
             .split(|c: char| c.is_whitespace() || matches!(c, '[' | ']' | '|' | '='))
