@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use exos_packagefs::activate::{Activation, ActivePackage, FileIdentity};
 use exos_packagefs::view::{Privileges, View, ViewSettings};
+use exos_root::Layer;
 use libfuzzer_sys::fuzz_target;
 
-fn activate(id: u64, layer: usize, bytes: &[u8]) -> Option<Arc<ActivePackage>> {
+fn activate(id: u64, layer: Layer, bytes: &[u8]) -> Option<Arc<ActivePackage>> {
     let file = common::memfile(bytes);
     let identity = FileIdentity::of(&file.metadata().ok()?);
     let package = exos_hpkg::Package::from_file(file, "fuzz.hpkg").ok()?;
@@ -26,9 +27,9 @@ fuzz_target!(|data: &[u8]| {
     let at = (split as usize * rest.len() / 255).min(rest.len());
     let (a, b) = rest.split_at(at);
     let mut act = Activation::default();
-    for (id, layer, bytes) in [(1, 0, a), (2, 2, b)] {
+    for (id, layer, bytes) in [(1, Layer::System, a), (2, Layer::User, b)] {
         if let Some(p) = activate(id, layer, bytes) {
-            act.layers[layer].push(p);
+            act.layers.get_mut(layer).push(p);
         }
     }
     let view = View::build(&act, &ViewSettings::new(Privileges::default()));

@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use exos_hpkg::tree::{escape_attr_name, HAIKU_XATTR_PREFIX};
 use exos_hpkg::{Entry, EntryKind, Package, Timestamp};
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct ExtractStats {
     pub entries: u64,
     pub bytes: u64,

@@ -6,6 +6,7 @@ use std::io;
 
 use exos_hpkg::info::{FLAG_APPROVE_LICENSE, FLAG_SYSTEM_PACKAGE};
 use exos_hpkg::{EntryKind, Package, PackageInfo, Repository, Resolvable};
+use serde::ser::{Serialize, SerializeSeq, Serializer};
 
 /// Options of `exos list`, mirroring `package list -a -i -p`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -16,6 +17,127 @@ pub struct ListOptions {
     pub info_only: bool,
     /// Only entry paths, one per line.
     pub paths_only: bool,
+}
+
+/// Streams a listing to standard output; a closed pipe is success.
+pub fn stream(f: impl FnOnce(&mut dyn io::Write) -> io::Result<()>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    match f(&mut out).and_then(|_| io::Write::flush(&mut out)) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("writing to standard output"),
+    }
+}
+
+/// `exos list --json` of a package: its attributes and every entry,
+/// serialized as the TOC is walked (never built in memory).
+#[derive(serde::Serialize)]
+pub struct PackageListing<'a> {
+    pub info: &'a PackageInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entries: Option<Entries<'a>>,
+}
+
+impl<'a> PackageListing<'a> {
+    pub fn new(pkg: &'a Package, opts: ListOptions) -> Self {
+        PackageListing {
+            info: pkg.info(),
+            entries: (!opts.info_only).then_some(Entries {
+                pkg,
+                attributes: opts.attributes,
+            }),
+        }
+    }
+}
+
+pub struct Entries<'a> {
+    pkg: &'a Package,
+    attributes: bool,
+}
+
+/// One entry of a listing.
+#[derive(serde::Serialize)]
+struct EntryView<'a> {
+    path: String,
+    kind: &'static str,
+    size: u64,
+    /// Seconds since the epoch.
+    mtime: u64,
+    mtime_nanos: u32,
+    /// Permission bits, e.g. 493 (0o755).
+    permissions: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    symlink_target: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attributes: Option<Vec<AttributeView<'a>>>,
+}
+
+#[derive(serde::Serialize)]
+struct AttributeView<'a> {
+    name: &'a str,
+    /// Haiku type code, e.g. 1296649555 ('MIMS').
+    type_code: u32,
+    size: u64,
+}
+
+impl Serialize for Entries<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        for (_, e) in self.pkg.toc().walk() {
+            seq.serialize_element(&EntryView {
+                path: e.path(),
+                kind: match e.kind() {
+                    EntryKind::File => "file",
+                    EntryKind::Directory => "directory",
+                    EntryKind::Symlink => "symlink",
+                },
+                size: e.size(),
+                mtime: e.mtime().secs,
+                mtime_nanos: e.mtime().nanos,
+                permissions: e.permissions(),
+                symlink_target: e.symlink_target(),
+                attributes: self.attributes.then(|| {
+                    e.attributes()
+                        .map(|a| AttributeView {
+                            name: a.name,
+                            type_code: a.type_code,
+                            size: a.data.size(),
+                        })
+                        .collect()
+                }),
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// `exos list --json` of a repository: its info and every package,
+/// decoded one at a time as they are written.
+#[derive(serde::Serialize)]
+pub struct RepositoryListing<'a> {
+    pub info: &'a exos_hpkg::RepositoryInfo,
+    pub packages: RepositoryPackages<'a>,
+}
+
+impl<'a> RepositoryListing<'a> {
+    pub fn new(repo: &'a Repository) -> Self {
+        RepositoryListing {
+            info: &repo.info,
+            packages: RepositoryPackages(repo),
+        }
+    }
+}
+
+pub struct RepositoryPackages<'a>(&'a Repository);
+
+impl Serialize for RepositoryPackages<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for p in self.0.packages() {
+            seq.serialize_element(&p)?;
+        }
+        seq.end()
+    }
 }
 
 /// Writes the listing of a package to `out` as it goes (a package may list

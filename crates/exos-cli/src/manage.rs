@@ -1,51 +1,38 @@
-//! `exos init/install/remove/upgrade/rollback/state/gc/check`: the package
-//! manager over an EXOS root (see the exos-manager crate).
+//! `exos init/install/remove/upgrade/rollback/state/gc/check`: arguments
+//! and output around the package manager (exos-manager), which plans and
+//! carries out every change.
 
-use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use exos_hpkg::Package;
-use exos_manager::{diff, entry_for, Entry, NewPackage, Root, State};
-use exos_manifest::Manifest;
-use exos_packagefs::activate::{sha256_file, LAYERS};
-use exos_resolve::{Candidate, Change, Origin, Plan, Request, ResolveError, Universe};
-use serde_json::json;
+use exos_manager::{diff, FileChange, GcReport, Plan, Request, Root, StateList, Transaction};
+use serde::Serialize;
 
-use crate::{human_bytes, sources, write_stdout};
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum LayerArg {
-    System,
-    Common,
-    User,
-}
-
-impl LayerArg {
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+use crate::output::{bytes, Out};
+use crate::RootArg;
 
 #[derive(Args)]
 pub struct ChangeArgs {
-    /// The EXOS root (default: $EXOS_ROOT).
-    #[arg(short, long, env = "EXOS_ROOT")]
-    root: PathBuf,
+    #[command(flatten)]
+    root: RootArg,
     /// Show what would change, change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Skip the dependency check: apply exactly what was asked.
+    /// Skip the dependency check and apply exactly what was asked; also
+    /// allows removing essential packages.
     #[arg(long)]
     force: bool,
-    /// Machine-readable output.
-    #[arg(long)]
-    json: bool,
+    /// Go ahead when the change removes packages that were not named,
+    /// without asking.
+    #[arg(short, long)]
+    yes: bool,
     /// Packages that may be installed to satisfy dependencies or upgrades:
     /// package files or directories of them (repeatable).
     #[arg(short, long)]
-    available: Vec<PathBuf>,
+    pub available: Vec<PathBuf>,
     /// APIs the host provides, for `uses` (repeatable).
     #[arg(long = "host-api", value_name = "API[=VERSION]")]
     host_api: Vec<String>,
@@ -55,396 +42,209 @@ pub struct ChangeArgs {
 pub enum StateCommand {
     /// Every kept state, the current one marked.
     List {
-        #[arg(short, long, env = "EXOS_ROOT")]
-        root: PathBuf,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        root: RootArg,
     },
     /// The packages of one state (default: the current one).
     Show {
         number: Option<u64>,
-        #[arg(short, long, env = "EXOS_ROOT")]
-        root: PathBuf,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        root: RootArg,
     },
     /// What changes from state A to state B (default B: the current one).
     Diff {
         a: u64,
         b: Option<u64>,
-        #[arg(short, long, env = "EXOS_ROOT")]
-        root: PathBuf,
+        #[command(flatten)]
+        root: RootArg,
     },
 }
 
-/// An installed or offered package, with where its file is.
-struct Known {
-    candidate: Candidate,
-    entry: Option<Entry>,
-    new: Option<NewPackage>,
+/// What an install, remove or upgrade did (or would do, with `--dry-run`).
+#[derive(Serialize)]
+pub struct ChangeReport<'a> {
+    pub dry_run: bool,
+    /// The new state's number; `null` for a dry run or when nothing changed.
+    pub state: Option<u64>,
+    pub plan: &'a Plan,
 }
 
-fn load_installed(root: &Root, current: &State) -> Result<Vec<Known>> {
-    Ok(sources::load_state(root, current)?
-        .into_iter()
-        .map(|(entry, candidate)| Known {
-            candidate,
-            entry: Some(entry),
-            new: None,
-        })
-        .collect())
-}
-
-fn offer(path: &Path, layer: usize) -> Result<Known> {
-    let pkg = Package::open(path)?;
-    // Every chunk must decompress: a package whose data is corrupt would
-    // install and then fail reads with EIO.
-    pkg.verify_data()?;
-    exos_packagefs::activate::check_reserved_names(&pkg)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let manifest = Manifest::from_package(&pkg)?;
-    let sha256 = sha256_file(path).with_context(|| path.display().to_string())?;
-    let size = std::fs::metadata(path)?.len();
-    let file = match path.file_name().map(|n| n.to_string_lossy().into_owned()) {
-        Some(n) if n.ends_with(".hpkg") && !n.starts_with('.') => n,
-        _ => pkg.info().canonical_file_name(),
-    };
-    Ok(Known {
-        candidate: Candidate {
-            manifest,
-            origin: Origin::Available {
-                source: path.display().to_string(),
-            },
-        },
-        entry: None,
-        new: Some(NewPackage {
-            source: path.to_path_buf(),
-            layer,
-            file,
-            sha256,
-            size,
-        }),
-    })
-}
-
-fn offers(paths: &[PathBuf], layer: usize) -> Result<Vec<Known>> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            for f in sources::package_files(p)? {
-                out.push(offer(&f, layer)?);
-            }
-        } else {
-            out.push(offer(p, layer)?);
-        }
+/// Asks on the terminal, as apt does; false without one.
+fn confirm(question: &str) -> bool {
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return false;
     }
-    Ok(out)
-}
-
-enum What<'a> {
-    Install(&'a [PathBuf], usize),
-    Remove(&'a [String]),
-    Upgrade(&'a [String], usize),
-}
-
-pub fn install(
-    args: &ChangeArgs,
-    packages: &[PathBuf],
-    layer: LayerArg,
-    quiet: bool,
-) -> Result<()> {
-    if packages.is_empty() {
-        bail!("install: name at least one package file");
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return false;
     }
-    change(args, What::Install(packages, layer.index()), quiet)
+    matches!(line.trim(), "y" | "Y" | "yes" | "Yes")
 }
 
-pub fn remove(args: &ChangeArgs, names: &[String], quiet: bool) -> Result<()> {
-    if names.is_empty() {
-        bail!("remove: name at least one package");
-    }
-    change(args, What::Remove(names), quiet)
-}
-
-pub fn upgrade(args: &ChangeArgs, names: &[String], layer: LayerArg, quiet: bool) -> Result<()> {
-    if args.available.is_empty() {
-        bail!("upgrade: say where newer packages are with -a PATH");
-    }
-    change(args, What::Upgrade(names, layer.index()), quiet)
-}
-
-fn change(args: &ChangeArgs, what: What, quiet: bool) -> Result<()> {
+pub fn change(args: &ChangeArgs, request: Request, out: Out) -> Result<()> {
+    let path = &args.root.root;
     let root = if args.dry_run {
-        Root::read_only(&args.root)?
+        Root::read_only(path)?
     } else {
-        let r = Root::lock(&args.root)?;
+        let r = Root::lock(path)?;
         for note in r.recover()? {
-            if !quiet {
-                eprintln!("exos: recovered an interrupted change: {note}");
-            }
+            out.note(format_args!("recovered an interrupted change: {note}"));
         }
         r
     };
-    let current = root.current()?;
-    let mut known = load_installed(&root, &current)?;
-    let (request, description) = match &what {
-        What::Install(paths, layer) => {
-            let new = offers(paths, *layer)?;
-            let releases = new
-                .iter()
-                .map(|k| {
-                    (
-                        k.candidate.manifest.name.clone(),
-                        k.candidate.manifest.version.clone(),
-                    )
-                })
-                .collect();
-            let names: Vec<String> = new
-                .iter()
-                .map(|k| {
-                    format!(
-                        "{} {}",
-                        k.candidate.manifest.name, k.candidate.manifest.version
-                    )
-                })
-                .collect();
-            known.extend(new);
-            (
-                Request::InstallExact(releases),
-                format!("install {}", names.join(", ")),
+    let tx = Transaction {
+        request,
+        available: args.available.clone(),
+        host_apis: args
+            .host_api
+            .iter()
+            .map(|h| crate::serve::parse_host_api(h))
+            .collect::<Result<_>>()?,
+        force: args.force,
+    };
+    let plan = tx.plan(&root).map_err(|e| match e {
+        exos_manager::Error::Unsatisfiable(_) => anyhow::Error::new(e).context(format!(
+            "refusing to {} (--force to do it anyway)",
+            describe(&tx.request)
+        )),
+        e => e.into(),
+    })?;
+    let report = |state| ChangeReport {
+        dry_run: args.dry_run,
+        state,
+        plan: &plan,
+    };
+    if plan.is_empty() {
+        return out.report(&report(None), |_| "Nothing to do.\n".into());
+    }
+    if args.dry_run {
+        return out.result(&report(None), |r| {
+            render_change(r, &root)
+                + &format!(
+                    "Dry run: nothing changed ({} would be copied).\n",
+                    bytes(plan.bytes_copied)
+                )
+        });
+    }
+    let mut yes = args.yes;
+    if !yes && !plan.also_removed.is_empty() && plan.essential_removed.is_empty() && !out.json {
+        eprint!("{}", render_change(&report(None), &root));
+        yes = confirm("Do you want to continue?");
+    }
+    plan.check_consent(yes, args.force)?;
+    let n = root.commit(&plan)?;
+    out.report(&report(Some(n)), |r| {
+        render_change(r, &root)
+            + &format!(
+                "State {n}: {} ({} copied).\n",
+                plan.change,
+                bytes(plan.bytes_copied)
             )
-        }
-        What::Remove(names) => (
-            Request::Remove(names.to_vec()),
-            format!("remove {}", names.join(", ")),
-        ),
-        What::Upgrade(names, _) => (
-            Request::Upgrade(names.to_vec()),
-            if names.is_empty() {
-                "upgrade".to_string()
-            } else {
-                format!("upgrade {}", names.join(", "))
-            },
-        ),
-    };
-    let layer_for_available = match &what {
-        What::Install(_, l) | What::Upgrade(_, l) => *l,
-        What::Remove(_) => 0,
-    };
-    known.extend(offers(&args.available, layer_for_available)?);
-    let mut candidates: Vec<Candidate> = known.iter().map(|k| k.candidate.clone()).collect();
-    for h in &args.host_api {
-        let p = crate::serve::parse_host_api(h)?;
-        candidates.push(exos_resolve::host_api(&p.api, p.version));
-    }
-    let universe = Universe::new(candidates);
+    })
+}
 
-    // The target state.
-    let by_origin: HashMap<String, &Known> = known
-        .iter()
-        .map(|k| (origin_key(&k.candidate.origin), k))
-        .collect();
-    let resolved = if args.force {
-        None
-    } else {
-        Some(exos_resolve::resolve(&universe, &request))
-    };
-    let (target, new, plan) = match resolved {
-        None => forced_target(&current, &known, &what)?,
-        Some(resolved) => match resolved {
-            Ok((plan, _)) => {
-                let mut target = Vec::new();
-                let mut new = Vec::new();
-                for p in &plan.result {
-                    let k = by_origin.get(&origin_key(&p.origin)).with_context(|| {
-                        format!("{} {}: no package file for it", p.name, p.version)
-                    })?;
-                    match (&k.entry, &k.new) {
-                        (Some(e), _) => target.push(e.clone()),
-                        (None, Some(n)) => {
-                            target.push(entry_for(n.layer, &n.file, &n.sha256));
-                            new.push(n.clone());
-                        }
-                        _ => bail!("{} {}: no package file for it", p.name, p.version),
-                    }
-                }
-                (target, new, Some(plan))
-            }
-            Err(e @ ResolveError::Unsatisfiable(_)) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "refusing to {description} (--force to do it anyway)"
-                )));
-            }
-            Err(ResolveError::BadRequest(m)) => bail!("{m}"),
-        },
-    };
-    // Two packages may not share a file name in one layer.
-    let mut seen = HashMap::new();
-    for e in &target {
-        if let Some(other) = seen.insert((e.layer, e.file.clone()), e.sha256.clone()) {
-            if other != e.sha256 {
-                bail!("two packages would both be {}/{}", LAYERS[e.layer], e.file);
-            }
-        }
+fn describe(r: &Request) -> String {
+    match r {
+        Request::Install { files, .. } => format!(
+            "install {}",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Request::Remove { names } => format!("remove {}", names.join(", ")),
+        Request::Upgrade { names, .. } if names.is_empty() => "upgrade".into(),
+        Request::Upgrade { names, .. } => format!("upgrade {}", names.join(", ")),
     }
-    let changes = diff(
-        &current,
-        &State {
-            entries: target.clone(),
-            ..Default::default()
-        },
-    );
-    let bytes: u64 = new.iter().map(|n| n.size).sum();
-    let summary = |n: Option<u64>| {
-        json!({
-            "ok": true,
-            "dry_run": args.dry_run,
-            "state": n,
-            "change": description,
-            "changes": plan.as_ref().map(plan_changes).unwrap_or_default(),
-            "files": changes.iter().map(|(c, e)| json!({
-                "action": if *c == '+' { "add" } else { "remove" },
-                "layer": LAYERS[e.layer], "file": e.file, "sha256": e.sha256,
-            })).collect::<Vec<_>>(),
-            "bytes_copied": bytes,
-        })
-    };
-    if changes.is_empty() {
-        if args.json {
-            return write_stdout(&(serde_json::to_string_pretty(&summary(None))? + "\n"));
-        }
-        return write_stdout("Nothing to do.\n");
-    }
+}
+
+/// A plan for people: the resolver's changes, then the files.
+fn render_change(r: &ChangeReport, root: &Root) -> String {
+    let plan = r.plan;
     let mut text = String::new();
-    if let Some(plan) = &plan {
-        text += &render_plan(plan);
-    } else {
-        text += "Dependencies not checked (--force).\n";
+    match &plan.resolution {
+        Some(p) => {
+            for c in &p.changes {
+                text += &match c {
+                    exos_resolve::Change::Install { package } => format!("install   {package}\n"),
+                    exos_resolve::Change::Upgrade { from, to } => {
+                        format!("upgrade   {from} -> {}\n", to.version)
+                    }
+                    exos_resolve::Change::Downgrade { from, to } => {
+                        format!("downgrade {from} -> {}\n", to.version)
+                    }
+                    exos_resolve::Change::Remove { package, reason } => {
+                        format!("remove    {package} ({reason})\n")
+                    }
+                };
+            }
+        }
+        None => text += "Dependencies not checked (--force).\n",
     }
-    let size_of = |e: &Entry| {
-        new.iter()
-            .find(|n| n.sha256 == e.sha256)
+    for c in &plan.files {
+        let size = plan
+            .new
+            .iter()
+            .find(|n| n.sha256 == c.entry.sha256)
             .map(|n| n.size)
             .or_else(|| {
-                root.locate(e)
+                root.locate(&c.entry)
                     .and_then(|p| std::fs::metadata(p).ok())
                     .map(|m| m.len())
             })
-            .map(|b| format!(" ({})", human_bytes(b)))
-            .unwrap_or_default()
-    };
-    for (c, e) in &changes {
-        text += &format!("  {c} {}/{}{}\n", LAYERS[e.layer], e.file, size_of(e));
-    }
-    if args.dry_run {
-        if args.json {
-            return write_stdout(&(serde_json::to_string_pretty(&summary(None))? + "\n"));
-        }
+            .map(|b| format!(" ({})", bytes(b)))
+            .unwrap_or_default();
         text += &format!(
-            "Dry run: nothing changed ({} would be copied).\n",
-            human_bytes(bytes)
-        );
-        return write_stdout(&text);
-    }
-    let n = root.switch(target, &new, &description)?;
-    if args.json {
-        return write_stdout(&(serde_json::to_string_pretty(&summary(Some(n)))? + "\n"));
-    }
-    if !quiet {
-        text += &format!(
-            "State {n}: {description} ({} copied).\n",
-            human_bytes(bytes)
+            "  {} {}/{}{size}\n",
+            c.action.sign(),
+            c.entry.layer,
+            c.entry.file
         );
     }
-    write_stdout(&text)
-}
-
-fn origin_key(o: &Origin) -> String {
-    match o {
-        Origin::Installed { location } => format!("i:{location}"),
-        Origin::Available { source } => format!("a:{source}"),
-        Origin::Host => "host".into(),
-    }
-}
-
-/// `--force`: exactly the named change, no resolution.
-fn forced_target(
-    current: &State,
-    known: &[Known],
-    what: &What,
-) -> Result<(Vec<Entry>, Vec<NewPackage>, Option<Plan>)> {
-    let mut target = current.entries.clone();
-    let mut new = Vec::new();
-    match what {
-        What::Install(paths, _) => {
-            // Only the files named on the command line, not -a offers.
-            for n in known
+    if !plan.essential_removed.is_empty() {
+        text += &format!(
+            "Removes essential packages: {}\n",
+            plan.essential_removed
                 .iter()
-                .filter_map(|k| k.new.as_ref())
-                .filter(|n| paths.contains(&n.source))
-            {
-                let n = n.clone();
-                target.retain(|e| !(e.layer == n.layer && e.file == n.file));
-                target.push(entry_for(n.layer, &n.file, &n.sha256));
-                new.push(n);
-            }
-        }
-        What::Remove(names) => {
-            for n in names.iter() {
-                if !known
-                    .iter()
-                    .any(|k| k.entry.is_some() && &k.candidate.manifest.name == n)
-                {
-                    bail!("{n} is not installed, so it cannot be removed");
-                }
-            }
-            let doomed: Vec<&Entry> = known
-                .iter()
-                .filter(|k| names.contains(&k.candidate.manifest.name))
-                .filter_map(|k| k.entry.as_ref())
-                .collect();
-            target.retain(|e| !doomed.contains(&e));
-        }
-        What::Upgrade(..) => bail!("upgrade cannot be forced: it needs a consistent plan"),
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
-    Ok((target, new, None))
+    text
 }
 
-fn plan_changes(plan: &Plan) -> Vec<serde_json::Value> {
-    plan.changes
-        .iter()
-        .map(|c| match c {
-            Change::Install(p) => json!({"action": "install", "name": p.name, "version": p.version.to_string()}),
-            Change::Upgrade { from, to } => json!({"action": "upgrade", "name": from.name, "from": from.version.to_string(), "to": to.version.to_string()}),
-            Change::Downgrade { from, to } => json!({"action": "downgrade", "name": from.name, "from": from.version.to_string(), "to": to.version.to_string()}),
-            Change::Remove { package, reason } => json!({"action": "remove", "name": package.name, "version": package.version.to_string(), "reason": reason.to_string()}),
-        })
-        .collect()
+/// What `exos init` made.
+#[derive(Serialize)]
+pub struct InitReport<'a> {
+    pub root: &'a Path,
+    pub state: u64,
 }
 
-fn render_plan(plan: &Plan) -> String {
-    let mut s = String::new();
-    for c in &plan.changes {
-        s += &match c {
-            Change::Install(p) => format!("install   {p}\n"),
-            Change::Upgrade { from, to } => format!("upgrade   {from} -> {}\n", to.version),
-            Change::Downgrade { from, to } => format!("downgrade {from} -> {}\n", to.version),
-            Change::Remove { package, reason } => format!("remove    {package} ({reason})\n"),
-        };
-    }
-    s
-}
-
-pub fn init(root: &Path) -> Result<()> {
+pub fn init(root: &Path, out: Out) -> Result<()> {
     let r = Root::init(root)?;
-    let n = r.current_number()?.unwrap_or(0);
-    write_stdout(&format!(
-        "EXOS root at {}: system/, common/, user/ packages; state {n}; data/ for writable data.\n",
-        root.display()
-    ))
+    let state = r.current_number()?.unwrap_or(0);
+    out.report(&InitReport { root, state }, |r| {
+        format!(
+            "EXOS root at {}: system/, common/, user/ packages; state {}; data/ for writable data.\n",
+            r.root.display(),
+            r.state
+        )
+    })
 }
 
-pub fn rollback(root: &Path, to: Option<u64>, json_out: bool, quiet: bool) -> Result<()> {
+/// What `exos rollback` did.
+#[derive(Serialize)]
+pub struct RollbackReport {
+    pub state: u64,
+    pub rolled_back_to: u64,
+    pub files: Vec<FileChange>,
+}
+
+pub fn rollback(root: &Path, to: Option<u64>, out: Out) -> Result<()> {
     let r = Root::lock(root)?;
     r.recover()?;
     let states = r.states()?;
@@ -472,89 +272,121 @@ pub fn rollback(root: &Path, to: Option<u64>, json_out: bool, quiet: bool) -> Re
         &[],
         &format!("rollback to state {target_n}"),
     )?;
-    let changes = diff(&before, &target);
-    if json_out {
-        let v = json!({"ok": true, "state": n, "rolled_back_to": target_n,
-            "files": changes.iter().map(|(c, e)| json!({"action": if *c == '+' {"add"} else {"remove"}, "layer": LAYERS[e.layer], "file": e.file})).collect::<Vec<_>>()});
-        return write_stdout(&(serde_json::to_string_pretty(&v)? + "\n"));
-    }
-    let mut s = String::new();
-    for (c, e) in &changes {
-        s += &format!("  {c} {}/{}\n", LAYERS[e.layer], e.file);
-    }
-    if !quiet {
-        s += &format!("State {n}: rolled back to state {target_n} (renames only).\n");
-    }
-    write_stdout(&s)
+    let report = RollbackReport {
+        state: n,
+        rolled_back_to: target_n,
+        files: diff(&before, &target),
+    };
+    out.report(&report, |r| {
+        let mut s = String::new();
+        for c in &r.files {
+            s += &format!("  {} {}/{}\n", c.action.sign(), c.entry.layer, c.entry.file);
+        }
+        s + &format!(
+            "State {}: rolled back to state {} (renames only).\n",
+            r.state, r.rolled_back_to
+        )
+    })
 }
 
-pub fn state(cmd: &StateCommand) -> Result<()> {
+/// One line of `exos state list`.
+#[derive(Serialize)]
+pub struct StateSummary {
+    pub state: u64,
+    pub current: bool,
+    pub created: u64,
+    pub change: String,
+    pub packages: usize,
+}
+
+pub fn state(cmd: &StateCommand, out: Out) -> Result<()> {
     match cmd {
-        StateCommand::List { root, json } => {
-            let r = Root::read_only(root)?;
+        StateCommand::List { root } => {
+            let r = Root::read_only(&root.root)?;
             let current = r.current_number()?;
-            let mut rows = Vec::new();
-            for n in r.states()? {
-                let s = r.state(n)?;
-                rows.push((n, s));
-            }
-            if *json {
-                let v: Vec<_> = rows
-                    .iter()
-                    .map(|(n, s)| json!({"state": n, "current": Some(*n) == current, "created": s.created, "change": s.change, "packages": s.entries.len()}))
-                    .collect();
-                return write_stdout(&(serde_json::to_string_pretty(&v)? + "\n"));
-            }
-            let mut out = String::new();
-            for (n, s) in rows {
-                out += &format!(
-                    "{} {n:>6}  {}  {:>3} packages  {}\n",
-                    if Some(n) == current { "*" } else { " " },
-                    crate::listing::format_utc(s.created),
-                    s.entries.len(),
-                    s.change
-                );
-            }
-            write_stdout(&out)
+            let rows = r
+                .states()?
+                .into_iter()
+                .map(|n| {
+                    let s = r.state(n)?;
+                    Ok(StateSummary {
+                        state: n,
+                        current: Some(n) == current,
+                        created: s.created,
+                        change: s.change,
+                        packages: s.entries.len(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            out.result(&rows, |rows| {
+                rows.iter()
+                    .map(|s| {
+                        format!(
+                            "{} {:>6}  {}  {:>3} packages  {}\n",
+                            if s.current { "*" } else { " " },
+                            s.state,
+                            crate::listing::format_utc(s.created),
+                            s.packages,
+                            s.change
+                        )
+                    })
+                    .collect()
+            })
         }
-        StateCommand::Show { number, root, json } => {
-            let r = Root::read_only(root)?;
+        StateCommand::Show { number, root } => {
+            let r = Root::read_only(&root.root)?;
             let s = match number {
                 Some(n) => r.state(*n)?,
                 None => r.current()?,
             };
-            if *json {
-                let v = json!({"created": s.created, "change": s.change, "packages": s.entries.iter().map(|e| json!({"layer": LAYERS[e.layer], "file": e.file, "sha256": e.sha256})).collect::<Vec<_>>()});
-                return write_stdout(&(serde_json::to_string_pretty(&v)? + "\n"));
-            }
-            write_stdout(&s.render())
+            out.result(&s, StateList::render)
         }
         StateCommand::Diff { a, b, root } => {
-            let r = Root::read_only(root)?;
+            let r = Root::read_only(&root.root)?;
             let sa = r.state(*a)?;
             let sb = match b {
                 Some(n) => r.state(*n)?,
                 None => r.current()?,
             };
-            let mut out = String::new();
-            for (c, e) in diff(&sa, &sb) {
-                out += &format!("{c} {}/{} {}\n", LAYERS[e.layer], e.file, e.sha256);
-            }
-            write_stdout(&out)
+            out.result(&diff(&sa, &sb), |changes| {
+                changes
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} {}/{} {}\n",
+                            c.action.sign(),
+                            c.entry.layer,
+                            c.entry.file,
+                            c.entry.sha256
+                        )
+                    })
+                    .collect()
+            })
         }
     }
 }
 
-pub fn gc(root: &Path, keep: usize) -> Result<()> {
+pub fn gc(root: &Path, keep: usize, out: Out) -> Result<()> {
     let r = Root::lock(root)?;
-    let (states, files, bytes) = r.gc(keep)?;
-    write_stdout(&format!(
-        "Removed {states} old states and {files} package files no kept state uses ({} freed).\n",
-        human_bytes(bytes)
-    ))
+    let report: GcReport = r.gc(keep)?;
+    out.report(&report, |g| {
+        format!(
+            "Removed {} old states and {} package files no kept state uses ({} freed).\n",
+            g.states_removed,
+            g.files_removed,
+            bytes(g.bytes_freed)
+        )
+    })
 }
 
-pub fn check(root: &Path) -> Result<()> {
+/// What `exos check` found.
+#[derive(Serialize)]
+pub struct CheckReport {
+    pub consistent: bool,
+    pub problems: Vec<String>,
+}
+
+pub fn check(root: &Path, out: Out) -> Result<()> {
     let r = Root::read_only(root)?;
     let mut problems = r.check()?;
     // The current state's packages must also be readable, every chunk.
@@ -567,13 +399,22 @@ pub fn check(root: &Path) -> Result<()> {
             }
         }
     }
-    if problems.is_empty() {
-        return write_stdout(
-            "consistent: every state's packages are present with the right SHA-256, and the current ones decompress.\n",
-        );
+    let report = CheckReport {
+        consistent: problems.is_empty(),
+        problems,
+    };
+    if report.consistent {
+        return out.report(&report, |_| {
+            "consistent: every state's packages are present with the right SHA-256, and the current ones decompress.\n".into()
+        });
     }
-    for p in &problems {
+    let summary = format!("{} problems in {}", report.problems.len(), root.display());
+    if out.json {
+        crate::output::write_json(&report)?;
+        return Err(crate::output::Reported(summary).into());
+    }
+    for p in &report.problems {
         eprintln!("exos: {p}");
     }
-    bail!("{} problems in {}", problems.len(), root.display())
+    bail!(summary)
 }

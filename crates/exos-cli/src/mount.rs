@@ -6,10 +6,27 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use exos_packagefs::{is_mounted, Status};
+use serde::Serialize;
 
+use crate::output::{bytes, Out};
 use crate::serve::MountArgs;
 
-pub fn mount(args: &MountArgs, quiet: bool) -> Result<()> {
+/// What `exos mount --daemon` started.
+#[derive(Serialize)]
+pub struct MountReport<'a> {
+    pub root: &'a Path,
+    pub mountpoint: &'a Path,
+    /// The serving process (exos-mountd).
+    pub pid: u32,
+}
+
+/// What `exos unmount` did.
+#[derive(Serialize)]
+pub struct UnmountReport<'a> {
+    pub unmounted: &'a Path,
+}
+
+pub fn mount(args: &MountArgs, out: Out) -> Result<()> {
     if !args.root.is_dir() {
         bail!("{}: not a directory (an EXOS root has system/packages, common/packages, user/packages)", args.root.display());
     }
@@ -29,9 +46,9 @@ pub fn mount(args: &MountArgs, quiet: bool) -> Result<()> {
         );
     }
     if args.daemon {
-        return spawn_daemon(args, quiet);
+        return spawn_daemon(args, out);
     }
-    exec_mountd(args, quiet)
+    exec_mountd(args, out.quiet)
 }
 
 /// Path of `exos-mountd`, installed beside `exos`.
@@ -61,11 +78,11 @@ fn exec_mountd(args: &MountArgs, quiet: bool) -> Result<()> {
 /// Starts `exos-mountd` in a new process group, working from `/` with
 /// absolute paths, and returns once the mount is up (or reports why it is
 /// not).
-fn spawn_daemon(args: &MountArgs, quiet: bool) -> Result<()> {
+fn spawn_daemon(args: &MountArgs, out: Out) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = mountd()?;
     let mut argv = args.daemon_argv()?;
-    if quiet {
+    if out.quiet {
         argv.insert(0, "--quiet".into());
     }
     let log = match &args.log_file {
@@ -104,14 +121,20 @@ fn spawn_daemon(args: &MountArgs, quiet: bool) -> Result<()> {
             );
         }
         if pid_file.exists() && is_mounted(&args.mountpoint) {
-            if !quiet {
-                eprintln!(
-                    "exos: mounted {} on {} in the background (pid {})",
-                    args.root.display(),
-                    args.mountpoint.display(),
-                    child.id()
-                );
+            let report = MountReport {
+                root: &args.root,
+                mountpoint: &args.mountpoint,
+                pid: child.id(),
+            };
+            if out.json {
+                return crate::output::write_json(&report);
             }
+            out.note(format_args!(
+                "mounted {} on {} in the background (pid {})",
+                args.root.display(),
+                args.mountpoint.display(),
+                child.id()
+            ));
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -120,12 +143,17 @@ fn spawn_daemon(args: &MountArgs, quiet: bool) -> Result<()> {
     bail!("the background mount did not come up within 30 s")
 }
 
-pub fn unmount(mountpoint: &Path) -> Result<()> {
+pub fn unmount(mountpoint: &Path, out: Out) -> Result<()> {
     if !is_mounted(mountpoint) {
         bail!("{}: not mounted", mountpoint.display());
     }
     match rustix::mount::unmount(mountpoint, rustix::mount::UnmountFlags::empty()) {
-        Ok(()) => Ok(()),
+        Ok(()) => out.report(
+            &UnmountReport {
+                unmounted: mountpoint,
+            },
+            |_| String::new(),
+        ),
         Err(rustix::io::Errno::BUSY) => {
             let below = mounts_below(mountpoint);
             if !below.is_empty() {
@@ -202,14 +230,15 @@ fn processes_using(dir: &Path) -> Vec<String> {
     out
 }
 
-pub fn status(mountpoint: &Path, json: bool) -> Result<()> {
+pub fn status(mountpoint: &Path, out: Out) -> Result<()> {
     let path = mountpoint.join(".exos/status.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{}: is an exos mount there?", path.display()))?;
-    if json {
-        return crate::write_stdout(&text);
-    }
     let v: Status = serde_json::from_str(&text).with_context(|| path.display().to_string())?;
+    out.result(&v, render_status)
+}
+
+fn render_status(v: &Status) -> String {
     let mut s = String::new();
     s += &format!(
         "root:        {}\nmounted on:  {} (pid {}, generation {})\n",
@@ -230,7 +259,7 @@ pub fn status(mountpoint: &Path, json: bool) -> Result<()> {
             .setuid
             .iter()
             .filter(|(_, on)| **on)
-            .map(|(l, _)| l)
+            .map(|(l, _)| l.name())
             .collect::<Vec<_>>()
         {
             l if l.is_empty() => "no layer".to_string(),
@@ -239,8 +268,8 @@ pub fn status(mountpoint: &Path, json: bool) -> Result<()> {
     );
     s += &format!(
         "memory:      {} of {} budget\n",
-        crate::human_bytes(v.memory.used_bytes),
-        crate::human_bytes(v.memory.budget_bytes)
+        bytes(v.memory.used_bytes),
+        bytes(v.memory.budget_bytes)
     );
     s += &format!(
         "live:        {}{}\n",
@@ -278,5 +307,5 @@ pub fn status(mountpoint: &Path, json: bool) -> Result<()> {
             s += &format!("  … and {} more (--json for all)\n", v.conflicts.len() - 50);
         }
     }
-    crate::write_stdout(&s)
+    s
 }

@@ -6,10 +6,11 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use exos_manifest::Dependency;
-use exos_resolve::{Candidate, Change, Origin, PackageRef, Plan, Request, ResolveError, Universe};
-use serde_json::json;
+use exos_resolve::{Candidate, Change, Origin, Plan, Request, Universe};
+use serde::Serialize;
 
-use crate::sources;
+use crate::output::Out;
+use crate::sources::Loader;
 
 #[derive(Args)]
 pub struct ResolveArgs {
@@ -20,8 +21,8 @@ pub struct ResolveArgs {
     /// `"libfoo ~2.1"`. For remove and upgrade: package names (upgrade
     /// without names upgrades everything).
     targets: Vec<String>,
-    /// EXOS root whose <layer>/packages/*.hpkg are the installed set.
-    #[arg(long)]
+    /// EXOS root whose current packages are the installed set (default: $EXOS_ROOT, if set).
+    #[arg(short, long, env = "EXOS_ROOT")]
     root: Option<PathBuf>,
     /// Installed packages: a package file or a directory of them (repeatable).
     #[arg(long)]
@@ -33,9 +34,6 @@ pub struct ResolveArgs {
     /// An API the host system provides, `name` or `name=version` (repeatable).
     #[arg(long = "host-api", value_name = "API[=VERSION]")]
     host_api: Vec<String>,
-    /// Machine-readable output.
-    #[arg(long)]
-    json: bool,
     /// Print load and solve times to stderr.
     #[arg(long)]
     stats: bool,
@@ -48,12 +46,13 @@ enum Action {
     Upgrade,
 }
 
-/// An error already shown to the user (as JSON); only the exit code is left.
-#[derive(Debug, thiserror::Error)]
-#[error("no consistent set of packages")]
-pub struct Reported;
+/// `exos resolve --json`.
+#[derive(Serialize)]
+pub struct ResolveReport<'a> {
+    pub plan: &'a Plan,
+}
 
-pub fn run(args: &ResolveArgs, quiet: bool) -> Result<()> {
+pub fn run(args: &ResolveArgs, out: Out) -> Result<()> {
     let request = match args.action {
         Action::Install => {
             if args.targets.is_empty() {
@@ -75,15 +74,16 @@ pub fn run(args: &ResolveArgs, quiet: bool) -> Result<()> {
         Action::Upgrade => Request::Upgrade(args.targets.clone()),
     };
     let load_started = Instant::now();
+    let mut loader = Loader::new(out.quiet || out.json);
     let mut candidates: Vec<Candidate> = Vec::new();
     if let Some(root) = &args.root {
-        candidates.extend(sources::load_root(root, quiet)?);
+        candidates.extend(loader.load_root(root)?);
     }
     for p in &args.installed {
-        candidates.extend(sources::load(p, true, quiet)?);
+        candidates.extend(loader.load(p, true)?);
     }
     for p in &args.available {
-        candidates.extend(sources::load(p, false, quiet)?);
+        candidates.extend(loader.load(p, false)?);
     }
     for h in &args.host_api {
         let p = crate::serve::parse_host_api(h)?;
@@ -110,22 +110,10 @@ pub fn run(args: &ResolveArgs, quiet: bool) -> Result<()> {
     // Freeing tens of thousands of manifests one by one costs more than the
     // solve; the process is about to exit.
     std::mem::forget(universe);
-    match outcome {
-        Ok((plan, _)) => {
-            let text = if args.json {
-                serde_json::to_string_pretty(&plan_json(&plan))? + "\n"
-            } else {
-                render(&plan, quiet)
-            };
-            crate::write_stdout(&text)
-        }
-        Err(e @ ResolveError::Unsatisfiable(_)) if args.json => {
-            let v = json!({ "ok": false, "error": e.to_string() });
-            crate::write_stdout(&(serde_json::to_string_pretty(&v)? + "\n"))?;
-            Err(Reported.into())
-        }
-        Err(e) => Err(e.into()),
-    }
+    let (plan, _) = outcome?;
+    out.result(&ResolveReport { plan: &plan }, |r| {
+        render(r.plan, out.quiet)
+    })
 }
 
 fn origin_text(o: &Origin) -> String {
@@ -136,7 +124,8 @@ fn origin_text(o: &Origin) -> String {
     }
 }
 
-fn render(plan: &Plan, quiet: bool) -> String {
+/// A plan for people: one line per change, then a summary.
+pub fn render(plan: &Plan, quiet: bool) -> String {
     let mut s = String::new();
     if plan.is_empty() {
         s += "Nothing to do.\n";
@@ -145,7 +134,7 @@ fn render(plan: &Plan, quiet: bool) -> String {
         .changes
         .iter()
         .map(|c| match c {
-            Change::Install(p) => p.to_string().len(),
+            Change::Install { package } => package.to_string().len(),
             Change::Upgrade { from, to } | Change::Downgrade { from, to } => {
                 format!("{from} -> {}", to.version).len()
             }
@@ -156,12 +145,12 @@ fn render(plan: &Plan, quiet: bool) -> String {
     let (mut n_install, mut n_upgrade, mut n_remove) = (0, 0, 0);
     for c in &plan.changes {
         let (verb, what, note) = match c {
-            Change::Install(p) => {
+            Change::Install { package } => {
                 n_install += 1;
                 (
                     "install",
-                    p.to_string(),
-                    format!("from {}", origin_text(&p.origin)),
+                    package.to_string(),
+                    format!("from {}", origin_text(&package.origin)),
                 )
             }
             Change::Upgrade { from, to } => {
@@ -194,32 +183,4 @@ fn render(plan: &Plan, quiet: bool) -> String {
         );
     }
     s
-}
-
-fn package_json(p: &PackageRef) -> serde_json::Value {
-    json!({ "name": p.name, "version": p.version.to_string(), "origin": origin_text(&p.origin) })
-}
-
-fn plan_json(plan: &Plan) -> serde_json::Value {
-    let changes: Vec<_> = plan
-        .changes
-        .iter()
-        .map(|c| match c {
-            Change::Install(p) => json!({ "action": "install", "package": package_json(p) }),
-            Change::Upgrade { from, to } => {
-                json!({ "action": "upgrade", "from": package_json(from), "to": package_json(to) })
-            }
-            Change::Downgrade { from, to } => {
-                json!({ "action": "downgrade", "from": package_json(from), "to": package_json(to) })
-            }
-            Change::Remove { package, reason } => json!({
-                "action": "remove", "package": package_json(package), "reason": reason.to_string()
-            }),
-        })
-        .collect();
-    json!({
-        "ok": true,
-        "changes": changes,
-        "result": plan.result.iter().map(package_json).collect::<Vec<_>>(),
-    })
 }

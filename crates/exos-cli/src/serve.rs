@@ -136,10 +136,7 @@ pub fn serve(args: &MountArgs, quiet: bool) -> Result<()> {
         options.watch = WatchMode::Poll(Duration::from_millis(ms.max(10)));
     }
     if let Some(n) = args.state {
-        let list = args
-            .root
-            .join(exos_manager::STATES_DIR)
-            .join(format!("{n:06}.list"));
+        let list = exos_root::Layout::new(&args.root).state_file(n);
         if !list.is_file() {
             bail!("{}: no state {n} (see `exos state list`)", list.display());
         }
@@ -177,7 +174,8 @@ pub fn serve(args: &MountArgs, quiet: bool) -> Result<()> {
         tracing::warn!("refused {}: {reason}", path.display());
     }
     if let Some(pid_file) = &args.pid_file {
-        exos_manager::write_atomically(pid_file, format!("{}\n", std::process::id()).as_bytes())?;
+        exos_root::write_atomically(pid_file, format!("{}\n", std::process::id()).as_bytes())
+            .with_context(|| pid_file.display().to_string())?;
     }
     // Wait for a signal, or for the mount to go away (exos unmount, umount).
     let (tx, rx) = std::sync::mpsc::channel();

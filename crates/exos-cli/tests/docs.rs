@@ -4,6 +4,8 @@
 //! what the document shows. The command synopsis of README.md is checked
 //! against `exos SUBCOMMAND --help`.
 //!
+//! Every command with `--json` must print exactly one JSON document.
+//!
 //! In a block, `$ COMMAND` runs COMMAND with `sh -c` (stdout and stderr
 //! together); the lines up to the next `$ ` are its expected output, where
 //! a line `...` stands for any number of lines, `[..]` inside a line for
@@ -172,6 +174,15 @@ fn run_document(name: &str) {
         let text = String::from_utf8_lossy(&o.stdout).replace(&work.display().to_string(), "$WORK");
         let actual: Vec<&str> = text.lines().collect();
         let code = o.status.code().unwrap_or(-1);
+        // Every --json output is one JSON document, failures included.
+        if step.command.contains("--json") {
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+                failures.push(format!(
+                    "{name}:{}: $ {}\n--- not one JSON document ({e}):\n{text}",
+                    step.line, step.command
+                ));
+            }
+        }
         if code != step.exit || !output_matches(&step.expected, &actual) {
             failures.push(format!(
                 "{name}:{}: $ {}\n--- expected (exit {}):\n{}\n--- got (exit {code}):\n{}",

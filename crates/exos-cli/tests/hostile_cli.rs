@@ -28,11 +28,17 @@ fn measured(args: &[&str]) -> (Option<i32>, u64, String) {
         .last()
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or(u64::MAX);
-    (
-        o.status.code(),
-        rss,
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    // Errors go to stderr, or as JSON to stdout with --json.
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stderr),
+        if args.contains(&"--json") {
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        } else {
+            String::new()
+        }
+    );
+    (o.status.code(), rss, text)
 }
 
 #[test]
@@ -92,6 +98,13 @@ fn every_command_survives_every_hostile_input_in_bounded_memory() {
                 case.name
             );
             if code == Some(3) {
+                if args.contains(&"--json") {
+                    let v: serde_json::Value = serde_json::from_str(&err).unwrap_or_else(|e| {
+                        panic!("{} {args:?}: not one JSON document ({e}): {err}", case.name)
+                    });
+                    assert_eq!(v["error"]["kind"], "invalid-file", "{err}");
+                    assert_eq!(v["error"]["exit_code"], 3, "{err}");
+                }
                 assert!(
                     err.contains(&case.file_name()) || err.contains("root"),
                     "{}: {err}",

@@ -6,7 +6,7 @@ use std::fmt;
 use crate::attr::{id, AttrParser, Value, WAttr};
 use crate::error::{corrupt, Result};
 
-/// Target architecture (enumeration stored as a uint).
+/// Target architecture (enumeration stored as a uint); serialized by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Architecture {
     #[default]
@@ -39,6 +39,12 @@ const ARCHS: [Architecture; 11] = [
     Architecture::Arm64,
     Architecture::Riscv64,
 ];
+
+impl serde::Serialize for Architecture {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
 
 impl Architecture {
     pub fn from_raw(v: u64) -> Option<Self> {
@@ -76,6 +82,7 @@ impl fmt::Display for Architecture {
 }
 
 /// A Haiku version: `major[.minor[.micro]][~pre_release][-revision]`.
+/// Serialized as its text form (`1.2.3~beta1-4`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Version {
     pub major: String,
@@ -83,6 +90,12 @@ pub struct Version {
     pub micro: String,
     pub pre_release: String,
     pub revision: u32,
+}
+
+impl serde::Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 impl Version {
@@ -290,7 +303,7 @@ impl Operator {
 }
 
 /// A `provides` entry: `name [= version] [compatible >= version]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, serde::Serialize)]
 pub struct Provides {
     pub name: String,
     pub version: Option<Version>,
@@ -329,6 +342,13 @@ impl Resolvable {
             name: name.to_string(),
             constraint: Some((op, version)),
         })
+    }
+}
+
+/// Serialized as its text form (`lib:libfoo>=2.0`).
+impl serde::Serialize for Resolvable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -379,6 +399,12 @@ pub enum WritableFileUpdateType {
     AutoMerge,
 }
 
+impl serde::Serialize for WritableFileUpdateType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 impl WritableFileUpdateType {
     pub fn from_raw(v: u64) -> Option<Self> {
         [Self::KeepOld, Self::Manual, Self::AutoMerge]
@@ -393,7 +419,7 @@ impl WritableFileUpdateType {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct GlobalWritableFile {
     pub path: String,
     pub is_directory: bool,
@@ -401,14 +427,14 @@ pub struct GlobalWritableFile {
     pub update_type: Option<WritableFileUpdateType>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct UserSettingsFile {
     pub path: String,
     pub is_directory: bool,
     pub template: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, serde::Serialize)]
 pub struct User {
     pub name: String,
     pub real_name: String,
@@ -420,8 +446,9 @@ pub struct User {
 pub const FLAG_APPROVE_LICENSE: u32 = 1;
 pub const FLAG_SYSTEM_PACKAGE: u32 = 2;
 
-/// Everything the package-attributes section can say.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Everything the package-attributes section can say. Serialized with
+/// versions and resolvables as text, the architecture by name.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct PackageInfo {
     pub name: String,
     pub summary: String,

@@ -15,7 +15,7 @@ use crate::heap::HeapReader;
 use crate::info::{Architecture, PackageInfo};
 
 /// The repository's own description.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RepositoryInfo {
     pub name: String,
     pub identifier: String,

@@ -93,7 +93,7 @@ impl BuildOptions {
 }
 
 /// Figures about a finished build.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BuildStats {
     pub entries: u64,
     pub files: u64,

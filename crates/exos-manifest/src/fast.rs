@@ -49,6 +49,8 @@ struct Raw<'a> {
     conflicts: Vec<Item<'a>>,
     #[serde(borrow, default)]
     replaces: Vec<Cow<'a, str>>,
+    #[serde(default)]
+    essential: bool,
 }
 
 /// An optional string key. Unlike `Option`, `null` is refused (as the
@@ -249,5 +251,6 @@ pub(crate) fn parse(bytes: &[u8]) -> Option<Manifest> {
         uses,
         conflicts,
         replaces,
+        essential: raw.essential,
     })
 }

@@ -27,11 +27,13 @@ pub struct ManifestError {
 }
 
 /// An API contract a package offers.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Provide {
     pub api: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<Version>,
     /// Oldest version of the API this provider is still compatible with.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub compatible: Option<Version>,
 }
 
@@ -105,18 +107,27 @@ impl fmt::Display for Requirement {
     }
 }
 
-/// Everything `manifest.json` says about a package.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything `manifest.json` says about a package. Serializes to the
+/// canonical `manifest.json` (what `exos info --json` shows, and what a
+/// Haiku package's derived manifest looks like); parsing that gives back an
+/// equal manifest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Manifest {
     pub name: String,
     pub version: Version,
     pub summary: String,
     pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub copyright: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub packager: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub homepage: Option<String>,
+    #[serde(serialize_with = "architecture_name")]
     pub architecture: Architecture,
     /// Always includes the package's own name (added when missing), so a
     /// requirement on a package name resolves like any API.
@@ -128,6 +139,43 @@ pub struct Manifest {
     /// Packages (by name) this one supersedes; they are removed when it is
     /// installed.
     pub replaces: Vec<String>,
+    /// The system cannot work without it: removing it, even along with
+    /// something else, needs `--force`. Haiku's `system_package` flag.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub essential: bool,
+}
+
+fn architecture_name<S: serde::Serializer>(a: &Architecture, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(a.name())
+}
+
+/// `{"api": …}` or `{"api": …, "version": RANGE}`.
+impl serde::Serialize for Dependency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let any = self.range.is_any();
+        let mut m = s.serialize_map(Some(if any { 1 } else { 2 }))?;
+        m.serialize_entry("api", &self.api)?;
+        if !any {
+            m.serialize_entry("version", &self.range.to_string())?;
+        }
+        m.end()
+    }
+}
+
+/// One dependency as itself, alternatives as `{"any": [...]}`.
+impl serde::Serialize for Requirement {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self.alternatives.as_slice() {
+            [one] => one.serialize(s),
+            many => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("any", many)?;
+                m.end()
+            }
+        }
+    }
 }
 
 const KEYS: &[&str] = &[
@@ -146,6 +194,7 @@ const KEYS: &[&str] = &[
     "uses",
     "conflicts",
     "replaces",
+    "essential",
 ];
 
 /// Walks a JSON value, keeping the key path for error messages.
@@ -434,7 +483,18 @@ impl Manifest {
             .collect::<Result<Vec<_>, _>>()?;
         add_self_provide(&mut provides, &name, &version);
         let text = |key: &str| w.opt_string(map, key, key);
+        let essential = match map.get("essential") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => {
+                return Err(w.err(
+                    "essential",
+                    format!("expected a boolean, found {}", kind(v)),
+                ))
+            }
+        };
         Ok(Manifest {
+            essential,
             summary: text("summary")?.unwrap_or_default(),
             description: text("description")?.unwrap_or_default(),
             license: text("license")?,
@@ -537,6 +597,7 @@ impl Manifest {
             uses: Vec::new(),
             conflicts: info.conflicts.iter().map(dep).collect(),
             replaces: info.replaces.clone(),
+            essential: info.flags & exos_hpkg::info::FLAG_SYSTEM_PACKAGE != 0,
         }
     }
 
@@ -590,6 +651,11 @@ impl Manifest {
             requires,
             conflicts,
             replaces: self.replaces.clone(),
+            flags: if self.essential {
+                exos_hpkg::info::FLAG_SYSTEM_PACKAGE
+            } else {
+                0
+            },
             ..Default::default()
         }
     }
@@ -597,67 +663,7 @@ impl Manifest {
     /// The canonical JSON form (what `exos info --json` and derived
     /// manifests show). Parsing it gives back an equal manifest.
     pub fn to_json(&self) -> Value {
-        use serde_json::json;
-        let dep = |d: &Dependency| {
-            if d.range.is_any() {
-                json!({ "api": d.api })
-            } else {
-                json!({ "api": d.api, "version": d.range.to_string() })
-            }
-        };
-        let mut m = Map::new();
-        m.insert("name".into(), json!(self.name));
-        m.insert("version".into(), json!(self.version.to_string()));
-        m.insert("summary".into(), json!(self.summary));
-        m.insert("description".into(), json!(self.description));
-        let opt = [
-            ("license", &self.license),
-            ("copyright", &self.copyright),
-            ("vendor", &self.vendor),
-            ("packager", &self.packager),
-            ("homepage", &self.homepage),
-        ];
-        for (k, v) in opt {
-            if let Some(v) = v {
-                m.insert(k.into(), json!(v));
-            }
-        }
-        m.insert("architecture".into(), json!(self.architecture.name()));
-        let provides: Vec<Value> = self
-            .provides
-            .iter()
-            .map(|p| {
-                let mut o = Map::new();
-                o.insert("api".into(), json!(p.api));
-                if let Some(v) = &p.version {
-                    o.insert("version".into(), json!(v.to_string()));
-                }
-                if let Some(c) = &p.compatible {
-                    o.insert("compatible".into(), json!(c.to_string()));
-                }
-                Value::Object(o)
-            })
-            .collect();
-        m.insert("provides".into(), Value::Array(provides));
-        let requires: Vec<Value> = self
-            .requires
-            .iter()
-            .map(|r| match r.alternatives.as_slice() {
-                [one] => dep(one),
-                many => json!({ "any": many.iter().map(dep).collect::<Vec<_>>() }),
-            })
-            .collect();
-        m.insert("requires".into(), Value::Array(requires));
-        m.insert(
-            "uses".into(),
-            Value::Array(self.uses.iter().map(dep).collect()),
-        );
-        m.insert(
-            "conflicts".into(),
-            Value::Array(self.conflicts.iter().map(dep).collect()),
-        );
-        m.insert("replaces".into(), json!(self.replaces));
-        Value::Object(m)
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 

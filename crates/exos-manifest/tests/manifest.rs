@@ -223,6 +223,7 @@ fn schema_lists_exactly_the_accepted_keys() {
             "name" | "version" => continue,
             "architecture" => "\"x86_64\"".to_string(),
             "provides" | "requires" | "uses" | "conflicts" | "replaces" => "[]".to_string(),
+            "essential" => "true".to_string(),
             _ => "\"text\"".to_string(),
         };
         let json = format!(r#"{{"name": "a", "version": "1", "{key}": {value}}}"#);

@@ -17,10 +17,9 @@ use std::sync::Arc;
 use exos_hpkg::Package;
 use exos_manifest::{Dependency, Manifest, Provide};
 
-use crate::cache::ChunkCache;
+use exos_root::{Layer, Layout, PerLayer, Sha256, StateEntry, StateList};
 
-/// The layers, lowest priority first.
-pub const LAYERS: [&str; 3] = ["system", "common", "user"];
+use crate::cache::ChunkCache;
 
 /// A package file's identity on disk: a replaced file is a new package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,10 +41,7 @@ impl FileIdentity {
     }
 }
 
-/// Top-level names packagefs generates in every layer directory; a package
-/// shipping one of them is refused (it could replace or hide the metadata
-/// of the other packages).
-pub const RESERVED_NAMES: [&str; 2] = [".packages", ".exos"];
+pub use exos_root::RESERVED_NAMES;
 
 /// Estimated bytes of view (nodes, child lists, inode index) per package
 /// entry, counted in both the layer and the merged tree.
@@ -63,14 +59,14 @@ pub struct Owner {
 pub struct ActivePackage {
     /// Unique for the life of the mount; part of its files' inode numbers.
     pub id: u64,
-    pub layer: usize,
+    pub layer: Layer,
     pub path: PathBuf,
     pub file_name: String,
     pub identity: FileIdentity,
     pub package: Package,
     pub manifest: Manifest,
     /// SHA-256 of the file, when it was verified against the state.
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256>,
     /// Heap chunk the last read of this package ended in (read-ahead).
     pub last_chunk_read: AtomicU64,
     /// Memory this package costs the mount (index, metadata, its share of
@@ -81,13 +77,7 @@ pub struct ActivePackage {
 /// Refuses a package that ships a name packagefs generates at the top of
 /// every layer (it could replace or hide other packages' metadata).
 pub fn check_reserved_names(package: &Package) -> Result<(), String> {
-    match package
-        .toc()
-        .root()
-        .children()
-        .map(|c| c.name())
-        .find(|n| RESERVED_NAMES.contains(n))
-    {
+    match exos_root::reserved_name(package.toc().root().children().map(|c| c.name())) {
         Some(name) => Err(format!(
             "contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows"
         )),
@@ -100,7 +90,7 @@ impl ActivePackage {
     /// names, a valid manifest; computes what it costs the mount.
     pub fn new(
         id: u64,
-        layer: usize,
+        layer: Layer,
         path: PathBuf,
         file_name: String,
         identity: FileIdentity,
@@ -134,7 +124,7 @@ impl ActivePackage {
 /// A package file that was not activated, and why.
 #[derive(Debug, Clone)]
 pub struct Refused {
-    pub layer: usize,
+    pub layer: Layer,
     pub path: PathBuf,
     pub reason: String,
 }
@@ -143,20 +133,20 @@ pub struct Refused {
 #[derive(Default)]
 pub struct Activation {
     /// Per layer, sorted by file name.
-    pub layers: [Vec<Arc<ActivePackage>>; 3],
+    pub layers: PerLayer<Vec<Arc<ActivePackage>>>,
     pub refused: Vec<Refused>,
     /// Per layer, who owns its files in the view.
-    pub owners: [Owner; 3],
+    pub owners: PerLayer<Owner>,
     /// Per layer, whether its packages directory may only be written by
     /// root (the condition for serving setuid bits from it at all).
-    pub root_only: [bool; 3],
+    pub root_only: PerLayer<bool>,
     /// Sum of the active packages' [`ActivePackage::memory`].
     pub memory: u64,
 }
 
 impl Activation {
     pub fn all(&self) -> impl Iterator<Item = &Arc<ActivePackage>> {
-        self.layers.iter().flatten()
+        Layer::ALL.into_iter().flat_map(|l| self.layers.get(l))
     }
 }
 
@@ -177,63 +167,6 @@ pub struct Scanner {
 /// Default [`Scanner::memory_budget`]: 1 GiB (a Debian userland of 100,000
 /// files needs ~30 MB).
 pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
-
-/// The current state, relative to the root: lines `layer file-name sha256`.
-pub const ACTIVE_LIST: &str = "system/state/active.list";
-/// Package files of inactive states, named `<sha256>.hpkg`.
-pub const STORE_DIR: &str = "system/state/store";
-
-/// One line of a state list.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct StateEntry {
-    pub layer: usize,
-    pub file: String,
-    pub sha256: String,
-}
-
-/// Parses a state list (`#` starts a comment line); `path` names it in errors.
-pub fn parse_state_list(text: &str, path: &Path) -> Result<Vec<StateEntry>, String> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        let entry = match parts.as_slice() {
-            [layer, file, hash]
-                if hash.len() == 64
-                    && hash.bytes().all(|b| b.is_ascii_hexdigit())
-                    && file.ends_with(".hpkg")
-                    && !file.contains('/')
-                    && !file.starts_with('.') =>
-            {
-                LAYERS
-                    .iter()
-                    .position(|l| l == layer)
-                    .map(|layer| StateEntry {
-                        layer,
-                        file: file.to_string(),
-                        sha256: hash.to_ascii_lowercase(),
-                    })
-            }
-            _ => None,
-        };
-        match entry {
-            Some(e) => out.push(e),
-            None => {
-                return Err(format!(
-                    "{} line {}: expected \"<system|common|user> <name>.hpkg <sha256>\", found {line:?}",
-                    path.display(),
-                    i + 1
-                ))
-            }
-        }
-    }
-    Ok(out)
-}
-
-pub use exos_hpkg::sha256_file;
 
 /// The owner of a packages directory (its parent's when it does not
 /// exist), and whether only root can change what it holds: the directory
@@ -279,8 +212,8 @@ impl Scanner {
     }
 
     /// Directory of a layer's package files.
-    pub fn packages_dir(&self, layer: usize) -> PathBuf {
-        self.root.join(LAYERS[layer]).join("packages")
+    pub fn packages_dir(&self, layer: Layer) -> PathBuf {
+        Layout::new(&self.root).packages_dir(layer)
     }
 
     /// The state list in force: the override, else the root's active list
@@ -289,7 +222,7 @@ impl Scanner {
         match &self.state_list {
             Some(p) => Some(p.clone()),
             None => {
-                let p = self.root.join(ACTIVE_LIST);
+                let p = Layout::new(&self.root).active_list();
                 p.exists().then_some(p)
             }
         }
@@ -303,32 +236,29 @@ impl Scanner {
     /// refused. Without one, every `*.hpkg` in the packages directories is.
     pub fn scan(&self, previous: Option<&Activation>) -> Activation {
         let mut out = Activation::default();
-        let reuse: HashMap<(usize, FileIdentity), &Arc<ActivePackage>> = previous
+        let reuse: HashMap<(Layer, FileIdentity), &Arc<ActivePackage>> = previous
             .into_iter()
             .flat_map(|a| a.all())
             .map(|p| ((p.layer, p.identity), p))
             .collect();
         let list = match self.state_list() {
             None => None,
-            Some(path) => match std::fs::read_to_string(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))
-                .and_then(|t| parse_state_list(&t, &path))
-            {
-                Ok(entries) => Some(entries),
+            Some(path) => match StateList::read(&path) {
+                Ok(state) => Some(state.entries),
                 Err(reason) => {
                     // Without a readable state nothing is trusted.
                     out.refused.push(Refused {
-                        layer: 0,
+                        layer: Layer::System,
                         path,
-                        reason,
+                        reason: reason.to_string(),
                     });
                     return out;
                 }
             },
         };
-        for layer in 0..LAYERS.len() {
+        for layer in Layer::ALL {
             let dir = self.packages_dir(layer);
-            (out.owners[layer], out.root_only[layer]) = owner_of(&dir);
+            (*out.owners.get_mut(layer), *out.root_only.get_mut(layer)) = owner_of(&dir);
             let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
                 Ok(rd) => rd
                     .filter_map(|e| e.ok().map(|e| e.path()))
@@ -361,7 +291,7 @@ impl Scanner {
             wanted.sort_by(|a, b| a.file.cmp(&b.file));
             for path in &files {
                 let name = file_name(path);
-                if !wanted.iter().any(|e| e.file == name) {
+                if !wanted.iter().any(|e| e.file.as_str() == name) {
                     out.refused.push(Refused {
                         layer,
                         path: path.clone(),
@@ -370,19 +300,15 @@ impl Scanner {
                 }
             }
             for entry in wanted {
-                let candidates = [
-                    dir.join(&entry.file),
-                    self.root
-                        .join(STORE_DIR)
-                        .join(format!("{}.hpkg", entry.sha256)),
-                ];
+                let layout = Layout::new(&self.root);
+                let candidates = [layout.placed(entry), layout.stored(&entry.sha256)];
                 let mut last = "missing from the packages directory and the store".to_string();
                 let mut found = None;
                 for path in candidates.iter().filter(|p| p.exists()) {
                     match self.activate(
                         layer,
                         path,
-                        entry.file.clone(),
+                        entry.file.to_string(),
                         Some(&entry.sha256),
                         &reuse,
                     ) {
@@ -427,17 +353,17 @@ impl Scanner {
             return;
         }
         out.memory = total;
-        out.layers[p.layer].push(p);
+        out.layers.get_mut(p.layer).push(p);
     }
 
     /// Opens (or reuses) one package file; `Ok(None)` when it vanished.
     fn activate(
         &self,
-        layer: usize,
+        layer: Layer,
         path: &Path,
         file_name: String,
-        expected_sha: Option<&String>,
-        reuse: &HashMap<(usize, FileIdentity), &Arc<ActivePackage>>,
+        expected_sha: Option<&Sha256>,
+        reuse: &HashMap<(Layer, FileIdentity), &Arc<ActivePackage>>,
     ) -> Result<Option<Arc<ActivePackage>>, String> {
         let meta = match std::fs::metadata(path) {
             Ok(m) if m.is_file() => m,
@@ -456,15 +382,15 @@ impl Scanner {
 
     fn open(
         &self,
-        layer: usize,
+        layer: Layer,
         path: &Path,
         file_name: String,
         identity: FileIdentity,
-        expected_sha: Option<&String>,
+        expected_sha: Option<&Sha256>,
     ) -> Result<ActivePackage, String> {
         let sha256 = match expected_sha {
             Some(want) => {
-                let got = sha256_file(path).map_err(|e| e.to_string())?;
+                let got = Sha256::of_file(path).map_err(|e| e.to_string())?;
                 if &got != want {
                     return Err(format!(
                         "checksum mismatch: SHA-256 is {got}, the state expects {want}"
@@ -503,63 +429,22 @@ impl Scanner {
             if refused_now.is_empty() {
                 return;
             }
-            for layer in act.layers.iter_mut() {
-                layer.retain(|p| match refused_now.iter().find(|(id, _)| *id == p.id) {
-                    Some((_, reason)) => {
-                        act.memory -= p.memory;
-                        act.refused.push(Refused {
-                            layer: p.layer,
-                            path: p.path.clone(),
-                            reason: reason.clone(),
-                        });
-                        false
+            for layer in Layer::ALL {
+                act.layers.get_mut(layer).retain(|p| {
+                    match refused_now.iter().find(|(id, _)| *id == p.id) {
+                        Some((_, reason)) => {
+                            act.memory -= p.memory;
+                            act.refused.push(Refused {
+                                layer: p.layer,
+                                path: p.path.clone(),
+                                reason: reason.clone(),
+                            });
+                            false
+                        }
+                        None => true,
                     }
-                    None => true,
                 });
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-    #[test]
-    fn state_lists_parse_and_reject_garbage() {
-        let p = Path::new("active.list");
-        let ok = format!(
-            "# exos state\nsystem a-1.hpkg {SHA}\n\nuser b.hpkg {}\n",
-            SHA.to_uppercase()
-        );
-        let e = parse_state_list(&ok, p).unwrap();
-        assert_eq!(e.len(), 2);
-        assert_eq!((e[1].layer, e[1].file.as_str()), (2, "b.hpkg"));
-        assert_eq!(e[1].sha256, SHA);
-        for bad in [
-            format!("vendor a.hpkg {SHA}"),
-            format!("system a.hpkg {}", &SHA[1..]),
-            format!("system a.hpkg {SHA} extra"),
-            "system a.hpkg".to_string(),
-            format!("system ../a.hpkg {SHA}"),
-            format!("system .hidden.hpkg {SHA}"),
-            format!("system a.txt {SHA}"),
-            format!("system a.hpkg {}", "z".repeat(64)),
-        ] {
-            let err = parse_state_list(&bad, p).unwrap_err();
-            assert!(err.starts_with("active.list line 1:"), "{bad}: {err}");
-        }
-        // Truncation and byte corruption never panic.
-        let bytes = ok.as_bytes();
-        for n in 0..bytes.len() {
-            let _ = parse_state_list(&String::from_utf8_lossy(&bytes[..n]), p);
-        }
-        for i in 0..bytes.len() {
-            let mut b = bytes.to_vec();
-            b[i] ^= 0x5a;
-            let _ = parse_state_list(&String::from_utf8_lossy(&b), p);
         }
     }
 }

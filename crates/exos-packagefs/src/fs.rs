@@ -25,6 +25,8 @@ use fuser::{
 };
 use rustc_hash::FxHashMap;
 
+use exos_root::Layer;
+
 use crate::activate::ActivePackage;
 use crate::view::{Kind, Source, View};
 
@@ -642,7 +644,7 @@ impl Filesystem for PackageFs {
 
 /// Fills in what a package entry of `layer` says about itself: kind, size,
 /// permissions (filtered by the view's privileges), owner, times.
-fn entry_attr(attr: &mut FileAttr, view: &View, layer: usize, e: exos_hpkg::Entry<'_>) {
+fn entry_attr(attr: &mut FileAttr, view: &View, layer: Layer, e: exos_hpkg::Entry<'_>) {
     let (owner, perm) = view.owner_and_permissions(layer, e.permissions());
     attr.perm = perm;
     attr.uid = owner.uid;

@@ -11,7 +11,9 @@ use fuser::{Config, MountOption, Notifier, Session, SessionACL, SessionUnmounter
 use notify::{RecursiveMode, Watcher};
 use serde::{Deserialize, Serialize};
 
-use crate::activate::{Activation, Owner, Scanner, DEFAULT_MEMORY_BUDGET, LAYERS};
+use exos_root::{Layer, PerLayer, Sha256};
+
+use crate::activate::{Activation, Owner, Scanner, DEFAULT_MEMORY_BUDGET};
 use crate::cache::ChunkCache;
 use crate::fs::PackageFs;
 use crate::view::{Privileges, View, ViewSettings};
@@ -119,11 +121,11 @@ pub struct Status {
     pub generation: u64,
     /// Seconds since the epoch of the last rebuild.
     pub updated: u64,
-    pub layers: Layers<Vec<ActiveStatus>>,
+    pub layers: PerLayer<Vec<ActiveStatus>>,
     pub refused: Vec<RefusedStatus>,
     pub conflicts: Vec<ConflictStatus>,
     /// Who owns each layer's files in the view.
-    pub owners: Layers<Owner>,
+    pub owners: PerLayer<Owner>,
     pub security: SecurityStatus,
     pub memory: MemoryStatus,
     pub live: LiveStatus,
@@ -132,51 +134,26 @@ pub struct Status {
     pub index_bytes: usize,
 }
 
-/// One value per layer.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Layers<T> {
-    pub system: T,
-    pub common: T,
-    pub user: T,
-}
-
-impl<T> Layers<T> {
-    fn from_fn(mut f: impl FnMut(usize) -> T) -> Layers<T> {
-        Layers {
-            system: f(0),
-            common: f(1),
-            user: f(2),
-        }
-    }
-
-    /// (layer name, value), lowest layer first.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &T)> {
-        LAYERS
-            .into_iter()
-            .zip([&self.system, &self.common, &self.user])
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ActiveStatus {
     pub file: String,
     pub name: String,
     pub version: String,
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256>,
     /// Memory this package costs the mount.
     pub memory_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefusedStatus {
-    pub layer: String,
+    pub layer: Layer,
     pub file: PathBuf,
     pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConflictStatus {
-    pub layer: String,
+    pub layer: Layer,
     /// Path inside the layer.
     pub path: String,
     pub winner: String,
@@ -190,7 +167,7 @@ pub struct SecurityStatus {
     /// Device files are never served (`nodev`).
     pub nodev: bool,
     /// Per layer: whether setuid/setgid bits are served.
-    pub setuid: Layers<bool>,
+    pub setuid: PerLayer<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -230,14 +207,16 @@ impl State {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
-            layers: Layers::from_fn(|i| {
-                activation.layers[i]
+            layers: PerLayer::from_fn(|l| {
+                activation
+                    .layers
+                    .get(l)
                     .iter()
                     .map(|p| ActiveStatus {
                         file: p.file_name.clone(),
                         name: p.manifest.name.clone(),
                         version: p.manifest.version.to_string(),
-                        sha256: p.sha256.clone(),
+                        sha256: p.sha256,
                         memory_bytes: p.memory,
                     })
                     .collect()
@@ -246,7 +225,7 @@ impl State {
                 .refused
                 .iter()
                 .map(|r| RefusedStatus {
-                    layer: LAYERS[r.layer].to_string(),
+                    layer: r.layer,
                     file: r.path.clone(),
                     reason: r.reason.clone(),
                 })
@@ -255,17 +234,17 @@ impl State {
                 .conflicts
                 .iter()
                 .map(|c| ConflictStatus {
-                    layer: c.layer.to_string(),
+                    layer: c.layer,
                     path: c.path.clone(),
                     winner: c.winner.clone(),
                     loser: c.loser.clone(),
                 })
                 .collect(),
-            owners: Layers::from_fn(|i| view.owners[i]),
+            owners: view.owners,
             security: SecurityStatus {
                 nosuid: !self.options.privileges.setuid_from_system,
                 nodev: true,
-                setuid: Layers::from_fn(|i| view.setuid[i]),
+                setuid: view.setuid,
             },
             memory: MemoryStatus {
                 used_bytes: activation.memory,
@@ -405,9 +384,9 @@ fn polling_status(interval: Duration, reason: Option<String>) -> LiveStatus {
 /// packages directory created or replaced later is noticed).
 fn watched_dirs(root: &Path) -> Vec<PathBuf> {
     let mut v = vec![root.to_path_buf(), root.join("system/state")];
-    for layer in LAYERS {
-        v.push(root.join(layer));
-        v.push(root.join(layer).join("packages"));
+    for layer in Layer::ALL {
+        v.push(root.join(layer.name()));
+        v.push(root.join(layer.name()).join("packages"));
     }
     v
 }

@@ -39,7 +39,9 @@ use std::time::SystemTime;
 use exos_hpkg::{EntryId, EntryKind};
 use rustc_hash::FxHashMap;
 
-use crate::activate::{Activation, ActivePackage, Owner, LAYERS, RESERVED_NAMES};
+use exos_root::{Layer, PerLayer};
+
+use crate::activate::{Activation, ActivePackage, Owner, RESERVED_NAMES};
 
 /// What a mount lets packages' files do beyond their content.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -98,7 +100,7 @@ pub struct Node {
 /// A file entry hidden by another one in the same layer.
 #[derive(Debug, Clone)]
 pub struct Conflict {
-    pub layer: &'static str,
+    pub layer: Layer,
     pub path: String,
     pub winner: String,
     pub loser: String,
@@ -115,8 +117,8 @@ pub struct View {
     pub settings: ViewSettings,
     /// Per layer: who owns its files, and whether its setuid/setgid bits
     /// are served.
-    pub owners: [Owner; 3],
-    pub setuid: [bool; 3],
+    pub owners: PerLayer<Owner>,
+    pub setuid: PerLayer<bool>,
 }
 
 pub const ROOT_INO: u64 = 1;
@@ -207,14 +209,13 @@ impl View {
     }
 
     /// The owner of a node's file and the permission bits served for it.
-    pub fn owner_and_permissions(&self, layer: usize, permissions: u16) -> (Owner, u16) {
-        let layer = layer.min(LAYERS.len() - 1);
-        let perm = if self.setuid[layer] {
+    pub fn owner_and_permissions(&self, layer: Layer, permissions: u16) -> (Owner, u16) {
+        let perm = if *self.setuid.get(layer) {
             permissions
         } else {
             permissions & !0o6000
         };
-        (self.owners[layer], perm)
+        (*self.owners.get(layer), perm)
     }
 
     /// Builds the view of `activation`. `.exos/status.json` starts empty:
@@ -224,7 +225,7 @@ impl View {
         let mut b = Builder::new(settings.clone());
         b.owners = activation.owners;
         // Setuid bits only from a system layer that root alone can change.
-        b.setuid[0] = settings.privileges.setuid_from_system && activation.root_only[0];
+        b.setuid.system = settings.privileges.setuid_from_system && activation.root_only.system;
         for p in activation.all() {
             b.packages.push(Arc::clone(p));
         }
@@ -232,13 +233,13 @@ impl View {
         let root = b.add_node(ROOT, Source::Dir { name: root_name });
         debug_assert_eq!(root, ROOT);
         let mut layer_roots = Vec::new();
-        for (rank, layer) in LAYERS.iter().enumerate() {
-            let dir = b.synthetic_dir(ROOT, layer);
+        for layer in Layer::ALL {
+            let dir = b.synthetic_dir(ROOT, layer.name());
             layer_roots.push(dir);
-            b.fill(dir, |p| p.layer == rank, rank);
+            b.fill(dir, Tree::Layer(layer));
         }
         let merged = b.synthetic_dir(ROOT, "merged");
-        b.fill(merged, |_| true, usize::MAX);
+        b.fill(merged, Tree::Merged);
         let exos = b.synthetic_dir(ROOT, ".exos");
         b.synthetic_file(exos, "status.json", Arc::from(&[][..]));
         b.finish()
@@ -288,7 +289,7 @@ struct Resolved {
 /// Applies the overlay rule to all candidates of one name (see
 /// [`Builder::overlay`]).
 fn resolve(group: &[Candidate]) -> Resolved {
-    let mut layers: Vec<usize> = group.iter().map(|c| c.prio.layer).collect();
+    let mut layers: Vec<Layer> = group.iter().map(|c| c.prio.layer).collect();
     layers.sort_unstable();
     layers.dedup();
     let mut winner = None;
@@ -325,10 +326,19 @@ fn resolve(group: &[Candidate]) -> Resolved {
     }
 }
 
+/// Which tree of the view is being filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tree {
+    /// One layer's packages (conflicts inside it are reported).
+    Layer(Layer),
+    /// All layers, each package ranking by its own.
+    Merged,
+}
+
 /// Priority of an entry for a path: higher wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Priority {
-    layer: usize,
+    layer: Layer,
     mtime: (u64, u32),
     /// Position of the package in file-name order within its layer.
     order: u32,
@@ -336,8 +346,8 @@ struct Priority {
 
 struct Builder {
     settings: ViewSettings,
-    owners: [Owner; 3],
-    setuid: [bool; 3],
+    owners: PerLayer<Owner>,
+    setuid: PerLayer<bool>,
     packages: Vec<Arc<ActivePackage>>,
     nodes: Vec<Node>,
     kids: Vec<Vec<u32>>,
@@ -357,8 +367,8 @@ impl Builder {
     fn new(settings: ViewSettings) -> Builder {
         Builder {
             settings,
-            owners: [Owner::default(); 3],
-            setuid: [false; 3],
+            owners: PerLayer::default(),
+            setuid: PerLayer::default(),
             packages: Vec::new(),
             nodes: Vec::new(),
             kids: Vec::new(),
@@ -468,13 +478,14 @@ impl Builder {
         node
     }
 
-    /// Overlays every package accepted by `filter` under `dir`, plus its
-    /// `.packages/<name>/` metadata. `layer_rank` is the layer for a single
-    /// layer's view, or `usize::MAX` for the merged one (each package then
-    /// ranks by its own layer).
-    fn fill(&mut self, dir: u32, filter: impl Fn(&ActivePackage) -> bool, layer_rank: usize) {
+    /// Overlays the packages of `tree` under `dir`, plus their
+    /// `.packages/<name>/` metadata.
+    fn fill(&mut self, dir: u32, tree: Tree) {
         let chosen: Vec<u32> = (0..self.packages.len() as u32)
-            .filter(|&i| filter(&self.packages[i as usize]))
+            .filter(|&i| match tree {
+                Tree::Layer(l) => self.packages[i as usize].layer == l,
+                Tree::Merged => true,
+            })
             .collect();
         let roots = chosen
             .iter()
@@ -485,11 +496,7 @@ impl Builder {
                     pkg,
                     entry: p.package.toc().root().id(),
                     prio: Priority {
-                        layer: if layer_rank == usize::MAX {
-                            p.layer
-                        } else {
-                            layer_rank
-                        },
+                        layer: p.layer,
                         mtime: (0, 0),
                         order: order as u32,
                     },
@@ -497,7 +504,7 @@ impl Builder {
                 }
             })
             .collect();
-        self.overlay(dir, roots, layer_rank != usize::MAX);
+        self.overlay(dir, roots, matches!(tree, Tree::Layer(_)));
         self.metadata(dir, &chosen);
     }
 
@@ -610,9 +617,8 @@ impl Builder {
             .split_once('/')
             .map_or(full.as_str(), |(_, rest)| rest)
             .to_string();
-        let layer = winner.prio.layer.min(LAYERS.len() - 1);
         self.conflicts.push(Conflict {
-            layer: LAYERS[layer],
+            layer: winner.prio.layer,
             path,
             winner: self.packages[winner.pkg as usize].file_name.clone(),
             loser: self.packages[loser.pkg as usize].file_name.clone(),

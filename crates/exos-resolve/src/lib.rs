@@ -36,8 +36,9 @@ use exos_manifest::{Dependency, Manifest, Provide};
 
 pub use plan::{Change, PackageRef, Plan, RemovalReason};
 
-/// Where a candidate comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a candidate comes from (for people: what `resolve` prints).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Origin {
     /// Active on the system; `location` is e.g. `system/packages/foo.hpkg`.
     Installed { location: String },
@@ -47,11 +48,23 @@ pub enum Origin {
     Host,
 }
 
+/// A key the caller gives each candidate; plans carry it back, so a
+/// chosen package maps to the caller's own record of it (its file, its
+/// state entry) without parsing anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CandidateId(pub u32);
+
+impl CandidateId {
+    /// The id of host APIs (never part of a plan's result).
+    pub const HOST: CandidateId = CandidateId(u32::MAX);
+}
+
 /// One package the resolver may choose.
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub manifest: Manifest,
     pub origin: Origin,
+    pub id: CandidateId,
 }
 
 impl Candidate {
@@ -86,10 +99,12 @@ pub fn host_api(api: &str, version: Option<Version>) -> Candidate {
         uses: Vec::new(),
         conflicts: Vec::new(),
         replaces: Vec::new(),
+        essential: false,
     };
     Candidate {
         manifest,
         origin: Origin::Host,
+        id: CandidateId::HOST,
     }
 }
 

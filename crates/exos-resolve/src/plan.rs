@@ -4,14 +4,17 @@ use std::collections::HashSet;
 
 use exos_hpkg::Version;
 
-use crate::{Candidate, Origin, Request, Universe};
+use crate::{Candidate, CandidateId, Origin, Request, Universe};
 
 /// A package as the plan shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PackageRef {
     pub name: String,
     pub version: Version,
     pub origin: Origin,
+    /// The caller's key of the candidate.
+    #[serde(skip)]
+    pub id: CandidateId,
 }
 
 impl PackageRef {
@@ -20,6 +23,7 @@ impl PackageRef {
             name: c.manifest.name.clone(),
             version: c.manifest.version.clone(),
             origin: c.origin.clone(),
+            id: c.id,
         }
     }
 }
@@ -30,7 +34,8 @@ impl std::fmt::Display for PackageRef {
     }
 }
 
-/// Why an installed package leaves the system.
+/// Why an installed package leaves the system. Serialized as its text
+/// ("requested", "replaced by foo 2.0", …).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemovalReason {
     /// The request named it.
@@ -46,6 +51,12 @@ pub enum RemovalReason {
     Displaced,
 }
 
+impl serde::Serialize for RemovalReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl std::fmt::Display for RemovalReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -58,9 +69,13 @@ impl std::fmt::Display for RemovalReason {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One change of a plan; in JSON `{"action": "install", …}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "action", rename_all = "lowercase")]
 pub enum Change {
-    Install(PackageRef),
+    Install {
+        package: PackageRef,
+    },
     /// Same package name, newer version.
     Upgrade {
         from: PackageRef,
@@ -78,7 +93,7 @@ pub enum Change {
 }
 
 /// A consistent outcome: the changes and the resulting installed set.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Plan {
     /// Sorted by package name and version.
     pub changes: Vec<Change>,
@@ -131,11 +146,9 @@ impl Plan {
                 reason: removal_reason(universe, request, r, chosen),
             });
         }
-        changes.extend(
-            added
-                .iter()
-                .map(|&a| Change::Install(PackageRef::of(&cands[a]))),
-        );
+        changes.extend(added.iter().map(|&a| Change::Install {
+            package: PackageRef::of(&cands[a]),
+        }));
         changes.sort_by(|a, b| {
             let (a, b) = (change_key(a), change_key(b));
             a.name.cmp(&b.name).then(a.version.compare(&b.version))
@@ -156,7 +169,7 @@ impl Plan {
 
 fn change_key(c: &Change) -> &PackageRef {
     match c {
-        Change::Install(p) => p,
+        Change::Install { package } => package,
         Change::Upgrade { from, .. } | Change::Downgrade { from, .. } => from,
         Change::Remove { package, .. } => package,
     }

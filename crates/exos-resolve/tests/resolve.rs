@@ -1,8 +1,8 @@
 use exos_hpkg::Version;
 use exos_manifest::{Dependency, Manifest};
 use exos_resolve::{
-    host_api, resolve, Candidate, Change, Origin, Plan, RemovalReason, Request, ResolveError,
-    Universe,
+    host_api, resolve, Candidate, CandidateId, Change, Origin, Plan, RemovalReason, Request,
+    ResolveError, Universe,
 };
 
 fn manifest(json: &str) -> Manifest {
@@ -15,6 +15,7 @@ fn available(json: &str) -> Candidate {
         origin: Origin::Available {
             source: "test".into(),
         },
+        id: CandidateId(0),
     }
 }
 
@@ -24,6 +25,7 @@ fn installed(json: &str) -> Candidate {
         origin: Origin::Installed {
             location: "system/packages/x.hpkg".into(),
         },
+        id: CandidateId(0),
     }
 }
 
@@ -69,7 +71,10 @@ fn requirements_resolve_by_contract_not_by_name() {
         install(&["app"]),
     );
     assert_eq!(result_of(&plan), ["app 1.0", "greetlib 1.5"]);
-    assert!(plan.changes.iter().all(|c| matches!(c, Change::Install(_))));
+    assert!(plan
+        .changes
+        .iter()
+        .all(|c| matches!(c, Change::Install { .. })));
 }
 
 #[test]

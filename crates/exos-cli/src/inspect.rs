@@ -1,0 +1,467 @@
+//! `exos build`, `list`, `info`, `extract`, `checksum`: making and looking
+//! into package files.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use exos_hpkg::tree::ScanTotals;
+use exos_hpkg::{BuildOptions, Compression, FileKind, Package, PackageInfo, Repository};
+use exos_manifest::Manifest;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::listing;
+use crate::output::{bytes, write_json, Out};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CompressionArg {
+    Zlib,
+    Zstd,
+    None,
+}
+
+#[derive(Args)]
+pub struct BuildArgs {
+    dir: PathBuf,
+    /// Output file (default: <name>-<version>-<arch>.hpkg in the current directory).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Heap compression: zlib (Haiku's default, widest compatibility), zstd, none.
+    #[arg(short = 'c', long, value_enum, default_value = "zlib")]
+    compression: CompressionArg,
+    /// Compression level (zlib 1-9, default 9; zstd 1-22, default 19).
+    #[arg(short, long)]
+    level: Option<i32>,
+    /// Compression threads (default: all cores).
+    #[arg(short = 'j', long, default_value_t = 0)]
+    threads: usize,
+    /// Store identical files separately instead of once.
+    #[arg(long)]
+    no_dedup: bool,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    file: PathBuf,
+    /// Also list each entry's file attributes.
+    #[arg(short, long)]
+    attributes: bool,
+    /// Only print the package attributes.
+    #[arg(short, long)]
+    info: bool,
+    /// Only print entry paths.
+    #[arg(short, long)]
+    paths: bool,
+}
+
+fn progress_bar(out: Out, total: u64, what: &str) -> Option<ProgressBar> {
+    if out.quiet || out.json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    Some(pb)
+}
+
+/// What `exos build` made.
+#[derive(Serialize)]
+pub struct BuildReport {
+    pub output: PathBuf,
+    pub name: String,
+    pub version: exos_hpkg::Version,
+    #[serde(flatten)]
+    pub stats: exos_hpkg::BuildStats,
+    pub seconds: f64,
+}
+
+pub fn build(args: &BuildArgs, out: Out) -> Result<()> {
+    let dir = &args.dir;
+    let manifest_path = dir.join("manifest.json");
+    if !manifest_path.exists() {
+        bail!(
+            "{}: missing; a package directory needs a manifest.json with at least \"name\" and \"version\"",
+            manifest_path.display()
+        );
+    }
+    let manifest = Manifest::load(&manifest_path)?;
+    // Haiku's `package` and `package_repo` refuse a package without these
+    // ("incomplete package-info"); vendor, packager and description have
+    // defaults.
+    let missing: Vec<&str> = [
+        ("summary", manifest.summary.trim().is_empty()),
+        (
+            "license",
+            manifest
+                .license
+                .as_deref()
+                .is_none_or(|l| l.trim().is_empty()),
+        ),
+        (
+            "copyright",
+            manifest
+                .copyright
+                .as_deref()
+                .is_none_or(|c| c.trim().is_empty()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, absent)| absent.then_some(key))
+    .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{}: missing {}: every package needs \"summary\", \"license\" and \"copyright\" (Haiku's tools refuse a package without them)",
+            manifest_path.display(),
+            missing
+                .iter()
+                .map(|k| format!("\"{k}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for reserved in exos_root::RESERVED_NAMES {
+        if std::fs::symlink_metadata(dir.join(reserved)).is_ok() {
+            bail!(
+                "{}: a package may not contain {reserved:?} at its top level: packagefs shows package metadata there",
+                dir.join(reserved).display()
+            );
+        }
+    }
+    let info = manifest.to_package_info();
+    let compression = match args.compression {
+        CompressionArg::Zlib => Compression::Zlib,
+        CompressionArg::Zstd => Compression::Zstd,
+        CompressionArg::None => Compression::None,
+    };
+    let mut options = BuildOptions::with_compression(compression);
+    if let Some(l) = args.level {
+        options.level = l;
+    }
+    options.threads = args.threads;
+    options.dedup = !args.no_dedup;
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(info.canonical_file_name()));
+    let t = Instant::now();
+    // Created once the scan knows the total; read by the progress callback.
+    let pb: std::cell::OnceCell<Option<ProgressBar>> = std::cell::OnceCell::new();
+    let stats = exos_hpkg::build_from_dir(
+        dir,
+        &output,
+        &info,
+        options,
+        &mut |totals: ScanTotals| {
+            let _ = pb.set(progress_bar(out, totals.file_bytes, "building"));
+        },
+        &mut |done| {
+            if let Some(Some(pb)) = pb.get() {
+                pb.set_position(done)
+            }
+        },
+    )?;
+    if let Some(Some(pb)) = pb.get() {
+        pb.finish_and_clear();
+    }
+    let report = BuildReport {
+        output,
+        name: info.name.clone(),
+        version: info.version.clone(),
+        stats,
+        seconds: t.elapsed().as_secs_f64(),
+    };
+    if out.json {
+        return write_json(&report);
+    }
+    let s = &report.stats;
+    let ratio = if s.file_bytes > 0 {
+        s.package_size as f64 / s.file_bytes as f64 * 100.0
+    } else {
+        100.0
+    };
+    out.note(format_args!(
+        "built {} ({} {}): {} entries, {} of files -> {} ({ratio:.1}%), {} in {:.2?}",
+        report.output.display(),
+        report.name,
+        report.version,
+        s.entries,
+        bytes(s.file_bytes),
+        bytes(s.package_size),
+        if s.deduplicated_bytes > 0 {
+            format!("{} deduplicated", bytes(s.deduplicated_bytes))
+        } else {
+            "no duplicates".to_string()
+        },
+        t.elapsed()
+    ));
+    Ok(())
+}
+
+pub fn list(args: &ListArgs, out: Out) -> Result<()> {
+    let file = &args.file;
+    let opts = listing::ListOptions {
+        attributes: args.attributes,
+        info_only: args.info,
+        paths_only: args.paths,
+    };
+    match exos_hpkg::detect(file)? {
+        FileKind::Package => {
+            let pkg = Package::open(file)?;
+            if out.json {
+                return write_json(&listing::PackageListing::new(&pkg, opts));
+            }
+            listing::stream(|w| listing::render_package(&pkg, opts, w))
+        }
+        FileKind::Repository => {
+            let repo = Repository::open(file)?;
+            if out.json {
+                return write_json(&listing::RepositoryListing::new(&repo));
+            }
+            listing::stream(|w| listing::render_repository(&repo, w))
+        }
+    }
+}
+
+/// `exos info` of a package.
+#[derive(Serialize)]
+pub struct PackageReport<'a> {
+    pub kind: &'static str,
+    pub path: &'a Path,
+    pub format: Format,
+    pub compression: &'static str,
+    pub chunk_size: u32,
+    pub chunks: u64,
+    pub file_size: u64,
+    pub heap_size_compressed: u64,
+    pub heap_size_uncompressed: u64,
+    pub toc_length: u64,
+    pub attributes_length: u32,
+    /// Memory opening it costs (index, attributes, chunk table).
+    pub open_memory_bytes: u64,
+    pub entries: usize,
+    pub files: usize,
+    pub info: &'a PackageInfo,
+    /// `package` (manifest.json in the package) or `attributes` (derived).
+    pub manifest_source: &'static str,
+    pub manifest: Manifest,
+}
+
+#[derive(Serialize)]
+pub struct Format {
+    pub version: u16,
+    pub minor_version: u16,
+}
+
+/// `exos info` of a repository index.
+#[derive(Serialize)]
+pub struct RepositoryReport<'a> {
+    pub kind: &'static str,
+    pub path: &'a Path,
+    pub format: Format,
+    pub compression: &'static str,
+    pub file_size: u64,
+    #[serde(flatten)]
+    pub info: &'a exos_hpkg::RepositoryInfo,
+    pub packages: usize,
+}
+
+pub fn info(file: &Path, out: Out) -> Result<()> {
+    match exos_hpkg::detect(file)? {
+        FileKind::Package => {
+            let pkg = Package::open(file)?;
+            let h = pkg.header();
+            let toc = pkg.toc();
+            let has_manifest = toc
+                .lookup(toc.root().id(), exos_manifest::MANIFEST_FILE)
+                .is_some();
+            let report = PackageReport {
+                kind: "package",
+                path: file,
+                format: Format {
+                    version: h.version,
+                    minor_version: h.minor_version,
+                },
+                compression: h.heap.compression.name(),
+                chunk_size: exos_hpkg::header::CHUNK_SIZE,
+                chunks: pkg.heap().chunk_count(),
+                file_size: h.total_size,
+                heap_size_compressed: h.heap.size_compressed,
+                heap_size_uncompressed: h.heap.size_uncompressed,
+                toc_length: h.toc_length,
+                attributes_length: h.attributes_length,
+                open_memory_bytes: pkg.memory_usage(),
+                entries: toc.walk().count(),
+                files: toc
+                    .walk()
+                    .filter(|(_, e)| e.kind() == exos_hpkg::EntryKind::File)
+                    .count(),
+                info: pkg.info(),
+                manifest_source: if has_manifest {
+                    "package"
+                } else {
+                    "attributes"
+                },
+                manifest: Manifest::from_package(&pkg)?,
+            };
+            out.result(&report, |r| {
+                let mut s = String::new();
+                s += &format!("file:          {}\n", file.display());
+                s += &format!(
+                    "format:        HPKG {}.{}\n",
+                    r.format.version, r.format.minor_version
+                );
+                s += &format!(
+                    "compression:   {} ({} chunks of 64 KiB)\n",
+                    r.compression, r.chunks
+                );
+                s += &format!(
+                    "file size:     {} ({} bytes)\n",
+                    bytes(r.file_size),
+                    r.file_size
+                );
+                s += &format!(
+                    "heap:          {} compressed, {} uncompressed\n",
+                    bytes(r.heap_size_compressed),
+                    bytes(r.heap_size_uncompressed)
+                );
+                s += &format!("entries:       {} ({} files)\n", r.entries, r.files);
+                s += &format!("TOC:           {} bytes\n", r.toc_length);
+                s += &format!("attributes:    {} bytes\n", r.attributes_length);
+                s += &format!(
+                    "open memory:   {} (index, attributes, chunk table)\n",
+                    bytes(r.open_memory_bytes)
+                );
+                s += &format!(
+                    "manifest:      {}\n",
+                    if has_manifest {
+                        "manifest.json in the package"
+                    } else {
+                        "derived from the package attributes"
+                    }
+                );
+                listing::render_info(&mut s, r.info);
+                if r.manifest.essential {
+                    s += "\tessential (removing it needs --force)\n";
+                }
+                if !r.manifest.uses.is_empty() {
+                    s += "\tuses:\n";
+                    for u in &r.manifest.uses {
+                        s += &format!("\t\t{u}\n");
+                    }
+                }
+                s
+            })
+        }
+        FileKind::Repository => {
+            let repo = Repository::open(file)?;
+            let h = &repo.header;
+            let report = RepositoryReport {
+                kind: "repository",
+                path: file,
+                format: Format {
+                    version: h.version,
+                    minor_version: h.minor_version,
+                },
+                compression: h.heap.compression.name(),
+                file_size: h.total_size,
+                info: &repo.info,
+                packages: repo.len(),
+            };
+            out.result(&report, |r| {
+                let i = r.info;
+                format!(
+                    "file:          {}\nformat:        HPKR {}.{}\ncompression:   {}\nname:          {}\nidentifier:    {}\nbase URL:      {}\nvendor:        {}\nsummary:       {}\npriority:      {}\narchitecture:  {}\npackages:      {}\n",
+                    file.display(), r.format.version, r.format.minor_version, r.compression,
+                    i.name, i.identifier, i.base_url, i.vendor, i.summary, i.priority,
+                    i.architecture, r.packages
+                )
+            })
+        }
+    }
+}
+
+/// What `exos extract` wrote.
+#[derive(Serialize)]
+pub struct ExtractReport<'a> {
+    pub destination: &'a Path,
+    #[serde(flatten)]
+    pub stats: crate::extract::ExtractStats,
+    pub seconds: f64,
+}
+
+fn subtree_bytes(e: exos_hpkg::Entry<'_>) -> u64 {
+    e.size() + e.children().map(subtree_bytes).sum::<u64>()
+}
+
+pub fn extract(package: &Path, dir: &Path, path: Option<&str>, out: Out) -> Result<()> {
+    let pkg = Package::open(package)?;
+    let total = match path {
+        Some(p) => pkg.toc().lookup_path(p).map_or(0, |e| subtree_bytes(e)),
+        None => subtree_bytes(pkg.toc().root()),
+    };
+    let pb = progress_bar(out, total, "extracting");
+    let t = Instant::now();
+    let stats = crate::extract::extract(&pkg, dir, path, &mut |b| {
+        if let Some(pb) = &pb {
+            pb.set_position(b)
+        }
+    })?;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    let report = ExtractReport {
+        destination: dir,
+        stats,
+        seconds: t.elapsed().as_secs_f64(),
+    };
+    if out.json {
+        return write_json(&report);
+    }
+    out.note(format_args!(
+        "extracted {} entries ({}) to {} in {:.2?}",
+        stats.entries,
+        bytes(stats.bytes),
+        dir.display(),
+        t.elapsed()
+    ));
+    if stats.attributes_skipped > 0 {
+        out.note(format_args!(
+            "{} file attributes not stored (no extended attribute support for them here)",
+            stats.attributes_skipped
+        ));
+    }
+    Ok(())
+}
+
+/// One line of `exos checksum`.
+#[derive(Serialize)]
+pub struct Checksum<'a> {
+    pub file: &'a Path,
+    pub sha256: exos_root::Sha256,
+}
+
+pub fn checksum(files: &[PathBuf], out: Out) -> Result<()> {
+    let sums = files
+        .iter()
+        .map(|f| {
+            Ok(Checksum {
+                file: f,
+                sha256: exos_root::Sha256::of_file(f).with_context(|| f.display().to_string())?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    out.result(&sums, |sums| {
+        sums.iter()
+            .map(|c| format!("{}  {}\n", c.sha256, c.file.display()))
+            .collect()
+    })
+}

@@ -1,0 +1,96 @@
+//! How commands print. With `--json` a command prints exactly one JSON
+//! document on standard output — a `#[derive(Serialize)]` type, documented
+//! in docs/json.md — and an error is `{"error": {...}}` there too. Without
+//! it, text for people. `-q` silences everything but errors and the data a
+//! command was asked for (a listing, a checksum, a status).
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+/// The global output flags.
+#[derive(Debug, Clone, Copy)]
+pub struct Out {
+    pub json: bool,
+    pub quiet: bool,
+}
+
+impl Out {
+    /// Prints a command's result: `value` as JSON, else `human(value)`.
+    pub fn result<T: Serialize>(&self, value: &T, human: impl FnOnce(&T) -> String) -> Result<()> {
+        if self.json {
+            write_json(value)
+        } else {
+            write_stdout(&human(value))
+        }
+    }
+
+    /// Prints a command's report: `value` as JSON, else `human(value)`
+    /// unless `-q` (a report is not data the user asked for).
+    pub fn report<T: Serialize>(&self, value: &T, human: impl FnOnce(&T) -> String) -> Result<()> {
+        if self.json {
+            write_json(value)
+        } else if self.quiet {
+            Ok(())
+        } else {
+            write_stdout(&human(value))
+        }
+    }
+
+    /// A note for people on standard error (never with `-q` or `--json`).
+    pub fn note(&self, text: impl std::fmt::Display) {
+        if !self.quiet && !self.json {
+            eprintln!("exos: {text}");
+        }
+    }
+}
+
+/// Writes to stdout, treating a closed pipe (`exos list | head`) as success.
+pub fn write_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("writing to standard output"),
+    }
+}
+
+/// Writes one pretty-printed JSON document (streamed: large listings are
+/// never built in memory) and a newline.
+pub fn write_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush());
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("writing to standard output"),
+    }
+}
+
+/// A failure whose details the command has already printed (its own JSON
+/// report): `main` adds nothing but the exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Reported(pub String);
+
+/// `{"error": {...}}`, what `--json` prints when a command fails.
+#[derive(Serialize)]
+pub struct ErrorReport<'a> {
+    pub error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+pub struct ErrorBody<'a> {
+    pub message: &'a str,
+    /// `invalid-file`, `unsatisfiable`, `needs-consent`, `essential` or
+    /// `failed`.
+    pub kind: &'a str,
+    pub exit_code: u8,
+}
+
+/// Sizes for people: `636 B`, `1.46 KiB`.
+pub fn bytes(n: u64) -> String {
+    indicatif::BinaryBytes(n).to_string()
+}

@@ -1,0 +1,503 @@
+//! The mechanics of changing a root: the writer lock, numbered states, the
+//! store, the atomic switch, recovery, gc and check.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use exos_root::{
+    crash_point, state_number, write_atomically, Layer, Layout, PackageFile, Sha256, StateEntry,
+    StateList, TEMP_PREFIX,
+};
+
+use crate::{Ctx, Error, Result};
+
+/// A new package file to install: where it is now, and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NewPackage {
+    pub source: PathBuf,
+    pub layer: Layer,
+    pub file: PackageFile,
+    pub sha256: Sha256,
+    pub size: u64,
+}
+
+impl NewPackage {
+    pub fn entry(&self) -> StateEntry {
+        StateEntry {
+            layer: self.layer,
+            file: self.file.clone(),
+            sha256: self.sha256,
+        }
+    }
+}
+
+/// One file-level difference between two states.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileChange {
+    pub action: FileAction,
+    #[serde(flatten)]
+    pub entry: StateEntry,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileAction {
+    Remove,
+    Add,
+}
+
+impl FileAction {
+    pub fn sign(self) -> char {
+        match self {
+            FileAction::Add => '+',
+            FileAction::Remove => '-',
+        }
+    }
+}
+
+/// What `gc` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GcReport {
+    pub states_removed: usize,
+    pub files_removed: usize,
+    pub bytes_freed: u64,
+}
+
+/// An EXOS root, locked for writing while this value lives (unless opened
+/// read-only).
+pub struct Root {
+    pub layout: Layout,
+    _lock: Option<File>,
+}
+
+fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically(path, bytes).at(path)
+}
+
+impl Root {
+    /// Creates the layout (idempotent) and an empty state 0 when there is
+    /// no state yet.
+    pub fn init(path: &Path) -> Result<Root> {
+        let layout = Layout::new(path);
+        for layer in Layer::ALL {
+            let d = layout.packages_dir(layer);
+            fs::create_dir_all(&d).at(&d)?;
+        }
+        for d in [layout.states_dir(), layout.store_dir(), layout.data_dir()] {
+            fs::create_dir_all(&d).at(&d)?;
+        }
+        let root = Root::lock(path)?;
+        if !layout.active_list().exists() {
+            let st = StateList {
+                entries: Vec::new(),
+                change: "init".into(),
+                created: now(),
+            };
+            write(&layout.state_file(0), st.render().as_bytes())?;
+            write(&layout.active_list(), st.render().as_bytes())?;
+        }
+        Ok(root)
+    }
+
+    /// Opens an initialised root and takes the writer lock (waits for it).
+    pub fn lock(path: &Path) -> Result<Root> {
+        let layout = Layout::new(path);
+        if !layout.exists() {
+            return Err(Error::Invalid(format!(
+                "{}: not an EXOS root (run `exos init {}`)",
+                path.display(),
+                path.display()
+            )));
+        }
+        let lock_path = layout.lock_file();
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .at(&lock_path)?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| Error::Io(lock_path.display().to_string(), e.into()))?;
+        Ok(Root {
+            layout,
+            _lock: Some(f),
+        })
+    }
+
+    /// Opens a root for reading only (no lock: readers only ever see whole
+    /// files, because every file is replaced by rename).
+    pub fn read_only(path: &Path) -> Result<Root> {
+        let layout = Layout::new(path);
+        if !layout.exists() {
+            return Err(Error::Invalid(format!(
+                "{}: not an EXOS root (run `exos init {}`)",
+                path.display(),
+                path.display()
+            )));
+        }
+        Ok(Root {
+            layout,
+            _lock: None,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.layout.root
+    }
+
+    pub fn current(&self) -> Result<StateList> {
+        Ok(StateList::read(&self.layout.active_list())?)
+    }
+
+    /// Numbers of all kept states, ascending.
+    pub fn states(&self) -> Result<Vec<u64>> {
+        let dir = self.layout.states_dir();
+        let mut out: Vec<u64> = fs::read_dir(&dir)
+            .at(&dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| state_number(&e.file_name().to_string_lossy()))
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    pub fn state(&self, n: u64) -> Result<StateList> {
+        Ok(StateList::read(&self.layout.state_file(n))?)
+    }
+
+    /// Which numbered state equals the current one (the newest such).
+    pub fn current_number(&self) -> Result<Option<u64>> {
+        let cur = self.current()?;
+        for n in self.states()?.into_iter().rev() {
+            if let Ok(s) = self.state(n) {
+                if s.same_packages(&cur) && s.created == cur.created {
+                    return Ok(Some(n));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Where the file of `e` is, if anywhere (packages dir or store).
+    pub fn locate(&self, e: &StateEntry) -> Option<PathBuf> {
+        [self.layout.placed(e), self.layout.stored(&e.sha256)]
+            .into_iter()
+            .find(|p| p.is_file())
+    }
+
+    /// Tidies what an interrupted change left: temporary files go; states
+    /// that were written but never made current go; files in the packages
+    /// directories that the current state does not list move to the store;
+    /// listed files still in the store move into place.
+    pub fn recover(&self) -> Result<Vec<String>> {
+        let current = self.current()?;
+        let mut notes = Vec::new();
+        for layer in Layer::ALL {
+            let dir = self.layout.packages_dir(layer);
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.filter_map(|e| e.ok()) {
+                if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                    fs::remove_file(e.path()).at(e.path())?;
+                    notes.push(format!("removed unfinished {}", e.path().display()));
+                }
+            }
+        }
+        // Temporary files of interrupted atomic writes (states, the list).
+        for dir in [
+            self.layout.states_dir(),
+            self.layout.root.join("system/state"),
+        ] {
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.filter_map(|e| e.ok()) {
+                if e.file_name().to_string_lossy().starts_with(".exos-tmp-") {
+                    fs::remove_file(e.path()).at(e.path())?;
+                    notes.push(format!("removed unfinished {}", e.path().display()));
+                }
+            }
+        }
+        // States are committed in number order, so every state above the
+        // current one's number was written but never made current: it must
+        // not be listed or rolled back to.
+        if let Some(n) = self.current_number()? {
+            for later in self.states()?.into_iter().filter(|&m| m > n) {
+                let p = self.layout.state_file(later);
+                fs::remove_file(&p).at(&p)?;
+                notes.push(format!(
+                    "removed state {later}, which was never made current"
+                ));
+            }
+        }
+        let moved = self.place(&current.entries, &current)?;
+        notes.extend(moved);
+        Ok(notes)
+    }
+
+    /// Moves a package file into the store (or drops it if the store has it).
+    fn stash(&self, path: &Path, sha: &Sha256) -> Result<()> {
+        let to = self.layout.stored(sha);
+        if to.exists() {
+            fs::remove_file(path).at(path)
+        } else {
+            fs::rename(path, &to).at(&to)
+        }
+    }
+
+    /// Makes `target` the current state: stores `new` package files, writes
+    /// state N+1 and commits it, then renames files into place. Returns the
+    /// new state's number.
+    pub fn switch(&self, target: Vec<StateEntry>, new: &[NewPackage], change: &str) -> Result<u64> {
+        self.recover()?;
+        // 1. New files: copy beside their destination, sync, into the store.
+        for p in new {
+            let stored = self.layout.stored(&p.sha256);
+            if stored.exists() {
+                continue;
+            }
+            let tmp = self
+                .layout
+                .packages_dir(p.layer)
+                .join(format!("{TEMP_PREFIX}{}", p.sha256));
+            let copied = fs::copy(&p.source, &tmp).and_then(|_| File::open(&tmp)?.sync_all());
+            if let Err(e) = copied {
+                // Remove the partial copy now: a full disk stays full otherwise.
+                let _ = fs::remove_file(&tmp);
+                return Err(Error::Io(
+                    format!("{} (copying {})", tmp.display(), p.source.display()),
+                    e,
+                ));
+            }
+            crash_point();
+            let got = Sha256::of_file(&tmp).at(&tmp)?;
+            if got != p.sha256 {
+                let _ = fs::remove_file(&tmp);
+                return Err(Error::Invalid(format!(
+                    "{}: changed while being installed (SHA-256 {got}, expected {})",
+                    p.source.display(),
+                    p.sha256
+                )));
+            }
+            fs::rename(&tmp, &stored).at(&stored)?;
+            crash_point();
+        }
+        fsync_dir(&self.layout.store_dir())?;
+        // Every target file must now be findable: in the store, or placed
+        // under its name by the current state.
+        let current = self.current()?;
+        for e in &target {
+            let placed_ok = current.entries.contains(e) && self.layout.placed(e).is_file();
+            if !placed_ok && !self.layout.stored(&e.sha256).is_file() {
+                return Err(Error::Invalid(format!(
+                    "{}/{} ({}) is neither installed nor in the store",
+                    e.layer, e.file, e.sha256
+                )));
+            }
+        }
+        // 2. The new numbered state, then the commit.
+        let n = self.states()?.last().map_or(0, |n| n + 1);
+        let st = StateList {
+            entries: target.clone(),
+            change: change.to_string(),
+            created: now(),
+        };
+        let text = st.render();
+        write(&self.layout.state_file(n), text.as_bytes())?;
+        crash_point();
+        write(&self.layout.active_list(), text.as_bytes())?;
+        crash_point();
+        // 3. Placement: renames only.
+        self.place(&target, &current)?;
+        Ok(n)
+    }
+
+    /// Moves files between the packages directories and the store so that
+    /// exactly `target` is in place. A placed file is taken to be what
+    /// `known` (the state it was placed for) says, without hashing it —
+    /// except where the store holds the target's version of that name, which
+    /// only happens mid-change: then the placed file is hashed to tell.
+    fn place(&self, target: &[StateEntry], known: &StateList) -> Result<Vec<String>> {
+        let mut notes = Vec::new();
+        let store_has = |sha: &Sha256| self.layout.stored(sha).is_file();
+        for layer in Layer::ALL {
+            let dir = self.layout.packages_dir(layer);
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.filter_map(|e| e.ok()) {
+                let fname = e.file_name().to_string_lossy().into_owned();
+                if !fname.ends_with(".hpkg") || fname.starts_with('.') {
+                    continue;
+                }
+                let path = e.path();
+                if !path.is_file() {
+                    continue;
+                }
+                let find = |list: &[StateEntry]| {
+                    list.iter()
+                        .find(|t| t.layer == layer && t.file.as_str() == fname)
+                        .cloned()
+                };
+                let (want, was) = (find(target), find(&known.entries));
+                let sha = match (want, was) {
+                    (Some(w), Some(k)) if w.sha256 == k.sha256 && !store_has(&w.sha256) => continue,
+                    (Some(w), _) => {
+                        let sha = Sha256::of_file(&path).at(&path)?;
+                        if sha == w.sha256 {
+                            // In place already; a store copy is a duplicate.
+                            if store_has(&sha) {
+                                let s = self.layout.stored(&sha);
+                                fs::remove_file(&s).at(&s)?;
+                            }
+                            continue;
+                        }
+                        sha
+                    }
+                    (None, Some(k)) if !store_has(&k.sha256) => k.sha256,
+                    (None, _) => Sha256::of_file(&path).at(&path)?,
+                };
+                self.stash(&path, &sha)?;
+                notes.push(format!("moved {} to the store", path.display()));
+                crash_point();
+            }
+        }
+        for e in target {
+            let placed = self.layout.placed(e);
+            if placed.exists() {
+                continue;
+            }
+            let stored = self.layout.stored(&e.sha256);
+            if !stored.exists() {
+                notes.push(format!("{}/{} is missing", e.layer, e.file));
+                continue;
+            }
+            // Another entry may want the same file under another name.
+            if target.iter().filter(|t| t.sha256 == e.sha256).count() > 1 {
+                fs::hard_link(&stored, &placed).at(&placed)?;
+            } else {
+                fs::rename(&stored, &placed).at(&placed)?;
+            }
+            notes.push(format!("moved {} into place", e.file));
+            crash_point();
+        }
+        for layer in Layer::ALL {
+            fsync_dir(&self.layout.packages_dir(layer))?;
+        }
+        fsync_dir(&self.layout.store_dir())?;
+        Ok(notes)
+    }
+
+    /// Checks that the current state and every kept state are consistent:
+    /// files present, the current ones with the right SHA-256. Returns the
+    /// problems found (empty when all is well).
+    pub fn check(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let current = match self.current() {
+            Ok(c) => c,
+            Err(e) => return Ok(vec![format!("current state: {e}")]),
+        };
+        for e in &current.entries {
+            match self.locate(e) {
+                None => problems.push(format!("{}/{}: missing", e.layer, e.file)),
+                Some(p) => {
+                    let sha = Sha256::of_file(&p).at(&p)?;
+                    if sha != e.sha256 {
+                        problems.push(format!(
+                            "{}: SHA-256 {sha}, state says {}",
+                            p.display(),
+                            e.sha256
+                        ));
+                    }
+                }
+            }
+        }
+        for n in self.states()? {
+            match self.state(n) {
+                Err(e) => problems.push(format!("state {n}: {e}")),
+                Ok(s) => {
+                    for e in &s.entries {
+                        if self.locate(e).is_none() {
+                            problems.push(format!("state {n}: {}/{} missing", e.layer, e.file));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Keeps the newest `keep` states (and the current one); deletes older
+    /// state files, then store files no remaining state references.
+    pub fn gc(&self, keep: usize) -> Result<GcReport> {
+        self.recover()?;
+        let states = self.states()?;
+        let current = self.current_number()?;
+        let cut = states.len().saturating_sub(keep.max(1));
+        let mut report = GcReport::default();
+        for &n in &states[..cut] {
+            if Some(n) == current {
+                continue;
+            }
+            let p = self.layout.state_file(n);
+            fs::remove_file(&p).at(&p)?;
+            report.states_removed += 1;
+        }
+        let mut referenced: HashSet<Sha256> = self
+            .current()?
+            .entries
+            .into_iter()
+            .map(|e| e.sha256)
+            .collect();
+        for n in self.states()? {
+            referenced.extend(self.state(n)?.entries.into_iter().map(|e| e.sha256));
+        }
+        let store = self.layout.store_dir();
+        for e in fs::read_dir(&store).at(&store)?.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(sha) = name.strip_suffix(".hpkg").and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            if !referenced.contains(&sha) {
+                report.bytes_freed += e.metadata().map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(e.path()).at(e.path())?;
+                report.files_removed += 1;
+            }
+        }
+        fsync_dir(&store)?;
+        fsync_dir(&self.layout.states_dir())?;
+        Ok(report)
+    }
+}
+
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// File-level differences from state `a` to state `b`, by layer and file.
+pub fn diff(a: &StateList, b: &StateList) -> Vec<FileChange> {
+    let mut out = Vec::new();
+    for e in &a.entries {
+        if !b.entries.contains(e) {
+            out.push(FileChange {
+                action: FileAction::Remove,
+                entry: e.clone(),
+            });
+        }
+    }
+    for e in &b.entries {
+        if !a.entries.contains(e) {
+            out.push(FileChange {
+                action: FileAction::Add,
+                entry: e.clone(),
+            });
+        }
+    }
+    out.sort_by(|x, y| {
+        (x.entry.layer, &x.entry.file, x.action).cmp(&(y.entry.layer, &y.entry.file, y.action))
+    });
+    out
+}

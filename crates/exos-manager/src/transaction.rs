@@ -1,0 +1,451 @@
+//! A package change, from request to commit: the installed packages and
+//! the offered files become resolver candidates (each with a typed
+//! [`CandidateId`] that maps it back to its state entry or its file), the
+//! resolver computes a consistent set, and the [`Plan`] says what the
+//! switch will do — including what it removes that nobody asked for and
+//! which essential packages it touches, so a front end can ask first.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use exos_hpkg::Package;
+use exos_manifest::{Manifest, Provide};
+use exos_resolve::{Candidate, CandidateId, Change, Origin, PackageRef, ResolveError, Universe};
+use exos_root::{reserved_name, Layer, PackageFile, Sha256, StateEntry, StateList};
+
+use crate::root::{diff, FileChange, NewPackage, Root};
+use crate::{Error, Result};
+
+/// What to change.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// Install exactly these package files into `layer`.
+    Install { files: Vec<PathBuf>, layer: Layer },
+    /// Remove installed packages by name, with what can no longer work.
+    Remove { names: Vec<String> },
+    /// Move the named installed packages (all when empty) to newer releases
+    /// from the available files; packages newly needed go to `layer`.
+    Upgrade { names: Vec<String>, layer: Layer },
+}
+
+/// A change to plan against a root.
+#[derive(Debug, Clone)]
+pub struct Transaction {
+    pub request: Request,
+    /// Package files, or directories of them, that may be installed to
+    /// satisfy the request.
+    pub available: Vec<PathBuf>,
+    /// APIs the host provides (for `uses`).
+    pub host_apis: Vec<Provide>,
+    /// Apply exactly what was asked, without resolving dependencies.
+    pub force: bool,
+}
+
+/// A package as a plan names it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PackageName {
+    pub name: String,
+    pub version: exos_hpkg::Version,
+}
+
+impl std::fmt::Display for PackageName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.name, self.version)
+    }
+}
+
+/// What a transaction will do.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    /// One line for the state's history, e.g. `install hello 1.0-1`.
+    pub change: String,
+    /// The resolver's changes; `None` when forced (no resolution).
+    pub resolution: Option<exos_resolve::Plan>,
+    /// File-level differences from the current state.
+    pub files: Vec<FileChange>,
+    /// Files to copy in.
+    #[serde(skip)]
+    pub new: Vec<NewPackage>,
+    /// The state after the change.
+    #[serde(skip)]
+    pub target: Vec<StateEntry>,
+    pub bytes_copied: u64,
+    /// Essential packages this plan removes (needs `force`).
+    pub essential_removed: Vec<PackageName>,
+    /// Installed packages removed although the request did not name them
+    /// (needs the user's consent).
+    pub also_removed: Vec<PackageName>,
+}
+
+impl Plan {
+    /// Nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Refuses the plan unless what it needs is given: `force` for removing
+    /// essential packages, `yes` for removing what was not asked for.
+    pub fn check_consent(&self, yes: bool, force: bool) -> Result<()> {
+        if !self.essential_removed.is_empty() && !force {
+            return Err(Error::Essential(join(&self.essential_removed)));
+        }
+        if !self.also_removed.is_empty() && !yes && !force {
+            return Err(Error::NeedsConsent(join(&self.also_removed)));
+        }
+        Ok(())
+    }
+}
+
+fn join(p: &[PackageName]) -> String {
+    p.iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A package the transaction knows: installed (with its state entry) or
+/// offered (with its file).
+struct Known {
+    manifest: Manifest,
+    entry: Option<StateEntry>,
+    new: Option<NewPackage>,
+}
+
+/// The installed packages of a state with their manifests, found where
+/// the manager keeps them.
+pub fn installed(root: &Root, state: &StateList) -> Result<Vec<(StateEntry, Manifest)>> {
+    state
+        .entries
+        .iter()
+        .map(|e| {
+            let path = root.locate(e).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}/{} of the current state is missing (run `exos check`)",
+                    e.layer, e.file
+                ))
+            })?;
+            let pkg = Package::open(&path)?;
+            Ok((e.clone(), Manifest::from_package(&pkg)?))
+        })
+        .collect()
+}
+
+/// `*.hpkg` files directly inside `dir`, sorted by name.
+pub fn package_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::Io(dir.display().to_string(), e))? {
+        let path = entry
+            .map_err(|e| Error::Io(dir.display().to_string(), e))?
+            .path();
+        if path.extension().is_some_and(|e| e == "hpkg") && path.is_file() {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Opens, verifies and describes a package file offered for installation.
+fn offer(path: &Path, layer: Layer) -> Result<Known> {
+    let pkg = Package::open(path)?;
+    // Every chunk must decompress: a package with corrupt data would
+    // install and then fail reads with EIO.
+    pkg.verify_data()?;
+    if let Some(name) = reserved_name(pkg.toc().root().children().map(|c| c.name())) {
+        return Err(Error::Invalid(format!(
+            "{}: contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows",
+            path.display()
+        )));
+    }
+    let manifest = Manifest::from_package(&pkg)?;
+    let sha256 = Sha256::of_file(path).map_err(|e| Error::Io(path.display().to_string(), e))?;
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::Io(path.display().to_string(), e))?
+        .len();
+    let file = path
+        .file_name()
+        .and_then(|n| PackageFile::new(n.to_string_lossy()).ok())
+        .or_else(|| PackageFile::new(pkg.info().canonical_file_name()).ok())
+        .ok_or_else(|| {
+            Error::Invalid(format!("{}: no usable package file name", path.display()))
+        })?;
+    Ok(Known {
+        manifest,
+        entry: None,
+        new: Some(NewPackage {
+            source: path.to_path_buf(),
+            layer,
+            file,
+            sha256,
+            size,
+        }),
+    })
+}
+
+fn offers(paths: &[PathBuf], layer: Layer) -> Result<Vec<Known>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            for f in package_files(p)? {
+                out.push(offer(&f, layer)?);
+            }
+        } else {
+            out.push(offer(p, layer)?);
+        }
+    }
+    Ok(out)
+}
+
+impl Transaction {
+    /// One line describing the request, for the state's history.
+    fn describe(&self, offered: &[Known]) -> String {
+        match &self.request {
+            Request::Install { .. } => format!(
+                "install {}",
+                offered
+                    .iter()
+                    .map(|k| format!("{} {}", k.manifest.name, k.manifest.version))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Request::Remove { names } => format!("remove {}", names.join(", ")),
+            Request::Upgrade { names, .. } if names.is_empty() => "upgrade".into(),
+            Request::Upgrade { names, .. } => format!("upgrade {}", names.join(", ")),
+        }
+    }
+
+    /// Computes what the change would do to `root`'s current state.
+    pub fn plan(&self, root: &Root) -> Result<Plan> {
+        let current = root.current()?;
+        let mut known: Vec<Known> = installed(root, &current)?
+            .into_iter()
+            .map(|(entry, manifest)| Known {
+                manifest,
+                entry: Some(entry),
+                new: None,
+            })
+            .collect();
+        let requested = match &self.request {
+            Request::Install { files, layer } => offers(files, *layer)?,
+            _ => Vec::new(),
+        };
+        let change = self.describe(&requested);
+        let requested_ids: Vec<usize> = (known.len()..known.len() + requested.len()).collect();
+        known.extend(requested);
+        let extra_layer = match &self.request {
+            Request::Install { layer, .. } | Request::Upgrade { layer, .. } => *layer,
+            Request::Remove { .. } => Layer::System,
+        };
+        known.extend(offers(&self.available, extra_layer)?);
+
+        let (target, resolution) = if self.force {
+            (self.forced_target(&current, &known, &requested_ids)?, None)
+        } else {
+            let (target, plan) = self.resolved_target(&known, &requested_ids)?;
+            (target, Some(plan))
+        };
+        // Two packages may not share a file name in one layer.
+        let mut seen = HashMap::new();
+        for e in &target {
+            if let Some(other) = seen.insert((e.layer, e.file.clone()), e.sha256) {
+                if other != e.sha256 {
+                    return Err(Error::Invalid(format!(
+                        "two packages would both be {}/{}",
+                        e.layer, e.file
+                    )));
+                }
+            }
+        }
+        let new: Vec<NewPackage> = known
+            .iter()
+            .filter_map(|k| k.new.as_ref())
+            .filter(|n| target.contains(&n.entry()))
+            .cloned()
+            .collect();
+        let files = diff(
+            &current,
+            &StateList {
+                entries: target.clone(),
+                ..Default::default()
+            },
+        );
+        // What leaves the system: by the resolver's account when it ran,
+        // else every installed package no longer in the target.
+        struct Leaving<'k> {
+            known: &'k Known,
+            /// The request named it.
+            named: bool,
+            /// Another release of it takes its place.
+            upgraded: bool,
+        }
+        let leaving: Vec<Leaving> = known
+            .iter()
+            .filter(|k| k.entry.as_ref().is_some_and(|e| !target.contains(e)))
+            .map(|k| Leaving {
+                known: k,
+                named: match &self.request {
+                    Request::Remove { names } => names.contains(&k.manifest.name),
+                    _ => false,
+                },
+                upgraded: resolution.as_ref().is_some_and(|p: &exos_resolve::Plan| {
+                    p.changes.iter().any(|c| {
+                        matches!(c, Change::Upgrade { from, .. } | Change::Downgrade { from, .. }
+                            if from.name == k.manifest.name && from.version == k.manifest.version)
+                    })
+                }) || target_has_name(&target, &known, &k.manifest.name),
+            })
+            .collect();
+        let name_of = |l: &Leaving| PackageName {
+            name: l.known.manifest.name.clone(),
+            version: l.known.manifest.version.clone(),
+        };
+        let essential_removed = leaving
+            .iter()
+            .filter(|l| l.known.manifest.essential && !l.upgraded)
+            .map(name_of)
+            .collect();
+        let also_removed = leaving
+            .iter()
+            .filter(|l| !l.named && !l.upgraded)
+            .map(name_of)
+            .collect();
+        Ok(Plan {
+            change,
+            resolution,
+            bytes_copied: new.iter().map(|n| n.size).sum(),
+            files,
+            new,
+            target,
+            essential_removed,
+            also_removed,
+        })
+    }
+
+    fn resolved_target(
+        &self,
+        known: &[Known],
+        requested: &[usize],
+    ) -> Result<(Vec<StateEntry>, exos_resolve::Plan)> {
+        let mut candidates: Vec<Candidate> = known
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Candidate {
+                manifest: k.manifest.clone(),
+                origin: match (&k.entry, &k.new) {
+                    (Some(e), _) => Origin::Installed {
+                        location: format!("{}/{}", e.layer, e.file),
+                    },
+                    (None, Some(n)) => Origin::Available {
+                        source: n.source.display().to_string(),
+                    },
+                    (None, None) => Origin::Host,
+                },
+                id: CandidateId(i as u32),
+            })
+            .collect();
+        for h in &self.host_apis {
+            candidates.push(exos_resolve::host_api(&h.api, h.version.clone()));
+        }
+        let request = match &self.request {
+            Request::Install { .. } => exos_resolve::Request::InstallExact(
+                requested
+                    .iter()
+                    .map(|&i| {
+                        (
+                            known[i].manifest.name.clone(),
+                            known[i].manifest.version.clone(),
+                        )
+                    })
+                    .collect(),
+            ),
+            Request::Remove { names } => exos_resolve::Request::Remove(names.clone()),
+            Request::Upgrade { names, .. } => exos_resolve::Request::Upgrade(names.clone()),
+        };
+        let universe = Universe::new(candidates);
+        let (plan, _) = exos_resolve::resolve(&universe, &request).map_err(|e| match e {
+            e @ ResolveError::Unsatisfiable(_) => Error::Unsatisfiable(e),
+            ResolveError::BadRequest(m) => Error::Invalid(m),
+        })?;
+        let target = plan
+            .result
+            .iter()
+            .map(|p: &PackageRef| {
+                let k = known.get(p.id.0 as usize).ok_or_else(|| {
+                    Error::Invalid(format!("{} {}: no package file for it", p.name, p.version))
+                })?;
+                match (&k.entry, &k.new) {
+                    (Some(e), _) => Ok(e.clone()),
+                    (None, Some(n)) => Ok(n.entry()),
+                    _ => Err(Error::Invalid(format!(
+                        "{} {}: no package file for it",
+                        p.name, p.version
+                    ))),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((target, plan))
+    }
+
+    /// `force`: exactly the named change, no resolution.
+    fn forced_target(
+        &self,
+        current: &StateList,
+        known: &[Known],
+        requested: &[usize],
+    ) -> Result<Vec<StateEntry>> {
+        let mut target = current.entries.clone();
+        match &self.request {
+            Request::Install { .. } => {
+                for n in requested.iter().filter_map(|&i| known[i].new.as_ref()) {
+                    target.retain(|e| !(e.layer == n.layer && e.file == n.file));
+                    target.push(n.entry());
+                }
+            }
+            Request::Remove { names } => {
+                for n in names {
+                    if !known
+                        .iter()
+                        .any(|k| k.entry.is_some() && &k.manifest.name == n)
+                    {
+                        return Err(Error::Invalid(format!(
+                            "{n} is not installed, so it cannot be removed"
+                        )));
+                    }
+                }
+                let doomed: Vec<&StateEntry> = known
+                    .iter()
+                    .filter(|k| names.contains(&k.manifest.name))
+                    .filter_map(|k| k.entry.as_ref())
+                    .collect();
+                target.retain(|e| !doomed.contains(&e));
+            }
+            Request::Upgrade { .. } => {
+                return Err(Error::Invalid(
+                    "upgrade cannot be forced: it needs a consistent plan".into(),
+                ))
+            }
+        }
+        Ok(target)
+    }
+}
+
+/// Whether the target keeps a package of this name (another release of
+/// it, so it is not removed from the system).
+fn target_has_name(target: &[StateEntry], known: &[Known], name: &str) -> bool {
+    known.iter().any(|k| {
+        k.manifest.name == name
+            && match (&k.entry, &k.new) {
+                (Some(e), _) => target.contains(e),
+                (None, Some(n)) => target.contains(&n.entry()),
+                _ => false,
+            }
+    })
+}
+
+impl Root {
+    /// Carries out a plan (after [`Plan::check_consent`]): stores the new
+    /// files, writes and commits the new state. Returns its number.
+    pub fn commit(&self, plan: &Plan) -> Result<u64> {
+        self.switch(plan.target.clone(), &plan.new, &plan.change)
+    }
+}

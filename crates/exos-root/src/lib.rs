@@ -1,0 +1,567 @@
+//! # exos-root — the on-disk layout of an EXOS root
+//!
+//! ```text
+//! ROOT/system/packages/   ROOT/common/packages/   ROOT/user/packages/
+//! ROOT/system/state/active.list        the current state (the commit point)
+//! ROOT/system/state/states/NNNNNN.list every state ever made, numbered
+//! ROOT/system/state/store/<sha>.hpkg   package files no longer placed
+//! ROOT/system/state/lock               one writer at a time (flock)
+//! ROOT/data/                           writable data, never in packages
+//! ```
+//!
+//! This crate owns that layout and the one file format of it, the state
+//! list: [`Layer`], [`Sha256`], [`PackageFile`], [`StateEntry`] and
+//! [`StateList`] (one parser, one writer, for `active.list` and numbered
+//! states alike), the paths ([`Layout`]), and [`write_atomically`]. It knows
+//! nothing of package contents, FUSE or resolution: packagefs reads a
+//! root through it, the package manager changes one through it.
+//!
+//! Invariant: every value of these types is valid — a `StateList` parsed or
+//! built here renders to text that parses back to the same list.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// The layers of a root, lowest priority first.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    System,
+    Common,
+    User,
+}
+
+impl Layer {
+    /// Every layer, lowest priority first.
+    pub const ALL: [Layer; 3] = [Layer::System, Layer::Common, Layer::User];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Layer::System => "system",
+            Layer::Common => "common",
+            Layer::User => "user",
+        }
+    }
+
+    /// Position in [`Layer::ALL`], for per-layer arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Layer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Layer, String> {
+        Layer::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| format!("unknown layer {s:?} (system, common or user)"))
+    }
+}
+
+/// One value per layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PerLayer<T> {
+    pub system: T,
+    pub common: T,
+    pub user: T,
+}
+
+impl<T> PerLayer<T> {
+    pub fn from_fn(mut f: impl FnMut(Layer) -> T) -> PerLayer<T> {
+        PerLayer {
+            system: f(Layer::System),
+            common: f(Layer::Common),
+            user: f(Layer::User),
+        }
+    }
+
+    pub fn get(&self, layer: Layer) -> &T {
+        match layer {
+            Layer::System => &self.system,
+            Layer::Common => &self.common,
+            Layer::User => &self.user,
+        }
+    }
+
+    pub fn get_mut(&mut self, layer: Layer) -> &mut T {
+        match layer {
+            Layer::System => &mut self.system,
+            Layer::Common => &mut self.common,
+            Layer::User => &mut self.user,
+        }
+    }
+
+    /// (layer, value), lowest layer first.
+    pub fn iter(&self) -> impl Iterator<Item = (Layer, &T)> {
+        Layer::ALL.into_iter().map(move |l| (l, self.get(l)))
+    }
+}
+
+/// A SHA-256 digest, shown and stored as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sha256(pub [u8; 32]);
+
+impl Sha256 {
+    /// The digest of a file's content.
+    pub fn of_file(path: impl AsRef<Path>) -> std::io::Result<Sha256> {
+        use sha2::Digest;
+        let mut f = std::fs::File::open(path)?;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(Sha256(h.finalize().into()))
+    }
+
+    /// The digest of bytes in memory.
+    pub fn of_bytes(bytes: &[u8]) -> Sha256 {
+        use sha2::Digest;
+        Sha256(sha2::Sha256::digest(bytes).into())
+    }
+}
+
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha256({self})")
+    }
+}
+
+impl FromStr for Sha256 {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Sha256, String> {
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("{s:?} is not a SHA-256 (64 hex digits)"));
+        }
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+        }
+        Ok(Sha256(out))
+    }
+}
+
+impl serde::Serialize for Sha256 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Sha256 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Sha256, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The file name of a package in a packages directory: `NAME.hpkg`, one
+/// path component, not hidden, no whitespace or control characters (state
+/// lists separate fields by whitespace).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct PackageFile(String);
+
+impl PackageFile {
+    pub fn new(name: impl Into<String>) -> Result<PackageFile, String> {
+        let name = name.into();
+        let ok = name.len() > ".hpkg".len()
+            && name.len() <= 255
+            && name.ends_with(".hpkg")
+            && !name.starts_with('.')
+            && !name.contains('/')
+            && !name.chars().any(|c| c.is_whitespace() || c.is_control());
+        if ok {
+            Ok(PackageFile(name))
+        } else {
+            Err(format!(
+                "{name:?} is not a package file name (NAME.hpkg, not hidden, no '/', spaces or control characters)"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PackageFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PackageFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PackageFile, D::Error> {
+        PackageFile::new(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One line of a state: this package file, with this content, in this layer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct StateEntry {
+    pub layer: Layer,
+    pub file: PackageFile,
+    pub sha256: Sha256,
+}
+
+/// A state list with its header lines:
+///
+/// ```text
+/// # exos state
+/// # created 1764000000
+/// # change install hello 1.0-1
+/// system hello-1.0-1.hpkg 8725f0…
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StateList {
+    pub entries: Vec<StateEntry>,
+    /// What made this state (one line).
+    pub change: String,
+    /// Seconds since the epoch.
+    pub created: u64,
+}
+
+/// A state list that is not well formed; says which file and line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {message}", path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
+pub struct StateError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl StateList {
+    /// Parses a state list; `path` names it in errors. Comment lines other
+    /// than `# created`/`# change` are ignored; an entry listed twice is an
+    /// error.
+    pub fn parse(text: &str, path: &Path) -> Result<StateList, StateError> {
+        let err = |line: Option<usize>, message: String| StateError {
+            path: path.to_path_buf(),
+            line,
+            message,
+        };
+        let mut st = StateList::default();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if let Some(c) = line.strip_prefix("# change ") {
+                st.change = c.to_string();
+                continue;
+            }
+            if let Some(t) = line.strip_prefix("# created ") {
+                st.created = t
+                    .trim()
+                    .parse()
+                    .map_err(|_| err(Some(i + 1), format!("bad creation time {t:?}")))?;
+                continue;
+            }
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let expected = || {
+                err(
+                    Some(i + 1),
+                    format!(
+                        "expected \"<system|common|user> <name>.hpkg <sha256>\", found {line:?}"
+                    ),
+                )
+            };
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let [layer, file, sha] = parts.as_slice() else {
+                return Err(expected());
+            };
+            let entry = StateEntry {
+                layer: layer.parse().map_err(|_| expected())?,
+                file: PackageFile::new(*file).map_err(|_| expected())?,
+                sha256: sha.parse().map_err(|_| expected())?,
+            };
+            if st
+                .entries
+                .iter()
+                .any(|e| e.layer == entry.layer && e.file == entry.file)
+            {
+                return Err(err(
+                    Some(i + 1),
+                    format!("{}/{} is listed twice", entry.layer, entry.file),
+                ));
+            }
+            st.entries.push(entry);
+        }
+        if st.change.contains('\n') {
+            return Err(err(None, "change text spans lines".into()));
+        }
+        Ok(st)
+    }
+
+    pub fn read(path: &Path) -> Result<StateList, StateError> {
+        let text = std::fs::read_to_string(path).map_err(|e| StateError {
+            path: path.to_path_buf(),
+            line: None,
+            message: e.to_string(),
+        })?;
+        StateList::parse(&text, path)
+    }
+
+    /// The text form, entries sorted by layer and file name.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "# exos state\n# created {}\n# change {}\n",
+            self.created,
+            self.change.replace('\n', " ")
+        );
+        let mut entries: Vec<&StateEntry> = self.entries.iter().collect();
+        entries.sort_by(|a, b| (a.layer, &a.file).cmp(&(b.layer, &b.file)));
+        for e in entries {
+            s += &format!("{} {} {}\n", e.layer, e.file, e.sha256);
+        }
+        s
+    }
+
+    /// The same packages (ignoring order, change text and time)?
+    pub fn same_packages(&self, other: &StateList) -> bool {
+        fn key(s: &StateList) -> Vec<&StateEntry> {
+            let mut v: Vec<&StateEntry> = s.entries.iter().collect();
+            v.sort_by(|a, b| (a.layer, &a.file, a.sha256).cmp(&(b.layer, &b.file, b.sha256)));
+            v
+        }
+        key(self) == key(other)
+    }
+}
+
+/// Top-level names packagefs generates in every layer directory; no
+/// package may ship one (it could replace or hide the metadata of others).
+pub const RESERVED_NAMES: [&str; 2] = [".packages", ".exos"];
+
+/// The first reserved name among a package's top-level entry names.
+pub fn reserved_name<'a>(mut names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    names.find(|n| RESERVED_NAMES.contains(n))
+}
+
+/// The current state, relative to the root.
+pub const ACTIVE_LIST: &str = "system/state/active.list";
+/// Numbered states, relative to the root.
+pub const STATES_DIR: &str = "system/state/states";
+/// Package files of states other than the placed one, named `<sha256>.hpkg`.
+pub const STORE_DIR: &str = "system/state/store";
+/// The writer lock (flock), relative to the root.
+pub const LOCK_FILE: &str = "system/state/lock";
+/// Writable data, relative to the root.
+pub const DATA_DIR: &str = "data";
+/// Prefix of package files being copied into place.
+pub const TEMP_PREFIX: &str = ".exos-new-";
+
+/// The paths of a root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Layout {
+        Layout { root: root.into() }
+    }
+
+    /// `ROOT/<layer>/packages`.
+    pub fn packages_dir(&self, layer: Layer) -> PathBuf {
+        self.root.join(layer.name()).join("packages")
+    }
+
+    /// Where an entry's file is placed when its state is current.
+    pub fn placed(&self, e: &StateEntry) -> PathBuf {
+        self.packages_dir(e.layer).join(e.file.as_str())
+    }
+
+    pub fn active_list(&self) -> PathBuf {
+        self.root.join(ACTIVE_LIST)
+    }
+
+    pub fn states_dir(&self) -> PathBuf {
+        self.root.join(STATES_DIR)
+    }
+
+    /// `ROOT/system/state/states/NNNNNN.list`.
+    pub fn state_file(&self, n: u64) -> PathBuf {
+        self.states_dir().join(format!("{n:06}.list"))
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.root.join(STORE_DIR)
+    }
+
+    /// `ROOT/system/state/store/<sha>.hpkg`.
+    pub fn stored(&self, sha: &Sha256) -> PathBuf {
+        self.store_dir().join(format!("{sha}.hpkg"))
+    }
+
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join(LOCK_FILE)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join(DATA_DIR)
+    }
+
+    /// Whether this looks like an initialised root.
+    pub fn exists(&self) -> bool {
+        self.states_dir().is_dir()
+    }
+}
+
+/// The number of a state file name (`000042.list` → 42).
+pub fn state_number(file_name: &str) -> Option<u64> {
+    let n = file_name.strip_suffix(".list")?;
+    (n.len() >= 6 && n.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| n.parse().ok())
+        .flatten()
+}
+
+/// Writes `bytes` to `path` atomically: a fresh temporary file beside it
+/// (created exclusively, never through a symlink), fsync, rename, fsync of
+/// the directory. A failure leaves no temporary file behind.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    // A bare file name's parent is "": the current directory.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".exos-tmp-")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    crash_point();
+    tmp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Test hook (feature `crash-points`): with `EXOS_CRASH_AT=N`, the process
+/// kills itself (SIGKILL) at the N-th crash point it reaches, so tests can
+/// stop a change at every step. Without the feature it does nothing.
+#[inline]
+pub fn crash_point() {
+    #[cfg(feature = "crash-points")]
+    {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEEN: AtomicU64 = AtomicU64::new(0);
+        let Some(at) = std::env::var("EXOS_CRASH_AT")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            return;
+        };
+        if SEEN.fetch_add(1, Ordering::SeqCst) + 1 == at {
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::KILL,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn state_lists_round_trip_and_reject_garbage() {
+        let p = Path::new("active.list");
+        let text = format!(
+            "# exos state\n# created 17\n# change install a\nsystem a-1.hpkg {SHA}\n\nuser b.hpkg {}\n",
+            SHA.to_uppercase()
+        );
+        let st = StateList::parse(&text, p).unwrap();
+        assert_eq!((st.created, st.change.as_str()), (17, "install a"));
+        assert_eq!(st.entries.len(), 2);
+        assert_eq!(st.entries[1].layer, Layer::User);
+        assert_eq!(st.entries[1].sha256.to_string(), SHA);
+        assert_eq!(StateList::parse(&st.render(), p).unwrap(), st);
+        for bad in [
+            format!("vendor a.hpkg {SHA}"),
+            format!("system a.hpkg {}", &SHA[1..]),
+            format!("system a.hpkg {SHA} extra"),
+            "system a.hpkg".to_string(),
+            format!("system ../a.hpkg {SHA}"),
+            format!("system .hidden.hpkg {SHA}"),
+            format!("system a.txt {SHA}"),
+            format!("system a.hpkg {}", "z".repeat(64)),
+            format!("system a.hpkg {SHA}\nsystem a.hpkg {SHA}"),
+            "# created soon".to_string(),
+        ] {
+            let err = StateList::parse(&bad, p).unwrap_err().to_string();
+            assert!(err.starts_with("active.list line "), "{bad}: {err}");
+        }
+        // Truncation and byte corruption never panic.
+        let bytes = text.as_bytes();
+        for n in 0..bytes.len() {
+            let _ = StateList::parse(&String::from_utf8_lossy(&bytes[..n]), p);
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.to_vec();
+            b[i] ^= 0x5a;
+            if let Ok(st) = StateList::parse(&String::from_utf8_lossy(&b), p) {
+                assert_eq!(StateList::parse(&st.render(), p).unwrap(), st);
+            }
+        }
+    }
+
+    #[test]
+    fn names_hashes_and_paths() {
+        assert!(PackageFile::new("a b.hpkg").is_err());
+        assert!(PackageFile::new(".hpkg").is_err());
+        assert!(PackageFile::new("a\n.hpkg").is_err());
+        assert_eq!(PackageFile::new("a-1.hpkg").unwrap().as_str(), "a-1.hpkg");
+        assert_eq!(
+            Sha256::of_bytes(b"abc").to_string(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!("USER".parse::<Layer>().ok(), None);
+        assert_eq!("user".parse::<Layer>(), Ok(Layer::User));
+        let l = Layout::new("/r");
+        assert_eq!(
+            l.state_file(7),
+            Path::new("/r/system/state/states/000007.list")
+        );
+        assert_eq!(state_number("000007.list"), Some(7));
+        assert_eq!(state_number("7.list"), None);
+        assert_eq!(state_number(".000007.list.tmp"), None);
+    }
+
+    #[test]
+    fn atomic_writes_leave_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        write_atomically(&p, b"one").unwrap();
+        write_atomically(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // Into a missing directory: an error, nothing created.
+        assert!(write_atomically(&dir.path().join("no/f"), b"x").is_err());
+    }
+}
