@@ -53,7 +53,7 @@ for t in "${targets[@]}"; do
     load=$(sed -n 's/.*load \([0-9.]*\) s.*/\1/p' "$work/exos.err")
     solve=$(sed -n 's/.*solve \([0-9.]*\) s.*/\1/p' "$work/exos.err")
     read -r wall rss < <(sed -n 's/^TIME //p' "$work/exos.err")
-    count=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['result']))" "$work/exos.json")
+    count=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['plan']['result']))" "$work/exos.json")
     echo "$load $solve $wall $rss $count" >> "$work/exos.runs"
     /usr/bin/time -f "TIME %e %M" /usr/bin/python3 "$here/libsolv_resolve.py" "$t" "${packages[@]}" \
       > "$work/solv.json" 2> "$work/solv.err" || { cat "$work/solv.err" >&2; exit 1; }

@@ -1,14 +1,11 @@
-//! Parses arbitrary bytes as manifest.json and as a version range; the fast
-//! path and the reference walker must agree.
+//! Parses arbitrary bytes as manifest.json and as a version range; whatever
+//! parses round-trips through its canonical JSON.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let fast = exos_manifest::Manifest::parse(data, "fuzz").map_err(|e| e.to_string());
-    let slow = exos_manifest::Manifest::parse_checked(data, "fuzz").map_err(|e| e.to_string());
-    assert_eq!(fast, slow);
-    if let Ok(m) = fast {
+    if let Ok(m) = exos_manifest::Manifest::parse(data, "fuzz") {
         // The canonical form parses back to the same manifest.
         let again = exos_manifest::Manifest::parse(m.to_json().to_string().as_bytes(), "fuzz");
         assert_eq!(again.ok(), Some(m));

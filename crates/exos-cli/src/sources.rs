@@ -123,11 +123,18 @@ fn load_index(path: &Path) -> Result<Vec<Manifest>> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .collect();
-    lines
+    // Indexed collect (straight into one vector), then unwrap in order.
+    let parsed: Vec<Result<Manifest, exos_manifest::ManifestError>> = lines
         .par_iter()
         .map(|(i, line)| {
-            let where_ = format!("{} line {}", path.display(), i + 1);
-            Ok(Manifest::parse(line.as_bytes(), &where_)?)
+            Manifest::parse(line.as_bytes(), "").map_err(|mut e| {
+                e.file = format!("{} line {}", path.display(), i + 1);
+                e
+            })
         })
+        .collect();
+    parsed
+        .into_iter()
+        .map(|r| r.map_err(anyhow::Error::from))
         .collect()
 }

@@ -1,15 +1,11 @@
 //! End-to-end tests of the `exos` binary.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+use support::*;
 
-fn exos(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_exos"))
-        .args(args)
-        .output()
-        .expect("run exos")
-}
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
@@ -17,19 +13,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8(o.stderr.clone()).unwrap()
-}
-
-fn fixtures_dir() -> PathBuf {
-    if let Ok(p) = std::env::var("EXOS_FIXTURES") {
-        return PathBuf::from(p);
-    }
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-    assert!(
-        d.is_dir(),
-        "fixtures not found at {} (set EXOS_FIXTURES)",
-        d.display()
-    );
-    d
 }
 
 #[test]
@@ -283,16 +266,6 @@ fn exit_codes_distinguish_invalid_files_from_other_errors() {
 
 // ---------------------------------------------------------------------------
 // Hostile input and Haiku fidelity (issue: hardening).
-
-fn hostile(dir: &Path, name: &str) -> PathBuf {
-    let case = exos_hostile::cases()
-        .into_iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no hostile case {name}"));
-    let p = dir.join(case.file_name());
-    fs::write(&p, &case.bytes).unwrap();
-    p
-}
 
 #[test]
 fn listings_escape_control_characters_and_pad_by_bytes() {

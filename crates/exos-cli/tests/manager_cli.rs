@@ -2,71 +2,16 @@
 //! rollback, gc — and crash safety, by killing `exos` at every step of a
 //! change and at random moments, then checking the root.
 
+mod support;
+use support::*;
+
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use exos_packagefs::MountOptions;
-
-fn exos(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_exos"))
-        .args(args)
-        .output()
-        .expect("run exos")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = exos(args);
-    assert!(
-        o.status.success(),
-        "exos {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The manifest with the fields `exos build` requires filled in when absent.
-fn complete(manifest: &str) -> String {
-    let mut v: serde_json::Value = serde_json::from_str(manifest).unwrap();
-    for (key, value) in [
-        ("summary", "A test package"),
-        ("license", "MIT"),
-        ("copyright", "2026 The EXOS authors"),
-    ] {
-        if v.get(key).is_none() {
-            v[key] = value.into();
-        }
-    }
-    v.to_string()
-}
-
-/// Builds a package file from a manifest into `dir`, named NAME-VERSION.hpkg.
-fn package(work: &Path, dir: &Path, manifest: &str, content: &str) -> PathBuf {
-    let v: serde_json::Value = serde_json::from_str(manifest).unwrap();
-    let id = format!(
-        "{}-{}",
-        v["name"].as_str().unwrap(),
-        v["version"].as_str().unwrap()
-    );
-    let src = work.join(format!("src-{id}"));
-    fs::create_dir_all(src.join("share")).unwrap();
-    fs::write(src.join("manifest.json"), complete(manifest)).unwrap();
-    fs::write(src.join("share").join(v["name"].as_str().unwrap()), content).unwrap();
-    fs::create_dir_all(dir).unwrap();
-    let out = dir.join(format!("{id}.hpkg"));
-    let o = exos(&[
-        "build",
-        "-q",
-        src.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    out
-}
 
 struct Pkgs {
     lib10: PathBuf,
@@ -98,10 +43,6 @@ fn packages(work: &Path) -> Pkgs {
         ),
         tool: package(work, &d, r#"{"name":"tool","version":"2.0"}"#, "tool\n"),
     }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// The root is consistent and its current state is exactly what a mount shows.

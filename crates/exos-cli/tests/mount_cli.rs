@@ -1,36 +1,12 @@
 //! `exos mount --daemon`, `exos status`, SIGTERM and `exos unmount`, for real
 //! (needs /dev/fuse; fails instead of skipping when CI=true).
 
+mod support;
+use support::*;
+
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
-
-fn exos(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_exos"))
-        .args(args)
-        .output()
-        .expect("run exos")
-}
-
-fn fuse_available() -> bool {
-    if Path::new("/dev/fuse").exists() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("/dev/fuse is missing, and CI=true: FUSE tests must not be skipped");
-    }
-    eprintln!("\n!!!!!!!! /dev/fuse is missing: exos mount tests NOT RUN !!!!!!!!\n");
-    false
-}
-
-fn mounted(p: &Path) -> bool {
-    let p = p.canonicalize().unwrap();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
-}
+use std::process::Command;
 
 fn setup(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let root = tmp.join("root");
@@ -58,17 +34,6 @@ fn setup(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     fs::write(root.join("user/packages/junk.hpkg"), "not a package").unwrap();
     (root, mnt)
-}
-
-fn wait_until(f: impl Fn() -> bool) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(10) {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 #[test]
@@ -166,14 +131,6 @@ fn exos_unmount_ends_the_daemon() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
     assert!(!mounted(&mnt));
-}
-
-fn exos_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_exos"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run exos")
 }
 
 #[test]

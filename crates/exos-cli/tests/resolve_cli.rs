@@ -1,34 +1,10 @@
 //! `exos resolve` end to end, with packages built by `exos build`.
 
+mod support;
+use support::*;
+
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn exos(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_exos"))
-        .args(args)
-        .output()
-        .expect("run exos")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// The manifest with the fields `exos build` requires filled in when absent.
-fn complete(manifest: &str) -> String {
-    let mut v: serde_json::Value = serde_json::from_str(manifest).unwrap();
-    for (key, value) in [
-        ("summary", "A test package"),
-        ("license", "MIT"),
-        ("copyright", "2026 The EXOS authors"),
-    ] {
-        if v.get(key).is_none() {
-            v[key] = value.into();
-        }
-    }
-    v.to_string()
-}
 
 /// Builds a package from just a manifest (plus one file) into `out_dir`.
 fn package(work: &Path, out_dir: &Path, manifest: &str) {
@@ -253,13 +229,6 @@ fn manifest_travels_inside_the_package() {
         .map(|r| r.as_str().unwrap())
         .collect();
     assert_eq!(reqs, ["greet>=1.2", "greet<2"]);
-}
-
-fn fixtures_dir() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("EXOS_FIXTURES") {
-        return p.into();
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
 }
 
 #[test]

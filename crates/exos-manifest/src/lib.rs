@@ -17,8 +17,8 @@
 
 #![forbid(unsafe_code)]
 
-mod fast;
 pub mod model;
+mod parse;
 pub mod range;
 
 pub use model::{Dependency, Manifest, ManifestError, Provide, Requirement};

@@ -1,15 +1,12 @@
-//! The manifest model, its JSON form, and its mapping onto Haiku's package
-//! attributes.
-//!
-//! JSON is walked by hand rather than through serde derive so that every
-//! error can name the exact key (`requires[2].version`) and what was found.
+//! The manifest model, its JSON form (parsed in `parse`, written by
+//! `Serialize`), and its mapping onto Haiku's package attributes.
 
 use std::fmt;
 use std::path::Path;
 
 use exos_hpkg::info::check_name;
 use exos_hpkg::{Architecture, Package, PackageInfo, Provides, Resolvable, Version};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::range::{Constraint, VersionRange};
 use crate::MANIFEST_FILE;
@@ -178,161 +175,6 @@ impl serde::Serialize for Requirement {
     }
 }
 
-const KEYS: &[&str] = &[
-    "name",
-    "version",
-    "summary",
-    "description",
-    "license",
-    "copyright",
-    "vendor",
-    "packager",
-    "homepage",
-    "architecture",
-    "provides",
-    "requires",
-    "uses",
-    "conflicts",
-    "replaces",
-    "essential",
-];
-
-/// Walks a JSON value, keeping the key path for error messages.
-struct Walker<'a> {
-    file: &'a str,
-}
-
-impl Walker<'_> {
-    fn err(&self, key: &str, message: impl Into<String>) -> ManifestError {
-        ManifestError {
-            file: self.file.to_string(),
-            key: (!key.is_empty()).then(|| key.to_string()),
-            message: message.into(),
-        }
-    }
-
-    fn object<'v>(
-        &self,
-        key: &str,
-        v: &'v Value,
-        allowed: &[&str],
-    ) -> Result<&'v Map<String, Value>, ManifestError> {
-        let Value::Object(map) = v else {
-            return Err(self.err(key, format!("expected an object, found {}", kind(v))));
-        };
-        if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-            let at = if key.is_empty() {
-                unknown.clone()
-            } else {
-                format!("{key}.{unknown}")
-            };
-            return Err(self.err(
-                &at,
-                format!("unknown key (allowed here: {})", allowed.join(", ")),
-            ));
-        }
-        Ok(map)
-    }
-
-    fn string<'v>(&self, key: &str, v: &'v Value) -> Result<&'v str, ManifestError> {
-        v.as_str()
-            .ok_or_else(|| self.err(key, format!("expected a string, found {}", kind(v))))
-    }
-
-    fn opt_string(
-        &self,
-        map: &Map<String, Value>,
-        key: &str,
-        path: &str,
-    ) -> Result<Option<String>, ManifestError> {
-        map.get(key)
-            .map(|v| self.string(path, v).map(str::to_string))
-            .transpose()
-    }
-
-    fn array<'v>(&self, key: &str, v: Option<&'v Value>) -> Result<&'v [Value], ManifestError> {
-        match v {
-            None => Ok(&[]),
-            Some(Value::Array(a)) => Ok(a),
-            Some(v) => Err(self.err(key, format!("expected an array, found {}", kind(v)))),
-        }
-    }
-
-    fn version(&self, key: &str, v: &Value) -> Result<Version, ManifestError> {
-        Version::parse(self.string(key, v)?).map_err(|e| self.err(key, e))
-    }
-
-    fn name(&self, key: &str, v: &Value) -> Result<String, ManifestError> {
-        let s = self.string(key, v)?;
-        check_name(s).map_err(|e| self.err(key, e))?;
-        Ok(s.to_string())
-    }
-
-    fn dependency(&self, key: &str, v: &Value) -> Result<Dependency, ManifestError> {
-        if let Value::String(s) = v {
-            return Dependency::parse(s).map_err(|e| self.err(key, e));
-        }
-        let map = self.object(key, v, &["api", "version"])?;
-        let api = match map.get("api") {
-            Some(a) => self.name(&format!("{key}.api"), a)?,
-            None => return Err(self.err(key, "missing \"api\"")),
-        };
-        let range = match map.get("version") {
-            None => VersionRange::any(),
-            Some(r) => {
-                let at = format!("{key}.version");
-                VersionRange::parse(self.string(&at, r)?).map_err(|e| self.err(&at, e))?
-            }
-        };
-        Ok(Dependency { api, range })
-    }
-
-    fn requirement(&self, key: &str, v: &Value) -> Result<Requirement, ManifestError> {
-        if let Some(any) = v.as_object().and_then(|m| m.get("any")) {
-            self.object(key, v, &["any"])?;
-            let at = format!("{key}.any");
-            let items = self.array(&at, Some(any))?;
-            if items.is_empty() {
-                return Err(self.err(&at, "needs at least one alternative"));
-            }
-            let alternatives = items
-                .iter()
-                .enumerate()
-                .map(|(i, d)| self.dependency(&format!("{at}[{i}]"), d))
-                .collect::<Result<_, _>>()?;
-            return Ok(Requirement { alternatives });
-        }
-        Ok(Requirement {
-            alternatives: vec![self.dependency(key, v)?],
-        })
-    }
-
-    fn provide(&self, key: &str, v: &Value) -> Result<Provide, ManifestError> {
-        if let Value::String(s) = v {
-            return parse_provide(s).map_err(|e| self.err(key, e));
-        }
-        let map = self.object(key, v, &["api", "version", "compatible"])?;
-        let api = match map.get("api") {
-            Some(a) => self.name(&format!("{key}.api"), a)?,
-            None => return Err(self.err(key, "missing \"api\"")),
-        };
-        let version = map
-            .get("version")
-            .map(|x| self.version(&format!("{key}.version"), x))
-            .transpose()?;
-        let compatible = map
-            .get("compatible")
-            .map(|x| self.version(&format!("{key}.compatible"), x))
-            .transpose()?;
-        check_window(&version, &compatible).map_err(|e| self.err(key, e))?;
-        Ok(Provide {
-            api,
-            version,
-            compatible,
-        })
-    }
-}
-
 pub(crate) fn check_window(
     version: &Option<Version>,
     compatible: &Option<Version>,
@@ -367,17 +209,6 @@ pub(crate) fn parse_provide(s: &str) -> Result<Provide, String> {
         version,
         compatible,
     })
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 impl Manifest {
@@ -423,94 +254,9 @@ impl Manifest {
 
     /// Parses manifest JSON; `file` names the source in errors.
     pub fn parse(bytes: &[u8], file: &str) -> Result<Manifest, ManifestError> {
-        let mut m = match crate::fast::parse(bytes) {
-            Some(m) => m,
-            None => Self::parse_checked(bytes, file)?,
-        };
+        let mut m = crate::parse::parse(bytes, file)?;
         m.compact();
         Ok(m)
-    }
-
-    /// The reference parser: walks the JSON tree, naming the key of any
-    /// error. [`Manifest::parse`] tries a faster path first.
-    pub fn parse_checked(bytes: &[u8], file: &str) -> Result<Manifest, ManifestError> {
-        let w = Walker { file };
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| w.err("", format!("invalid JSON: {e}")))?;
-        let map = w.object("", &value, KEYS)?;
-        let required = |key: &str| {
-            map.get(key)
-                .ok_or_else(|| w.err("", format!("missing required key \"{key}\"")))
-        };
-        let name = w.name("name", required("name")?)?;
-        let version = w.version("version", required("version")?)?;
-        let architecture = match map.get("architecture") {
-            None => Architecture::Any,
-            Some(a) => {
-                let s = w.string("architecture", a)?;
-                Architecture::from_name(s).ok_or_else(|| {
-                    w.err(
-                        "architecture",
-                        format!("unknown architecture {s:?} (any, x86_64, arm64, riscv64, x86, x86_gcc2, source, …)"),
-                    )
-                })?
-            }
-        };
-        let list = |key: &str| w.array(key, map.get(key));
-        let mut provides = list("provides")?
-            .iter()
-            .enumerate()
-            .map(|(i, v)| w.provide(&format!("provides[{i}]"), v))
-            .collect::<Result<Vec<_>, _>>()?;
-        let requires = list("requires")?
-            .iter()
-            .enumerate()
-            .map(|(i, v)| w.requirement(&format!("requires[{i}]"), v))
-            .collect::<Result<Vec<_>, _>>()?;
-        let deps = |key: &str| -> Result<Vec<Dependency>, ManifestError> {
-            list(key)?
-                .iter()
-                .enumerate()
-                .map(|(i, v)| w.dependency(&format!("{key}[{i}]"), v))
-                .collect()
-        };
-        let uses = deps("uses")?;
-        let conflicts = deps("conflicts")?;
-        let replaces = list("replaces")?
-            .iter()
-            .enumerate()
-            .map(|(i, v)| w.name(&format!("replaces[{i}]"), v))
-            .collect::<Result<Vec<_>, _>>()?;
-        add_self_provide(&mut provides, &name, &version);
-        let text = |key: &str| w.opt_string(map, key, key);
-        let essential = match map.get("essential") {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(v) => {
-                return Err(w.err(
-                    "essential",
-                    format!("expected a boolean, found {}", kind(v)),
-                ))
-            }
-        };
-        Ok(Manifest {
-            essential,
-            summary: text("summary")?.unwrap_or_default(),
-            description: text("description")?.unwrap_or_default(),
-            license: text("license")?,
-            copyright: text("copyright")?,
-            vendor: text("vendor")?,
-            packager: text("packager")?,
-            homepage: text("homepage")?,
-            name,
-            version,
-            architecture,
-            provides,
-            requires,
-            uses,
-            conflicts,
-            replaces,
-        })
     }
 
     /// The manifest of a package: its root `manifest.json` if it has one

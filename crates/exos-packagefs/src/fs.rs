@@ -13,7 +13,7 @@
 
 use std::ffi::OsStr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use exos_hpkg::tree::escape_attr_name;
@@ -35,19 +35,19 @@ use crate::view::{Kind, Source, View};
 pub const XATTR_PREFIX: &str = "user.haiku.";
 
 /// The current view, shared between the FUSE threads and whoever swaps in
-/// new views.
+/// new views. Readers never wait (arc-swap): every request loads the view
+/// once, a rebuild replaces it whole.
 #[derive(Clone)]
-pub struct ViewSlot(Arc<RwLock<Arc<View>>>);
+pub struct ViewSlot(Arc<arc_swap::ArcSwap<View>>);
 
 impl ViewSlot {
     pub fn get(&self) -> Arc<View> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.load_full()
     }
 
     /// Makes `view` current; returns the previous one.
     pub fn swap(&self, view: View) -> Arc<View> {
-        let mut guard = self.0.write().unwrap_or_else(|e| e.into_inner());
-        std::mem::replace(&mut *guard, Arc::new(view))
+        self.0.swap(Arc::new(view))
     }
 }
 
@@ -137,7 +137,7 @@ pub fn time(t: Timestamp) -> SystemTime {
 impl PackageFs {
     pub fn new(view: View, ttl: Duration) -> PackageFs {
         PackageFs {
-            view: ViewSlot(Arc::new(RwLock::new(Arc::new(view)))),
+            view: ViewSlot(Arc::new(arc_swap::ArcSwap::from_pointee(view))),
             known: Arc::default(),
             orphans: Arc::default(),
             ttl,

@@ -1,0 +1,137 @@
+//! Helpers shared by the `exos` integration tests.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Runs the `exos` binary under test.
+pub fn exos(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_exos"))
+        .args(args)
+        .output()
+        .expect("run exos")
+}
+
+/// Runs `exos` in `dir`.
+pub fn exos_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_exos"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run exos")
+}
+
+/// Runs `exos`, fails the test unless it succeeds, returns its stdout.
+pub fn ok(args: &[&str]) -> String {
+    let o = exos(args);
+    assert!(
+        o.status.success(),
+        "exos {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `../shared/fixtures` beside the repository (or `$EXOS_FIXTURES`).
+pub fn fixtures_dir() -> PathBuf {
+    if let Ok(p) = std::env::var("EXOS_FIXTURES") {
+        return PathBuf::from(p);
+    }
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    assert!(
+        d.is_dir(),
+        "fixtures not found at {} (set EXOS_FIXTURES)",
+        d.display()
+    );
+    d
+}
+
+/// Whether FUSE tests can run: without /dev/fuse they say so loudly and
+/// pass, unless CI=true, where they fail.
+pub fn fuse_available() -> bool {
+    if Path::new("/dev/fuse").exists() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("/dev/fuse is missing, and CI=true: FUSE tests must not be skipped");
+    }
+    eprintln!("\n!!!!!!!! /dev/fuse is missing: exos mount tests NOT RUN !!!!!!!!\n");
+    false
+}
+
+/// Is `p` a mount point (per /proc/self/mountinfo)?
+pub fn mounted(p: &Path) -> bool {
+    let p = p.canonicalize().unwrap();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
+}
+
+/// Polls `f` for up to ten seconds.
+pub fn wait_until(f: impl Fn() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// The manifest with the fields `exos build` requires filled in when absent.
+pub fn complete(manifest: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(manifest).unwrap();
+    for (key, value) in [
+        ("summary", "A test package"),
+        ("license", "MIT"),
+        ("copyright", "2026 The EXOS authors"),
+    ] {
+        if v.get(key).is_none() {
+            v[key] = value.into();
+        }
+    }
+    v.to_string()
+}
+
+/// Builds a package with `exos build` from a manifest and one file
+/// (`share/<name>` holding `content`) into `dir`, named NAME-VERSION.hpkg.
+pub fn package(work: &Path, dir: &Path, manifest: &str, content: &str) -> PathBuf {
+    let v: serde_json::Value = serde_json::from_str(manifest).unwrap();
+    let id = format!(
+        "{}-{}",
+        v["name"].as_str().unwrap(),
+        v["version"].as_str().unwrap()
+    );
+    let src = work.join(format!("src-{id}"));
+    fs::create_dir_all(src.join("share")).unwrap();
+    fs::write(src.join("manifest.json"), complete(manifest)).unwrap();
+    fs::write(src.join("share").join(v["name"].as_str().unwrap()), content).unwrap();
+    fs::create_dir_all(dir).unwrap();
+    let out = dir.join(format!("{id}.hpkg"));
+    ok(&["build", "-q", s(&src), "-o", s(&out)]);
+    out
+}
+
+/// Writes a hostile case of crates/exos-hostile into `dir`.
+pub fn hostile(dir: &Path, name: &str) -> PathBuf {
+    let case = exos_hostile::cases()
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no hostile case {name}"));
+    let p = dir.join(case.file_name());
+    fs::write(&p, &case.bytes).unwrap();
+    p
+}
