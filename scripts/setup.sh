@@ -26,3 +26,22 @@ if ! command -v cargo-fuzz >/dev/null; then
 fi
 cargo build --release -q -p exos-cli
 echo "setup: built target/release/exos and target/release/exos-mountd"
+
+# Install the binaries, the manual page and shell completions under
+# $EXOS_PREFIX (default /usr/local; EXOS_PREFIX= skips this step).
+prefix=${EXOS_PREFIX-/usr/local}
+if [ -n "$prefix" ]; then
+  if [ -w "$(dirname "$prefix")" ] || [ -w "$prefix" ]; then
+    install -D -m 755 target/release/exos "$prefix/bin/exos"
+    install -D -m 755 target/release/exos-mountd "$prefix/bin/exos-mountd"
+    mkdir -p "$prefix/share/man/man1" "$prefix/share/bash-completion/completions" \
+      "$prefix/share/zsh/site-functions" "$prefix/share/fish/vendor_completions.d"
+    target/release/exos -q manual --dir "$prefix/share/man/man1"
+    target/release/exos completions bash > "$prefix/share/bash-completion/completions/exos"
+    target/release/exos completions zsh > "$prefix/share/zsh/site-functions/_exos"
+    target/release/exos completions fish > "$prefix/share/fish/vendor_completions.d/exos.fish"
+    echo "setup: installed exos, exos-mountd, man page (man exos) and bash/zsh/fish completions under $prefix"
+  else
+    echo "setup: $prefix is not writable; not installing (set EXOS_PREFIX=DIR, or run as root)"
+  fi
+fi

@@ -25,7 +25,7 @@ mod sources;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::output::{ErrorBody, ErrorReport, Out};
@@ -142,8 +142,35 @@ enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
-    /// Print the manual page (roff), e.g. `exos manual > /usr/local/share/man/man1/exos.1`.
-    Manual,
+    /// Print the manual page (roff), or with --dir write exos.1 and one exos-COMMAND.1 per command.
+    Manual {
+        /// Write every page into DIR (e.g. /usr/local/share/man/man1) instead of printing exos(1).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// exos(1) and one page per (sub)command, named as clap_mangen's
+/// SEE ALSO lists them (`exos-state-list.1`); returns the files written.
+fn write_manual_pages(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    fn write(
+        cmd: clap::Command,
+        dir: &std::path::Path,
+        pages: &mut Vec<PathBuf>,
+    ) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
+            write(sub, dir, pages)?;
+        }
+        pages.push(clap_mangen::Man::new(cmd).generate_to(dir)?);
+        Ok(())
+    }
+    std::fs::create_dir_all(dir)?;
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut pages = Vec::new();
+    write(cmd, dir, &mut pages)?;
+    pages.sort();
+    Ok(pages)
 }
 
 fn main() -> ExitCode {
@@ -264,10 +291,22 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             clap_complete::generate(*shell, &mut cmd, "exos", &mut buf);
             output::write_stdout(&String::from_utf8_lossy(&buf))
         }
-        Command::Manual => {
+        Command::Manual { dir: None } => {
             let mut buf = Vec::new();
             clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
             output::write_stdout(&String::from_utf8_lossy(&buf))
+        }
+        Command::Manual { dir: Some(dir) } => {
+            let pages = write_manual_pages(dir)
+                .with_context(|| format!("writing manual pages into {}", dir.display()))?;
+            let report = output::ManualReport { pages };
+            out.report(&report, |r| {
+                format!(
+                    "wrote {} manual pages into {}\n",
+                    r.pages.len(),
+                    dir.display()
+                )
+            })
         }
     }
 }

@@ -94,3 +94,9 @@ pub struct ErrorBody<'a> {
 pub fn bytes(n: u64) -> String {
     indicatif::BinaryBytes(n).to_string()
 }
+
+/// `exos manual --dir`: the manual pages written.
+#[derive(Debug, Serialize)]
+pub struct ManualReport {
+    pub pages: Vec<std::path::PathBuf>,
+}

@@ -246,9 +246,28 @@ fn the_synopsis_matches_the_cli() {
         }
     }
     lines.extend(current);
+    // Every command `exos --help` lists is in the synopsis.
+    let top = Command::new(env!("CARGO_BIN_EXE_exos"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let top = String::from_utf8_lossy(&top.stdout).into_owned();
+    let commands = &top[top.find("Commands:").unwrap()..top.find("Options:").unwrap()];
+    for command in commands
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+    {
+        assert!(
+            command == "help" || lines.iter().any(|(sub, _)| sub == command),
+            "README synopsis does not show `exos {command}`"
+        );
+    }
     for (sub, text) in lines {
         let args: Vec<&str> = match sub.as_str() {
             "state" => vec!["state", "list", "--help"],
+            // The global options line: `exos [--json] [-q] COMMAND`.
+            global if global.starts_with('[') => vec!["--help"],
             _ => vec![sub.as_str(), "--help"],
         };
         let o = Command::new(env!("CARGO_BIN_EXE_exos"))

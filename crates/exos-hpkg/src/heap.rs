@@ -187,37 +187,20 @@ impl HeapReader {
         Ok(Arc::new(out))
     }
 
-    /// Decompresses every chunk once (without caching), on `threads`
-    /// threads; the first failure is returned with its chunk index.
-    pub fn verify(&self, threads: usize) -> std::result::Result<(), (u64, crate::Error)> {
-        let n = self.chunk_count();
-        if self.chunk_offsets.is_empty() || n == 0 {
+    /// Decompresses every chunk once (without caching) on rayon's pool;
+    /// the first failure is returned with its chunk index.
+    pub fn verify(&self) -> std::result::Result<(), (u64, crate::Error)> {
+        use rayon::prelude::*;
+        if self.chunk_offsets.is_empty() {
             return Ok(());
         }
-        let threads = threads.clamp(1, 64) as u64;
-        let next = std::sync::atomic::AtomicU64::new(0);
-        let failure: Mutex<Option<(u64, crate::Error)>> = Mutex::new(None);
-        std::thread::scope(|scope| {
-            for _ in 0..threads.min(n) {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= n {
-                        return;
-                    }
-                    if let Err(e) = self.load_chunk(i) {
-                        let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
-                        if f.as_ref().is_none_or(|(j, _)| i < *j) {
-                            *f = Some((i, e));
-                        }
-                        // Stop everyone: one bad chunk is enough.
-                        next.store(n, std::sync::atomic::Ordering::Relaxed);
-                        return;
-                    }
-                });
-            }
-        });
-        match failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some(f) => Err(f),
+        // The first bad chunk in heap order, whichever thread finds it;
+        // later chunks are skipped once one is found.
+        match (0..self.chunk_count())
+            .into_par_iter()
+            .find_map_first(|i| self.load_chunk(i).err().map(|e| (i, e)))
+        {
+            Some(bad) => Err(bad),
             None => Ok(()),
         }
     }

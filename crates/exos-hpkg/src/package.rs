@@ -114,8 +114,7 @@ impl Package {
     /// it reads only the TOC and attributes). Errors name the entries whose
     /// data the bad chunk holds.
     pub fn verify_data(&self) -> Result<()> {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let Err((chunk, err)) = self.heap.verify(threads) else {
+        let Err((chunk, err)) = self.heap.verify() else {
             return Ok(());
         };
         let cs = crate::header::CHUNK_SIZE as u64;

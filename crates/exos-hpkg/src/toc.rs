@@ -263,37 +263,7 @@ impl Toc {
                     let name = a.value.as_str().unwrap_or_default();
                     check_entry_name(name)
                         .map_err(|e| corrupt!("TOC at byte {}: {e}", p.position()))?;
-                    if toc.records.len() >= MAX_ENTRIES {
-                        return Err(corrupt!("TOC has more than {MAX_ENTRIES} entries"));
-                    }
-                    let name = span(name.as_bytes());
-                    let new = toc.records.len() as u32;
-                    budget.reserve_one(&mut toc.records, "TOC entries")?;
-                    toc.records.push(Record::new(
-                        name.start,
-                        name.len as u8,
-                        current,
-                        EntryKind::File,
-                    ));
-                    let prev = stack[top].last_child;
-                    if prev == NONE {
-                        toc.records[current as usize].first_child = new;
-                    } else {
-                        toc.records[prev as usize].next_sibling = new;
-                    }
-                    stack[top].last_child = new;
-                    if a.has_children {
-                        if stack.len() > MAX_DEPTH {
-                            return Err(corrupt!("TOC directories nested deeper than {MAX_DEPTH}"));
-                        }
-                        budget.reserve_one(&mut stack, "TOC nesting")?;
-                        stack.push(Open {
-                            id: new,
-                            last_child: NONE,
-                            atime: Timestamp::default(),
-                            crtime: Timestamp::default(),
-                        });
-                    }
+                    toc.add_entry(&mut stack, span(name.as_bytes()), a.has_children, budget)?;
                     continue;
                 }
                 if current == ROOT {
@@ -326,6 +296,48 @@ impl Toc {
         toc.attrs.shrink_to_fit();
         budget.release((before - toc.memory_usage()) as u64);
         Ok(toc)
+    }
+
+    /// Appends a `dir:entry` as the last child of the innermost open
+    /// directory; an entry with children becomes the innermost open one.
+    fn add_entry(
+        &mut self,
+        stack: &mut Vec<Open>,
+        name: Span,
+        has_children: bool,
+        budget: &Budget,
+    ) -> Result<()> {
+        if self.records.len() >= MAX_ENTRIES {
+            return Err(corrupt!("TOC has more than {MAX_ENTRIES} entries"));
+        }
+        let parent = stack.last_mut().expect("an open directory");
+        let new = self.records.len() as u32;
+        budget.reserve_one(&mut self.records, "TOC entries")?;
+        self.records.push(Record::new(
+            name.start,
+            name.len as u8,
+            parent.id,
+            EntryKind::File,
+        ));
+        if parent.last_child == NONE {
+            self.records[parent.id as usize].first_child = new;
+        } else {
+            self.records[parent.last_child as usize].next_sibling = new;
+        }
+        parent.last_child = new;
+        if has_children {
+            if stack.len() > MAX_DEPTH {
+                return Err(corrupt!("TOC directories nested deeper than {MAX_DEPTH}"));
+            }
+            budget.reserve_one(stack, "TOC nesting")?;
+            stack.push(Open {
+                id: new,
+                last_child: NONE,
+                atime: Timestamp::default(),
+                crtime: Timestamp::default(),
+            });
+        }
+        Ok(())
     }
 
     /// Finishes an entry at the end of its child list: times that differ

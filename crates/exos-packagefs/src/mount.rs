@@ -15,7 +15,7 @@ use exos_root::{Layer, PerLayer, Sha256};
 
 use crate::activate::{Activation, Owner, Scanner, DEFAULT_MEMORY_BUDGET};
 use crate::cache::ChunkCache;
-use crate::fs::PackageFs;
+use crate::fs::{OrphanKeeper, PackageFs, ViewSlot};
 use crate::view::{Privileges, View, ViewSettings};
 
 /// How changes to the packages directories are noticed.
@@ -370,6 +370,8 @@ enum Event {
     Rescan,
     /// inotify stopped working (e.g. the watch limit): switch to polling.
     Failed(String),
+    /// The FUSE session ended: the activation thread exits.
+    Stop,
 }
 
 fn polling_status(interval: Duration, reason: Option<String>) -> LiveStatus {
@@ -441,107 +443,32 @@ impl Mount {
         let unmounter = session.unmount_callable();
         let ended = Ended::default();
         let ended_in_session = ended.clone();
+        let (events_tx, events) = mpsc::channel::<Event>();
+        let stop = events_tx.clone();
         let session = std::thread::Builder::new()
             .name("exos-fuse".into())
             .spawn(move || {
                 let r = session.run();
                 ended_in_session.set();
+                let _ = stop.send(Event::Stop);
                 r
             })?;
 
-        // Live activation: watch the packages directories and the state;
-        // without inotify, poll.
-        let (events_tx, events) = mpsc::channel::<Event>();
-        let watched = watched_dirs(&options.root);
-        let mut watcher = None;
-        let mut poll = match options.watch {
-            WatchMode::Poll(d) => Some(d),
-            WatchMode::Inotify => None,
-        };
-        if poll.is_none() {
-            match start_watcher(&watched, events_tx.clone()) {
-                Ok(w) => watcher = Some(w),
-                Err(reason) => {
-                    tracing::warn!(
-                        "live activation: inotify failed ({reason}); polling every {} s",
-                        FALLBACK_POLL.as_secs()
-                    );
-                    poll = Some(FALLBACK_POLL);
-                    state.live = polling_status(FALLBACK_POLL, Some(reason));
-                    // Record the fallback in status.json at once.
-                    let _ = events_tx.send(Event::Rescan);
-                }
-            }
-        }
         let (reports_tx, reports) = mpsc::channel();
-        let state = Mutex::new(state);
+        let live = LiveActivation::start(
+            &options,
+            state,
+            (events_tx, events),
+            Swapper {
+                slot,
+                orphans,
+                notifier,
+            },
+            reports_tx,
+        );
         std::thread::Builder::new()
             .name("exos-activation".into())
-            .spawn(move || {
-                let mut watcher = watcher;
-                let mut poll = poll;
-                loop {
-                    let event = match poll {
-                        Some(interval) => match events.recv_timeout(interval) {
-                            Ok(e) => e,
-                            Err(mpsc::RecvTimeoutError::Timeout) => Event::Rescan,
-                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                        },
-                        None => match events.recv() {
-                            Ok(e) => e,
-                            Err(_) => break,
-                        },
-                    };
-                    let mut force = false;
-                    let mut failure = match event {
-                        Event::Failed(reason) => Some(reason),
-                        Event::Rescan => None,
-                    };
-                    // Let a burst of changes (a copy, a rename) settle.
-                    while let Ok(e) = events.recv_timeout(Duration::from_millis(100)) {
-                        if let Event::Failed(reason) = e {
-                            failure = Some(reason);
-                        }
-                    }
-                    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(reason) = failure {
-                        if poll.is_none() {
-                            tracing::warn!(
-                                "live activation: inotify failed ({reason}); polling every {} s",
-                                FALLBACK_POLL.as_secs()
-                            );
-                            watcher = None;
-                            poll = Some(FALLBACK_POLL);
-                            st.live = polling_status(FALLBACK_POLL, Some(reason));
-                            force = true;
-                        }
-                    }
-                    let (view, report) = st.rebuild(false, force);
-                    // A packages directory may have been created or replaced:
-                    // watch what exists now (the old watch died with it).
-                    if let Some(w) = watcher.as_mut() {
-                        if let Err(reason) = rewatch(w, &watched) {
-                            let _ = events_tx.send(Event::Failed(reason));
-                        }
-                    }
-                    let Some(view) = view else { continue };
-                    let old = slot.swap(view);
-                    let new = slot.get();
-                    orphans.adopt(&old, &new);
-                    invalidate(&notifier, &old, &new);
-                    tracing::info!(
-                        generation = report.generation,
-                        active = report.active,
-                        refused = report.refused.len(),
-                        seconds = report.seconds,
-                        "view rebuilt"
-                    );
-                    for (path, reason) in &report.refused {
-                        tracing::warn!("refused {}: {reason}", path.display());
-                    }
-                    let _ = reports_tx.send(report);
-                }
-            })?;
+            .spawn(move || live.run())?;
 
         Ok(Mount {
             mountpoint: options.mountpoint.clone(),
@@ -609,6 +536,152 @@ impl Mount {
 impl Drop for Mount {
     fn drop(&mut self) {
         let _ = self.finish();
+    }
+}
+
+/// The thread that keeps the view current: it watches the packages
+/// directories and the state (inotify; polling where inotify fails),
+/// rebuilds the view after a burst of changes settles, swaps it in and
+/// tells the kernel what changed.
+struct LiveActivation {
+    state: State,
+    watched: Vec<PathBuf>,
+    watcher: Option<notify::RecommendedWatcher>,
+    poll: Option<Duration>,
+    events: mpsc::Receiver<Event>,
+    events_tx: mpsc::Sender<Event>,
+    swapper: Swapper,
+    reports: mpsc::Sender<BuildReport>,
+}
+
+/// What replacing the served view touches: the slot the FUSE handlers read,
+/// the inodes the kernel still holds, and the kernel's caches.
+struct Swapper {
+    slot: ViewSlot,
+    orphans: OrphanKeeper,
+    notifier: Notifier,
+}
+
+impl Swapper {
+    fn swap(&self, view: View) {
+        let old = self.slot.swap(view);
+        let new = self.slot.get();
+        self.orphans.adopt(&old, &new);
+        invalidate(&self.notifier, &old, &new);
+    }
+}
+
+impl LiveActivation {
+    fn start(
+        options: &MountOptions,
+        mut state: State,
+        (events_tx, events): (mpsc::Sender<Event>, mpsc::Receiver<Event>),
+        swapper: Swapper,
+        reports: mpsc::Sender<BuildReport>,
+    ) -> Self {
+        let watched = watched_dirs(&options.root);
+        let mut watcher = None;
+        let mut poll = match options.watch {
+            WatchMode::Poll(d) => Some(d),
+            WatchMode::Inotify => None,
+        };
+        if poll.is_none() {
+            match start_watcher(&watched, events_tx.clone()) {
+                Ok(w) => watcher = Some(w),
+                Err(reason) => {
+                    tracing::warn!(
+                        "live activation: inotify failed ({reason}); polling every {} s",
+                        FALLBACK_POLL.as_secs()
+                    );
+                    poll = Some(FALLBACK_POLL);
+                    state.live = polling_status(FALLBACK_POLL, Some(reason));
+                    // Record the fallback in status.json at once.
+                    let _ = events_tx.send(Event::Rescan);
+                }
+            }
+        }
+        LiveActivation {
+            state,
+            watched,
+            watcher,
+            poll,
+            events,
+            events_tx,
+            swapper,
+            reports,
+        }
+    }
+
+    /// Runs until the session ends.
+    fn run(mut self) {
+        while let Some(event) = self.next_event() {
+            let mut failure = match event {
+                Event::Failed(reason) => Some(reason),
+                Event::Rescan => None,
+                Event::Stop => return,
+            };
+            // Let a burst of changes (a copy, a rename) settle.
+            while let Ok(e) = self.events.recv_timeout(Duration::from_millis(100)) {
+                match e {
+                    Event::Failed(reason) => failure = Some(reason),
+                    Event::Rescan => {}
+                    Event::Stop => return,
+                }
+            }
+            let force = match failure {
+                Some(reason) if self.poll.is_none() => {
+                    self.fall_back_to_polling(reason);
+                    true
+                }
+                _ => false,
+            };
+            self.rebuild(force);
+        }
+    }
+
+    fn next_event(&self) -> Option<Event> {
+        match self.poll {
+            Some(interval) => match self.events.recv_timeout(interval) {
+                Ok(e) => Some(e),
+                Err(mpsc::RecvTimeoutError::Timeout) => Some(Event::Rescan),
+                Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            },
+            None => self.events.recv().ok(),
+        }
+    }
+
+    fn fall_back_to_polling(&mut self, reason: String) {
+        tracing::warn!(
+            "live activation: inotify failed ({reason}); polling every {} s",
+            FALLBACK_POLL.as_secs()
+        );
+        self.watcher = None;
+        self.poll = Some(FALLBACK_POLL);
+        self.state.live = polling_status(FALLBACK_POLL, Some(reason));
+    }
+
+    fn rebuild(&mut self, force: bool) {
+        let (view, report) = self.state.rebuild(false, force);
+        // A packages directory may have been created or replaced: watch
+        // what exists now (the old watch died with it).
+        if let Some(w) = self.watcher.as_mut() {
+            if let Err(reason) = rewatch(w, &self.watched) {
+                let _ = self.events_tx.send(Event::Failed(reason));
+            }
+        }
+        let Some(view) = view else { return };
+        self.swapper.swap(view);
+        tracing::info!(
+            generation = report.generation,
+            active = report.active,
+            refused = report.refused.len(),
+            seconds = report.seconds,
+            "view rebuilt"
+        );
+        for (path, reason) in &report.refused {
+            tracing::warn!("refused {}: {reason}", path.display());
+        }
+        let _ = self.reports.send(report);
     }
 }
 

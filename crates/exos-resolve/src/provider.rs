@@ -5,7 +5,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::cell::RefCell;
 use std::fmt::Display;
 
-use exos_hpkg::Architecture;
+use exos_hpkg::{Architecture, Version};
 use exos_manifest::{Dependency, Manifest};
 use resolvo::{
     Candidates, Condition, ConditionId, ConditionalRequirement, Dependencies, DependencyProvider,
@@ -35,7 +35,7 @@ enum Selector {
     /// Is the package named so (any version).
     Package(String),
     /// Is exactly this package release.
-    Exact(String, exos_hpkg::Version),
+    Exact(String, Version),
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -250,6 +250,36 @@ impl<'u> Provider<'u> {
             })
             .collect();
         Some(self.union(sets))
+    }
+
+    /// "Exactly release `version` of package `name`", in whichever slot
+    /// holds it.
+    fn exact_requirement(
+        &self,
+        name: &str,
+        version: &Version,
+    ) -> Result<Requirement, ResolveError> {
+        let slots = self
+            .slots_by_package
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if slots.is_empty() {
+            return Err(ResolveError::BadRequest(format!(
+                "{name} {version} is not among the candidates"
+            )));
+        }
+        let sets = slots
+            .iter()
+            .map(|&slot| {
+                self.version_set(VersionSetDef {
+                    name: slot,
+                    selector: Selector::Exact(name.to_string(), version.clone()),
+                    negate: false,
+                })
+            })
+            .collect();
+        Ok(self.union(sets))
     }
 
     /// Constraints forbidding package `name` in every slot except `own`.
@@ -492,131 +522,12 @@ fn solve_once(
         _ => Vec::new(),
     };
     let provider = Provider::new(universe, favour_installed, upgrading);
-    let installed: Vec<SolvableId> = universe
-        .candidates
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.is_installed())
-        .map(|(i, _)| SolvableId::from_raw(i as u32))
-        .collect();
-    let is_installed_name =
-        |name: &str| installed.iter().any(|&s| provider.manifest(s).name == name);
-
-    let mut requirements: Vec<ConditionalRequirement> = Vec::new();
-    let mut constraints = Vec::new();
-    let mut soft: Vec<SolvableId> = installed.clone();
-    match request {
-        Request::Install(deps) => {
-            for d in deps {
-                requirements.push(provider.requirement(std::slice::from_ref(d)).into());
-            }
-        }
-        Request::InstallExact(releases) => {
-            for (name, version) in releases {
-                let slots = provider
-                    .slots_by_package
-                    .get(name.as_str())
-                    .cloned()
-                    .unwrap_or_default();
-                let sets: Vec<VersionSetId> = slots
-                    .iter()
-                    .map(|&slot| {
-                        provider.version_set(VersionSetDef {
-                            name: slot,
-                            selector: Selector::Exact(name.clone(), version.clone()),
-                            negate: false,
-                        })
-                    })
-                    .collect();
-                if sets.is_empty() {
-                    return Err(ResolveError::BadRequest(format!(
-                        "{name} {version} is not among the candidates"
-                    )));
-                }
-                requirements.push(provider.union(sets).into());
-            }
-        }
-        Request::Remove(names) => {
-            for n in names {
-                if !is_installed_name(n) {
-                    return Err(ResolveError::BadRequest(format!(
-                        "{n} is not installed, so it cannot be removed"
-                    )));
-                }
-                provider.forbid_package(n, None, &mut constraints);
-            }
-            soft.retain(|&s| !names.contains(&provider.manifest(s).name));
-        }
-        Request::Upgrade(names) => {
-            let targets: Vec<&str> = if names.is_empty() {
-                let mut all: Vec<&str> = installed
-                    .iter()
-                    .map(|&s| provider.manifest(s).name.as_str())
-                    .collect();
-                all.sort_unstable();
-                all.dedup();
-                all
-            } else {
-                for n in names {
-                    if !is_installed_name(n) {
-                        return Err(ResolveError::BadRequest(format!(
-                            "{n} is not installed, so it cannot be upgraded"
-                        )));
-                    }
-                }
-                names.iter().map(String::as_str).collect()
-            };
-            for name in &targets {
-                if let Some(r) = provider.package_requirement(name, newest_major) {
-                    requirements.push(r.into());
-                }
-            }
-            // The upgraded packages are not pinned to their current version.
-            soft.retain(|&s| !targets.contains(&provider.manifest(s).name.as_str()));
-        }
-    }
-    // Host APIs are always present.
-    for (i, c) in universe.candidates.iter().enumerate() {
-        if c.origin == Origin::Host {
-            soft.push(SolvableId::from_raw(i as u32));
-        }
-    }
-    // resolvo only adds its one-per-name clauses for candidates reachable
-    // from a requirement, and soft requirements are not requirements: an
-    // installed release could end up chosen beside a newer one of its slot.
-    // So every slot holding a soft candidate is made reachable by a
-    // requirement that the always-installed anchor satisfies.
-    let anchor = provider
-        .package_requirement(crate::ANCHOR, false)
-        .expect("the universe has an anchor");
-    requirements.push(anchor.into());
-    let mut keep_slots: Vec<NameId> = soft
-        .iter()
-        .map(|&s| provider.slot_of[s.into_raw() as usize])
-        .collect();
-    keep_slots.sort_unstable_by_key(|n| n.into_raw());
-    keep_slots.dedup();
-    let anchor_set = match anchor {
-        Requirement::Single(vs) => vs,
-        Requirement::Union(_) => unreachable!("the anchor has one slot"),
-    };
-    for slot in keep_slots {
-        let package = provider.with_name(slot, |d| match d {
-            NameDef::Slot { first } => provider.manifest(*first).name.clone(),
-            NameDef::Missing { api } => api.clone(),
-        });
-        let any = provider.version_set(VersionSetDef {
-            name: slot,
-            selector: Selector::Package(package),
-            negate: false,
-        });
-        requirements.push(provider.union(vec![anchor_set, any]).into());
-    }
-
+    let mut goals = Goals::for_request(&provider, universe, request, newest_major)?;
+    goals.keep_soft_slots_reachable(&provider);
     let problem = Problem::new()
-        .requirements(requirements)
-        .constraints(constraints)
-        .soft_requirements(soft);
+        .requirements(goals.requirements)
+        .constraints(goals.constraints)
+        .soft_requirements(goals.soft);
     let mut solver = Solver::new(provider);
     let solution = match solver.solve(problem) {
         Ok(s) => s,
@@ -630,4 +541,133 @@ fn solve_once(
         }
     };
     Ok(solution.iter().map(|s| s.into_raw() as usize).collect())
+}
+
+/// What a request asks of the solver: hard requirements, constraints (what
+/// must not be installed) and soft requirements (what stays if it can).
+struct Goals {
+    requirements: Vec<ConditionalRequirement>,
+    constraints: Vec<VersionSetId>,
+    soft: Vec<SolvableId>,
+}
+
+impl Goals {
+    fn for_request(
+        provider: &Provider,
+        universe: &Universe,
+        request: &Request,
+        newest_major: bool,
+    ) -> Result<Self, ResolveError> {
+        let installed: Vec<SolvableId> = universe
+            .candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_installed())
+            .map(|(i, _)| SolvableId::from_raw(i as u32))
+            .collect();
+        let mut goals = Goals {
+            requirements: Vec::new(),
+            constraints: Vec::new(),
+            soft: installed.clone(),
+        };
+        let require_installed = |names: &[String], verb: &str| {
+            for n in names {
+                if !installed.iter().any(|&s| provider.manifest(s).name == *n) {
+                    return Err(ResolveError::BadRequest(format!(
+                        "{n} is not installed, so it cannot be {verb}"
+                    )));
+                }
+            }
+            Ok(())
+        };
+        match request {
+            Request::Install(deps) => {
+                for d in deps {
+                    let r = provider.requirement(std::slice::from_ref(d));
+                    goals.requirements.push(r.into());
+                }
+            }
+            Request::InstallExact(releases) => {
+                for (name, version) in releases {
+                    let r = provider.exact_requirement(name, version)?;
+                    goals.requirements.push(r.into());
+                }
+            }
+            Request::Remove(names) => {
+                require_installed(names, "removed")?;
+                for n in names {
+                    provider.forbid_package(n, None, &mut goals.constraints);
+                }
+                goals
+                    .soft
+                    .retain(|&s| !names.contains(&provider.manifest(s).name));
+            }
+            Request::Upgrade(names) => {
+                let targets: Vec<&str> = if names.is_empty() {
+                    let mut all: Vec<&str> = installed
+                        .iter()
+                        .map(|&s| provider.manifest(s).name.as_str())
+                        .collect();
+                    all.sort_unstable();
+                    all.dedup();
+                    all
+                } else {
+                    require_installed(names, "upgraded")?;
+                    names.iter().map(String::as_str).collect()
+                };
+                for name in &targets {
+                    if let Some(r) = provider.package_requirement(name, newest_major) {
+                        goals.requirements.push(r.into());
+                    }
+                }
+                // The upgraded packages are not pinned to their current version.
+                goals
+                    .soft
+                    .retain(|&s| !targets.contains(&provider.manifest(s).name.as_str()));
+            }
+        }
+        // Host APIs are always present.
+        for (i, c) in universe.candidates.iter().enumerate() {
+            if c.origin == Origin::Host {
+                goals.soft.push(SolvableId::from_raw(i as u32));
+            }
+        }
+        Ok(goals)
+    }
+
+    /// resolvo only adds its one-per-name clauses for candidates reachable
+    /// from a requirement, and soft requirements are not requirements: an
+    /// installed release could end up chosen beside a newer one of its slot.
+    /// So every slot holding a soft candidate is made reachable by a
+    /// requirement that the always-installed anchor satisfies.
+    fn keep_soft_slots_reachable(&mut self, provider: &Provider) {
+        let anchor = provider
+            .package_requirement(crate::ANCHOR, false)
+            .expect("the universe has an anchor");
+        self.requirements.push(anchor.into());
+        let mut keep_slots: Vec<NameId> = self
+            .soft
+            .iter()
+            .map(|&s| provider.slot_of[s.into_raw() as usize])
+            .collect();
+        keep_slots.sort_unstable_by_key(|n| n.into_raw());
+        keep_slots.dedup();
+        let anchor_set = match anchor {
+            Requirement::Single(vs) => vs,
+            Requirement::Union(_) => unreachable!("the anchor has one slot"),
+        };
+        for slot in keep_slots {
+            let package = provider.with_name(slot, |d| match d {
+                NameDef::Slot { first } => provider.manifest(*first).name.clone(),
+                NameDef::Missing { api } => api.clone(),
+            });
+            let any = provider.version_set(VersionSetDef {
+                name: slot,
+                selector: Selector::Package(package),
+                negate: false,
+            });
+            self.requirements
+                .push(provider.union(vec![anchor_set, any]).into());
+        }
+    }
 }
