@@ -294,3 +294,87 @@ fn the_synopsis_matches_the_cli() {
     }
     assert!(checked > 30, "{checked}");
 }
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(repo());
+    c
+}
+
+/// ARCHITECTURE.md draws every `exos-*` dependency edge; they are the ones
+/// the Cargo.toml files declare (dev-dependencies noted apart).
+#[test]
+fn architecture_draws_the_real_dependency_edges() {
+    let o = cargo()
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let arch = fs::read_to_string(repo().join("ARCHITECTURE.md")).unwrap();
+    let mut crates = 0;
+    for package in meta["packages"].as_array().unwrap() {
+        let name = package["name"].as_str().unwrap();
+        if !name.starts_with("exos-") {
+            continue;
+        }
+        let mut deps: Vec<&str> = package["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["kind"].is_null())
+            .filter_map(|d| d["name"].as_str())
+            .filter(|d| d.starts_with("exos-"))
+            .collect();
+        deps.sort_unstable();
+        let line = arch
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")) && l.contains("──→"))
+            .unwrap_or_else(|| panic!("ARCHITECTURE.md draws no edges for {name}"));
+        let drawn = line.split("──→").nth(1).unwrap();
+        let drawn = drawn.split('(').next().unwrap();
+        let mut drawn: Vec<&str> = drawn
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .collect();
+        drawn.sort_unstable();
+        assert_eq!(drawn, deps, "ARCHITECTURE.md: edges of {name}");
+        crates += 1;
+    }
+    assert!(crates >= 8, "{crates}");
+}
+
+/// The package manager is a library without FUSE: a daemon or a GUI can
+/// link it without fuser, notify or libfuse.
+#[test]
+fn the_manager_builds_without_fuse() {
+    let o = cargo()
+        .args([
+            "tree",
+            "-p",
+            "exos-manager",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--offline",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tree = String::from_utf8_lossy(&o.stdout);
+    assert!(tree.contains("exos-resolve"), "{tree}");
+    for fuse in ["fuser", "notify", "exos-packagefs"] {
+        assert!(
+            !tree.lines().any(|l| l.starts_with(&format!("{fuse} "))),
+            "exos-manager depends on {fuse}:\n{tree}"
+        );
+    }
+}

@@ -7,8 +7,8 @@
 //!
 //! * [`range`]: version ranges over Haiku's version ordering, and how a
 //!   range matches a provider that declares a compatibility window;
-//! * [`model`]: [`Manifest`], parsed from JSON with errors that name the file
-//!   and the key, mapped onto Haiku's package attributes (so Haiku's tools
+//! * [`model`]: [`Manifest`], parsed from JSON (one serde parser, in
+//!   `parse`) with errors that name the file and the key, mapped onto Haiku's package attributes (so Haiku's tools
 //!   see the same dependencies), and derived back from those attributes for
 //!   Haiku packages that carry no `manifest.json`.
 //!
