@@ -520,6 +520,13 @@ pub(crate) struct FinishedHeap {
 }
 
 /// Appends bytes to a heap, compressing full chunks on worker threads.
+///
+/// A hand-made pipeline rather than rayon: chunks arrive one at a time
+/// while the caller streams files in, must be written back in order, and
+/// at most 2 × threads may be in memory at once (a bounded channel gives
+/// the back-pressure). rayon's parallel iterators want the whole input up
+/// front and its `spawn` has no bound, so either would hold the package in
+/// memory or reorder it.
 pub(crate) struct HeapWriter {
     file: Option<io::BufWriter<File>>,
     compression: Compression,
