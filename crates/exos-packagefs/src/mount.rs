@@ -574,42 +574,36 @@ impl Swapper {
 impl LiveActivation {
     fn start(
         options: &MountOptions,
-        mut state: State,
+        state: State,
         (events_tx, events): (mpsc::Sender<Event>, mpsc::Receiver<Event>),
         swapper: Swapper,
         reports: mpsc::Sender<BuildReport>,
     ) -> Self {
-        let watched = watched_dirs(&options.root);
-        let mut watcher = None;
-        let mut poll = match options.watch {
+        let poll = match options.watch {
             WatchMode::Poll(d) => Some(d),
             WatchMode::Inotify => None,
         };
-        if poll.is_none() {
-            match start_watcher(&watched, events_tx.clone()) {
-                Ok(w) => watcher = Some(w),
-                Err(reason) => {
-                    tracing::warn!(
-                        "live activation: inotify failed ({reason}); polling every {} s",
-                        FALLBACK_POLL.as_secs()
-                    );
-                    poll = Some(FALLBACK_POLL);
-                    state.live = polling_status(FALLBACK_POLL, Some(reason));
-                    // Record the fallback in status.json at once.
-                    let _ = events_tx.send(Event::Rescan);
-                }
-            }
-        }
-        LiveActivation {
+        let mut live = LiveActivation {
             state,
-            watched,
-            watcher,
+            watched: watched_dirs(&options.root),
+            watcher: None,
             poll,
             events,
             events_tx,
             swapper,
             reports,
+        };
+        if live.poll.is_none() {
+            match start_watcher(&live.watched, live.events_tx.clone()) {
+                Ok(w) => live.watcher = Some(w),
+                Err(reason) => {
+                    live.fall_back_to_polling(reason);
+                    // Record the fallback in status.json at once.
+                    let _ = live.events_tx.send(Event::Rescan);
+                }
+            }
         }
+        live
     }
 
     /// Runs until the session ends.
