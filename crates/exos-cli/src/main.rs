@@ -174,6 +174,11 @@ fn write_manual_pages(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 fn main() -> ExitCode {
+    // A command lives for a fraction of a second and touches its memory
+    // once: transparent huge pages only make it zero 2 MiB per fault (and
+    // count them all as resident). Measured on `exos resolve` over Debian's
+    // index: peak RSS 77 MB with them, 45 MB without, same time.
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
     let out = Out {
         json: cli.json,

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use exos_manifest::Dependency;
-use exos_resolve::{Candidate, Change, Origin, Plan, Request, Universe};
+use exos_resolve::{Change, Origin, Plan, Request};
 use serde::Serialize;
 
 use crate::output::Out;
@@ -75,41 +75,40 @@ pub fn run(args: &ResolveArgs, out: Out) -> Result<()> {
     };
     let load_started = Instant::now();
     let mut loader = Loader::new(out.quiet || out.json);
-    let mut candidates: Vec<Candidate> = Vec::new();
     if let Some(root) = &args.root {
-        candidates.extend(loader.load_root(root)?);
+        loader.load_root(root)?;
     }
     for p in &args.installed {
-        candidates.extend(loader.load(p, true)?);
+        loader.load(p, true)?;
     }
     for p in &args.available {
-        candidates.extend(loader.load(p, false)?);
+        loader.load(p, false)?;
     }
     for h in &args.host_api {
         let p = crate::serve::parse_host_api(h)?;
-        candidates.push(exos_resolve::host_api(&p.api, p.version));
+        let host = exos_resolve::host_api(&p.api, p.version);
+        loader.add(host.manifest, host.origin);
     }
-    let universe = Universe::new(candidates);
+    let installed = loader.installed;
+    let universe = loader.finish();
     let load_seconds = load_started.elapsed().as_secs_f64();
-    let installed = universe
-        .candidates()
-        .iter()
-        .filter(|c| c.is_installed())
-        .count();
     let outcome = exos_resolve::resolve(&universe, &request);
     if args.stats {
         let solve = match &outcome {
             Ok((_, s)) => format!("{:.3} s", s.solve_seconds),
             Err(_) => "failed".into(),
         };
+        let m = universe.memory();
         eprintln!(
-            "stats: {} candidates ({installed} installed), load {load_seconds:.3} s, solve {solve}",
-            universe.candidates().len()
+            "stats: {} candidates ({installed} installed), load {load_seconds:.3} s, solve {solve}; \
+             pool: {} names, {} versions, {} ranges, {:.1} MiB",
+            universe.len(),
+            m.names,
+            m.versions,
+            m.ranges,
+            m.bytes as f64 / (1 << 20) as f64
         );
     }
-    // Freeing tens of thousands of manifests one by one costs more than the
-    // solve; the process is about to exit.
-    std::mem::forget(universe);
     let (plan, _) = outcome?;
     out.result(&ResolveReport { plan: &plan }, |r| {
         render(r.plan, out.quiet)

@@ -52,6 +52,12 @@ pub struct MountArgs {
     /// it are refused (lower layers first served).
     #[arg(long, default_value_t = 1024)]
     pub max_memory_mib: u64,
+    /// Always serve Haiku file attributes as `user.haiku.*` extended
+    /// attributes. By default they are served only if a package active at
+    /// the first request carries any; otherwise the kernel is told there
+    /// are none and stops asking (faster `ls -l` and exec).
+    #[arg(long)]
+    pub xattrs: bool,
     /// Notice package changes by rescanning every N ms instead of inotify
     /// (for file systems without inotify, e.g. NFS).
     #[arg(long, value_name = "N")]
@@ -132,6 +138,9 @@ pub fn serve(args: &MountArgs, quiet: bool) -> Result<()> {
     }
     options.privileges.setuid_from_system = args.allow_setuid;
     options.memory_budget = args.max_memory_mib << 20;
+    if args.xattrs {
+        options.xattrs = exos_packagefs::fs::XattrPolicy::Always;
+    }
     if let Some(ms) = args.poll_ms {
         options.watch = WatchMode::Poll(Duration::from_millis(ms.max(10)));
     }
@@ -240,6 +249,9 @@ impl MountArgs {
             a.push("--allow-setuid".into());
         }
         a.push(format!("--max-memory-mib={}", self.max_memory_mib).into());
+        if self.xattrs {
+            a.push("--xattrs".into());
+        }
         if let Some(ms) = self.poll_ms {
             a.push(format!("--poll-ms={ms}").into());
         }

@@ -1,40 +1,62 @@
 //! Where `exos resolve` finds packages: package files, directories of them,
 //! HPKR repository indexes, JSON-lines manifest indexes, and an EXOS root.
+//! Everything goes straight into the resolver's interned universe.
 
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use exos_hpkg::{FileKind, Package, Repository};
 use exos_manifest::Manifest;
-use exos_resolve::{Candidate, CandidateId, Origin};
+use exos_resolve::{Candidate, CandidateId, Origin, Universe, UniverseBuilder};
 use exos_root::{Layer, Layout};
-use rayon::prelude::*;
 
-/// Candidates numbered as they are loaded (`resolve` maps nothing back).
+/// Loads candidates into a universe, numbering them as they come
+/// (`resolve` maps nothing back).
 pub struct Loader {
     next: u32,
     pub quiet: bool,
+    builder: UniverseBuilder,
+    /// Candidates loaded as installed.
+    pub installed: usize,
 }
 
 impl Loader {
     pub fn new(quiet: bool) -> Loader {
-        Loader { next: 0, quiet }
+        Loader {
+            next: 0,
+            quiet,
+            builder: UniverseBuilder::new(),
+            installed: 0,
+        }
     }
 
-    fn candidate(&mut self, manifest: Manifest, origin: Origin) -> Candidate {
+    fn next_id(&mut self, origin: &Origin) -> CandidateId {
         self.next += 1;
-        Candidate {
+        if matches!(origin, Origin::Installed { .. }) {
+            self.installed += 1;
+        }
+        CandidateId(self.next - 1)
+    }
+
+    pub fn add(&mut self, manifest: Manifest, origin: Origin) {
+        let id = self.next_id(&origin);
+        self.builder.add(&Candidate {
             manifest,
             origin,
-            id: CandidateId(self.next - 1),
-        }
+            id,
+        });
+    }
+
+    pub fn finish(self) -> Universe {
+        self.builder.finish()
     }
 
     /// Candidates from PATH: a package, a directory of packages, a
     /// repository (`.hpkr`) or a manifest index (`.jsonl`, one manifest per
     /// line). Broken package files in a directory are reported on stderr and
     /// skipped.
-    pub fn load(&mut self, path: &Path, installed: bool) -> Result<Vec<Candidate>> {
+    pub fn load(&mut self, path: &Path, installed: bool) -> Result<()> {
         let origin = |p: &Path| {
             if installed {
                 Origin::Installed {
@@ -47,65 +69,104 @@ impl Loader {
             }
         };
         if path.is_dir() {
-            let mut out = Vec::new();
             for file in exos_manager::package_files(path)? {
                 match package_manifest(&file) {
-                    Ok(manifest) => out.push(self.candidate(manifest, origin(&file))),
+                    Ok(manifest) => self.add(manifest, origin(&file)),
                     Err(e) if !self.quiet => eprintln!("exos: skipping {}: {e:#}", file.display()),
                     Err(_) => {}
                 }
             }
-            return Ok(out);
+            return Ok(());
         }
         if path.extension().is_some_and(|e| e == "jsonl") {
-            let manifests = load_index(path)?;
-            return Ok(manifests
-                .into_iter()
-                .map(|m| self.candidate(m, origin(path)))
-                .collect());
+            return self.load_index(path, origin(path));
         }
         match exos_hpkg::detect(path)? {
             FileKind::Package => {
                 let m = package_manifest(path)?;
-                Ok(vec![self.candidate(m, origin(path))])
+                self.add(m, origin(path));
             }
             FileKind::Repository => {
                 let repo = Repository::open(path)?;
-                Ok(repo
-                    .packages()
-                    .map(|info| self.candidate(Manifest::from_package_info(&info), origin(path)))
-                    .collect())
+                for info in repo.packages() {
+                    self.add(Manifest::from_package_info(&info), origin(path));
+                }
             }
         }
+        Ok(())
     }
 
     /// The installed packages of an EXOS root: its current state when the
     /// package manager keeps one, else every `ROOT/<layer>/packages/*.hpkg`.
-    pub fn load_root(&mut self, root: &Path) -> Result<Vec<Candidate>> {
+    pub fn load_root(&mut self, root: &Path) -> Result<()> {
         let layout = Layout::new(root);
         if layout.active_list().exists() {
             let r = exos_manager::Root::read_only(root)?;
             let current = r.current()?;
-            return Ok(exos_manager::installed(&r, &current)?
-                .into_iter()
-                .map(|(e, m)| {
-                    self.candidate(
-                        m,
-                        Origin::Installed {
-                            location: format!("{}/{}", e.layer, e.file),
-                        },
-                    )
-                })
-                .collect());
+            for (e, m) in exos_manager::installed(&r, &current)? {
+                let location = format!("{}/{}", e.layer, e.file);
+                self.add(m, Origin::Installed { location });
+            }
+            return Ok(());
         }
-        let mut out = Vec::new();
         for layer in Layer::ALL {
             let dir = layout.packages_dir(layer);
             if dir.is_dir() {
-                out.extend(self.load(&dir, true)?);
+                self.load(&dir, true)?;
             }
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// A JSON-lines index, read a block at a time: each block's lines are
+    /// parsed and checked on every core, then interned in order. Memory
+    /// holds one block, never the whole file or its manifests.
+    fn load_index(&mut self, path: &Path, origin: Origin) -> Result<()> {
+        const BLOCK: usize = 1 << 20;
+        let mut file = std::fs::File::open(path).with_context(|| path.display().to_string())?;
+        if let Ok(meta) = file.metadata() {
+            self.builder.reserve_for_json(meta.len() as usize);
+        }
+        let mut block: Vec<u8> = Vec::with_capacity(BLOCK);
+        let mut carry: Vec<u8> = Vec::new();
+        let mut lines_before = 0usize;
+        let file_name = path.display().to_string();
+        loop {
+            block.clear();
+            block.append(&mut carry);
+            let before = block.len();
+            (&mut file)
+                .take(BLOCK as u64)
+                .read_to_end(&mut block)
+                .with_context(|| file_name.clone())?;
+            let eof = block.len() == before;
+            // Whole lines only; the rest waits for the next block.
+            let end = if eof {
+                block.len()
+            } else {
+                match memchr::memrchr(b'\n', &block) {
+                    Some(i) => i + 1,
+                    // A line longer than a block: read on.
+                    None => {
+                        std::mem::swap(&mut carry, &mut block);
+                        continue;
+                    }
+                }
+            };
+            carry.extend_from_slice(&block[end..]);
+            let added = self.builder.add_json_lines(
+                &block[..end],
+                lines_before,
+                &file_name,
+                origin.clone(),
+                self.next,
+            )?;
+            self.next += added as u32;
+            lines_before += memchr::memchr_iter(b'\n', &block[..end]).count();
+            if eof {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -113,28 +174,4 @@ impl Loader {
 fn package_manifest(path: &Path) -> Result<Manifest> {
     let pkg = Package::open(path)?;
     Ok(Manifest::from_package(&pkg)?)
-}
-
-/// A JSON-lines index, parsed on every core (order kept).
-fn load_index(path: &Path) -> Result<Vec<Manifest>> {
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .collect();
-    // Indexed collect (straight into one vector), then unwrap in order.
-    let parsed: Vec<Result<Manifest, exos_manifest::ManifestError>> = lines
-        .par_iter()
-        .map(|(i, line)| {
-            Manifest::parse(line.as_bytes(), "").map_err(|mut e| {
-                e.file = format!("{} line {}", path.display(), i + 1);
-                e
-            })
-        })
-        .collect();
-    parsed
-        .into_iter()
-        .map(|r| r.map_err(anyhow::Error::from))
-        .collect()
 }

@@ -36,7 +36,7 @@ pub mod writer;
 
 pub use error::{Error, ErrorKind, Result};
 pub use header::{Compression, PackageHeader, RepoHeader};
-pub use info::{Architecture, Operator, PackageInfo, Provides, Resolvable, Version};
+pub use info::{Architecture, Operator, PackageInfo, Provides, Resolvable, Version, VersionRef};
 pub use package::Package;
 pub use repo::{Repository, RepositoryInfo};
 pub use toc::{DataRef, Entry, EntryId, EntryKind, Timestamp, Toc};

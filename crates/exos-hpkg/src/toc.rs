@@ -586,6 +586,11 @@ impl Toc {
     }
 
     /// Number of entries, the root included.
+    /// Whether any entry carries file attributes.
+    pub fn has_attributes(&self) -> bool {
+        !self.attrs.is_empty()
+    }
+
     pub fn len(&self) -> usize {
         self.records.len()
     }

@@ -22,6 +22,7 @@ mod parse;
 pub mod range;
 
 pub use model::{Dependency, Manifest, ManifestError, Provide, Requirement};
+pub use parse::{DependencyRef, ManifestRef, ProvideRef};
 pub use range::{Constraint, RangeOp, VersionRange};
 
 /// The JSON Schema (draft 2020-12) of `manifest.json`.

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::Path;
 
 use exos_hpkg::info::check_name;
-use exos_hpkg::{Architecture, Package, PackageInfo, Provides, Resolvable, Version};
+use exos_hpkg::{Architecture, Package, PackageInfo, Provides, Resolvable, Version, VersionRef};
 use serde_json::Value;
 
 use crate::range::{Constraint, VersionRange};
@@ -44,15 +44,10 @@ pub struct Dependency {
 impl Dependency {
     /// Parses `api`, `api >=1.0, <2` or `api~2.1`.
     pub fn parse(s: &str) -> Result<Dependency, String> {
-        let s = s.trim();
-        let end = s
-            .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '=' | '!' | '~' | '^'))
-            .unwrap_or(s.len());
-        let api = &s[..end];
-        check_name(api)?;
+        let (api, range) = split_dependency(s)?;
         Ok(Dependency {
             api: api.to_string(),
-            range: VersionRange::parse(&s[end..])?,
+            range: VersionRange::parse(range)?,
         })
     }
 
@@ -175,40 +170,55 @@ impl serde::Serialize for Requirement {
     }
 }
 
+/// Splits `api RANGE` into the API name and the range text, checking both:
+/// the one grammar of a dependency written as text.
+pub(crate) fn split_dependency(s: &str) -> Result<(&str, &str), String> {
+    let s = s.trim();
+    let end = s
+        .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '=' | '!' | '~' | '^'))
+        .unwrap_or(s.len());
+    let (api, range) = s.split_at(end);
+    check_name(api)?;
+    VersionRange::check(range)?;
+    Ok((api, range))
+}
+
+/// A provided version and its compatibility floor must make a window.
 pub(crate) fn check_window(
-    version: &Option<Version>,
-    compatible: &Option<Version>,
+    version: Option<VersionRef>,
+    compatible: Option<VersionRef>,
 ) -> Result<(), String> {
     match (version, compatible) {
         (None, Some(_)) => Err("\"compatible\" needs a \"version\"".into()),
-        (Some(v), Some(c)) if c.compare(v).is_gt() => Err(format!(
-            "compatible version {c} is newer than the provided version {v}"
+        (Some(v), Some(c)) if c.compare(&v).is_gt() => Err(format!(
+            "compatible version {} is newer than the provided version {}",
+            c.to_version(),
+            v.to_version()
         )),
         _ => Ok(()),
     }
 }
 
-/// `api`, `api = 1.0` or `api = 1.0 compat >= 0.9` (Haiku's text form).
-pub(crate) fn parse_provide(s: &str) -> Result<Provide, String> {
+/// Splits `api`, `api = 1.0` or `api = 1.0 compat >= 0.9` (Haiku's text
+/// form) into name, version and compatibility floor, checking them.
+pub(crate) fn split_provide(s: &str) -> Result<(&str, Option<&str>, Option<&str>), String> {
     let s = s.trim();
     let (head, compatible) = match s.split_once("compat") {
         Some((h, c)) => {
-            let c = c.trim_start().strip_prefix(">=").unwrap_or(c);
-            (h, Some(Version::parse(c)?))
+            let c = c.trim_start();
+            (h, Some(c.strip_prefix(">=").unwrap_or(c)))
         }
         None => (s, None),
     };
     let (api, version) = match head.split_once('=') {
-        Some((n, v)) => (n.trim(), Some(Version::parse(v.trim_start_matches('='))?)),
+        Some((n, v)) => (n.trim(), Some(v.trim_start_matches('='))),
         None => (head.trim(), None),
     };
     check_name(api)?;
-    check_window(&version, &compatible)?;
-    Ok(Provide {
-        api: api.to_string(),
-        version,
-        compatible,
-    })
+    let v = version.map(VersionRef::parse).transpose()?;
+    let c = compatible.map(VersionRef::parse).transpose()?;
+    check_window(v, c)?;
+    Ok((api, version, compatible))
 }
 
 impl Manifest {
@@ -254,9 +264,7 @@ impl Manifest {
 
     /// Parses manifest JSON; `file` names the source in errors.
     pub fn parse(bytes: &[u8], file: &str) -> Result<Manifest, ManifestError> {
-        let mut m = crate::parse::parse(bytes, file)?;
-        m.compact();
-        Ok(m)
+        Ok(crate::parse::parse(bytes, file)?.to_manifest())
     }
 
     /// The manifest of a package: its root `manifest.json` if it has one

@@ -13,7 +13,7 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use exos_hpkg::info::natural_compare;
-use exos_hpkg::{Operator, Resolvable, Version};
+use exos_hpkg::{Operator, Resolvable, Version, VersionRef};
 
 /// The operator of one [`Constraint`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -160,42 +160,20 @@ impl VersionRange {
     /// Parses `>=1.0, <2`, `~2.1`, `1.0` (same as `=1.0`), `*` or the empty
     /// string (any version).
     pub fn parse(s: &str) -> Result<VersionRange, String> {
-        let s = s.trim();
-        if s.is_empty() || s == "*" {
-            return Ok(Self::any());
-        }
         let mut constraints = Vec::new();
-        for term in s.split(',') {
-            let term = term.trim();
-            if term.is_empty() {
-                return Err(format!("empty term in version range {s:?}"));
-            }
-            const OPS: [(&str, RangeOp); 9] = [
-                ("==", RangeOp::Eq),
-                ("!=", RangeOp::Ne),
-                ("<=", RangeOp::Le),
-                (">=", RangeOp::Ge),
-                ("<", RangeOp::Lt),
-                (">", RangeOp::Gt),
-                ("=", RangeOp::Eq),
-                ("~", RangeOp::Tilde),
-                ("^", RangeOp::Caret),
-            ];
-            let (op, rest) = OPS
-                .iter()
-                .find_map(|(sym, op)| term.strip_prefix(sym).map(|rest| (*op, rest)))
-                .unwrap_or((RangeOp::Eq, term));
-            if rest
-                .trim_start()
-                .starts_with(['<', '>', '=', '!', '~', '^'])
-            {
-                return Err(format!("unknown operator in version range term {term:?}"));
-            }
-            let version =
-                Version::parse(rest).map_err(|e| format!("{e} in version range term {term:?}"))?;
-            constraints.push(Constraint { op, version });
-        }
+        for_each_term(s, |op, version| {
+            constraints.push(Constraint {
+                op,
+                version: version.to_version(),
+            })
+        })?;
         Ok(VersionRange { constraints })
+    }
+
+    /// Checks `s` against the grammar of [`VersionRange::parse`] without
+    /// building the range (no allocation unless it is wrong).
+    pub fn check(s: &str) -> Result<(), String> {
+        for_each_term(s, |_, _| {})
     }
 
     pub fn matches(&self, provided: Option<&Version>, compatible: Option<&Version>) -> bool {
@@ -230,6 +208,46 @@ impl VersionRange {
             })
             .collect()
     }
+}
+
+/// Splits a range into its terms, checking each, and calls `f` with every
+/// operator and version: the one grammar of ranges.
+fn for_each_term<'a>(s: &'a str, mut f: impl FnMut(RangeOp, VersionRef<'a>)) -> Result<(), String> {
+    let s = s.trim();
+    if s.is_empty() || s == "*" {
+        return Ok(());
+    }
+    for term in s.split(',') {
+        let term = term.trim();
+        if term.is_empty() {
+            return Err(format!("empty term in version range {s:?}"));
+        }
+        const OPS: [(&str, RangeOp); 9] = [
+            ("==", RangeOp::Eq),
+            ("!=", RangeOp::Ne),
+            ("<=", RangeOp::Le),
+            (">=", RangeOp::Ge),
+            ("<", RangeOp::Lt),
+            (">", RangeOp::Gt),
+            ("=", RangeOp::Eq),
+            ("~", RangeOp::Tilde),
+            ("^", RangeOp::Caret),
+        ];
+        let (op, rest) = OPS
+            .iter()
+            .find_map(|(sym, op)| term.strip_prefix(sym).map(|rest| (*op, rest)))
+            .unwrap_or((RangeOp::Eq, term));
+        if rest
+            .trim_start()
+            .starts_with(['<', '>', '=', '!', '~', '^'])
+        {
+            return Err(format!("unknown operator in version range term {term:?}"));
+        }
+        let version =
+            VersionRef::parse(rest).map_err(|e| format!("{e} in version range term {term:?}"))?;
+        f(op, version);
+    }
+    Ok(())
 }
 
 impl fmt::Display for VersionRange {

@@ -12,7 +12,6 @@
 //! as an *orphan* until the kernel forgets it, so open files keep reading.
 
 use std::ffi::OsStr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +27,7 @@ use rustc_hash::FxHashMap;
 use exos_root::Layer;
 
 use crate::activate::ActivePackage;
+use crate::readahead::ReadAhead;
 use crate::view::{Kind, Source, View};
 
 /// Prefix under which Haiku file attributes appear as extended attributes
@@ -83,6 +83,11 @@ impl Known {
     pub fn inodes(&self) -> impl Iterator<Item = u64> + '_ {
         self.0.keys().copied()
     }
+
+    /// Whether the kernel holds `ino` now.
+    pub fn holds(&self, ino: u64) -> bool {
+        self.0.contains_key(&ino)
+    }
 }
 
 /// Moves files that leave the view, and that the kernel still knows, to the
@@ -114,6 +119,20 @@ impl OrphanKeeper {
     }
 }
 
+/// Whether extended attributes (Haiku file attributes) are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XattrPolicy {
+    /// Serve them if a package active at the first request carries any;
+    /// otherwise answer that the file system has none, after which the
+    /// kernel stops asking for good. That spares a round trip per file for
+    /// `ls -l` (ACLs, security labels) and per exec (capabilities), at the
+    /// price that attributes of packages activated later stay hidden until
+    /// the next mount.
+    Auto,
+    /// Always serve them.
+    Always,
+}
+
 /// The mounted filesystem.
 pub struct PackageFs {
     view: ViewSlot,
@@ -122,7 +141,10 @@ pub struct PackageFs {
     /// Files of packages that left the view, by inode, while still known.
     orphans: Arc<Mutex<Orphans>>,
     ttl: Duration,
-    prefetch: Option<std::sync::mpsc::SyncSender<(Arc<ActivePackage>, u64)>>,
+    readahead: Option<Arc<ReadAhead>>,
+    xattrs: XattrPolicy,
+    /// Set once the kernel was told there are no extended attributes.
+    no_xattrs: std::sync::atomic::AtomicBool,
 }
 
 /// A package time as the kernel gets it. Any stored value is served:
@@ -141,54 +163,50 @@ impl PackageFs {
             known: Arc::default(),
             orphans: Arc::default(),
             ttl,
-            prefetch: None,
+            readahead: None,
+            xattrs: XattrPolicy::Always,
+            no_xattrs: false.into(),
         }
     }
 
-    /// Decompresses, on a background thread, the chunks after the one a
-    /// sequential read ended in: packages store files in path order, so a
-    /// reader going through a directory's files needs them next, and the
-    /// decompression then overlaps with the round trips. (The cache makes a
-    /// reader that gets there first wait for this work rather than repeat
-    /// it.)
-    pub fn with_prefetch(mut self) -> PackageFs {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(Arc<ActivePackage>, u64)>(8);
-        let spawned = std::thread::Builder::new()
-            .name("exos-prefetch".into())
-            .spawn(move || {
-                while let Ok((package, chunk)) = rx.recv() {
-                    let _ = package.package.heap().chunk(chunk);
-                }
-            });
-        if spawned.is_ok() {
-            self.prefetch = Some(tx);
+    pub fn with_xattrs(mut self, policy: XattrPolicy) -> PackageFs {
+        self.xattrs = policy;
+        self
+    }
+
+    /// Under [`XattrPolicy::Auto`], decides (once) whether this mount
+    /// serves extended attributes at all.
+    fn xattrs_off(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.xattrs == XattrPolicy::Always {
+            return false;
+        }
+        if self.no_xattrs.load(Relaxed) {
+            return true;
+        }
+        let none = !self
+            .view()
+            .packages
+            .iter()
+            .any(|p| p.package.toc().has_attributes());
+        if none {
+            self.no_xattrs.store(true, Relaxed);
+        }
+        none
+    }
+
+    /// Starts the read-ahead thread (see [`crate::readahead`]).
+    pub fn with_readahead(mut self) -> PackageFs {
+        match ReadAhead::start(self.known.clone()) {
+            Ok(r) => self.readahead = Some(Arc::new(r)),
+            Err(e) => tracing::warn!("no read-ahead thread: {e}"),
         }
         self
     }
 
-    /// After a read of heap bytes `[start, end)`: if it continues where the
-    /// previous read of this package ended (a sequential reader), queue the
-    /// next chunks for decompression.
-    fn maybe_prefetch(&self, package: &Arc<ActivePackage>, start: u64, end: u64) {
-        const CHUNK: u64 = exos_hpkg::header::CHUNK_SIZE as u64;
-        // Four chunks ahead measured best on two cores (see BENCHMARKS.md).
-        const DEPTH: u64 = 4;
-        let Some(tx) = &self.prefetch else { return };
-        let heap = package.package.heap();
-        if heap.info().compression == exos_hpkg::Compression::None || end == 0 {
-            return;
-        }
-        let (first, last) = (start / CHUNK, (end - 1) / CHUNK);
-        let previous = package.last_chunk_read.swap(last, Ordering::Relaxed);
-        // Random access gains nothing from read-ahead; do not waste a core.
-        if first != previous && first != previous.wrapping_add(1) {
-            return;
-        }
-        for next in last + 1..last + 1 + DEPTH {
-            if next < heap.chunk_count() && !heap.is_cached(next) {
-                let _ = tx.try_send((package.clone(), next));
-            }
-        }
+    /// The read-ahead, for giving it the session's notifier.
+    pub fn readahead(&self) -> Option<Arc<ReadAhead>> {
+        self.readahead.clone()
     }
 
     /// The current view.
@@ -331,7 +349,14 @@ impl Filesystem for PackageFs {
                 self.remember(view.node(child).ino);
                 reply.entry(&ttl, &Self::attr(&view, child), Generation(0))
             }
-            None => reply.error(Errno::ENOENT),
+            // A negative entry (inode 0) the kernel may cache: programs
+            // probe many names that do not exist (search paths), and a
+            // name that appears later is invalidated when the view changes.
+            None => {
+                let mut attr = Self::attr(&view, dir);
+                attr.ino = INodeNo(0);
+                reply.entry(&self.ttl, &attr, Generation(0))
+            }
         }
     }
 
@@ -417,7 +442,8 @@ impl Filesystem for PackageFs {
         reply: ReplyData,
     ) {
         let view = self.view();
-        let (package, entry) = match view.lookup_ino(ino.0) {
+        let node = view.lookup_ino(ino.0);
+        let (package, entry) = match node {
             Some(index) => match view.node(index).source {
                 Source::Entry { pkg, entry } => (view.packages[pkg as usize].clone(), entry),
                 Source::File { .. } => {
@@ -436,7 +462,6 @@ impl Filesystem for PackageFs {
                 None => return reply.error(Errno::ENOENT),
             },
         };
-        drop(view);
         let e = package.package.entry(entry);
         let len = e.size().saturating_sub(offset).min(size as u64) as usize;
         READ_BUF.with(|buf| {
@@ -447,8 +472,18 @@ impl Filesystem for PackageFs {
             match package.package.read_at(e, offset, &mut buf[..len]) {
                 Ok(n) => {
                     reply.data(&buf[..n]);
+                    let Some(readahead) = &self.readahead else {
+                        return;
+                    };
                     if let exos_hpkg::DataRef::Heap { offset: start, .. } = e.data() {
-                        self.maybe_prefetch(&package, start + offset, start + offset + n as u64);
+                        readahead.after_heap_read(
+                            &package,
+                            start + offset,
+                            start + offset + n as u64,
+                        );
+                    }
+                    if let (0, Some(node)) = (offset, node) {
+                        readahead.after_file_read(&view, node);
                     }
                 }
                 Err(err) => {
@@ -574,6 +609,9 @@ impl Filesystem for PackageFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if self.xattrs_off() {
+            return reply.error(Errno::ENOSYS);
+        }
         let Some((view, index)) = self.find(ino) else {
             return reply.error(Errno::ENOENT);
         };
@@ -609,6 +647,9 @@ impl Filesystem for PackageFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if self.xattrs_off() {
+            return reply.error(Errno::ENOSYS);
+        }
         let Some((view, index)) = self.find(ino) else {
             return reply.error(Errno::ENOENT);
         };

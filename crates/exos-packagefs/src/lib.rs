@@ -24,6 +24,7 @@ pub mod activate;
 pub mod cache;
 pub mod fs;
 pub mod mount;
+pub mod readahead;
 pub mod view;
 
 pub use mount::{

@@ -15,7 +15,7 @@ use exos_root::{Layer, PerLayer, Sha256};
 
 use crate::activate::{Activation, Owner, Scanner, DEFAULT_MEMORY_BUDGET};
 use crate::cache::ChunkCache;
-use crate::fs::{OrphanKeeper, PackageFs, ViewSlot};
+use crate::fs::{OrphanKeeper, PackageFs, ViewSlot, XattrPolicy};
 use crate::view::{Privileges, View, ViewSettings};
 
 /// How changes to the packages directories are noticed.
@@ -52,6 +52,7 @@ pub struct MountOptions {
     /// Memory all active packages together may cost.
     pub memory_budget: u64,
     pub watch: WatchMode,
+    pub xattrs: XattrPolicy,
 }
 
 impl MountOptions {
@@ -76,6 +77,7 @@ impl MountOptions {
             privileges: Privileges::default(),
             memory_budget: DEFAULT_MEMORY_BUDGET,
             watch: WatchMode::Inotify,
+            xattrs: XattrPolicy::Auto,
         }
     }
 
@@ -427,7 +429,10 @@ impl Mount {
         let mut state = new_state(&options);
         let (view, initial) = state.rebuild(true, true);
         let view = view.expect("a first build always makes a view");
-        let fs = PackageFs::new(view, options.ttl).with_prefetch();
+        let fs = PackageFs::new(view, options.ttl)
+            .with_xattrs(options.xattrs)
+            .with_readahead();
+        let readahead = fs.readahead();
         let slot = fs.slot();
         let orphans = fs.orphan_keeper();
 
@@ -440,6 +445,9 @@ impl Mount {
         config.clone_fd = true;
         let mut session = Session::new(fs, &options.mountpoint, &config)?;
         let notifier = session.notifier();
+        if let Some(r) = &readahead {
+            r.set_notifier(notifier.clone());
+        }
         let unmounter = session.unmount_callable();
         let ended = Ended::default();
         let ended_in_session = ended.clone();
@@ -728,6 +736,14 @@ fn invalidate(notifier: &Notifier, old: &View, new: &View) {
             }
         }
         if let Some(d) = new_dir {
+            // Names new in this directory: the kernel may hold a negative
+            // entry for them.
+            for &child in new.children(d) {
+                let name = new.name(child);
+                if old.lookup(dir, name).is_none() {
+                    let _ = notifier.inval_entry(fuser::INodeNo(ino), std::ffi::OsStr::new(name));
+                }
+            }
             // The kernel caches listings (no opendir): drop this one if any
             // child was added, removed or replaced.
             let listing = |v: &View, d: u32| -> Vec<(u64, String)> {

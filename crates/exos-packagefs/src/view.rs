@@ -186,6 +186,30 @@ impl View {
             .map(|i| kids[i])
     }
 
+    /// The node after `index` in a depth-first walk with names in byte
+    /// order: the order packages store their files in, and the order
+    /// `find | sort` lists a tree in (nearly: sort places `a.txt` before
+    /// `a/b`).
+    pub fn next_in_walk(&self, index: u32) -> Option<u32> {
+        if let Some(&first) = self.children(index).first() {
+            return Some(first);
+        }
+        let mut at = index;
+        while at != ROOT {
+            let parent = self.nodes[at as usize].parent;
+            let siblings = self.children(parent);
+            let name = self.name(at).as_bytes();
+            let here = siblings
+                .binary_search_by(|&c| self.name(c).as_bytes().cmp(name))
+                .ok()?;
+            if let Some(&next) = siblings.get(here + 1) {
+                return Some(next);
+            }
+            at = parent;
+        }
+        None
+    }
+
     /// Resolves a path relative to the mount root (`merged/bin/ls`).
     pub fn lookup_path(&self, path: &str) -> Option<u32> {
         let mut at = ROOT;

@@ -28,16 +28,21 @@
 
 #![forbid(unsafe_code)]
 
+mod intern;
 mod plan;
+mod pool;
 mod provider;
 
 use exos_hpkg::Version;
-use exos_manifest::{Dependency, Manifest, Provide};
+use exos_manifest::{Dependency, Manifest, ManifestRef, Provide};
+
+pub use crate::pool::PoolMemory;
+use crate::pool::{Pool, Segment};
 
 pub use plan::{Change, PackageRef, Plan, RemovalReason};
 
 /// Where a candidate comes from (for people: what `resolve` prints).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Origin {
     /// Active on the system; `location` is e.g. `system/packages/foo.hpkg`.
@@ -135,42 +140,133 @@ pub enum ResolveError {
     BadRequest(String),
 }
 
-/// The packages the resolver knows: installed, available and host APIs.
-/// Duplicates (same name and version) keep the first installed copy, else
-/// the first seen.
+/// The packages the resolver knows: installed, available and host APIs,
+/// interned (see `pool`). Duplicates (same name and version) keep the first
+/// installed copy, else the first seen.
 pub struct Universe {
-    pub(crate) candidates: Vec<Candidate>,
+    pub(crate) pool: Pool,
 }
 
 /// Name of the pseudo-package every solution contains (see `provider`).
 pub(crate) const ANCHOR: &str = "(installed set)";
 
 impl Universe {
-    pub fn new(mut candidates: Vec<Candidate>) -> Universe {
+    pub fn new(candidates: Vec<Candidate>) -> Universe {
+        let mut b = UniverseBuilder::new();
+        for c in &candidates {
+            b.add(c);
+        }
+        b.finish()
+    }
+
+    /// How many candidates there are.
+    pub fn len(&self) -> usize {
+        self.pool.solvables.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Distinct names, versions and ranges, and the bytes they take.
+    pub fn memory(&self) -> PoolMemory {
+        self.pool.memory()
+    }
+}
+
+/// Builds a [`Universe`] one candidate at a time, from owned manifests or
+/// straight from checked, borrowed ones (a JSON-lines index of tens of
+/// thousands of packages never exists as `Manifest`s).
+pub struct UniverseBuilder {
+    pool: Pool,
+}
+
+impl Default for UniverseBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UniverseBuilder {
+    pub fn new() -> UniverseBuilder {
+        UniverseBuilder { pool: Pool::new() }
+    }
+
+    pub fn add(&mut self, c: &Candidate) {
+        self.pool.add(&c.manifest, c.origin.clone(), c.id);
+    }
+
+    /// Makes room for `bytes` of manifest JSON about to be added.
+    pub fn reserve_for_json(&mut self, bytes: usize) {
+        self.pool.reserve_for_json(bytes);
+    }
+
+    /// Adds the manifests of `text`, whole lines of a JSON-lines index
+    /// (blank lines skipped), using every core: each thread splits off its
+    /// lines, parses and checks them ([`ManifestRef`], nothing copied) and
+    /// interns them into the shared tables, building its own segment; the
+    /// segments are appended in order. Candidates are numbered from
+    /// `first`; errors name `file` and the line (`lines_before` lines
+    /// precede `text` in it). Returns how many were added.
+    pub fn add_json_lines(
+        &mut self,
+        text: &[u8],
+        lines_before: usize,
+        file: &str,
+        origin: Origin,
+        first: u32,
+    ) -> Result<usize, exos_manifest::ManifestError> {
+        use rayon::prelude::*;
+        let origin = self.pool.origin_id(origin);
+        let line_number = |line: &[u8]| {
+            let offset = line.as_ptr() as usize - text.as_ptr() as usize;
+            lines_before + text[..offset].iter().filter(|&&b| b == b'\n').count() + 1
+        };
+        let segments: Vec<Segment> = {
+            let tables = self.pool.share();
+            text.par_split(|&b| b == b'\n')
+                .filter(|line| !line.trim_ascii().is_empty())
+                .try_fold(Segment::default, |mut seg, line| {
+                    let m = ManifestRef::parse(line, "").map_err(|mut e| {
+                        e.file = format!("{file} line {}", line_number(line));
+                        e
+                    })?;
+                    seg.add_ref(&tables, &m, origin);
+                    Ok::<_, exos_manifest::ManifestError>(seg)
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let mut next = first;
+        for seg in segments {
+            let n = seg.len() as u32;
+            self.pool.append(seg, next);
+            next += n;
+        }
+        Ok((next - first) as usize)
+    }
+
+    pub fn finish(mut self) -> Universe {
+        let pool = &mut self.pool;
         // Keep the first installed copy, else the first seen.
         let mut seen = rustc_hash::FxHashSet::default();
-        seen.reserve(candidates.len());
-        let mut keep = vec![false; candidates.len()];
+        seen.reserve(pool.solvables.len());
+        let mut keep = vec![false; pool.solvables.len()];
         for installed_pass in [true, false] {
-            for (i, c) in candidates.iter().enumerate() {
-                if c.is_installed() == installed_pass {
-                    keep[i] = seen.insert((c.manifest.name.as_str(), &c.manifest.version));
+            for (i, s) in pool.solvables.iter().enumerate() {
+                let installed = matches!(pool.origin(s), Origin::Installed { .. });
+                if installed == installed_pass {
+                    keep[i] = seen.insert((s.name, s.version));
                 }
             }
         }
         drop(seen);
         let mut keep = keep.into_iter();
-        candidates.retain(|_| keep.next().unwrap_or(false));
+        pool.solvables.retain(|_| keep.next().unwrap_or(false));
         let mut anchor = host_api(ANCHOR, None);
         anchor.manifest.name = ANCHOR.to_string();
         anchor.manifest.provides.clear();
-        candidates.push(anchor);
-        Universe { candidates }
-    }
-
-    /// Every candidate, the internal anchor excluded.
-    pub fn candidates(&self) -> &[Candidate] {
-        &self.candidates[..self.candidates.len() - 1]
+        pool.add(&anchor.manifest, anchor.origin, anchor.id);
+        Universe { pool: self.pool }
     }
 }
 

@@ -4,7 +4,8 @@ use std::collections::HashSet;
 
 use exos_hpkg::Version;
 
-use crate::{Candidate, CandidateId, Origin, Request, Universe};
+use crate::pool::{Pool, Solvable};
+use crate::{CandidateId, Origin, Request, Universe};
 
 /// A package as the plan shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -18,12 +19,12 @@ pub struct PackageRef {
 }
 
 impl PackageRef {
-    fn of(c: &Candidate) -> PackageRef {
+    fn of(pool: &Pool, s: &Solvable) -> PackageRef {
         PackageRef {
-            name: c.manifest.name.clone(),
-            version: c.manifest.version.clone(),
-            origin: c.origin.clone(),
-            id: c.id,
+            name: pool.name(s.name).to_string(),
+            version: pool.version(s.version).clone(),
+            origin: pool.origin(s).clone(),
+            id: s.id,
         }
     }
 }
@@ -103,16 +104,19 @@ pub struct Plan {
 
 impl Plan {
     pub(crate) fn new(universe: &Universe, request: &Request, chosen: &[usize]) -> Plan {
-        let cands = &universe.candidates;
+        let pool = &universe.pool;
+        let cands = &pool.solvables;
+        let installed = |i: usize| matches!(pool.origin(&cands[i]), Origin::Installed { .. });
         let chosen_set: HashSet<usize> = chosen.iter().copied().collect();
         let mut added: Vec<usize> = chosen
             .iter()
             .copied()
-            .filter(|&i| matches!(cands[i].origin, Origin::Available { .. }))
+            .filter(|&i| matches!(pool.origin(&cands[i]), Origin::Available { .. }))
             .collect();
         let removed: Vec<usize> = (0..cands.len())
-            .filter(|i| cands[*i].is_installed() && !chosen_set.contains(i))
+            .filter(|&i| installed(i) && !chosen_set.contains(&i))
             .collect();
+        let major = |i: usize| &pool.version(cands[i].version).major;
         let mut changes = Vec::new();
         for &r in &removed {
             let old = &cands[r];
@@ -120,20 +124,17 @@ impl Plan {
             // major (an upgrade in place), then any.
             let pos = added
                 .iter()
-                .position(|&a| {
-                    cands[a].manifest.name == old.manifest.name
-                        && cands[a].manifest.version.major == old.manifest.version.major
-                })
-                .or_else(|| {
-                    added
-                        .iter()
-                        .position(|&a| cands[a].manifest.name == old.manifest.name)
-                });
+                .position(|&a| cands[a].name == old.name && major(a) == major(r))
+                .or_else(|| added.iter().position(|&a| cands[a].name == old.name));
             if let Some(pos) = pos {
                 let new = &cands[added.remove(pos)];
-                let (from, to) = (PackageRef::of(old), PackageRef::of(new));
+                let (from, to) = (PackageRef::of(pool, old), PackageRef::of(pool, new));
                 changes.push(
-                    if new.manifest.version.compare(&old.manifest.version).is_lt() {
+                    if pool
+                        .version(new.version)
+                        .compare(pool.version(old.version))
+                        .is_lt()
+                    {
                         Change::Downgrade { from, to }
                     } else {
                         Change::Upgrade { from, to }
@@ -142,12 +143,12 @@ impl Plan {
                 continue;
             }
             changes.push(Change::Remove {
-                package: PackageRef::of(old),
-                reason: removal_reason(universe, request, r, chosen),
+                package: PackageRef::of(pool, old),
+                reason: removal_reason(pool, request, r, chosen),
             });
         }
         changes.extend(added.iter().map(|&a| Change::Install {
-            package: PackageRef::of(&cands[a]),
+            package: PackageRef::of(pool, &cands[a]),
         }));
         changes.sort_by(|a, b| {
             let (a, b) = (change_key(a), change_key(b));
@@ -155,8 +156,8 @@ impl Plan {
         });
         let mut result: Vec<PackageRef> = chosen
             .iter()
-            .filter(|&&i| cands[i].origin != Origin::Host)
-            .map(|&i| PackageRef::of(&cands[i]))
+            .filter(|&&i| *pool.origin(&cands[i]) != Origin::Host)
+            .map(|&i| PackageRef::of(pool, &cands[i]))
             .collect();
         result.sort_by(|a, b| a.name.cmp(&b.name).then(a.version.compare(&b.version)));
         Plan { changes, result }
@@ -176,45 +177,47 @@ fn change_key(c: &Change) -> &PackageRef {
 }
 
 fn removal_reason(
-    universe: &Universe,
+    pool: &Pool,
     request: &Request,
     removed: usize,
     chosen: &[usize],
 ) -> RemovalReason {
-    let cands = &universe.candidates;
-    let old = &cands[removed].manifest;
+    let cands = &pool.solvables;
+    let old = &cands[removed];
     if let Request::Remove(names) = request {
-        if names.contains(&old.name) {
+        if names.iter().any(|n| n == pool.name(old.name)) {
             return RemovalReason::Requested;
         }
     }
+    let text = |s: &Solvable| format!("{} {}", pool.name(s.name), pool.version(s.version));
     for &c in chosen {
-        let m = &cands[c].manifest;
-        if m.replaces.contains(&old.name) {
-            return RemovalReason::ReplacedBy(format!("{} {}", m.name, m.version));
+        let new = &cands[c];
+        if pool.replaces(new).contains(&old.name) {
+            return RemovalReason::ReplacedBy(text(new));
         }
-        let conflicts = |a: &exos_manifest::Manifest, b: &exos_manifest::Manifest| {
-            a.conflicts
+        let conflicts = |a: &Solvable, b: &Solvable| {
+            pool.conflicts(a)
                 .iter()
-                .any(|d| b.provides.iter().any(|p| d.conflicts_with(p)))
+                .any(|&d| pool.provides(b).iter().any(|p| pool.conflicts_with(d, p)))
         };
-        if conflicts(m, old) || conflicts(old, m) {
-            return RemovalReason::ConflictsWith(format!("{} {}", m.name, m.version));
+        if conflicts(new, old) || conflicts(old, new) {
+            return RemovalReason::ConflictsWith(text(new));
         }
     }
-    let provided = |dep: &exos_manifest::Dependency| {
+    let provided = |dep: &crate::pool::DepRec| {
         chosen
             .iter()
-            .any(|&c| cands[c].manifest.provides.iter().any(|p| dep.is_met_by(p)))
+            .any(|&c| pool.provides(&cands[c]).iter().any(|p| pool.meets(*dep, p)))
     };
-    for r in &old.requires {
-        if !r.alternatives.iter().any(provided) {
-            return RemovalReason::Unmet(r.to_string());
+    for alternatives in pool.requires(old) {
+        if !alternatives.iter().any(provided) {
+            let text: Vec<String> = alternatives.iter().map(|&d| pool.dep_text(d)).collect();
+            return RemovalReason::Unmet(text.join(" | "));
         }
     }
-    for u in &old.uses {
+    for u in pool.uses(old) {
         if !provided(u) {
-            return RemovalReason::Unmet(u.to_string());
+            return RemovalReason::Unmet(pool.dep_text(*u));
         }
     }
     RemovalReason::Displaced

@@ -1,12 +1,12 @@
 //! The resolvo dependency provider: slots, version sets and the request
-//! encoding described in the crate docs.
+//! encoding described in the crate docs, over the interned [`Pool`].
 
 use rustc_hash::FxHashMap as HashMap;
 use std::cell::RefCell;
 use std::fmt::Display;
 
 use exos_hpkg::{Architecture, Version};
-use exos_manifest::{Dependency, Manifest};
+use exos_manifest::{Dependency, VersionRange};
 use resolvo::{
     Candidates, Condition, ConditionId, ConditionalRequirement, Dependencies, DependencyProvider,
     HintDependenciesAvailable, Interner, KnownDependencies, NameId, Problem, Requirement,
@@ -15,7 +15,12 @@ use resolvo::{
 };
 
 use crate::plan::Plan;
+use crate::pool::{DepRec, Pool, ProvideRec, RangeId, Solvable, Sym};
 use crate::{Origin, Request, ResolveError, Stats, Universe};
+
+/// Marks the id of a range only a request names (not in the pool, whose
+/// ids stay far below it).
+const REQUEST_RANGE: u32 = 1 << 31;
 
 /// What a resolvo name stands for.
 enum NameDef {
@@ -28,14 +33,16 @@ enum NameDef {
 /// Which solvables of a slot a version set selects.
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Selector {
-    /// Provides `dep.api` in `dep.range`.
-    Provides(Dependency),
-    /// Provides something the conflict `dep` names.
-    ConflictsWith(Dependency),
+    /// Provides the API in the range.
+    Provides(DepRec),
+    /// Provides something the conflict names.
+    ConflictsWith(DepRec),
     /// Is the package named so (any version).
-    Package(String),
+    Package(Sym),
     /// Is exactly this package release.
-    Exact(String, Version),
+    Exact(Sym, Version),
+    /// Nothing (the slot of an API nobody provides): shows the dependency.
+    Nothing(Dependency),
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -46,16 +53,91 @@ struct VersionSetDef {
     negate: bool,
 }
 
+/// Lists keyed by a dense index (a name, a slot), stored as one array
+/// with offsets: no allocation per key, no hashing to find a list.
+struct Lists<T> {
+    start: Vec<u32>,
+    items: Vec<T>,
+}
+
+impl<T: Copy> Lists<T> {
+    /// Groups `pairs` (key, item) by key; `keys` is one more than the
+    /// largest key.
+    fn build(keys: usize, pairs: &[(u32, T)]) -> Lists<T> {
+        let mut start = vec![0u32; keys + 1];
+        for &(k, _) in pairs {
+            start[k as usize + 1] += 1;
+        }
+        for i in 1..start.len() {
+            start[i] += start[i - 1];
+        }
+        let mut fill = start.clone();
+        // Every slot is overwritten below; this only sizes the array.
+        let mut items: Vec<T> = pairs.iter().map(|&(_, item)| item).collect();
+        for &(k, item) in pairs {
+            items[fill[k as usize] as usize] = item;
+            fill[k as usize] += 1;
+        }
+        Lists { start, items }
+    }
+
+    fn get(&self, key: u32) -> &[T] {
+        match (
+            self.start.get(key as usize),
+            self.start.get(key as usize + 1),
+        ) {
+            (Some(&a), Some(&b)) => &self.items[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+
+    /// Removes adjacent repeats inside each list.
+    fn dedup(&mut self)
+    where
+        T: PartialEq,
+    {
+        let mut write = 0usize;
+        let mut list_start = 0usize;
+        for key in 0..self.start.len() - 1 {
+            let end = self.start[key + 1] as usize;
+            let new_start = write;
+            for i in list_start..end {
+                if write == new_start || self.items[write - 1] != self.items[i] {
+                    self.items[write] = self.items[i];
+                    write += 1;
+                }
+            }
+            self.start[key] = new_start as u32;
+            list_start = end;
+        }
+        *self.start.last_mut().expect("one more start than keys") = write as u32;
+        self.items.truncate(write);
+    }
+
+    /// Applies `f` to every list, in place.
+    fn for_each_mut(&mut self, mut f: impl FnMut(&mut [T])) {
+        for w in 0..self.start.len() - 1 {
+            let (a, b) = (self.start[w] as usize, self.start[w + 1] as usize);
+            if b - a > 1 {
+                f(&mut self.items[a..b]);
+            }
+        }
+    }
+}
+
 pub(crate) struct Provider<'u> {
-    universe: &'u Universe,
+    pool: &'u Pool,
+    /// Ranges a request names that no candidate does, numbered after the
+    /// pool's.
+    request_ranges: Vec<VersionRange>,
     names: Vec<NameDef>,
     /// Candidates of each slot name, newest first.
-    slot_candidates: Vec<Vec<SolvableId>>,
+    slot_candidates: Lists<SolvableId>,
     slot_of: Vec<NameId>,
-    /// Slots (names) by package name.
-    slots_by_package: HashMap<&'u str, Vec<NameId>>,
-    /// Slots whose candidates provide an API.
-    slots_by_api: HashMap<&'u str, Vec<NameId>>,
+    /// Slots by package name, newest first.
+    slots_by_package: Lists<NameId>,
+    /// Slots whose candidates provide an API, newest first.
+    slots_by_api: Lists<NameId>,
     missing_names: RefCell<HashMap<String, NameId>>,
     extra_names: RefCell<Vec<NameDef>>,
     version_sets: RefCell<Vec<VersionSetDef>>,
@@ -65,78 +147,70 @@ pub(crate) struct Provider<'u> {
     /// Installed solvables stay favoured (kept at their version).
     favour_installed: bool,
     /// Packages being upgraded: their installed release is not favoured.
-    upgrading: Vec<String>,
+    upgrading: Vec<Sym>,
     host_arch: Architecture,
 }
 
 impl<'u> Provider<'u> {
-    fn new(universe: &'u Universe, favour_installed: bool, upgrading: Vec<String>) -> Self {
+    fn new(universe: &'u Universe, favour_installed: bool, upgrading: &[String]) -> Self {
+        let pool = &universe.pool;
+        let n = pool.solvables.len();
+        // Slots: (package, major), numbered in order of first appearance.
         let mut names = Vec::new();
-        let n = universe.candidates.len();
-        let mut slot_ids: HashMap<(&str, &str), NameId> = HashMap::default();
+        let mut slot_ids: HashMap<(Sym, &str), NameId> = HashMap::default();
         slot_ids.reserve(n);
-        let mut slot_candidates: Vec<Vec<SolvableId>> = Vec::new();
-        let mut slot_of = Vec::with_capacity(universe.candidates.len());
-        let mut slots_by_package: HashMap<&str, Vec<NameId>> = HashMap::default();
-        slots_by_package.reserve(n);
-        let mut slots_by_api: HashMap<&str, Vec<NameId>> = HashMap::default();
-        slots_by_api.reserve(n + n / 2);
-        for (i, c) in universe.candidates.iter().enumerate() {
-            let m = &c.manifest;
+        let mut slot_of = Vec::with_capacity(n);
+        for (i, s) in pool.solvables.iter().enumerate() {
             // Version components are lower-cased by the parser.
-            let key = (m.name.as_str(), m.version.major.as_str());
+            let key = (s.name, pool.version(s.version).major.as_str());
             let name = *slot_ids.entry(key).or_insert_with(|| {
-                let id = NameId::from_raw(names.len() as u32);
                 names.push(NameDef::Slot {
                     first: SolvableId::from_raw(i as u32),
                 });
-                slot_candidates.push(Vec::new());
-                slots_by_package
-                    .entry(m.name.as_str())
-                    .or_default()
-                    .push(id);
-                id
+                NameId::from_raw(names.len() as u32 - 1)
             });
-            slot_candidates[name.into_raw() as usize].push(SolvableId::from_raw(i as u32));
             slot_of.push(name);
-            for p in &m.provides {
-                let slots = slots_by_api.entry(p.api.as_str()).or_default();
-                if !slots.contains(&name) {
-                    slots.push(name);
-                }
-            }
         }
-        let cands = &universe.candidates;
-        let newest_first = |a: &SolvableId, b: &SolvableId| {
-            let (a, b) = (&cands[a.into_raw() as usize], &cands[b.into_raw() as usize]);
-            b.manifest
-                .version
-                .compare(&a.manifest.version)
-                .then_with(|| b.is_installed().cmp(&a.is_installed()))
+        drop(slot_ids);
+        let pairs: Vec<(u32, SolvableId)> = slot_of
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| (slot.into_raw(), SolvableId::from_raw(i as u32)))
+            .collect();
+        let mut slot_candidates = Lists::build(names.len(), &pairs);
+        slot_candidates.for_each_mut(|list| list.sort_by(|a, b| newest_first(pool, *a, *b)));
+        let first_of = |slot: NameId| match names[slot.into_raw() as usize] {
+            NameDef::Slot { first } => pool.solvables[first.into_raw() as usize].name,
+            NameDef::Missing { .. } => unreachable!("slots only"),
         };
-        for list in &mut slot_candidates {
-            list.sort_by(newest_first);
+        let pairs: Vec<(u32, NameId)> = (0..names.len() as u32)
+            .map(|slot| {
+                let slot = NameId::from_raw(slot);
+                (first_of(slot).0, slot)
+            })
+            .collect();
+        let name_count = pool.name_bound();
+        let mut slots_by_package = Lists::build(name_count, &pairs);
+        let mut pairs: Vec<(u32, NameId)> = Vec::with_capacity(n + n / 2);
+        for (i, s) in pool.solvables.iter().enumerate() {
+            pairs.extend(pool.provides(s).iter().map(|p| (p.api.0, slot_of[i])));
         }
+        let mut slots_by_api = Lists::build(name_count, &pairs);
+        drop(pairs);
         // Prefer newer slots when a requirement can be met by several.
-        let newest_in = |slot: &NameId, slot_candidates: &Vec<Vec<SolvableId>>| {
-            slot_candidates[slot.into_raw() as usize][0]
+        let newest_in = |slot: &NameId| slot_candidates.get(slot.into_raw())[0];
+        let by_newest = |list: &mut [NameId]| {
+            list.sort_by(|a, b| {
+                newest_first(pool, newest_in(a), newest_in(b)).then(a.into_raw().cmp(&b.into_raw()))
+            })
         };
-        for slots in slots_by_api
-            .values_mut()
-            .chain(slots_by_package.values_mut())
-        {
-            if slots.len() < 2 {
-                continue;
-            }
-            slots.sort_by(|a, b| {
-                newest_first(
-                    &newest_in(a, &slot_candidates),
-                    &newest_in(b, &slot_candidates),
-                )
-            });
-        }
+        slots_by_package.for_each_mut(by_newest);
+        slots_by_api.for_each_mut(by_newest);
+        // A slot with several candidates providing the API appears once.
+        slots_by_api.dedup();
         Provider {
-            universe,
+            pool,
+            request_ranges: Vec::new(),
             names,
             slot_candidates,
             slot_of,
@@ -149,13 +223,68 @@ impl<'u> Provider<'u> {
             unions: RefCell::default(),
             strings: RefCell::default(),
             favour_installed,
-            upgrading,
+            upgrading: upgrading.iter().filter_map(|n| pool.find_name(n)).collect(),
             host_arch: Architecture::host(),
         }
     }
 
-    fn manifest(&self, s: SolvableId) -> &'u Manifest {
-        &self.universe.candidates[s.into_raw() as usize].manifest
+    fn solvable(&self, s: SolvableId) -> &'u Solvable {
+        &self.pool.solvables[s.into_raw() as usize]
+    }
+
+    fn name_of(&self, s: SolvableId) -> &'u str {
+        self.pool.name(self.solvable(s).name)
+    }
+
+    fn version_of(&self, s: SolvableId) -> &'u Version {
+        self.pool.version(self.solvable(s).version)
+    }
+
+    fn is_installed(&self, s: SolvableId) -> bool {
+        matches!(self.pool.origin(self.solvable(s)), Origin::Installed { .. })
+    }
+
+    fn range(&self, r: RangeId) -> &VersionRange {
+        if r.0 & REQUEST_RANGE != 0 {
+            &self.request_ranges[(r.0 & !REQUEST_RANGE) as usize]
+        } else {
+            self.pool.range(r)
+        }
+    }
+
+    fn meets(&self, dep: DepRec, p: &ProvideRec) -> bool {
+        p.api == dep.api
+            && self.range(dep.range).matches(
+                p.version.map(|v| self.pool.version(v)),
+                p.compatible.map(|v| self.pool.version(v)),
+            )
+    }
+
+    fn conflicts_with(&self, dep: DepRec, p: &ProvideRec) -> bool {
+        p.api == dep.api
+            && (self.range(dep.range).is_any() || (p.version.is_some() && self.meets(dep, p)))
+    }
+
+    fn dep_text(&self, dep: DepRec) -> String {
+        Dependency {
+            api: self.pool.name(dep.api).to_string(),
+            range: self.range(dep.range).clone(),
+        }
+        .to_string()
+    }
+
+    /// A request's dependency in the pool's terms; `None` when no candidate
+    /// mentions its API (so none provides it).
+    fn request_dep(&mut self, d: &Dependency) -> Option<DepRec> {
+        let api = self.pool.find_name(&d.api)?;
+        let range = match self.pool.find_range(&d.range) {
+            Some(r) => r,
+            None => {
+                self.request_ranges.push(d.range.clone());
+                RangeId(REQUEST_RANGE | (self.request_ranges.len() - 1) as u32)
+            }
+        };
+        Some(DepRec { api, range })
     }
 
     fn with_name<R>(&self, name: NameId, f: impl FnOnce(&NameDef) -> R) -> R {
@@ -197,18 +326,13 @@ impl<'u> Provider<'u> {
     }
 
     /// "Any of these dependencies", as one resolvo requirement.
-    fn requirement(&self, alternatives: &[Dependency]) -> Requirement {
+    fn requirement(&self, alternatives: &[DepRec]) -> Requirement {
         let mut sets = Vec::new();
-        for dep in alternatives {
-            for &slot in self
-                .slots_by_api
-                .get(dep.api.as_str())
-                .into_iter()
-                .flatten()
-            {
+        for &dep in alternatives {
+            for &slot in self.slots_by_api.get(dep.api.0) {
                 sets.push(self.version_set(VersionSetDef {
                     name: slot,
-                    selector: Selector::Provides(dep.clone()),
+                    selector: Selector::Provides(dep),
                     negate: false,
                 }));
             }
@@ -216,14 +340,23 @@ impl<'u> Provider<'u> {
         if sets.is_empty() {
             // Nobody provides any alternative: name the first so the
             // explanation says what is missing.
-            let dep = &alternatives[0];
-            sets.push(self.version_set(VersionSetDef {
-                name: self.missing_name(&dep.api),
-                selector: Selector::Provides(dep.clone()),
-                negate: false,
-            }));
+            let dep = alternatives[0];
+            return self.nothing(Dependency {
+                api: self.pool.name(dep.api).to_string(),
+                range: self.range(dep.range).clone(),
+            });
         }
         self.union(sets)
+    }
+
+    /// A requirement no candidate can meet, naming `dep`.
+    fn nothing(&self, dep: Dependency) -> Requirement {
+        let name = self.missing_name(&dep.api);
+        Requirement::Single(self.version_set(VersionSetDef {
+            name,
+            selector: Selector::Nothing(dep),
+            negate: false,
+        }))
     }
 
     fn union(&self, sets: Vec<VersionSetId>) -> Requirement {
@@ -236,15 +369,18 @@ impl<'u> Provider<'u> {
     }
 
     /// "Package `name` (any version, in any slot or only the newest)".
-    fn package_requirement(&self, name: &str, newest_only: bool) -> Option<Requirement> {
-        let slots = self.slots_by_package.get(name)?;
-        let slots = if newest_only { &slots[..1] } else { &slots[..] };
+    fn package_requirement(&self, name: Sym, newest_only: bool) -> Option<Requirement> {
+        let slots = self.slots_by_package.get(name.0);
+        if slots.is_empty() {
+            return None;
+        }
+        let slots = if newest_only { &slots[..1] } else { slots };
         let sets = slots
             .iter()
             .map(|&slot| {
                 self.version_set(VersionSetDef {
                     name: slot,
-                    selector: Selector::Package(name.to_string()),
+                    selector: Selector::Package(name),
                     negate: false,
                 })
             })
@@ -260,21 +396,21 @@ impl<'u> Provider<'u> {
         version: &Version,
     ) -> Result<Requirement, ResolveError> {
         let slots = self
-            .slots_by_package
-            .get(name)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        if slots.is_empty() {
+            .pool
+            .find_name(name)
+            .map(|n| (n, self.slots_by_package.get(n.0)))
+            .filter(|(_, slots)| !slots.is_empty());
+        let Some((name, slots)) = slots else {
             return Err(ResolveError::BadRequest(format!(
                 "{name} {version} is not among the candidates"
             )));
-        }
+        };
         let sets = slots
             .iter()
             .map(|&slot| {
                 self.version_set(VersionSetDef {
                     name: slot,
-                    selector: Selector::Exact(name.to_string(), version.clone()),
+                    selector: Selector::Exact(name, version.clone()),
                     negate: false,
                 })
             })
@@ -283,12 +419,12 @@ impl<'u> Provider<'u> {
     }
 
     /// Constraints forbidding package `name` in every slot except `own`.
-    fn forbid_package(&self, name: &str, own: Option<NameId>, out: &mut Vec<VersionSetId>) {
-        for &slot in self.slots_by_package.get(name).into_iter().flatten() {
+    fn forbid_package(&self, name: Sym, own: Option<NameId>, out: &mut Vec<VersionSetId>) {
+        for &slot in self.slots_by_package.get(name.0) {
             if Some(slot) != own {
                 out.push(self.version_set(VersionSetDef {
                     name: slot,
-                    selector: Selector::Package(name.to_string()),
+                    selector: Selector::Package(name),
                     negate: true,
                 }));
             }
@@ -296,18 +432,22 @@ impl<'u> Provider<'u> {
     }
 
     fn selects(&self, s: SolvableId, def: &VersionSetDef) -> bool {
-        let m = self.manifest(s);
+        let solvable = self.solvable(s);
+        let provides = || self.pool.provides(solvable).iter();
         let hit = match &def.selector {
-            Selector::Provides(dep) => m.provides.iter().any(|p| dep.is_met_by(p)),
-            Selector::ConflictsWith(dep) => m.provides.iter().any(|p| dep.conflicts_with(p)),
-            Selector::Package(name) => &m.name == name,
-            Selector::Exact(name, version) => &m.name == name && m.version.compare(version).is_eq(),
+            Selector::Provides(dep) => provides().any(|p| self.meets(*dep, p)),
+            Selector::ConflictsWith(dep) => provides().any(|p| self.conflicts_with(*dep, p)),
+            Selector::Package(name) => solvable.name == *name,
+            Selector::Exact(name, version) => {
+                solvable.name == *name && self.version_of(s).compare(version).is_eq()
+            }
+            Selector::Nothing(_) => false,
         };
         hit != def.negate
     }
 
-    fn arch_mismatch(&self, m: &Manifest) -> Option<String> {
-        match m.architecture {
+    fn arch_mismatch(&self, s: &Solvable) -> Option<String> {
+        match s.architecture {
             Architecture::Any => None,
             a if a == self.host_arch => None,
             a => Some(format!("built for {a}, this machine is {}", self.host_arch)),
@@ -315,13 +455,24 @@ impl<'u> Provider<'u> {
     }
 }
 
+/// Newer versions first; between equal versions, the installed copy.
+fn newest_first(pool: &Pool, a: SolvableId, b: SolvableId) -> std::cmp::Ordering {
+    let (a, b) = (
+        &pool.solvables[a.into_raw() as usize],
+        &pool.solvables[b.into_raw() as usize],
+    );
+    let installed = |s: &Solvable| matches!(pool.origin(s), Origin::Installed { .. });
+    pool.version(b.version)
+        .compare(pool.version(a.version))
+        .then_with(|| installed(b).cmp(&installed(a)))
+}
+
 impl Interner for Provider<'_> {
     type NameId = NameId;
     type SolvableId = SolvableId;
 
     fn display_solvable(&self, solvable: SolvableId) -> impl Display + '_ {
-        let m = self.manifest(solvable);
-        format!("{} {}", m.name, m.version)
+        format!("{} {}", self.name_of(solvable), self.version_of(solvable))
     }
 
     fn display_merged_solvables(&self, solvables: &[SolvableId]) -> impl Display + '_ {
@@ -330,24 +481,20 @@ impl Interner for Provider<'_> {
         };
         let versions: Vec<String> = solvables
             .iter()
-            .map(|&s| self.manifest(s).version.to_string())
+            .map(|&s| self.version_of(s).to_string())
             .collect();
-        format!("{} {}", self.manifest(first).name, versions.join(" | "))
+        format!("{} {}", self.name_of(first), versions.join(" | "))
     }
 
     fn display_name(&self, name: NameId) -> impl Display + '_ {
         self.with_name(name, |def| match def {
             NameDef::Slot { first } => {
-                let m = self.manifest(*first);
-                if self
-                    .slots_by_package
-                    .get(m.name.as_str())
-                    .map_or(0, Vec::len)
-                    > 1
-                {
-                    format!("{} (major {})", m.name, m.version.major)
+                let s = self.solvable(*first);
+                let package = self.pool.name(s.name);
+                if self.slots_by_package.get(s.name.0).len() > 1 {
+                    format!("{package} (major {})", self.pool.version(s.version).major)
                 } else {
-                    m.name.clone()
+                    package.to_string()
                 }
             }
             NameDef::Missing { api } => api.clone(),
@@ -357,16 +504,17 @@ impl Interner for Provider<'_> {
     fn display_version_set(&self, version_set: VersionSetId) -> impl Display + '_ {
         let def = self.version_sets.borrow()[version_set.0 as usize].clone();
         let slot_package = self.with_name(def.name, |d| match d {
-            NameDef::Slot { first } => Some(self.manifest(*first).name.clone()),
+            NameDef::Slot { first } => Some(self.solvable(*first).name),
             NameDef::Missing { .. } => None,
         });
         let text = match &def.selector {
-            Selector::Provides(dep)
-                if Some(&dep.api) == slot_package.as_ref() || slot_package.is_none() =>
-            {
-                dep.range.to_string()
+            Selector::Provides(dep) if Some(dep.api) == slot_package => {
+                self.range(dep.range).to_string()
             }
-            Selector::Provides(dep) | Selector::ConflictsWith(dep) => format!("(providing {dep})"),
+            Selector::Provides(dep) | Selector::ConflictsWith(dep) => {
+                format!("(providing {})", self.dep_text(*dep))
+            }
+            Selector::Nothing(dep) => dep.range.to_string(),
             Selector::Package(_) => "*".to_string(),
             Selector::Exact(_, version) => format!("={version}"),
         };
@@ -419,23 +567,21 @@ impl DependencyProvider for Provider<'_> {
     }
 
     async fn get_candidates(&self, name: NameId) -> Option<Candidates<SolvableId>> {
-        let list = self.slot_candidates.get(name.into_raw() as usize)?;
+        if name.into_raw() as usize >= self.names.len() {
+            return None;
+        }
+        let list = self.slot_candidates.get(name.into_raw());
         let mut candidates = Vec::with_capacity(list.len());
         let mut excluded = Vec::new();
         let mut favored = None;
         for &s in list {
-            let c = &self.universe.candidates[s.into_raw() as usize];
-            if c.is_installed()
-                && self.favour_installed
-                && !self.upgrading.contains(&c.manifest.name)
-            {
+            let solvable = self.solvable(s);
+            let installed = self.is_installed(s);
+            if installed && self.favour_installed && !self.upgrading.contains(&solvable.name) {
                 favored = Some(s);
             }
             // Excluded candidates stay listed so explanations can name them.
-            if let Some(why) = self
-                .arch_mismatch(&c.manifest)
-                .filter(|_| !c.is_installed())
-            {
+            if let Some(why) = self.arch_mismatch(solvable).filter(|_| !installed) {
                 excluded.push((s, self.intern_string(why)));
             }
             candidates.push(s);
@@ -451,39 +597,32 @@ impl DependencyProvider for Provider<'_> {
     }
 
     async fn sort_candidates(&self, _solver: &SolverCache<Self>, solvables: &mut [SolvableId]) {
-        let cands = &self.universe.candidates;
-        solvables.sort_by(|a, b| {
-            let (a, b) = (&cands[a.into_raw() as usize], &cands[b.into_raw() as usize]);
-            b.manifest
-                .version
-                .compare(&a.manifest.version)
-                .then_with(|| b.is_installed().cmp(&a.is_installed()))
-        });
+        solvables.sort_by(|a, b| newest_first(self.pool, *a, *b));
     }
 
     async fn get_dependencies(&self, solvable: SolvableId) -> Dependencies {
-        let m = self.manifest(solvable);
+        let s = self.solvable(solvable);
         let own = self.slot_of[solvable.into_raw() as usize];
         let mut requirements: Vec<ConditionalRequirement> = Vec::new();
-        for r in &m.requires {
-            requirements.push(self.requirement(&r.alternatives).into());
+        for alternatives in self.pool.requires(s) {
+            requirements.push(self.requirement(alternatives).into());
         }
-        for u in &m.uses {
-            requirements.push(self.requirement(std::slice::from_ref(u)).into());
+        for &u in self.pool.uses(s) {
+            requirements.push(self.requirement(&[u]).into());
         }
         let mut constrains = Vec::new();
-        for c in &m.conflicts {
-            for &slot in self.slots_by_api.get(c.api.as_str()).into_iter().flatten() {
+        for &c in self.pool.conflicts(s) {
+            for &slot in self.slots_by_api.get(c.api.0) {
                 if slot != own {
                     constrains.push(self.version_set(VersionSetDef {
                         name: slot,
-                        selector: Selector::ConflictsWith(c.clone()),
+                        selector: Selector::ConflictsWith(c),
                         negate: true,
                     }));
                 }
             }
         }
-        for r in &m.replaces {
+        for &r in self.pool.replaces(s) {
             self.forbid_package(r, Some(own), &mut constrains);
         }
         Dependencies::Known(KnownDependencies {
@@ -505,7 +644,7 @@ pub(crate) fn solve(universe: &Universe, request: &Request) -> Result<(Plan, Sta
     };
     let chosen = result?;
     let stats = Stats {
-        candidates: universe.candidates().len(),
+        candidates: universe.len(),
         solve_seconds: started.elapsed().as_secs_f64(),
     };
     Ok((Plan::new(universe, request, &chosen), stats))
@@ -518,11 +657,11 @@ fn solve_once(
 ) -> Result<Vec<usize>, ResolveError> {
     let favour_installed = !matches!(request, Request::Upgrade(names) if names.is_empty());
     let upgrading = match request {
-        Request::Upgrade(names) => names.clone(),
-        _ => Vec::new(),
+        Request::Upgrade(names) => names.as_slice(),
+        _ => &[],
     };
-    let provider = Provider::new(universe, favour_installed, upgrading);
-    let mut goals = Goals::for_request(&provider, universe, request, newest_major)?;
+    let mut provider = Provider::new(universe, favour_installed, upgrading);
+    let mut goals = Goals::for_request(&mut provider, request, newest_major)?;
     goals.keep_soft_slots_reachable(&provider);
     let problem = Problem::new()
         .requirements(goals.requirements)
@@ -553,37 +692,46 @@ struct Goals {
 
 impl Goals {
     fn for_request(
-        provider: &Provider,
-        universe: &Universe,
+        provider: &mut Provider,
         request: &Request,
         newest_major: bool,
     ) -> Result<Self, ResolveError> {
-        let installed: Vec<SolvableId> = universe
-            .candidates
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.is_installed())
-            .map(|(i, _)| SolvableId::from_raw(i as u32))
+        let pool = provider.pool;
+        let installed: Vec<SolvableId> = (0..pool.solvables.len())
+            .map(|i| SolvableId::from_raw(i as u32))
+            .filter(|&s| provider.is_installed(s))
             .collect();
         let mut goals = Goals {
             requirements: Vec::new(),
             constraints: Vec::new(),
             soft: installed.clone(),
         };
-        let require_installed = |names: &[String], verb: &str| {
-            for n in names {
-                if !installed.iter().any(|&s| provider.manifest(s).name == *n) {
-                    return Err(ResolveError::BadRequest(format!(
-                        "{n} is not installed, so it cannot be {verb}"
-                    )));
-                }
-            }
-            Ok(())
+        // Names of installed packages, each checked to be one.
+        let installed_names = |names: &[String], verb: &str| -> Result<Vec<Sym>, ResolveError> {
+            names
+                .iter()
+                .map(|n| {
+                    pool.find_name(n)
+                        .filter(|&sym| {
+                            installed
+                                .iter()
+                                .any(|&s| pool.solvables[s.into_raw() as usize].name == sym)
+                        })
+                        .ok_or_else(|| {
+                            ResolveError::BadRequest(format!(
+                                "{n} is not installed, so it cannot be {verb}"
+                            ))
+                        })
+                })
+                .collect()
         };
         match request {
             Request::Install(deps) => {
                 for d in deps {
-                    let r = provider.requirement(std::slice::from_ref(d));
+                    let r = match provider.request_dep(d) {
+                        Some(dep) => provider.requirement(&[dep]),
+                        None => provider.nothing(d.clone()),
+                    };
                     goals.requirements.push(r.into());
                 }
             }
@@ -594,28 +742,27 @@ impl Goals {
                 }
             }
             Request::Remove(names) => {
-                require_installed(names, "removed")?;
-                for n in names {
+                let syms = installed_names(names, "removed")?;
+                for &n in &syms {
                     provider.forbid_package(n, None, &mut goals.constraints);
                 }
                 goals
                     .soft
-                    .retain(|&s| !names.contains(&provider.manifest(s).name));
+                    .retain(|&s| !syms.contains(&provider.solvable(s).name));
             }
             Request::Upgrade(names) => {
-                let targets: Vec<&str> = if names.is_empty() {
-                    let mut all: Vec<&str> = installed
+                let targets: Vec<Sym> = if names.is_empty() {
+                    let mut all: Vec<Sym> = installed
                         .iter()
-                        .map(|&s| provider.manifest(s).name.as_str())
+                        .map(|&s| provider.solvable(s).name)
                         .collect();
                     all.sort_unstable();
                     all.dedup();
                     all
                 } else {
-                    require_installed(names, "upgraded")?;
-                    names.iter().map(String::as_str).collect()
+                    installed_names(names, "upgraded")?
                 };
-                for name in &targets {
+                for &name in &targets {
                     if let Some(r) = provider.package_requirement(name, newest_major) {
                         goals.requirements.push(r.into());
                     }
@@ -623,12 +770,12 @@ impl Goals {
                 // The upgraded packages are not pinned to their current version.
                 goals
                     .soft
-                    .retain(|&s| !targets.contains(&provider.manifest(s).name.as_str()));
+                    .retain(|&s| !targets.contains(&provider.solvable(s).name));
             }
         }
         // Host APIs are always present.
-        for (i, c) in universe.candidates.iter().enumerate() {
-            if c.origin == Origin::Host {
+        for (i, s) in pool.solvables.iter().enumerate() {
+            if *pool.origin(s) == Origin::Host {
                 goals.soft.push(SolvableId::from_raw(i as u32));
             }
         }
@@ -642,7 +789,9 @@ impl Goals {
     /// requirement that the always-installed anchor satisfies.
     fn keep_soft_slots_reachable(&mut self, provider: &Provider) {
         let anchor = provider
-            .package_requirement(crate::ANCHOR, false)
+            .pool
+            .find_name(crate::ANCHOR)
+            .and_then(|a| provider.package_requirement(a, false))
             .expect("the universe has an anchor");
         self.requirements.push(anchor.into());
         let mut keep_slots: Vec<NameId> = self
@@ -657,13 +806,15 @@ impl Goals {
             Requirement::Union(_) => unreachable!("the anchor has one slot"),
         };
         for slot in keep_slots {
-            let package = provider.with_name(slot, |d| match d {
-                NameDef::Slot { first } => provider.manifest(*first).name.clone(),
-                NameDef::Missing { api } => api.clone(),
-            });
+            let NameDef::Slot { first } = provider.with_name(slot, |d| match d {
+                NameDef::Slot { first } => NameDef::Slot { first: *first },
+                NameDef::Missing { api } => NameDef::Missing { api: api.clone() },
+            }) else {
+                continue;
+            };
             let any = provider.version_set(VersionSetDef {
                 name: slot,
-                selector: Selector::Package(package),
+                selector: Selector::Package(provider.solvable(first).name),
                 negate: false,
             });
             self.requirements

@@ -12,7 +12,7 @@ mod encode;
 mod text;
 pub mod version;
 
-pub use version::{natural_compare, Version};
+pub use version::{natural_compare, Version, VersionRef};
 
 /// Target architecture (enumeration stored as a uint); serialized by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -206,6 +206,14 @@ pub fn check_name(name: &str) -> std::result::Result<(), String> {
             "name of {} bytes is longer than {MAX_NAME_LENGTH}",
             name.len()
         ));
+    }
+    // Most names are ASCII letters, digits and a little punctuation: check
+    // those bytes without decoding characters (index loading checks
+    // hundreds of thousands of names).
+    let plain =
+        |b: &u8| b.is_ascii_graphic() && !matches!(b, b'-' | b'/' | b'<' | b'>' | b'=' | b'!');
+    if name.as_bytes().iter().all(plain) {
+        return Ok(());
     }
     if let Some(c) = name.chars().find(|c| {
         c.is_whitespace() || c.is_control() || matches!(c, '-' | '/' | '<' | '>' | '=' | '!')

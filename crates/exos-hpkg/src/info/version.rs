@@ -19,10 +19,22 @@ impl serde::Serialize for Version {
     }
 }
 
-impl Version {
+/// A version's components borrowed from its text: checked against the
+/// grammar but neither copied nor lower-cased (the order ignores case).
+/// Index loaders check thousands of versions this way without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionRef<'a> {
+    pub major: &'a str,
+    pub minor: &'a str,
+    pub micro: &'a str,
+    pub pre_release: &'a str,
+    pub revision: u32,
+}
+
+impl<'a> VersionRef<'a> {
     /// Parses Haiku's textual version grammar (§1.13): revision after the
     /// last `-`, pre-release after the last `~`, then `.`-separated parts.
-    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+    pub fn parse(s: &'a str) -> std::result::Result<Self, String> {
         let s = s.trim();
         if s.is_empty() {
             return Err("empty version".into());
@@ -38,56 +50,87 @@ impl Version {
             None => (s, 0),
         };
         let (rest, pre_release) = match rest.rfind('~') {
-            Some(i) => (&rest[..i], rest[i + 1..].to_string()),
-            None => (rest, String::new()),
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, ""),
         };
         let mut parts = rest.splitn(3, '.');
-        let major = parts.next().unwrap_or_default().to_string();
-        let minor = parts.next().unwrap_or_default().to_string();
-        let micro = parts.next().unwrap_or_default().to_string();
+        let major = parts.next().unwrap_or_default();
+        let minor = parts.next().unwrap_or_default();
+        let micro = parts.next().unwrap_or_default();
         let ok_part = |p: &str, dots: bool| {
-            p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || (dots && c == '.'))
+            p.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || (dots && c == b'.'))
         };
-        if major.is_empty() || !ok_part(&major, false) || !ok_part(&minor, false) {
+        if major.is_empty() || !ok_part(major, false) || !ok_part(minor, false) {
             return Err(format!("invalid version {s:?}"));
         }
-        if !ok_part(&micro, true) || !ok_part(&pre_release, true) {
+        if !ok_part(micro, true) || !ok_part(pre_release, true) {
             return Err(format!("invalid version {s:?}"));
         }
         if minor.is_empty() && rest.contains('.') {
             return Err(format!("invalid version {s:?}"));
         }
-        // The Package Kit lower-cases every component.
-        Ok(Version {
-            major: major.to_lowercase(),
-            minor: minor.to_lowercase(),
-            micro: micro.to_lowercase(),
-            pre_release: pre_release.to_lowercase(),
+        Ok(VersionRef {
+            major,
+            minor,
+            micro,
+            pre_release,
             revision,
         })
     }
-}
 
-impl Version {
+    /// The owned version; the Package Kit lower-cases every component.
+    pub fn to_version(&self) -> Version {
+        Version {
+            major: self.major.to_ascii_lowercase(),
+            minor: self.minor.to_ascii_lowercase(),
+            micro: self.micro.to_ascii_lowercase(),
+            pre_release: self.pre_release.to_ascii_lowercase(),
+            revision: self.revision,
+        }
+    }
+
     /// Haiku's ordering (`BPackageVersion::Compare`, spec §1.14): major,
     /// minor and micro by natural compare; no pre-release beats any
-    /// pre-release; then revision. Not `Ord`: `1.01` and `1.1` compare equal
-    /// but are different values.
-    pub fn compare(&self, other: &Version) -> std::cmp::Ordering {
+    /// pre-release; then revision.
+    pub fn compare(&self, other: &VersionRef) -> std::cmp::Ordering {
         use std::cmp::Ordering::*;
-        natural_compare(&self.major, &other.major)
-            .then_with(|| natural_compare(&self.minor, &other.minor))
-            .then_with(|| natural_compare(&self.micro, &other.micro))
+        natural_compare(self.major, other.major)
+            .then_with(|| natural_compare(self.minor, other.minor))
+            .then_with(|| natural_compare(self.micro, other.micro))
             .then_with(
                 || match (self.pre_release.is_empty(), other.pre_release.is_empty()) {
                     (true, true) => Equal,
                     (true, false) => Greater,
                     (false, true) => Less,
-                    (false, false) => natural_compare(&self.pre_release, &other.pre_release),
+                    (false, false) => natural_compare(self.pre_release, other.pre_release),
                 },
             )
             .then_with(|| self.revision.cmp(&other.revision))
+    }
+}
+
+impl Version {
+    /// Parses Haiku's textual version grammar (see [`VersionRef::parse`]).
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        VersionRef::parse(s).map(|v| v.to_version())
+    }
+
+    /// The components, borrowed.
+    pub fn parts(&self) -> VersionRef<'_> {
+        VersionRef {
+            major: &self.major,
+            minor: &self.minor,
+            micro: &self.micro,
+            pre_release: &self.pre_release,
+            revision: self.revision,
+        }
+    }
+
+    /// Haiku's ordering (`BPackageVersion::Compare`, spec §1.14). Not
+    /// `Ord`: `1.01` and `1.1` compare equal but are different values.
+    pub fn compare(&self, other: &Version) -> std::cmp::Ordering {
+        self.parts().compare(&other.parts())
     }
 }
 

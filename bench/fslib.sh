@@ -1,0 +1,61 @@
+# Shared by bench/packagefs.sh, bench/parallel.sh and bench/startup.sh:
+# images of one tree for exos, squashfuse, kernel squashfs and kernel
+# erofs, and mounting them from cold caches. Source it with $here, $root
+# and $work set.
+exos=$root/target/release/exos
+for t in mksquashfs squashfuse mkfs.erofs fusermount3 bc; do
+  command -v $t >/dev/null || { echo "$t missing: apt-get install squashfs-tools squashfuse erofs-utils fuse3 bc" >&2; exit 1; }
+done
+(cd "$root" && cargo build --release -q -p exos-cli)
+
+cleanup() {
+  for m in "$work"/mnt/* "$work"/many/mnt; do mountpoint -q "$m" 2>/dev/null && umount "$m" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+dir_of() { case $1 in exos) echo "$work/mnt/exos/system" ;; *) echo "$work/mnt/$1" ;; esac; }
+mount_tool() {
+  case $1 in
+    exos) "$exos" mount -q --daemon --pid-file "$work/exos.pid" "$work/root" "$work/mnt/exos" 2>/dev/null ;;
+    squashfuse) squashfuse "$work/t.sqfs" "$work/mnt/squashfuse" ;;
+    squashfs) mount -t squashfs -o loop,ro "$work/t.sqfs" "$work/mnt/squashfs" ;;
+    erofs) mount -t erofs -o loop,ro "$work/t.erofs" "$work/mnt/erofs" ;;
+  esac
+}
+umount_tool() {
+  umount "$work/mnt/$1"
+  if [ "$1" = exos ]; then while [ -e "$work/exos.pid" ]; do sleep 0.01; done; fi
+}
+fresh() { umount_tool "$1" 2>/dev/null || true; sync; echo 3 > /proc/sys/vm/drop_caches; mount_tool "$1"; }
+now() { date +%s.%N; }
+timed() { local t0 t1; t0=$(now); "$@" >/dev/null; t1=$(now); echo "$t1 - $t0" | bc -l; }
+# Lists hold paths relative to the tree, NUL-separated.
+read_list() { (cd "$1" && xargs -0 cat < "$2"); }
+walk() { find "$1" -path "$1/.packages" -prune -o -printf '%s %m %T@ %p\n'; }
+lslr() { ls -lR "$1"; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+tools=(exos squashfuse squashfs erofs)
+
+# Builds the four images of tree NAME (see bench/trees.sh) under $work,
+# with the file lists sorted.list and shuffled.list (NUL-separated paths
+# relative to the tree), and sets $src, $files, $small, $bytes.
+prepare_tree() { # NAME
+  src=$("$here/trees.sh" "$1")
+  cleanup
+  rm -rf "$work" && mkdir -p "$work"/{mnt/exos,mnt/squashfuse,mnt/squashfs,mnt/erofs,root/system/packages}
+  cp -a "$src" "$work/tree"
+  files=$(find "$work/tree" -type f | wc -l)
+  bytes=$(du -sb "$work/tree" | cut -f1)
+  small=$(find "$work/tree" -type f -size -4k | wc -l)
+  (cd "$work/tree" && find . -type f -print0 | sort -z > "$work/sorted.list")
+  python3 -c 'import random,sys; p=open(sys.argv[1],"rb").read().split(b"\0")[:-1]; random.Random(42).shuffle(p); open(sys.argv[2],"wb").write(b"".join(x+b"\0" for x in p))' \
+    "$work/sorted.list" "$work/shuffled.list"
+  mksquashfs "$work/tree" "$work/t.sqfs" -comp gzip -noappend -quiet -no-progress >/dev/null
+  mkfs.erofs -zlz4hc "$work/t.erofs" "$work/tree" >/dev/null 2>&1
+  # The package's manifest.json is hidden from the mounted view, so all
+  # four show the same files.
+  echo '{"name":"benchtree","version":"1.0","summary":"benchmark tree","license":"MIT","copyright":"benchmark"}' > "$work/tree/manifest.json"
+  "$exos" build -q "$work/tree" -o "$work/root/system/packages/tree.hpkg"
+  rm "$work/tree/manifest.json"
+
+}

@@ -1,0 +1,294 @@
+//! Read-ahead beyond what the kernel does by itself, on one background
+//! thread.
+//!
+//! * **Chunks.** When a read continues where the previous read of a
+//!   package ended, the next chunks are decompressed into the cache, so
+//!   decompression overlaps with the reader's round trips.
+//! * **Files.** The kernel reads ahead inside a file, never across files:
+//!   a program reading many small files in a row (`cat` over a tree, a
+//!   compiler over headers, a backup) pays one request to this process per
+//!   file. When reads arrive for files that follow each other in walk order
+//!   (depth first, names sorted: the order packages store files in and
+//!   `find | sort` lists them), the files after the one just read are
+//!   stored into the kernel's page cache with `FUSE_NOTIFY_STORE`, a window
+//!   at a time, so the reader finds them cached and sends no request. Only
+//!   files whose inode the kernel holds (looked up or listed) and that are
+//!   small (at most [`MAX_PUSHED_FILE`]) are pushed; a reader jumping
+//!   around triggers nothing.
+//!
+//! Pushing is safe because an inode number always stands for the same
+//! bytes (see `view`): a pushed page can never be stale.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use exos_hpkg::header::CHUNK_SIZE;
+use exos_hpkg::{Compression, EntryKind};
+use fuser::{INodeNo, Notifier};
+use rustc_hash::FxHashSet;
+
+use crate::activate::ActivePackage;
+use crate::fs::Known;
+use crate::view::{Kind, Source, View};
+
+/// Chunks decompressed ahead of a sequential reader. Four measured best on
+/// two cores (see BENCHMARKS.md).
+const CHUNK_DEPTH: u64 = 4;
+/// Files larger than this are left to the kernel's own read-ahead, which
+/// asks for up to 1 MiB per request.
+pub const MAX_PUSHED_FILE: u64 = 128 << 10;
+/// One push stores at most this many bytes…
+const WINDOW_BYTES: u64 = 1 << 20;
+/// …and this many files.
+const WINDOW_FILES: usize = 256;
+/// A read counts as sequential when its file is one of the next this many
+/// files after a file read before (or after the end of a push).
+const NEAR: usize = 2;
+/// Nodes expected next, kept at most (then forgotten and relearnt).
+const EXPECTED: usize = 1 << 13;
+/// Pushed nodes remembered (per view) so a window is not pushed twice.
+const REMEMBERED: usize = 1 << 16;
+
+enum Job {
+    Chunk(Arc<ActivePackage>, u64),
+    /// The window of files after `after`.
+    Push {
+        view: Arc<View>,
+        after: u32,
+    },
+}
+
+/// Where sequential readers are heading, per view: the files right after
+/// each file read and after each push. Several readers going through
+/// different parts of a tree at once each keep their own streak.
+#[derive(Default)]
+struct Scan {
+    /// Identity of the view the nodes belong to.
+    view: usize,
+    expected: FxHashSet<u32>,
+}
+
+impl Scan {
+    fn for_view(&mut self, view: usize) -> &mut Self {
+        if self.view != view || self.expected.len() > EXPECTED {
+            self.view = view;
+            self.expected.clear();
+        }
+        self
+    }
+
+    /// Expects the [`NEAR`] files after `node`.
+    fn expect_after(&mut self, view: &View, node: u32) {
+        let mut at = node;
+        for _ in 0..NEAR {
+            match next_file(view, at) {
+                Some(next) => {
+                    self.expected.insert(next);
+                    at = next;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// Counters for tests and logs.
+#[derive(Default)]
+pub struct PushStats {
+    pub files: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// The read-ahead thread and what the request handlers tell it.
+pub struct ReadAhead {
+    jobs: SyncSender<Job>,
+    scan: Arc<Mutex<Scan>>,
+    notifier: Arc<OnceLock<Notifier>>,
+    pub stats: Arc<PushStats>,
+}
+
+impl ReadAhead {
+    /// Starts the thread. Files are pushed only once a notifier is set
+    /// (the session exists), see [`ReadAhead::set_notifier`].
+    pub fn start(known: Arc<Mutex<Known>>) -> std::io::Result<ReadAhead> {
+        let (jobs, rx) = sync_channel::<Job>(16);
+        let scan = Arc::new(Mutex::new(Scan::default()));
+        let notifier = Arc::new(OnceLock::new());
+        let stats = Arc::new(PushStats::default());
+        let worker = Worker {
+            known,
+            scan: scan.clone(),
+            notifier: notifier.clone(),
+            stats: stats.clone(),
+            pushed: FxHashSet::default(),
+            pushed_view: 0,
+            buf: Vec::new(),
+        };
+        std::thread::Builder::new()
+            .name("exos-readahead".into())
+            .spawn(move || worker.run(rx))?;
+        Ok(ReadAhead {
+            jobs,
+            scan,
+            notifier,
+            stats,
+        })
+    }
+
+    pub fn set_notifier(&self, notifier: Notifier) {
+        let _ = self.notifier.set(notifier);
+    }
+
+    /// After a read of heap bytes `[start, end)` of `package`: if it
+    /// continues where the previous read of this package ended, queue the
+    /// next chunks for decompression. Random access gains nothing from
+    /// read-ahead; it does not waste a core.
+    pub fn after_heap_read(&self, package: &Arc<ActivePackage>, start: u64, end: u64) {
+        const CHUNK: u64 = CHUNK_SIZE as u64;
+        let heap = package.package.heap();
+        if heap.info().compression == Compression::None || end == 0 {
+            return;
+        }
+        let (first, last) = (start / CHUNK, (end - 1) / CHUNK);
+        let previous = package.last_chunk_read.swap(last, Ordering::Relaxed);
+        if first != previous && first != previous.wrapping_add(1) {
+            return;
+        }
+        for next in last + 1..last + 1 + CHUNK_DEPTH {
+            if next < heap.chunk_count() && !heap.is_cached(next) {
+                let _ = self.jobs.try_send(Job::Chunk(package.clone(), next));
+            }
+        }
+    }
+
+    /// After a read from the start of file `node`: push the files after it
+    /// if the reader is going through files in walk order.
+    pub fn after_file_read(&self, view: &Arc<View>, node: u32) {
+        if self.notifier.get().is_none() {
+            return;
+        }
+        let id = Arc::as_ptr(view) as usize;
+        let mut scan = self.scan.lock().unwrap_or_else(|e| e.into_inner());
+        let scan = scan.for_view(id);
+        let pushed = scan.expected.remove(&node)
+            && self
+                .jobs
+                .try_send(Job::Push {
+                    view: view.clone(),
+                    after: node,
+                })
+                .is_ok();
+        if !pushed {
+            // The push, when done, expects what follows its window.
+            scan.expect_after(view, node);
+        }
+    }
+}
+
+/// The next file (not directory or symlink) after `node` in walk order,
+/// within a few steps.
+fn next_file(view: &View, node: u32) -> Option<u32> {
+    let mut at = node;
+    for _ in 0..16 {
+        at = view.next_in_walk(at)?;
+        if view.kind(at) == Kind::File {
+            return Some(at);
+        }
+    }
+    None
+}
+
+struct Worker {
+    known: Arc<Mutex<Known>>,
+    scan: Arc<Mutex<Scan>>,
+    notifier: Arc<OnceLock<Notifier>>,
+    stats: Arc<PushStats>,
+    /// Nodes already pushed, for the view `pushed_view`.
+    pushed: FxHashSet<u32>,
+    pushed_view: usize,
+    buf: Vec<u8>,
+}
+
+impl Worker {
+    fn run(mut self, jobs: Receiver<Job>) {
+        while let Ok(job) = jobs.recv() {
+            match job {
+                Job::Chunk(package, chunk) => {
+                    let _ = package.package.heap().chunk(chunk);
+                }
+                Job::Push { view, after } => self.push(&view, after),
+            }
+        }
+    }
+
+    /// Pushes the window of files after `after` into the page cache.
+    fn push(&mut self, view: &Arc<View>, after: u32) {
+        if self.notifier.get().is_none() {
+            return;
+        }
+        let id = Arc::as_ptr(view) as usize;
+        if self.pushed_view != id || self.pushed.len() > REMEMBERED {
+            self.pushed.clear();
+            self.pushed_view = id;
+        }
+        let (mut bytes, mut files, mut walked) = (0u64, 0usize, 0usize);
+        let mut at = after;
+        while let Some(next) = view.next_in_walk(at) {
+            at = next;
+            walked += 1;
+            if walked > 4 * WINDOW_FILES {
+                break;
+            }
+            if self.pushed.contains(&at) {
+                continue;
+            }
+            let Some(size) = self.push_file(view, at) else {
+                continue;
+            };
+            self.pushed.insert(at);
+            bytes += size;
+            files += 1;
+            if bytes >= WINDOW_BYTES || files >= WINDOW_FILES {
+                break;
+            }
+        }
+        self.stats.files.fetch_add(files as u64, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let mut scan = self.scan.lock().unwrap_or_else(|e| e.into_inner());
+        if scan.view == id {
+            scan.expect_after(view, at);
+        }
+    }
+
+    /// Stores small file `node` into the kernel's page cache if the kernel
+    /// holds its inode; returns its size if it did.
+    fn push_file(&mut self, view: &View, node: u32) -> Option<u64> {
+        let notifier = self.notifier.get()?;
+        let n = view.node(node);
+        let Source::Entry { pkg, entry } = n.source else {
+            return None;
+        };
+        let package = &view.packages[pkg as usize];
+        let e = package.package.entry(entry);
+        let size = e.size();
+        if e.kind() != EntryKind::File || size == 0 || size > MAX_PUSHED_FILE {
+            return None;
+        }
+        if !self.kernel_holds(n.ino) {
+            return None;
+        }
+        self.buf.resize(size as usize, 0);
+        // A read of a broken file reports its error; nothing to push.
+        let read = package.package.read_at(e, 0, &mut self.buf).ok()?;
+        (read as u64 == size && notifier.store(INodeNo(n.ino), 0, &self.buf).is_ok())
+            .then_some(size)
+    }
+
+    fn kernel_holds(&self, ino: u64) -> bool {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .holds(ino)
+    }
+}
