@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 src=${1:-/usr/lib/x86_64-linux-gnu}
 runs=${2:-3}
-work=$here/work
+work=$here/work/build
 exos=$root/target/release/exos
 
 command -v mksquashfs >/dev/null || { echo "mksquashfs missing: apt-get install squashfs-tools" >&2; exit 1; }

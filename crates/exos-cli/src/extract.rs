@@ -8,15 +8,22 @@
 //! first and moved into place (rename without replacing) only once the whole
 //! tree is out: a failed extraction (corrupt data, full disk) leaves the
 //! destination as it was.
+//!
+//! Directories are made first, then files are written on every core (each
+//! thread takes a run of files in package order, so the chunks it
+//! decompresses are its own), then symlinks, then the directories'
+//! permissions and times, deepest first.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{bail, Context, Result};
 use exos_hpkg::tree::{escape_attr_name, HAIKU_XATTR_PREFIX};
 use exos_hpkg::{Entry, EntryKind, Package, Timestamp};
+use rayon::prelude::*;
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct ExtractStats {
@@ -31,7 +38,7 @@ pub fn extract(
     pkg: &Package,
     dest: &Path,
     only: Option<&str>,
-    progress: &mut dyn FnMut(u64),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<ExtractStats> {
     let start = match only {
         None => pkg.toc().root(),
@@ -73,37 +80,34 @@ pub fn extract(
     }
     let staging = dest.join(format!(".exos-extract-{}", std::process::id()));
     fs::create_dir(&staging).with_context(|| format!("{}: cannot create", staging.display()))?;
-    let mut stats = ExtractStats::default();
-    let mut buf = vec![0u8; 1 << 20];
-    let written = tops
-        .iter()
-        .try_for_each(|&e| extract_entry(pkg, e, &staging, &mut buf, &mut stats, progress));
     let mut placed: Vec<String> = Vec::new();
-    let moved = written.and_then(|()| {
+    let done = write_tree(pkg, &tops, &staging, progress).and_then(|stats| {
         for e in &tops {
             move_into(&staging.join(e.name()), &dest.join(e.name()), &mut placed)?;
         }
-        Ok(())
+        Ok(stats)
     });
     let _ = fs::remove_dir_all(&staging);
-    if let Err(e) = moved {
-        if !placed.is_empty() {
+    match done {
+        Ok(stats) => Ok(stats),
+        Err(e) if !placed.is_empty() => {
             // Only a rename inside one directory failed: say what is there.
-            return Err(e.context(format!(
+            Err(e.context(format!(
                 "extraction to {} stopped part way; in place: {}",
                 dest.display(),
                 placed.join(", ")
-            )));
+            )))
         }
-        if created {
-            let _ = fs::remove_dir(dest);
+        Err(e) => {
+            if created {
+                let _ = fs::remove_dir(dest);
+            }
+            Err(e.context(format!(
+                "nothing was extracted to {} (partial output removed)",
+                dest.display()
+            )))
         }
-        return Err(e.context(format!(
-            "nothing was extracted to {} (partial output removed)",
-            dest.display()
-        )));
     }
-    Ok(stats)
 }
 
 /// Paths below `at` that an entry would need but that exist and are not
@@ -150,69 +154,121 @@ fn move_into(from: &Path, to: &Path, placed: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
-fn extract_entry(
-    pkg: &Package,
-    e: Entry<'_>,
-    parent: &Path,
-    buf: &mut [u8],
-    stats: &mut ExtractStats,
-    progress: &mut dyn FnMut(u64),
-) -> Result<()> {
-    let path: PathBuf = parent.join(e.name());
-    let ctx = || format!("{}", path.display());
-    match e.kind() {
-        EntryKind::Directory => {
-            match fs::symlink_metadata(&path) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => bail!("{}: exists and is not a directory", path.display()),
-                Err(_) => fs::create_dir(&path).with_context(ctx)?,
-            }
-            for c in e.children() {
-                extract_entry(pkg, c, &path, buf, stats, progress)?;
-            }
-            fs::set_permissions(&path, fs::Permissions::from_mode(e.permissions() as u32))
-                .with_context(ctx)?;
-        }
-        EntryKind::File => {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                .open(&path)
-                .with_context(|| format!("{}: cannot create (already exists?)", path.display()))?;
-            let size = e.size();
-            let mut off = 0u64;
-            while off < size {
-                let n = pkg.read_at(e, off, buf)?;
-                if n == 0 {
-                    bail!("{}: unexpected end of data", pkg.path().display());
-                }
-                f.write_all(&buf[..n]).with_context(ctx)?;
-                off += n as u64;
-                stats.bytes += n as u64;
-                progress(stats.bytes);
-            }
-            f.set_permissions(fs::Permissions::from_mode(e.permissions() as u32))
-                .with_context(ctx)?;
-        }
-        EntryKind::Symlink => {
-            std::os::unix::fs::symlink(e.symlink_target().unwrap_or(""), &path)
-                .with_context(ctx)?;
-        }
-    }
-    write_attributes(pkg, e, &path, stats)?;
-    set_times(&path, e.mtime()).with_context(ctx)?;
-    stats.entries += 1;
-    Ok(())
+/// The entries of a tree by kind, each with its path, in package order.
+#[derive(Default)]
+struct Plan<'p> {
+    dirs: Vec<(PathBuf, Entry<'p>)>,
+    files: Vec<(PathBuf, Entry<'p>)>,
+    symlinks: Vec<(PathBuf, Entry<'p>)>,
 }
 
-fn write_attributes(
+impl<'p> Plan<'p> {
+    fn add(&mut self, e: Entry<'p>, parent: &Path) {
+        let path = parent.join(e.name());
+        match e.kind() {
+            EntryKind::Directory => {
+                self.dirs.push((path.clone(), e));
+                for c in e.children() {
+                    self.add(c, &path);
+                }
+            }
+            EntryKind::File => self.files.push((path, e)),
+            EntryKind::Symlink => self.symlinks.push((path, e)),
+        }
+    }
+}
+
+/// Counters shared by the writing threads.
+#[derive(Default)]
+struct Counts {
+    entries: AtomicU64,
+    bytes: AtomicU64,
+    attributes_skipped: AtomicU64,
+}
+
+fn write_tree(
+    pkg: &Package,
+    tops: &[Entry<'_>],
+    staging: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<ExtractStats> {
+    let mut plan = Plan::default();
+    for &e in tops {
+        plan.add(e, staging);
+    }
+    for (path, _) in &plan.dirs {
+        fs::create_dir(path).with_context(|| path.display().to_string())?;
+    }
+    let counts = Counts::default();
+    plan.files.par_iter().with_min_len(8).try_for_each_init(
+        || vec![0u8; 1 << 20],
+        |buf, (path, e)| write_file(pkg, *e, path, buf, &counts, progress),
+    )?;
+    for (path, e) in &plan.symlinks {
+        std::os::unix::fs::symlink(e.symlink_target().unwrap_or(""), path)
+            .with_context(|| path.display().to_string())?;
+        finish_entry(pkg, *e, path, &counts)?;
+    }
+    // Deepest first: a directory's time is set after its contents.
+    for (path, e) in plan.dirs.iter().rev() {
+        fs::set_permissions(path, fs::Permissions::from_mode(e.permissions() as u32))
+            .with_context(|| path.display().to_string())?;
+        finish_entry(pkg, *e, path, &counts)?;
+    }
+    Ok(ExtractStats {
+        entries: counts.entries.into_inner(),
+        bytes: counts.bytes.into_inner(),
+        attributes_skipped: counts.attributes_skipped.into_inner(),
+    })
+}
+
+fn write_file(
     pkg: &Package,
     e: Entry<'_>,
     path: &Path,
-    stats: &mut ExtractStats,
+    buf: &mut [u8],
+    counts: &Counts,
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
+    let ctx = || path.display().to_string();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .with_context(|| format!("{}: cannot create (already exists?)", path.display()))?;
+    let size = e.size();
+    let mut off = 0u64;
+    while off < size {
+        let n = pkg.read_at(e, off, buf)?;
+        if n == 0 {
+            bail!("{}: unexpected end of data", pkg.path().display());
+        }
+        f.write_all(&buf[..n]).with_context(ctx)?;
+        off += n as u64;
+        progress(counts.bytes.fetch_add(n as u64, Ordering::Relaxed) + n as u64);
+    }
+    f.set_permissions(fs::Permissions::from_mode(e.permissions() as u32))
+        .with_context(ctx)?;
+    drop(f);
+    finish_entry(pkg, e, path, counts)
+}
+
+/// Attributes and times, the last things written to an entry.
+fn finish_entry(pkg: &Package, e: Entry<'_>, path: &Path, counts: &Counts) -> Result<()> {
+    let skipped = write_attributes(pkg, e, path)?;
+    counts
+        .attributes_skipped
+        .fetch_add(skipped, Ordering::Relaxed);
+    set_times(path, e.mtime()).with_context(|| path.display().to_string())?;
+    counts.entries.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Writes `e`'s file attributes; returns how many the file system refused.
+fn write_attributes(pkg: &Package, e: Entry<'_>, path: &Path) -> Result<u64> {
+    let mut skipped = 0;
     for a in e.attributes() {
         let data = pkg.read_attribute(&a)?;
         let mut value = a.type_code.to_le_bytes().to_vec();
@@ -221,16 +277,14 @@ fn write_attributes(
         match rustix::fs::lsetxattr(path, name.as_str(), &value, rustix::fs::XattrFlags::empty()) {
             Ok(()) => {}
             // Symlinks cannot carry user.* xattrs on Linux; some file systems have none.
-            Err(rustix::io::Errno::NOTSUP) | Err(rustix::io::Errno::PERM) => {
-                stats.attributes_skipped += 1
-            }
+            Err(rustix::io::Errno::NOTSUP) | Err(rustix::io::Errno::PERM) => skipped += 1,
             Err(err) => {
                 return Err(std::io::Error::from(err))
                     .with_context(|| format!("{}: cannot set attribute {name}", path.display()))
             }
         }
     }
-    Ok(())
+    Ok(skipped)
 }
 
 fn set_times(path: &Path, mtime: Timestamp) -> std::io::Result<()> {

@@ -410,7 +410,7 @@ pub fn extract(package: &Path, dir: &Path, path: Option<&str>, out: Out) -> Resu
     };
     let pb = progress_bar(out, total, "extracting");
     let t = Instant::now();
-    let stats = crate::extract::extract(&pkg, dir, path, &mut |b| {
+    let stats = crate::extract::extract(&pkg, dir, path, &|b| {
         if let Some(pb) = &pb {
             pb.set_position(b)
         }

@@ -280,6 +280,53 @@ fn haiku_packages_and_repositories_resolve() {
     );
 }
 
+/// An index is read a megabyte at a time: a line cut by a block boundary,
+/// a line longer than a block, and an error far into the file keep their
+/// true line numbers.
+#[test]
+fn large_indexes_load_by_blocks_and_name_the_right_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("big.jsonl");
+    let mut index = String::new();
+    for i in 0..12_000 {
+        index.push_str(&format!(
+            "{{\"name\":\"p{i}\",\"version\":\"1.{}\",\"summary\":\"{}\",\"requires\":[\"p{}\"]}}\n",
+            i % 7,
+            "x".repeat(i % 300),
+            i / 2
+        ));
+    }
+    // Longer than a block on its own.
+    index.push_str(&format!(
+        "{{\"name\":\"long\",\"version\":\"1\",\"summary\":\"{}\"}}\n",
+        "y".repeat(1_500_000)
+    ));
+    fs::write(&idx, &index).unwrap();
+    let o = exos(&[
+        "resolve",
+        "--json",
+        "-a",
+        idx.to_str().unwrap(),
+        "install",
+        "p11999",
+        "long",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let result = v["plan"]["result"].as_array().unwrap();
+    assert!(result.iter().any(|p| p["name"] == "long"));
+    assert!(result.iter().any(|p| p["name"] == "p0"));
+    index.push_str("{\"name\":\"bad\",\"version\":\"1\",\"uses\":[\"x >>1\"]}\n");
+    fs::write(&idx, &index).unwrap();
+    let o = exos(&["resolve", "-a", idx.to_str().unwrap(), "install", "p1"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("big.jsonl line 12002") && err.contains("uses[0]"),
+        "{err}"
+    );
+}
+
 #[test]
 fn bad_index_lines_are_named() {
     let tmp = tempfile::tempdir().unwrap();

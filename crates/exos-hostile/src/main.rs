@@ -112,6 +112,16 @@ fn write_seeds(fixtures: &Path, out: &Path) -> std::io::Result<()> {
 "requires":[{"api":"libgreet","version":">=1.0, <2"},"core.runtime ~2.1",{"any":["pager","less >= 500"]}],
 "uses":["system.cuda >= 12"],"conflicts":[{"api":"oldhello","version":"<1.0"}],"replaces":["hello_legacy"]}"#,
     )?;
+    put(
+        "load_index",
+        "small",
+        br#"{"name":"app","version":"1.0","requires":["libfoo >=1.2",{"any":["pager","less"]}],"uses":["system.gpu"]}
+{"name":"libfoo","version":"1.3","provides":["libfoo = 1.3 compat >= 1.0"],"conflicts":[{"api":"oldfoo"}]}
+
+{"name":"less","version":"5.1","replaces":["pager"],"architecture":"x86_64"}
+{"name":"app","version":"2~beta1-3","requires":["libfoo ^2"]}
+"#,
+    )?;
     // Regressions the fuzzer found.
     put(
         "parse_manifest",

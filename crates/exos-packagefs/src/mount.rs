@@ -364,6 +364,7 @@ pub struct Mount {
     /// Receives a report after every live rebuild.
     pub reports: mpsc::Receiver<BuildReport>,
     ended: Ended,
+    pushed: Option<Arc<crate::readahead::PushStats>>,
 }
 
 /// What the watcher tells the activation thread.
@@ -479,12 +480,24 @@ impl Mount {
             .spawn(move || live.run())?;
 
         Ok(Mount {
+            pushed: readahead.as_ref().map(|r| r.stats.clone()),
             mountpoint: options.mountpoint.clone(),
             unmounter,
             session: Some(session),
             initial,
             reports,
             ended,
+        })
+    }
+
+    /// Files (and bytes) read-ahead stored into the kernel's page cache so
+    /// far (see [`crate::readahead`]).
+    pub fn pushed(&self) -> (u64, u64) {
+        self.pushed.as_ref().map_or((0, 0), |p| {
+            (
+                p.files.load(std::sync::atomic::Ordering::Relaxed),
+                p.bytes.load(std::sync::atomic::Ordering::Relaxed),
+            )
         })
     }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use exos_hpkg::{build_from_dir, BuildOptions, Compression};
 use exos_manifest::Manifest;
+use exos_packagefs::fs::XattrPolicy;
 use exos_packagefs::{Mount, MountOptions};
 
 fn fuse_available() -> bool {
@@ -958,4 +959,162 @@ fn inode_numbers_are_keyed_per_mount_and_unique() {
         stack.extend_from_slice(v1.children(n));
     }
     assert!(seen.len() > 900, "{}", seen.len());
+}
+
+/// A package of `n` small files in a few directories, each file's content
+/// naming it, so a file served with another's bytes is caught.
+fn many_small_files(fx: &Fixture, n: usize) -> Vec<String> {
+    let names: Vec<String> = (0..n)
+        .map(|i| format!("share/d{}/f{:04}.txt", i % 7, i))
+        .collect();
+    let contents: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!("{name}\n").repeat(1 + i % 90))
+        .collect();
+    let files: Vec<(&str, &str)> = names
+        .iter()
+        .zip(&contents)
+        .map(|(n, c)| (n.as_str(), c.as_str()))
+        .collect();
+    fx.add(
+        "system",
+        "many.hpkg",
+        r#"{"name":"many","version":"1"}"#,
+        &files,
+    );
+    names
+}
+
+fn expected(name: &str, i: usize) -> String {
+    format!("{name}\n").repeat(1 + i % 90)
+}
+
+/// Read-ahead stores the files after those being read into the kernel's
+/// page cache; every file must still read back as itself, whether the
+/// reader walked the tree first (the kernel knows the inodes from the
+/// listing) or opens paths from a list (it looks each one up), and in an
+/// order that jumps around.
+#[test]
+fn files_pushed_ahead_of_sequential_readers_read_back_exactly() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    let names = many_small_files(&fx, 600);
+    let mut sorted: Vec<(usize, &String)> = names.iter().enumerate().collect();
+    sorted.sort_by(|a, b| a.1.cmp(b.1));
+    let check = |order: &[(usize, &String)]| {
+        for &(i, name) in order {
+            let got = fs::read_to_string(fx.mnt.join("system").join(name)).unwrap();
+            assert_eq!(got, expected(name, i), "{name}");
+        }
+    };
+    // Walked first, then read in order.
+    let m = fx.mount();
+    let walked = walk_count(&fx.mnt.join("system/share"));
+    assert_eq!(walked, 600 + 7);
+    check(&sorted);
+    let (files, _) = m.pushed();
+    assert!(
+        files > 100,
+        "only {files} files were pushed ahead of an in-order reader"
+    );
+    m.unmount().unwrap();
+    // Paths from a list, in order, without a walk.
+    let m = fx.mount();
+    check(&sorted);
+    m.unmount().unwrap();
+    // Jumping around: nothing to push, everything still right.
+    let m = fx.mount();
+    let mut shuffled = sorted.clone();
+    let mut x = 12345u64;
+    for i in (1..shuffled.len()).rev() {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        shuffled.swap(i, (x >> 33) as usize % (i + 1));
+    }
+    walk_count(&fx.mnt.join("system/share"));
+    check(&shuffled);
+    m.unmount().unwrap();
+}
+
+fn walk_count(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        n += 1;
+        if e.file_type().unwrap().is_dir() {
+            n += walk_count(&e.path());
+        }
+    }
+    n
+}
+
+/// A name looked up while missing is cached as missing (programs probe
+/// search paths), so a package that brings it must make it appear at once,
+/// not after the cache time (a minute by default).
+#[test]
+fn names_that_appear_later_are_not_hidden_by_cached_misses() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    fx.add(
+        "system",
+        "a.hpkg",
+        r#"{"name":"a","version":"1"}"#,
+        &[("bin/a", "a\n")],
+    );
+    let m = fx.mount();
+    let later = fx.mnt.join("merged/bin/later");
+    for _ in 0..3 {
+        assert!(fs::metadata(&later).is_err());
+    }
+    fx.add(
+        "system",
+        "later.hpkg",
+        r#"{"name":"later","version":"1"}"#,
+        &[("bin/later", "new\n")],
+    );
+    assert!(
+        within(|| fs::read_to_string(&later).ok().as_deref() == Some("new\n")).is_some(),
+        "bin/later did not appear within 2 s"
+    );
+    m.unmount().unwrap();
+}
+
+/// Without any file attributes in the mount, the kernel is told there are
+/// none (it then stops asking); with `XattrPolicy::Always` the mount
+/// answers each request (no such attribute).
+#[test]
+fn a_mount_without_file_attributes_says_so_once() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    fx.add(
+        "system",
+        "a.hpkg",
+        r#"{"name":"a","version":"1"}"#,
+        &[("doc/a", "a\n")],
+    );
+    let p = fx.mnt.join("merged/doc/a");
+    let m = fx.mount();
+    let err = xattr_get(&p, "user.haiku.BEOS:TYPE").unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(rustix::io::Errno::NOTSUP.raw_os_error()),
+        "{err}"
+    );
+    m.unmount().unwrap();
+    let m = mount_with(&fx, |o| o.xattrs = XattrPolicy::Always);
+    let err = xattr_get(&p, "user.haiku.BEOS:TYPE").unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(rustix::io::Errno::NODATA.raw_os_error()),
+        "{err}"
+    );
+    m.unmount().unwrap();
 }

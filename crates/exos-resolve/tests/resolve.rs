@@ -2,7 +2,7 @@ use exos_hpkg::Version;
 use exos_manifest::{Dependency, Manifest};
 use exos_resolve::{
     host_api, resolve, Candidate, CandidateId, Change, Origin, Plan, RemovalReason, Request,
-    ResolveError, Universe,
+    ResolveError, Universe, UniverseBuilder,
 };
 
 fn manifest(json: &str) -> Manifest {
@@ -495,6 +495,35 @@ mod property {
             if let Ok((plan, _)) = resolve(&universe, &Request::Upgrade(vec![])) {
                 check_consistent(&plan, &cands);
             }
+        }
+
+        /// Loading manifests as JSON lines (parsed and interned on every
+        /// core, nothing copied) gives the same plans as building the
+        /// universe from `Manifest`s.
+        #[test]
+        fn json_lines_and_manifests_make_the_same_universe(cands in universe(), target in 0usize..5) {
+            let names = ["a", "b", "c", "d", "e"];
+            let mut lines = String::new();
+            for c in &cands {
+                lines.push_str(&serde_json::to_string(&c.manifest).unwrap());
+                lines.push('\n');
+            }
+            let mut b = UniverseBuilder::new();
+            b.add_json_lines(lines.as_bytes(), 0, "test", Origin::Available { source: "test".into() }, 0)
+                .unwrap();
+            let from_lines = b.finish();
+            let available: Vec<Candidate> = cands
+                .iter()
+                .map(|c| Candidate { origin: Origin::Available { source: "test".into() }, ..c.clone() })
+                .collect();
+            let from_manifests = Universe::new(available);
+            prop_assert_eq!(from_lines.len(), from_manifests.len());
+            let req = install(&[names[target]]);
+            let plans = |u: &Universe| match resolve(u, &req) {
+                Ok((plan, _)) => Ok(plan.result.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
+                Err(e) => Err(e.to_string()),
+            };
+            prop_assert_eq!(plans(&from_lines), plans(&from_manifests));
         }
     }
 }
