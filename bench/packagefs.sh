@@ -73,24 +73,37 @@ bench_tree() { # NAME
 
 for t in "$@"; do bench_tree "$t"; done
 
-# 1,000 packages at once.
+# Many packages at once: 1,000 small ones (mount time, memory), and the
+# same number of entries in 100 packages, which splits memory into a cost
+# per package and a cost per entry.
 many=$work/many
-mkdir -p "$many/root/system/packages" "$many/mnt"
-for i in $(seq -w 1 1000); do
-  d=$many/src/p$i
-  mkdir -p "$d/share/p$i" "$d/bin" "$d/lib"
-  echo "{\"name\":\"p$i\",\"version\":\"1.$i\",\"summary\":\"p\",\"license\":\"MIT\",\"copyright\":\"bench\"}" > "$d/manifest.json"
-  for j in $(seq 1 8); do head -c $((j * 300)) /dev/urandom | base64 > "$d/share/p$i/f$j"; done
-  printf '#!/bin/sh\necho p%s\n' "$i" > "$d/bin/p$i"; chmod 755 "$d/bin/p$i"
-  ln -s "../share/p$i/f1" "$d/lib/p$i.link"
-done
-for i in $(seq -w 1 1000); do "$exos" build -q "$many/src/p$i" -o "$many/root/system/packages/p$i.hpkg" & if (( 10#$i % 8 == 0 )); then wait; fi; done; wait
+rm -rf "$many" && mkdir -p "$many/mnt"
+make_packages() { # ROOT COUNT FILES_PER_PACKAGE
+  local root=$1 count=$2 files=$3 i j d
+  mkdir -p "$root/system/packages"
+  for i in $(seq -w 1 "$count"); do
+    d=$many/src/$count/p$i
+    mkdir -p "$d/share/p$i" "$d/bin" "$d/lib"
+    echo "{\"name\":\"p$i\",\"version\":\"1.$i\",\"summary\":\"p\",\"license\":\"MIT\",\"copyright\":\"bench\"}" > "$d/manifest.json"
+    for j in $(seq 1 "$files"); do head -c $(((j % 8 + 1) * 300)) /dev/urandom | base64 > "$d/share/p$i/f$j"; done
+    printf '#!/bin/sh\necho p%s\n' "$i" > "$d/bin/p$i"; chmod 755 "$d/bin/p$i"
+    ln -s "../share/p$i/f1" "$d/lib/p$i.link"
+  done
+  for i in $(seq -w 1 "$count"); do "$exos" build -q "$many/src/$count/p$i" -o "$root/system/packages/p$i.hpkg" & if (( 10#$i % 8 == 0 )); then wait; fi; done; wait
+}
+make_packages "$many/root" 1000 8
+make_packages "$many/few" 100 152
 # Baseline: the same process with one of those packages.
 mkdir -p "$many/one/system/packages"
 cp "$many/root/system/packages/p0001.hpkg" "$many/one/system/packages/"
-"$exos" mount -q --daemon --pid-file "$many/pid" "$many/one" "$many/mnt" 2>/dev/null
-rss1=$(awk '/VmRSS/ {print $2}' "/proc/$(cat "$many/pid")/status")
-umount "$many/mnt"; while [ -e "$many/pid" ]; do sleep 0.01; done
+rss_of() { # ROOT -> RSS in KiB, and the package entries it mounts in $entries
+  "$exos" mount -q --daemon --pid-file "$many/pid" "$1" "$many/mnt" 2>/dev/null
+  entries=$(find "$many/mnt/system" -mindepth 1 -path "$many/mnt/system/.packages" -prune -o -print | wc -l)
+  awk '/VmRSS/ {print $2}' "/proc/$(cat "$many/pid")/status"
+  umount "$many/mnt"; while [ -e "$many/pid" ]; do sleep 0.01; done
+}
+rss1=$(rss_of "$many/one"); e1=$entries
+rss_few=$(rss_of "$many/few"); e_few=$entries
 mt=()
 for i in $(seq "$runs"); do
   sync; echo 3 > /proc/sys/vm/drop_caches
@@ -100,10 +113,20 @@ for i in $(seq "$runs"); do
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
   nodes=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['nodes'])" "$many/mnt/.exos/status.json")
   index=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['index_bytes'])" "$many/mnt/.exos/status.json")
-  entries=$(find "$many/mnt/system" -mindepth 1 | wc -l)
+  entries=$(find "$many/mnt/system" -mindepth 1 -path "$many/mnt/system/.packages" -prune -o -print | wc -l)
   umount "$many/mnt"; while [ -e "$many/pid" ]; do sleep 0.01; done
 done
+# rss - rss1 = (packages - 1) * per_package + (entries - e1) * per_entry, for both sets.
+read -r per_package per_entry < <(python3 - "$rss" "$rss_few" "$rss1" "$entries" "$e_few" "$e1" <<'PY'
+import sys
+a, b, one, ea, eb, e1 = [float(x) for x in sys.argv[1:]]
+ya, yb = (a - one) * 1024, (b - one) * 1024
+pa, qa, pb, qb = 999, ea - e1, 99, eb - e1
+det = pa * qb - pb * qa
+print((ya * qb - yb * qa) / det, (pa * yb - pb * ya) / det)
+PY
+)
 echo
-echo "1,000 packages ($(find "$many/src" -mindepth 1 | wc -l) entries in all) mounted at once, cold caches, median of $runs:"
-printf '| mount time (until visible) | process RSS | RSS with 1 package | view nodes (4 views + metadata) | view index | RSS added per package entry |\n|---:|---:|---:|---:|---:|---:|\n'
-printf '| %.3f s | %d KiB | %d KiB | %d | %d KiB | %.0f B |\n' "$(printf '%s\n' "${mt[@]}" | median)" "$rss" "$rss1" "$nodes" "$((index / 1024))" "$(echo "($rss - $rss1) * 1024 / $entries" | bc -l)"
+echo "1,000 packages ($entries entries) mounted at once, cold caches, median of $runs; the same number of entries in 100 packages ($e_few entries) for the split:"
+printf '| mount time (until visible) | process RSS | RSS with 1 package | RSS, 100 packages | view nodes (4 views + metadata) | view index | RSS per package | RSS per entry |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| %.3f s | %d KiB | %d KiB | %d KiB | %d | %d KiB | %.0f B | %.0f B |\n' "$(printf '%s\n' "${mt[@]}" | median)" "$rss" "$rss1" "$rss_few" "$nodes" "$((index / 1024))" "$per_package" "$per_entry"

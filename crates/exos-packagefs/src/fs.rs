@@ -484,6 +484,11 @@ impl Filesystem for PackageFs {
                     }
                     if let (0, Some(node)) = (offset, node) {
                         readahead.after_file_read(&view, node);
+                        if buf[..n].starts_with(b"\x7fELF") && e.size() > n as u64 {
+                            readahead.after_program_header(node);
+                        }
+                    } else if let Some(node) = node {
+                        readahead.after_later_read(&view, node);
                     }
                 }
                 Err(err) => {

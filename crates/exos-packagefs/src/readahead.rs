@@ -15,6 +15,11 @@
 //!   files whose inode the kernel holds (looked up or listed) and that are
 //!   small (at most [`MAX_PUSHED_FILE`]) are pushed; a reader jumping
 //!   around triggers nothing.
+//! * **Programs.** A program or library starts with its ELF header being
+//!   read, then the file is mapped and faulted in page by page, each fault
+//!   a round trip. When a read past the start follows a header read, the
+//!   whole file (up to [`MAX_PUSHED_PROGRAM`]) is stored at once. A tool
+//!   that only reads headers (`file`) triggers nothing.
 //!
 //! Pushing is safe because an inode number always stands for the same
 //! bytes (see `view`): a pushed page can never be stale.
@@ -38,6 +43,8 @@ const CHUNK_DEPTH: u64 = 4;
 /// Files larger than this are left to the kernel's own read-ahead, which
 /// asks for up to 1 MiB per request.
 pub const MAX_PUSHED_FILE: u64 = 128 << 10;
+/// Programs and libraries larger than this are left to page faults.
+pub const MAX_PUSHED_PROGRAM: u64 = 32 << 20;
 /// One push stores at most this many bytes…
 const WINDOW_BYTES: u64 = 1 << 20;
 /// …and this many files.
@@ -52,6 +59,11 @@ const REMEMBERED: usize = 1 << 16;
 
 enum Job {
     Chunk(Arc<ActivePackage>, u64),
+    /// All of program or library `node`.
+    Whole {
+        view: Arc<View>,
+        node: u32,
+    },
     /// The window of files after `after`.
     Push {
         view: Arc<View>,
@@ -104,6 +116,9 @@ pub struct PushStats {
 pub struct ReadAhead {
     jobs: SyncSender<Job>,
     scan: Arc<Mutex<Scan>>,
+    /// Programs and libraries whose header was read last (see
+    /// [`ReadAhead::after_program_header`]), by node.
+    headers: Mutex<FxHashSet<u32>>,
     notifier: Arc<OnceLock<Notifier>>,
     pub stats: Arc<PushStats>,
 }
@@ -131,6 +146,7 @@ impl ReadAhead {
         Ok(ReadAhead {
             jobs,
             scan,
+            headers: Mutex::default(),
             notifier,
             stats,
         })
@@ -159,6 +175,35 @@ impl ReadAhead {
             if next < heap.chunk_count() && !heap.is_cached(next) {
                 let _ = self.jobs.try_send(Job::Chunk(package.clone(), next));
             }
+        }
+    }
+
+    /// After the header of program or library `node` was read. A loader
+    /// maps the file next and faults its pages in one round trip at a time;
+    /// a tool like `file` stops here. Which one it was shows at the next
+    /// read ([`ReadAhead::after_later_read`]).
+    pub fn after_program_header(&self, node: u32) {
+        let mut headers = self.headers.lock().unwrap_or_else(|e| e.into_inner());
+        if headers.len() >= 1024 {
+            headers.clear();
+        }
+        headers.insert(node);
+    }
+
+    /// After a read past the start of `node`: a program or library whose
+    /// header was just read is being mapped and run; the whole file is
+    /// stored at once instead of page by page.
+    pub fn after_later_read(&self, view: &Arc<View>, node: u32) {
+        let mapped = self
+            .headers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&node);
+        if mapped && self.notifier.get().is_some() {
+            let _ = self.jobs.try_send(Job::Whole {
+                view: view.clone(),
+                node,
+            });
         }
     }
 
@@ -218,6 +263,7 @@ impl Worker {
                     let _ = package.package.heap().chunk(chunk);
                 }
                 Job::Push { view, after } => self.push(&view, after),
+                Job::Whole { view, node } => self.push_whole(&view, node),
             }
         }
     }
@@ -283,6 +329,37 @@ impl Worker {
         let read = package.package.read_at(e, 0, &mut self.buf).ok()?;
         (read as u64 == size && notifier.store(INodeNo(n.ino), 0, &self.buf).is_ok())
             .then_some(size)
+    }
+
+    fn push_whole(&mut self, view: &View, node: u32) {
+        const PIECE: u64 = 1 << 20;
+        let Some(notifier) = self.notifier.get() else {
+            return;
+        };
+        let n = view.node(node);
+        let Source::Entry { pkg, entry } = n.source else {
+            return;
+        };
+        let package = &view.packages[pkg as usize];
+        let e = package.package.entry(entry);
+        if e.kind() != EntryKind::File || e.size() > MAX_PUSHED_PROGRAM {
+            return;
+        }
+        let mut offset = 0;
+        while offset < e.size() {
+            let len = PIECE.min(e.size() - offset) as usize;
+            self.buf.resize(len, 0);
+            match package.package.read_at(e, offset, &mut self.buf) {
+                Ok(read) if read == len => {}
+                _ => return,
+            }
+            if notifier.store(INodeNo(n.ino), offset, &self.buf).is_err() {
+                return;
+            }
+            offset += len as u64;
+        }
+        self.stats.files.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(offset, Ordering::Relaxed);
     }
 
     fn kernel_holds(&self, ino: u64) -> bool {
