@@ -96,14 +96,15 @@ make_packages "$many/few" 100 152
 # Baseline: the same process with one of those packages.
 mkdir -p "$many/one/system/packages"
 cp "$many/root/system/packages/p0001.hpkg" "$many/one/system/packages/"
-rss_of() { # ROOT -> RSS in KiB, and the package entries it mounts in $entries
+rss_of() { # ROOT -> "RSS-in-KiB ENTRIES" (the package entries it mounts)
+  local n
   "$exos" mount -q --daemon --pid-file "$many/pid" "$1" "$many/mnt" 2>/dev/null
-  entries=$(find "$many/mnt/system" -mindepth 1 -path "$many/mnt/system/.packages" -prune -o -print | wc -l)
-  awk '/VmRSS/ {print $2}' "/proc/$(cat "$many/pid")/status"
+  n=$(find "$many/mnt/system" -mindepth 1 -path "$many/mnt/system/.packages" -prune -o -print | wc -l)
+  echo "$(awk '/VmRSS/ {print $2}' "/proc/$(cat "$many/pid")/status") $n"
   umount "$many/mnt"; while [ -e "$many/pid" ]; do sleep 0.01; done
 }
-rss1=$(rss_of "$many/one"); e1=$entries
-rss_few=$(rss_of "$many/few"); e_few=$entries
+read -r rss1 e1 < <(rss_of "$many/one")
+read -r rss_few e_few < <(rss_of "$many/few")
 mt=()
 for i in $(seq "$runs"); do
   sync; echo 3 > /proc/sys/vm/drop_caches
