@@ -21,6 +21,7 @@ mod resolve;
 #[allow(dead_code)]
 mod serve;
 mod sources;
+mod trust;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -140,6 +141,16 @@ enum Command {
         #[command(flatten)]
         root: RootArg,
     },
+    /// Make signing keys (minisign's format).
+    #[command(subcommand)]
+    Key(trust::KeyCommand),
+    /// Sign package files: a detached PKG.minisig beside each (the package is not changed).
+    Sign(trust::SignArgs),
+    /// Check package files' signatures against public keys or a root's trust store.
+    Verify(trust::VerifyArgs),
+    /// The keys a root trusts, for which layers, and which layers require signatures.
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff), or with --dir write exos.1 and one exos-COMMAND.1 per command.
@@ -215,6 +226,7 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
                 exos_manager::Error::Unsatisfiable(_) => return (4, "unsatisfiable"),
                 exos_manager::Error::NeedsConsent(_) => return (1, "needs-consent"),
                 exos_manager::Error::Essential(_) => return (1, "essential"),
+                exos_manager::Error::Untrusted(_) => return (1, "untrusted"),
                 exos_manager::Error::Package(p) if p.is_format_error() => {
                     return (3, "invalid-file")
                 }
@@ -226,6 +238,12 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
             Some(exos_resolve::ResolveError::Unsatisfiable(_))
         ) {
             return (4, "unsatisfiable");
+        }
+        if matches!(
+            c.downcast_ref::<exos_trust::TrustError>(),
+            Some(exos_trust::TrustError::Format(..))
+        ) {
+            return (3, "invalid-file");
         }
         if c.downcast_ref::<exos_hpkg::Error>()
             .is_some_and(|e| e.is_format_error())
@@ -290,6 +308,10 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
         Command::State(cmd) => manage::state(cmd, out),
         Command::Gc { root, keep } => manage::gc(&root.root, *keep, out),
         Command::Check { root } => manage::check(&root.root, out),
+        Command::Key(cmd) => trust::key(cmd, out),
+        Command::Sign(args) => trust::sign(args, out),
+        Command::Verify(args) => trust::verify(args, out),
+        Command::Trust(cmd) => trust::trust(cmd, out),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             let mut buf = Vec::new();

@@ -286,7 +286,11 @@ fn render_status(v: &Status) -> String {
     for (layer, pkgs) in v.layers.iter() {
         s += &format!("{layer}: {} active\n", pkgs.len());
         for p in pkgs {
-            s += &format!("  {} {}  ({})\n", p.name, p.version, p.file);
+            s += &format!("  {} {}  ({})", p.name, p.version, p.file);
+            if let Some(key) = &p.signed_by {
+                s += &format!("  signed by {key}");
+            }
+            s.push('\n');
         }
     }
     if !v.refused.is_empty() {

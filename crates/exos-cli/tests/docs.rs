@@ -264,10 +264,17 @@ fn the_synopsis_matches_the_cli() {
         );
     }
     for (sub, text) in lines {
-        let args: Vec<&str> = match sub.as_str() {
-            "state" => vec!["state", "list", "--help"],
+        // A second plain lower-case word names a subcommand
+        // (`exos trust add KEY`); placeholders are upper case.
+        let second = text
+            .split_whitespace()
+            .nth(1)
+            .filter(|w| w.bytes().all(|b| b.is_ascii_lowercase()));
+        let args: Vec<&str> = match (sub.as_str(), second) {
+            ("state", _) => vec!["state", "list", "--help"],
             // The global options line: `exos [--json] [-q] COMMAND`.
-            global if global.starts_with('[') => vec!["--help"],
+            (global, _) if global.starts_with('[') => vec!["--help"],
+            (_, Some(second)) => vec![sub.as_str(), second, "--help"],
             _ => vec![sub.as_str(), "--help"],
         };
         let o = Command::new(env!("CARGO_BIN_EXE_exos"))

@@ -212,6 +212,7 @@ fn install_remove_upgrade_rollback_gc() {
     assert_eq!(o.status.code(), Some(1));
 }
 
+#[cfg(feature = "crash-points")]
 fn copy_tree(from: &Path, to: &Path) {
     let st = Command::new("cp")
         .arg("-a")
@@ -224,6 +225,7 @@ fn copy_tree(from: &Path, to: &Path) {
 
 /// Runs `args` with the process killed at its `k`-th crash point; returns
 /// whether it ran to the end instead.
+#[cfg(feature = "crash-points")]
 fn run_crashing(args: &[&str], k: u64) -> bool {
     let o = Command::new(env!("CARGO_BIN_EXE_exos"))
         .args(args)
@@ -246,6 +248,7 @@ fn run_crashing(args: &[&str], k: u64) -> bool {
 }
 
 /// Mounts the root for real and reads every file of the merged view.
+#[cfg(feature = "crash-points")]
 fn mount_and_read(root: &Path, mnt: &Path) {
     if !Path::new("/dev/fuse").exists() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {

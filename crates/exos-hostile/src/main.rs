@@ -122,6 +122,27 @@ fn write_seeds(fixtures: &Path, out: &Path) -> std::io::Result<()> {
 {"name":"app","version":"2~beta1-3","requires":["libfoo ^2"]}
 "#,
     )?;
+    // Trust files (a throwaway test key, made by `exos key generate`).
+    put(
+        "parse_trust",
+        "public-key",
+        b"untrusted comment: minisign public key 4B9F5751679EBCEB\nRWTrvJ5nUVefS8GDm+cxlrfgprg7bcqmnYmQwdgv1R7MqLAUlZr3Y7la\n",
+    )?;
+    put(
+        "parse_trust",
+        "signature",
+        b"untrusted comment: signature from exos secret key 4B9F5751679EBCEB\nRUTrvJ5nUVefSxJpq+mI8Ap8jIUYbNGUu7EiAw6ovishBmUi18jOVodbi6WwICLpC/JAuiG3X5X4gaJ/izV5R9OiC1CMGacctQQ=\ntrusted comment: timestamp:1795662131\tfile:hello.hpkg\thashed\tpackage:hello-1.0-1\nxw18ussjTdEkLD3OXH347HY4fwzHyNCEly+tZoEFY5m88dThdf7KgtBOEt2rkjeMRusjsaWkoHghI/QvEMVZBg==\n",
+    )?;
+    put(
+        "parse_trust",
+        "secret-key",
+        b"untrusted comment: minisign secret key 4B9F5751679EBCEB (unencrypted, written by exos)\nRWQAAEIyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA67yeZ1FXn0tHlVj9gX4NTLdNKsUj4oUgzn96sZ4CQHCM5kK+as1/dcGDm+cxlrfgprg7bcqmnYmQwdgv1R7MqLAUlZr3Y7laVX2srhyxzub9ocvHrGTDwdcIDssnppVF2z3Xngyj50E=\n",
+    )?;
+    put(
+        "parse_trust",
+        "trust.json",
+        br#"{"keys":[{"id":"4B9F5751679EBCEB","public_key":"RWTrvJ5nUVefS8GDm+cxlrfgprg7bcqmnYmQwdgv1R7MqLAUlZr3Y7la","name":"rel","layers":["system","common"]}],"policy":{"system":"signed","common":"any","user":"any"}}"#,
+    )?;
     // Regressions the fuzzer found.
     put(
         "parse_manifest",

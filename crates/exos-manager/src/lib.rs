@@ -34,7 +34,7 @@ mod transaction;
 use std::path::Path;
 
 pub use exos_root::{Layer, PackageFile, Sha256, StateEntry, StateList};
-pub use root::{diff, FileAction, FileChange, GcReport, NewPackage, Root};
+pub use root::{diff, AcceptedSignature, FileAction, FileChange, GcReport, NewPackage, Root};
 pub use transaction::{installed, package_files, PackageName, Plan, Request, Transaction};
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,11 @@ pub enum Error {
     /// The plan removes essential packages.
     #[error("refusing to remove essential packages ({0}): the system may not work without them (--force to do it anyway)")]
     Essential(String),
+    /// The root's trust policy refuses a package.
+    #[error("{0}")]
+    Untrusted(String),
+    #[error(transparent)]
+    Trust(#[from] exos_trust::TrustError),
     /// The plan removes packages the request did not name.
     #[error("this would also remove {0} (--yes to go ahead)")]
     NeedsConsent(String),

@@ -20,6 +20,18 @@ pub struct NewPackage {
     pub file: PackageFile,
     pub sha256: Sha256,
     pub size: u64,
+    /// A signature checked against the root's trust store when the package
+    /// was offered (`SOURCE.minisig`), kept with the package.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<AcceptedSignature>,
+}
+
+/// A signature accepted at install: its text, and the trusted key that made it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AcceptedSignature {
+    pub key: String,
+    #[serde(skip)]
+    pub text: String,
 }
 
 impl NewPackage {
@@ -285,6 +297,17 @@ impl Root {
             crash_point();
         }
         fsync_dir(&self.layout.store_dir())?;
+        // Their signatures, under their SHA-256 (before the commit, so a
+        // committed package always finds its signature).
+        for p in new {
+            if let Some(sig) = &p.signature {
+                let dir = self.layout.signatures_dir();
+                fs::create_dir_all(&dir).at(&dir)?;
+                let path = self.layout.signature(&p.sha256);
+                write_atomically(&path, sig.text.as_bytes()).at(&path)?;
+                crash_point();
+            }
+        }
         // Every target file must now be findable: in the store, or placed
         // under its name by the current state.
         let current = self.current()?;
@@ -465,6 +488,20 @@ impl Root {
             }
         }
         fsync_dir(&store)?;
+        // Signatures of packages no state references any more.
+        let sigs = self.layout.signatures_dir();
+        if let Ok(rd) = fs::read_dir(&sigs) {
+            for e in rd.filter_map(|e| e.ok()) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(sha) = name.strip_suffix(".minisig").and_then(|s| s.parse().ok()) else {
+                    continue;
+                };
+                if !referenced.contains(&sha) {
+                    fs::remove_file(e.path()).at(e.path())?;
+                }
+            }
+            fsync_dir(&sigs)?;
+        }
         fsync_dir(&self.layout.states_dir())?;
         Ok(report)
     }

@@ -11,9 +11,11 @@ use std::path::{Path, PathBuf};
 use exos_hpkg::Package;
 use exos_manifest::{Manifest, Provide};
 use exos_resolve::{Candidate, CandidateId, Change, Origin, PackageRef, ResolveError, Universe};
-use exos_root::{reserved_name, Layer, PackageFile, Sha256, StateEntry, StateList};
+use exos_root::{reserved_name, Layer, PackageFile, StateEntry, StateList};
 
-use crate::root::{diff, FileChange, NewPackage, Root};
+use exos_trust::{FileDigest, TrustStore};
+
+use crate::root::{diff, AcceptedSignature, FileChange, NewPackage, Root};
 use crate::{Error, Result};
 
 /// What to change.
@@ -145,8 +147,50 @@ pub fn package_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Checks an offered file against the root's trust policy for `layer`:
+/// the signature beside it (`FILE.minisig`), kept if a key trusted for the
+/// layer made it; required when the layer's policy says so.
+fn signature_for(
+    path: &Path,
+    layer: Layer,
+    trust: &TrustStore,
+    digest: &FileDigest,
+) -> Result<Option<AcceptedSignature>> {
+    let sig_path = exos_trust::beside(path);
+    let required = trust.requires_signature(layer);
+    if !sig_path.exists() {
+        if required {
+            return Err(Error::Untrusted(format!(
+                "{}: unsigned (no {}), and the {layer} layer takes only packages signed by a trusted key",
+                path.display(),
+                sig_path.display()
+            )));
+        }
+        return Ok(None);
+    }
+    let text = exos_trust::read_bounded(&sig_path, exos_trust::minisign::MAX_FILE as u64)?;
+    let checked = exos_trust::Signature::parse(&text)
+        .map_err(|e| format!("{}: {e}", sig_path.display()))
+        .and_then(|sig| {
+            trust
+                .check(layer, &sig, &digest.blake2b)
+                .map(|k| k.id.clone())
+                .map_err(|e| format!("{}: {e}", path.display()))
+        });
+    match checked {
+        Ok(key) => Ok(Some(AcceptedSignature {
+            key,
+            text: String::from_utf8_lossy(&text).into_owned(),
+        })),
+        Err(reason) if required => Err(Error::Untrusted(reason)),
+        // The layer takes unsigned packages: a signature by a key it does
+        // not trust is not kept (nor held against the package).
+        Err(_) => Ok(None),
+    }
+}
+
 /// Opens, verifies and describes a package file offered for installation.
-fn offer(path: &Path, layer: Layer) -> Result<Known> {
+fn offer(path: &Path, layer: Layer, trust: &TrustStore) -> Result<Known> {
     let pkg = Package::open(path)?;
     // Every chunk must decompress: a package with corrupt data would
     // install and then fail reads with EIO.
@@ -158,10 +202,9 @@ fn offer(path: &Path, layer: Layer) -> Result<Known> {
         )));
     }
     let manifest = Manifest::from_package(&pkg)?;
-    let sha256 = Sha256::of_file(path).map_err(|e| Error::Io(path.display().to_string(), e))?;
-    let size = std::fs::metadata(path)
-        .map_err(|e| Error::Io(path.display().to_string(), e))?
-        .len();
+    let digest = FileDigest::of_file(path).map_err(|e| Error::Io(path.display().to_string(), e))?;
+    let signature = signature_for(path, layer, trust, &digest)?;
+    let (sha256, size) = (digest.sha256, digest.size);
     let file = path
         .file_name()
         .and_then(|n| PackageFile::new(n.to_string_lossy()).ok())
@@ -178,19 +221,32 @@ fn offer(path: &Path, layer: Layer) -> Result<Known> {
             file,
             sha256,
             size,
+            signature,
         }),
     })
 }
 
-fn offers(paths: &[PathBuf], layer: Layer) -> Result<Vec<Known>> {
+/// Offers files and directories of them. Requested files must pass the
+/// trust policy; merely available ones that do not are left out (they are
+/// not candidates, as apt ignores packages from untrusted sources).
+fn offers(
+    paths: &[PathBuf],
+    layer: Layer,
+    trust: &TrustStore,
+    requested: bool,
+) -> Result<Vec<Known>> {
     let mut out = Vec::new();
+    let mut add = |f: &Path| match offer(f, layer, trust) {
+        Err(Error::Untrusted(_)) if !requested => Ok(()),
+        r => r.map(|k| out.push(k)),
+    };
     for p in paths {
         if p.is_dir() {
             for f in package_files(p)? {
-                out.push(offer(&f, layer)?);
+                add(&f)?;
             }
         } else {
-            out.push(offer(p, layer)?);
+            add(p)?;
         }
     }
     Ok(out)
@@ -217,6 +273,7 @@ impl Transaction {
     /// Computes what the change would do to `root`'s current state.
     pub fn plan(&self, root: &Root) -> Result<Plan> {
         let current = root.current()?;
+        let trust = TrustStore::read(&root.layout)?;
         let mut known: Vec<Known> = installed(root, &current)?
             .into_iter()
             .map(|(entry, manifest)| Known {
@@ -226,7 +283,7 @@ impl Transaction {
             })
             .collect();
         let requested = match &self.request {
-            Request::Install { files, layer } => offers(files, *layer)?,
+            Request::Install { files, layer } => offers(files, *layer, &trust, true)?,
             _ => Vec::new(),
         };
         let change = self.describe(&requested);
@@ -236,7 +293,7 @@ impl Transaction {
             Request::Install { layer, .. } | Request::Upgrade { layer, .. } => *layer,
             Request::Remove { .. } => Layer::System,
         };
-        known.extend(offers(&self.available, extra_layer)?);
+        known.extend(offers(&self.available, extra_layer, &trust, false)?);
 
         let (target, resolution) = if self.force {
             (self.forced_target(&current, &known, &requested_ids)?, None)

@@ -18,6 +18,7 @@ use exos_hpkg::Package;
 use exos_manifest::{Dependency, Manifest, Provide};
 
 use exos_root::{Layer, Layout, PerLayer, Sha256, StateEntry, StateList};
+use exos_trust::{FileDigest, TrustStore};
 
 use crate::cache::ChunkCache;
 
@@ -67,6 +68,9 @@ pub struct ActivePackage {
     pub manifest: Manifest,
     /// SHA-256 of the file, when it was verified against the state.
     pub sha256: Option<Sha256>,
+    /// The trusted key whose signature admitted it, in a layer whose
+    /// policy requires one.
+    pub signed_by: Option<String>,
     /// Heap chunk the last read of this package ended in (read-ahead).
     pub last_chunk_read: AtomicU64,
     /// Memory this package costs the mount (index, metadata, its share of
@@ -115,6 +119,7 @@ impl ActivePackage {
             package,
             manifest,
             sha256: None,
+            signed_by: None,
             last_chunk_read: AtomicU64::new(u64::MAX),
             memory,
         })
@@ -142,6 +147,8 @@ pub struct Activation {
     pub root_only: PerLayer<bool>,
     /// Sum of the active packages' [`ActivePackage::memory`].
     pub memory: u64,
+    /// The trust store this activation was decided under.
+    pub trust: TrustStore,
 }
 
 impl Activation {
@@ -241,6 +248,25 @@ impl Scanner {
             .flat_map(|a| a.all())
             .map(|p| ((p.layer, p.identity), p))
             .collect();
+        let layout = Layout::new(&self.root);
+        out.trust = match TrustStore::read(&layout) {
+            Ok(t) => t,
+            Err(e) => {
+                // Without a readable policy nothing is trusted.
+                out.refused.push(Refused {
+                    layer: Layer::System,
+                    path: layout.trust_store(),
+                    reason: e.to_string(),
+                });
+                return out;
+            }
+        };
+        // Packages admitted under another trust store are checked again.
+        let trust_unchanged = previous.is_some_and(|p| p.trust == out.trust);
+        let reuse: HashMap<(Layer, FileIdentity), &Arc<ActivePackage>> = reuse
+            .into_iter()
+            .filter(|((layer, _), _)| trust_unchanged || !out.trust.requires_signature(*layer))
+            .collect();
         let list = match self.state_list() {
             None => None,
             Some(path) => match StateList::read(&path) {
@@ -275,7 +301,7 @@ impl Scanner {
             let Some(list) = &list else {
                 for path in files {
                     let name = file_name(&path);
-                    match self.activate(layer, &path, name, None, &reuse) {
+                    match self.activate(layer, &path, name, None, &reuse, &out.trust) {
                         Ok(Some(p)) => self.admit(&mut out, p),
                         Ok(None) => {}
                         Err(reason) => out.refused.push(Refused {
@@ -311,6 +337,7 @@ impl Scanner {
                         entry.file.to_string(),
                         Some(&entry.sha256),
                         &reuse,
+                        &out.trust,
                     ) {
                         Ok(Some(p)) => {
                             found = Some(p);
@@ -364,6 +391,7 @@ impl Scanner {
         file_name: String,
         expected_sha: Option<&Sha256>,
         reuse: &HashMap<(Layer, FileIdentity), &Arc<ActivePackage>>,
+        trust: &TrustStore,
     ) -> Result<Option<Arc<ActivePackage>>, String> {
         let meta = match std::fs::metadata(path) {
             Ok(m) if m.is_file() => m,
@@ -376,7 +404,7 @@ impl Scanner {
                 return Ok(Some(Arc::clone(p)));
             }
         }
-        self.open(layer, path, file_name, identity, expected_sha)
+        self.open(layer, path, file_name, identity, expected_sha, trust)
             .map(|p| Some(Arc::new(p)))
     }
 
@@ -387,10 +415,21 @@ impl Scanner {
         file_name: String,
         identity: FileIdentity,
         expected_sha: Option<&Sha256>,
+        trust: &TrustStore,
     ) -> Result<ActivePackage, String> {
+        let signed = trust.requires_signature(layer);
+        // One read gives both digests when a signature must be checked.
+        let digest = if signed {
+            Some(FileDigest::of_file(path).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
         let sha256 = match expected_sha {
             Some(want) => {
-                let got = Sha256::of_file(path).map_err(|e| e.to_string())?;
+                let got = match &digest {
+                    Some(d) => d.sha256,
+                    None => Sha256::of_file(path).map_err(|e| e.to_string())?,
+                };
                 if &got != want {
                     return Err(format!(
                         "checksum mismatch: SHA-256 is {got}, the state expects {want}"
@@ -400,11 +439,30 @@ impl Scanner {
             }
             None => None,
         };
+        let signed_by = match &digest {
+            Some(d) => {
+                // The signature accepted at install, else one beside the file.
+                let layout = Layout::new(&self.root);
+                let kept = layout.signature(&d.sha256);
+                let sig = [kept, exos_trust::beside(path)]
+                    .into_iter()
+                    .find(|p| p.is_file());
+                match trust.admit(layer, d, sig.as_deref())? {
+                    exos_trust::Verdict::Signed { key, .. } => Some(key),
+                    exos_trust::Verdict::Unsigned => None,
+                }
+            }
+            None => None,
+        };
         let package = Package::open(path).map_err(|e| e.to_string())?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let p = ActivePackage::new(id, layer, path.to_path_buf(), file_name, identity, package)?;
         p.package.heap().use_shared_cache(self.cache.clone(), id);
-        Ok(ActivePackage { sha256, ..p })
+        Ok(ActivePackage {
+            sha256,
+            signed_by,
+            ..p
+        })
     }
 
     /// Refuses packages whose `uses` nothing provides, until stable (a

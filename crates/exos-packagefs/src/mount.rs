@@ -142,6 +142,9 @@ pub struct ActiveStatus {
     pub name: String,
     pub version: String,
     pub sha256: Option<Sha256>,
+    /// The trusted key whose signature admitted it (layers that require one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
     /// Memory this package costs the mount.
     pub memory_bytes: u64,
 }
@@ -219,6 +222,7 @@ impl State {
                         name: p.manifest.name.clone(),
                         version: p.manifest.version.to_string(),
                         sha256: p.sha256,
+                        signed_by: p.signed_by.clone(),
                         memory_bytes: p.memory,
                     })
                     .collect()

@@ -6,6 +6,8 @@
 //! ROOT/system/state/states/NNNNNN.list every state ever made, numbered
 //! ROOT/system/state/store/<sha>.hpkg   package files no longer placed
 //! ROOT/system/state/lock               one writer at a time (flock)
+//! ROOT/system/state/trust.json         trusted keys, signature policy per layer
+//! ROOT/system/state/signatures/<sha>.minisig  signatures accepted at install
 //! ROOT/data/                           writable data, never in packages
 //! ```
 //!
@@ -420,6 +422,27 @@ impl Layout {
 
     pub fn lock_file(&self) -> PathBuf {
         self.root.join(LOCK_FILE)
+    }
+
+    /// `ROOT/system/state`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join("system").join("state")
+    }
+
+    /// `ROOT/system/state/trust.json`: the keys the root trusts and each
+    /// layer's signature policy (format: `exos-trust`).
+    pub fn trust_store(&self) -> PathBuf {
+        self.state_dir().join("trust.json")
+    }
+
+    /// `ROOT/system/state/signatures/<sha>.minisig`: the signature accepted
+    /// for a package when it was installed.
+    pub fn signature(&self, sha: &Sha256) -> PathBuf {
+        self.signatures_dir().join(format!("{sha}.minisig"))
+    }
+
+    pub fn signatures_dir(&self) -> PathBuf {
+        self.state_dir().join("signatures")
     }
 
     pub fn data_dir(&self) -> PathBuf {
