@@ -16,6 +16,7 @@ mod listing;
 mod manage;
 mod mount;
 mod output;
+mod repo;
 mod resolve;
 // Shared with exos-mountd, which runs `serve::serve`.
 #[allow(dead_code)]
@@ -93,8 +94,9 @@ enum Command {
     Status { mountpoint: PathBuf },
     /// Create an EXOS root: system/, common/, user/ packages, state, data.
     Init { root: PathBuf },
-    /// Install package files (dependencies checked; atomically; a new state).
+    /// Install package files, or packages by name (`hello`, `'hello>=1.2'`) from the repositories.
     Install {
+        /// Package files, or names with an optional version range.
         #[arg(required = true)]
         packages: Vec<PathBuf>,
         /// Layer to install into.
@@ -110,7 +112,7 @@ enum Command {
         #[command(flatten)]
         change: manage::ChangeArgs,
     },
-    /// Upgrade packages (all when none named) from -a sources.
+    /// Upgrade packages (all when none named) from -a sources, else from the repositories.
     Upgrade {
         names: Vec<String>,
         /// Layer for packages newly pulled in.
@@ -151,6 +153,15 @@ enum Command {
     /// The keys a root trusts, for which layers, and which layers require signatures.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// Publish repositories and choose the ones a root installs from.
+    #[command(subcommand)]
+    Repo(repo::RepoCommand),
+    /// Find packages in the repositories by name or summary.
+    Search {
+        text: String,
+        #[command(flatten)]
+        root: RootArg,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff), or with --dir write exos.1 and one exos-COMMAND.1 per command.
@@ -272,14 +283,32 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             packages,
             layer,
             change,
-        } => manage::change(
-            change,
-            exos_manager::Request::Install {
-                files: packages.clone(),
-                layer: *layer,
-            },
-            out,
-        ),
+        } => {
+            // A name, unless it is a file or looks like one.
+            let is_file = |p: &PathBuf| p.exists() || p.to_string_lossy().ends_with(".hpkg");
+            let request = if packages.iter().all(is_file) {
+                exos_manager::Request::Install {
+                    files: packages.clone(),
+                    layer: *layer,
+                }
+            } else if packages.iter().any(is_file) {
+                anyhow::bail!(
+                    "install: give package files or package names, not both (files can go to -a)"
+                );
+            } else {
+                exos_manager::Request::InstallNames {
+                    names: packages
+                        .iter()
+                        .map(|p| {
+                            exos_manifest::Dependency::parse(&p.to_string_lossy())
+                                .map_err(|e| anyhow::anyhow!("install: {e}"))
+                        })
+                        .collect::<Result<_>>()?,
+                    layer: *layer,
+                }
+            };
+            manage::change(change, request, out)
+        }
         Command::Remove { names, change } => manage::change(
             change,
             exos_manager::Request::Remove {
@@ -291,24 +320,21 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             names,
             layer,
             change,
-        } => {
-            if change.available.is_empty() {
-                anyhow::bail!("upgrade: say where newer packages are with -a PATH");
-            }
-            manage::change(
-                change,
-                exos_manager::Request::Upgrade {
-                    names: names.clone(),
-                    layer: *layer,
-                },
-                out,
-            )
-        }
+        } => manage::change(
+            change,
+            exos_manager::Request::Upgrade {
+                names: names.clone(),
+                layer: *layer,
+            },
+            out,
+        ),
         Command::Rollback { state, root } => manage::rollback(&root.root, *state, out),
         Command::State(cmd) => manage::state(cmd, out),
         Command::Gc { root, keep } => manage::gc(&root.root, *keep, out),
         Command::Check { root } => manage::check(&root.root, out),
         Command::Key(cmd) => trust::key(cmd, out),
+        Command::Repo(cmd) => repo::repo(cmd, out),
+        Command::Search { text, root } => repo::search(text, &root.root, out),
         Command::Sign(args) => trust::sign(args, out),
         Command::Verify(args) => trust::verify(args, out),
         Command::Trust(cmd) => trust::trust(cmd, out),

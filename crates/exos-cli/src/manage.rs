@@ -94,6 +94,18 @@ pub fn change(args: &ChangeArgs, request: Request, out: Out) -> Result<()> {
         }
         r
     };
+    // Repositories take part when packages are asked for by name, and in
+    // an upgrade given no -a sources.
+    let use_repos = match &request {
+        Request::InstallNames { .. } => true,
+        Request::Upgrade { .. } => args.available.is_empty(),
+        _ => false,
+    };
+    let remote = if use_repos {
+        crate::repo::remote_candidates(path)?
+    } else {
+        Vec::new()
+    };
     let tx = Transaction {
         request,
         available: args.available.clone(),
@@ -103,8 +115,9 @@ pub fn change(args: &ChangeArgs, request: Request, out: Out) -> Result<()> {
             .map(|h| crate::serve::parse_host_api(h))
             .collect::<Result<_>>()?,
         force: args.force,
+        remote,
     };
-    let plan = tx.plan(&root).map_err(|e| match e {
+    let mut plan = tx.plan(&root).map_err(|e| match e {
         exos_manager::Error::Unsatisfiable(_) => anyhow::Error::new(e).context(format!(
             "refusing to {} (--force to do it anyway)",
             describe(&tx.request)
@@ -134,8 +147,17 @@ pub fn change(args: &ChangeArgs, request: Request, out: Out) -> Result<()> {
         yes = confirm("Do you want to continue?");
     }
     plan.check_consent(yes, args.force)?;
+    if !plan.downloads.is_empty() {
+        crate::repo::download(path, &plan.downloads, out)?;
+        plan.admit_downloads(&root)?;
+    }
     let n = root.commit(&plan)?;
-    out.report(&report(Some(n)), |r| {
+    let report = ChangeReport {
+        dry_run: false,
+        state: Some(n),
+        plan: &plan,
+    };
+    out.report(&report, |r| {
         render_change(r, &root)
             + &format!(
                 "State {n}: {} ({} copied).\n",
@@ -156,6 +178,14 @@ fn describe(r: &Request) -> String {
                 .join(", ")
         ),
         Request::Remove { names } => format!("remove {}", names.join(", ")),
+        Request::InstallNames { names, .. } => format!(
+            "install {}",
+            names
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Request::Upgrade { names, .. } if names.is_empty() => "upgrade".into(),
         Request::Upgrade { names, .. } => format!("upgrade {}", names.join(", ")),
     }

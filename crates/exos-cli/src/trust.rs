@@ -239,7 +239,7 @@ pub fn sign(args: &SignArgs, out: Out) -> Result<()> {
     })
 }
 
-fn public_key(arg: &str) -> Result<PublicKey> {
+pub fn public_key(arg: &str) -> Result<PublicKey> {
     let path = Path::new(arg);
     if path.exists() {
         return Ok(exos_trust::read_public_key(path)?);

@@ -269,7 +269,7 @@ fn the_synopsis_matches_the_cli() {
         let second = text
             .split_whitespace()
             .nth(1)
-            .filter(|w| w.bytes().all(|b| b.is_ascii_lowercase()));
+            .filter(|w| w.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'));
         let args: Vec<&str> = match (sub.as_str(), second) {
             ("state", _) => vec!["state", "list", "--help"],
             // The global options line: `exos [--json] [-q] COMMAND`.

@@ -143,6 +143,22 @@ fn write_seeds(fixtures: &Path, out: &Path) -> std::io::Result<()> {
         "trust.json",
         br#"{"keys":[{"id":"4B9F5751679EBCEB","public_key":"RWTrvJ5nUVefS8GDm+cxlrfgprg7bcqmnYmQwdgv1R7MqLAUlZr3Y7la","name":"rel","layers":["system","common"]}],"policy":{"system":"signed","common":"any","user":"any"}}"#,
     )?;
+    // Repository documents (as `exos repo index` writes them).
+    put(
+        "parse_repo_metadata",
+        "timestamp.json",
+        br#"{"type":"exos-timestamp","version":3,"expires":1795749386,"index":{"version":2,"size":1337,"sha256":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}}"#,
+    )?;
+    put(
+        "parse_repo_metadata",
+        "root.json",
+        br#"{"type":"exos-root","version":1,"expires":1827198986,"keys":{"root":["RWTrvJ5nUVefS8GDm+cxlrfgprg7bcqmnYmQwdgv1R7MqLAUlZr3Y7la"],"index":["RWTrvJ5nUVefS8GDm+cxlrfgprg7bcqmnYmQwdgv1R7MqLAUlZr3Y7la"],"timestamp":["RWTrvJ5nUVefS8GDm+cxlrfgprg7bcqmnYmQwdgv1R7MqLAUlZr3Y7la"]}}"#,
+    )?;
+    put(
+        "parse_repo_metadata",
+        "index.json",
+        br#"{"type":"exos-index","version":2,"expires":1798254986,"packages":[{"file":"hello.hpkg","size":785,"sha256":"c278e0cbd1645e9ae8d4bb8b72137dc472e75195f845e99d64431766fb260fea","signed":true,"manifest":{"name":"hello","version":"1.0-1","summary":"Prints a greeting","requires":["greetings >=1.0"]}}]}"#,
+    )?;
     // Regressions the fuzzer found.
     put(
         "parse_manifest",

@@ -35,7 +35,7 @@ use std::path::Path;
 
 pub use exos_root::{Layer, PackageFile, Sha256, StateEntry, StateList};
 pub use root::{diff, AcceptedSignature, FileAction, FileChange, GcReport, NewPackage, Root};
-pub use transaction::{installed, package_files, PackageName, Plan, Request, Transaction};
+pub use transaction::{installed, package_files, PackageName, Plan, Remote, Request, Transaction};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

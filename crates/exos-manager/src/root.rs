@@ -488,6 +488,16 @@ impl Root {
             }
         }
         fsync_dir(&store)?;
+        // Downloads: installed ones were copied into the store.
+        let cache = self.layout.cache_dir();
+        if let Ok(rd) = fs::read_dir(&cache) {
+            for e in rd.filter_map(|e| e.ok()) {
+                if e.path().is_file() {
+                    report.bytes_freed += e.metadata().map(|m| m.len()).unwrap_or(0);
+                    fs::remove_file(e.path()).at(e.path())?;
+                }
+            }
+        }
         // Signatures of packages no state references any more.
         let sigs = self.layout.signatures_dir();
         if let Ok(rd) = fs::read_dir(&sigs) {

@@ -28,6 +28,59 @@ pub enum Request {
     /// Move the named installed packages (all when empty) to newer releases
     /// from the available files; packages newly needed go to `layer`.
     Upgrade { names: Vec<String>, layer: Layer },
+    /// Install packages by name and version range, from the available
+    /// files and the remote packages, into `layer`.
+    InstallNames {
+        names: Vec<exos_manifest::Dependency>,
+        layer: Layer,
+    },
+}
+
+/// A package a repository offers: known by its signed index entry, not yet
+/// downloaded. A plan that chooses it names it in [`Plan::downloads`]; the
+/// front end downloads it to `cached` and calls [`Plan::admit_downloads`]
+/// before committing.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub manifest: Manifest,
+    pub file: PackageFile,
+    pub sha256: exos_root::Sha256,
+    pub size: u64,
+    /// Where the download will be.
+    pub cached: PathBuf,
+    /// The repository, for messages.
+    pub origin: String,
+    /// Whether the repository publishes a package signature for it.
+    pub signed: bool,
+}
+
+impl Plan {
+    /// Checks downloaded remote packages as offered files are checked
+    /// (every chunk, reserved names, the layer's signature policy) and
+    /// that each is the package the index named; records the signatures
+    /// accepted. Call after downloading [`Plan::downloads`], before
+    /// [`Root::commit`].
+    pub fn admit_downloads(&mut self, root: &Root) -> Result<()> {
+        let trust = TrustStore::read(&root.layout)?;
+        for r in &self.downloads {
+            let Some(n) = self.new.iter_mut().find(|n| n.source == r.cached) else {
+                continue;
+            };
+            let k = offer(&r.cached, n.layer, &trust)?;
+            let got = k.new.expect("offer makes a new package");
+            if got.sha256 != r.sha256
+                || k.manifest.name != r.manifest.name
+                || k.manifest.version != r.manifest.version
+            {
+                return Err(Error::Invalid(format!(
+                    "{} from {}: not the package its index entry describes",
+                    r.file, r.origin
+                )));
+            }
+            n.signature = got.signature;
+        }
+        Ok(())
+    }
 }
 
 /// A change to plan against a root.
@@ -41,6 +94,8 @@ pub struct Transaction {
     pub host_apis: Vec<Provide>,
     /// Apply exactly what was asked, without resolving dependencies.
     pub force: bool,
+    /// Packages repositories offer.
+    pub remote: Vec<Remote>,
 }
 
 /// A package as a plan names it.
@@ -77,6 +132,9 @@ pub struct Plan {
     /// Installed packages removed although the request did not name them
     /// (needs the user's consent).
     pub also_removed: Vec<PackageName>,
+    /// Remote packages to download before the commit.
+    #[serde(skip)]
+    pub downloads: Vec<Remote>,
 }
 
 impl Plan {
@@ -111,6 +169,7 @@ struct Known {
     manifest: Manifest,
     entry: Option<StateEntry>,
     new: Option<NewPackage>,
+    remote: Option<Remote>,
 }
 
 /// The installed packages of a state with their manifests, found where
@@ -215,6 +274,7 @@ fn offer(path: &Path, layer: Layer, trust: &TrustStore) -> Result<Known> {
     Ok(Known {
         manifest,
         entry: None,
+        remote: None,
         new: Some(NewPackage {
             source: path.to_path_buf(),
             layer,
@@ -265,6 +325,14 @@ impl Transaction {
                     .join(", ")
             ),
             Request::Remove { names } => format!("remove {}", names.join(", ")),
+            Request::InstallNames { names, .. } => format!(
+                "install {}",
+                names
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Request::Upgrade { names, .. } if names.is_empty() => "upgrade".into(),
             Request::Upgrade { names, .. } => format!("upgrade {}", names.join(", ")),
         }
@@ -280,6 +348,7 @@ impl Transaction {
                 manifest,
                 entry: Some(entry),
                 new: None,
+                remote: None,
             })
             .collect();
         let requested = match &self.request {
@@ -290,10 +359,32 @@ impl Transaction {
         let requested_ids: Vec<usize> = (known.len()..known.len() + requested.len()).collect();
         known.extend(requested);
         let extra_layer = match &self.request {
-            Request::Install { layer, .. } | Request::Upgrade { layer, .. } => *layer,
+            Request::Install { layer, .. }
+            | Request::Upgrade { layer, .. }
+            | Request::InstallNames { layer, .. } => *layer,
             Request::Remove { .. } => Layer::System,
         };
         known.extend(offers(&self.available, extra_layer, &trust, false)?);
+        // Remote packages that would not pass the layer's policy once
+        // downloaded are not candidates either.
+        known.extend(
+            self.remote
+                .iter()
+                .filter(|r| r.signed || !trust.requires_signature(extra_layer))
+                .map(|r| Known {
+                    manifest: r.manifest.clone(),
+                    entry: None,
+                    new: Some(NewPackage {
+                        source: r.cached.clone(),
+                        layer: extra_layer,
+                        file: r.file.clone(),
+                        sha256: r.sha256,
+                        size: r.size,
+                        signature: None,
+                    }),
+                    remote: Some(r.clone()),
+                }),
+        );
 
         let (target, resolution) = if self.force {
             (self.forced_target(&current, &known, &requested_ids)?, None)
@@ -366,7 +457,14 @@ impl Transaction {
             .filter(|l| !l.named && !l.upgraded)
             .map(name_of)
             .collect();
+        let downloads = known
+            .iter()
+            .filter_map(|k| Some((k.remote.as_ref()?, k.new.as_ref()?)))
+            .filter(|(_, n)| target.contains(&n.entry()))
+            .map(|(r, _)| r.clone())
+            .collect();
         Ok(Plan {
+            downloads,
             change,
             resolution,
             bytes_copied: new.iter().map(|n| n.size).sum(),
@@ -417,6 +515,7 @@ impl Transaction {
             ),
             Request::Remove { names } => exos_resolve::Request::Remove(names.clone()),
             Request::Upgrade { names, .. } => exos_resolve::Request::Upgrade(names.clone()),
+            Request::InstallNames { names, .. } => exos_resolve::Request::Install(names.clone()),
         };
         let universe = Universe::new(candidates);
         let (plan, _) = exos_resolve::resolve(&universe, &request).map_err(|e| match e {
@@ -452,6 +551,11 @@ impl Transaction {
     ) -> Result<Vec<StateEntry>> {
         let mut target = current.entries.clone();
         match &self.request {
+            Request::InstallNames { .. } => {
+                return Err(Error::Invalid(
+                    "--force applies exactly the files named; installing by name needs the resolver (drop --force)".into(),
+                ))
+            }
             Request::Install { .. } => {
                 for n in requested.iter().filter_map(|&i| known[i].new.as_ref()) {
                     target.retain(|e| !(e.layer == n.layer && e.file == n.file));

@@ -62,6 +62,7 @@ fn tx(request: Request) -> Transaction {
         available: Vec::new(),
         host_apis: Vec::new(),
         force: false,
+        remote: Vec::new(),
     }
 }
 

@@ -8,6 +8,8 @@
 //! ROOT/system/state/lock               one writer at a time (flock)
 //! ROOT/system/state/trust.json         trusted keys, signature policy per layer
 //! ROOT/system/state/signatures/<sha>.minisig  signatures accepted at install
+//! ROOT/system/state/repos.json, repos/NAME/   repositories and their trusted metadata
+//! ROOT/system/state/cache/             downloads (exos-repo)
 //! ROOT/data/                           writable data, never in packages
 //! ```
 //!
@@ -443,6 +445,12 @@ impl Layout {
 
     pub fn signatures_dir(&self) -> PathBuf {
         self.state_dir().join("signatures")
+    }
+
+    /// `ROOT/system/state/cache/`: packages downloaded from repositories
+    /// (by SHA-256; `.part` files resume), emptied by gc.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.state_dir().join("cache")
     }
 
     pub fn data_dir(&self) -> PathBuf {

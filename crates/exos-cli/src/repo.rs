@@ -1,0 +1,329 @@
+//! `exos repo …` and `exos search`: arguments and output around exos-repo
+//! (publishing, the repositories a root uses, downloads).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use exos_manager::Remote;
+use exos_repo::publish::Lifetimes;
+use exos_repo::Client;
+use serde::Serialize;
+
+use crate::output::{bytes, Out};
+use crate::RootArg;
+
+#[derive(Subcommand)]
+pub enum RepoCommand {
+    /// Publish DIR's packages: sign those without a signature, write the
+    /// signed index.json and timestamp.json (and root.json the first time).
+    Index {
+        dir: PathBuf,
+        /// The repository's secret key.
+        #[arg(short, long)]
+        key: PathBuf,
+        /// Days the index stays valid.
+        #[arg(long, default_value_t = 30)]
+        index_days: u64,
+        /// Days the timestamp stays valid (re-sign with refresh-timestamp).
+        #[arg(long, default_value_t = 1)]
+        timestamp_days: u64,
+    },
+    /// Re-sign DIR's timestamp.json with a new version and expiry (run daily).
+    RefreshTimestamp {
+        dir: PathBuf,
+        #[arg(short, long)]
+        key: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        timestamp_days: u64,
+    },
+    /// Add a repository (file://, a path, http:// or https://), pinning its root key.
+    Add {
+        name: String,
+        url: String,
+        /// The repository's root public key (file or minisign's base64 line).
+        #[arg(short, long)]
+        key: String,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Forget a repository and its metadata.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// The configured repositories.
+    List {
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Fetch and check the repositories' metadata (all when none named).
+    Refresh {
+        names: Vec<String>,
+        #[command(flatten)]
+        root: RootArg,
+    },
+}
+
+/// `exos repo list`.
+#[derive(Serialize)]
+pub struct RepoListing {
+    pub repositories: Vec<exos_repo::Repository>,
+}
+
+/// `exos repo refresh` and `exos repo add`.
+#[derive(Serialize)]
+pub struct RefreshReport {
+    pub refreshed: Vec<exos_repo::client::Refreshed>,
+}
+
+/// `exos search`.
+#[derive(Serialize)]
+pub struct SearchReport {
+    pub packages: Vec<Found>,
+}
+
+#[derive(Serialize)]
+pub struct Found {
+    pub name: String,
+    pub version: String,
+    pub summary: String,
+    pub repository: String,
+    pub size: u64,
+}
+
+fn refreshed_text(r: &RefreshReport) -> String {
+    r.refreshed
+        .iter()
+        .map(|x| {
+            format!(
+                "{}: index version {} ({} packages{}), valid until {}\n",
+                x.name,
+                x.index_version,
+                x.packages,
+                if x.index_changed { ", new" } else { "" },
+                exos_repo::utc(x.expires)
+            )
+        })
+        .collect()
+}
+
+pub fn repo(cmd: &RepoCommand, out: Out) -> Result<()> {
+    match cmd {
+        RepoCommand::Index {
+            dir,
+            key,
+            index_days,
+            timestamp_days,
+        } => {
+            let key = exos_trust::read_secret_key(key)?;
+            let life = Lifetimes {
+                index_days: *index_days,
+                timestamp_days: *timestamp_days,
+                ..Lifetimes::default()
+            };
+            let p = exos_repo::publish::index(dir, &key, life)?;
+            out.report(&p, |p| {
+                format!(
+                    "{}: {} packages ({} signed now), index version {}, timestamp version {}, valid until {}\n",
+                    p.dir.display(),
+                    p.packages,
+                    p.signed_now,
+                    p.index_version,
+                    p.timestamp_version,
+                    exos_repo::utc(p.expires)
+                )
+            })
+        }
+        RepoCommand::RefreshTimestamp {
+            dir,
+            key,
+            timestamp_days,
+        } => {
+            let key = exos_trust::read_secret_key(key)?;
+            let life = Lifetimes {
+                timestamp_days: *timestamp_days,
+                ..Lifetimes::default()
+            };
+            let ts = exos_repo::publish::write_timestamp(dir, &key, life)?;
+            out.report(&ts, |t| {
+                format!(
+                    "{}: timestamp version {}, valid until {}\n",
+                    dir.display(),
+                    t.version,
+                    exos_repo::utc(t.expires)
+                )
+            })
+        }
+        RepoCommand::Add {
+            name,
+            url,
+            key,
+            root,
+        } => {
+            let _lock = exos_manager::Root::lock(&root.root)?;
+            let key = crate::trust::public_key(key)?;
+            let r = Client::new(&root.root).add(name, url, &key)?;
+            out.report(&RefreshReport { refreshed: vec![r] }, refreshed_text)
+        }
+        RepoCommand::Remove { name, root } => {
+            let _lock = exos_manager::Root::lock(&root.root)?;
+            Client::new(&root.root).remove(name)?;
+            out.report(
+                &RepoListing {
+                    repositories: Client::new(&root.root).config()?.repositories,
+                },
+                |_| format!("removed repository {name}\n"),
+            )
+        }
+        RepoCommand::List { root } => {
+            let c = Client::new(&root.root).config()?;
+            out.result(
+                &RepoListing {
+                    repositories: c.repositories,
+                },
+                |l| {
+                    l.repositories
+                        .iter()
+                        .map(|r| format!("{}\t{}\n", r.name, r.url))
+                        .collect()
+                },
+            )
+        }
+        RepoCommand::Refresh { names, root } => {
+            let _lock = exos_manager::Root::lock(&root.root)?;
+            let client = Client::new(&root.root);
+            let names: Vec<String> = if names.is_empty() {
+                client
+                    .config()?
+                    .repositories
+                    .into_iter()
+                    .map(|r| r.name)
+                    .collect()
+            } else {
+                names.clone()
+            };
+            let mut refreshed = Vec::new();
+            for n in &names {
+                refreshed.push(
+                    client
+                        .refresh(n)
+                        .with_context(|| format!("refreshing {n}"))?,
+                );
+            }
+            out.report(&RefreshReport { refreshed }, refreshed_text)
+        }
+    }
+}
+
+/// `exos search TEXT`: packages whose name or summary contains TEXT
+/// (case-insensitive), newest first per name.
+pub fn search(text: &str, root: &Path, out: Out) -> Result<()> {
+    let needle = text.to_lowercase();
+    let mut packages: Vec<Found> = Client::new(root)
+        .packages()?
+        .into_iter()
+        .filter(|p| {
+            p.manifest.name.to_lowercase().contains(&needle)
+                || p.manifest.summary.to_lowercase().contains(&needle)
+        })
+        .map(|p| Found {
+            name: p.manifest.name.clone(),
+            version: p.manifest.version.to_string(),
+            summary: p.manifest.summary.clone(),
+            repository: p.repository.clone(),
+            size: p.size,
+        })
+        .collect();
+    packages.sort_by(|a, b| a.name.cmp(&b.name).then(b.version.cmp(&a.version)));
+    out.result(&SearchReport { packages }, |r| {
+        r.packages
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {}  {}  [{}, {}]\n",
+                    p.name,
+                    p.version,
+                    p.summary,
+                    p.repository,
+                    bytes(p.size)
+                )
+            })
+            .collect()
+    })
+}
+
+/// Every configured repository's packages, as candidates for a change.
+pub fn remote_candidates(root: &Path) -> Result<Vec<Remote>> {
+    let client = Client::new(root);
+    let mut out = Vec::new();
+    for p in client.packages()? {
+        let file = exos_root::PackageFile::new(p.file.clone())
+            .map_err(|e| anyhow::anyhow!("{}: {}: {e}", p.repository, p.file))?;
+        out.push(Remote {
+            cached: client.cached(&p),
+            manifest: p.manifest,
+            file,
+            sha256: p.sha256,
+            size: p.size,
+            origin: p.repository,
+            signed: p.signed,
+        });
+    }
+    Ok(out)
+}
+
+/// Downloads the plan's remote packages, several at once, with a progress
+/// bar on a terminal; each is checked (size, SHA-256) before it counts.
+pub fn download(root: &Path, downloads: &[Remote], out: Out) -> Result<()> {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use rayon::prelude::*;
+    let client = Client::new(root);
+    let total: u64 = downloads.iter().map(|d| d.size).sum();
+    let bar = if out.quiet || out.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
+    } else {
+        ProgressBar::new(total)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("downloading {} packages", downloads.len()));
+    let repos = client.packages()?;
+    // Four at a time: enough to hide latency, few enough not to swamp a
+    // mirror.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(downloads.len().clamp(1, 4))
+        .build()?;
+    let results: Vec<Result<()>> = pool.install(|| {
+        downloads
+            .par_iter()
+            .map(|d| {
+                let p = repos
+                    .iter()
+                    .find(|p| p.sha256 == d.sha256 && p.repository == d.origin)
+                    .ok_or_else(|| anyhow::anyhow!("{}: no longer in {}", d.file, d.origin))?;
+                let done = std::sync::atomic::AtomicU64::new(0);
+                client.download(p, &|n| {
+                    let before = done.swap(n, std::sync::atomic::Ordering::Relaxed);
+                    if n >= before {
+                        bar.inc(n - before);
+                    }
+                })?;
+                Ok(())
+            })
+            .collect()
+    });
+    bar.finish_and_clear();
+    for r in results {
+        r?;
+    }
+    out.note(format_args!(
+        "downloaded {} packages ({})",
+        downloads.len(),
+        bytes(total)
+    ));
+    Ok(())
+}

@@ -1,0 +1,529 @@
+//! Repositories over real HTTP: a real nginx (Debian's package; `.ci/run`
+//! installs it) on loopback serves a repository published with `exos repo
+//! index`; a small proxy in this file drops a connection mid-download; a
+//! listener that never answers stands for a dead server. Every loop is
+//! bounded, every address loopback.
+
+mod support;
+use support::*;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// nginx serving `dir` on a free loopback port; stopped on drop.
+struct Nginx {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _conf: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn nginx_available() -> bool {
+    let found = Path::new("/usr/sbin/nginx").exists();
+    if !found {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "nginx is missing, and CI=true: the HTTP tests must not be skipped"
+        );
+        eprintln!("\n!!!!!!!! nginx is not installed: HTTP repository tests NOT RUN !!!!!!!!\n");
+    }
+    found
+}
+
+impl Nginx {
+    fn serve(dir: &Path) -> Nginx {
+        let conf = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = conf.path().join("access.log");
+        let text = format!(
+            "daemon off;\nuser root;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log {log};\n  client_body_temp_path {p};\n  proxy_temp_path {p};\n  fastcgi_temp_path {p};\n  uwsgi_temp_path {p};\n  scgi_temp_path {p};\n\
+             server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
+            p = conf.path().display(),
+            log = log.display(),
+            root = dir.display(),
+        );
+        fs::write(conf.path().join("nginx.conf"), text).unwrap();
+        let child = Command::new("/usr/sbin/nginx")
+            .args([
+                "-c",
+                s(&conf.path().join("nginx.conf")),
+                "-p",
+                s(conf.path()),
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_until(|| TcpStream::connect(("127.0.0.1", port)).is_ok()),
+            "nginx did not start"
+        );
+        Nginx {
+            child,
+            port,
+            log,
+            _conf: conf,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM, so the master stops its workers too (SIGKILL orphans them).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A proxy to `upstream` that, for the first request of a `.hpkg` file,
+/// passes only `cut` bytes of the response and then drops the connection.
+fn dropping_proxy(upstream: u16, cut: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut cut_once = Some(cut);
+        for conn in listener.incoming().take(64) {
+            let Ok(mut client) = conn else { continue };
+            let mut req = vec![0u8; 8192];
+            let n = client.read(&mut req).unwrap_or(0);
+            let line = String::from_utf8_lossy(&req[..n]).into_owned();
+            let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            // One request per connection: nginx closes after answering,
+            // so the client opens a new connection for the next one.
+            let request = line.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+            let _ = server.write_all(request.as_bytes());
+            let limit = if line.starts_with("GET") && line.contains(".hpkg ") {
+                cut_once.take()
+            } else {
+                None
+            };
+            let mut sent = 0usize;
+            let mut buf = [0u8; 4096];
+            loop {
+                let m = match server.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(m) => m,
+                };
+                let m = match limit {
+                    Some(l) if sent + m > l => l - sent,
+                    _ => m,
+                };
+                if client.write_all(&buf[..m]).is_err() {
+                    break;
+                }
+                sent += m;
+                if limit.is_some_and(|l| sent >= l) {
+                    break;
+                }
+            }
+            // Dropping both ends the connection.
+        }
+    });
+    port
+}
+
+struct Repo {
+    dir: PathBuf,
+    key: PathBuf,
+    public: PathBuf,
+}
+
+/// A repository of lib (1.0), app (requires lib) and a big package.
+fn publish(w: &Path) -> Repo {
+    let dir = w.join("pub");
+    fs::create_dir_all(&dir).unwrap();
+    ok(&["key", "generate", "repo", "-d", s(w), "-q"]);
+    package(
+        w,
+        &dir,
+        r#"{"name":"lib","version":"1.0","summary":"a shared library","provides":[{"api":"libapi","version":"1.0"}]}"#,
+        "lib 1.0\n",
+    );
+    package(
+        w,
+        &dir,
+        r#"{"name":"app","version":"2.0","summary":"an application","requires":["libapi>=1.0"]}"#,
+        "app 2.0\n",
+    );
+    // Big enough that a download can be cut in the middle (incompressible).
+    let big = w.join("src-big");
+    fs::create_dir_all(big.join("share")).unwrap();
+    fs::write(
+        big.join("manifest.json"),
+        complete(r#"{"name":"big","version":"1"}"#),
+    )
+    .unwrap();
+    let mut data = vec![0u8; 3 << 20];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    fs::write(big.join("share/big"), &data).unwrap();
+    ok(&["build", "-q", s(&big), "-o", s(&dir.join("big-1.hpkg"))]);
+    let key = w.join("repo.key");
+    ok(&["repo", "index", "-q", s(&dir), "-k", s(&key)]);
+    Repo {
+        dir,
+        key,
+        public: w.join("repo.pub"),
+    }
+}
+
+fn root(w: &Path, name: &str) -> PathBuf {
+    let r = w.join(name);
+    ok(&["init", "-q", s(&r)]);
+    r
+}
+
+fn state(root: &Path) -> String {
+    ok(&["state", "show", "-r", s(root)])
+}
+
+fn fails(args: &[&str], needle: &str) -> String {
+    let o = exos(args);
+    let err = text(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "exos {args:?} succeeded: {}",
+        text(&o.stdout)
+    );
+    assert!(
+        err.contains(needle),
+        "exos {args:?}: expected {needle:?} in: {err}"
+    );
+    err
+}
+
+#[test]
+fn install_by_name_over_http_and_resume_a_dropped_download() {
+    if !nginx_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let repo = publish(w);
+    let nginx = Nginx::serve(&repo.dir);
+    let r = root(w, "root");
+    ok(&[
+        "repo",
+        "add",
+        "-q",
+        "main",
+        &nginx.url(),
+        "-k",
+        s(&repo.public),
+        "-r",
+        s(&r),
+    ]);
+    let listed = ok(&["repo", "list", "-r", s(&r)]);
+    assert!(listed.contains(&nginx.url()), "{listed}");
+    let found = ok(&["search", "app", "-r", s(&r)]);
+    assert!(
+        found.contains("app 2.0") && found.contains("an application"),
+        "{found}"
+    );
+    // By name: the dependency comes along, both verified and placed.
+    ok(&["install", "-q", "app", "-r", s(&r)]);
+    let st = state(&r);
+    assert!(
+        st.contains("app-2.0.hpkg") && st.contains("lib-1.0.hpkg"),
+        "{st}"
+    );
+    ok(&["check", "-q", "-r", s(&r)]);
+    // A range that nothing satisfies is explained.
+    let r2 = root(w, "root2");
+    ok(&[
+        "repo",
+        "add",
+        "-q",
+        "main",
+        &nginx.url(),
+        "-k",
+        s(&repo.public),
+        "-r",
+        s(&r2),
+    ]);
+    fails(&["install", "lib>=2", "-r", s(&r2)], "lib");
+
+    // A connection dropped mid-download: the command fails and says so;
+    // run again, it resumes with a Range request and completes.
+    let proxy = dropping_proxy(nginx.port, 1 << 20);
+    let r3 = root(w, "root3");
+    let url = format!("http://127.0.0.1:{proxy}");
+    ok(&[
+        "repo",
+        "add",
+        "-q",
+        "main",
+        &url,
+        "-k",
+        s(&repo.public),
+        "-r",
+        s(&r3),
+    ]);
+    let before = state(&r3);
+    fails(
+        &["install", "big", "-r", s(&r3)],
+        "run the command again to resume",
+    );
+    assert_eq!(state(&r3), before, "a failed download changed the state");
+    let part: Vec<_> = fs::read_dir(r3.join("system/state/cache"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .collect();
+    assert_eq!(part.len(), 1, "the partial download is kept for resuming");
+    let had = part[0].metadata().unwrap().len();
+    assert!(had > 0, "nothing was kept");
+    ok(&["install", "-q", "big", "-r", s(&r3)]);
+    assert!(state(&r3).contains("big-1.hpkg"));
+    assert!(
+        nginx
+            .log()
+            .lines()
+            .any(|l| l.contains("big-1.hpkg") && l.contains("\" 206 ")),
+        "no ranged (206) request in nginx's log:\n{}",
+        nginx.log()
+    );
+}
+
+#[test]
+fn tampered_stale_and_untrusted_repositories_are_refused() {
+    if !nginx_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let repo = publish(w);
+    let nginx = Nginx::serve(&repo.dir);
+    let url = nginx.url();
+    let r = root(w, "root");
+    ok(&[
+        "repo",
+        "add",
+        "-q",
+        "main",
+        &url,
+        "-k",
+        s(&repo.public),
+        "-r",
+        s(&r),
+    ]);
+    let before = state(&r);
+
+    // A corrupted package: refused, nothing placed, state intact, nothing cached.
+    let lib = repo.dir.join("lib-1.0.hpkg");
+    let good = fs::read(&lib).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    fs::write(&lib, &bad).unwrap();
+    fails(&["install", "lib", "-r", s(&r)], "SHA-256");
+    assert_eq!(state(&r), before);
+    assert!(fs::read_dir(r.join("system/packages"))
+        .unwrap()
+        .next()
+        .is_none());
+    // A package swapped for another of the same name and version.
+    let other = package(
+        w,
+        &w.join("other"),
+        r#"{"name":"lib","version":"1.0","provides":[{"api":"libapi","version":"1.0"}]}"#,
+        "not the published lib\n",
+    );
+    fs::copy(&other, &lib).unwrap();
+    // (Refused by size or by SHA-256, whichever shows first.)
+    fails(&["install", "lib", "-r", s(&r)], "lib-1.0.hpkg");
+    assert_eq!(state(&r), before);
+    fs::write(&lib, &good).unwrap();
+
+    // An older index served after a newer one (rollback): refused.
+    let v1 = w.join("v1");
+    fs::create_dir_all(&v1).unwrap();
+    for f in [
+        "index.json",
+        "index.json.minisig",
+        "timestamp.json",
+        "timestamp.json.minisig",
+    ] {
+        fs::copy(repo.dir.join(f), v1.join(f)).unwrap();
+    }
+    ok(&["repo", "index", "-q", s(&repo.dir), "-k", s(&repo.key)]);
+    ok(&["repo", "refresh", "-q", "-r", s(&r)]);
+    for f in [
+        "index.json",
+        "index.json.minisig",
+        "timestamp.json",
+        "timestamp.json.minisig",
+    ] {
+        fs::copy(v1.join(f), repo.dir.join(f)).unwrap();
+    }
+    fails(&["repo", "refresh", "-r", s(&r)], "older than version");
+    // Mix and match: the new timestamp with the old index.
+    ok(&["repo", "index", "-q", s(&repo.dir), "-k", s(&repo.key)]);
+    ok(&["repo", "index", "-q", s(&repo.dir), "-k", s(&repo.key)]);
+    for f in ["index.json", "index.json.minisig"] {
+        fs::copy(v1.join(f), repo.dir.join(f)).unwrap();
+    }
+    fails(
+        &["repo", "refresh", "-r", s(&r)],
+        "not the index the timestamp names",
+    );
+    ok(&["repo", "index", "-q", s(&repo.dir), "-k", s(&repo.key)]);
+    ok(&["repo", "refresh", "-q", "-r", s(&r)]);
+
+    // Metadata signed by a key the root does not list.
+    let stranger = exos_trust::SecretKey::generate().unwrap();
+    let idx = fs::read(repo.dir.join("index.json")).unwrap();
+    let sig = stranger
+        .sign(
+            &exos_trust::Blake2b512Digest::of_bytes(&idx),
+            "x",
+            "file:index.json",
+        )
+        .unwrap();
+    let saved = fs::read(repo.dir.join("index.json.minisig")).unwrap();
+    fs::write(repo.dir.join("index.json.minisig"), sig.render()).unwrap();
+    // (The timestamp must name a new index for it to be fetched.)
+    let r4 = root(w, "root4");
+    fails(
+        &[
+            "repo",
+            "add",
+            "main",
+            &url,
+            "-k",
+            s(&repo.public),
+            "-r",
+            s(&r4),
+        ],
+        "does not list for this role",
+    );
+    fs::write(repo.dir.join("index.json.minisig"), saved).unwrap();
+    // A repository added with another root key than the one that signed it.
+    ok(&["key", "generate", "wrong", "-d", s(w), "-q"]);
+    fails(
+        &[
+            "repo",
+            "add",
+            "main",
+            &url,
+            "-k",
+            s(&w.join("wrong.pub")),
+            "-r",
+            s(&r4),
+        ],
+        "root.json",
+    );
+    assert!(
+        ok(&["repo", "list", "-r", s(&r4)]).is_empty(),
+        "a refused repository was added"
+    );
+
+    // Expired metadata (freeze): a timestamp that is no longer valid.
+    ok(&[
+        "repo",
+        "refresh-timestamp",
+        "-q",
+        s(&repo.dir),
+        "-k",
+        s(&repo.key),
+        "--timestamp-days",
+        "0",
+    ]);
+    fails(&["repo", "refresh", "-r", s(&r)], "expired");
+    // The client keeps the last good timestamp, valid until its own
+    // expiry; once that passes (simulated by ageing the kept copy),
+    // nothing is installed from it.
+    let kept = r.join("system/state/repos/main/timestamp.json");
+    let mut ts: serde_json::Value = serde_json::from_slice(&fs::read(&kept).unwrap()).unwrap();
+    ts["expires"] = 1.into();
+    fs::write(&kept, serde_json::to_vec(&ts).unwrap()).unwrap();
+    fails(&["install", "app", "-r", s(&r)], "expired at 1970-01-01");
+    ok(&[
+        "repo",
+        "refresh-timestamp",
+        "-q",
+        s(&repo.dir),
+        "-k",
+        s(&repo.key),
+    ]);
+    ok(&["repo", "refresh", "-q", "-r", s(&r)]);
+    ok(&["install", "-q", "app", "-r", s(&r)]);
+}
+
+#[test]
+fn a_server_that_never_answers_times_out_with_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts and holds connections, never answers.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().take(8) {
+            held.push(c);
+        }
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let r = root(w, "root");
+    ok(&["key", "generate", "k", "-d", s(w), "-q"]);
+    let t = std::time::Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_exos"))
+        .args([
+            "repo",
+            "add",
+            "main",
+            &format!("http://127.0.0.1:{port}"),
+            "-k",
+            s(&w.join("k.pub")),
+            "-r",
+            s(&r),
+        ])
+        .env("EXOS_NET_TIMEOUT", "2")
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}/root.json")),
+        "{err}"
+    );
+    assert!(
+        err.to_lowercase().contains("timeout") || err.contains("timed out"),
+        "{err}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t.elapsed()
+    );
+}

@@ -1,0 +1,464 @@
+//! The repositories a root uses, their trusted metadata, refresh, and the
+//! download cache.
+//!
+//! Layout: `system/state/repos.json` (name, URL and pinned root key of each
+//! repository), `system/state/repos/NAME/{root,timestamp,index}.json` (the
+//! trusted copies: the highest versions seen), `system/state/cache/`
+//! (downloaded packages, by SHA-256; `.part` files resume).
+
+use std::path::{Path, PathBuf};
+
+use exos_manifest::Manifest;
+use exos_root::{write_atomically, Layout, Sha256};
+use exos_trust::PublicKey;
+use serde::{Deserialize, Serialize};
+
+use crate::metadata::{self, IndexDoc, RootDoc, TimestampDoc, MAX_SMALL_DOC};
+use crate::transport::{Location, Timeouts, Transport};
+use crate::{now, utc, RepoError};
+
+/// One configured repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repository {
+    pub name: String,
+    pub url: String,
+    /// The root key pinned at `exos repo add` (minisign's base64 line).
+    pub root_key: String,
+}
+
+/// `system/state/repos.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    pub repositories: Vec<Repository>,
+}
+
+/// A package a repository offers.
+#[derive(Debug, Clone)]
+pub struct RemotePackage {
+    pub repository: String,
+    pub file: String,
+    pub size: u64,
+    pub sha256: Sha256,
+    pub signed: bool,
+    pub manifest: Manifest,
+}
+
+/// What a refresh found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refreshed {
+    pub name: String,
+    pub root_version: u64,
+    pub timestamp_version: u64,
+    pub index_version: u64,
+    pub packages: usize,
+    /// Whether a new index was fetched.
+    pub index_changed: bool,
+    pub expires: u64,
+}
+
+/// A root's repositories.
+pub struct Client {
+    pub layout: Layout,
+    pub timeouts: Timeouts,
+}
+
+fn io(p: &Path, e: std::io::Error) -> RepoError {
+    RepoError::Io(p.display().to_string(), e)
+}
+
+fn check_name(name: &str) -> Result<(), RepoError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(RepoError::Invalid(format!(
+            "repository name {name:?}: letters, digits, '-', '_' and '.', at most 64, not starting with '.'"
+        )))
+    }
+}
+
+fn unexpired(file: &str, expires: u64) -> Result<(), RepoError> {
+    if expires <= now() {
+        return Err(RepoError::Untrusted(format!(
+            "{file} expired at {} (a repository that stopped updating, or a replay of old metadata; `exos repo refresh` when the publisher has re-signed it)",
+            utc(expires)
+        )));
+    }
+    Ok(())
+}
+
+impl Client {
+    /// `EXOS_NET_TIMEOUT` (seconds) sets every network timeout.
+    pub fn new(root: &Path) -> Client {
+        let mut timeouts = Timeouts::default();
+        if let Some(secs) = std::env::var("EXOS_NET_TIMEOUT")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            let d = std::time::Duration::from_secs(secs.max(1));
+            timeouts = Timeouts {
+                connect: d,
+                response: d,
+            };
+        }
+        Client {
+            layout: Layout::new(root),
+            timeouts,
+        }
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.layout.state_dir().join("repos.json")
+    }
+
+    fn repo_dir(&self, name: &str) -> PathBuf {
+        self.layout.state_dir().join("repos").join(name)
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.layout.cache_dir()
+    }
+
+    pub fn config(&self) -> Result<RepoConfig, RepoError> {
+        let path = self.config_path();
+        match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RepoConfig::default()),
+            Err(e) => return Err(io(&path, e)),
+            Ok(_) => {}
+        }
+        let bytes = exos_trust::read_bounded(&path, 1 << 20)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| RepoError::Invalid(format!("{}: {e}", path.display())))
+    }
+
+    fn write_config(&self, c: &RepoConfig) -> Result<(), RepoError> {
+        let path = self.config_path();
+        let mut s = serde_json::to_vec_pretty(c).expect("serialisable");
+        s.push(b'\n');
+        write_atomically(&path, &s).map_err(|e| io(&path, e))
+    }
+
+    pub fn repository(&self, name: &str) -> Result<Repository, RepoError> {
+        self.config()?
+            .repositories
+            .into_iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| {
+                RepoError::Invalid(format!("no repository named {name:?} (exos repo list)"))
+            })
+    }
+
+    fn transport(&self, r: &Repository) -> Result<Transport, RepoError> {
+        Ok(Transport::new(Location::parse(&r.url)?, self.timeouts))
+    }
+
+    fn trusted(&self, name: &str, file: &str) -> Result<Option<Vec<u8>>, RepoError> {
+        let p = self.repo_dir(name).join(file);
+        match std::fs::read(&p) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&p, e)),
+        }
+    }
+
+    fn keep(&self, name: &str, file: &str, bytes: &[u8]) -> Result<(), RepoError> {
+        let dir = self.repo_dir(name);
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let p = dir.join(file);
+        write_atomically(&p, bytes).map_err(|e| io(&p, e))
+    }
+
+    /// Fetches a signed document and checks its signature by `keys`.
+    fn fetch_signed(
+        &self,
+        t: &Transport,
+        file: &str,
+        max: u64,
+        keys: &[String],
+    ) -> Result<Vec<u8>, RepoError> {
+        let what = t.location.describe(file);
+        let bytes = t
+            .fetch(file, max)?
+            .ok_or_else(|| RepoError::Invalid(format!("{what}: not found")))?;
+        let sig = t
+            .fetch(
+                &format!("{file}.minisig"),
+                exos_trust::minisign::MAX_FILE as u64,
+            )?
+            .ok_or_else(|| {
+                RepoError::Untrusted(format!("{what}.minisig: not found (unsigned metadata)"))
+            })?;
+        metadata::check_signature(&bytes, &sig, keys, &what)?;
+        Ok(bytes)
+    }
+
+    /// Adds a repository, pinning `root_key`: its `root.json` must be
+    /// signed by that key and list it for the root role. Then refreshes.
+    pub fn add(&self, name: &str, url: &str, root_key: &PublicKey) -> Result<Refreshed, RepoError> {
+        check_name(name)?;
+        let mut config = self.config()?;
+        if config.repositories.iter().any(|r| r.name == name) {
+            return Err(RepoError::Invalid(format!(
+                "a repository named {name:?} exists (exos repo remove {name} first)"
+            )));
+        }
+        // A directory is stored as an absolute file:// URL, so the root
+        // works from anywhere.
+        let url = match Location::parse(url)? {
+            Location::Dir(d) => {
+                let abs = std::fs::canonicalize(&d).map_err(|e| io(&d, e))?;
+                format!("file://{}", abs.display())
+            }
+            Location::Http(u) => u,
+        };
+        let repo = Repository {
+            name: name.into(),
+            url,
+            root_key: root_key.to_base64(),
+        };
+        let t = self.transport(&repo)?;
+        let bytes = self.fetch_signed(
+            &t,
+            "root.json",
+            MAX_SMALL_DOC,
+            std::slice::from_ref(&repo.root_key),
+        )?;
+        let root = metadata::parse_root(&bytes, &t.location.describe("root.json"))?;
+        if !root.keys.root.contains(&repo.root_key) {
+            return Err(RepoError::Untrusted(format!(
+                "{}: the pinned key {} is not among its root keys",
+                t.location.describe("root.json"),
+                root_key.id
+            )));
+        }
+        unexpired(&t.location.describe("root.json"), root.expires)?;
+        // Start clean: nothing left from an earlier repository of this name.
+        let dir = self.repo_dir(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        self.keep(name, "root.json", &bytes)?;
+        config.repositories.push(repo);
+        self.write_config(&config)?;
+        match self.refresh(name) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                // Not added when its metadata cannot be trusted.
+                let _ = self.remove(name);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn remove(&self, name: &str) -> Result<(), RepoError> {
+        let mut config = self.config()?;
+        let before = config.repositories.len();
+        config.repositories.retain(|r| r.name != name);
+        if config.repositories.len() == before {
+            return Err(RepoError::Invalid(format!("no repository named {name:?}")));
+        }
+        self.write_config(&config)?;
+        let dir = self.repo_dir(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    fn trusted_root(&self, name: &str) -> Result<RootDoc, RepoError> {
+        let bytes = self.trusted(name, "root.json")?.ok_or_else(|| {
+            RepoError::Invalid(format!("{name}: no trusted root (exos repo add again)"))
+        })?;
+        metadata::parse_root(
+            &bytes,
+            &self.repo_dir(name).join("root.json").display().to_string(),
+        )
+    }
+
+    fn trusted_timestamp(&self, name: &str) -> Result<Option<TimestampDoc>, RepoError> {
+        self.trusted(name, "timestamp.json")?
+            .map(|b| metadata::parse_timestamp(&b, "timestamp.json"))
+            .transpose()
+    }
+
+    fn trusted_index(&self, name: &str) -> Result<Option<(IndexDoc, Sha256)>, RepoError> {
+        self.trusted(name, "index.json")?
+            .map(|b| {
+                Ok((
+                    metadata::parse_index(&b, "index.json")?,
+                    Sha256::of_bytes(&b),
+                ))
+            })
+            .transpose()
+    }
+
+    /// Updates a repository's trusted metadata: a newer root (signed by the
+    /// current root's keys), then the timestamp, then — if it names another
+    /// index — the index. Each version must not go down; each document
+    /// must be unexpired; the index must be exactly the one the timestamp
+    /// names. The new timestamp is recorded before the index is fetched.
+    pub fn refresh(&self, name: &str) -> Result<Refreshed, RepoError> {
+        let repo = self.repository(name)?;
+        let t = self.transport(&repo)?;
+        // 1. Root: a newer one must be signed by a key of the trusted one.
+        let mut root = self.trusted_root(name)?;
+        let bytes = self.fetch_signed(&t, "root.json", MAX_SMALL_DOC, &root.keys.root)?;
+        let served = metadata::parse_root(&bytes, &t.location.describe("root.json"))?;
+        if served.version < root.version {
+            return Err(RepoError::Untrusted(format!(
+                "{}: version {} is older than version {} already seen (a rollback)",
+                t.location.describe("root.json"),
+                served.version,
+                root.version
+            )));
+        }
+        if served.version > root.version {
+            self.keep(name, "root.json", &bytes)?;
+            root = served;
+        }
+        unexpired(&t.location.describe("root.json"), root.expires)?;
+        // 2. Timestamp.
+        let ts_what = t.location.describe("timestamp.json");
+        let bytes = self.fetch_signed(&t, "timestamp.json", MAX_SMALL_DOC, &root.keys.timestamp)?;
+        let ts = metadata::parse_timestamp(&bytes, &ts_what)?;
+        let old_ts = self.trusted_timestamp(name)?;
+        if let Some(old) = &old_ts {
+            if ts.version < old.version {
+                return Err(RepoError::Untrusted(format!(
+                    "{ts_what}: version {} is older than version {} already seen (a rollback)",
+                    ts.version, old.version
+                )));
+            }
+            if ts.version == old.version && ts != *old {
+                return Err(RepoError::Untrusted(format!(
+                    "{ts_what}: changed without a new version"
+                )));
+            }
+        }
+        unexpired(&ts_what, ts.expires)?;
+        let old_index = self.trusted_index(name)?;
+        if let Some((idx, _)) = &old_index {
+            if ts.index.version < idx.version {
+                return Err(RepoError::Untrusted(format!(
+                    "{ts_what}: names index version {}, older than version {} already seen (a rollback)",
+                    ts.index.version, idx.version
+                )));
+            }
+        }
+        // Recorded before anything it names is fetched or trusted.
+        self.keep(name, "timestamp.json", &bytes)?;
+        // 3. Index, if another one.
+        let unchanged = old_index
+            .as_ref()
+            .is_some_and(|(_, sha)| *sha == ts.index.sha256);
+        let index = if unchanged {
+            old_index.expect("checked").0
+        } else {
+            let what = t.location.describe("index.json");
+            let bytes = self.fetch_signed(&t, "index.json", ts.index.size, &root.keys.index)?;
+            if bytes.len() as u64 != ts.index.size || Sha256::of_bytes(&bytes) != ts.index.sha256 {
+                return Err(RepoError::Untrusted(format!(
+                    "{what}: not the index the timestamp names (size or SHA-256 differ: a mix of old and new metadata)"
+                )));
+            }
+            let idx = metadata::parse_index(&bytes, &what)?;
+            if idx.version != ts.index.version {
+                return Err(RepoError::Untrusted(format!(
+                    "{what}: version {}, but the timestamp names version {}",
+                    idx.version, ts.index.version
+                )));
+            }
+            self.keep(name, "index.json", &bytes)?;
+            idx
+        };
+        unexpired(&t.location.describe("index.json"), index.expires)?;
+        Ok(Refreshed {
+            name: name.into(),
+            root_version: root.version,
+            timestamp_version: ts.version,
+            index_version: index.version,
+            packages: index.packages.len(),
+            index_changed: !unchanged,
+            expires: ts.expires.min(index.expires).min(root.expires),
+        })
+    }
+
+    /// The packages every repository offers, from trusted, unexpired
+    /// metadata (refresh first to update it).
+    pub fn packages(&self) -> Result<Vec<RemotePackage>, RepoError> {
+        let mut out = Vec::new();
+        for r in self.config()?.repositories {
+            let root = self.trusted_root(&r.name)?;
+            let ts = self.trusted_timestamp(&r.name)?.ok_or_else(|| {
+                RepoError::Invalid(format!("{}: never refreshed (exos repo refresh)", r.name))
+            })?;
+            let (index, _) = self.trusted_index(&r.name)?.ok_or_else(|| {
+                RepoError::Invalid(format!("{}: never refreshed (exos repo refresh)", r.name))
+            })?;
+            let label = |f: &str| format!("{} ({f})", r.name);
+            unexpired(&label("root.json"), root.expires)?;
+            unexpired(&label("timestamp.json"), ts.expires)?;
+            unexpired(&label("index.json"), index.expires)?;
+            for p in index.packages {
+                let text = p.manifest.to_string();
+                let manifest = Manifest::parse(text.as_bytes(), &format!("{}: {}", r.name, p.file))
+                    .map_err(|e| RepoError::Invalid(e.to_string()))?;
+                out.push(RemotePackage {
+                    repository: r.name.clone(),
+                    file: p.file,
+                    size: p.size,
+                    sha256: p.sha256,
+                    signed: p.signed,
+                    manifest,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where a package is cached once downloaded (and its signature beside it).
+    pub fn cached(&self, p: &RemotePackage) -> PathBuf {
+        self.cache_dir().join(format!("{}.hpkg", p.sha256))
+    }
+
+    /// Downloads a package into the cache (resuming a partial download),
+    /// checks its size and SHA-256, and fetches its signature if published.
+    pub fn download(
+        &self,
+        p: &RemotePackage,
+        progress: &dyn Fn(u64),
+    ) -> Result<PathBuf, RepoError> {
+        let dest = self.cached(p);
+        if dest.is_file() {
+            progress(p.size);
+            return Ok(dest);
+        }
+        let dir = self.cache_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let repo = self.repository(&p.repository)?;
+        let t = self.transport(&repo)?;
+        let part = dir.join(format!("{}.hpkg.part", p.sha256));
+        t.download(&p.file, p.size, &part, progress)?;
+        let got = Sha256::of_file(&part).map_err(|e| io(&part, e))?;
+        if got != p.sha256 {
+            let _ = std::fs::remove_file(&part);
+            return Err(RepoError::Untrusted(format!(
+                "{}: SHA-256 {got}, but the signed index says {} (a corrupted or substituted file; nothing was installed)",
+                t.location.describe(&p.file),
+                p.sha256
+            )));
+        }
+        if p.signed {
+            let sig_file = format!("{}.minisig", p.file);
+            if let Some(sig) = t.fetch(&sig_file, exos_trust::minisign::MAX_FILE as u64)? {
+                let sig_path = exos_trust::beside(&dest);
+                write_atomically(&sig_path, &sig).map_err(|e| io(&sig_path, e))?;
+            }
+        }
+        std::fs::rename(&part, &dest).map_err(|e| io(&dest, e))?;
+        Ok(dest)
+    }
+}

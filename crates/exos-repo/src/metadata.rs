@@ -1,0 +1,226 @@
+//! The signed documents of a repository, modelled on TUF's roles:
+//!
+//! * `root.json` — which keys sign the other two (and future roots);
+//!   pinned by the client when the repository is added.
+//! * `index.json` — every package, bound by file name, size and SHA-256,
+//!   with its manifest; a version that only grows; an expiry date.
+//! * `timestamp.json` — the current index's version, size and SHA-256; a
+//!   version that only grows; a short expiry (a day by default), re-signed
+//!   by `exos repo refresh-timestamp`, so a mirror that keeps serving old
+//!   metadata (a freeze) is noticed within a day.
+//!
+//! Each is served as `NAME.json` with a minisign signature `NAME.json.minisig`
+//! over its exact bytes, by a key the root lists for that role.
+
+use exos_root::Sha256;
+use exos_trust::{Blake2b512Digest, PublicKey, SecretKey, Signature};
+use serde::{Deserialize, Serialize};
+
+use crate::RepoError;
+
+/// Largest `root.json` or `timestamp.json` fetched.
+pub const MAX_SMALL_DOC: u64 = 64 * 1024;
+/// Largest `index.json` fetched when no timestamp gives its size.
+pub const MAX_INDEX: u64 = 256 << 20;
+
+/// The roles whose keys a root names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Root,
+    Index,
+    Timestamp,
+}
+
+impl Role {
+    pub fn file(self) -> &'static str {
+        match self {
+            Role::Root => "root.json",
+            Role::Index => "index.json",
+            Role::Timestamp => "timestamp.json",
+        }
+    }
+}
+
+/// Public keys (minisign's base64 line) per role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleKeys {
+    pub root: Vec<String>,
+    pub index: Vec<String>,
+    pub timestamp: Vec<String>,
+}
+
+impl RoleKeys {
+    pub fn of(&self, role: Role) -> &[String] {
+        match role {
+            Role::Root => &self.root,
+            Role::Index => &self.index,
+            Role::Timestamp => &self.timestamp,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootDoc {
+    /// Always `"exos-root"`: a document signed for one role cannot be
+    /// replayed as another.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: u64,
+    /// Seconds since the epoch.
+    pub expires: u64,
+    pub keys: RoleKeys,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexDoc {
+    /// Always `"exos-index"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: u64,
+    pub expires: u64,
+    pub packages: Vec<IndexEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexEntry {
+    /// File name in the repository (no directories).
+    pub file: String,
+    pub size: u64,
+    pub sha256: Sha256,
+    /// Whether `FILE.minisig` (a package signature for trust policies) is
+    /// published beside it.
+    pub signed: bool,
+    /// The package's manifest.json (canonical form).
+    pub manifest: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimestampDoc {
+    /// Always `"exos-timestamp"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: u64,
+    pub expires: u64,
+    pub index: DocRef,
+}
+
+/// Another document, bound by version, size and hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocRef {
+    pub version: u64,
+    pub size: u64,
+    pub sha256: Sha256,
+}
+
+pub const ROOT_TYPE: &str = "exos-root";
+pub const INDEX_TYPE: &str = "exos-index";
+pub const TIMESTAMP_TYPE: &str = "exos-timestamp";
+
+/// Parses a document and checks its type tag.
+pub fn parse<T: for<'de> Deserialize<'de>>(
+    bytes: &[u8],
+    file: &str,
+    kind: &str,
+    get_kind: impl Fn(&T) -> &str,
+) -> Result<T, RepoError> {
+    let doc: T =
+        serde_json::from_slice(bytes).map_err(|e| RepoError::Invalid(format!("{file}: {e}")))?;
+    if get_kind(&doc) != kind {
+        return Err(RepoError::Invalid(format!(
+            "{file}: a {:?} document where {kind:?} is expected",
+            get_kind(&doc)
+        )));
+    }
+    Ok(doc)
+}
+
+pub fn parse_root(bytes: &[u8], file: &str) -> Result<RootDoc, RepoError> {
+    let r: RootDoc = parse(bytes, file, ROOT_TYPE, |d: &RootDoc| &d.kind)?;
+    for role in [Role::Root, Role::Index, Role::Timestamp] {
+        if r.keys.of(role).is_empty() {
+            return Err(RepoError::Invalid(format!(
+                "{file}: no key for the {role:?} role"
+            )));
+        }
+        for k in r.keys.of(role) {
+            PublicKey::parse(k.as_bytes())
+                .map_err(|e| RepoError::Invalid(format!("{file}: {role:?} key: {e}")))?;
+        }
+    }
+    Ok(r)
+}
+
+pub fn parse_index(bytes: &[u8], file: &str) -> Result<IndexDoc, RepoError> {
+    let idx: IndexDoc = parse(bytes, file, INDEX_TYPE, |d: &IndexDoc| &d.kind)?;
+    for p in &idx.packages {
+        if p.file.is_empty()
+            || p.file.contains(['/', '\\', '\0'])
+            || p.file.starts_with('.')
+            || !p.file.ends_with(".hpkg")
+        {
+            return Err(RepoError::Invalid(format!(
+                "{file}: package file name {:?} (one name ending in .hpkg, no directories)",
+                p.file
+            )));
+        }
+    }
+    Ok(idx)
+}
+
+pub fn parse_timestamp(bytes: &[u8], file: &str) -> Result<TimestampDoc, RepoError> {
+    parse(bytes, file, TIMESTAMP_TYPE, |d: &TimestampDoc| &d.kind)
+}
+
+/// Checks that `sig` (a `.minisig`'s text) is a signature of `bytes` by one
+/// of `keys`.
+pub fn check_signature(
+    bytes: &[u8],
+    sig: &[u8],
+    keys: &[String],
+    file: &str,
+) -> Result<(), RepoError> {
+    let sig =
+        Signature::parse(sig).map_err(|e| RepoError::Invalid(format!("{file}.minisig: {e}")))?;
+    let digest = Blake2b512Digest::of_bytes(bytes);
+    let mut last = format!(
+        "{file}: signed by key {}, which the repository's root does not list for this role",
+        sig.id
+    );
+    for k in keys {
+        let Ok(key) = PublicKey::parse(k.as_bytes()) else {
+            continue;
+        };
+        if key.id != sig.id {
+            continue;
+        }
+        match key.verify(&sig, &digest) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = format!("{file}: {e}"),
+        }
+    }
+    Err(RepoError::Untrusted(last))
+}
+
+/// Serialises a document and signs it: (json bytes, signature text).
+pub fn sign_doc<T: Serialize>(
+    doc: &T,
+    key: &SecretKey,
+    file: &str,
+) -> Result<(Vec<u8>, String), RepoError> {
+    let mut bytes = serde_json::to_vec_pretty(doc).expect("serialisable");
+    bytes.push(b'\n');
+    let sig = key
+        .sign(
+            &Blake2b512Digest::of_bytes(&bytes),
+            &format!("signature from exos repository key {}", key.id),
+            &format!("file:{file}"),
+        )
+        .map_err(|e| RepoError::Invalid(e.to_string()))?;
+    Ok((bytes, sig.render()))
+}

@@ -1,0 +1,206 @@
+//! Publishing a directory of packages as a repository.
+
+use std::path::{Path, PathBuf};
+
+use exos_manifest::Manifest;
+use exos_root::write_atomically;
+use exos_trust::{FileDigest, SecretKey};
+use serde::Serialize;
+
+use crate::metadata::{
+    self, DocRef, IndexDoc, IndexEntry, RoleKeys, RootDoc, TimestampDoc, INDEX_TYPE, ROOT_TYPE,
+    TIMESTAMP_TYPE,
+};
+use crate::{now, RepoError};
+
+const DAY: u64 = 86_400;
+
+/// How long documents stay valid.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub root_days: u64,
+    pub index_days: u64,
+    pub timestamp_days: u64,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Lifetimes {
+            root_days: 365,
+            index_days: 30,
+            timestamp_days: 1,
+        }
+    }
+}
+
+/// What `exos repo index` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct Published {
+    pub dir: PathBuf,
+    pub packages: usize,
+    /// Packages this run signed (their `.minisig` was missing).
+    pub signed_now: usize,
+    pub index_version: u64,
+    pub timestamp_version: u64,
+    pub expires: u64,
+}
+
+fn read_doc(dir: &Path, file: &str) -> Result<Option<Vec<u8>>, RepoError> {
+    match std::fs::read(dir.join(file)) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(RepoError::Io(dir.join(file).display().to_string(), e)),
+    }
+}
+
+fn write_doc<T: Serialize>(
+    dir: &Path,
+    file: &str,
+    doc: &T,
+    key: &SecretKey,
+) -> Result<(), RepoError> {
+    let (bytes, sig) = metadata::sign_doc(doc, key, file)?;
+    // The signature first: a reader that sees the new document sees its
+    // signature (a reader between the two renames sees a mismatch and
+    // retries, never a forged pair).
+    let sig_path = dir.join(format!("{file}.minisig"));
+    write_atomically(&sig_path, sig.as_bytes())
+        .map_err(|e| RepoError::Io(sig_path.display().to_string(), e))?;
+    let path = dir.join(file);
+    write_atomically(&path, &bytes).map_err(|e| RepoError::Io(path.display().to_string(), e))
+}
+
+/// The repository's root: the existing one (which must list `key` for the
+/// index and timestamp roles), or a new one with `key` in every role.
+fn root_for(dir: &Path, key: &SecretKey, life: Lifetimes) -> Result<RootDoc, RepoError> {
+    let public = key.public().to_base64();
+    if let Some(bytes) = read_doc(dir, "root.json")? {
+        let root = metadata::parse_root(&bytes, "root.json")?;
+        for role in [metadata::Role::Index, metadata::Role::Timestamp] {
+            if !root.keys.of(role).contains(&public) {
+                return Err(RepoError::Invalid(format!(
+                    "{}: key {} is not listed for the {role:?} role",
+                    dir.join("root.json").display(),
+                    key.id
+                )));
+            }
+        }
+        return Ok(root);
+    }
+    let root = RootDoc {
+        kind: ROOT_TYPE.into(),
+        version: 1,
+        expires: now() + life.root_days * DAY,
+        keys: RoleKeys {
+            root: vec![public.clone()],
+            index: vec![public.clone()],
+            timestamp: vec![public],
+        },
+    };
+    write_doc(dir, "root.json", &root, key)?;
+    Ok(root)
+}
+
+/// Indexes every `*.hpkg` in `dir`: signs packages without a signature,
+/// writes `index.json` (next version) and `timestamp.json` (next version),
+/// and `root.json` when there is none.
+pub fn index(dir: &Path, key: &SecretKey, life: Lifetimes) -> Result<Published, RepoError> {
+    root_for(dir, key, life)?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| RepoError::Io(dir.display().to_string(), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "hpkg") && p.is_file())
+        .collect();
+    files.sort();
+    let mut packages = Vec::new();
+    let mut signed_now = 0;
+    for f in &files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let pkg = exos_hpkg::Package::open(f)
+            .map_err(|e| RepoError::Invalid(format!("{}: {e}", f.display())))?;
+        let manifest = Manifest::from_package(&pkg)
+            .map_err(|e| RepoError::Invalid(format!("{}: {e}", f.display())))?;
+        let digest =
+            FileDigest::of_file(f).map_err(|e| RepoError::Io(f.display().to_string(), e))?;
+        let sig_path = exos_trust::beside(f);
+        if !sig_path.exists() {
+            let sig = key.sign(
+                &digest.blake2b,
+                &format!("signature from exos secret key {}", key.id),
+                &format!(
+                    "timestamp:{}\tfile:{name}\thashed\tpackage:{}-{}",
+                    now(),
+                    manifest.name,
+                    manifest.version
+                ),
+            )?;
+            write_atomically(&sig_path, sig.render().as_bytes())
+                .map_err(|e| RepoError::Io(sig_path.display().to_string(), e))?;
+            signed_now += 1;
+        }
+        packages.push(IndexEntry {
+            file: name,
+            size: digest.size,
+            sha256: digest.sha256,
+            signed: true,
+            manifest: manifest.to_json(),
+        });
+    }
+    let previous = |file: &str| -> Result<u64, RepoError> {
+        Ok(match read_doc(dir, file)? {
+            Some(b) => serde_json::from_slice::<serde_json::Value>(&b)
+                .ok()
+                .and_then(|v| v["version"].as_u64())
+                .unwrap_or(0),
+            None => 0,
+        })
+    };
+    let index = IndexDoc {
+        kind: INDEX_TYPE.into(),
+        version: previous("index.json")? + 1,
+        expires: now() + life.index_days * DAY,
+        packages,
+    };
+    write_doc(dir, "index.json", &index, key)?;
+    let timestamp = write_timestamp(dir, key, life)?;
+    Ok(Published {
+        dir: dir.to_path_buf(),
+        packages: files.len(),
+        signed_now,
+        index_version: index.version,
+        timestamp_version: timestamp.version,
+        expires: timestamp.expires,
+    })
+}
+
+/// Re-signs `timestamp.json` for the current `index.json` with a new
+/// version and expiry (run daily, e.g. from cron).
+pub fn write_timestamp(
+    dir: &Path,
+    key: &SecretKey,
+    life: Lifetimes,
+) -> Result<TimestampDoc, RepoError> {
+    let index_path = dir.join("index.json");
+    let bytes = std::fs::read(&index_path)
+        .map_err(|e| RepoError::Io(index_path.display().to_string(), e))?;
+    let index = metadata::parse_index(&bytes, &index_path.display().to_string())?;
+    let version = match read_doc(dir, "timestamp.json")? {
+        Some(b) => metadata::parse_timestamp(&b, "timestamp.json")?.version + 1,
+        None => 1,
+    };
+    let ts = TimestampDoc {
+        kind: TIMESTAMP_TYPE.into(),
+        version,
+        expires: now() + life.timestamp_days * DAY,
+        index: DocRef {
+            version: index.version,
+            size: bytes.len() as u64,
+            sha256: exos_root::Sha256::of_bytes(&bytes),
+        },
+    };
+    write_doc(dir, "timestamp.json", &ts, key)?;
+    Ok(ts)
+}

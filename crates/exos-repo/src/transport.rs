@@ -1,0 +1,224 @@
+//! Fetching from a repository: `file://` URLs and plain paths are read
+//! from disk, `http://` and `https://` with ureq (rustls). Every fetch has
+//! a size limit (a server that sends endless data is cut off one byte past
+//! it) and timeouts (a server that never answers fails in seconds, not
+//! hours). Downloads resume from a partial file with an HTTP Range request.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::RepoError;
+
+/// How long to wait for a connection and for each response.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// For the response head and for each read of the body.
+    pub response: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            response: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where a repository is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Dir(PathBuf),
+    Http(String),
+}
+
+impl Location {
+    pub fn parse(url: &str) -> Result<Location, RepoError> {
+        if let Some(p) = url.strip_prefix("file://") {
+            return Ok(Location::Dir(PathBuf::from(p)));
+        }
+        if url.starts_with("http://") || url.starts_with("https://") {
+            return Ok(Location::Http(url.trim_end_matches('/').to_string()));
+        }
+        if url.contains("://") {
+            return Err(RepoError::Invalid(format!(
+                "{url}: unsupported URL (file://, http://, https:// or a path)"
+            )));
+        }
+        Ok(Location::Dir(PathBuf::from(url)))
+    }
+
+    pub fn describe(&self, file: &str) -> String {
+        match self {
+            Location::Dir(d) => d.join(file).display().to_string(),
+            Location::Http(u) => format!("{u}/{file}"),
+        }
+    }
+}
+
+/// A client for one repository location.
+pub struct Transport {
+    pub location: Location,
+    agent: ureq::Agent,
+}
+
+fn io(what: &str, e: std::io::Error) -> RepoError {
+    RepoError::Io(what.to_string(), e)
+}
+
+impl Transport {
+    pub fn new(location: Location, timeouts: Timeouts) -> Transport {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(timeouts.connect))
+            .timeout_recv_response(Some(timeouts.response))
+            .timeout_recv_body(Some(timeouts.response))
+            .http_status_as_error(false)
+            .max_redirects(5)
+            .user_agent(concat!("exos/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Transport { location, agent }
+    }
+
+    /// Fetches a whole (small) file; refuses one larger than `max` bytes.
+    /// `Ok(None)` when it does not exist (404).
+    pub fn fetch(&self, file: &str, max: u64) -> Result<Option<Vec<u8>>, RepoError> {
+        let what = self.location.describe(file);
+        let reader: Box<dyn Read> = match &self.location {
+            Location::Dir(d) => match File::open(d.join(file)) {
+                Ok(f) => Box::new(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io(&what, e)),
+            },
+            Location::Http(_) => {
+                let resp = self
+                    .agent
+                    .get(&what)
+                    .call()
+                    .map_err(|e| RepoError::Network(what.clone(), e.to_string()))?;
+                match resp.status().as_u16() {
+                    200 => {}
+                    404 => return Ok(None),
+                    s => {
+                        return Err(RepoError::Network(
+                            what,
+                            format!("the server answered HTTP {s}"),
+                        ))
+                    }
+                }
+                Box::new(resp.into_body().into_reader())
+            }
+        };
+        let mut bytes = Vec::new();
+        reader
+            .take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| RepoError::Network(what.clone(), e.to_string()))?;
+        if bytes.len() as u64 > max {
+            return Err(RepoError::Invalid(format!(
+                "{what}: more than the {max} bytes allowed for it"
+            )));
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Downloads `file` of exactly `size` bytes into `dest`, resuming from
+    /// what `dest` already holds. Calls `progress` with bytes received.
+    pub fn download(
+        &self,
+        file: &str,
+        size: u64,
+        dest: &Path,
+        progress: &dyn Fn(u64),
+    ) -> Result<(), RepoError> {
+        let what = self.location.describe(file);
+        let have = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
+        if have > size {
+            std::fs::remove_file(dest).map_err(|e| io(&dest.display().to_string(), e))?;
+            return self.download(file, size, dest, progress);
+        }
+        if have == size {
+            return Ok(());
+        }
+        let (reader, append): (Box<dyn Read>, bool) = match &self.location {
+            Location::Dir(d) => {
+                let mut f = File::open(d.join(file)).map_err(|e| io(&what, e))?;
+                std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(have))
+                    .map_err(|e| io(&what, e))?;
+                (Box::new(f), true)
+            }
+            Location::Http(_) => {
+                let mut req = self.agent.get(&what);
+                if have > 0 {
+                    req = req.header("Range", &format!("bytes={have}-"));
+                }
+                let resp = req
+                    .call()
+                    .map_err(|e| RepoError::Network(what.clone(), e.to_string()))?;
+                let append = match resp.status().as_u16() {
+                    206 if have > 0 => true,
+                    200 => false,
+                    s => {
+                        return Err(RepoError::Network(
+                            what,
+                            format!("the server answered HTTP {s}"),
+                        ))
+                    }
+                };
+                (Box::new(resp.into_body().into_reader()), append)
+            }
+        };
+        let mut out = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(dest)
+            .map_err(|e| io(&dest.display().to_string(), e))?;
+        let start = if append { have } else { 0 };
+        progress(start);
+        // Never more than the index says: a server sending more is cut off.
+        let mut limited = reader.take(size - start + 1);
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut got = start;
+        loop {
+            let n = match limited.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = out.sync_all();
+                    return Err(RepoError::Network(
+                        what,
+                        format!(
+                            "{e} after {got} of {size} bytes (run the command again to resume)"
+                        ),
+                    ));
+                }
+            };
+            got += n as u64;
+            if got > size {
+                drop(out);
+                let _ = std::fs::remove_file(dest);
+                return Err(RepoError::Invalid(format!(
+                    "{what}: larger than the {size} bytes the index gives"
+                )));
+            }
+            out.write_all(&buf[..n])
+                .map_err(|e| io(&dest.display().to_string(), e))?;
+            progress(got);
+        }
+        out.sync_all()
+            .map_err(|e| io(&dest.display().to_string(), e))?;
+        if got < size {
+            return Err(RepoError::Network(
+                what,
+                format!("the connection ended after {got} of {size} bytes (run the command again to resume)"),
+            ));
+        }
+        Ok(())
+    }
+}
