@@ -97,8 +97,13 @@ enum Command {
     /// Install package files, or packages by name (`hello`, `'hello>=1.2'`) from the repositories.
     Install {
         /// Package files, or names with an optional version range.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "missing")]
         packages: Vec<PathBuf>,
+        /// Install, from the repositories, providers of the system APIs
+        /// installed packages `use` and nothing provides (the packages a
+        /// mount refuses for that reason).
+        #[arg(long, conflicts_with = "packages")]
+        missing: bool,
         /// Layer to install into.
         #[arg(short, long, default_value = "system")]
         layer: exos_root::Layer,
@@ -280,9 +285,16 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
         Command::Status { mountpoint } => mount::status(mountpoint, out),
         Command::Init { root } => manage::init(root, out),
         Command::Install {
+            missing: true,
+            layer,
+            change,
+            ..
+        } => manage::install_missing(change, *layer, out),
+        Command::Install {
             packages,
             layer,
             change,
+            ..
         } => {
             // A name, unless it is a file or looks like one.
             let is_file = |p: &PathBuf| p.exists() || p.to_string_lossy().ends_with(".hpkg");

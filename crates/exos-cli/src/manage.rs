@@ -167,6 +167,58 @@ pub fn change(args: &ChangeArgs, request: Request, out: Out) -> Result<()> {
     })
 }
 
+/// `exos install --missing`: the `uses` of installed packages that no
+/// installed package and no `--host-api` provides, installed by API from
+/// the repositories in one change.
+pub fn install_missing(args: &ChangeArgs, layer: exos_root::Layer, out: Out) -> Result<()> {
+    let root = Root::read_only(&args.root.root)?;
+    let installed = exos_manager::installed(&root, &root.current()?)?;
+    let host: Vec<exos_manifest::Provide> = args
+        .host_api
+        .iter()
+        .map(|h| crate::serve::parse_host_api(h))
+        .collect::<Result<_>>()?;
+    let mut missing: Vec<exos_manifest::Dependency> = Vec::new();
+    for (_, m) in &installed {
+        for u in &m.uses {
+            let met = host.iter().any(|p| u.is_met_by(p))
+                || installed
+                    .iter()
+                    .any(|(_, o)| o.name != m.name && o.provides.iter().any(|p| u.is_met_by(p)));
+            if !met && !missing.contains(u) {
+                out.note(format_args!(
+                    "{} {} uses {u}, which nothing installed provides",
+                    m.name, m.version
+                ));
+                missing.push(u.clone());
+            }
+        }
+    }
+    drop(root);
+    if missing.is_empty() {
+        return out.report(
+            &ChangeReportEmpty {
+                missing: Vec::new(),
+            },
+            |_| "Nothing is missing: every system API installed packages use is provided.\n".into(),
+        );
+    }
+    change(
+        args,
+        Request::InstallNames {
+            names: missing,
+            layer,
+        },
+        out,
+    )
+}
+
+/// `exos install --missing` when nothing is missing.
+#[derive(Serialize)]
+pub struct ChangeReportEmpty {
+    pub missing: Vec<String>,
+}
+
 fn describe(r: &Request) -> String {
     match r {
         Request::Install { files, .. } => format!(

@@ -527,3 +527,95 @@ fn a_server_that_never_answers_times_out_with_a_clear_error() {
         t.elapsed()
     );
 }
+
+#[test]
+fn install_missing_fetches_the_provider_of_a_refused_packages_system_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let pubdir = w.join("pub");
+    package(
+        w,
+        &pubdir,
+        r#"{"name":"gpu_driver","version":"1.2","summary":"provides the GPU API","provides":[{"api":"system.gpu","version":"1.2"}]}"#,
+        "driver\n",
+    );
+    ok(&["key", "generate", "repo", "-d", s(w), "-q"]);
+    ok(&[
+        "repo",
+        "index",
+        "-q",
+        s(&pubdir),
+        "-k",
+        s(&w.join("repo.key")),
+    ]);
+    let viewer = package(
+        w,
+        &w.join("local"),
+        r#"{"name":"viewer","version":"1","uses":["system.gpu>=1"]}"#,
+        "viewer\n",
+    );
+    let r = root(w, "root");
+    // Installed while the host claimed the API; a mount without it refuses
+    // viewer, naming the API.
+    ok(&[
+        "install",
+        "-q",
+        s(&viewer),
+        "--host-api",
+        "system.gpu=1.0",
+        "-r",
+        s(&r),
+    ]);
+    ok(&[
+        "repo",
+        "add",
+        "-q",
+        "main",
+        s(&pubdir),
+        "-k",
+        s(&w.join("repo.pub")),
+        "-r",
+        s(&r),
+    ]);
+    let mnt = w.join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    let pid = w.join("pid");
+    let fuse = fuse_available();
+    if fuse {
+        ok(&[
+            "mount",
+            "-q",
+            "--daemon",
+            "--pid-file",
+            s(&pid),
+            s(&r),
+            s(&mnt),
+        ]);
+        let st = ok(&["status", s(&mnt)]);
+        assert!(
+            st.contains("uses system API system.gpu >=1") && st.contains("--missing"),
+            "{st}"
+        );
+    }
+    let o = exos(&["install", "--missing", "-r", s(&r)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("viewer 1 uses system.gpu >=1"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(state(&r).contains("gpu_driver-1.2.hpkg"));
+    // Nothing left to fetch.
+    let again = ok(&["install", "--missing", "-r", s(&r)]);
+    assert!(again.contains("Nothing is missing"), "{again}");
+    if fuse {
+        // The live mount activates viewer now that its API is provided.
+        assert!(
+            wait_until(|| mnt.join("system/share/viewer").exists()),
+            "{}",
+            ok(&["status", s(&mnt)])
+        );
+        ok(&["unmount", s(&mnt)]);
+        assert!(wait_until(|| !pid.exists()));
+    }
+}

@@ -480,7 +480,9 @@ impl Scanner {
                 if let Some(missing) = p.manifest.uses.iter().find(|u| !provided(u, p, act)) {
                     refused_now.push((
                         p.id,
-                        format!("uses system API {missing}, which no active package provides"),
+                        format!(
+                            "uses system API {missing}, which no active package provides (`exos install --missing` fetches a provider from the repositories)"
+                        ),
                     ));
                 }
             }
