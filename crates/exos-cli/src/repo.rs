@@ -28,6 +28,18 @@ pub enum RepoCommand {
         /// Days the timestamp stays valid (re-sign with refresh-timestamp).
         #[arg(long, default_value_t = 1)]
         timestamp_days: u64,
+        /// For Haiku's `repo` index: the repository's name (default: DIR's name).
+        #[arg(long, default_value = "")]
+        name: String,
+        /// For Haiku's `repo` index: the vendor (package_repo requires every package's vendor to match).
+        #[arg(long, default_value = "")]
+        vendor: String,
+        /// For Haiku's `repo` index: a one-line summary.
+        #[arg(long, default_value = "")]
+        summary: String,
+        /// For Haiku's `repo` index: the base URL Haiku fetches packages from.
+        #[arg(long, default_value = "")]
+        base_url: String,
     },
     /// Re-sign DIR's timestamp.json with a new version and expiry (run daily).
     RefreshTimestamp {
@@ -116,6 +128,10 @@ pub fn repo(cmd: &RepoCommand, out: Out) -> Result<()> {
             key,
             index_days,
             timestamp_days,
+            name,
+            vendor,
+            summary,
+            base_url,
         } => {
             let key = exos_trust::read_secret_key(key)?;
             let life = Lifetimes {
@@ -123,7 +139,14 @@ pub fn repo(cmd: &RepoCommand, out: Out) -> Result<()> {
                 timestamp_days: *timestamp_days,
                 ..Lifetimes::default()
             };
-            let p = exos_repo::publish::index(dir, &key, life)?;
+            let haiku = exos_repo::publish::HaikuInfo {
+                name: name.clone(),
+                vendor: vendor.clone(),
+                summary: summary.clone(),
+                base_url: base_url.clone(),
+                ..Default::default()
+            };
+            let p = exos_repo::publish::index(dir, &key, life, &haiku)?;
             out.report(&p, |p| {
                 format!(
                     "{}: {} packages ({} signed now), index version {}, timestamp version {}, valid until {}\n",

@@ -139,3 +139,100 @@ pub fn parse<'a>(b: &'a [u8], budget: &Budget) -> Result<Vec<Field<'a>>> {
     }
     Ok(fields)
 }
+
+/// A field to flatten: variable-size items (strings, with their NUL) or
+/// fixed-size ones (integers).
+pub struct OutField<'a> {
+    pub name: &'a str,
+    pub type_code: u32,
+    pub fixed_size: bool,
+    pub items: Vec<Vec<u8>>,
+}
+
+/// `B_STRING_TYPE` ('CSTR') and `B_UINT8_TYPE` ('UBYT').
+pub const STRING_TYPE: u32 = u32::from_be_bytes(*b"CSTR");
+pub const UINT8_TYPE: u32 = u32::from_be_bytes(*b"UBYT");
+
+/// Haiku's `BMessage::_HashName`.
+fn hash_name(name: &str) -> u32 {
+    let mut r: u32 = 0;
+    for &c in name.as_bytes() {
+        r = (r << 7) ^ (r >> 24);
+        r ^= c as u32;
+    }
+    r ^ (r << 12)
+}
+
+/// Flattens fields the way Haiku's `BMessage::Flatten` does (format
+/// `HMF1`, `what` 0, a 5-bucket name hash table chained in field order):
+/// byte-identical to the repository info Haiku's `package_repo` writes.
+pub fn flatten(fields: &[OutField<'_>]) -> Vec<u8> {
+    const HASH_TABLE_SIZE: usize = 5;
+    const FIELD_FLAG_VALID: u16 = 0x0001;
+    let mut table = [-1i32; HASH_TABLE_SIZE];
+    let mut next = vec![-1i32; fields.len()];
+    let mut data = Vec::new();
+    let mut headers = Vec::new();
+    for (i, f) in fields.iter().enumerate() {
+        // Chain at the tail of the name's bucket.
+        let bucket = hash_name(f.name) as usize % HASH_TABLE_SIZE;
+        if table[bucket] < 0 {
+            table[bucket] = i as i32;
+        } else {
+            let mut at = table[bucket] as usize;
+            while next[at] >= 0 {
+                at = next[at] as usize;
+            }
+            next[at] = i as i32;
+        }
+        let offset = data.len() as u32;
+        data.extend_from_slice(f.name.as_bytes());
+        data.push(0);
+        let start = data.len();
+        for item in &f.items {
+            if !f.fixed_size {
+                data.extend_from_slice(&(item.len() as u32).to_le_bytes());
+            }
+            data.extend_from_slice(item);
+        }
+        let flags = FIELD_FLAG_VALID
+            | if f.fixed_size {
+                FIELD_FLAG_FIXED_SIZE
+            } else {
+                0
+            };
+        headers.push((
+            flags,
+            (f.name.len() + 1) as u16,
+            f.type_code,
+            f.items.len() as u32,
+            (data.len() - start) as u32,
+            offset,
+        ));
+    }
+    let mut out =
+        Vec::with_capacity(HEADER_FIXED + 4 * HASH_TABLE_SIZE + 24 * fields.len() + data.len());
+    out.extend_from_slice(&FORMAT.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes()); // what
+    out.extend_from_slice(&1u32.to_le_bytes()); // flags: valid
+    for _ in 0..6 {
+        out.extend_from_slice(&(-1i32).to_le_bytes());
+    }
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(fields.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(HASH_TABLE_SIZE as u32).to_le_bytes());
+    for t in table {
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    for (i, (flags, name_len, type_code, count, size, offset)) in headers.into_iter().enumerate() {
+        out.extend_from_slice(&flags.to_le_bytes());
+        out.extend_from_slice(&name_len.to_le_bytes());
+        out.extend_from_slice(&type_code.to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&size.to_le_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&next[i].to_le_bytes());
+    }
+    out.extend_from_slice(&data);
+    out
+}

@@ -308,6 +308,25 @@ impl PackageHeader {
 }
 
 impl RepoHeader {
+    /// Serialises the header; `reserved1` is written as 0.
+    pub fn to_bytes(&self) -> [u8; HPKR_HEADER_SIZE] {
+        let mut b = [0u8; HPKR_HEADER_SIZE];
+        b[0..4].copy_from_slice(&HPKR_MAGIC);
+        b[4..6].copy_from_slice(&self.header_size.to_be_bytes());
+        b[6..8].copy_from_slice(&self.version.to_be_bytes());
+        b[8..16].copy_from_slice(&self.total_size.to_be_bytes());
+        b[16..18].copy_from_slice(&self.minor_version.to_be_bytes());
+        b[18..20].copy_from_slice(&self.heap.compression.raw().to_be_bytes());
+        b[20..24].copy_from_slice(&CHUNK_SIZE.to_be_bytes());
+        b[24..32].copy_from_slice(&self.heap.size_compressed.to_be_bytes());
+        b[32..40].copy_from_slice(&self.heap.size_uncompressed.to_be_bytes());
+        b[40..44].copy_from_slice(&self.info_length.to_be_bytes());
+        b[48..56].copy_from_slice(&self.packages_length.to_be_bytes());
+        b[56..64].copy_from_slice(&self.packages_strings_length.to_be_bytes());
+        b[64..72].copy_from_slice(&self.packages_strings_count.to_be_bytes());
+        b
+    }
+
     /// Parses and validates an HPKR header.
     pub fn parse(b: &[u8], file_size: u64) -> Result<Self> {
         if b.len() < HPKR_HEADER_SIZE {

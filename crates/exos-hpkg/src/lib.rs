@@ -30,6 +30,7 @@ pub mod heap;
 pub mod info;
 pub mod package;
 pub mod repo;
+pub mod repo_writer;
 pub mod toc;
 pub mod tree;
 pub mod writer;

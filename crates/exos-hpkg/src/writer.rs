@@ -68,7 +68,7 @@ impl BuildOptions {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let ok = match self.compression {
             Compression::None => true,
             Compression::Zlib => (1..=9).contains(&self.level),

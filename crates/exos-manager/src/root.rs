@@ -265,9 +265,19 @@ impl Root {
     pub fn switch(&self, target: Vec<StateEntry>, new: &[NewPackage], change: &str) -> Result<u64> {
         self.recover()?;
         // 1. New files: copy beside their destination, sync, into the store.
+        // Downloads (already in the root's cache, on the same file system,
+        // checked by hash) are renamed instead, and synced together.
+        let cache = self.layout.cache_dir();
+        let mut renamed = false;
         for p in new {
             let stored = self.layout.stored(&p.sha256);
             if stored.exists() {
+                continue;
+            }
+            if p.source.parent() == Some(cache.as_path()) && p.source.is_file() {
+                fs::rename(&p.source, &stored).at(&stored)?;
+                renamed = true;
+                crash_point();
                 continue;
             }
             let tmp = self
@@ -295,6 +305,14 @@ impl Root {
             }
             fs::rename(&tmp, &stored).at(&stored)?;
             crash_point();
+        }
+        if renamed {
+            // One flush for all renamed downloads' data (they were written
+            // without a sync each); the directory sync below makes the
+            // renames durable.
+            let store = self.layout.store_dir();
+            let d = File::open(&store).at(&store)?;
+            rustix::fs::syncfs(&d).map_err(|e| Error::Io(store.display().to_string(), e.into()))?;
         }
         fsync_dir(&self.layout.store_dir())?;
         // Their signatures, under their SHA-256 (before the commit, so a

@@ -433,8 +433,12 @@ impl Client {
     ) -> Result<PathBuf, RepoError> {
         let dest = self.cached(p);
         if dest.is_file() {
-            progress(p.size);
-            return Ok(dest);
+            // A cached file counts only if it still is what the index says.
+            if Sha256::of_file(&dest).map_err(|e| io(&dest, e))? == p.sha256 {
+                progress(p.size);
+                return Ok(dest);
+            }
+            std::fs::remove_file(&dest).map_err(|e| io(&dest, e))?;
         }
         let dir = self.cache_dir();
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;

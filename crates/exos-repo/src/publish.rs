@@ -33,6 +33,47 @@ impl Default for Lifetimes {
     }
 }
 
+/// How the repository describes itself to Haiku's tools (the HPKR's
+/// repository info). Empty fields get defaults from the directory name.
+#[derive(Debug, Clone, Default)]
+pub struct HaikuInfo {
+    pub name: String,
+    pub vendor: String,
+    pub summary: String,
+    /// `baseUrl`: where Haiku's package kit fetches packages from.
+    pub base_url: String,
+    pub identifier: String,
+    pub priority: u8,
+    pub architecture: Option<exos_hpkg::Architecture>,
+}
+
+/// The driver-settings text of `repo.info`, which Haiku serves beside `repo`.
+fn repo_info_text(i: &exos_hpkg::RepositoryInfo) -> String {
+    let q = |v: &str| {
+        if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '#') {
+            format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+        } else {
+            v.to_string()
+        }
+    };
+    let mut s = format!(
+        "name {}\nvendor {}\nsummary {}\npriority {}\n",
+        q(&i.name),
+        q(&i.vendor),
+        q(&i.summary),
+        i.priority
+    );
+    if !i.base_url.is_empty() {
+        s += &format!("baseurl {}\n", q(&i.base_url));
+    }
+    s += &format!(
+        "identifier {}\narchitecture {}\n",
+        q(&i.identifier),
+        i.architecture.name()
+    );
+    s
+}
+
 /// What `exos repo index` wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct Published {
@@ -104,8 +145,14 @@ fn root_for(dir: &Path, key: &SecretKey, life: Lifetimes) -> Result<RootDoc, Rep
 /// Indexes every `*.hpkg` in `dir`: signs packages without a signature,
 /// writes `index.json` (next version) and `timestamp.json` (next version),
 /// and `root.json` when there is none.
-pub fn index(dir: &Path, key: &SecretKey, life: Lifetimes) -> Result<Published, RepoError> {
+pub fn index(
+    dir: &Path,
+    key: &SecretKey,
+    life: Lifetimes,
+    haiku: &HaikuInfo,
+) -> Result<Published, RepoError> {
     root_for(dir, key, life)?;
+    let mut hpkr_packages = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| RepoError::Io(dir.display().to_string(), e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -121,8 +168,13 @@ pub fn index(dir: &Path, key: &SecretKey, life: Lifetimes) -> Result<Published, 
             .unwrap_or_default();
         let pkg = exos_hpkg::Package::open(f)
             .map_err(|e| RepoError::Invalid(format!("{}: {e}", f.display())))?;
+        // Every chunk decompresses: clients trust these bytes by hash and
+        // do not decompress them all again.
+        pkg.verify_data()
+            .map_err(|e| RepoError::Invalid(format!("{}: {e}", f.display())))?;
         let manifest = Manifest::from_package(&pkg)
             .map_err(|e| RepoError::Invalid(format!("{}: {e}", f.display())))?;
+        let info = pkg.info().clone();
         let digest =
             FileDigest::of_file(f).map_err(|e| RepoError::Io(f.display().to_string(), e))?;
         let sig_path = exos_trust::beside(f);
@@ -141,6 +193,7 @@ pub fn index(dir: &Path, key: &SecretKey, life: Lifetimes) -> Result<Published, 
                 .map_err(|e| RepoError::Io(sig_path.display().to_string(), e))?;
             signed_now += 1;
         }
+        hpkr_packages.push((info, digest.sha256.to_string()));
         packages.push(IndexEntry {
             file: name,
             size: digest.size,
@@ -148,6 +201,56 @@ pub fn index(dir: &Path, key: &SecretKey, life: Lifetimes) -> Result<Published, 
             signed: true,
             manifest: manifest.to_json(),
         });
+    }
+    // Haiku's own index of the same packages: `repo` (HPKR, what
+    // `package_repo` and pkgman read), `repo.info`, `repo.sha256`.
+    let dir_name = std::fs::canonicalize(dir)
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "exos".into());
+    let or = |v: &str, d: String| if v.is_empty() { d } else { v.to_string() };
+    let name = or(&haiku.name, dir_name);
+    let repo_info = exos_hpkg::RepositoryInfo {
+        identifier: or(&haiku.identifier, format!("tag:exos,2026:{name}")),
+        vendor: or(
+            &haiku.vendor,
+            hpkr_packages
+                .first()
+                .map(|(i, _)| i.vendor.clone())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "EXOS".into()),
+        ),
+        summary: or(&haiku.summary, format!("{name} (published by exos)")),
+        base_url: haiku.base_url.clone(),
+        priority: if haiku.priority == 0 {
+            1
+        } else {
+            haiku.priority
+        },
+        architecture: haiku
+            .architecture
+            .unwrap_or_else(exos_hpkg::Architecture::host),
+        name,
+        license_names: Vec::new(),
+        license_texts: Vec::new(),
+    };
+    let hpkr = dir.join("repo");
+    exos_hpkg::repo_writer::write_repository(
+        &hpkr,
+        &repo_info,
+        &hpkr_packages,
+        exos_hpkg::BuildOptions::default(),
+    )
+    .map_err(|e| RepoError::Invalid(format!("{}: {e}", hpkr.display())))?;
+    let sha = exos_root::Sha256::of_file(&hpkr)
+        .map_err(|e| RepoError::Io(hpkr.display().to_string(), e))?;
+    for (file, text) in [
+        ("repo.sha256", format!("{sha}\n")),
+        ("repo.info", repo_info_text(&repo_info)),
+    ] {
+        let p = dir.join(file);
+        write_atomically(&p, text.as_bytes())
+            .map_err(|e| RepoError::Io(p.display().to_string(), e))?;
     }
     let previous = |file: &str| -> Result<u64, RepoError> {
         Ok(match read_doc(dir, file)? {

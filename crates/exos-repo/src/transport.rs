@@ -211,8 +211,8 @@ impl Transport {
                 .map_err(|e| io(&dest.display().to_string(), e))?;
             progress(got);
         }
-        out.sync_all()
-            .map_err(|e| io(&dest.display().to_string(), e))?;
+        // Not synced here: the installer renames downloads into its store
+        // and syncs them together before it commits.
         if got < size {
             return Err(RepoError::Network(
                 what,
