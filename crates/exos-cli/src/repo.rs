@@ -49,6 +49,16 @@ pub enum RepoCommand {
         #[arg(long, default_value_t = 1)]
         timestamp_days: u64,
     },
+    /// Replace DIR's root key: a new root.json signed by the old key and the new one (then re-index with the new key).
+    RotateRoot {
+        dir: PathBuf,
+        /// The current root secret key.
+        #[arg(short, long)]
+        key: PathBuf,
+        /// The new secret key (it takes every role).
+        #[arg(long)]
+        new_key: PathBuf,
+    },
     /// Add a repository (file://, a path, http:// or https://), pinning its root key.
     Add {
         name: String,
@@ -176,6 +186,21 @@ pub fn repo(cmd: &RepoCommand, out: Out) -> Result<()> {
                     dir.display(),
                     t.version,
                     exos_repo::utc(t.expires)
+                )
+            })
+        }
+        RepoCommand::RotateRoot { dir, key, new_key } => {
+            let old = exos_trust::read_secret_key(key)?;
+            let new = exos_trust::read_secret_key(new_key)?;
+            let r = exos_repo::publish::rotate_root(dir, &old, &new, Lifetimes::default())?;
+            out.report(&r, |r| {
+                format!(
+                    "{}: root version {} with key {} (now run: exos repo index {} -k {})\n",
+                    dir.display(),
+                    r.version,
+                    new.id,
+                    dir.display(),
+                    new_key.display()
                 )
             })
         }

@@ -619,3 +619,81 @@ fn install_missing_fetches_the_provider_of_a_refused_packages_system_api() {
         assert!(wait_until(|| !pid.exists()));
     }
 }
+
+#[test]
+fn root_key_rotation_is_followed_and_forged_rotations_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let pubdir = w.join("pub");
+    package(w, &pubdir, r#"{"name":"tool","version":"1"}"#, "tool\n");
+    ok(&["key", "generate", "a", "-d", s(w), "-q"]);
+    ok(&["key", "generate", "b", "-d", s(w), "-q"]);
+    ok(&["key", "generate", "c", "-d", s(w), "-q"]);
+    let key = |n: &str| w.join(format!("{n}.key"));
+    ok(&["repo", "index", "-q", s(&pubdir), "-k", s(&key("a"))]);
+    let r = root(w, "root");
+    ok(&[
+        "repo",
+        "add",
+        "-q",
+        "main",
+        s(&pubdir),
+        "-k",
+        s(&w.join("a.pub")),
+        "-r",
+        s(&r),
+    ]);
+    // Only the root key may rotate; the new key then signs the index.
+    fails(
+        &[
+            "repo",
+            "rotate-root",
+            s(&pubdir),
+            "-k",
+            s(&key("b")),
+            "--new-key",
+            s(&key("c")),
+        ],
+        "is not its root key",
+    );
+    ok(&[
+        "repo",
+        "rotate-root",
+        "-q",
+        s(&pubdir),
+        "-k",
+        s(&key("a")),
+        "--new-key",
+        s(&key("b")),
+    ]);
+    ok(&["repo", "index", "-q", s(&pubdir), "-k", s(&key("b"))]);
+    ok(&["repo", "refresh", "-q", "-r", s(&r)]);
+    let kept = fs::read_to_string(r.join("system/state/repos/main/root.json")).unwrap();
+    let b_pub = fs::read_to_string(w.join("b.pub")).unwrap();
+    assert!(kept.contains(b_pub.lines().nth(1).unwrap()), "{kept}");
+    assert!(kept.contains("\"version\": 2"), "{kept}");
+    ok(&["install", "-q", "tool", "-r", s(&r)]);
+    // A second rotation whose link is signed by the new key only: refused.
+    ok(&[
+        "repo",
+        "rotate-root",
+        "-q",
+        s(&pubdir),
+        "-k",
+        s(&key("b")),
+        "--new-key",
+        s(&key("c")),
+    ]);
+    ok(&["repo", "index", "-q", s(&pubdir), "-k", s(&key("c"))]);
+    let link = pubdir.join("3.root.json.minisig");
+    let honest = fs::read(&link).unwrap();
+    fs::copy(pubdir.join("3.root.json.new.minisig"), &link).unwrap();
+    fails(&["repo", "refresh", "-r", s(&r)], "3.root.json");
+    // Without the new key's own signature: refused too.
+    fs::write(&link, &honest).unwrap();
+    let own = fs::read(pubdir.join("3.root.json.new.minisig")).unwrap();
+    fs::remove_file(pubdir.join("3.root.json.new.minisig")).unwrap();
+    fails(&["repo", "refresh", "-r", s(&r)], "signed by its own key");
+    fs::write(pubdir.join("3.root.json.new.minisig"), own).unwrap();
+    ok(&["repo", "refresh", "-q", "-r", s(&r)]);
+}

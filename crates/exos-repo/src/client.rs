@@ -303,8 +303,37 @@ impl Client {
     pub fn refresh(&self, name: &str) -> Result<Refreshed, RepoError> {
         let repo = self.repository(name)?;
         let t = self.transport(&repo)?;
-        // 1. Root: a newer one must be signed by a key of the trusted one.
+        // 1. Root: follow the chain of rotations, each version signed by
+        // the previous root's key and by its own new key.
         let mut root = self.trusted_root(name)?;
+        for _ in 0..1024 {
+            let v = root.version + 1;
+            let file = format!("{v}.root.json");
+            let Some(bytes) = t.fetch(&file, MAX_SMALL_DOC)? else {
+                break;
+            };
+            let what = t.location.describe(&file);
+            let sig = t
+                .fetch(
+                    &format!("{file}.minisig"),
+                    exos_trust::minisign::MAX_FILE as u64,
+                )?
+                .ok_or_else(|| RepoError::Untrusted(format!("{what}.minisig: not found")))?;
+            metadata::check_signature(&bytes, &sig, &root.keys.root, &what)?;
+            let next = metadata::parse_root(&bytes, &what)?;
+            let own = t
+                .fetch(&format!("{file}.new.minisig"), exos_trust::minisign::MAX_FILE as u64)?
+                .ok_or_else(|| RepoError::Untrusted(format!("{what}.new.minisig: not found (a new root must also be signed by its own key)")))?;
+            metadata::check_signature(&bytes, &own, &next.keys.root, &what)?;
+            if next.version != v {
+                return Err(RepoError::Untrusted(format!(
+                    "{what}: says version {}, expected {v}",
+                    next.version
+                )));
+            }
+            self.keep(name, "root.json", &bytes)?;
+            root = next;
+        }
         let bytes = self.fetch_signed(&t, "root.json", MAX_SMALL_DOC, &root.keys.root)?;
         let served = metadata::parse_root(&bytes, &t.location.describe("root.json"))?;
         if served.version < root.version {

@@ -307,3 +307,50 @@ pub fn write_timestamp(
     write_doc(dir, "timestamp.json", &ts, key)?;
     Ok(ts)
 }
+
+/// Replaces the repository's root key: a new `root.json` (next version,
+/// `new` in every role) signed by the new key, and the same document as
+/// `VERSION.root.json`, signed by the old root key (`.minisig`) and by the
+/// new one (`.new.minisig`), so clients that trust the old root can follow
+/// the chain. Then re-index with the new key.
+pub fn rotate_root(
+    dir: &Path,
+    old: &SecretKey,
+    new: &SecretKey,
+    life: Lifetimes,
+) -> Result<RootDoc, RepoError> {
+    let path = dir.join("root.json");
+    let bytes = std::fs::read(&path).map_err(|e| RepoError::Io(path.display().to_string(), e))?;
+    let current = metadata::parse_root(&bytes, &path.display().to_string())?;
+    if !current.keys.root.contains(&old.public().to_base64()) {
+        return Err(RepoError::Invalid(format!(
+            "{}: key {} is not its root key",
+            path.display(),
+            old.id
+        )));
+    }
+    let public = new.public().to_base64();
+    let next = RootDoc {
+        kind: ROOT_TYPE.into(),
+        version: current.version + 1,
+        expires: now() + life.root_days * DAY,
+        keys: RoleKeys {
+            root: vec![public.clone()],
+            index: vec![public.clone()],
+            timestamp: vec![public],
+        },
+    };
+    let versioned = format!("{}.root.json", next.version);
+    let (doc, by_old) = metadata::sign_doc(&next, old, &versioned)?;
+    let (_, by_new) = metadata::sign_doc(&next, new, &versioned)?;
+    for (file, text) in [
+        (format!("{versioned}.minisig"), by_old.as_bytes()),
+        (format!("{versioned}.new.minisig"), by_new.as_bytes()),
+        (versioned.clone(), &doc[..]),
+    ] {
+        let p = dir.join(&file);
+        write_atomically(&p, text).map_err(|e| RepoError::Io(p.display().to_string(), e))?;
+    }
+    write_doc(dir, "root.json", &next, new)?;
+    Ok(next)
+}
