@@ -673,6 +673,15 @@ fn root_key_rotation_is_followed_and_forged_rotations_are_refused() {
     assert!(kept.contains(b_pub.lines().nth(1).unwrap()), "{kept}");
     assert!(kept.contains("\"version\": 2"), "{kept}");
     ok(&["install", "-q", "tool", "-r", s(&r)]);
+    // A newer release published: `exos upgrade` without -a takes it from
+    // the repository once refreshed.
+    package(w, &pubdir, r#"{"name":"tool","version":"2"}"#, "tool 2\n");
+    ok(&["repo", "index", "-q", s(&pubdir), "-k", s(&key("b"))]);
+    assert!(ok(&["upgrade", "-r", s(&r)]).contains("Nothing to do"));
+    ok(&["repo", "refresh", "-q", "-r", s(&r)]);
+    let up = ok(&["upgrade", "-r", s(&r)]);
+    assert!(up.contains("upgrade   tool 1 -> 2"), "{up}");
+    assert!(state(&r).contains("tool-2.hpkg"));
     // A second rotation whose link is signed by the new key only: refused.
     ok(&[
         "repo",
