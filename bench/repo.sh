@@ -10,8 +10,8 @@
 # .debs (and an apt `Packages` index made by dpkg-scanpackages) by one
 # nginx on loopback. Timed, each from cold caches and empty targets:
 #   * exos: `exos install` of every package by name into a fresh root
-#     (refresh, resolve, download 4 at a time, verify size, SHA-256 and
-#     every chunk, install as one state);
+#     (resolve, download 4 at a time, verify size and SHA-256 against the
+#     signed index, install as one state; `repo add` is not timed);
 #   * floor: `curl --parallel` of the same .hpkg files, then `sha256sum`;
 #   * apt: `apt-get download` of the same .debs from the apt repository
 #     (own sources list and lists directory; `apt-get update` not timed).
@@ -73,7 +73,7 @@ for deb in "$debs"/*.deb; do deb_names+=("$(dpkg-deb -f "$deb" Package)"); done
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-declare -a t_exos t_floor t_apt
+declare -a t_exos t_floor t_apt t_curl
 for _ in $(seq "$runs"); do
   rm -rf "$work/r" && "$exos" init -q "$work/r"
   "$exos" repo add -q main "$url/exos" -k "$work/repo.pub" -r "$work/r"
@@ -85,8 +85,9 @@ for _ in $(seq "$runs"); do
   args=(); for n in "${names[@]}"; do args+=(-o "$work/floor/$n.hpkg" "$url/exos/$n.hpkg"); done
   cold; t0=$(now)
   curl -sS --no-progress-meter --parallel --parallel-max 4 "${args[@]}"
+  t_mid=$(now)
   sha256sum "$work/floor"/*.hpkg > /dev/null
-  t1=$(now); t_floor+=("$(echo "$t1 - $t0" | bc -l)")
+  t1=$(now); t_floor+=("$(echo "$t1 - $t0" | bc -l)"); t_curl+=("$(echo "$t_mid - $t0" | bc -l)")
 
   rm -rf "$work/aptdl" && mkdir "$work/aptdl"
   cold; t0=$(now)
@@ -98,8 +99,10 @@ done
 me=$(printf '%s\n' "${t_exos[@]}" | median)
 mf=$(printf '%s\n' "${t_floor[@]}" | median)
 ma=$(printf '%s\n' "${t_apt[@]}" | median)
+mc=$(printf '%s\n' "${t_curl[@]}" | median)
 echo "$count packages ($exos_bytes bytes as exos packages, $deb_bytes bytes as .debs) over loopback nginx, 2 cores, median of $runs runs, cold caches"
 printf '| tool | wall time | vs floor | vs apt-get download |\n|---|---:|---:|---:|\n'
-printf '| exos install (refresh, resolve, download, verify, install) | %.3f s | %.2f× | %.2f× |\n' "$me" "$(echo "$me / $mf" | bc -l)" "$(echo "$me / $ma" | bc -l)"
+printf '| exos install (resolve, download 4 at a time, verify, install as one state) | %.3f s | %.2f× | %.2f× |\n' "$me" "$(echo "$me / $mf" | bc -l)" "$(echo "$me / $ma" | bc -l)"
 printf '| floor: curl --parallel (4) + sha256sum of the same files | %.3f s | 1.00× | %.2f× |\n' "$mf" "$(echo "$mf / $ma" | bc -l)"
+printf '| curl --parallel (4) alone, no hash | %.3f s | %.2f× | %.2f× |\n' "$mc" "$(echo "$mc / $mf" | bc -l)" "$(echo "$mc / $ma" | bc -l)"
 printf '| apt-get download of the same .debs (no install) | %.3f s | %.2f× | 1.00× |\n' "$ma" "$(echo "$ma / $mf" | bc -l)"

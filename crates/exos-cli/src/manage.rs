@@ -148,8 +148,8 @@ pub fn change(args: &ChangeArgs, request: Request, out: Out) -> Result<()> {
     }
     plan.check_consent(yes, args.force)?;
     if !plan.downloads.is_empty() {
-        crate::repo::download(path, &plan.downloads, out)?;
-        plan.admit_downloads(&root)?;
+        let digests = crate::repo::download(path, &plan.downloads, out)?;
+        plan.admit_downloads(&root, &digests)?;
     }
     let n = root.commit(&plan)?;
     let report = ChangeReport {

@@ -324,7 +324,11 @@ pub fn remote_candidates(root: &Path) -> Result<Vec<Remote>> {
 
 /// Downloads the plan's remote packages, several at once, with a progress
 /// bar on a terminal; each is checked (size, SHA-256) before it counts.
-pub fn download(root: &Path, downloads: &[Remote], out: Out) -> Result<()> {
+pub fn download(
+    root: &Path,
+    downloads: &[Remote],
+    out: Out,
+) -> Result<Vec<exos_trust::FileDigest>> {
     use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
     use rayon::prelude::*;
     let client = Client::new(root);
@@ -345,7 +349,7 @@ pub fn download(root: &Path, downloads: &[Remote], out: Out) -> Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(downloads.len().clamp(1, 4))
         .build()?;
-    let results: Vec<Result<()>> = pool.install(|| {
+    let results: Vec<Result<exos_trust::FileDigest>> = pool.install(|| {
         downloads
             .par_iter()
             .map(|d| {
@@ -354,24 +358,22 @@ pub fn download(root: &Path, downloads: &[Remote], out: Out) -> Result<()> {
                     .find(|p| p.sha256 == d.sha256 && p.repository == d.origin)
                     .ok_or_else(|| anyhow::anyhow!("{}: no longer in {}", d.file, d.origin))?;
                 let done = std::sync::atomic::AtomicU64::new(0);
-                client.download(p, &|n| {
+                let (_, digest) = client.download(p, &|n| {
                     let before = done.swap(n, std::sync::atomic::Ordering::Relaxed);
                     if n >= before {
                         bar.inc(n - before);
                     }
                 })?;
-                Ok(())
+                Ok(digest)
             })
             .collect()
     });
     bar.finish_and_clear();
-    for r in results {
-        r?;
-    }
+    let digests = results.into_iter().collect::<Result<Vec<_>>>()?;
     out.note(format_args!(
         "downloaded {} packages ({})",
         downloads.len(),
         bytes(total)
     ));
-    Ok(())
+    Ok(digests)
 }

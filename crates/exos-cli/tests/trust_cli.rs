@@ -459,3 +459,45 @@ fn hostile_trust_files_are_refused_with_the_file_and_the_rule() {
     assert_eq!(o.status.code(), Some(3));
     assert!(text(&o.stderr).contains("k.pub"), "{}", text(&o.stderr));
 }
+
+#[test]
+fn signatures_are_kept_under_policy_any_so_a_later_signed_policy_keeps_packages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let root = w.join("root");
+    ok(&["init", s(&root)]);
+    let (lib, _) = two_packages(w);
+    ok(&["key", "generate", "rel", "-d", s(w), "-q"]);
+    ok(&["trust", "add", s(&w.join("rel.pub")), "-r", s(&root), "-q"]);
+    ok(&["sign", "-q", s(&lib), "-k", s(&w.join("rel.key"))]);
+    // Policy `any`: taken, and its good signature kept all the same.
+    ok(&["install", "-q", "-r", s(&root), s(&lib)]);
+    let kept = root
+        .join("system/state/signatures")
+        .join(format!("{}.minisig", sha256(&lib)));
+    assert!(
+        kept.is_file(),
+        "the signature was not kept under policy any"
+    );
+    ok(&["trust", "policy", "system", "signed", "-r", s(&root), "-q"]);
+    if !fuse_available() {
+        return;
+    }
+    let mnt = w.join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    let pid = w.join("pid");
+    ok(&[
+        "mount",
+        "-q",
+        "--daemon",
+        "--pid-file",
+        s(&pid),
+        s(&root),
+        s(&mnt),
+    ]);
+    let st: serde_json::Value = serde_json::from_str(&ok(&["status", "--json", s(&mnt)])).unwrap();
+    ok(&["unmount", s(&mnt)]);
+    assert!(wait_until(|| !pid.exists()));
+    assert_eq!(st["refused"].as_array().unwrap().len(), 0, "{st}");
+    assert!(st["layers"]["system"][0]["signed_by"].is_string(), "{st}");
+}

@@ -60,13 +60,15 @@ impl Plan {
     /// that each is the package the index named; records the signatures
     /// accepted. Call after downloading [`Plan::downloads`], before
     /// [`Root::commit`].
-    pub fn admit_downloads(&mut self, root: &Root) -> Result<()> {
+    /// `digests`: each download's digests, computed as it arrived.
+    pub fn admit_downloads(&mut self, root: &Root, digests: &[FileDigest]) -> Result<()> {
         let trust = TrustStore::read(&root.layout)?;
         for r in &self.downloads {
+            let known = digests.iter().find(|d| d.sha256 == r.sha256).copied();
             let Some(n) = self.new.iter_mut().find(|n| n.source == r.cached) else {
                 continue;
             };
-            let k = offer_checked(&r.cached, n.layer, &trust, false)?;
+            let k = offer_checked(&r.cached, n.layer, &trust, false, known)?;
             let got = k.new.expect("offer makes a new package");
             if got.sha256 != r.sha256
                 || k.manifest.name != r.manifest.name
@@ -248,17 +250,19 @@ fn signature_for(
 
 /// Opens, verifies and describes a package file offered for installation.
 fn offer(path: &Path, layer: Layer, trust: &TrustStore) -> Result<Known> {
-    offer_checked(path, layer, trust, true)
+    offer_checked(path, layer, trust, true, None)
 }
 
 /// `verify_data`: decompress every chunk. Skipped only for downloads whose
 /// SHA-256 matched a signed index entry: `exos repo index` verified those
-/// exact bytes before signing.
+/// exact bytes before signing. `known`: the digests of a download,
+/// computed as it arrived (the file is not read again for them).
 fn offer_checked(
     path: &Path,
     layer: Layer,
     trust: &TrustStore,
     verify_data: bool,
+    known: Option<FileDigest>,
 ) -> Result<Known> {
     let pkg = Package::open(path)?;
     // Every chunk must decompress: a package with corrupt data would
@@ -274,18 +278,28 @@ fn offer_checked(
     }
     let manifest = Manifest::from_package(&pkg)?;
     // The BLAKE2b digest a signature covers only when one must be checked.
-    let (sha256, size, signature) = if trust.requires_signature(layer) {
-        let digest =
-            FileDigest::of_file(path).map_err(|e| Error::Io(path.display().to_string(), e))?;
-        let signature = signature_for(path, layer, trust, &digest)?;
-        (digest.sha256, digest.size, signature)
-    } else {
-        let sha = exos_root::Sha256::of_file(path)
-            .map_err(|e| Error::Io(path.display().to_string(), e))?;
-        let size = std::fs::metadata(path)
-            .map_err(|e| Error::Io(path.display().to_string(), e))?
-            .len();
-        (sha, size, None)
+    // A signature beside the file is checked (and kept when a key trusted
+    // for the layer made it) whatever the policy, so turning a layer's
+    // policy to `signed` later keeps what was installed signed; the
+    // BLAKE2b digest it covers is computed only then.
+    let has_signature = exos_trust::beside(path).exists();
+    let digest = match known {
+        Some(d) => Some(d),
+        None if has_signature || trust.requires_signature(layer) => {
+            Some(FileDigest::of_file(path).map_err(|e| Error::Io(path.display().to_string(), e))?)
+        }
+        None => None,
+    };
+    let (sha256, size, signature) = match digest {
+        Some(d) => (d.sha256, d.size, signature_for(path, layer, trust, &d)?),
+        None => {
+            let sha = exos_root::Sha256::of_file(path)
+                .map_err(|e| Error::Io(path.display().to_string(), e))?;
+            let size = std::fs::metadata(path)
+                .map_err(|e| Error::Io(path.display().to_string(), e))?
+                .len();
+            (sha, size, None)
+        }
     };
     let file = path
         .file_name()

@@ -455,17 +455,19 @@ impl Client {
 
     /// Downloads a package into the cache (resuming a partial download),
     /// checks its size and SHA-256, and fetches its signature if published.
+    /// Returns the file and its digests.
     pub fn download(
         &self,
         p: &RemotePackage,
         progress: &dyn Fn(u64),
-    ) -> Result<PathBuf, RepoError> {
+    ) -> Result<(PathBuf, exos_trust::FileDigest), RepoError> {
         let dest = self.cached(p);
         if dest.is_file() {
             // A cached file counts only if it still is what the index says.
-            if Sha256::of_file(&dest).map_err(|e| io(&dest, e))? == p.sha256 {
+            let d = exos_trust::FileDigest::of_file(&dest).map_err(|e| io(&dest, e))?;
+            if d.sha256 == p.sha256 {
                 progress(p.size);
-                return Ok(dest);
+                return Ok((dest, d));
             }
             std::fs::remove_file(&dest).map_err(|e| io(&dest, e))?;
         }
@@ -474,8 +476,8 @@ impl Client {
         let repo = self.repository(&p.repository)?;
         let t = self.transport(&repo)?;
         let part = dir.join(format!("{}.hpkg.part", p.sha256));
-        t.download(&p.file, p.size, &part, progress)?;
-        let got = Sha256::of_file(&part).map_err(|e| io(&part, e))?;
+        let digest = t.download(&p.file, p.size, &part, progress)?;
+        let got = digest.sha256;
         if got != p.sha256 {
             let _ = std::fs::remove_file(&part);
             return Err(RepoError::Untrusted(format!(
@@ -492,6 +494,6 @@ impl Client {
             }
         }
         std::fs::rename(&part, &dest).map_err(|e| io(&dest, e))?;
-        Ok(dest)
+        Ok((dest, digest))
     }
 }

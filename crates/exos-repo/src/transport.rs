@@ -9,6 +9,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use exos_root::Sha256;
+use exos_trust::{Blake2b512Digest, FileDigest};
+
 use crate::RepoError;
 
 /// How long to wait for a connection and for each response.
@@ -127,13 +130,16 @@ impl Transport {
 
     /// Downloads `file` of exactly `size` bytes into `dest`, resuming from
     /// what `dest` already holds. Calls `progress` with bytes received.
+    /// Returns the digests of the whole file (SHA-256, and the BLAKE2b-512
+    /// a signature covers), computed as it arrives.
     pub fn download(
         &self,
         file: &str,
         size: u64,
         dest: &Path,
         progress: &dyn Fn(u64),
-    ) -> Result<(), RepoError> {
+    ) -> Result<FileDigest, RepoError> {
+        use blake2::Digest as _;
         let what = self.location.describe(file);
         let have = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
         if have > size {
@@ -141,7 +147,7 @@ impl Transport {
             return self.download(file, size, dest, progress);
         }
         if have == size {
-            return Ok(());
+            return FileDigest::of_file(dest).map_err(|e| io(&dest.display().to_string(), e));
         }
         let (reader, append): (Box<dyn Read>, bool) = match &self.location {
             Location::Dir(d) => {
@@ -179,6 +185,25 @@ impl Transport {
             .open(dest)
             .map_err(|e| io(&dest.display().to_string(), e))?;
         let start = if append { have } else { 0 };
+        let mut sha = sha2::Sha256::new();
+        let mut b2 = blake2::Blake2b512::new();
+        if append {
+            // The part already here, hashed once more.
+            let mut prefix = File::open(dest).map_err(|e| io(&dest.display().to_string(), e))?;
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut left = have;
+            while left > 0 {
+                let n = prefix
+                    .read(&mut buf[..left.min(256 * 1024) as usize])
+                    .map_err(|e| io(&dest.display().to_string(), e))?;
+                if n == 0 {
+                    break;
+                }
+                sha.update(&buf[..n]);
+                b2.update(&buf[..n]);
+                left -= n as u64;
+            }
+        }
         progress(start);
         // Never more than the index says: a server sending more is cut off.
         let mut limited = reader.take(size - start + 1);
@@ -209,6 +234,8 @@ impl Transport {
             }
             out.write_all(&buf[..n])
                 .map_err(|e| io(&dest.display().to_string(), e))?;
+            sha.update(&buf[..n]);
+            b2.update(&buf[..n]);
             progress(got);
         }
         // Not synced here: the installer renames downloads into its store
@@ -219,6 +246,10 @@ impl Transport {
                 format!("the connection ended after {got} of {size} bytes (run the command again to resume)"),
             ));
         }
-        Ok(())
+        Ok(FileDigest {
+            sha256: Sha256(sha.finalize().into()),
+            blake2b: Blake2b512Digest(b2.finalize().into()),
+            size,
+        })
     }
 }

@@ -92,7 +92,8 @@ impl FileDigest {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Policy {
-    /// Any package; a signature is not needed (nor checked).
+    /// Any package; a signature is not needed (one that is present is
+    /// checked at install and kept if a trusted key made it).
     #[default]
     Any,
     /// Only packages signed by a key trusted for the layer.
