@@ -305,7 +305,37 @@ fn killed_at_every_step_and_at_random_the_root_stays_consistent() {
     ok(&["install", "-r", s(&template), s(&p.app), s(&p.lib10)]);
     ok(&["install", "-r", s(&template), "-l", "user", s(&p.tool)]);
     let new_dir = p.lib11.parent().unwrap().to_path_buf();
+    // A repository (file://) with one more package, for install by name:
+    // downloads are renamed from the cache into the store.
+    let pubdir = tmp.path().join("pub");
+    package(
+        tmp.path(),
+        &pubdir,
+        r#"{"name":"extra","version":"1"}"#,
+        "extra\n",
+    );
+    ok(&["key", "generate", "repo", "-d", s(tmp.path()), "-q"]);
+    ok(&[
+        "repo",
+        "index",
+        "-q",
+        s(&pubdir),
+        "-k",
+        s(&tmp.path().join("repo.key")),
+    ]);
+    ok(&[
+        "repo",
+        "add",
+        "-q",
+        "main",
+        s(&pubdir),
+        "-k",
+        s(&tmp.path().join("repo.pub")),
+        "-r",
+        s(&template),
+    ]);
     let ops: Vec<(&str, Vec<String>)> = vec![
+        ("install-by-name", vec!["install".into(), "extra".into()]),
         (
             "upgrade",
             vec![

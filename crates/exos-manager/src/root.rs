@@ -268,15 +268,25 @@ impl Root {
         // Downloads (already in the root's cache, on the same file system,
         // checked by hash) are renamed instead, and synced together.
         let cache = self.layout.cache_dir();
-        let mut renamed = false;
+        let from_cache = |p: &NewPackage| {
+            p.source.parent() == Some(cache.as_path())
+                && p.source.is_file()
+                && !self.layout.stored(&p.sha256).exists()
+        };
+        if new.iter().any(from_cache) {
+            // One flush for every download's data (written without a sync
+            // each), before any of them enters the store: a file in the
+            // store is always durable.
+            let d = File::open(&cache).at(&cache)?;
+            rustix::fs::syncfs(&d).map_err(|e| Error::Io(cache.display().to_string(), e.into()))?;
+        }
         for p in new {
             let stored = self.layout.stored(&p.sha256);
             if stored.exists() {
                 continue;
             }
-            if p.source.parent() == Some(cache.as_path()) && p.source.is_file() {
+            if from_cache(p) {
                 fs::rename(&p.source, &stored).at(&stored)?;
-                renamed = true;
                 crash_point();
                 continue;
             }
@@ -305,14 +315,6 @@ impl Root {
             }
             fs::rename(&tmp, &stored).at(&stored)?;
             crash_point();
-        }
-        if renamed {
-            // One flush for all renamed downloads' data (they were written
-            // without a sync each); the directory sync below makes the
-            // renames durable.
-            let store = self.layout.store_dir();
-            let d = File::open(&store).at(&store)?;
-            rustix::fs::syncfs(&d).map_err(|e| Error::Io(store.display().to_string(), e.into()))?;
         }
         fsync_dir(&self.layout.store_dir())?;
         // Their signatures, under their SHA-256 (before the commit, so a
