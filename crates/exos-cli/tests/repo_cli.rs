@@ -706,3 +706,24 @@ fn root_key_rotation_is_followed_and_forged_rotations_are_refused() {
     fs::write(pubdir.join("3.root.json.new.minisig"), own).unwrap();
     ok(&["repo", "refresh", "-q", "-r", s(&r)]);
 }
+
+#[test]
+fn a_crafted_repos_json_is_refused_naming_the_file_and_the_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = root(tmp.path(), "root");
+    let f = r.join("system/state/repos.json");
+    let key = "RWTrvJ5nUVefS8GDm+cxlrfgprg7bcqmnYmQwdgv1R7MqLAUlZr3Y7la";
+    let cases = [
+        (format!("{{\"repositories\": [{{\"name\": \"../x\", \"url\": \"/tmp\", \"root_key\": \"{key}\"}}]}}"), "repository name"),
+        (format!("{{\"repositories\": [{{\"name\": \"a\", \"url\": \"gopher://x\", \"root_key\": \"{key}\"}}]}}"), "unsupported URL"),
+        ("{\"repositories\": [{\"name\": \"a\", \"url\": \"/tmp\", \"root_key\": \"nope\"}]}".to_string(), "root key"),
+        (format!("{{\"repositories\": [{{\"name\": \"a\", \"url\": \"/t\", \"root_key\": \"{key}\"}}, {{\"name\": \"a\", \"url\": \"/t\", \"root_key\": \"{key}\"}}]}}"), "listed twice"),
+        ("[1, 2, 3]".to_string(), "invalid type"),
+        (format!("{{\"repositories\": [], \"pad\": \"{}\"}}", "x".repeat(2 << 20)), "larger than"),
+    ];
+    for (text, rule) in cases {
+        fs::write(&f, text).unwrap();
+        let err = fails(&["repo", "list", "-r", s(&r)], rule);
+        assert!(err.contains("repos.json"), "{err}");
+    }
+}

@@ -34,6 +34,29 @@ pub struct RepoConfig {
     pub repositories: Vec<Repository>,
 }
 
+impl RepoConfig {
+    /// Parses `repos.json`; `file` names it in errors. Names must be valid
+    /// and unique, URLs supported, root keys real keys.
+    pub fn parse(bytes: &[u8], file: &str) -> Result<RepoConfig, RepoError> {
+        let c: RepoConfig = serde_json::from_slice(bytes)
+            .map_err(|e| RepoError::Invalid(format!("{file}: {e}")))?;
+        for (i, r) in c.repositories.iter().enumerate() {
+            check_name(&r.name).map_err(|e| RepoError::Invalid(format!("{file}: {e}")))?;
+            if c.repositories[..i].iter().any(|o| o.name == r.name) {
+                return Err(RepoError::Invalid(format!(
+                    "{file}: repository {:?} is listed twice",
+                    r.name
+                )));
+            }
+            Location::parse(&r.url).map_err(|e| RepoError::Invalid(format!("{file}: {e}")))?;
+            PublicKey::parse(r.root_key.as_bytes()).map_err(|e| {
+                RepoError::Invalid(format!("{file}: repository {:?}: root key: {e}", r.name))
+            })?;
+        }
+        Ok(c)
+    }
+}
+
 /// A package a repository offers.
 #[derive(Debug, Clone)]
 pub struct RemotePackage {
@@ -134,8 +157,7 @@ impl Client {
             Ok(_) => {}
         }
         let bytes = exos_trust::read_bounded(&path, 1 << 20)?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| RepoError::Invalid(format!("{}: {e}", path.display())))
+        RepoConfig::parse(&bytes, &path.display().to_string())
     }
 
     fn write_config(&self, c: &RepoConfig) -> Result<(), RepoError> {
