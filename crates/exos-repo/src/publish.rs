@@ -153,6 +153,7 @@ pub fn index(
 ) -> Result<Published, RepoError> {
     root_for(dir, key, life)?;
     let mut hpkr_packages = Vec::new();
+    let mut haiku_names: Vec<(PathBuf, String)> = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| RepoError::Io(dir.display().to_string(), e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -193,6 +194,7 @@ pub fn index(
                 .map_err(|e| RepoError::Io(sig_path.display().to_string(), e))?;
             signed_now += 1;
         }
+        haiku_names.push((f.clone(), info.canonical_file_name()));
         hpkr_packages.push((info, digest.sha256.to_string()));
         packages.push(IndexEntry {
             file: name,
@@ -234,6 +236,35 @@ pub fn index(
         license_names: Vec::new(),
         license_texts: Vec::new(),
     };
+    // Haiku's package kit fetches `<baseUrl>/packages/<canonical name>`:
+    // hard links to the published files, made afresh each time.
+    let links = dir.join("packages");
+    if links.is_dir() {
+        for e in
+            std::fs::read_dir(&links).map_err(|e| RepoError::Io(links.display().to_string(), e))?
+        {
+            let e = e.map_err(|e| RepoError::Io(links.display().to_string(), e))?;
+            if e.file_name().to_string_lossy().ends_with(".hpkg") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    } else {
+        std::fs::create_dir_all(&links)
+            .map_err(|e| RepoError::Io(links.display().to_string(), e))?;
+    }
+    for (file, canonical) in &haiku_names {
+        if canonical.contains('/') || canonical.starts_with('.') {
+            continue;
+        }
+        let to = links.join(canonical);
+        if to.exists() {
+            // Two files of the same package name and version: the first wins.
+            continue;
+        }
+        std::fs::hard_link(file, &to)
+            .or_else(|_| std::fs::copy(file, &to).map(|_| ()))
+            .map_err(|e| RepoError::Io(to.display().to_string(), e))?;
+    }
     let hpkr = dir.join("repo");
     exos_hpkg::repo_writer::write_repository(
         &hpkr,
