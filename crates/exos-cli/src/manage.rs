@@ -120,7 +120,7 @@ pub fn change(args: &ChangeArgs, request: Request, out: Out) -> Result<()> {
     let mut plan = tx.plan(&root).map_err(|e| match e {
         exos_manager::Error::Unsatisfiable(_) => anyhow::Error::new(e).context(format!(
             "refusing to {} (--force to do it anyway)",
-            describe(&tx.request)
+            tx.request.describe()
         )),
         e => e.into(),
     })?;
@@ -217,30 +217,6 @@ pub fn install_missing(args: &ChangeArgs, layer: exos_root::Layer, out: Out) -> 
 #[derive(Serialize)]
 pub struct ChangeReportEmpty {
     pub missing: Vec<String>,
-}
-
-fn describe(r: &Request) -> String {
-    match r {
-        Request::Install { files, .. } => format!(
-            "install {}",
-            files
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Request::Remove { names } => format!("remove {}", names.join(", ")),
-        Request::InstallNames { names, .. } => format!(
-            "install {}",
-            names
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Request::Upgrade { names, .. } if names.is_empty() => "upgrade".into(),
-        Request::Upgrade { names, .. } => format!("upgrade {}", names.join(", ")),
-    }
 }
 
 /// A plan for people: the resolver's changes, then the files.

@@ -36,6 +36,28 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// One line saying what was asked (files as given, names as written).
+    pub fn describe(&self) -> String {
+        let join = |v: Vec<String>| v.join(", ");
+        match self {
+            Request::Install { files, .. } => format!(
+                "install {}",
+                join(files.iter().map(|f| f.display().to_string()).collect())
+            ),
+            Request::InstallNames { names, .. } => {
+                format!(
+                    "install {}",
+                    join(names.iter().map(|d| d.to_string()).collect())
+                )
+            }
+            Request::Remove { names } => format!("remove {}", names.join(", ")),
+            Request::Upgrade { names, .. } if names.is_empty() => "upgrade".into(),
+            Request::Upgrade { names, .. } => format!("upgrade {}", names.join(", ")),
+        }
+    }
+}
+
 /// A package a repository offers: known by its signed index entry, not yet
 /// downloaded. A plan that chooses it names it in [`Plan::downloads`]; the
 /// front end downloads it to `cached` and calls [`Plan::admit_downloads`]
@@ -361,17 +383,7 @@ impl Transaction {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            Request::Remove { names } => format!("remove {}", names.join(", ")),
-            Request::InstallNames { names, .. } => format!(
-                "install {}",
-                names
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Request::Upgrade { names, .. } if names.is_empty() => "upgrade".into(),
-            Request::Upgrade { names, .. } => format!("upgrade {}", names.join(", ")),
+            r => r.describe(),
         }
     }
 

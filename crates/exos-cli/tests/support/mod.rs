@@ -135,3 +135,18 @@ pub fn hostile(dir: &Path, name: &str) -> PathBuf {
     fs::write(&p, &case.bytes).unwrap();
     p
 }
+
+/// Whether an external program a test needs is installed: without it the
+/// test says so loudly and passes, unless CI=true, where it fails
+/// (`.ci/run` installs it).
+pub fn tool_available(path: &str, what: &str) -> bool {
+    let found = Path::new(path).exists();
+    if !found {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "{path} is missing, and CI=true: {what} must not be skipped"
+        );
+        eprintln!("\n!!!!!!!! {path} is not installed: {what} NOT RUN !!!!!!!!\n");
+    }
+    found
+}
