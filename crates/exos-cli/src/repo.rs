@@ -310,7 +310,7 @@ pub fn remote_candidates(root: &Path) -> Result<Vec<Remote>> {
         let file = exos_root::PackageFile::new(p.file.clone())
             .map_err(|e| anyhow::anyhow!("{}: {}: {e}", p.repository, p.file))?;
         out.push(Remote {
-            cached: client.cached(&p),
+            cached: client.cached(&p.sha256),
             manifest: p.manifest,
             file,
             sha256: p.sha256,
@@ -343,7 +343,6 @@ pub fn download(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message(format!("downloading {} packages", downloads.len()));
-    let repos = client.packages()?;
     // Four at a time: enough to hide latency, few enough not to swamp a
     // mirror.
     let pool = rayon::ThreadPoolBuilder::new()
@@ -353,12 +352,15 @@ pub fn download(
         downloads
             .par_iter()
             .map(|d| {
-                let p = repos
-                    .iter()
-                    .find(|p| p.sha256 == d.sha256 && p.repository == d.origin)
-                    .ok_or_else(|| anyhow::anyhow!("{}: no longer in {}", d.file, d.origin))?;
+                let p = exos_repo::RemoteFile {
+                    repository: d.origin.clone(),
+                    file: d.file.as_str().to_string(),
+                    size: d.size,
+                    sha256: d.sha256,
+                    signed: d.signed,
+                };
                 let done = std::sync::atomic::AtomicU64::new(0);
-                let (_, digest) = client.download(p, &|n| {
+                let (_, digest) = client.download(&p, &|n| {
                     let before = done.swap(n, std::sync::atomic::Ordering::Relaxed);
                     if n >= before {
                         bar.inc(n - before);

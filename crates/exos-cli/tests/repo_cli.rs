@@ -195,6 +195,11 @@ fn root(w: &Path, name: &str) -> PathBuf {
     r
 }
 
+/// `exos repo add -q main URL -k PUBLIC -r ROOT`.
+fn add_repo(root: &str, url: &str, public: &str) {
+    ok(&["repo", "add", "-q", "main", url, "-k", public, "-r", root]);
+}
+
 fn state(root: &Path) -> String {
     ok(&["state", "show", "-r", s(root)])
 }
@@ -224,17 +229,7 @@ fn install_by_name_over_http_and_resume_a_dropped_download() {
     let repo = publish(w);
     let nginx = Nginx::serve(&repo.dir);
     let r = root(w, "root");
-    ok(&[
-        "repo",
-        "add",
-        "-q",
-        "main",
-        &nginx.url(),
-        "-k",
-        s(&repo.public),
-        "-r",
-        s(&r),
-    ]);
+    add_repo(s(&r), &nginx.url(), s(&repo.public));
     let listed = ok(&["repo", "list", "-r", s(&r)]);
     assert!(listed.contains(&nginx.url()), "{listed}");
     let found = ok(&["search", "app", "-r", s(&r)]);
@@ -252,17 +247,7 @@ fn install_by_name_over_http_and_resume_a_dropped_download() {
     ok(&["check", "-q", "-r", s(&r)]);
     // A range that nothing satisfies is explained.
     let r2 = root(w, "root2");
-    ok(&[
-        "repo",
-        "add",
-        "-q",
-        "main",
-        &nginx.url(),
-        "-k",
-        s(&repo.public),
-        "-r",
-        s(&r2),
-    ]);
+    add_repo(s(&r2), &nginx.url(), s(&repo.public));
     fails(&["install", "lib>=2", "-r", s(&r2)], "lib");
 
     // A connection dropped mid-download: the command fails and says so;
@@ -270,17 +255,7 @@ fn install_by_name_over_http_and_resume_a_dropped_download() {
     let proxy = dropping_proxy(nginx.port, 1 << 20);
     let r3 = root(w, "root3");
     let url = format!("http://127.0.0.1:{proxy}");
-    ok(&[
-        "repo",
-        "add",
-        "-q",
-        "main",
-        &url,
-        "-k",
-        s(&repo.public),
-        "-r",
-        s(&r3),
-    ]);
+    add_repo(s(&r3), &url, s(&repo.public));
     let before = state(&r3);
     fails(
         &["install", "big", "-r", s(&r3)],
@@ -318,17 +293,7 @@ fn tampered_stale_and_untrusted_repositories_are_refused() {
     let nginx = Nginx::serve(&repo.dir);
     let url = nginx.url();
     let r = root(w, "root");
-    ok(&[
-        "repo",
-        "add",
-        "-q",
-        "main",
-        &url,
-        "-k",
-        s(&repo.public),
-        "-r",
-        s(&r),
-    ]);
+    add_repo(s(&r), &url, s(&repo.public));
     let before = state(&r);
 
     // A corrupted package: refused, nothing placed, state intact, nothing cached.
@@ -558,17 +523,7 @@ fn install_missing_fetches_the_provider_of_a_refused_packages_system_api() {
         "-r",
         s(&r),
     ]);
-    ok(&[
-        "repo",
-        "add",
-        "-q",
-        "main",
-        s(&pubdir),
-        "-k",
-        s(&w.join("repo.pub")),
-        "-r",
-        s(&r),
-    ]);
+    add_repo(s(&r), s(&pubdir), s(&w.join("repo.pub")));
     let mnt = w.join("mnt");
     fs::create_dir_all(&mnt).unwrap();
     let pid = w.join("pid");
@@ -624,17 +579,7 @@ fn root_key_rotation_is_followed_and_forged_rotations_are_refused() {
     let key = |n: &str| w.join(format!("{n}.key"));
     ok(&["repo", "index", "-q", s(&pubdir), "-k", s(&key("a"))]);
     let r = root(w, "root");
-    ok(&[
-        "repo",
-        "add",
-        "-q",
-        "main",
-        s(&pubdir),
-        "-k",
-        s(&w.join("a.pub")),
-        "-r",
-        s(&r),
-    ]);
+    add_repo(s(&r), s(&pubdir), s(&w.join("a.pub")));
     // Only the root key may rotate; the new key then signs the index.
     fails(
         &[

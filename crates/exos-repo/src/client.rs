@@ -68,6 +68,17 @@ pub struct RemotePackage {
     pub manifest: Manifest,
 }
 
+/// Where a package is and what it must be: all a download needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFile {
+    pub repository: String,
+    pub file: String,
+    pub size: u64,
+    pub sha256: Sha256,
+    /// Whether `FILE.minisig` is published beside it.
+    pub signed: bool,
+}
+
 /// What a refresh found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Refreshed {
@@ -471,8 +482,8 @@ impl Client {
     }
 
     /// Where a package is cached once downloaded (and its signature beside it).
-    pub fn cached(&self, p: &RemotePackage) -> PathBuf {
-        self.cache_dir().join(format!("{}.hpkg", p.sha256))
+    pub fn cached(&self, sha256: &Sha256) -> PathBuf {
+        self.cache_dir().join(format!("{sha256}.hpkg"))
     }
 
     /// Downloads a package into the cache (resuming a partial download),
@@ -480,10 +491,10 @@ impl Client {
     /// Returns the file and its digests.
     pub fn download(
         &self,
-        p: &RemotePackage,
+        p: &RemoteFile,
         progress: &dyn Fn(u64),
     ) -> Result<(PathBuf, exos_trust::FileDigest), RepoError> {
-        let dest = self.cached(p);
+        let dest = self.cached(&p.sha256);
         if dest.is_file() {
             // A cached file counts only if it still is what the index says.
             let d = exos_trust::FileDigest::of_file(&dest).map_err(|e| io(&dest, e))?;

@@ -22,7 +22,7 @@ pub mod metadata;
 pub mod publish;
 pub mod transport;
 
-pub use client::{Client, RemotePackage, RepoConfig, Repository};
+pub use client::{Client, RemoteFile, RemotePackage, RepoConfig, Repository};
 pub use transport::{Location, Timeouts, Transport};
 
 #[derive(Debug, thiserror::Error)]
