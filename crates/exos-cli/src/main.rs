@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod apps;
 mod extract;
 mod inspect;
 mod listing;
@@ -23,6 +24,7 @@ mod resolve;
 mod serve;
 mod sources;
 mod trust;
+mod view;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,6 +94,10 @@ enum Command {
     Unmount { mountpoint: PathBuf },
     /// Show what a mount has active and refused, and why.
     Status { mountpoint: PathBuf },
+    /// Run a command, or an app by package name, in a view of a mounted root (own mount namespace).
+    Run(view::RunArgs),
+    /// Open an interactive shell in a view of a mounted root.
+    Shell(view::ViewArgs),
     /// Create an EXOS root: system/, common/, user/ packages, state, data.
     Init { root: PathBuf },
     /// Install package files, or packages by name (`hello`, `'hello>=1.2'`) from the repositories.
@@ -283,6 +289,8 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
         Command::Mount(args) => mount::mount(args, out),
         Command::Unmount { mountpoint } => mount::unmount(mountpoint, out),
         Command::Status { mountpoint } => mount::status(mountpoint, out),
+        Command::Run(args) => view::run(args),
+        Command::Shell(args) => view::shell(args),
         Command::Init { root } => manage::init(root, out),
         Command::Install {
             missing: true,

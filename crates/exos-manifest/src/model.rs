@@ -135,6 +135,19 @@ pub struct Manifest {
     /// something else, needs `--force`. Haiku's `system_package` flag.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub essential: bool,
+    /// Paths (files or directories, relative to the package root) kept out
+    /// of the layers' unions: reachable only through the package's own
+    /// directory, `<layer>/.packages/<name>/PATH` (embedded libraries).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub private: Vec<String>,
+    /// What `exos run NAME` starts, relative to the package root (default
+    /// `bin/NAME`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The version as the package's origin wrote it (e.g. a Debian version
+    /// with its epoch, `1:2.3-4`), when it had to be mapped to a Haiku one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_version: Option<String>,
 }
 
 fn architecture_name<S: serde::Serializer>(a: &Architecture, s: S) -> Result<S::Ok, S::Error> {
@@ -352,6 +365,9 @@ impl Manifest {
             conflicts: info.conflicts.iter().map(dep).collect(),
             replaces: info.replaces.clone(),
             essential: info.flags & exos_hpkg::info::FLAG_SYSTEM_PACKAGE != 0,
+            private: Vec::new(),
+            command: None,
+            original_version: None,
         }
     }
 

@@ -54,6 +54,12 @@ struct Raw<'a> {
     replaces: Vec<Cow<'a, str>>,
     #[serde(default)]
     essential: bool,
+    #[serde(borrow, default)]
+    private: Vec<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    command: Present<'a>,
+    #[serde(borrow, default)]
+    original_version: Present<'a>,
 }
 
 /// An optional string key. Unlike `Option`, `null` is refused: a key is
@@ -221,6 +227,10 @@ pub struct ManifestRef<'a> {
     pub conflicts: Vec<DependencyRef<'a>>,
     pub replaces: Vec<Cow<'a, str>>,
     pub essential: bool,
+    /// Checked relative paths.
+    pub private: Vec<Cow<'a, str>>,
+    pub command: Option<Cow<'a, str>>,
+    pub original_version: Option<Cow<'a, str>>,
     summary: Option<Cow<'a, str>>,
     description: Option<Cow<'a, str>>,
     license: Option<Cow<'a, str>>,
@@ -289,10 +299,35 @@ impl<'a> ManifestRef<'a> {
                 .collect(),
             replaces: self.replaces.iter().map(|r| r.to_string()).collect(),
             essential: self.essential,
+            private: self.private.iter().map(|p| p.to_string()).collect(),
+            command: self.command.as_deref().map(str::to_string),
+            original_version: self.original_version.as_deref().map(str::to_string),
         };
         m.compact();
         m
     }
+}
+
+/// A path inside the package: relative, no `.`/`..`/empty components, at
+/// most 4095 bytes (a trailing `/` is dropped).
+fn relative_path<'a>(key: &Key, s: Cow<'a, str>) -> Result<Cow<'a, str>, Invalid> {
+    let trimmed = s.strip_suffix('/').unwrap_or(&s);
+    let bad = trimmed.is_empty()
+        || trimmed.len() > 4095
+        || trimmed.contains('\0')
+        || trimmed
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        return Err(at(
+            key,
+            format!("{s:?} is not a relative path inside the package (no leading /, no . or .. components)"),
+        ));
+    }
+    Ok(match s {
+        Cow::Borrowed(b) => Cow::Borrowed(b.strip_suffix('/').unwrap_or(b)),
+        Cow::Owned(o) => Cow::Owned(o.strip_suffix('/').unwrap_or(&o).to_string()),
+    })
 }
 
 fn name<'a>(key: &Key, s: Cow<'a, str>) -> Result<Cow<'a, str>, Invalid> {
@@ -501,6 +536,18 @@ fn check(raw: Raw) -> Result<ManifestRef, Invalid> {
         conflicts: list("conflicts", raw.conflicts, dependency)?,
         replaces,
         essential: raw.essential,
+        private: raw
+            .private
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| relative_path(&Key::Index(&Key::Field("private"), i), p))
+            .collect::<Result<Vec<_>, _>>()?,
+        command: raw
+            .command
+            .0
+            .map(|c| relative_path(&Key::Field("command"), c))
+            .transpose()?,
+        original_version: raw.original_version.0,
         summary: raw.summary.0,
         description: raw.description.0,
         license: raw.license.0,

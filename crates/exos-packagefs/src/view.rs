@@ -6,7 +6,8 @@
 //! │   └── .packages/<name>/manifest.json   one per active package
 //! ├── common/            union of the common layer's packages
 //! ├── user/              union of the user layer's packages
-//! ├── merged/            user over common over system
+//! ├── merged/            user over common over system (user processes' view)
+//! ├── merged-system/     common over system (system processes' view)
 //! └── .exos/status.json  active and refused packages, conflicts
 //! ```
 //!
@@ -122,6 +123,12 @@ pub struct View {
 }
 
 pub const ROOT_INO: u64 = 1;
+
+/// The directory holding every layer, `user` over `common` over `system`:
+/// what user processes see.
+pub const MERGED: &str = "merged";
+/// The directory holding `common` over `system`: what system processes see.
+pub const MERGED_SYSTEM: &str = "merged-system";
 const ROOT: u32 = 0;
 
 /// Files at a package's root that are metadata, not content: hidden from
@@ -252,6 +259,15 @@ impl View {
         b.setuid.system = settings.privileges.setuid_from_system && activation.root_only.system;
         for p in activation.all() {
             b.packages.push(Arc::clone(p));
+            let toc = p.package.toc();
+            let mut private: Vec<EntryId> = p
+                .manifest
+                .private
+                .iter()
+                .filter_map(|path| toc.lookup_path(path).map(|e| e.id()))
+                .collect();
+            private.sort_unstable();
+            b.private.push(private);
         }
         let root_name = b.name("");
         let root = b.add_node(ROOT, Source::Dir { name: root_name });
@@ -262,8 +278,10 @@ impl View {
             layer_roots.push(dir);
             b.fill(dir, Tree::Layer(layer));
         }
-        let merged = b.synthetic_dir(ROOT, "merged");
-        b.fill(merged, Tree::Merged);
+        let merged = b.synthetic_dir(ROOT, MERGED);
+        b.fill(merged, Tree::Merged { top: Layer::User });
+        let merged_system = b.synthetic_dir(ROOT, MERGED_SYSTEM);
+        b.fill(merged_system, Tree::Merged { top: Layer::Common });
         let exos = b.synthetic_dir(ROOT, ".exos");
         b.synthetic_file(exos, "status.json", Arc::from(&[][..]));
         b.finish()
@@ -355,8 +373,8 @@ fn resolve(group: &[Candidate]) -> Resolved {
 enum Tree {
     /// One layer's packages (conflicts inside it are reported).
     Layer(Layer),
-    /// All layers, each package ranking by its own.
-    Merged,
+    /// The layers up to `top`, each package ranking by its own.
+    Merged { top: Layer },
 }
 
 /// Priority of an entry for a path: higher wins.
@@ -380,6 +398,8 @@ struct Builder {
     names: Vec<Box<str>>,
     data: Vec<Arc<[u8]>>,
     conflicts: Vec<Conflict>,
+    /// Per package: the entries its manifest keeps private (sorted).
+    private: Vec<Vec<EntryId>>,
 }
 
 /// Keyed 64-bit hash of a pair (SipHash with the mount's secret key).
@@ -401,6 +421,7 @@ impl Builder {
             names: Vec::new(),
             data: Vec::new(),
             conflicts: Vec::new(),
+            private: Vec::new(),
         }
     }
 
@@ -508,7 +529,7 @@ impl Builder {
         let chosen: Vec<u32> = (0..self.packages.len() as u32)
             .filter(|&i| match tree {
                 Tree::Layer(l) => self.packages[i as usize].layer == l,
-                Tree::Merged => true,
+                Tree::Merged { top } => self.packages[i as usize].layer <= top,
             })
             .collect();
         let roots = chosen
@@ -528,7 +549,7 @@ impl Builder {
                 }
             })
             .collect();
-        self.overlay(dir, roots, matches!(tree, Tree::Layer(_)));
+        self.overlay(dir, roots, matches!(tree, Tree::Layer(_)), true);
         self.metadata(dir, &chosen);
     }
 
@@ -566,11 +587,54 @@ impl Builder {
                     }
                 }
             }
+            self.private_paths(d, pkg);
             if !has_manifest {
                 // A Haiku package: show the manifest derived from its attributes.
                 let mut json = serde_json::to_vec_pretty(&p.manifest.to_json()).unwrap_or_default();
                 json.push(b'\n');
                 self.synthetic_file(d, exos_manifest::MANIFEST_FILE, json.into());
+            }
+        }
+    }
+
+    /// A package's private entries under its `.packages/<name>/` directory
+    /// `dir`, at their paths inside the package.
+    fn private_paths(&mut self, dir: u32, pkg: u32) {
+        let p = Arc::clone(&self.packages[pkg as usize]);
+        let toc = p.package.toc();
+        for path in &p.manifest.private {
+            let Some(entry) = toc.lookup_path(path) else {
+                continue;
+            };
+            let mut parent = dir;
+            let parts: Vec<&str> = path.split('/').collect();
+            for part in &parts[..parts.len() - 1] {
+                parent = self.synthetic_dir(parent, part);
+            }
+            if self.index.contains_key(&(parent, entry.name().into())) {
+                continue;
+            }
+            let node = self.add_node(
+                parent,
+                Source::Entry {
+                    pkg,
+                    entry: entry.id(),
+                },
+            );
+            self.index.insert((parent, entry.name().into()), node);
+            if entry.is_dir() {
+                let m = entry.mtime();
+                let source = Candidate {
+                    pkg,
+                    entry: entry.id(),
+                    prio: Priority {
+                        layer: p.layer,
+                        mtime: (m.secs, m.nanos),
+                        order: 0,
+                    },
+                    is_dir: true,
+                };
+                self.overlay(node, vec![source], false, false);
             }
         }
     }
@@ -584,10 +648,17 @@ impl Builder {
     /// (which hides everything below). The outcome does not depend on the
     /// order packages are visited in. With `record_conflicts`, losers inside
     /// a layer are reported.
-    fn overlay(&mut self, dir: u32, sources: Vec<Candidate>, record_conflicts: bool) {
+    fn overlay(
+        &mut self,
+        dir: u32,
+        sources: Vec<Candidate>,
+        record_conflicts: bool,
+        at_package_root: bool,
+    ) {
         let packages = self.packages.clone();
+        let private = std::mem::take(&mut self.private);
         let name_of = |c: &Candidate| packages[c.pkg as usize].package.entry(c.entry).name();
-        let mut stack = vec![(dir, sources, true)];
+        let mut stack = vec![(dir, sources, at_package_root)];
         while let Some((target, sources, at_root)) = stack.pop() {
             let mut candidates = Vec::new();
             for s in &sources {
@@ -598,6 +669,10 @@ impl Builder {
                     // skip them here too, so generated metadata always wins.
                     if at_root && (METADATA_FILES.contains(&name) || RESERVED_NAMES.contains(&name))
                     {
+                        continue;
+                    }
+                    // Private entries appear only under `.packages/<name>/`.
+                    if private[s.pkg as usize].binary_search(&child.id()).is_ok() {
                         continue;
                     }
                     let m = child.mtime();
@@ -632,6 +707,7 @@ impl Builder {
                 }
             }
         }
+        self.private = private;
     }
 
     fn conflict(&mut self, node: u32, winner: &Candidate, loser: &Candidate) {

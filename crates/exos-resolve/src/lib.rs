@@ -105,6 +105,9 @@ pub fn host_api(api: &str, version: Option<Version>) -> Candidate {
         conflicts: Vec::new(),
         replaces: Vec::new(),
         essential: false,
+        private: Vec::new(),
+        command: None,
+        original_version: None,
     };
     Candidate {
         manifest,

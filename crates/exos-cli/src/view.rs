@@ -1,0 +1,157 @@
+//! `exos run` and `exos shell`: a command in a per-process view of a
+//! mounted root (exos-view does the work).
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use exos_view::{Audience, Person, Sandbox, ViewSpec};
+
+#[derive(clap::Args)]
+pub struct ViewArgs {
+    #[command(flatten)]
+    pub root: crate::RootArg,
+    /// Run as this user (root only), in a user view: system, common and user layers.
+    #[arg(short, long, conflicts_with = "system")]
+    pub user: Option<String>,
+    /// A system view: the system and common layers only.
+    #[arg(long)]
+    pub system: bool,
+    /// Run confined: user and mount namespaces, no network, only /data/NAME writable, Landlock.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// With --sandbox: keep the host's network.
+    #[arg(long, requires = "sandbox")]
+    pub net: bool,
+    /// With --sandbox: the NAME of the writable /data/NAME (default: the app's or the command's name).
+    #[arg(long, requires = "sandbox")]
+    pub data: Option<String>,
+    /// The mount of ROOT to use (default: the one serving ROOT, found in the mount table).
+    #[arg(short, long)]
+    pub mount: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub view: ViewArgs,
+    /// An app (package) to start: its command, with its private libraries first.
+    pub app: Option<String>,
+    /// The command and its arguments (after `--`); with an app, the app's arguments.
+    #[arg(last = true)]
+    pub command: Vec<OsString>,
+}
+
+/// `exos run`: execs the command in the view; returns only on failure.
+pub fn run(args: &RunArgs) -> Result<()> {
+    let (mut spec, _) = spec(&args.view)?;
+    let (program, rest) = match &args.app {
+        Some(name) => {
+            let app = crate::apps::find(&spec, name)?;
+            spec.library_dirs = app.library_dirs;
+            (app.command.into_os_string(), args.command.clone())
+        }
+        None => {
+            let Some((first, rest)) = args.command.split_first() else {
+                bail!("run: give an app or a command after `--` (exos run -- CMD ARGS...)");
+            };
+            (first.clone(), rest.to_vec())
+        }
+    };
+    if let Some(s) = &mut spec.sandbox {
+        if args.view.data.is_none() {
+            let base = args.app.clone().unwrap_or_else(|| {
+                Path::new(&program)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "sandbox".into())
+            });
+            s.data_name = base;
+        }
+    }
+    exec(&spec, program, rest)
+}
+
+/// `exos shell`: the user's shell (if the view has it, else /bin/sh).
+pub fn shell(view: &ViewArgs) -> Result<()> {
+    let (mut spec, _) = spec(view)?;
+    if let Some(s) = &mut spec.sandbox {
+        if view.data.is_none() {
+            s.data_name = "shell".into();
+        }
+    }
+    let shell = spec.person.shell.clone();
+    exec(&spec, shell.into_os_string(), Vec::new())
+}
+
+fn spec(args: &ViewArgs) -> Result<(ViewSpec, PathBuf)> {
+    let root = args
+        .root
+        .root
+        .canonicalize()
+        .with_context(|| format!("{}: not an EXOS root", args.root.root.display()))?;
+    if !exos_root::Layout::new(&root).exists() {
+        bail!("{}: not an EXOS root (exos init makes one)", root.display());
+    }
+    let mountpoint = match &args.mount {
+        Some(m) => m
+            .canonicalize()
+            .with_context(|| format!("{}", m.display()))?,
+        None => exos_view::find_mount(&root)?,
+    };
+    if !mountpoint.join(".exos/status.json").exists() {
+        bail!("{}: not an exos mount", mountpoint.display());
+    }
+    let me = Person::current()?;
+    let person = match &args.user {
+        Some(name) => Person::by_name(name)?,
+        // A sandbox never runs as root: root's sandboxes run as nobody.
+        None if args.sandbox && me.is_root() => Person::by_name("nobody")?,
+        None => me,
+    };
+    let audience = if args.system {
+        Audience::System
+    } else {
+        Audience::User
+    };
+    let sandbox = args.sandbox.then(|| Sandbox {
+        net: args.net,
+        data_name: args.data.clone().unwrap_or_default(),
+    });
+    if let Some(s) = &sandbox {
+        let n = &s.data_name;
+        if n == "." || n == ".." || n.contains(['/', '\0']) {
+            bail!("--data {n:?}: a name, not a path");
+        }
+    }
+    Ok((
+        ViewSpec {
+            root: root.clone(),
+            mountpoint,
+            audience,
+            person,
+            sandbox,
+            library_dirs: Vec::new(),
+        },
+        root,
+    ))
+}
+
+fn exec(spec: &ViewSpec, program: OsString, args: Vec<OsString>) -> Result<()> {
+    let entered = exos_view::enter(spec)?;
+    let mut command = std::process::Command::new(&program);
+    command
+        .args(&args)
+        .envs(entered.env)
+        .current_dir(&entered.cwd);
+    let error = command.exec();
+    if error.kind() == std::io::ErrorKind::NotFound {
+        eprintln!(
+            "exos: {}: not found in the view",
+            Path::new(&program).display()
+        );
+        std::process::exit(127);
+    }
+    Err(error).with_context(|| format!("{}", Path::new(&program).display()))
+}
