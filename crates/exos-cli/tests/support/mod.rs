@@ -3,7 +3,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Runs the `exos` binary under test.
@@ -150,3 +151,80 @@ pub fn tool_available(path: &str, what: &str) -> bool {
     }
     found
 }
+
+/// nginx serving `dir` on a free loopback port; stopped on drop.
+pub struct Nginx {
+    pub port: u16,
+    child: Child,
+    log: PathBuf,
+    _conf: tempfile::TempDir,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn nginx_available() -> bool {
+    tool_available("/usr/sbin/nginx", "tests over HTTP")
+}
+
+impl Nginx {
+    pub fn serve(dir: &Path) -> Nginx {
+        let conf = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = conf.path().join("access.log");
+        let text = format!(
+            "daemon off;\nuser root;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log {log};\n  client_body_temp_path {p};\n  proxy_temp_path {p};\n  fastcgi_temp_path {p};\n  uwsgi_temp_path {p};\n  scgi_temp_path {p};\n\
+             server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
+            p = conf.path().display(),
+            log = log.display(),
+            root = dir.display(),
+        );
+        fs::write(conf.path().join("nginx.conf"), text).unwrap();
+        let child = Command::new("/usr/sbin/nginx")
+            .args([
+                "-c",
+                s(&conf.path().join("nginx.conf")),
+                "-p",
+                s(conf.path()),
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_until(|| TcpStream::connect(("127.0.0.1", port)).is_ok()),
+            "nginx did not start"
+        );
+        Nginx {
+            child,
+            port,
+            log,
+            _conf: conf,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM, so the master stops its workers too (SIGKILL orphans them).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
