@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The main job: set up, build the example packages, install them into an
-# EXOS root, mount it with packagefs, and run a program straight out of the
-# mount.
+# The main job: set up; import a real Debian userland (bash, coreutils,
+# python3, perl and their dependencies, downloaded with apt) as EXOS
+# packages, install it into an EXOS root, mount it, and run a shell in a
+# view of it (`exos run`: its own mount namespace, no chroot or binds by
+# hand) that runs bash, coreutils, python3 and perl straight from the mounted
+# packages; then the small example packages, built from examples/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -10,6 +13,26 @@ out=${DEMO_DIR:-$(mktemp -d)}
 root=$out/root
 mnt=$out/mnt
 mkdir -p "$out/packages" "$mnt"
+
+echo "--- a Debian userland: download, import, install, mount, exos run"
+debs=$(scripts/userland.sh "$out/debs" | wc -l)
+"$exos" import-deb -q "$out"/debs/*.deb -o "$out/userland"
+echo "imported $debs Debian packages"
+"$exos" init "$out/userland-root"
+"$exos" install -q -r "$out/userland-root" "$out"/userland/*.hpkg
+mkdir -p "$out/userland-mnt"
+"$exos" mount --daemon --pid-file "$out/userland.pid" --log-file "$out/userland.log" "$out/userland-root" "$out/userland-mnt"
+trap '"$exos" unmount "$out/userland-mnt" 2>/dev/null || true' EXIT
+"$exos" run -r "$out/userland-root" -- bash -c '
+  echo "bash $BASH_VERSION from $(readlink -f /proc/$$/exe)"
+  ls --version | head -1
+  python3 -c "import sys, sqlite3; print(\"python\", sys.version.split()[0], \"sqlite\", sqlite3.sqlite_version)"
+  perl -e "print qq(perl \$^V\n)"
+  echo "/usr/bin/bash is on a $(stat -f -c %T /usr/bin/bash) file system (packagefs)"'
+"$exos" unmount "$out/userland-mnt"
+trap - EXIT
+
+echo "--- the example packages"
 for ex in examples/*/; do
   "$exos" build -q "$ex" -o "$out/packages/$(basename "$ex").hpkg"
 done

@@ -14,6 +14,9 @@ cargo test --workspace --release --features exos-cli/crash-points
 demo=$(mktemp -d)
 DEMO_DIR=$demo scripts/demo.sh >"$demo.log" 2>&1 || { cat "$demo.log" >&2; exit 1; }
 grep -q "Hello from a package!" "$demo.log" || { cat "$demo.log" >&2; echo "demo: no greeting" >&2; exit 1; }
+for want in "^bash 5" "^ls (GNU coreutils)" "^python 3" "^perl v5" "on a fuse"; do
+  grep -q "$want" "$demo.log" || { cat "$demo.log" >&2; echo "demo: no '$want' from the Debian userland" >&2; exit 1; }
+done
 rm -rf "$demo" "$demo.log"
 echo "demo: ok"
 # The fuzz crate is outside the workspace (cargo-fuzz needs nightly).

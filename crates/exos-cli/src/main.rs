@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod apps;
+mod deb;
 mod extract;
 mod inspect;
 mod listing;
@@ -94,6 +95,8 @@ enum Command {
     Unmount { mountpoint: PathBuf },
     /// Show what a mount has active and refused, and why.
     Status { mountpoint: PathBuf },
+    /// Convert Debian packages (.deb) to EXOS packages (merged /usr, dpkg's version order, dependencies).
+    ImportDeb(deb::ImportDebArgs),
     /// Run a command, or an app by package name, in a view of a mounted root (own mount namespace).
     Run(view::RunArgs),
     /// Open an interactive shell in a view of a mounted root.
@@ -289,6 +292,7 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
         Command::Mount(args) => mount::mount(args, out),
         Command::Unmount { mountpoint } => mount::unmount(mountpoint, out),
         Command::Status { mountpoint } => mount::status(mountpoint, out),
+        Command::ImportDeb(args) => deb::import(args, out),
         Command::Run(args) => view::run(args),
         Command::Shell(args) => view::shell(args),
         Command::Init { root } => manage::init(root, out),

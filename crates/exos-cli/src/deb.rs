@@ -1,0 +1,68 @@
+//! `exos import-deb`: Debian packages to EXOS packages (exos-deb does the work).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+
+use crate::output::Out;
+
+#[derive(clap::Args)]
+pub struct ImportDebArgs {
+    /// Debian packages (.deb).
+    #[arg(required = true)]
+    pub debs: Vec<PathBuf>,
+    /// Where the EXOS packages go (made if missing).
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+#[derive(serde::Serialize)]
+pub struct ImportReport {
+    pub packages: Vec<exos_deb::Imported>,
+    /// The package with the top-level links of merged /usr (bin -> usr/bin, …).
+    pub usr_links: PathBuf,
+}
+
+pub fn import(args: &ImportDebArgs, out: Out) -> Result<()> {
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("{}", args.output.display()))?;
+    let packages = args
+        .debs
+        .par_iter()
+        .map(|deb| exos_deb::import(deb, &args.output))
+        .collect::<Result<Vec<_>, _>>()?;
+    let usr_links = exos_deb::usr_links_package(&args.output)?;
+    let report = ImportReport {
+        packages,
+        usr_links,
+    };
+    out.report(&report, |r| {
+        let mut text = String::new();
+        for p in &r.packages {
+            text.push_str(&format!(
+                "{} {} -> {} ({} files{}{})\n",
+                p.debian_name,
+                p.debian_version,
+                p.output.display(),
+                p.files,
+                if p.alternatives.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} alternative links", p.alternatives.len())
+                },
+                if p.skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} device files dropped", p.skipped.len())
+                },
+            ));
+        }
+        text.push_str(&format!(
+            "imported {} packages; top-level links of merged /usr in {}\n",
+            r.packages.len(),
+            r.usr_links.display()
+        ));
+        text
+    })
+}

@@ -1,0 +1,33 @@
+//! Debian packages to EXOS packages (`exos import-deb`).
+//!
+//! A `.deb` is an `ar` archive of `debian-binary`, `control.tar.*` and
+//! `data.tar.*` (gz, xz or zst). [`import()`] reads it once, front to back:
+//! the control paragraph becomes a manifest (Depends and Pre-Depends with
+//! their alternatives → requires, Provides → provides, Conflicts and Breaks
+//! → conflicts, Essential → essential; package names with `-` become `_`),
+//! the version maps exactly onto Haiku's order ([`version`]), the files are
+//! unpacked with `/bin`, `/sbin` and `/lib*` moved into `/usr` (merged
+//! /usr; [`usr_links_package`] ships the top-level links once), and the
+//! literal `update-alternatives --install` calls of `postinst` become links
+//! inside the package. Nothing else of the maintainer scripts runs: a
+//! mounted system has nothing to configure in place.
+//!
+//! Hostile input: every member is read as a stream; control data is capped
+//! at 1 MiB; nothing is written outside the staging directory (no `..`, no
+//! absolute paths, no writing through links); device files are dropped.
+
+#![forbid(unsafe_code)]
+
+pub mod control;
+pub mod import;
+pub mod version;
+
+pub use import::{import, usr_links_package, Imported};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DebError {
+    #[error("{0}: {1}")]
+    Format(String, String),
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+}
