@@ -25,8 +25,7 @@ pub struct ImportReport {
 }
 
 pub fn import(args: &ImportDebArgs, out: Out) -> Result<()> {
-    std::fs::create_dir_all(&args.output)
-        .with_context(|| format!("{}", args.output.display()))?;
+    std::fs::create_dir_all(&args.output).with_context(|| format!("{}", args.output.display()))?;
     let packages = args
         .debs
         .par_iter()

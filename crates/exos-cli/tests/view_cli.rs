@@ -31,7 +31,13 @@ impl Fixture {
         let hello = tmp.path().join("hello.hpkg");
         let greetings = tmp.path().join("greetings.hpkg");
         ok(&["build", "-q", s(&examples.join("hello")), "-o", s(&hello)]);
-        ok(&["build", "-q", s(&examples.join("greetings")), "-o", s(&greetings)]);
+        ok(&[
+            "build",
+            "-q",
+            s(&examples.join("greetings")),
+            "-o",
+            s(&greetings),
+        ]);
         let thing = package(
             tmp.path(),
             &tmp.path().join("pkgs"),
@@ -87,7 +93,14 @@ fn out(o: &Output) -> String {
 /// Runs `exos ARGS` as the real user `nobody`.
 fn exos_as_nobody(args: &[&str]) -> Output {
     Command::new("setpriv")
-        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--"])
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+        ])
         .arg(env!("CARGO_BIN_EXE_exos"))
         .args(args)
         .current_dir("/")
@@ -101,26 +114,44 @@ fn views_show_the_layers_by_audience_and_leave_the_host_alone() {
         return;
     }
     let fx = Fixture::new();
-    let host_before = fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count();
-    let user = out(&fx.run(&[], "ls /; hello; cat /user/share/userthing; echo $EXOS_VIEW"));
+    let host_before = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    let user = out(&fx.run(
+        &[],
+        "ls /; hello; cat /user/share/userthing; echo $EXOS_VIEW",
+    ));
     let lines: Vec<&str> = user.lines().collect();
     for name in ["common", "data", "system", "user", "usr", "proc", "tmp"] {
         assert!(lines.contains(&name), "{name} missing from {user}");
     }
-    assert!(user.contains("Hello from a package!\nmine\nuser\n"), "{user}");
+    assert!(
+        user.contains("Hello from a package!\nmine\nuser\n"),
+        "{user}"
+    );
     // A system view has no user layer at all.
-    let system = out(&fx.run(&["--system"], "ls /; test -e /user || echo no-user; echo $EXOS_VIEW"));
+    let system = out(&fx.run(
+        &["--system"],
+        "ls /; test -e /user || echo no-user; echo $EXOS_VIEW",
+    ));
     assert!(!system.lines().any(|l| l == "user"), "{system}");
     assert!(system.ends_with("no-user\nsystem\n"), "{system}");
     // Children inherit the view; /data is the root's data, writable.
     out(&fx.run(&[], "sh -c 'echo kept > /data/note'"));
-    assert_eq!(fs::read_to_string(fx.root.join("data/note")).unwrap(), "kept\n");
+    assert_eq!(
+        fs::read_to_string(fx.root.join("data/note")).unwrap(),
+        "kept\n"
+    );
     // The packages are read-only, the root directory too.
     let o = fx.run(&[], "touch /system/x || touch /newfile || echo refused");
     assert!(out(&o).ends_with("refused\n"));
     // The host's namespace is untouched.
     assert!(!Path::new("/system").exists() && !Path::new("/common").exists());
-    let host_after = fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count();
+    let host_after = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
     assert_eq!(host_before, host_after);
     // The exit status is the command's.
     assert_eq!(fx.run(&[], "exit 7").status.code(), Some(7));
@@ -135,7 +166,11 @@ fn a_view_needs_a_mount_and_names_the_fix() {
     ok(&["init", s(&root)]);
     let o = exos(&["run", "-r", s(&root), "--", "true"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o.stderr).contains("not mounted (start the mount first: exos mount"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("not mounted (start the mount first: exos mount"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]
@@ -144,15 +179,33 @@ fn root_runs_views_as_other_users_and_users_get_their_own() {
         return;
     }
     let fx = Fixture::new();
-    let o = fx.run(&["--user", "nobody"], "id -u; echo $HOME; touch /data/x 2>/dev/null || echo no-write; hello");
-    assert_eq!(out(&o), "65534\n/nonexistent\nno-write\nHello from a package!\n");
+    let o = fx.run(
+        &["--user", "nobody"],
+        "id -u; echo $HOME; touch /data/x 2>/dev/null || echo no-write; hello",
+    );
+    assert_eq!(
+        out(&o),
+        "65534\n/nonexistent\nno-write\nHello from a package!\n"
+    );
     // nobody itself: an unprivileged user namespace, same view.
-    let o = exos_as_nobody(&["run", "-r", s(&fx.root), "--", "sh", "-c", "id -u; ls /user/share; hello"]);
+    let o = exos_as_nobody(&[
+        "run",
+        "-r",
+        s(&fx.root),
+        "--",
+        "sh",
+        "-c",
+        "id -u; ls /user/share; hello",
+    ]);
     assert_eq!(out(&o), "65534\nuserthing\nHello from a package!\n");
     // …and never as somebody else.
     let o = exos_as_nobody(&["run", "-r", s(&fx.root), "--user", "root", "--", "true"]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("only root can run a view as another user"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("only root can run a view as another user"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]
@@ -188,16 +241,34 @@ fn a_sandbox_writes_only_its_data_sees_no_home_and_has_no_network() {
     let kept = fx.root.join("data/users/nobody/app/file");
     assert_eq!(fs::read_to_string(&kept).unwrap(), "data\n");
     // --net keeps the host's network.
-    let o = fx.run(&["--sandbox", "--net", "--data", "app"], &format!("curl -s -m 5 {url}/"));
+    let o = fx.run(
+        &["--sandbox", "--net", "--data", "app"],
+        &format!("curl -s -m 5 {url}/"),
+    );
     assert_eq!(out(&o), "served\n");
     // nobody can start its own sandbox (its data directory exists now).
-    let o = exos_as_nobody(&["run", "-r", s(&fx.root), "--sandbox", "--data", "app", "--", "sh", "-c", "cat /data/app/file; id -u"]);
+    let o = exos_as_nobody(&[
+        "run",
+        "-r",
+        s(&fx.root),
+        "--sandbox",
+        "--data",
+        "app",
+        "--",
+        "sh",
+        "-c",
+        "cat /data/app/file; id -u",
+    ]);
     assert_eq!(out(&o), "data\n65534\n");
     // A data directory owned by someone else is refused.
     fs::create_dir_all(fx.root.join("data/users/daemon")).unwrap();
     let o = fx.run(&["--sandbox", "--user", "daemon", "--data", "x"], "true");
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("not a directory owned by daemon"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("not a directory owned by daemon"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 /// Builds `libfoo.so.1` printing `word`, and an app linked against it, into
@@ -207,22 +278,45 @@ fn app_package(tmp: &Path, name: &str, word: &str) -> PathBuf {
     fs::create_dir_all(src.join("lib")).unwrap();
     fs::create_dir_all(src.join("bin")).unwrap();
     let c = tmp.join(format!("{name}-foo.c"));
-    fs::write(&c, format!("#include <stdio.h>\nvoid foo(void) {{ puts(\"{word}\"); }}\n")).unwrap();
+    fs::write(
+        &c,
+        format!("#include <stdio.h>\nvoid foo(void) {{ puts(\"{word}\"); }}\n"),
+    )
+    .unwrap();
     let lib = src.join("lib/libfoo.so.1");
     let cc = |args: &[&str]| {
         let o = Command::new("cc").args(args).output().unwrap();
         assert!(o.status.success(), "cc {args:?}: {}", text(&o.stderr));
     };
-    cc(&["-shared", "-fPIC", "-Wl,-soname,libfoo.so.1", "-o", s(&lib), s(&c)]);
+    cc(&[
+        "-shared",
+        "-fPIC",
+        "-Wl,-soname,libfoo.so.1",
+        "-o",
+        s(&lib),
+        s(&c),
+    ]);
     fs::create_dir_all(tmp.join(format!("link-{name}"))).unwrap();
     std::os::unix::fs::symlink(&lib, tmp.join(format!("link-{name}/libfoo.so"))).unwrap();
     let main = tmp.join(format!("{name}-main.c"));
-    fs::write(&main, "void foo(void);\nint main(void) { foo(); return 0; }\n").unwrap();
+    fs::write(
+        &main,
+        "void foo(void);\nint main(void) { foo(); return 0; }\n",
+    )
+    .unwrap();
     let linkdir = format!("-L{}", tmp.join(format!("link-{name}")).display());
-    cc(&["-o", s(&src.join(format!("bin/{name}"))), s(&main), &linkdir, "-lfoo"]);
+    cc(&[
+        "-o",
+        s(&src.join(format!("bin/{name}"))),
+        s(&main),
+        &linkdir,
+        "-lfoo",
+    ]);
     fs::write(
         src.join("manifest.json"),
-        complete(&format!(r#"{{"name": "{name}", "version": "1", "private": ["lib"]}}"#)),
+        complete(&format!(
+            r#"{{"name": "{name}", "version": "1", "private": ["lib"]}}"#
+        )),
     )
     .unwrap();
     let out = tmp.join(format!("{name}.hpkg"));
@@ -239,9 +333,18 @@ fn apps_embedding_the_same_library_each_run_with_their_own() {
     let a = app_package(fx.tmp.path(), "app_a", "foo built for A");
     let b = app_package(fx.tmp.path(), "app_b", "foo built for B");
     ok(&["install", "-q", "-r", s(&fx.root), s(&a), s(&b)]);
-    assert!(wait_until(|| fx.mnt.join("system/.packages/app_b").exists()));
-    assert_eq!(out(&exos(&["run", "-r", s(&fx.root), "app_a"])), "foo built for A\n");
-    assert_eq!(out(&exos(&["run", "-r", s(&fx.root), "app_b"])), "foo built for B\n");
+    assert!(wait_until(|| fx
+        .mnt
+        .join("system/.packages/app_b")
+        .exists()));
+    assert_eq!(
+        out(&exos(&["run", "-r", s(&fx.root), "app_a"])),
+        "foo built for A\n"
+    );
+    assert_eq!(
+        out(&exos(&["run", "-r", s(&fx.root), "app_b"])),
+        "foo built for B\n"
+    );
     // Side by side, from one mount, at the same time.
     let start = |app: &str| {
         Command::new(env!("CARGO_BIN_EXE_exos"))
@@ -251,17 +354,30 @@ fn apps_embedding_the_same_library_each_run_with_their_own() {
             .unwrap()
     };
     let (pa, pb) = (start("app_a"), start("app_b"));
-    assert_eq!(text(&pa.wait_with_output().unwrap().stdout), "foo built for A\n");
-    assert_eq!(text(&pb.wait_with_output().unwrap().stdout), "foo built for B\n");
+    assert_eq!(
+        text(&pa.wait_with_output().unwrap().stdout),
+        "foo built for A\n"
+    );
+    assert_eq!(
+        text(&pb.wait_with_output().unwrap().stdout),
+        "foo built for B\n"
+    );
     // The libraries are in neither union: only under each package's own directory.
     for tree in ["system", "merged", "merged-system"] {
         assert!(!fx.mnt.join(tree).join("lib").exists(), "{tree}/lib exists");
     }
-    assert!(fx.mnt.join("system/.packages/app_a/lib/libfoo.so.1").is_file());
+    assert!(fx
+        .mnt
+        .join("system/.packages/app_a/lib/libfoo.so.1")
+        .is_file());
     // The exported program alone does not find its library.
     let o = fx.run(&[], "/system/bin/app_a 2>&1 || echo missing-library");
     assert!(out(&o).ends_with("missing-library\n"));
     // An unknown app is named.
     let o = exos(&["run", "-r", s(&fx.root), "no-app"]);
-    assert!(text(&o.stderr).contains("no active package no-app"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("no active package no-app"),
+        "{}",
+        text(&o.stderr)
+    );
 }

@@ -32,7 +32,10 @@ impl Paragraph {
             }
             if line.starts_with([' ', '\t']) {
                 let Some(last) = fields.last_mut() else {
-                    return Err(format!("{file}: line {}: continuation line before any field", n + 1));
+                    return Err(format!(
+                        "{file}: line {}: continuation line before any field",
+                        n + 1
+                    ));
                 };
                 last.1.push('\n');
                 last.1.push_str(line.trim());
@@ -46,7 +49,10 @@ impl Paragraph {
                 return Err(format!("{file}: line {}: bad field name {name:?}", n + 1));
             }
             if fields.iter().any(|(f, _)| *f == name) {
-                return Err(format!("{file}: line {}: field {name:?} given twice", n + 1));
+                return Err(format!(
+                    "{file}: line {}: field {name:?} given twice",
+                    n + 1
+                ));
             }
             fields.push((name, value.trim().to_string()));
         }
@@ -189,7 +195,10 @@ pub fn alternatives(script: &str) -> Vec<Alternative> {
         let Some(at) = words.iter().position(|w| *w == "--install") else {
             continue;
         };
-        if !words[..at].iter().any(|w| w.ends_with("update-alternatives")) {
+        if !words[..at]
+            .iter()
+            .any(|w| w.ends_with("update-alternatives"))
+        {
             continue;
         }
         let args = &words[at + 1..];
@@ -209,7 +218,11 @@ pub fn alternatives(script: &str) -> Vec<Alternative> {
             alt.links.push((rest[1].to_string(), rest[3].to_string()));
             rest = &rest[4..];
         }
-        if alt.links.iter().all(|(l, p)| l.starts_with('/') && p.starts_with('/')) {
+        if alt
+            .links
+            .iter()
+            .all(|(l, p)| l.starts_with('/') && p.starts_with('/'))
+        {
             out.push(alt);
         }
     }
@@ -248,6 +261,9 @@ mod tests {
         assert_eq!(alts[0].name, "awk");
         assert_eq!(alts[0].priority, 5);
         assert_eq!(alts[0].links.len(), 2);
-        assert_eq!(alts[0].links[0], ("/usr/bin/awk".into(), "/usr/bin/mawk".into()));
+        assert_eq!(
+            alts[0].links[0],
+            ("/usr/bin/awk".into(), "/usr/bin/mawk".into())
+        );
     }
 }

@@ -52,39 +52,59 @@ pub fn import(deb: &Path, out_dir: &Path) -> Result<Imported, DebError> {
     let mut extracted: Option<Extracted> = None;
     let mut seen_binary = false;
     while let Some(entry) = archive.next_entry() {
-        let entry = entry.map_err(|e| DebError::Format(file.clone(), format!("ar archive: {e}")))?;
+        let entry =
+            entry.map_err(|e| DebError::Format(file.clone(), format!("ar archive: {e}")))?;
         let id = String::from_utf8_lossy(entry.header().identifier()).into_owned();
         let id = id.trim_end_matches('/').to_string();
         if id == "debian-binary" {
             let mut v = String::new();
             entry.take(64).read_to_string(&mut v).map_err(err)?;
             if !v.starts_with("2.") {
-                return Err(DebError::Format(file, format!("debian-binary says {:?}, not 2.x", v.trim())));
+                return Err(DebError::Format(
+                    file,
+                    format!("debian-binary says {:?}, not 2.x", v.trim()),
+                ));
             }
             seen_binary = true;
         } else if let Some(kind) = id.strip_prefix("control.tar") {
-            let reader = decompressor(kind, entry).map_err(|e| DebError::Format(file.clone(), e))?;
+            let reader =
+                decompressor(kind, entry).map_err(|e| DebError::Format(file.clone(), e))?;
             control = Some(read_control(reader, &file)?);
         } else if let Some(kind) = id.strip_prefix("data.tar") {
-            let reader = decompressor(kind, entry).map_err(|e| DebError::Format(file.clone(), e))?;
+            let reader =
+                decompressor(kind, entry).map_err(|e| DebError::Format(file.clone(), e))?;
             extracted = Some(extract(reader, &tree, &file)?);
         }
     }
-    let (Some((control_text, postinst)), Some(mut extracted), true) = (control, extracted, seen_binary) else {
-        return Err(DebError::Format(file, "not a binary package (needs debian-binary, control.tar.* and data.tar.*)".into()));
+    let (Some((control_text, postinst)), Some(mut extracted), true) =
+        (control, extracted, seen_binary)
+    else {
+        return Err(DebError::Format(
+            file,
+            "not a binary package (needs debian-binary, control.tar.* and data.tar.*)".into(),
+        ));
     };
     let control_file = format!("{file}: control");
-    let p = Paragraph::parse(&control_text, &control_file).map_err(|e| DebError::Format(file.clone(), e))?;
+    let p = Paragraph::parse(&control_text, &control_file)
+        .map_err(|e| DebError::Format(file.clone(), e))?;
     let fmt = |e: String| DebError::Format(file.clone(), e);
-    let debian_name = p.require("package", &control_file).map_err(fmt)?.to_string();
-    let debian_version = DebVersion::parse(p.require("version", &control_file).map_err(fmt)?).map_err(fmt)?;
+    let debian_name = p
+        .require("package", &control_file)
+        .map_err(fmt)?
+        .to_string();
+    let debian_version =
+        DebVersion::parse(p.require("version", &control_file).map_err(fmt)?).map_err(fmt)?;
     let architecture = match p.get("architecture").unwrap_or("all") {
         "all" => "any",
         "amd64" => "x86_64",
         "arm64" => "arm64",
         "riscv64" => "riscv64",
         "i386" => "x86",
-        other => return Err(fmt(format!("architecture {other:?} has no EXOS equivalent"))),
+        other => {
+            return Err(fmt(format!(
+                "architecture {other:?} has no EXOS equivalent"
+            )))
+        }
     };
     let name = exos_name(&debian_name);
     // Alternatives: links into the package itself, where nothing is.
@@ -101,12 +121,28 @@ pub fn import(deb: &Path, out_dir: &Path) -> Result<Imported, DebError> {
             // Inside a layer the newer entry wins: a link's time is its
             // priority, so the highest-priority alternative is the one served.
             let when = rustix::fs::Timestamps {
-                last_access: rustix::fs::Timespec { tv_sec: alt.priority.max(0), tv_nsec: 0 },
-                last_modification: rustix::fs::Timespec { tv_sec: alt.priority.max(0), tv_nsec: 0 },
+                last_access: rustix::fs::Timespec {
+                    tv_sec: alt.priority.max(0),
+                    tv_nsec: 0,
+                },
+                last_modification: rustix::fs::Timespec {
+                    tv_sec: alt.priority.max(0),
+                    tv_nsec: 0,
+                },
             };
-            rustix::fs::utimensat(rustix::fs::CWD, &at, &when, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| err(e.into()))?;
-            made_links.push(format!("/{} -> {target} ({}, priority {})", inside.display(), alt.name, alt.priority));
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                &at,
+                &when,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| err(e.into()))?;
+            made_links.push(format!(
+                "/{} -> {target} ({}, priority {})",
+                inside.display(),
+                alt.name,
+                alt.priority
+            ));
         }
     }
     let manifest = manifest_json(&p, &name, &debian_version, architecture, &control_file)?;
@@ -152,21 +188,38 @@ pub fn import(deb: &Path, out_dir: &Path) -> Result<Imported, DebError> {
 /// (`bin -> usr/bin`, …): every imported userland needs exactly one.
 pub fn usr_links_package(out_dir: &Path) -> Result<PathBuf, DebError> {
     let err = |e: io::Error| DebError::Io(out_dir.display().to_string(), e);
-    let staging = tempfile::Builder::new().prefix(".import-").tempdir_in(out_dir).map_err(err)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".import-")
+        .tempdir_in(out_dir)
+        .map_err(err)?;
     let tree = staging.path();
     for name in ["bin", "sbin", "lib", "lib64"] {
         std::os::unix::fs::symlink(format!("usr/{name}"), tree.join(name)).map_err(err)?;
     }
     let json = r#"{"name": "usr_links", "version": "1", "summary": "The top-level links of a merged-/usr system (bin, sbin, lib, lib64 into usr)", "license": "MIT", "copyright": "2026 The EXOS authors", "essential": true, "provides": ["usrmerge = 1"]}"#;
-    let manifest = Manifest::parse(json.as_bytes(), "usr_links").map_err(|e| DebError::Format("usr_links".into(), e.to_string()))?;
+    let manifest = Manifest::parse(json.as_bytes(), "usr_links")
+        .map_err(|e| DebError::Format("usr_links".into(), e.to_string()))?;
     fs::write(tree.join(exos_manifest::MANIFEST_FILE), json).map_err(err)?;
     let output = out_dir.join("usr_links_1_all.hpkg");
-    build_from_dir(tree, &output, &manifest.to_package_info(), BuildOptions::default(), &mut |_| {}, &mut |_| {})
-        .map_err(|e| DebError::Format("usr_links".into(), e.to_string()))?;
+    build_from_dir(
+        tree,
+        &output,
+        &manifest.to_package_info(),
+        BuildOptions::default(),
+        &mut |_| {},
+        &mut |_| {},
+    )
+    .map_err(|e| DebError::Format("usr_links".into(), e.to_string()))?;
     Ok(output)
 }
 
-fn manifest_json(p: &Paragraph, name: &str, version: &DebVersion, architecture: &str, file: &str) -> Result<String, DebError> {
+fn manifest_json(
+    p: &Paragraph,
+    name: &str,
+    version: &DebVersion,
+    architecture: &str,
+    file: &str,
+) -> Result<String, DebError> {
     let fmt = |e: String| DebError::Format(file.to_string(), e);
     let dep = |r: &Relation| -> serde_json::Value {
         match &r.version {
@@ -192,14 +245,21 @@ fn manifest_json(p: &Paragraph, name: &str, version: &DebVersion, architecture: 
         for group in relations(field, p.get(field).unwrap_or("")).map_err(fmt)? {
             // A package never conflicts with itself (Debian's Conflicts +
             // Provides + Replaces idiom names the package's own name).
-            conflicts.extend(group.iter().filter(|r| exos_name(&r.package) != name).map(dep));
+            conflicts.extend(
+                group
+                    .iter()
+                    .filter(|r| exos_name(&r.package) != name)
+                    .map(dep),
+            );
         }
     }
     let mut provides = Vec::new();
     for group in relations("provides", p.get("provides").unwrap_or("")).map_err(fmt)? {
         for r in group {
             match &r.version {
-                Some((crate::control::Op::Eq, v)) => provides.push(format!("{} = {}", exos_name(&r.package), v.to_haiku())),
+                Some((crate::control::Op::Eq, v)) => {
+                    provides.push(format!("{} = {}", exos_name(&r.package), v.to_haiku()))
+                }
                 _ => provides.push(exos_name(&r.package)),
             }
         }
@@ -251,20 +311,31 @@ fn read_control(reader: impl Read, file: &str) -> Result<(String, Option<String>
     for entry in tar.entries().map_err(bad)? {
         let entry = entry.map_err(bad)?;
         let path = entry.path().map_err(bad)?.into_owned();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let slot = match name.as_str() {
             "control" => &mut control,
             "postinst" => &mut postinst,
             _ => continue,
         };
         let mut text = String::new();
-        entry.take(MAX_CONTROL as u64 + 1).read_to_string(&mut text).map_err(bad)?;
+        entry
+            .take(MAX_CONTROL as u64 + 1)
+            .read_to_string(&mut text)
+            .map_err(bad)?;
         if text.len() > MAX_CONTROL {
-            return Err(DebError::Format(file.to_string(), format!("control.tar: {name} larger than {MAX_CONTROL} bytes")));
+            return Err(DebError::Format(
+                file.to_string(),
+                format!("control.tar: {name} larger than {MAX_CONTROL} bytes"),
+            ));
         }
         *slot = Some(text);
     }
-    let control = control.ok_or_else(|| DebError::Format(file.to_string(), "control.tar has no control file".into()))?;
+    let control = control.ok_or_else(|| {
+        DebError::Format(file.to_string(), "control.tar has no control file".into())
+    })?;
     Ok((control, postinst))
 }
 
@@ -321,13 +392,18 @@ fn extract(reader: impl Read, tree: &Path, file: &str) -> Result<Extracted, DebE
         let mut entry = entry.map_err(bad)?;
         let raw = entry.path().map_err(bad)?.into_owned();
         let Some(rel) = usr_merged(&raw) else {
-            return Err(DebError::Format(file.to_string(), format!("data.tar: {} leaves the package", raw.display())));
+            return Err(DebError::Format(
+                file.to_string(),
+                format!("data.tar: {} leaves the package", raw.display()),
+            ));
         };
         if rel.as_os_str().is_empty() {
             continue;
         }
         if rel.starts_with("usr") && !raw.components().any(|c| c.as_os_str() == "usr") {
-            if let Some(Component::Normal(top)) = raw.components().find(|c| matches!(c, Component::Normal(_))) {
+            if let Some(Component::Normal(top)) =
+                raw.components().find(|c| matches!(c, Component::Normal(_)))
+            {
                 out.moved.push(top.to_string_lossy().into_owned());
             }
         }
@@ -340,7 +416,10 @@ fn extract(reader: impl Read, tree: &Path, file: &str) -> Result<Extracted, DebE
                 if !out.dirs.contains(&at) {
                     let full = tree.join(&at);
                     if full.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
-                        return Err(DebError::Format(file.to_string(), format!("data.tar: {} is under a non-directory", raw.display())));
+                        return Err(DebError::Format(
+                            file.to_string(),
+                            format!("data.tar: {} is under a non-directory", raw.display()),
+                        ));
                     }
                     let _ = fs::create_dir(&full);
                     out.dirs.insert(at.clone());
@@ -355,33 +434,54 @@ fn extract(reader: impl Read, tree: &Path, file: &str) -> Result<Extracted, DebE
             tar::EntryType::Directory => {
                 if !out.dirs.contains(&rel) {
                     if target.symlink_metadata().is_ok() {
-                        return Err(DebError::Format(file.to_string(), format!("data.tar: directory {} over another entry", raw.display())));
+                        return Err(DebError::Format(
+                            file.to_string(),
+                            format!("data.tar: directory {} over another entry", raw.display()),
+                        ));
                     }
                     fs::create_dir(&target).map_err(io)?;
                     out.dirs.insert(rel.clone());
                 }
-                fs::set_permissions(&target, fs::Permissions::from_mode(mode | 0o700)).map_err(io)?;
+                fs::set_permissions(&target, fs::Permissions::from_mode(mode | 0o700))
+                    .map_err(io)?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 replace(&target, &out.dirs, &rel).map_err(io)?;
-                let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&target).map_err(io)?;
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&target)
+                    .map_err(io)?;
                 io::copy(&mut entry, &mut f).map_err(io)?;
-                f.set_permissions(fs::Permissions::from_mode(mode)).map_err(io)?;
+                f.set_permissions(fs::Permissions::from_mode(mode))
+                    .map_err(io)?;
                 out.files += 1;
             }
             tar::EntryType::Symlink => {
-                let link = entry.link_name().map_err(bad)?.ok_or_else(|| bad(io::Error::other("symlink without a target")))?;
+                let link = entry
+                    .link_name()
+                    .map_err(bad)?
+                    .ok_or_else(|| bad(io::Error::other("symlink without a target")))?;
                 replace(&target, &out.dirs, &rel).map_err(io)?;
                 std::os::unix::fs::symlink(&*link, &target).map_err(io)?;
             }
             tar::EntryType::Link => {
-                let link = entry.link_name().map_err(bad)?.ok_or_else(|| bad(io::Error::other("hard link without a target")))?;
+                let link = entry
+                    .link_name()
+                    .map_err(bad)?
+                    .ok_or_else(|| bad(io::Error::other("hard link without a target")))?;
                 let Some(source) = usr_merged(&link) else {
-                    return Err(DebError::Format(file.to_string(), format!("data.tar: hard link {} leaves the package", raw.display())));
+                    return Err(DebError::Format(
+                        file.to_string(),
+                        format!("data.tar: hard link {} leaves the package", raw.display()),
+                    ));
                 };
                 let from = tree.join(&source);
                 if !from.symlink_metadata().is_ok_and(|m| m.is_file()) {
-                    return Err(DebError::Format(file.to_string(), format!("data.tar: hard link {} to a missing file", raw.display())));
+                    return Err(DebError::Format(
+                        file.to_string(),
+                        format!("data.tar: hard link {} to a missing file", raw.display()),
+                    ));
                 }
                 replace(&target, &out.dirs, &rel).map_err(io)?;
                 fs::copy(&from, &target).map_err(io)?;

@@ -130,16 +130,31 @@ fn an_honest_package_is_imported_with_merged_usr_and_its_relations() {
     ] {
         assert!(json.contains(want), "{want} not in {json}");
     }
-    assert!(!json.contains(r#""conflicts":[{"api":"foo_tools""#), "{json}");
+    assert!(
+        !json.contains(r#""conflicts":[{"api":"foo_tools""#),
+        "{json}"
+    );
     let toc = pkg.toc();
-    for path in ["usr/bin/foo-tools", "usr/bin/foo-tools2", "usr/lib/x86_64-linux-gnu/libfoo.so.1", "usr/bin/foo"] {
+    for path in [
+        "usr/bin/foo-tools",
+        "usr/bin/foo-tools2",
+        "usr/lib/x86_64-linux-gnu/libfoo.so.1",
+        "usr/bin/foo",
+    ] {
         assert!(toc.lookup_path(path).is_some(), "{path} missing");
     }
     assert!(toc.lookup_path("bin").is_none() && toc.lookup_path("dev/pipe").is_none());
     let foo = toc.lookup_path("usr/bin/foo").unwrap();
-    assert_eq!(foo.mtime().secs, 40, "the alternative's priority is its time");
+    assert_eq!(
+        foo.mtime().secs,
+        40,
+        "the alternative's priority is its time"
+    );
     // Nothing of the staging is left behind.
-    let left: Vec<_> = fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let left: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(left.len(), 1, "{left:?}");
 }
 
@@ -151,10 +166,17 @@ fn refused(data: &[E], control: &str) -> String {
     let err = exos_deb::import(&d, &out).expect_err("imported a hostile package");
     assert!(matches!(err, DebError::Format(..)), "{err}");
     // Nothing escaped: the only things in tmp are ours.
-    let mut names: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["bad.deb", "out"]);
-    assert_eq!(fs::read_dir(&out).unwrap().count(), 0, "staging left behind");
+    assert_eq!(
+        fs::read_dir(&out).unwrap().count(),
+        0,
+        "staging left behind"
+    );
     err.to_string()
 }
 
@@ -166,16 +188,32 @@ fn hostile_packages_are_refused_and_write_nothing_outside() {
     let e = refused(&[E::File("/abs", b"x", 0o644)], ok);
     assert!(e.contains("leaves the package"), "{e}");
     // A link to outside, then a file through it.
-    let e = refused(&[E::Dir("./usr/"), E::Link("./usr/evil", ".."), E::File("./usr/evil/escaped", b"x", 0o644)], ok);
+    let e = refused(
+        &[
+            E::Dir("./usr/"),
+            E::Link("./usr/evil", ".."),
+            E::File("./usr/evil/escaped", b"x", 0o644),
+        ],
+        ok,
+    );
     assert!(e.contains("under a non-directory"), "{e}");
     let e = refused(&[E::Hard("./h", "../../etc/passwd")], ok);
-    assert!(e.contains("leaves the package") || e.contains("missing file"), "{e}");
+    assert!(
+        e.contains("leaves the package") || e.contains("missing file"),
+        "{e}"
+    );
     for (control, want) in [
         ("Version: 1\n", "no \"package\" field"),
         ("Package: x\nVersion: banana\n", "not a Debian version"),
         ("Package: x\nPackage: y\nVersion: 1\n", "given twice"),
-        ("Package: x\nVersion: 1\nDepends: xy (>> )\n", "no version after the operator"),
-        ("Package: x\nVersion: 1\nArchitecture: vax\n", "no EXOS equivalent"),
+        (
+            "Package: x\nVersion: 1\nDepends: xy (>> )\n",
+            "no version after the operator",
+        ),
+        (
+            "Package: x\nVersion: 1\nArchitecture: vax\n",
+            "no EXOS equivalent",
+        ),
     ] {
         let e = refused(&[], control);
         assert!(e.contains(want), "{control:?}: {e}");

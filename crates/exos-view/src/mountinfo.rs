@@ -9,7 +9,8 @@ pub fn find_in(mountinfo: &str, root: &Path) -> Option<PathBuf> {
     // The last mount of a root wins: it is the one on top.
     mountinfo
         .lines()
-        .filter_map(|line| {
+        .rev()
+        .find_map(|line| {
             let (left, right) = line.split_once(" - ")?;
             let mount_point = left.split(' ').nth(4)?;
             let mut right = right.split(' ');
@@ -18,7 +19,6 @@ pub fn find_in(mountinfo: &str, root: &Path) -> Option<PathBuf> {
             (matches!(fstype, "fuse" | "fuse.exos") && unescape(source) == wanted)
                 .then(|| PathBuf::from(unescape(mount_point)))
         })
-        .last()
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.

@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -227,4 +227,3 @@ impl Drop for Nginx {
         let _ = self.child.wait();
     }
 }
-
