@@ -7,18 +7,15 @@ use std::path::{Path, PathBuf};
 pub fn find_in(mountinfo: &str, root: &Path) -> Option<PathBuf> {
     let wanted = format!("exos:{}", root.display());
     // The last mount of a root wins: it is the one on top.
-    mountinfo
-        .lines()
-        .rev()
-        .find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mount_point = left.split(' ').nth(4)?;
-            let mut right = right.split(' ');
-            let fstype = right.next()?;
-            let source = right.next()?;
-            (matches!(fstype, "fuse" | "fuse.exos") && unescape(source) == wanted)
-                .then(|| PathBuf::from(unescape(mount_point)))
-        })
+    mountinfo.lines().rev().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mount_point = left.split(' ').nth(4)?;
+        let mut right = right.split(' ');
+        let fstype = right.next()?;
+        let source = right.next()?;
+        (matches!(fstype, "fuse" | "fuse.exos") && unescape(source) == wanted)
+            .then(|| PathBuf::from(unescape(mount_point)))
+    })
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
