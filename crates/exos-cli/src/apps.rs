@@ -16,15 +16,18 @@ pub struct App {
 
 /// Finds package `name` in the layers `spec`'s view shows, highest first.
 pub fn find(spec: &ViewSpec, name: &str) -> Result<App> {
-    let layers: &[&str] = match spec.audience {
-        Audience::User => &["user", "common", "system"],
-        Audience::System => &["common", "system"],
-    };
+    // (view directory, its directory on the mount), highest layer first.
+    let mut layers: Vec<(&str, PathBuf)> = Vec::new();
+    if let (Some(user_dir), Audience::User) = (spec.layer_dirs().0, spec.audience) {
+        layers.push(("user", user_dir));
+    }
+    layers.push(("common", spec.mountpoint.join("common")));
+    layers.push(("system", spec.mountpoint.join("system")));
     if name.contains('/') || name.starts_with('.') {
         bail!("run: {name:?} is not a package name");
     }
-    for layer in layers {
-        let meta = spec.mountpoint.join(layer).join(".packages").join(name);
+    for (layer, on_mount) in &layers {
+        let meta = on_mount.join(".packages").join(name);
         let manifest_file = meta.join(exos_manifest::MANIFEST_FILE);
         let Ok(bytes) = std::fs::read(&manifest_file) else {
             continue;
@@ -44,7 +47,7 @@ pub fn find(spec: &ViewSpec, name: &str) -> Result<App> {
             (meta.join(&command), view_meta.join(&command))
         } else {
             (
-                spec.mountpoint.join(layer).join(&command),
+                on_mount.join(&command),
                 Path::new("/").join(layer).join(&command),
             )
         };

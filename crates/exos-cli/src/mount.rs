@@ -283,14 +283,29 @@ fn render_status(v: &Status) -> String {
             .map(|r| format!(" (inotify failed: {r})"))
             .unwrap_or_default()
     );
+    let package_line = |p: &exos_packagefs::mount::ActiveStatus| {
+        let mut line = format!(
+            "  {} {}  ({})",
+            p.name,
+            p.original_version.as_deref().unwrap_or(&p.version),
+            p.file
+        );
+        if let Some(key) = &p.signed_by {
+            line += &format!("  signed by {key}");
+        }
+        line.push('\n');
+        line
+    };
     for (layer, pkgs) in v.layers.iter() {
         s += &format!("{layer}: {} active\n", pkgs.len());
         for p in pkgs {
-            s += &format!("  {} {}  ({})", p.name, p.version, p.file);
-            if let Some(key) = &p.signed_by {
-                s += &format!("  signed by {key}");
-            }
-            s.push('\n');
+            s += &package_line(p);
+        }
+    }
+    for u in &v.users {
+        s += &format!("user {}: {} active\n", u.user, u.packages.len());
+        for p in &u.packages {
+            s += &package_line(p);
         }
     }
     if !v.refused.is_empty() {

@@ -381,3 +381,99 @@ fn apps_embedding_the_same_library_each_run_with_their_own() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn each_user_sees_their_own_layer_dropped_in_by_themselves() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = Fixture::new();
+    // nobody's own layer: a directory root makes once, nobody fills.
+    let mine = fx.root.join("users/nobody/packages");
+    fs::create_dir_all(&mine).unwrap();
+    fs::set_permissions(fx.root.join("users"), fs::Permissions::from_mode(0o755)).unwrap();
+    let chown = |p: &Path| {
+        rustix::fs::chown(
+            p,
+            Some(rustix::fs::Uid::from_raw(65534)),
+            Some(rustix::fs::Gid::from_raw(65534)),
+        )
+        .unwrap();
+    };
+    chown(&fx.root.join("users/nobody"));
+    chown(&mine);
+    // A package whose one file is setuid: never served so from a user's layer.
+    let src = fx.tmp.path().join("src-nobodys");
+    fs::create_dir_all(src.join("bin")).unwrap();
+    fs::write(
+        src.join("manifest.json"),
+        complete(r#"{"name": "nobodys", "version": "1"}"#),
+    )
+    .unwrap();
+    fs::write(src.join("bin/nobodys"), "#!/bin/sh\necho nobody tool\n").unwrap();
+    fs::set_permissions(src.join("bin/nobodys"), fs::Permissions::from_mode(0o4755)).unwrap();
+    let built = fx.tmp.path().join("nobodys-1.hpkg");
+    ok(&["build", "-q", s(&src), "-o", s(&built)]);
+    fs::set_permissions(&built, fs::Permissions::from_mode(0o644)).unwrap();
+    // nobody drops it in (write under a temporary name, then rename).
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .arg(format!(
+            "cp {} {}/.new && mv {}/.new {}/nobodys-1.hpkg",
+            s(&built),
+            s(&mine),
+            s(&mine),
+            s(&mine)
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let served = fx.mnt.join("users/nobody/bin/nobodys");
+    assert!(
+        wait_until(|| served.exists()),
+        "the user's layer did not appear"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(&served).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o7777), (65534, 0o755));
+    // Only in nobody's views: not in the shared layers, not in root's.
+    assert!(!fx.mnt.join("merged/bin/nobodys").exists());
+    assert!(!fx.mnt.join("user/bin/nobodys").exists());
+    let o = fx.run(
+        &["--user", "nobody"],
+        "ls /user; nobodys; hello; test -e /user/share/userthing || echo no-shared-user-layer",
+    );
+    assert_eq!(
+        out(&o),
+        "bin\nnobody tool\nHello from a package!\nno-shared-user-layer\n"
+    );
+    let o = exos_as_nobody(&["run", "-r", s(&fx.root), "--", "sh", "-c", "nobodys"]);
+    assert_eq!(out(&o), "nobody tool\n");
+    let o = fx.run(
+        &[],
+        "nobodys 2>/dev/null || echo not-for-root; cat /user/share/userthing",
+    );
+    assert_eq!(out(&o), "not-for-root\nmine\n");
+    let o = fx.run(
+        &["--user", "daemon"],
+        "nobodys 2>/dev/null || echo not-for-daemon",
+    );
+    assert_eq!(out(&o), "not-for-daemon\n");
+    let status = ok(&["status", s(&fx.mnt)]);
+    assert!(
+        status.contains("user nobody: 1 active\n  nobodys 1"),
+        "{status}"
+    );
+    // Removing the file removes it from the view.
+    fs::remove_file(mine.join("nobodys-1.hpkg")).unwrap();
+    assert!(wait_until(|| !served.exists()));
+}

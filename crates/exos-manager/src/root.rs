@@ -100,7 +100,12 @@ impl Root {
             let d = layout.packages_dir(layer);
             fs::create_dir_all(&d).at(&d)?;
         }
-        for d in [layout.states_dir(), layout.store_dir(), layout.data_dir()] {
+        for d in [
+            layout.states_dir(),
+            layout.store_dir(),
+            layout.data_dir(),
+            layout.users_dir(),
+        ] {
             fs::create_dir_all(&d).at(&d)?;
         }
         let root = Root::lock(path)?;

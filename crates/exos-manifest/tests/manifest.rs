@@ -227,7 +227,9 @@ fn schema_lists_exactly_the_accepted_keys() {
         let value = match key.as_str() {
             "name" | "version" => continue,
             "architecture" => "\"x86_64\"".to_string(),
-            "provides" | "requires" | "uses" | "conflicts" | "replaces" => "[]".to_string(),
+            "provides" | "requires" | "uses" | "conflicts" | "replaces" | "private" => {
+                "[]".to_string()
+            }
             "essential" => "true".to_string(),
             _ => "\"text\"".to_string(),
         };
@@ -266,4 +268,28 @@ fn range_display_is_stable() {
         VersionRange::parse(">=1, <2").unwrap().to_string(),
         ">=1, <2"
     );
+}
+
+#[test]
+fn private_paths_and_command_stay_inside_the_package() {
+    let m = parse(r#"{"name": "a", "version": "1", "private": ["lib/", "share/a/x"], "command": "lib/app", "original_version": "1:1.0-1"}"#).unwrap();
+    assert_eq!(m.private, ["lib", "share/a/x"]);
+    assert_eq!(m.command.as_deref(), Some("lib/app"));
+    assert_eq!(m.original_version.as_deref(), Some("1:1.0-1"));
+    for bad in [
+        r#""private": ["../etc"]"#,
+        r#""private": ["/lib"]"#,
+        r#""private": ["lib/../.."]"#,
+        r#""private": [""]"#,
+        r#""command": "bin//x""#,
+        r#""command": "./bin/x""#,
+    ] {
+        let json = format!(r#"{{"name": "a", "version": "1", {bad}}}"#);
+        let e = parse(&json).expect_err(bad);
+        assert!(
+            e.to_string()
+                .contains("not a relative path inside the package"),
+            "{e}"
+        );
+    }
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use exos_hpkg::Package;
 use exos_manifest::{Dependency, Manifest, Provide};
 
+use exos_root::UserName;
 use exos_root::{Layer, Layout, PerLayer, Sha256, StateEntry, StateList};
 use exos_trust::{FileDigest, TrustStore};
 
@@ -76,6 +77,9 @@ pub struct ActivePackage {
     /// Memory this package costs the mount (index, metadata, its share of
     /// the view), charged against the mount's budget.
     pub memory: u64,
+    /// For a package of a per-user layer (`ROOT/users/NAME/packages`): the
+    /// user, and the owner of that directory (who its files belong to).
+    pub user: Option<(UserName, Owner)>,
 }
 
 /// Refuses a package that ships a name packagefs generates at the top of
@@ -122,6 +126,7 @@ impl ActivePackage {
             signed_by: None,
             last_chunk_read: AtomicU64::new(u64::MAX),
             memory,
+            user: None,
         })
     }
 }
@@ -149,11 +154,18 @@ pub struct Activation {
     pub memory: u64,
     /// The trust store this activation was decided under.
     pub trust: TrustStore,
+    /// Per-user layers (`ROOT/users/NAME/packages`), sorted by user; each
+    /// sorted by file name. Their packages rank as the `user` layer.
+    pub users: Vec<(UserName, Vec<Arc<ActivePackage>>)>,
 }
 
 impl Activation {
+    /// Every active package: the layers', then the per-user layers'.
     pub fn all(&self) -> impl Iterator<Item = &Arc<ActivePackage>> {
-        Layer::ALL.into_iter().flat_map(|l| self.layers.get(l))
+        Layer::ALL
+            .into_iter()
+            .flat_map(|l| self.layers.get(l))
+            .chain(self.users.iter().flat_map(|(_, v)| v))
     }
 }
 
@@ -357,8 +369,86 @@ impl Scanner {
                 }
             }
         }
+        self.scan_users(&mut out, &reuse);
         self.check_uses(&mut out);
         out
+    }
+
+    /// The per-user layers: every `*.hpkg` in `ROOT/users/NAME/packages`,
+    /// activated as the user drops them in (as in Haiku's
+    /// `~/config/packages`; the root's numbered states do not cover them),
+    /// under the `user` layer's trust policy, after every shared layer in
+    /// the memory budget.
+    fn scan_users(
+        &self,
+        out: &mut Activation,
+        reuse: &HashMap<(Layer, FileIdentity), &Arc<ActivePackage>>,
+    ) {
+        let layout = Layout::new(&self.root);
+        let trust = out.trust.clone();
+        for user in layout.users() {
+            let dir = layout.user_packages_dir(&user);
+            let (owner, _) = owner_of(&dir);
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "hpkg"))
+                .collect();
+            files.sort();
+            out.users.push((user.clone(), Vec::new()));
+            for path in files {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let identity = std::fs::metadata(&path).map(|m| FileIdentity::of(&m));
+                let reused = identity
+                    .ok()
+                    .and_then(|id| reuse.get(&(Layer::User, id)))
+                    .filter(|p| {
+                        p.user
+                            .as_ref()
+                            .is_some_and(|(u, o)| *u == user && *o == owner)
+                    })
+                    .map(|p| Arc::clone(p));
+                let opened = match reused {
+                    Some(p) => Ok(Some(p)),
+                    None => self
+                        .activate(Layer::User, &path, name, None, &HashMap::new(), &trust)
+                        .map(|p| {
+                            p.map(|p| {
+                                let mut p = Arc::into_inner(p).expect("just opened");
+                                p.user = Some((user.clone(), owner));
+                                Arc::new(p)
+                            })
+                        }),
+                };
+                match opened {
+                    Ok(Some(p)) => {
+                        let total = out.memory.saturating_add(p.memory);
+                        if total > self.memory_budget {
+                            out.refused.push(Refused {
+                                layer: Layer::User,
+                                path: p.path.clone(),
+                                reason: "the mount's memory budget is used up (raise it with --max-memory-mib)".into(),
+                            });
+                            continue;
+                        }
+                        out.memory = total;
+                        if let Some((_, v)) = out.users.last_mut() {
+                            v.push(p);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(reason) => out.refused.push(Refused {
+                        layer: Layer::User,
+                        path,
+                        reason,
+                    }),
+                }
+            }
+        }
     }
 
     /// Adds an opened package to the activation if the mount's memory
@@ -469,10 +559,16 @@ impl Scanner {
     /// refused package's provides disappear with it).
     fn check_uses(&self, act: &mut Activation) {
         loop {
+            // A shared layer's package counts only shared providers; a
+            // per-user package also its own user's (never another user's:
+            // nothing one user drops in may activate anything for others).
             let provided = |dep: &Dependency, me: &Arc<ActivePackage>, act: &Activation| {
+                let user_of = |p: &ActivePackage| p.user.as_ref().map(|(u, _)| u.clone());
                 self.host_apis.iter().any(|p| dep.is_met_by(p))
                     || act.all().any(|o| {
-                        !Arc::ptr_eq(o, me) && o.manifest.provides.iter().any(|p| dep.is_met_by(p))
+                        !Arc::ptr_eq(o, me)
+                            && (o.user.is_none() || user_of(o) == user_of(me))
+                            && o.manifest.provides.iter().any(|p| dep.is_met_by(p))
                     })
             };
             let mut refused_now = Vec::new();
@@ -489,22 +585,28 @@ impl Scanner {
             if refused_now.is_empty() {
                 return;
             }
-            for layer in Layer::ALL {
-                act.layers.get_mut(layer).retain(|p| {
-                    match refused_now.iter().find(|(id, _)| *id == p.id) {
-                        Some((_, reason)) => {
-                            act.memory -= p.memory;
-                            act.refused.push(Refused {
-                                layer: p.layer,
-                                path: p.path.clone(),
-                                reason: reason.clone(),
-                            });
-                            false
-                        }
-                        None => true,
+            let mut memory_freed = 0;
+            let mut refused = Vec::new();
+            let (layers, users) = (&mut act.layers, &mut act.users);
+            let lists = [&mut layers.system, &mut layers.common, &mut layers.user]
+                .into_iter()
+                .chain(users.iter_mut().map(|(_, v)| v));
+            for list in lists {
+                list.retain(|p| match refused_now.iter().find(|(id, _)| *id == p.id) {
+                    Some((_, reason)) => {
+                        memory_freed += p.memory;
+                        refused.push(Refused {
+                            layer: p.layer,
+                            path: p.path.clone(),
+                            reason: reason.clone(),
+                        });
+                        false
                     }
+                    None => true,
                 });
             }
+            act.memory -= memory_freed;
+            act.refused.extend(refused);
         }
     }
 }

@@ -24,8 +24,6 @@ use fuser::{
 };
 use rustc_hash::FxHashMap;
 
-use exos_root::Layer;
-
 use crate::activate::ActivePackage;
 use crate::readahead::ReadAhead;
 use crate::view::{Kind, Source, View};
@@ -267,7 +265,7 @@ impl PackageFs {
         match node.source {
             Source::Entry { pkg, entry } => {
                 let p = &view.packages[pkg as usize];
-                entry_attr(&mut attr, view, p.layer, p.package.entry(entry))
+                entry_attr(&mut attr, view, p, p.package.entry(entry))
             }
             Source::Dir { .. } => {}
             Source::File { .. } => {
@@ -388,7 +386,7 @@ impl Filesystem for PackageFs {
             entry_attr(
                 &mut attr,
                 &self.view(),
-                package.layer,
+                &package,
                 package.package.entry(entry),
             );
             // No longer linked into the view.
@@ -688,10 +686,10 @@ impl Filesystem for PackageFs {
     }
 }
 
-/// Fills in what a package entry of `layer` says about itself: kind, size,
+/// Fills in what an entry of package `pkg` says about itself: kind, size,
 /// permissions (filtered by the view's privileges), owner, times.
-fn entry_attr(attr: &mut FileAttr, view: &View, layer: Layer, e: exos_hpkg::Entry<'_>) {
-    let (owner, perm) = view.owner_and_permissions(layer, e.permissions());
+fn entry_attr(attr: &mut FileAttr, view: &View, pkg: &ActivePackage, e: exos_hpkg::Entry<'_>) {
+    let (owner, perm) = view.owner_and_permissions(pkg, e.permissions());
     attr.perm = perm;
     attr.uid = owner.uid;
     attr.gid = owner.gid;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use exos_root::{Layer, PerLayer, Sha256};
 
-use crate::activate::{Activation, Owner, Scanner, DEFAULT_MEMORY_BUDGET};
+use crate::activate::{Activation, ActivePackage, Owner, Scanner, DEFAULT_MEMORY_BUDGET};
 use crate::cache::ChunkCache;
 use crate::fs::{OrphanKeeper, PackageFs, ViewSlot, XattrPolicy};
 use crate::view::{Privileges, View, ViewSettings};
@@ -128,6 +128,9 @@ pub struct Status {
     pub conflicts: Vec<ConflictStatus>,
     /// Who owns each layer's files in the view.
     pub owners: PerLayer<Owner>,
+    /// The per-user layers, by user.
+    #[serde(default)]
+    pub users: Vec<UserLayerStatus>,
     pub security: SecurityStatus,
     pub memory: MemoryStatus,
     pub live: LiveStatus,
@@ -147,6 +150,18 @@ pub struct ActiveStatus {
     pub signed_by: Option<String>,
     /// Memory this package costs the mount.
     pub memory_bytes: u64,
+    /// The version as its origin wrote it (an imported Debian package's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_version: Option<String>,
+}
+
+/// A per-user layer (`ROOT/users/NAME/packages`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserLayerStatus {
+    pub user: exos_root::UserName,
+    /// Who its files belong to: the owner of its packages directory.
+    pub owner: Owner,
+    pub packages: Vec<ActiveStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,20 +228,20 @@ impl State {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             layers: PerLayer::from_fn(|l| {
-                activation
-                    .layers
-                    .get(l)
-                    .iter()
-                    .map(|p| ActiveStatus {
-                        file: p.file_name.clone(),
-                        name: p.manifest.name.clone(),
-                        version: p.manifest.version.to_string(),
-                        sha256: p.sha256,
-                        signed_by: p.signed_by.clone(),
-                        memory_bytes: p.memory,
-                    })
-                    .collect()
+                activation.layers.get(l).iter().map(active_status).collect()
             }),
+            users: activation
+                .users
+                .iter()
+                .map(|(user, packages)| UserLayerStatus {
+                    user: user.clone(),
+                    owner: packages
+                        .first()
+                        .and_then(|p| p.user.as_ref().map(|(_, o)| *o))
+                        .unwrap_or_default(),
+                    packages: packages.iter().map(active_status).collect(),
+                })
+                .collect(),
             refused: activation
                 .refused
                 .iter()
@@ -305,6 +320,18 @@ impl State {
     }
 }
 
+fn active_status(p: &Arc<ActivePackage>) -> ActiveStatus {
+    ActiveStatus {
+        file: p.file_name.clone(),
+        name: p.manifest.name.clone(),
+        version: p.manifest.version.to_string(),
+        sha256: p.sha256,
+        signed_by: p.signed_by.clone(),
+        memory_bytes: p.memory,
+        original_version: p.manifest.original_version.clone(),
+    }
+}
+
 /// Whether two scans activated the same package objects with the same
 /// refusals and owners (then the view would be identical).
 fn same_activation(a: &Activation, b: &Activation) -> bool {
@@ -319,6 +346,10 @@ fn same_activation(a: &Activation, b: &Activation) -> bool {
         && refused(a) == refused(b)
         && a.owners == b.owners
         && a.root_only == b.root_only
+        && a.users
+            .iter()
+            .map(|(u, _)| u)
+            .eq(b.users.iter().map(|(u, _)| u))
 }
 
 fn scanner(options: &MountOptions, cache: Arc<ChunkCache>) -> Scanner {
@@ -389,13 +420,26 @@ fn polling_status(interval: Duration, reason: Option<String>) -> LiveStatus {
     }
 }
 
-/// The packages directories, the state directory, and their parents (so a
-/// packages directory created or replaced later is noticed).
+/// The packages directories (the per-user layers' too), the state
+/// directory, and their parents (so a packages directory created or
+/// replaced later is noticed).
 fn watched_dirs(root: &Path) -> Vec<PathBuf> {
     let mut v = vec![root.to_path_buf(), root.join("system/state")];
     for layer in Layer::ALL {
         v.push(root.join(layer.name()));
         v.push(root.join(layer.name()).join("packages"));
+    }
+    let layout = exos_root::Layout::new(root);
+    v.push(layout.users_dir());
+    for entry in std::fs::read_dir(layout.users_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(user) = exos_root::UserName::new(entry.file_name().to_string_lossy()) {
+            v.push(entry.path());
+            v.push(layout.user_packages_dir(&user));
+        }
     }
     v
 }
@@ -681,8 +725,9 @@ impl LiveActivation {
 
     fn rebuild(&mut self, force: bool) {
         let (view, report) = self.state.rebuild(false, force);
-        // A packages directory may have been created or replaced: watch
-        // what exists now (the old watch died with it).
+        // A packages directory (or a user's) may have been created or
+        // replaced: watch what exists now (the old watch died with it).
+        self.watched = watched_dirs(&self.state.options.root);
         if let Some(w) = self.watcher.as_mut() {
             if let Err(reason) = rewatch(w, &self.watched) {
                 let _ = self.events_tx.send(Event::Failed(reason));

@@ -40,7 +40,7 @@ use std::time::SystemTime;
 use exos_hpkg::{EntryId, EntryKind};
 use rustc_hash::FxHashMap;
 
-use exos_root::{Layer, PerLayer};
+use exos_root::{Layer, PerLayer, UserName};
 
 use crate::activate::{Activation, ActivePackage, Owner, RESERVED_NAMES};
 
@@ -129,6 +129,11 @@ pub const ROOT_INO: u64 = 1;
 pub const MERGED: &str = "merged";
 /// The directory holding `common` over `system`: what system processes see.
 pub const MERGED_SYSTEM: &str = "merged-system";
+/// `users/NAME`: the union of NAME's own layer (`ROOT/users/NAME/packages`).
+pub const USERS: &str = "users";
+/// `merged-users/NAME`: NAME's layer over `common` over `system` — what
+/// NAME's processes see (instead of `merged`).
+pub const MERGED_USERS: &str = "merged-users";
 const ROOT: u32 = 0;
 
 /// Files at a package's root that are metadata, not content: hidden from
@@ -239,14 +244,18 @@ impl View {
             + self.data.iter().map(|d| d.len() + 16).sum::<usize>()
     }
 
-    /// The owner of a node's file and the permission bits served for it.
-    pub fn owner_and_permissions(&self, layer: Layer, permissions: u16) -> (Owner, u16) {
-        let perm = if *self.setuid.get(layer) {
+    /// The owner of a package's file and the permission bits served for
+    /// it. Per-user layers never serve setuid/setgid bits.
+    pub fn owner_and_permissions(&self, pkg: &ActivePackage, permissions: u16) -> (Owner, u16) {
+        if let Some((_, owner)) = &pkg.user {
+            return (*owner, permissions & !0o6000);
+        }
+        let perm = if *self.setuid.get(pkg.layer) {
             permissions
         } else {
             permissions & !0o6000
         };
-        (*self.owners.get(layer), perm)
+        (*self.owners.get(pkg.layer), perm)
     }
 
     /// Builds the view of `activation`. `.exos/status.json` starts empty:
@@ -282,6 +291,16 @@ impl View {
         b.fill(merged, Tree::Merged { top: Layer::User });
         let merged_system = b.synthetic_dir(ROOT, MERGED_SYSTEM);
         b.fill(merged_system, Tree::Merged { top: Layer::Common });
+        if !activation.users.is_empty() {
+            let users = b.synthetic_dir(ROOT, USERS);
+            let merged_users = b.synthetic_dir(ROOT, MERGED_USERS);
+            for (user, _) in &activation.users {
+                let own = b.synthetic_dir(users, user.as_str());
+                b.fill(own, Tree::OwnLayer(user));
+                let merged = b.synthetic_dir(merged_users, user.as_str());
+                b.fill(merged, Tree::MergedUser(user));
+            }
+        }
         let exos = b.synthetic_dir(ROOT, ".exos");
         b.synthetic_file(exos, "status.json", Arc::from(&[][..]));
         b.finish()
@@ -370,7 +389,11 @@ fn resolve(group: &[Candidate]) -> Resolved {
 
 /// Which tree of the view is being filled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tree {
+enum Tree<'a> {
+    /// One user's own layer.
+    OwnLayer(&'a UserName),
+    /// One user's layer over `common` over `system`.
+    MergedUser(&'a UserName),
     /// One layer's packages (conflicts inside it are reported).
     Layer(Layer),
     /// The layers up to `top`, each package ranking by its own.
@@ -527,9 +550,17 @@ impl Builder {
     /// `.packages/<name>/` metadata.
     fn fill(&mut self, dir: u32, tree: Tree) {
         let chosen: Vec<u32> = (0..self.packages.len() as u32)
-            .filter(|&i| match tree {
-                Tree::Layer(l) => self.packages[i as usize].layer == l,
-                Tree::Merged { top } => self.packages[i as usize].layer <= top,
+            .filter(|&i| {
+                let p = &self.packages[i as usize];
+                let user = p.user.as_ref().map(|(u, _)| u);
+                match tree {
+                    Tree::Layer(l) => p.layer == l && user.is_none(),
+                    Tree::Merged { top } => p.layer <= top && user.is_none(),
+                    Tree::OwnLayer(name) => user == Some(name),
+                    Tree::MergedUser(name) => {
+                        user == Some(name) || (user.is_none() && p.layer <= Layer::Common)
+                    }
+                }
             })
             .collect();
         let roots = chosen
@@ -549,7 +580,8 @@ impl Builder {
                 }
             })
             .collect();
-        self.overlay(dir, roots, matches!(tree, Tree::Layer(_)), true);
+        let conflicts = matches!(tree, Tree::Layer(_));
+        self.overlay(dir, roots, conflicts, true);
         self.metadata(dir, &chosen);
     }
 

@@ -379,6 +379,57 @@ pub const DATA_DIR: &str = "data";
 /// Prefix of package files being copied into place.
 pub const TEMP_PREFIX: &str = ".exos-new-";
 
+/// A user's name as it names a per-user layer (`ROOT/users/NAME/packages`):
+/// POSIX's portable user names (letters, digits, `.`, `_`, `-`; not
+/// starting with `-` or `.`; at most 32 bytes).
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(into = "String", try_from = "String")]
+pub struct UserName(String);
+
+impl TryFrom<String> for UserName {
+    type Error = String;
+    fn try_from(s: String) -> Result<UserName, String> {
+        UserName::new(s)
+    }
+}
+
+impl From<UserName> for String {
+    fn from(u: UserName) -> String {
+        u.0
+    }
+}
+
+impl UserName {
+    pub fn new(name: impl Into<String>) -> Result<UserName, String> {
+        let name = name.into();
+        let ok = !name.is_empty()
+            && name.len() <= 32
+            && !name.starts_with(['-', '.'])
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if ok {
+            Ok(UserName(name))
+        } else {
+            Err(format!(
+                "{name:?} is not a user name (letters, digits, '.', '_', '-', at most 32, not starting with '-' or '.')"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The paths of a root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
@@ -393,6 +444,29 @@ impl Layout {
     /// `ROOT/<layer>/packages`.
     pub fn packages_dir(&self, layer: Layer) -> PathBuf {
         self.root.join(layer.name()).join("packages")
+    }
+
+    /// `ROOT/users`: one directory per user with a layer of their own.
+    pub fn users_dir(&self) -> PathBuf {
+        self.root.join("users")
+    }
+
+    /// `ROOT/users/NAME/packages`: NAME's own user layer.
+    pub fn user_packages_dir(&self, user: &UserName) -> PathBuf {
+        self.users_dir().join(user.as_str()).join("packages")
+    }
+
+    /// The users with a layer of their own (a valid name and a `packages`
+    /// directory), sorted.
+    pub fn users(&self) -> Vec<UserName> {
+        let mut out: Vec<UserName> = std::fs::read_dir(self.users_dir())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| UserName::new(e.ok()?.file_name().into_string().ok()?).ok())
+            .filter(|u| self.user_packages_dir(u).is_dir())
+            .collect();
+        out.sort();
+        out
     }
 
     /// Where an entry's file is placed when its state is current.

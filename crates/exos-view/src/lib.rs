@@ -50,14 +50,6 @@ pub enum Audience {
 }
 
 impl Audience {
-    /// The mount's directory holding this audience's union.
-    pub fn merged_dir(self) -> &'static str {
-        match self {
-            Audience::System => "merged-system",
-            Audience::User => "merged",
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Audience::System => "system",
@@ -218,6 +210,26 @@ impl ViewSpec {
         }
     }
 
+    /// The mount's directories this view shows as `/user` (user views) and
+    /// as the union `/usr` comes from: the person's own layer
+    /// (`MOUNTPOINT/users/NAME`, `merged-users/NAME`) when the root has one
+    /// for them, else the shared `user` layer (`user`, `merged`); for a
+    /// system view no user layer and `merged-system`.
+    pub fn layer_dirs(&self) -> (Option<PathBuf>, PathBuf) {
+        let mnt = &self.mountpoint;
+        match self.audience {
+            Audience::System => (None, mnt.join("merged-system")),
+            Audience::User => {
+                let own = mnt.join("users").join(&self.person.name);
+                if !self.person.name.is_empty() && !self.person.name.contains('/') && own.is_dir() {
+                    (Some(own), mnt.join("merged-users").join(&self.person.name))
+                } else {
+                    (Some(mnt.join("user")), mnt.join("merged"))
+                }
+            }
+        }
+    }
+
     /// The entries of the new root, from the top-level entries of the host's
     /// root and of the packages' union (`packages`, from
     /// `MOUNTPOINT/<merged dir>`).
@@ -227,12 +239,13 @@ impl ViewSpec {
         packages: &[(String, TopKind)],
     ) -> Vec<RootEntry> {
         let mnt = &self.mountpoint;
+        let (user_dir, merged) = self.layer_dirs();
         let mut entries = vec![
             bind_ro("system", mnt.join("system")),
             bind_ro("common", mnt.join("common")),
         ];
-        if self.audience == Audience::User {
-            entries.push(bind_ro("user", mnt.join("user")));
+        if let Some(dir) = user_dir {
+            entries.push(bind_ro("user", dir));
         }
         match &self.sandbox {
             None => entries.push(RootEntry {
@@ -258,7 +271,6 @@ impl ViewSpec {
             .iter()
             .any(|(name, kind)| name == "usr" && *kind == TopKind::Dir);
         let from_packages = |name: &str| userland && (name == "usr" || USR_LINKS.contains(&name));
-        let merged = mnt.join(self.audience.merged_dir());
         for (name, kind) in packages {
             if !from_packages(name) {
                 continue;

@@ -38,7 +38,7 @@ pub fn enter(spec: &ViewSpec) -> Result<Entered, ViewError> {
     let data = spec.data_dir();
     make_data_dir(spec, &data, caller.is_root())?;
     let host = top_entries(Path::new("/")).map_err(|e| ViewError::io("/", e))?;
-    let merged = spec.mountpoint.join(spec.audience.merged_dir());
+    let (_, merged) = spec.layer_dirs();
     let packages =
         top_entries(&merged).map_err(|e| ViewError::io(merged.display().to_string(), e))?;
     let plan = spec.plan(&host, &packages);
