@@ -230,13 +230,16 @@ fn a_sandbox_writes_only_its_data_sees_no_home_and_has_no_network() {
          cat /proc/1/environ >/dev/null 2>&1 || echo no-environ; \
          ls /proc/1/root/ >/dev/null 2>&1 || echo no-proc-root; \
          kill -0 1 2>/dev/null || echo no-signal; \
+         unshare -U true 2>/dev/null || echo no-user-namespace; \
+         python3 -c 'import fcntl, termios, errno\ntry: fcntl.ioctl(0, termios.TIOCSTI, b\"x\")\nexcept OSError as e: print(\"tiocsti\", errno.errorcode[e.errno])'; \
+         python3 -c 'import threading; t = threading.Thread(target=print, args=(\"threads\",)); t.start(); t.join()'; \
          curl -s -m 5 {url}/ || echo no-network; hello",
         marker = marker.display()
     );
     let o = fx.run(&["--sandbox", "--data", "app"], &script);
     assert_eq!(
         out(&o),
-        "65534\n/data/app\n/data/app\nwrote-data\nwrote-tmp\nno-home\nno-root\nno-host-files\nno-environ\nno-proc-root\nno-signal\nno-network\nHello from a package!\n"
+        "65534\n/data/app\n/data/app\nwrote-data\nwrote-tmp\nno-home\nno-root\nno-host-files\nno-environ\nno-proc-root\nno-signal\nno-user-namespace\ntiocsti EPERM\nthreads\nno-network\nHello from a package!\n"
     );
     let kept = fx.root.join("data/users/nobody/app/file");
     assert_eq!(fs::read_to_string(&kept).unwrap(), "data\n");

@@ -27,13 +27,16 @@
 //! adds a network namespace (unless asked for the network), a Landlock
 //! domain (reads and execution in the view, writes in `/data/NAME`, `/tmp`
 //! and `/dev` only; no signals to or abstract sockets of processes outside;
-//! no ptrace of them, so no reaching the host through `/proc/PID/root`) and
-//! no new privileges.
+//! no ptrace of them, so no reaching the host through `/proc/PID/root`), no
+//! new privileges, and a seccomp filter ([`seccomp`]: no nested user
+//! namespaces, keyrings, BPF, perf, userfaultfd, io_uring, mount calls or
+//! terminal injection).
 
 #![forbid(unsafe_code)]
 
 pub mod mountinfo;
 mod namespace;
+pub mod seccomp;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -456,6 +459,8 @@ pub enum ViewError {
     },
     #[error("landlock: {0}")]
     Landlock(String),
+    #[error("seccomp: {0}")]
+    Seccomp(String),
 }
 
 impl ViewError {

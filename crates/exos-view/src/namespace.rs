@@ -75,6 +75,7 @@ pub fn enter(spec: &ViewSpec) -> Result<Entered, ViewError> {
 
     if spec.sandbox.is_some() {
         crate::namespace::landlock(spec)?;
+        crate::seccomp::apply()?;
     } else if caller.is_root() && !person.is_root() {
         become_user(spec)?;
     }
