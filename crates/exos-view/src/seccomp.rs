@@ -63,22 +63,22 @@ fn err(e: impl std::fmt::Display) -> ViewError {
 pub fn programs() -> Result<Vec<BpfProgram>, ViewError> {
     let new_user = libc::CLONE_NEWUSER as u64;
     let mut eperm: BTreeMap<i64, Vec<SeccompRule>> =
-        REFUSED.iter().map(|&n| (n as i64, Vec::new())).collect();
+        REFUSED.iter().map(|&n| (n, Vec::new())).collect();
     // New user namespaces: a nested one would give the program every
     // capability over new namespaces, and their kernel code with them.
     eperm.insert(
-        libc::SYS_unshare as i64,
+        libc::SYS_unshare,
         vec![condition(0, SeccompCmpOp::MaskedEq(new_user), new_user)?],
     );
     // clone's flags are its first argument on every architecture here.
     eperm.insert(
-        libc::SYS_clone as i64,
+        libc::SYS_clone,
         vec![condition(0, SeccompCmpOp::MaskedEq(new_user), new_user)?],
     );
     // Typing into the terminal the sandbox was started from (TIOCSTI), or
     // driving the console (TIOCLINUX).
     eperm.insert(
-        libc::SYS_ioctl as i64,
+        libc::SYS_ioctl,
         vec![
             condition(1, SeccompCmpOp::MaskedEq(0xFFFF_FFFF), libc::TIOCSTI)?,
             condition(1, SeccompCmpOp::MaskedEq(0xFFFF_FFFF), libc::TIOCLINUX)?,
@@ -92,7 +92,7 @@ pub fn programs() -> Result<Vec<BpfProgram>, ViewError> {
     )
     .map_err(err)?;
     let enosys = SeccompFilter::new(
-        BTreeMap::from([(libc::SYS_clone3 as i64, Vec::new())]),
+        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
         SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS as u32),
         ARCH,
