@@ -160,6 +160,30 @@ fn views_show_the_layers_by_audience_and_leave_the_host_alone() {
 }
 
 #[test]
+fn exos_shell_starts_the_users_shell_in_the_view() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exos"))
+        .args(["shell", "-r", s(&fx.root), "--system"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"id -un; echo $EXOS_VIEW; hello; exit 3\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(text(&o.stdout), "root\nsystem\nHello from a package!\n");
+}
+
+#[test]
 fn a_view_needs_a_mount_and_names_the_fix() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");

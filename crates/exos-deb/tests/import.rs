@@ -228,3 +228,63 @@ fn not_a_deb_is_named() {
     let e = exos_deb::import(&f, tmp.path()).unwrap_err().to_string();
     assert!(e.contains("x.deb"), "{e}");
 }
+
+/// The mapping against dpkg itself: random version pairs compared by
+/// `dpkg --compare-versions` and by the mapped Haiku versions.
+#[test]
+fn versions_order_as_dpkg_itself_orders_them() {
+    use exos_deb::version::DebVersion;
+    if !Path::new("/usr/bin/dpkg").exists() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "dpkg missing with CI=true"
+        );
+        eprintln!("!!!!!!!! dpkg missing: version cross-check NOT RUN !!!!!!!!");
+        return;
+    }
+    let alphabet = b"0123456789.+~-abzAZ";
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut made = 0;
+    while made < 300 {
+        let mut one = || {
+            let mut v = String::new();
+            if next() % 4 == 0 {
+                v.push_str(&format!("{}:", next() % 3));
+            }
+            v.push(char::from(b'0' + (next() % 10) as u8));
+            for _ in 0..next() % 7 {
+                v.push(char::from(
+                    alphabet[(next() % alphabet.len() as u64) as usize],
+                ));
+            }
+            v
+        };
+        let (a, b) = (one(), one());
+        let (Ok(da), Ok(db)) = (DebVersion::parse(&a), DebVersion::parse(&b)) else {
+            continue;
+        };
+        made += 1;
+        let dpkg = |op: &str| {
+            std::process::Command::new("dpkg")
+                .args(["--compare-versions", &a, op, &b])
+                .status()
+                .unwrap()
+                .success()
+        };
+        let want = if dpkg("lt") {
+            std::cmp::Ordering::Less
+        } else if dpkg("eq") {
+            std::cmp::Ordering::Equal
+        } else {
+            std::cmp::Ordering::Greater
+        };
+        let got = da.to_haiku().compare(&db.to_haiku());
+        assert_eq!(got, want, "{a} vs {b}");
+    }
+}
