@@ -503,4 +503,19 @@ fn each_user_sees_their_own_layer_dropped_in_by_themselves() {
     // Removing the file removes it from the view.
     fs::remove_file(mine.join("nobodys-1.hpkg")).unwrap();
     assert!(wait_until(|| !served.exists()));
+    // A layer someone else controls is never activated: nobody cannot fill
+    // daemon's layer.
+    let theirs = fx.root.join("users/daemon/packages");
+    fs::create_dir_all(&theirs).unwrap();
+    chown(&theirs);
+    fs::copy(&built, theirs.join("planted.hpkg")).unwrap();
+    assert!(wait_until(
+        || ok(&["status", s(&fx.mnt)]).contains("daemon's layer is not activated")
+    ));
+    assert!(!fx.mnt.join("users/daemon").exists());
+    let o = fx.run(
+        &["--user", "daemon"],
+        "nobodys 2>/dev/null || echo not-planted",
+    );
+    assert_eq!(out(&o), "not-planted\n");
 }

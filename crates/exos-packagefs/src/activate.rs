@@ -218,6 +218,38 @@ fn owner_of(dir: &Path) -> (Owner, bool) {
     (owner, root_only)
 }
 
+/// Whether only `user` (and root) control what `ROOT/users/USER/packages`
+/// holds: `users/`, `users/USER` and its `packages` belong to root or to
+/// USER and no one else can write them. Else someone could put programs in
+/// another user's view.
+fn user_layer_is_theirs(layout: &Layout, user: &UserName) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let uid = nix::unistd::User::from_name(user.as_str())
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
+        .ok_or_else(|| format!("no user {user} on this system: its layer is not activated"))?;
+    let users = layout.users_dir();
+    let mine = users.join(user.as_str());
+    let packages = layout.user_packages_dir(user);
+    for (dir, owners) in [
+        (&users, &[0][..]),
+        (&mine, &[0, uid][..]),
+        (&packages, &[0, uid][..]),
+    ] {
+        let m = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let writable_by_others = m.permissions().mode() & 0o022 != 0;
+        if !m.is_dir() || !owners.contains(&m.uid()) || writable_by_others {
+            return Err(format!(
+                "{} must be a directory of {} that no one else can write: {user}'s layer is not activated",
+                dir.display(),
+                if owners.len() == 1 { "root".to_string() } else { format!("root or {user}") }
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Scanner {
     pub fn new(root: PathBuf, host_apis: Vec<Provide>, cache: Arc<ChunkCache>) -> Scanner {
         Scanner {
@@ -388,6 +420,14 @@ impl Scanner {
         let trust = out.trust.clone();
         for user in layout.users() {
             let dir = layout.user_packages_dir(&user);
+            if let Err(reason) = user_layer_is_theirs(&layout, &user) {
+                out.refused.push(Refused {
+                    layer: Layer::User,
+                    path: dir,
+                    reason,
+                });
+                continue;
+            }
             let (owner, _) = owner_of(&dir);
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .into_iter()
