@@ -45,7 +45,7 @@ pub struct RunArgs {
 
 /// `exos run`: execs the command in the view; returns only on failure.
 pub fn run(args: &RunArgs) -> Result<()> {
-    let (mut spec, _) = spec(&args.view)?;
+    let mut spec = spec(&args.view)?;
     let (program, rest) = match &args.app {
         Some(name) => {
             let app = crate::apps::find(&spec, name)?;
@@ -75,7 +75,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
 /// `exos shell`: the user's shell (if the view has it, else /bin/sh).
 pub fn shell(view: &ViewArgs) -> Result<()> {
-    let (mut spec, _) = spec(view)?;
+    let mut spec = spec(view)?;
     if let Some(s) = &mut spec.sandbox {
         if view.data.is_none() {
             s.data_name = "shell".into();
@@ -85,7 +85,7 @@ pub fn shell(view: &ViewArgs) -> Result<()> {
     exec(&spec, shell.into_os_string(), Vec::new())
 }
 
-fn spec(args: &ViewArgs) -> Result<(ViewSpec, PathBuf)> {
+fn spec(args: &ViewArgs) -> Result<ViewSpec> {
     let root = args
         .root
         .root
@@ -125,17 +125,14 @@ fn spec(args: &ViewArgs) -> Result<(ViewSpec, PathBuf)> {
             bail!("--data {n:?}: a name, not a path");
         }
     }
-    Ok((
-        ViewSpec {
-            root: root.clone(),
-            mountpoint,
-            audience,
-            person,
-            sandbox,
-            library_dirs: Vec::new(),
-        },
+    Ok(ViewSpec {
         root,
-    ))
+        mountpoint,
+        audience,
+        person,
+        sandbox,
+        library_dirs: Vec::new(),
+    })
 }
 
 fn exec(spec: &ViewSpec, program: OsString, args: Vec<OsString>) -> Result<()> {

@@ -366,13 +366,12 @@ impl ViewSpec {
             None => self.person.home.clone(),
         };
         env.push(("HOME".into(), home.into()));
-        let mut layers = vec!["/system/bin"];
-        layers.insert(0, "/common/bin");
-        if self.audience == Audience::User {
-            layers.insert(0, "/user/bin");
-        }
+        let layers: &[&str] = match self.audience {
+            Audience::User => &["/user/bin", "/common/bin", "/system/bin"],
+            Audience::System => &["/common/bin", "/system/bin"],
+        };
         let mut path: Vec<PathBuf> = layers
-            .into_iter()
+            .iter()
             .map(PathBuf::from)
             .filter(|p| exists(p))
             .collect();

@@ -74,7 +74,7 @@ pub fn enter(spec: &ViewSpec) -> Result<Entered, ViewError> {
     switch_root()?;
 
     if spec.sandbox.is_some() {
-        crate::namespace::landlock(spec)?;
+        landlock(spec)?;
         crate::seccomp::apply()?;
     } else if caller.is_root() && !person.is_root() {
         become_user(spec)?;
