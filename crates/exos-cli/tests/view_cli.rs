@@ -146,6 +146,12 @@ fn views_show_the_layers_by_audience_and_leave_the_host_alone() {
     // The packages are read-only, the root directory too.
     let o = fx.run(&[], "touch /system/x || touch /newfile || echo refused");
     assert!(out(&o).ends_with("refused\n"));
+    // One file, one inode, wherever the mount shows it.
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &str| fs::metadata(fx.mnt.join(p)).unwrap().ino();
+    assert_eq!(ino("system/bin/hello"), ino("merged/bin/hello"));
+    assert_eq!(ino("system/bin/hello"), ino("merged-system/bin/hello"));
+    assert_ne!(ino("system/bin/hello"), ino("merged/share/hello/README"));
     // The host's namespace is untouched.
     assert!(!Path::new("/system").exists() && !Path::new("/common").exists());
     let host_after = fs::read_to_string("/proc/self/mountinfo")

@@ -19,13 +19,16 @@
 //! inside a layer are reported as conflicts.
 //!
 //! Inode numbers are derived, not allocated: a directory's from its path, a
-//! file's from its path *and* its package. So unchanged nodes keep their
-//! number across views (the kernel's caches stay valid), while a file that
-//! now comes from another package gets a new one (its old page cache can
-//! never be served for the new content). The hash is keyed with a secret
-//! drawn when the mount starts (SipHash), so a package author cannot aim
-//! two paths at one number; the rare honest collision is probed away and
-//! every number in a view is checked unique.
+//! file's from its package and entry — not its path, so one package file
+//! has one inode wherever it appears (its layer's tree, `merged`,
+//! `merged-system`, a user's union: hard links, its pages cached once). So
+//! unchanged nodes keep their number across views (the kernel's caches stay
+//! valid), while a file that now comes from another package gets a new one
+//! (its old page cache can never be served for the new content). The hash
+//! is keyed with a secret drawn when the mount starts (SipHash), so a
+//! package author cannot aim two files at one number; the rare honest
+//! collision is probed away, and only nodes of the same package entry ever
+//! share a number.
 //!
 //! Ownership and privileges are decided here too: a layer's files belong
 //! to the owner of its packages directory, and setuid/setgid bits are
@@ -470,12 +473,23 @@ impl Builder {
         }
     }
 
+    /// What a file node's inode number stands for: one package entry,
+    /// wherever it appears (its layer's tree, `merged`, `merged-system`,
+    /// a user's union). Several paths then share one inode — hard links —
+    /// and the kernel keeps its pages once.
+    fn content_of(&self, source: Source) -> Option<(u64, EntryId)> {
+        match source {
+            Source::Entry { pkg, entry } if !self.is_dir(source) => {
+                Some((self.packages[pkg as usize].id, entry))
+            }
+            _ => None,
+        }
+    }
+
     fn ino_for(&self, path_hash: u64, source: Source) -> u64 {
         let key = &self.settings.inode_key;
         let raw = match source {
-            Source::Entry { pkg, entry } if !self.is_dir(source) => {
-                hash2(key, path_hash, (self.packages[pkg as usize].id, entry))
-            }
+            Source::Entry { .. } if !self.is_dir(source) => hash2(key, 0, self.content_of(source)),
             // Made-up files change with the view (status.json): new content,
             // new inode.
             Source::File { data, .. } => hash2(key, path_hash, &self.data[data as usize][..]),
@@ -784,14 +798,27 @@ impl Builder {
             let node = &mut self.nodes[n as usize];
             node.children_start = children.len() as u32;
             node.children_len = kids.len() as u32;
-            // Inode numbers must be unique: probe on the (rare) collision.
-            while let Some(&other) = by_ino.get(&node.ino) {
+            // Inode numbers are unique per content: nodes of one package
+            // entry share theirs; probe on the (rare) collision of others.
+            let content = self.content_of(self.nodes[n as usize].source);
+            let mut ino = self.nodes[n as usize].ino;
+            let mut shared = false;
+            while let Some(&other) = by_ino.get(&ino) {
                 if other == n {
                     break;
                 }
-                node.ino = node.ino.wrapping_add(0x9E37_79B9_7F4A_7C15).max(2);
+                if content.is_some()
+                    && content == self.content_of(self.nodes[other as usize].source)
+                {
+                    shared = true;
+                    break;
+                }
+                ino = ino.wrapping_add(0x9E37_79B9_7F4A_7C15).max(2);
             }
-            by_ino.insert(node.ino, n);
+            self.nodes[n as usize].ino = ino;
+            if !shared {
+                by_ino.insert(ino, n);
+            }
             children.extend_from_slice(&kids);
             stack.extend(kids.iter().copied());
         }
