@@ -1,12 +1,17 @@
 //! Parses arbitrary bytes as the files EXOS reads back from disk besides
 //! packages: a state list (`active.list` and numbered states alike, one
-//! parser) and a mount's status.json.
+//! parser), a mount's status.json, and a package's remembered content
+//! digests (`system/state/digests/<sha>.digests`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<exos_packagefs::Status>(data);
+    let digests_path = std::path::Path::new("fuzz.digests");
+    if let Ok(d) = exos_root::digests::ContentDigests::parse(data, digests_path) {
+        assert_eq!(d.render(), data, "digests render back to their bytes");
+    }
     if let Ok(text) = std::str::from_utf8(data) {
         let path = std::path::Path::new("fuzz.list");
         if let Ok(state) = exos_root::StateList::parse(text, path) {

@@ -58,6 +58,11 @@ pub struct MountArgs {
     /// are none and stops asking (faster `ls -l` and exec).
     #[arg(long)]
     pub xattrs: bool,
+    /// Do not share identical files of different packages as one inode
+    /// (by default their digests are computed in the background, remembered
+    /// in system/state/digests, and each content is cached once).
+    #[arg(long)]
+    pub no_share: bool,
     /// Notice package changes by rescanning every N ms instead of inotify
     /// (for file systems without inotify, e.g. NFS).
     #[arg(long, value_name = "N")]
@@ -138,6 +143,7 @@ pub fn serve(args: &MountArgs, quiet: bool) -> Result<()> {
     }
     options.privileges.setuid_from_system = args.allow_setuid;
     options.memory_budget = args.max_memory_mib << 20;
+    options.share_identical = !args.no_share;
     if args.xattrs {
         options.xattrs = exos_packagefs::fs::XattrPolicy::Always;
     }
@@ -251,6 +257,9 @@ impl MountArgs {
         a.push(format!("--max-memory-mib={}", self.max_memory_mib).into());
         if self.xattrs {
             a.push("--xattrs".into());
+        }
+        if self.no_share {
+            a.push("--no-share".into());
         }
         if let Some(ms) = self.poll_ms {
             a.push(format!("--poll-ms={ms}").into());

@@ -283,3 +283,110 @@ fn unreadable_data_is_eio_and_the_log_names_package_and_entry() {
         "{text}"
     );
 }
+
+/// Builds a package NAME with `share/NAME/common.txt` (the same bytes in
+/// every package) and `share/NAME/own` (its own).
+fn sharing_package(tmp: &Path, name: &str, common: &str) -> std::path::PathBuf {
+    let src = tmp.join(format!("src-{name}"));
+    fs::create_dir_all(src.join("share").join(name)).unwrap();
+    fs::write(
+        src.join("manifest.json"),
+        complete(&format!(r#"{{"name": "{name}", "version": "1"}}"#)),
+    )
+    .unwrap();
+    fs::write(src.join("share").join(name).join("common.txt"), common).unwrap();
+    fs::write(src.join("share").join(name).join("own"), name).unwrap();
+    let out = tmp.join(format!("{name}.hpkg"));
+    ok(&["build", "-q", s(&src), "-o", s(&out)]);
+    out
+}
+
+#[test]
+fn identical_files_of_different_packages_share_one_inode() {
+    if !fuse_available() {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let common = "the same bytes\n".repeat(1000);
+    let a = sharing_package(tmp.path(), "a", &common);
+    let b = sharing_package(tmp.path(), "b", &common);
+    let c = sharing_package(tmp.path(), "c", "different bytes\n");
+    ok(&["init", s(&root)]);
+    ok(&["install", "-q", "-r", s(&root), s(&a), s(&b), s(&c)]);
+    // nobody's own layer holds the same bytes too: served as nobody's, so
+    // never the same inode as root's.
+    let theirs = root.join("users/nobody/packages");
+    fs::create_dir_all(&theirs).unwrap();
+    for d in [root.join("users/nobody"), theirs.clone()] {
+        rustix::fs::chown(
+            &d,
+            Some(rustix::fs::Uid::from_raw(65534)),
+            Some(rustix::fs::Gid::from_raw(65534)),
+        )
+        .unwrap();
+    }
+    let d = sharing_package(tmp.path(), "d", &common);
+    fs::copy(&d, theirs.join("d.hpkg")).unwrap();
+    let mount = |extra: &[&str]| {
+        let mut args = vec!["mount", s(&root), s(&mnt), "--daemon", "--pid-file"];
+        let pid = tmp.path().join("pid");
+        args.push(s(&pid));
+        args.extend_from_slice(extra);
+        ok(&args);
+    };
+    mount(&[]);
+    let ino = |p: &str| fs::metadata(mnt.join(p)).unwrap().ino();
+    assert!(
+        wait_until(|| ino("merged/share/a/common.txt") == ino("merged/share/b/common.txt")),
+        "identical files never shared an inode"
+    );
+    assert_eq!(
+        ino("system/share/a/common.txt"),
+        ino("merged/share/b/common.txt")
+    );
+    assert_ne!(
+        ino("merged/share/a/common.txt"),
+        ino("merged/share/c/common.txt")
+    );
+    assert_ne!(ino("merged/share/a/own"), ino("merged/share/b/own"));
+    assert_ne!(
+        ino("merged/share/a/common.txt"),
+        ino("users/nobody/share/d/common.txt")
+    );
+    for p in ["a", "b"] {
+        assert_eq!(
+            fs::read_to_string(mnt.join(format!("merged/share/{p}/common.txt"))).unwrap(),
+            common
+        );
+        assert_eq!(
+            fs::read_to_string(mnt.join(format!("merged/share/{p}/own"))).unwrap(),
+            p
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(mnt.join("merged/share/c/common.txt")).unwrap(),
+        "different bytes\n"
+    );
+    // Remembered by SHA-256 for the next mount; gc drops what no state holds.
+    let digests = || {
+        fs::read_dir(root.join("system/state/digests"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(digests(), 3);
+    ok(&["unmount", s(&mnt)]);
+    // --no-share: every package's file is its own inode.
+    mount(&["--no-share"]);
+    assert_ne!(
+        ino("merged/share/a/common.txt"),
+        ino("merged/share/b/common.txt")
+    );
+    ok(&["unmount", s(&mnt)]);
+    ok(&["remove", "-q", "-r", s(&root), "--yes", "c"]);
+    ok(&["gc", "-q", "-r", s(&root), "--keep", "1"]);
+    assert_eq!(digests(), 2);
+}

@@ -173,6 +173,12 @@ fn write_seeds(fixtures: &Path, out: &Path) -> std::io::Result<()> {
     )?;
     put(
         "parse_state_list",
+        "content.digests",
+        &exos_root::digests::ContentDigests(vec![(1, [7; 16]), (4, [0xab; 16]), (9, [0; 16])])
+            .render(),
+    )?;
+    put(
+        "parse_state_list",
         "status.json",
         br#"{"root":"/r","state_list":null,"mountpoint":"/m","pid":1,"generation":2,"updated":3,
 "layers":{"system":[{"file":"a.hpkg","name":"a","version":"1","sha256":null,"memory_bytes":9}],"common":[],"user":[]},

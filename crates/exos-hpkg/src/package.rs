@@ -220,6 +220,36 @@ impl Package {
         }
     }
 
+    /// A digest of every regular file's content (BLAKE3, first 16 bytes),
+    /// by entry id, ascending: what lets a mount serve identical files of
+    /// different packages as one inode. Reads and decompresses the whole
+    /// heap once, one file at a time.
+    pub fn content_digests(&self) -> Result<Vec<(EntryId, [u8; 16])>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 1 << 18];
+        for id in 0..self.toc().len() as EntryId {
+            let entry = self.entry(id);
+            if entry.kind() != crate::EntryKind::File {
+                continue;
+            }
+            let mut hasher = blake3::Hasher::new();
+            let mut offset = 0u64;
+            while offset < entry.size() {
+                let n = self.read_at(entry, offset, &mut buf)?;
+                if n == 0 {
+                    return Err(corrupt!("{:?}: file ends before its size", entry.name()))
+                        .at(&self.path);
+                }
+                hasher.update(&buf[..n]);
+                offset += n as u64;
+            }
+            let mut digest = [0u8; 16];
+            digest.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+            out.push((id, digest));
+        }
+        Ok(out)
+    }
+
     /// A sequential reader over a file entry's content.
     pub fn open_file(&self, entry: Entry<'_>) -> EntryReader<'_> {
         EntryReader {

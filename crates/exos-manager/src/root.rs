@@ -523,19 +523,25 @@ impl Root {
                 }
             }
         }
-        // Signatures of packages no state references any more.
-        let sigs = self.layout.signatures_dir();
-        if let Ok(rd) = fs::read_dir(&sigs) {
+        // Signatures and content digests of packages no state references
+        // any more.
+        for (dir, suffix) in [
+            (self.layout.signatures_dir(), ".minisig"),
+            (self.layout.digests_dir(), ".digests"),
+        ] {
+            let Ok(rd) = fs::read_dir(&dir) else {
+                continue;
+            };
             for e in rd.filter_map(|e| e.ok()) {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let Some(sha) = name.strip_suffix(".minisig").and_then(|s| s.parse().ok()) else {
+                let Some(sha) = name.strip_suffix(suffix).and_then(|s| s.parse().ok()) else {
                     continue;
                 };
                 if !referenced.contains(&sha) {
                     fs::remove_file(e.path()).at(e.path())?;
                 }
             }
-            fsync_dir(&sigs)?;
+            fsync_dir(&dir)?;
         }
         fsync_dir(&self.layout.states_dir())?;
         Ok(report)

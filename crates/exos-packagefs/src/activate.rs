@@ -17,9 +17,11 @@ use std::sync::Arc;
 use exos_hpkg::Package;
 use exos_manifest::{Dependency, Manifest, Provide};
 
+use exos_root::digests::ContentDigests;
 use exos_root::UserName;
 use exos_root::{Layer, Layout, PerLayer, Sha256, StateEntry, StateList};
 use exos_trust::{FileDigest, TrustStore};
+use std::sync::OnceLock;
 
 use crate::cache::ChunkCache;
 
@@ -51,7 +53,9 @@ pub const VIEW_BYTES_PER_ENTRY: u64 = 2 * 80;
 
 /// Who owns a layer's files in the view: the owner of its packages
 /// directory (whoever can write that directory controls its contents).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct Owner {
     pub uid: u32,
     pub gid: u32,
@@ -80,6 +84,12 @@ pub struct ActivePackage {
     /// For a package of a per-user layer (`ROOT/users/NAME/packages`): the
     /// user, and the owner of that directory (who its files belong to).
     pub user: Option<(UserName, Owner)>,
+    /// Its files' content digests, once the mount's digester computed (or
+    /// loaded) them: identical files of different packages then share an
+    /// inode. Never taken from the package itself.
+    pub digests: OnceLock<Arc<ContentDigests>>,
+    /// Whether it was handed to the digester already.
+    pub digest_queued: std::sync::atomic::AtomicBool,
 }
 
 /// Refuses a package that ships a name packagefs generates at the top of
@@ -127,6 +137,8 @@ impl ActivePackage {
             last_chunk_read: AtomicU64::new(u64::MAX),
             memory,
             user: None,
+            digests: OnceLock::new(),
+            digest_queued: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -588,6 +600,16 @@ impl Scanner {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let p = ActivePackage::new(id, layer, path.to_path_buf(), file_name, identity, package)?;
         p.package.heap().use_shared_cache(self.cache.clone(), id);
+        // Content digests remembered by an earlier mount: the first view
+        // already shares identical files (the digester fills in the rest).
+        if let Some(sha) = &sha256 {
+            let remembered = Layout::new(&self.root).digests(sha);
+            if let Ok(bytes) = std::fs::read(&remembered) {
+                if let Ok(d) = ContentDigests::parse(&bytes, &remembered) {
+                    let _ = p.digests.set(Arc::new(d));
+                }
+            }
+        }
         Ok(ActivePackage {
             sha256,
             signed_by,

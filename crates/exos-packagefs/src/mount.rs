@@ -17,6 +17,7 @@ use crate::activate::{Activation, ActivePackage, Owner, Scanner, DEFAULT_MEMORY_
 use crate::cache::ChunkCache;
 use crate::fs::{OrphanKeeper, PackageFs, ViewSlot, XattrPolicy};
 use crate::view::{Privileges, View, ViewSettings};
+use exos_root::digests::ContentDigests;
 
 /// How changes to the packages directories are noticed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,9 @@ pub struct MountOptions {
     pub memory_budget: u64,
     pub watch: WatchMode,
     pub xattrs: XattrPolicy,
+    /// Compute content digests in the background and serve identical files
+    /// of different packages as one inode (one copy in the page cache).
+    pub share_identical: bool,
 }
 
 impl MountOptions {
@@ -78,6 +82,7 @@ impl MountOptions {
             memory_budget: DEFAULT_MEMORY_BUDGET,
             watch: WatchMode::Inotify,
             xattrs: XattrPolicy::Auto,
+            share_identical: true,
         }
     }
 
@@ -365,7 +370,10 @@ fn new_state(options: &MountOptions) -> State {
         scanner: scanner(options, cache),
         activation: Activation::default(),
         generation: 0,
-        settings: ViewSettings::new(options.privileges),
+        settings: ViewSettings {
+            share_identical: options.share_identical,
+            ..ViewSettings::new(options.privileges)
+        },
         options: options.clone(),
         live: match options.watch {
             WatchMode::Inotify => LiveStatus {
@@ -410,6 +418,8 @@ enum Event {
     Failed(String),
     /// The FUSE session ended: the activation thread exits.
     Stop,
+    /// The digester has new content digests: rebuild (inode numbers change).
+    Digests,
 }
 
 fn polling_status(interval: Duration, reason: Option<String>) -> LiveStatus {
@@ -614,6 +624,8 @@ impl Drop for Mount {
 /// tells the kernel what changed.
 struct LiveActivation {
     state: State,
+    /// Where packages go to have their content digests computed.
+    digester: Option<mpsc::Sender<Vec<Arc<ActivePackage>>>>,
     watched: Vec<PathBuf>,
     watcher: Option<notify::RecommendedWatcher>,
     poll: Option<Duration>,
@@ -652,8 +664,13 @@ impl LiveActivation {
             WatchMode::Poll(d) => Some(d),
             WatchMode::Inotify => None,
         };
+        let digester = options
+            .share_identical
+            .then(|| start_digester(options.root.clone(), events_tx.clone()))
+            .flatten();
         let mut live = LiveActivation {
             state,
+            digester,
             watched: watched_dirs(&options.root),
             watcher: None,
             poll,
@@ -672,15 +689,21 @@ impl LiveActivation {
                 }
             }
         }
+        live.queue_digests();
         live
     }
 
     /// Runs until the session ends.
     fn run(mut self) {
         while let Some(event) = self.next_event() {
+            let mut digests = false;
             let mut failure = match event {
                 Event::Failed(reason) => Some(reason),
                 Event::Rescan => None,
+                Event::Digests => {
+                    digests = true;
+                    None
+                }
                 Event::Stop => return,
             };
             // Let a burst of changes (a copy, a rename) settle.
@@ -688,6 +711,7 @@ impl LiveActivation {
                 match e {
                     Event::Failed(reason) => failure = Some(reason),
                     Event::Rescan => {}
+                    Event::Digests => digests = true,
                     Event::Stop => return,
                 }
             }
@@ -696,9 +720,29 @@ impl LiveActivation {
                     self.fall_back_to_polling(reason);
                     true
                 }
-                _ => false,
+                _ => digests,
             };
             self.rebuild(force);
+        }
+    }
+
+    /// Hands the active packages whose digests are unknown to the digester.
+    fn queue_digests(&self) {
+        let Some(tx) = &self.digester else { return };
+        let todo: Vec<Arc<ActivePackage>> = self
+            .state
+            .activation
+            .all()
+            .filter(|p| {
+                p.digests.get().is_none()
+                    && !p
+                        .digest_queued
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+            })
+            .cloned()
+            .collect();
+        if !todo.is_empty() {
+            let _ = tx.send(todo);
         }
     }
 
@@ -735,6 +779,7 @@ impl LiveActivation {
         }
         let Some(view) = view else { return };
         self.swapper.swap(view);
+        self.queue_digests();
         tracing::info!(
             generation = report.generation,
             active = report.active,
@@ -747,6 +792,67 @@ impl LiveActivation {
         }
         let _ = self.reports.send(report);
     }
+}
+
+/// The digester: a background thread that gives each package its content
+/// digests — remembered in `system/state/digests/<sha>.digests` when the
+/// state names the package's SHA-256 (written when the mount may write
+/// there), else computed by reading the package whole once — and then asks
+/// for a rebuild, in which identical files of different packages get one
+/// inode. The digests are the mount's own: a package cannot claim another's
+/// content.
+fn start_digester(
+    root: PathBuf,
+    events: mpsc::Sender<Event>,
+) -> Option<mpsc::Sender<Vec<Arc<ActivePackage>>>> {
+    let (tx, rx) = mpsc::channel::<Vec<Arc<ActivePackage>>>();
+    let layout = exos_root::Layout::new(root);
+    std::thread::Builder::new()
+        .name("exos-digests".into())
+        .spawn(move || {
+            while let Ok(mut batch) = rx.recv() {
+                while let Ok(more) = rx.try_recv() {
+                    batch.extend(more);
+                }
+                for p in batch {
+                    if let Some(d) = digests_of(&layout, &p) {
+                        let _ = p.digests.set(Arc::new(d));
+                    }
+                }
+                if events.send(Event::Digests).is_err() {
+                    return;
+                }
+            }
+        })
+        .ok()?;
+    Some(tx)
+}
+
+fn digests_of(layout: &exos_root::Layout, p: &ActivePackage) -> Option<ContentDigests> {
+    let remembered = p.sha256.map(|sha| layout.digests(&sha));
+    if let Some(path) = &remembered {
+        if let Ok(bytes) = std::fs::read(path) {
+            match ContentDigests::parse(&bytes, path) {
+                Ok(d) => return Some(d),
+                Err(e) => tracing::warn!("{e}; computing them again"),
+            }
+        }
+    }
+    let digests = match p.package.content_digests() {
+        Ok(d) => ContentDigests(d),
+        Err(e) => {
+            tracing::warn!("{}: no content digests: {e}", p.path.display());
+            return None;
+        }
+    };
+    if let Some(path) = remembered {
+        let written = std::fs::create_dir_all(layout.digests_dir())
+            .and_then(|()| exos_root::write_atomically(&path, &digests.render()));
+        if let Err(e) = written {
+            tracing::debug!("{}: not remembered: {e}", path.display());
+        }
+    }
+    Some(digests)
 }
 
 /// A flag raised when a mount's session has ended.

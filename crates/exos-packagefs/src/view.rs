@@ -65,6 +65,9 @@ pub struct ViewSettings {
     pub privileges: Privileges,
     /// Owner of made-up nodes (the serving process's).
     pub owner: Owner,
+    /// Serve identical files of different packages as one inode, once
+    /// their digests are known.
+    pub share_identical: bool,
 }
 
 impl ViewSettings {
@@ -73,6 +76,7 @@ impl ViewSettings {
             epoch: SystemTime::now(),
             inode_key: RandomState::new(),
             privileges,
+            share_identical: true,
             owner: Owner {
                 uid: rustix::process::geteuid().as_raw(),
                 gid: rustix::process::getegid().as_raw(),
@@ -250,15 +254,7 @@ impl View {
     /// The owner of a package's file and the permission bits served for
     /// it. Per-user layers never serve setuid/setgid bits.
     pub fn owner_and_permissions(&self, pkg: &ActivePackage, permissions: u16) -> (Owner, u16) {
-        if let Some((_, owner)) = &pkg.user {
-            return (*owner, permissions & !0o6000);
-        }
-        let perm = if *self.setuid.get(pkg.layer) {
-            permissions
-        } else {
-            permissions & !0o6000
-        };
-        (*self.owners.get(pkg.layer), perm)
+        served(&self.owners, &self.setuid, pkg, permissions)
     }
 
     /// Builds the view of `activation`. `.exos/status.json` starts empty:
@@ -329,6 +325,34 @@ impl View {
         self.by_ino.insert(ino, index);
         self.nodes[index as usize].ino = ino;
     }
+}
+
+/// The owner and permission bits served for a file of `pkg`.
+fn served(
+    owners: &PerLayer<Owner>,
+    setuid: &PerLayer<bool>,
+    pkg: &ActivePackage,
+    permissions: u16,
+) -> (Owner, u16) {
+    if let Some((_, owner)) = &pkg.user {
+        return (*owner, permissions & !0o6000);
+    }
+    let perm = if *setuid.get(pkg.layer) {
+        permissions
+    } else {
+        permissions & !0o6000
+    };
+    (*owners.get(pkg.layer), perm)
+}
+
+/// What a file's inode number stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Content {
+    /// One package entry (by the package's mount-unique id).
+    Entry(u64, EntryId),
+    /// Bytes with this digest, served with these owner and permissions:
+    /// the same for every package holding them.
+    Bytes([u8; 16], Owner, u16),
 }
 
 /// One package's entry for a name in a directory being filled.
@@ -477,13 +501,28 @@ impl Builder {
     /// wherever it appears (its layer's tree, `merged`, `merged-system`,
     /// a user's union). Several paths then share one inode — hard links —
     /// and the kernel keeps its pages once.
-    fn content_of(&self, source: Source) -> Option<(u64, EntryId)> {
-        match source {
-            Source::Entry { pkg, entry } if !self.is_dir(source) => {
-                Some((self.packages[pkg as usize].id, entry))
-            }
-            _ => None,
+    ///
+    /// Identical bytes in different packages share one inode too, once the
+    /// mount computed the packages' digests (its own, never a package's
+    /// claim), when they are served with the same owner and permissions.
+    fn content_of(&self, source: Source) -> Option<Content> {
+        let Source::Entry { pkg, entry } = source else {
+            return None;
+        };
+        if self.is_dir(source) {
+            return None;
         }
+        let p = &self.packages[pkg as usize];
+        if self.settings.share_identical {
+            if let Some(digest) = p.digests.get().and_then(|d| d.get(entry)) {
+                let e = p.package.entry(entry);
+                if e.kind() == EntryKind::File {
+                    let (owner, perm) = served(&self.owners, &self.setuid, p, e.permissions());
+                    return Some(Content::Bytes(*digest, owner, perm));
+                }
+            }
+        }
+        Some(Content::Entry(p.id, entry))
     }
 
     fn ino_for(&self, path_hash: u64, source: Source) -> u64 {

@@ -25,6 +25,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod digests;
+
 use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -515,6 +517,16 @@ impl Layout {
     /// for a package when it was installed.
     pub fn signature(&self, sha: &Sha256) -> PathBuf {
         self.signatures_dir().join(format!("{sha}.minisig"))
+    }
+
+    /// `ROOT/system/state/digests/<sha>.digests`: the content digests
+    /// computed for a package's files ([`digests::ContentDigests`]).
+    pub fn digests(&self, sha: &Sha256) -> PathBuf {
+        self.digests_dir().join(format!("{sha}.digests"))
+    }
+
+    pub fn digests_dir(&self) -> PathBuf {
+        self.state_dir().join("digests")
     }
 
     pub fn signatures_dir(&self) -> PathBuf {
