@@ -283,6 +283,12 @@ fn render_status(v: &Status) -> String {
             .map(|r| format!(" (inotify failed: {r})"))
             .unwrap_or_default()
     );
+    if v.sharing.enabled {
+        s += &format!(
+            "sharing:     identical files as one inode ({} of {} packages digested)\n",
+            v.sharing.packages_digested, v.sharing.packages
+        );
+    }
     let package_line = |p: &exos_packagefs::mount::ActiveStatus| {
         let mut line = format!(
             "  {} {}  ({})",

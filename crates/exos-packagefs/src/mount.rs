@@ -136,6 +136,10 @@ pub struct Status {
     /// The per-user layers, by user.
     #[serde(default)]
     pub users: Vec<UserLayerStatus>,
+    /// Identical files shared as one inode: whether on, and how many active
+    /// packages have their content digests yet.
+    #[serde(default)]
+    pub sharing: SharingStatus,
     pub security: SecurityStatus,
     pub memory: MemoryStatus,
     pub live: LiveStatus,
@@ -158,6 +162,13 @@ pub struct ActiveStatus {
     /// The version as its origin wrote it (an imported Debian package's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SharingStatus {
+    pub enabled: bool,
+    pub packages_digested: usize,
+    pub packages: usize,
 }
 
 /// A per-user layer (`ROOT/users/NAME/packages`).
@@ -267,6 +278,14 @@ impl State {
                 })
                 .collect(),
             owners: view.owners,
+            sharing: SharingStatus {
+                enabled: self.options.share_identical,
+                packages_digested: activation
+                    .all()
+                    .filter(|p| p.digests.get().is_some())
+                    .count(),
+                packages: activation.all().count(),
+            },
             security: SecurityStatus {
                 nosuid: !self.options.privileges.setuid_from_system,
                 nodev: true,
