@@ -45,6 +45,11 @@ pub fn mount(args: &MountArgs, out: Out) -> Result<()> {
             args.mountpoint.display()
         );
     }
+    if let Some(dir) = &args.exec_cache {
+        // Said here, not only in the daemon's log.
+        exos_packagefs::exec_cache::ExecCache::open(dir, args.exec_cache_mib << 20)
+            .with_context(|| "--exec-cache".to_string())?;
+    }
     if args.daemon {
         return spawn_daemon(args, out);
     }

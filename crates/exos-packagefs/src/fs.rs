@@ -18,13 +18,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use exos_hpkg::tree::escape_attr_name;
 use exos_hpkg::{EntryId, Timestamp};
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 use rustc_hash::FxHashMap;
 
 use crate::activate::ActivePackage;
+use crate::exec_cache::ExecCache;
 use crate::readahead::ReadAhead;
 use crate::view::{Kind, Source, View};
 
@@ -143,6 +144,23 @@ pub struct PackageFs {
     xattrs: XattrPolicy,
     /// Set once the kernel was told there are no extended attributes.
     no_xattrs: std::sync::atomic::AtomicBool,
+    /// The persistent exec cache, served with FUSE passthrough (see
+    /// [`crate::exec_cache`]); None when off or the kernel cannot.
+    exec_cache: Option<Arc<ExecCache>>,
+    /// Files open, by inode: how (passthrough to a cache entry, or through
+    /// this process) and how many times. One inode is never open both
+    /// ways at once (the kernel refuses that).
+    opened: Mutex<FxHashMap<u64, Opened>>,
+}
+
+/// How an inode's open files are served.
+enum Opened {
+    Cached(u32),
+    Passthrough {
+        count: u32,
+        backing: Arc<fuser::BackingId>,
+        _entry: crate::exec_cache::Entry,
+    },
 }
 
 /// A package time as the kernel gets it. Any stored value is served:
@@ -164,7 +182,15 @@ impl PackageFs {
             readahead: None,
             xattrs: XattrPolicy::Always,
             no_xattrs: false.into(),
+            exec_cache: None,
+            opened: Mutex::default(),
         }
+    }
+
+    /// Serves programs from `cache` (and fills it through read-ahead).
+    pub fn with_exec_cache(mut self, cache: Option<Arc<ExecCache>>) -> PackageFs {
+        self.exec_cache = cache;
+        self
     }
 
     pub fn with_xattrs(mut self, policy: XattrPolicy) -> PackageFs {
@@ -195,7 +221,7 @@ impl PackageFs {
 
     /// Starts the read-ahead thread (see [`crate::readahead`]).
     pub fn with_readahead(mut self) -> PackageFs {
-        match ReadAhead::start(self.known.clone()) {
+        match ReadAhead::start(self.known.clone(), self.exec_cache.clone()) {
             Ok(r) => self.readahead = Some(Arc::new(r)),
             Err(e) => tracing::warn!("no read-ahead thread: {e}"),
         }
@@ -331,6 +357,14 @@ impl Filesystem for PackageFs {
         while config.set_max_readahead(ra).is_err() && ra > 1 << 16 {
             ra /= 2;
         }
+        if self.exec_cache.is_some() {
+            let passthrough = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+                && config.set_max_stack_depth(1).is_ok();
+            if !passthrough {
+                tracing::warn!("the kernel has no FUSE passthrough: exec cache off");
+                self.exec_cache = None;
+            }
+        }
         Ok(())
     }
 
@@ -416,11 +450,75 @@ impl Filesystem for PackageFs {
         }
     }
 
-    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        // "No open support": the kernel opens without asking from now on,
-        // and keeps its page cache (FOPEN_KEEP_CACHE) across opens. Writes
-        // are refused by the read-only mount.
-        reply.error(Errno::ENOSYS)
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // Without an exec cache: "no open support": the kernel opens
+        // without asking from now on, and keeps its page cache across
+        // opens. Writes are refused by the read-only mount.
+        let Some(cache) = &self.exec_cache else {
+            return reply.error(Errno::ENOSYS);
+        };
+        let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        match opened.get_mut(&ino.0) {
+            Some(Opened::Passthrough { count, backing, .. }) => {
+                *count += 1;
+                return reply.opened_passthrough(FileHandle(1), FopenFlags::empty(), backing);
+            }
+            Some(Opened::Cached(count)) if *count > 0 => {
+                *count += 1;
+                return reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE);
+            }
+            _ => {}
+        }
+        // A program the cache holds, verified: the kernel reads it directly.
+        let entry = self.find(ino).and_then(|(view, node)| {
+            let Source::Entry { pkg, entry } = view.node(node).source else {
+                return None;
+            };
+            let p = &view.packages[pkg as usize];
+            let digest = *p.digests.get()?.get(entry)?;
+            cache.get(&digest, p.package.entry(entry).size())
+        });
+        if let Some(file) = entry {
+            if let Ok(backing) = reply.open_backing(&file) {
+                let backing = Arc::new(backing);
+                opened.insert(
+                    ino.0,
+                    Opened::Passthrough {
+                        count: 1,
+                        backing: backing.clone(),
+                        _entry: file,
+                    },
+                );
+                return reply.opened_passthrough(FileHandle(1), FopenFlags::empty(), &backing);
+            }
+        }
+        opened.insert(ino.0, Opened::Cached(1));
+        reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        let last = match opened.get_mut(&ino.0) {
+            Some(Opened::Cached(count)) | Some(Opened::Passthrough { count, .. }) => {
+                *count = count.saturating_sub(1);
+                *count == 0
+            }
+            None => false,
+        };
+        if last {
+            // The backing file is unregistered when its id drops.
+            opened.remove(&ino.0);
+        }
+        reply.ok();
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

@@ -22,6 +22,7 @@
 
 pub mod activate;
 pub mod cache;
+pub mod exec_cache;
 pub mod fs;
 pub mod mount;
 pub mod readahead;

@@ -57,6 +57,9 @@ pub struct MountOptions {
     /// Compute content digests in the background and serve identical files
     /// of different packages as one inode (one copy in the page cache).
     pub share_identical: bool,
+    /// The persistent exec cache: its directory and size limit in bytes
+    /// (off by default; see [`crate::exec_cache`]).
+    pub exec_cache: Option<(PathBuf, u64)>,
 }
 
 impl MountOptions {
@@ -83,6 +86,7 @@ impl MountOptions {
             watch: WatchMode::Inotify,
             xattrs: XattrPolicy::Auto,
             share_identical: true,
+            exec_cache: None,
         }
     }
 
@@ -507,8 +511,13 @@ impl Mount {
         let mut state = new_state(&options);
         let (view, initial) = state.rebuild(true, true);
         let view = view.expect("a first build always makes a view");
+        let exec_cache = match &options.exec_cache {
+            Some((dir, max)) => Some(Arc::new(crate::exec_cache::ExecCache::open(dir, *max)?)),
+            None => None,
+        };
         let fs = PackageFs::new(view, options.ttl)
             .with_xattrs(options.xattrs)
+            .with_exec_cache(exec_cache)
             .with_readahead();
         let readahead = fs.readahead();
         let slot = fs.slot();
@@ -683,8 +692,8 @@ impl LiveActivation {
             WatchMode::Poll(d) => Some(d),
             WatchMode::Inotify => None,
         };
-        let digester = options
-            .share_identical
+        // Digests serve sharing and the exec cache (its entries' names).
+        let digester = (options.share_identical || options.exec_cache.is_some())
             .then(|| start_digester(options.root.clone(), events_tx.clone()))
             .flatten();
         let mut live = LiveActivation {

@@ -34,6 +34,7 @@ use fuser::{INodeNo, Notifier};
 use rustc_hash::FxHashSet;
 
 use crate::activate::ActivePackage;
+use crate::exec_cache::ExecCache;
 use crate::fs::Known;
 use crate::view::{Kind, Source, View};
 
@@ -126,7 +127,10 @@ pub struct ReadAhead {
 impl ReadAhead {
     /// Starts the thread. Files are pushed only once a notifier is set
     /// (the session exists), see [`ReadAhead::set_notifier`].
-    pub fn start(known: Arc<Mutex<Known>>) -> std::io::Result<ReadAhead> {
+    pub fn start(
+        known: Arc<Mutex<Known>>,
+        exec_cache: Option<Arc<ExecCache>>,
+    ) -> std::io::Result<ReadAhead> {
         let (jobs, rx) = sync_channel::<Job>(16);
         let scan = Arc::new(Mutex::new(Scan::default()));
         let notifier = Arc::new(OnceLock::new());
@@ -139,6 +143,7 @@ impl ReadAhead {
             pushed: FxHashSet::default(),
             pushed_view: 0,
             buf: Vec::new(),
+            exec_cache,
         };
         std::thread::Builder::new()
             .name("exos-readahead".into())
@@ -253,6 +258,8 @@ struct Worker {
     pushed: FxHashSet<u32>,
     pushed_view: usize,
     buf: Vec<u8>,
+    /// Where programs pushed whole are kept for later starts.
+    exec_cache: Option<Arc<ExecCache>>,
 }
 
 impl Worker {
@@ -345,6 +352,12 @@ impl Worker {
         if e.kind() != EntryKind::File || e.size() > MAX_PUSHED_PROGRAM {
             return;
         }
+        // A program the exec cache does not hold yet is kept whole for it.
+        let to_cache = self.exec_cache.as_ref().and_then(|cache| {
+            let digest = *package.digests.get()?.get(entry)?;
+            (!cache.contains(&digest, e.size())).then_some((cache.clone(), digest))
+        });
+        let mut whole = Vec::new();
         let mut offset = 0;
         while offset < e.size() {
             let len = PIECE.min(e.size() - offset) as usize;
@@ -356,10 +369,18 @@ impl Worker {
             if notifier.store(INodeNo(n.ino), offset, &self.buf).is_err() {
                 return;
             }
+            if to_cache.is_some() {
+                whole.extend_from_slice(&self.buf);
+            }
             offset += len as u64;
         }
         self.stats.files.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes.fetch_add(offset, Ordering::Relaxed);
+        if let Some((cache, digest)) = to_cache {
+            if let Err(err) = cache.put(&digest, &whole) {
+                tracing::warn!("exec cache {}: {err}", cache.dir().display());
+            }
+        }
     }
 
     fn kernel_holds(&self, ino: u64) -> bool {

@@ -1,0 +1,235 @@
+//! The persistent exec cache (`exos mount --exec-cache DIR`): programs and
+//! libraries the mount has decompressed, kept as plain files so the next
+//! start — after a remount or a reboot — reads them like any file on disk,
+//! through FUSE passthrough (the kernel reads and maps the cached file
+//! itself; no request reaches the daemon).
+//!
+//! * Keyed by content: an entry is named by the file's content digest (the
+//!   mount's own, see `mount::start_digester`) and size, so it can never be
+//!   served for other bytes; it is verified (BLAKE3 again) the first time a
+//!   mount uses it, and dropped when it does not match.
+//! * Bounded: when the entries pass `max_bytes`, the least recently used
+//!   go (mtime is refreshed on each mount's first use).
+//! * Safe to delete at any time: an entry is written under a temporary
+//!   name and renamed; a missing entry is made again on the next start.
+//! * The directory must belong to the daemon's user and be writable by no
+//!   one else, or the cache is not used.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// An open, verified cache entry.
+pub type Entry = File;
+
+pub struct ExecCache {
+    dir: PathBuf,
+    max_bytes: u64,
+    /// Entries verified by this mount (digest → size).
+    verified: Mutex<HashMap<[u8; 16], u64>>,
+}
+
+fn hex(digest: &[u8; 16]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ExecCache {
+    /// Opens (creating) the cache directory; refuses one that someone else
+    /// could write.
+    pub fn open(dir: &Path, max_bytes: u64) -> io::Result<ExecCache> {
+        fs::create_dir_all(dir)?;
+        let meta = fs::metadata(dir)?;
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me || meta.permissions().mode() & 0o022 != 0 {
+            return Err(io::Error::other(format!(
+                "{}: must belong to uid {me} and be writable by no one else",
+                dir.display()
+            )));
+        }
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        // Leftovers of interrupted writes.
+        for e in fs::read_dir(dir)?.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        Ok(ExecCache {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            verified: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn path(&self, digest: &[u8; 16], size: u64) -> PathBuf {
+        self.dir.join(format!("{}-{size}", hex(digest)))
+    }
+
+    /// The entry for these bytes, verified once per mount; None when there
+    /// is none (or it did not verify, and is gone).
+    pub fn get(&self, digest: &[u8; 16], size: u64) -> Option<Entry> {
+        let path = self.path(digest, size);
+        let file = File::open(&path).ok()?;
+        let known = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+            == Some(&size);
+        if known {
+            return Some(file);
+        }
+        if verify(&file, digest, size).unwrap_or(false) {
+            // Recently used: the last to be evicted.
+            let now = rustix::fs::Timestamps {
+                last_access: rustix::fs::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: rustix::fs::UTIME_NOW,
+                },
+                last_modification: rustix::fs::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: rustix::fs::UTIME_NOW,
+                },
+            };
+            let _ = rustix::fs::futimens(&file, &now);
+            self.verified
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(*digest, size);
+            // Verification read it: start from the beginning again.
+            File::open(&path).ok()
+        } else {
+            tracing::warn!("{}: does not match its name; removed", path.display());
+            let _ = fs::remove_file(&path);
+            None
+        }
+    }
+
+    pub fn contains(&self, digest: &[u8; 16], size: u64) -> bool {
+        self.path(digest, size).exists()
+    }
+
+    /// Stores decompressed bytes (whose digest the caller computed from the
+    /// package), then keeps the cache within its size.
+    pub fn put(&self, digest: &[u8; 16], bytes: &[u8]) -> io::Result<()> {
+        let path = self.path(digest, bytes.len() as u64);
+        if path.exists() {
+            return Ok(());
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&self.dir)?;
+        tmp.write_all(bytes)?;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o444))?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        self.evict()
+    }
+
+    /// Removes the least recently used entries past the size limit.
+    fn evict(&self) -> io::Result<()> {
+        let mut entries: Vec<(i64, u64, PathBuf)> = fs::read_dir(&self.dir)?
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((m.mtime(), m.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = entries.iter().map(|e| e.1).sum();
+        if total <= self.max_bytes {
+            return Ok(());
+        }
+        entries.sort();
+        for (_, len, path) in entries {
+            if total <= self.max_bytes {
+                break;
+            }
+            if fs::remove_file(&path).is_ok() {
+                total -= len;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes the entries take.
+    pub fn bytes(&self) -> u64 {
+        fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Whether `file` holds exactly `size` bytes whose digest is `digest`.
+fn verify(file: &File, digest: &[u8; 16], size: u64) -> io::Result<bool> {
+    if file.metadata()?.len() != size {
+        return Ok(false);
+    }
+    let mut hasher = blake3::Hasher::new();
+    let mut reader = file;
+    let mut buf = vec![0u8; 1 << 18];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().as_bytes()[..16] == digest[..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(bytes: &[u8]) -> [u8; 16] {
+        let mut d = [0u8; 16];
+        d.copy_from_slice(&blake3::hash(bytes).as_bytes()[..16]);
+        d
+    }
+
+    #[test]
+    fn entries_are_verified_bounded_and_replaceable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("exec");
+        let cache = ExecCache::open(&dir, 250).unwrap();
+        let a = vec![1u8; 100];
+        let b = vec![2u8; 100];
+        let c = vec![3u8; 100];
+        cache.put(&digest(&a), &a).unwrap();
+        let mut got = Vec::new();
+        cache
+            .get(&digest(&a), 100)
+            .unwrap()
+            .read_to_end(&mut got)
+            .unwrap();
+        assert_eq!(got, a);
+        // Tampered: refused and removed.
+        cache.put(&digest(&b), &b).unwrap();
+        let path = cache.path(&digest(&b), 100);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&path, vec![9u8; 100]).unwrap();
+        assert!(cache.get(&digest(&b), 100).is_none());
+        assert!(!path.exists());
+        // Bounded: a third entry evicts the least recently used.
+        cache.put(&digest(&b), &b).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        cache.put(&digest(&c), &c).unwrap();
+        assert!(cache.bytes() <= 250);
+        assert!(cache.contains(&digest(&c), 100));
+        // A directory others can write is refused.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(ExecCache::open(&dir, 250).is_err());
+    }
+}
