@@ -294,7 +294,16 @@ fn sharing_package(tmp: &Path, name: &str, common: &str) -> std::path::PathBuf {
         complete(&format!(r#"{{"name": "{name}", "version": "1"}}"#)),
     )
     .unwrap();
-    fs::write(src.join("share").join(name).join("common.txt"), common).unwrap();
+    let file = src.join("share").join(name).join("common.txt");
+    fs::write(&file, common).unwrap();
+    // Each package's copy has its own time (a later release, say).
+    let stamp = format!("2001-01-0{} 00:00", 1 + name.as_bytes()[0] % 8);
+    assert!(Command::new("touch")
+        .args(["-d", &stamp])
+        .arg(&file)
+        .status()
+        .unwrap()
+        .success());
     fs::write(src.join("share").join(name).join("own"), name).unwrap();
     let out = tmp.join(format!("{name}.hpkg"));
     ok(&["build", "-q", s(&src), "-o", s(&out)]);

@@ -268,6 +268,9 @@ impl PackageFs {
     }
 
     fn attr(view: &View, index: u32) -> FileAttr {
+        // A shared inode (hard links) has one set of attributes, whichever
+        // path reached it: its canonical node's.
+        let index = view.lookup_ino(view.node(index).ino).unwrap_or(index);
         let node = view.node(index);
         let mut attr = FileAttr {
             ino: INodeNo(node.ino),
