@@ -4,10 +4,13 @@
 //! through FUSE passthrough (the kernel reads and maps the cached file
 //! itself; no request reaches the daemon).
 //!
+//! * Filled with every program or library (an ELF file) a mount opens, by
+//!   the read-ahead thread, which decompresses it whole.
 //! * Keyed by content: an entry is named by the file's content digest (the
 //!   mount's own, see `mount::start_digester`) and size, so it can never be
-//!   served for other bytes; it is verified (BLAKE3 again) the first time a
-//!   mount uses it, and dropped when it does not match.
+//!   served for other bytes; each mount verifies the entries (BLAKE3 again)
+//!   on a background thread when it starts and uses only those verified (or
+//!   written by itself); one that does not match is removed.
 //! * Bounded: when the entries pass `max_bytes`, the least recently used
 //!   go (mtime is refreshed on each mount's first use).
 //! * Safe to delete at any time: an entry is written under a temporary
@@ -28,8 +31,21 @@ pub type Entry = File;
 pub struct ExecCache {
     dir: PathBuf,
     max_bytes: u64,
-    /// Entries verified by this mount (digest → size).
+    /// Entries verified (or written) by this mount (digest → size).
     verified: Mutex<HashMap<[u8; 16], u64>>,
+}
+
+/// An entry's digest and size, from its file name.
+fn parse_name(name: &str) -> Option<([u8; 16], u64)> {
+    let (hex, size) = name.split_once('-')?;
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut digest = [0u8; 16];
+    for (i, b) in digest.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some((digest, size.parse().ok()?))
 }
 
 fn hex(digest: &[u8; 16]) -> String {
@@ -37,6 +53,37 @@ fn hex(digest: &[u8; 16]) -> String {
 }
 
 impl ExecCache {
+    /// Verifies every entry, removing those that do not match (and files
+    /// that are not entries); run on a background thread at mount start.
+    pub fn verify_all(&self) {
+        let Ok(rd) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let ok = parse_name(&name).filter(|(digest, size)| {
+                File::open(e.path())
+                    .and_then(|f| verify(&f, digest, *size))
+                    .unwrap_or(false)
+            });
+            match ok {
+                Some((digest, size)) => {
+                    self.verified
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(digest, size);
+                }
+                None => {
+                    tracing::warn!("{}: does not match its name; removed", e.path().display());
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
     /// Opens (creating) the cache directory; refuses one that someone else
     /// could write.
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<ExecCache> {
@@ -67,44 +114,31 @@ impl ExecCache {
         self.dir.join(format!("{}-{size}", hex(digest)))
     }
 
-    /// The entry for these bytes, verified once per mount; None when there
-    /// is none (or it did not verify, and is gone).
+    /// The entry for these bytes, if this mount verified (or wrote) it.
     pub fn get(&self, digest: &[u8; 16], size: u64) -> Option<Entry> {
-        let path = self.path(digest, size);
-        let file = File::open(&path).ok()?;
-        let known = self
+        let verified = self
             .verified
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(digest)
             == Some(&size);
-        if known {
-            return Some(file);
+        if !verified {
+            return None;
         }
-        if verify(&file, digest, size).unwrap_or(false) {
-            // Recently used: the last to be evicted.
-            let now = rustix::fs::Timestamps {
-                last_access: rustix::fs::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: rustix::fs::UTIME_NOW,
-                },
-                last_modification: rustix::fs::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: rustix::fs::UTIME_NOW,
-                },
-            };
-            let _ = rustix::fs::futimens(&file, &now);
-            self.verified
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(*digest, size);
-            // Verification read it: start from the beginning again.
-            File::open(&path).ok()
-        } else {
-            tracing::warn!("{}: does not match its name; removed", path.display());
-            let _ = fs::remove_file(&path);
-            None
-        }
+        let file = File::open(self.path(digest, size)).ok()?;
+        // Recently used: the last to be evicted.
+        let now = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_NOW,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_NOW,
+            },
+        };
+        let _ = rustix::fs::futimens(&file, &now);
+        Some(file)
     }
 
     pub fn contains(&self, digest: &[u8; 16], size: u64) -> bool {
@@ -125,6 +159,10 @@ impl ExecCache {
         tmp.as_file()
             .set_permissions(fs::Permissions::from_mode(0o444))?;
         tmp.persist(&path).map_err(|e| e.error)?;
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(*digest, bytes.len() as u64);
         self.evict()
     }
 
@@ -215,13 +253,21 @@ mod tests {
             .read_to_end(&mut got)
             .unwrap();
         assert_eq!(got, a);
-        // Tampered: refused and removed.
+        // Tampered: a later mount's verification removes it.
         cache.put(&digest(&b), &b).unwrap();
         let path = cache.path(&digest(&b), 100);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         fs::write(&path, vec![9u8; 100]).unwrap();
-        assert!(cache.get(&digest(&b), 100).is_none());
-        assert!(!path.exists());
+        fs::write(dir.join("junk"), b"x").unwrap();
+        let later = ExecCache::open(&dir, 250).unwrap();
+        assert!(
+            later.get(&digest(&a), 100).is_none(),
+            "used before verification"
+        );
+        later.verify_all();
+        assert!(later.get(&digest(&b), 100).is_none());
+        assert!(!path.exists() && !dir.join("junk").exists());
+        assert!(later.get(&digest(&a), 100).is_some());
         // Bounded: a third entry evicts the least recently used.
         cache.put(&digest(&b), &b).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(1100));

@@ -473,14 +473,20 @@ impl Filesystem for PackageFs {
             _ => {}
         }
         // A program the cache holds, verified: the kernel reads it directly.
-        let entry = self.find(ino).and_then(|(view, node)| {
-            let Source::Entry { pkg, entry } = view.node(node).source else {
+        let found = self.find(ino);
+        let entry = found.as_ref().and_then(|(view, node)| {
+            let Source::Entry { pkg, entry } = view.node(*node).source else {
                 return None;
             };
             let p = &view.packages[pkg as usize];
             let digest = *p.digests.get()?.get(entry)?;
             cache.get(&digest, p.package.entry(entry).size())
         });
+        if entry.is_none() {
+            if let (Some((view, node)), Some(r)) = (&found, &self.readahead) {
+                r.after_open(view, *node);
+            }
+        }
         if let Some(file) = entry {
             if let Ok(backing) = reply.open_backing(&file) {
                 let backing = Arc::new(backing);

@@ -512,7 +512,14 @@ impl Mount {
         let (view, initial) = state.rebuild(true, true);
         let view = view.expect("a first build always makes a view");
         let exec_cache = match &options.exec_cache {
-            Some((dir, max)) => Some(Arc::new(crate::exec_cache::ExecCache::open(dir, *max)?)),
+            Some((dir, max)) => {
+                let cache = Arc::new(crate::exec_cache::ExecCache::open(dir, *max)?);
+                let verifier = cache.clone();
+                std::thread::Builder::new()
+                    .name("exos-exec-cache".into())
+                    .spawn(move || verifier.verify_all())?;
+                Some(cache)
+            }
             None => None,
         };
         let fs = PackageFs::new(view, options.ttl)

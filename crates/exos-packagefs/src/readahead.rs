@@ -60,6 +60,11 @@ const REMEMBERED: usize = 1 << 16;
 
 enum Job {
     Chunk(Arc<ActivePackage>, u64),
+    /// Keep `node` in the exec cache if it is a program or library.
+    Cache {
+        view: Arc<View>,
+        node: u32,
+    },
     /// All of program or library `node`.
     Whole {
         view: Arc<View>,
@@ -183,6 +188,15 @@ impl ReadAhead {
         }
     }
 
+    /// Called when a file is opened on a mount with an exec cache: keeps
+    /// it there if it is a program or library (on this thread, later).
+    pub fn after_open(&self, view: &Arc<View>, node: u32) {
+        let _ = self.jobs.try_send(Job::Cache {
+            view: view.clone(),
+            node,
+        });
+    }
+
     /// After the header of program or library `node` was read. A loader
     /// maps the file next and faults its pages in one round trip at a time;
     /// a tool like `file` stops here. Which one it was shows at the next
@@ -271,6 +285,7 @@ impl Worker {
                 }
                 Job::Push { view, after } => self.push(&view, after),
                 Job::Whole { view, node } => self.push_whole(&view, node),
+                Job::Cache { view, node } => self.cache_program(&view, node),
             }
         }
     }
@@ -380,6 +395,40 @@ impl Worker {
             if let Err(err) = cache.put(&digest, &whole) {
                 tracing::warn!("exec cache {}: {err}", cache.dir().display());
             }
+        }
+    }
+
+    /// Decompresses `node` whole into the exec cache when it is an ELF
+    /// file (of at most [`MAX_PUSHED_PROGRAM`]) the cache does not hold.
+    fn cache_program(&mut self, view: &View, node: u32) {
+        let Some(cache) = self.exec_cache.clone() else {
+            return;
+        };
+        let Source::Entry { pkg, entry } = view.node(node).source else {
+            return;
+        };
+        let package = &view.packages[pkg as usize];
+        let e = package.package.entry(entry);
+        let Some(digest) = package.digests.get().and_then(|d| d.get(entry)).copied() else {
+            return;
+        };
+        if e.kind() != EntryKind::File
+            || e.size() < 4
+            || e.size() > MAX_PUSHED_PROGRAM
+            || cache.contains(&digest, e.size())
+        {
+            return;
+        }
+        let mut magic = [0u8; 4];
+        if !matches!(package.package.read_at(e, 0, &mut magic), Ok(4)) || &magic != b"\x7fELF" {
+            return;
+        }
+        let mut whole = vec![0u8; e.size() as usize];
+        if !matches!(package.package.read_at(e, 0, &mut whole), Ok(n) if n == whole.len()) {
+            return;
+        }
+        if let Err(err) = cache.put(&digest, &whole) {
+            tracing::warn!("exec cache {}: {err}", cache.dir().display());
         }
     }
 
