@@ -297,6 +297,13 @@ fn a_sandbox_writes_only_its_data_sees_no_home_and_has_no_network() {
         "cat /data/app/file; id -u",
     ]);
     assert_eq!(out(&o), "data\n65534\n");
+    // Never as root.
+    let o = fx.run(&["--sandbox", "--user", "root"], "true");
+    assert!(
+        text(&o.stderr).contains("a sandbox never runs as root"),
+        "{}",
+        text(&o.stderr)
+    );
     // A data directory owned by someone else is refused.
     fs::create_dir_all(fx.root.join("data/users/daemon")).unwrap();
     let o = fx.run(&["--sandbox", "--user", "daemon", "--data", "x"], "true");

@@ -456,6 +456,8 @@ pub enum ViewError {
         #[source]
         source: std::io::Error,
     },
+    #[error("a sandbox never runs as root (give --user, or root's sandboxes run as nobody)")]
+    RootSandbox,
     #[error("landlock: {0}")]
     Landlock(String),
     #[error("seccomp: {0}")]

@@ -35,6 +35,9 @@ pub fn enter(spec: &ViewSpec) -> Result<Entered, ViewError> {
     if !caller.is_root() && caller.as_raw() != person.uid {
         return Err(ViewError::OtherUser(person.name.clone()));
     }
+    if spec.sandbox.is_some() && person.is_root() {
+        return Err(ViewError::RootSandbox);
+    }
     let data = spec.data_dir();
     make_data_dir(spec, &data, caller.is_root())?;
     let host = top_entries(Path::new("/")).map_err(|e| ViewError::io("/", e))?;
