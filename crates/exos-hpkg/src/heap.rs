@@ -165,6 +165,42 @@ impl HeapReader {
         Ok(chunk)
     }
 
+    /// Fills `buf` with heap bytes at `offset` without touching the caches,
+    /// keeping the last chunk decompressed in `last` (a reader going
+    /// through the heap in order decompresses each chunk once and leaves
+    /// the shared cache to the mount's readers).
+    pub fn read_exact_at_uncached(
+        &self,
+        offset: u64,
+        buf: &mut [u8],
+        last: &mut Option<(u64, Chunk)>,
+    ) -> Result<()> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&e| e <= self.info.size_uncompressed)
+            .ok_or_else(|| corrupt!("heap range {offset}+{} is outside the heap", buf.len()))?;
+        if self.chunk_offsets.is_empty() {
+            self.file.read_exact_at(buf, self.info.offset + offset)?;
+            return Ok(());
+        }
+        let cs = CHUNK_SIZE as u64;
+        let (mut pos, mut filled) = (offset, 0usize);
+        while pos < end {
+            let i = pos / cs;
+            let in_chunk = (pos % cs) as usize;
+            let n = ((end - pos) as usize).min(self.chunk_len(i) - in_chunk);
+            if last.as_ref().is_none_or(|(j, _)| *j != i) {
+                *last = Some((i, self.load_chunk(i)?));
+            }
+            if let Some((_, c)) = last {
+                buf[filled..filled + n].copy_from_slice(&c[in_chunk..in_chunk + n]);
+            }
+            pos += n as u64;
+            filled += n;
+        }
+        Ok(())
+    }
+
     /// Reads and decompresses chunk `i` (no cache).
     fn load_chunk(&self, i: u64) -> Result<Chunk> {
         let len = self.chunk_len(i);
