@@ -188,13 +188,10 @@ fn mounts_below(dir: &Path) -> Vec<String> {
     let Ok(canon) = dir.canonicalize() else {
         return Vec::new();
     };
-    let prefix = format!("{}/", canon.display());
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| m.replace("\\040", " "))
-        .filter(|m| m.starts_with(&prefix))
+    exos_root::mountinfo::read()
+        .into_iter()
+        .filter(|m| m.mount_point != canon && m.mount_point.starts_with(&canon))
+        .map(|m| m.mount_point.display().to_string())
         .collect()
 }
 

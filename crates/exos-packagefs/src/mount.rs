@@ -964,14 +964,5 @@ fn invalidate(notifier: &Notifier, old: &View, new: &View) {
 
 /// Is `path` currently a mount point (per /proc/self/mountinfo)?
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(canon) = path.canonicalize() else {
-        return false;
-    };
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = canon.to_string_lossy();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| m.replace("\\040", " ") == want)
+    exos_root::mountinfo::is_mounted(path)
 }

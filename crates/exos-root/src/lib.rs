@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod digests;
+pub mod mountinfo;
 
 use std::fmt;
 use std::io::{Read, Write};

@@ -34,7 +34,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod mountinfo;
 mod namespace;
 pub mod seccomp;
 
@@ -476,9 +475,8 @@ impl ViewError {
 /// Finds the packagefs mount serving `root` (canonical) in this process's
 /// mount table.
 pub fn find_mount(root: &Path) -> Result<PathBuf, ViewError> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| ViewError::io("/proc/self/mountinfo", e))?;
-    mountinfo::find_in(&text, root).ok_or_else(|| ViewError::NotMounted {
+    let entries = exos_root::mountinfo::read();
+    exos_root::mountinfo::exos_mount_of(&entries, root).ok_or_else(|| ViewError::NotMounted {
         root: root.display().to_string(),
     })
 }

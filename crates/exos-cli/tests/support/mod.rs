@@ -73,11 +73,7 @@ pub fn fuse_available() -> bool {
 
 /// Is `p` a mount point (per /proc/self/mountinfo)?
 pub fn mounted(p: &Path) -> bool {
-    let p = p.canonicalize().unwrap();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
+    exos_root::mountinfo::is_mounted(p)
 }
 
 /// Polls `f` for up to ten seconds.
