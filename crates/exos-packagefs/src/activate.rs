@@ -454,42 +454,34 @@ impl Scanner {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let identity = std::fs::metadata(&path).map(|m| FileIdentity::of(&m));
-                let reused = identity
-                    .ok()
-                    .and_then(|id| reuse.get(&(Layer::User, id)))
-                    .filter(|p| {
-                        p.user
-                            .as_ref()
-                            .is_some_and(|(u, o)| *u == user && *o == owner)
-                    })
-                    .map(|p| Arc::clone(p));
-                let opened = match reused {
-                    Some(p) => Ok(Some(p)),
-                    None => self
-                        .activate(Layer::User, &path, name, None, &HashMap::new(), &trust)
-                        .map(|p| {
-                            p.map(|p| {
-                                let mut p = Arc::into_inner(p).expect("just opened");
-                                p.user = Some((user.clone(), owner));
-                                Arc::new(p)
-                            })
-                        }),
+                let opened = match std::fs::metadata(&path) {
+                    // Not a file, or vanished since listing.
+                    Ok(m) if !m.is_file() => Ok(None),
+                    Err(_) => Ok(None),
+                    Ok(m) => {
+                        let identity = FileIdentity::of(&m);
+                        let reused = reuse.get(&(Layer::User, identity)).filter(|p| {
+                            p.user
+                                .as_ref()
+                                .is_some_and(|(u, o)| *u == user && *o == owner)
+                        });
+                        match reused {
+                            Some(p) => Ok(Some(Arc::clone(p))),
+                            None => self
+                                .open(Layer::User, &path, name, identity, None, &trust)
+                                .map(|mut p| {
+                                    p.user = Some((user.clone(), owner));
+                                    Some(Arc::new(p))
+                                }),
+                        }
+                    }
                 };
                 match opened {
                     Ok(Some(p)) => {
-                        let total = out.memory.saturating_add(p.memory);
-                        if total > self.memory_budget {
-                            out.refused.push(Refused {
-                                layer: Layer::User,
-                                path: p.path.clone(),
-                                reason: "the mount's memory budget is used up (raise it with --max-memory-mib)".into(),
-                            });
-                            continue;
-                        }
-                        out.memory = total;
-                        if let Some((_, v)) = out.users.last_mut() {
-                            v.push(p);
+                        if self.charge(out, &p) {
+                            if let Some((_, v)) = out.users.last_mut() {
+                                v.push(p);
+                            }
                         }
                     }
                     Ok(None) => {}
@@ -507,6 +499,14 @@ impl Scanner {
     /// budget still allows it (layers are scanned system first, so a
     /// higher layer can never starve a lower one).
     fn admit(&self, out: &mut Activation, p: Arc<ActivePackage>) {
+        if self.charge(out, &p) {
+            out.layers.get_mut(p.layer).push(p);
+        }
+    }
+
+    /// Charges `p` to the mount's memory budget; false (and `p` refused,
+    /// with the reason) when it does not fit.
+    fn charge(&self, out: &mut Activation, p: &ActivePackage) -> bool {
         let total = out.memory.saturating_add(p.memory);
         if total > self.memory_budget {
             out.refused.push(Refused {
@@ -519,10 +519,10 @@ impl Scanner {
                     self.memory_budget / 1024
                 ),
             });
-            return;
+            return false;
         }
         out.memory = total;
-        out.layers.get_mut(p.layer).push(p);
+        true
     }
 
     /// Opens (or reuses) one package file; `Ok(None)` when it vanished.
