@@ -288,15 +288,13 @@ impl PackageHeader {
     /// Serialises the header; `reserved1` is written as 0.
     pub fn to_bytes(&self) -> [u8; HPKG_HEADER_SIZE] {
         let mut b = [0u8; HPKG_HEADER_SIZE];
-        b[0..4].copy_from_slice(&HPKG_MAGIC);
-        b[4..6].copy_from_slice(&self.header_size.to_be_bytes());
-        b[6..8].copy_from_slice(&self.version.to_be_bytes());
-        b[8..16].copy_from_slice(&self.total_size.to_be_bytes());
-        b[16..18].copy_from_slice(&self.minor_version.to_be_bytes());
-        b[18..20].copy_from_slice(&self.heap.compression.raw().to_be_bytes());
-        b[20..24].copy_from_slice(&CHUNK_SIZE.to_be_bytes());
-        b[24..32].copy_from_slice(&self.heap.size_compressed.to_be_bytes());
-        b[32..40].copy_from_slice(&self.heap.size_uncompressed.to_be_bytes());
+        write_prefix(
+            &mut b,
+            HPKG_MAGIC,
+            [self.header_size, self.version, self.minor_version],
+            self.total_size,
+            &self.heap,
+        );
         b[40..44].copy_from_slice(&self.attributes_length.to_be_bytes());
         b[44..48].copy_from_slice(&self.attributes_strings_length.to_be_bytes());
         b[48..52].copy_from_slice(&self.attributes_strings_count.to_be_bytes());
@@ -307,19 +305,38 @@ impl PackageHeader {
     }
 }
 
+/// The first 40 bytes, laid out alike in HPKG and HPKR headers: magic,
+/// header size, version, total size, minor version, then the heap's
+/// compression, chunk size and sizes.
+fn write_prefix(
+    b: &mut [u8],
+    magic: [u8; 4],
+    [header_size, version, minor_version]: [u16; 3],
+    total_size: u64,
+    heap: &HeapInfo,
+) {
+    b[0..4].copy_from_slice(&magic);
+    b[4..6].copy_from_slice(&header_size.to_be_bytes());
+    b[6..8].copy_from_slice(&version.to_be_bytes());
+    b[8..16].copy_from_slice(&total_size.to_be_bytes());
+    b[16..18].copy_from_slice(&minor_version.to_be_bytes());
+    b[18..20].copy_from_slice(&heap.compression.raw().to_be_bytes());
+    b[20..24].copy_from_slice(&CHUNK_SIZE.to_be_bytes());
+    b[24..32].copy_from_slice(&heap.size_compressed.to_be_bytes());
+    b[32..40].copy_from_slice(&heap.size_uncompressed.to_be_bytes());
+}
+
 impl RepoHeader {
     /// Serialises the header; `reserved1` is written as 0.
     pub fn to_bytes(&self) -> [u8; HPKR_HEADER_SIZE] {
         let mut b = [0u8; HPKR_HEADER_SIZE];
-        b[0..4].copy_from_slice(&HPKR_MAGIC);
-        b[4..6].copy_from_slice(&self.header_size.to_be_bytes());
-        b[6..8].copy_from_slice(&self.version.to_be_bytes());
-        b[8..16].copy_from_slice(&self.total_size.to_be_bytes());
-        b[16..18].copy_from_slice(&self.minor_version.to_be_bytes());
-        b[18..20].copy_from_slice(&self.heap.compression.raw().to_be_bytes());
-        b[20..24].copy_from_slice(&CHUNK_SIZE.to_be_bytes());
-        b[24..32].copy_from_slice(&self.heap.size_compressed.to_be_bytes());
-        b[32..40].copy_from_slice(&self.heap.size_uncompressed.to_be_bytes());
+        write_prefix(
+            &mut b,
+            HPKR_MAGIC,
+            [self.header_size, self.version, self.minor_version],
+            self.total_size,
+            &self.heap,
+        );
         b[40..44].copy_from_slice(&self.info_length.to_be_bytes());
         b[48..56].copy_from_slice(&self.packages_length.to_be_bytes());
         b[56..64].copy_from_slice(&self.packages_strings_length.to_be_bytes());
