@@ -149,6 +149,7 @@ impl ReadAhead {
             pushed_view: 0,
             buf: Vec::new(),
             exec_cache,
+            exec_checked: FxHashSet::default(),
         };
         std::thread::Builder::new()
             .name("exos-readahead".into())
@@ -274,6 +275,9 @@ struct Worker {
     buf: Vec<u8>,
     /// Where programs pushed whole are kept for later starts.
     exec_cache: Option<Arc<ExecCache>>,
+    /// Contents already looked at for the exec cache (kept or not a
+    /// program): every open of a file need not be looked at again.
+    exec_checked: FxHashSet<[u8; 16]>,
 }
 
 impl Worker {
@@ -412,6 +416,12 @@ impl Worker {
         let Some(digest) = package.digests.get().and_then(|d| d.get(entry)).copied() else {
             return;
         };
+        if self.exec_checked.len() > REMEMBERED {
+            self.exec_checked.clear();
+        }
+        if !self.exec_checked.insert(digest) {
+            return;
+        }
         if e.kind() != EntryKind::File
             || e.size() < 4
             || e.size() > MAX_PUSHED_PROGRAM
