@@ -163,6 +163,16 @@ enum Command {
     /// List, show and compare states.
     #[command(subcommand)]
     State(manage::StateCommand),
+    /// Fetch every block of lazily installed packages (all, or those
+    /// named) into the block cache, so that they work offline.
+    Fetch {
+        names: Vec<String>,
+        #[command(flatten)]
+        root: RootArg,
+        /// The block cache (default: the one `exos mount` uses).
+        #[arg(long, value_name = "DIR")]
+        block_cache: Option<PathBuf>,
+    },
     /// Delete old states and the package files only they used.
     Gc {
         #[command(flatten)]
@@ -392,6 +402,11 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
         ),
         Command::Rollback { state, root } => manage::rollback(&root.root, *state, out),
         Command::State(cmd) => manage::state(cmd, out),
+        Command::Fetch {
+            names,
+            root,
+            block_cache,
+        } => repo::fetch(&root.root, names, block_cache.as_deref(), out),
         Command::Gc { root, keep } => manage::gc(&root.root, *keep, out),
         Command::Check { root } => manage::check(&root.root, out),
         Command::Key(cmd) => trust::key(cmd, out),

@@ -36,6 +36,11 @@ pub struct ChangeArgs {
     /// APIs the host provides, for `uses` (repeatable).
     #[arg(long = "host-api", value_name = "API[=VERSION]")]
     host_api: Vec<String>,
+    /// Install packages from repositories without downloading them: a
+    /// mount fetches each verified 64 KiB block when it is first read
+    /// (HTTP Range) into the block cache (`exos fetch` gets the rest).
+    #[arg(long)]
+    pub lazy: bool,
 }
 
 #[derive(Subcommand)]
@@ -147,6 +152,9 @@ pub fn change(args: &ChangeArgs, request: Request, out: Out) -> Result<()> {
         yes = confirm("Do you want to continue?");
     }
     plan.check_consent(yes, args.force)?;
+    if args.lazy && !plan.downloads.is_empty() {
+        crate::repo::make_lazy(&root, &mut plan, out)?;
+    }
     if !plan.downloads.is_empty() {
         let digests = crate::repo::download(path, &plan.downloads, out)?;
         plan.admit_downloads(&root, &digests)?;

@@ -236,7 +236,30 @@ pub fn status(mountpoint: &Path, out: Out) -> Result<()> {
     let path = mountpoint.join(".exos/status.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{}: is an exos mount there?", path.display()))?;
-    let v: Status = serde_json::from_str(&text).with_context(|| path.display().to_string())?;
+    let mut v: Status = serde_json::from_str(&text).with_context(|| path.display().to_string())?;
+    // Lazy packages: how much of each the block cache holds now.
+    if let Some(dir) = v.block_cache.clone() {
+        let layout = exos_root::Layout::new(&v.root);
+        for layer in exos_root::Layer::ALL {
+            for p in v
+                .layers
+                .get_mut(layer)
+                .iter_mut()
+                .filter(|p| p.lazy_from.is_some())
+            {
+                if let Some(Ok(Some(lazy))) = p
+                    .sha256
+                    .map(|sha| exos_lazy::LazyPackage::read(&layout, &sha))
+                {
+                    p.lazy_blocks = Some(exos_packagefs::mount::LazyBlocks {
+                        blocks: lazy.blocks.block_count(),
+                        cached: exos_lazy::BlockCache::count_present(&dir, &lazy.blocks),
+                        bytes: lazy.record.size,
+                    });
+                }
+            }
+        }
+    }
     out.result(&v, render_status)
 }
 
@@ -300,6 +323,17 @@ fn render_status(v: &Status) -> String {
         );
         if let Some(key) = &p.signed_by {
             line += &format!("  signed by {key}");
+        }
+        if let Some(url) = &p.lazy_from {
+            line += &format!("\n    lazy from {url}");
+            if let Some(b) = &p.lazy_blocks {
+                line += &format!(
+                    ": {} of {} blocks cached ({} package)",
+                    b.cached,
+                    b.blocks,
+                    crate::output::bytes(b.bytes)
+                );
+            }
         }
         line.push('\n');
         line

@@ -322,6 +322,55 @@ pub fn remote_candidates(root: &Path) -> Result<Vec<Remote>> {
     Ok(out)
 }
 
+/// `--lazy`: the plan's downloads become lazy packages — each one's block
+/// map fetched and checked against the signed index, its metadata fetched
+/// through the block cache and checked (see `Plan::make_lazy`).
+pub fn make_lazy(root: &exos_manager::Root, plan: &mut exos_manager::Plan, out: Out) -> Result<()> {
+    let client = Client::new(&root.layout.root);
+    let offered = client.packages()?;
+    let dir = exos_lazy::default_cache_dir();
+    let cache = std::sync::Arc::new(
+        exos_lazy::BlockCache::open(&dir, exos_lazy::cache::DEFAULT_CAPACITY)
+            .with_context(|| format!("block cache {}", dir.display()))?,
+    );
+    let mut maps = Vec::new();
+    for d in &plan.downloads {
+        let Some(p) = offered.iter().find(|p| p.sha256 == d.sha256) else {
+            continue;
+        };
+        let blocks = client.block_map(p)?;
+        let repo = client.repository(&p.repository)?;
+        // The daemon works from `/`: a repository given as a relative
+        // path is recorded absolute.
+        let base = match exos_repo::Location::parse(&repo.url)? {
+            exos_repo::Location::Dir(dir) => std::fs::canonicalize(&dir)
+                .with_context(|| format!("repository {}", dir.display()))?
+                .display()
+                .to_string(),
+            exos_repo::Location::Http(u) => u,
+        };
+        maps.push(exos_lazy::LazyPackage {
+            record: exos_lazy::LazyRecord {
+                repository: p.repository.clone(),
+                base,
+                file: p.file.clone(),
+                size: p.size,
+                sha256: p.sha256,
+                manifest: p.manifest.to_json(),
+            },
+            blocks,
+            path: root.layout.lazy_record(&p.sha256),
+        });
+    }
+    let n = maps.len();
+    plan.make_lazy(root, maps, &cache, client.timeouts)?;
+    out.note(format_args!(
+        "{n} packages installed lazily (blocks fetched when read, cached in {})",
+        dir.display()
+    ));
+    Ok(())
+}
+
 /// Downloads the plan's remote packages, several at once, with a progress
 /// bar on a terminal; each is checked (size, SHA-256) before it counts.
 pub fn download(
@@ -378,4 +427,80 @@ pub fn download(
         bytes(total)
     ));
     Ok(digests)
+}
+
+/// What `exos fetch` did.
+#[derive(Serialize)]
+pub struct FetchReport {
+    pub block_cache: PathBuf,
+    pub packages: Vec<Fetched>,
+}
+
+#[derive(Serialize)]
+pub struct Fetched {
+    pub file: String,
+    pub name: String,
+    pub blocks: u64,
+    /// Bytes fetched now (0 when every block was cached already).
+    pub bytes_fetched: u64,
+}
+
+/// `exos fetch`: completes lazily installed packages in the block cache.
+pub fn fetch(root: &Path, names: &[String], cache: Option<&Path>, out: Out) -> Result<()> {
+    let r = exos_manager::Root::read_only(root)?;
+    let current = r.current()?;
+    let dir = cache
+        .map(Path::to_path_buf)
+        .unwrap_or_else(exos_lazy::default_cache_dir);
+    let cache = std::sync::Arc::new(
+        exos_lazy::BlockCache::open(&dir, exos_lazy::cache::DEFAULT_CAPACITY)
+            .with_context(|| format!("block cache {}", dir.display()))?,
+    );
+    let timeouts = exos_repo::Timeouts::from_env();
+    let mut report = FetchReport {
+        block_cache: dir.clone(),
+        packages: Vec::new(),
+    };
+    let mut named: Vec<&String> = names.iter().collect();
+    for e in &current.entries {
+        if r.locate(e).is_some() || !r.is_lazy(e) {
+            continue;
+        }
+        let Some(lazy) = exos_lazy::LazyPackage::read(&r.layout, &e.sha256)? else {
+            continue;
+        };
+        let name = lazy.record.manifest["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if !names.is_empty() && !names.contains(&name) {
+            continue;
+        }
+        named.retain(|n| **n != name);
+        let blocks = lazy.blocks.block_count();
+        let source = exos_lazy::RemoteSource::new(lazy, cache.clone(), timeouts)?;
+        source
+            .fetch_all(&|_| {})
+            .with_context(|| format!("fetching {}", source.url()))?;
+        let bytes_fetched = source.stats().bytes_fetched;
+        out.note(format_args!("{}: {} fetched", e.file, bytes(bytes_fetched)));
+        report.packages.push(Fetched {
+            file: e.file.to_string(),
+            name,
+            blocks,
+            bytes_fetched,
+        });
+    }
+    if let Some(n) = named.first() {
+        anyhow::bail!("{n}: no lazily installed package of that name in the current state");
+    }
+    out.result(&report, |r| {
+        let total: u64 = r.packages.iter().map(|p| p.bytes_fetched).sum();
+        format!(
+            "{} lazy packages complete in {} ({} fetched).\n",
+            r.packages.len(),
+            r.block_cache.display(),
+            bytes(total)
+        )
+    })
 }

@@ -71,6 +71,14 @@ pub struct MountArgs {
     /// Size limit of the exec cache (least recently used entries go).
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub exec_cache_mib: u64,
+    /// Block cache of lazily installed packages (default: $EXOS_BLOCK_CACHE,
+    /// else /var/cache/exos/blocks for root, ~/.cache/exos/blocks for
+    /// others). Shared by every mount; blocks are verified on every read.
+    #[arg(long, value_name = "DIR")]
+    pub block_cache: Option<PathBuf>,
+    /// Size limit of the block cache (least recently used blocks go).
+    #[arg(long, value_name = "N", default_value_t = 2048)]
+    pub block_cache_mib: u64,
     /// Notice package changes by rescanning every N ms instead of inotify
     /// (for file systems without inotify, e.g. NFS).
     #[arg(long, value_name = "N")]
@@ -158,6 +166,13 @@ pub fn serve(args: &MountArgs, quiet: bool) -> Result<()> {
             args.exec_cache_mib << 20,
         )
     });
+    options.block_cache = (
+        args.block_cache
+            .as_ref()
+            .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
+            .unwrap_or_else(exos_lazy::default_cache_dir),
+        args.block_cache_mib << 20,
+    );
     if args.xattrs {
         options.xattrs = exos_packagefs::fs::XattrPolicy::Always;
     }
@@ -281,6 +296,16 @@ impl MountArgs {
             a.push(d.into_os_string());
             a.push(format!("--exec-cache-mib={}", self.exec_cache_mib).into());
         }
+        // The daemon works from `/` and may not see the caller's
+        // environment: the block cache is passed explicitly.
+        let blocks = self
+            .block_cache
+            .as_ref()
+            .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
+            .unwrap_or_else(exos_lazy::default_cache_dir);
+        a.push("--block-cache".into());
+        a.push(blocks.into_os_string());
+        a.push(format!("--block-cache-mib={}", self.block_cache_mib).into());
         if let Some(ms) = self.poll_ms {
             a.push(format!("--poll-ms={ms}").into());
         }

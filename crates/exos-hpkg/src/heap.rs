@@ -8,13 +8,12 @@
 //! file do not decompress the same chunk twice.
 
 use std::cell::RefCell;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
 use crate::budget::Budget;
 use crate::error::{corrupt, Result};
 use crate::header::{Compression, HeapInfo, CHUNK_SIZE};
+use crate::source::Source;
 
 /// A decompressed chunk, shared between the cache and readers.
 pub type Chunk = Arc<Vec<u8>>;
@@ -47,7 +46,7 @@ pub trait SharedChunkCache: Send + Sync {
 
 /// Reads the heap of one open HPKG/HPKR file.
 pub struct HeapReader {
-    file: Arc<File>,
+    file: Arc<dyn Source>,
     info: HeapInfo,
     /// File offset of chunk `i` is `chunk_offsets[i]`; the last element is
     /// the end of the last chunk's payload. Empty for uncompressed heaps.
@@ -67,12 +66,12 @@ impl std::fmt::Debug for HeapReader {
 
 impl HeapReader {
     /// Loads and validates the chunk-size table (charged to `budget`).
-    pub fn new(file: Arc<File>, info: HeapInfo, budget: &Budget) -> Result<Self> {
+    pub fn new(file: Arc<dyn Source>, info: HeapInfo, budget: &Budget) -> Result<Self> {
         let chunk_offsets = if info.compression == Compression::None || info.size_uncompressed == 0
         {
             Vec::new()
         } else {
-            load_chunk_table(&file, &info, budget)?
+            load_chunk_table(file.as_ref(), &info, budget)?
         };
         Ok(HeapReader {
             file,
@@ -87,7 +86,7 @@ impl HeapReader {
         &self.info
     }
 
-    pub fn file(&self) -> &Arc<File> {
+    pub fn source(&self) -> &Arc<dyn Source> {
         &self.file
     }
 
@@ -301,7 +300,7 @@ impl HeapReader {
 
 /// Reads the trailing chunk-size table and turns it into file offsets,
 /// checking every size is plausible before anything is allocated from it.
-fn load_chunk_table(file: &File, info: &HeapInfo, budget: &Budget) -> Result<Vec<u64>> {
+fn load_chunk_table(file: &dyn Source, info: &HeapInfo, budget: &Budget) -> Result<Vec<u64>> {
     let n = info.size_uncompressed.div_ceil(CHUNK_SIZE as u64);
     let table_len = 2 * (n - 1);
     if table_len > info.size_compressed {

@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,6 +12,7 @@ use crate::error::{corrupt, Result, ResultExt};
 use crate::header::{PackageHeader, HPKG_HEADER_SIZE};
 use crate::heap::HeapReader;
 use crate::info::PackageInfo;
+use crate::source::Source;
 use crate::toc::{DataRef, Entry, EntryId, FileAttribute, Toc};
 
 /// An open, validated package. Cheap to share between threads (`&Package`
@@ -40,22 +40,33 @@ impl Package {
     pub fn open_with(path: impl AsRef<Path>, limits: Limits) -> Result<Package> {
         let path = path.as_ref();
         let file = File::open(path).at(path)?;
-        Package::load(file, path, limits).at(path)
+        Package::load(Arc::new(file), path, limits).at(path)
     }
 
     /// Reads a package from an already open file; `path` is used in errors.
     pub fn from_file(file: File, path: impl AsRef<Path>) -> Result<Package> {
         let path = path.as_ref();
-        Package::load(file, path, Limits::default()).at(path)
+        Package::load(Arc::new(file), path, Limits::default()).at(path)
     }
 
-    fn load(file: File, path: &Path, limits: Limits) -> Result<Package> {
-        let file_size = file.metadata()?.len();
+    /// Reads a package from any [`Source`] (e.g. one fetched lazily over
+    /// the network); `path` names it in errors.
+    pub fn from_source(
+        source: Arc<dyn Source>,
+        path: impl AsRef<Path>,
+        limits: Limits,
+    ) -> Result<Package> {
+        let path = path.as_ref();
+        Package::load(source, path, limits).at(path)
+    }
+
+    fn load(file: Arc<dyn Source>, path: &Path, limits: Limits) -> Result<Package> {
+        let file_size = file.len()?;
         let budget = Budget::new(limits, file_size);
         let mut hb = vec![0u8; HPKG_HEADER_SIZE.min(file_size as usize)];
         file.read_exact_at(&mut hb, 0)?;
         let header = PackageHeader::parse(&hb, file_size)?;
-        let heap = HeapReader::new(Arc::new(file), header.heap, &budget)?;
+        let heap = HeapReader::new(file, header.heap, &budget)?;
 
         // The attributes section and its string table are freed once the
         // package info is decoded; the info's own strings stay charged.

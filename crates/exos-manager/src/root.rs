@@ -207,6 +207,17 @@ impl Root {
             .find(|p| p.is_file())
     }
 
+    /// Whether `e` is installed lazily (its record and block map kept in
+    /// `system/state/lazy/`, its bytes fetched when read).
+    pub fn is_lazy(&self, e: &StateEntry) -> bool {
+        self.layout.lazy_record(&e.sha256).is_file()
+    }
+
+    /// Whether `e` can be served: its file is somewhere, or it is lazy.
+    fn findable(&self, e: &StateEntry) -> bool {
+        self.locate(e).is_some() || self.is_lazy(e)
+    }
+
     /// Tidies what an interrupted change left: temporary files go; states
     /// that were written but never made current go; files in the packages
     /// directories that the current state does not list move to the store;
@@ -228,6 +239,7 @@ impl Root {
         for dir in [
             self.layout.states_dir(),
             self.layout.root.join("system/state"),
+            self.layout.lazy_dir(),
         ] {
             let Ok(rd) = fs::read_dir(&dir) else { continue };
             for e in rd.filter_map(|e| e.ok()) {
@@ -338,7 +350,7 @@ impl Root {
         let current = self.current()?;
         for e in &target {
             let placed_ok = current.entries.contains(e) && self.layout.placed(e).is_file();
-            if !placed_ok && !self.layout.stored(&e.sha256).is_file() {
+            if !placed_ok && !self.layout.stored(&e.sha256).is_file() && !self.is_lazy(e) {
                 return Err(Error::Invalid(format!(
                     "{}/{} ({}) is neither installed nor in the store",
                     e.layer, e.file, e.sha256
@@ -417,7 +429,10 @@ impl Root {
             }
             let stored = self.layout.stored(&e.sha256);
             if !stored.exists() {
-                notes.push(format!("{}/{} is missing", e.layer, e.file));
+                // A lazy package has no file to place: packagefs fetches it.
+                if !self.is_lazy(e) {
+                    notes.push(format!("{}/{} is missing", e.layer, e.file));
+                }
                 continue;
             }
             // Another entry may want the same file under another name.
@@ -447,6 +462,11 @@ impl Root {
         };
         for e in &current.entries {
             match self.locate(e) {
+                None if self.is_lazy(e) => {
+                    if let Err(err) = exos_lazy::LazyPackage::read(&self.layout, &e.sha256) {
+                        problems.push(format!("{}/{} (lazy): {err}", e.layer, e.file));
+                    }
+                }
                 None => problems.push(format!("{}/{}: missing", e.layer, e.file)),
                 Some(p) => {
                     let sha = Sha256::of_file(&p).at(&p)?;
@@ -465,7 +485,7 @@ impl Root {
                 Err(e) => problems.push(format!("state {n}: {e}")),
                 Ok(s) => {
                     for e in &s.entries {
-                        if self.locate(e).is_none() {
+                        if !self.findable(e) {
                             problems.push(format!("state {n}: {}/{} missing", e.layer, e.file));
                         }
                     }
@@ -528,6 +548,8 @@ impl Root {
         for (dir, suffix) in [
             (self.layout.signatures_dir(), ".minisig"),
             (self.layout.digests_dir(), ".digests"),
+            (self.layout.lazy_dir(), ".blocks"),
+            (self.layout.lazy_dir(), ".lazy"),
         ] {
             let Ok(rd) = fs::read_dir(&dir) else {
                 continue;

@@ -107,6 +107,69 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Installs the plan's downloads lazily: each `maps` entry (record and
+    /// block map of one of [`Plan::downloads`], the map checked against
+    /// the signed index) is opened through `cache` — its header, TOC and
+    /// attributes are fetched and verified block by block — and checked
+    /// like a download (reserved names, and that its manifest is the one
+    /// the index gave). Nothing is copied for them; the commit records
+    /// them instead. Refused in a layer whose policy requires signed
+    /// packages: a package signature covers the whole file, which a lazy
+    /// install never has.
+    pub fn make_lazy(
+        &mut self,
+        root: &Root,
+        maps: Vec<exos_lazy::LazyPackage>,
+        cache: &std::sync::Arc<exos_lazy::BlockCache>,
+        timeouts: exos_repo::Timeouts,
+    ) -> Result<()> {
+        let trust = TrustStore::read(&root.layout)?;
+        for lazy in maps {
+            let sha = lazy.record.sha256;
+            let Some(r) = self.downloads.iter().find(|r| r.sha256 == sha) else {
+                continue;
+            };
+            let Some(pos) = self.new.iter().position(|n| n.sha256 == sha) else {
+                continue;
+            };
+            let layer = self.new[pos].layer;
+            if trust.requires_signature(layer) {
+                return Err(Error::Untrusted(format!(
+                    "{}: the {layer} layer accepts only signed packages, and a package signature covers the whole file, which a lazy install does not fetch (install it without --lazy, or `exos trust policy {layer} any`)",
+                    r.file
+                )));
+            }
+            let url = lazy.record.base.clone();
+            let source = exos_lazy::RemoteSource::new(lazy.clone(), cache.clone(), timeouts)
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            let what = format!("{} ({url})", r.file);
+            let pkg = Package::from_source(
+                std::sync::Arc::new(source),
+                &what,
+                exos_hpkg::budget::Limits::default(),
+            )?;
+            if let Some(name) = reserved_name(pkg.toc().root().children().map(|c| c.name())) {
+                return Err(Error::Invalid(format!(
+                    "{what}: contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows"
+                )));
+            }
+            let manifest = Manifest::from_package(&pkg)?;
+            if manifest.name != r.manifest.name || manifest.version != r.manifest.version {
+                return Err(Error::Invalid(format!(
+                    "{what}: not the package its index entry describes"
+                )));
+            }
+            let n = self.new.remove(pos);
+            self.bytes_copied = self.bytes_copied.saturating_sub(n.size);
+            self.lazy.push(lazy);
+        }
+        self.downloads
+            .retain(|d| self.new.iter().any(|n| n.sha256 == d.sha256));
+        Ok(())
+    }
+}
+
 /// A change to plan against a root.
 #[derive(Debug, Clone)]
 pub struct Transaction {
@@ -159,6 +222,10 @@ pub struct Plan {
     /// Remote packages to download before the commit.
     #[serde(skip)]
     pub downloads: Vec<Remote>,
+    /// Remote packages installed lazily instead (see [`Plan::make_lazy`]):
+    /// their records are written by [`Root::commit`].
+    #[serde(skip)]
+    pub lazy: Vec<exos_lazy::LazyPackage>,
 }
 
 impl Plan {
@@ -203,6 +270,17 @@ pub fn installed(root: &Root, state: &StateList) -> Result<Vec<(StateEntry, Mani
         .entries
         .iter()
         .map(|e| {
+            if root.locate(e).is_none() && root.is_lazy(e) {
+                // A lazy package's manifest is kept with its record.
+                let lazy = exos_lazy::LazyPackage::read(&root.layout, &e.sha256)
+                    .map_err(|err| Error::Invalid(err.to_string()))?
+                    .ok_or_else(|| {
+                        Error::Invalid(format!("{}/{}: lazy record vanished", e.layer, e.file))
+                    })?;
+                let what = lazy.path.display().to_string();
+                let manifest = Manifest::parse(lazy.record.manifest.to_string().as_bytes(), &what)?;
+                return Ok((e.clone(), manifest));
+            }
             let path = root.locate(e).ok_or_else(|| {
                 Error::Invalid(format!(
                     "{}/{} of the current state is missing (run `exos check`)",
@@ -522,6 +600,7 @@ impl Transaction {
             target,
             essential_removed,
             also_removed,
+            lazy: Vec::new(),
         })
     }
 
@@ -656,6 +735,14 @@ impl Root {
     /// Carries out a plan (after [`Plan::check_consent`]): stores the new
     /// files, writes and commits the new state. Returns its number.
     pub fn commit(&self, plan: &Plan) -> Result<u64> {
+        // Lazy records first: a state may name them only once they exist
+        // (an interrupted install leaves records no state names; gc
+        // removes them).
+        for lazy in &plan.lazy {
+            lazy.write(&self.layout)
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            exos_root::crash_point();
+        }
         self.switch(plan.target.clone(), &plan.new, &plan.change)
     }
 }

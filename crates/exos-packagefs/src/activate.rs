@@ -90,6 +90,8 @@ pub struct ActivePackage {
     pub digests: OnceLock<Arc<ContentDigests>>,
     /// Whether it was handed to the digester already.
     pub digest_queued: std::sync::atomic::AtomicBool,
+    /// For a lazily installed package: where its blocks come from.
+    pub remote: Option<Arc<exos_lazy::RemoteSource>>,
 }
 
 /// Refuses a package that ships a name packagefs generates at the top of
@@ -139,6 +141,7 @@ impl ActivePackage {
             user: None,
             digests: OnceLock::new(),
             digest_queued: std::sync::atomic::AtomicBool::new(false),
+            remote: None,
         })
     }
 }
@@ -192,6 +195,12 @@ pub struct Scanner {
     /// Memory all active packages together may cost; packages past it are
     /// refused, lower layers first served.
     pub memory_budget: u64,
+    /// The block cache of lazily installed packages (directory, bytes),
+    /// opened when the first one is activated.
+    pub block_cache: (PathBuf, u64),
+    opened_block_cache: OnceLock<Result<Arc<exos_lazy::BlockCache>, String>>,
+    /// Network timeouts for lazy packages (`EXOS_NET_TIMEOUT`).
+    pub timeouts: exos_repo::Timeouts,
     next_id: AtomicU64,
 }
 
@@ -270,6 +279,12 @@ impl Scanner {
             cache,
             state_list: None,
             memory_budget: DEFAULT_MEMORY_BUDGET,
+            block_cache: (
+                exos_lazy::default_cache_dir(),
+                exos_lazy::cache::DEFAULT_CAPACITY,
+            ),
+            opened_block_cache: OnceLock::new(),
+            timeouts: exos_repo::Timeouts::from_env(),
             next_id: AtomicU64::new(1),
         }
     }
@@ -403,6 +418,13 @@ impl Scanner {
                         Err(reason) => last = reason,
                     }
                 }
+                let lazy = layout.lazy_record(&entry.sha256);
+                if found.is_none() && !candidates.iter().any(|p| p.exists()) && lazy.exists() {
+                    match self.activate_lazy(layer, entry, &lazy, &reuse, &out.trust) {
+                        Ok(p) => found = Some(p),
+                        Err(reason) => last = reason,
+                    }
+                }
                 match found {
                     Some(p) => self.admit(&mut out, p),
                     None => out.refused.push(Refused {
@@ -523,6 +545,67 @@ impl Scanner {
         }
         out.memory = total;
         true
+    }
+
+    /// Opens (or reuses) a lazily installed package: its record and block
+    /// map from the state directory, its bytes through the block cache.
+    fn activate_lazy(
+        &self,
+        layer: Layer,
+        entry: &StateEntry,
+        record: &Path,
+        reuse: &HashMap<(Layer, FileIdentity), &Arc<ActivePackage>>,
+        trust: &TrustStore,
+    ) -> Result<Arc<ActivePackage>, String> {
+        let meta = std::fs::metadata(record).map_err(|e| format!("{}: {e}", record.display()))?;
+        let identity = FileIdentity::of(&meta);
+        if let Some(p) = reuse.get(&(layer, identity)) {
+            if p.sha256 == Some(entry.sha256) && p.remote.is_some() {
+                return Ok(Arc::clone(p));
+            }
+        }
+        if trust.requires_signature(layer) {
+            return Err(format!(
+                "installed lazily, but the {layer} layer accepts only signed packages (a signature covers the whole file; install it without --lazy)"
+            ));
+        }
+        let layout = Layout::new(&self.root);
+        let lazy = exos_lazy::LazyPackage::read(&layout, &entry.sha256)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{}: vanished", record.display()))?;
+        let cache = self
+            .opened_block_cache
+            .get_or_init(|| {
+                let (dir, bytes) = &self.block_cache;
+                exos_lazy::BlockCache::open(dir, *bytes)
+                    .map(Arc::new)
+                    .map_err(|e| format!("block cache {}: {e}", dir.display()))
+            })
+            .clone()?;
+        let source = Arc::new(
+            exos_lazy::RemoteSource::new(lazy, cache, self.timeouts).map_err(|e| e.to_string())?,
+        );
+        let package = Package::from_source(
+            source.clone(),
+            source.url(),
+            exos_hpkg::budget::Limits::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let p = ActivePackage::new(
+            id,
+            layer,
+            record.to_path_buf(),
+            entry.file.to_string(),
+            identity,
+            package,
+        )?;
+        p.package.heap().use_shared_cache(self.cache.clone(), id);
+        Ok(Arc::new(ActivePackage {
+            sha256: Some(entry.sha256),
+            remote: Some(source),
+            ..p
+        }))
     }
 
     /// Opens (or reuses) one package file; `Ok(None)` when it vanished.

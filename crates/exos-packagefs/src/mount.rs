@@ -60,6 +60,8 @@ pub struct MountOptions {
     /// The persistent exec cache: its directory and size limit in bytes
     /// (off by default; see [`crate::exec_cache`]).
     pub exec_cache: Option<(PathBuf, u64)>,
+    /// Where lazily installed packages keep fetched blocks, and its bound.
+    pub block_cache: (PathBuf, u64),
 }
 
 impl MountOptions {
@@ -87,6 +89,10 @@ impl MountOptions {
             xattrs: XattrPolicy::Auto,
             share_identical: true,
             exec_cache: None,
+            block_cache: (
+                exos_lazy::default_cache_dir(),
+                exos_lazy::cache::DEFAULT_CAPACITY,
+            ),
         }
     }
 
@@ -144,6 +150,9 @@ pub struct Status {
     /// packages have their content digests yet.
     #[serde(default)]
     pub sharing: SharingStatus,
+    /// The block cache of lazily installed packages.
+    #[serde(default)]
+    pub block_cache: Option<PathBuf>,
     pub security: SecurityStatus,
     pub memory: MemoryStatus,
     pub live: LiveStatus,
@@ -166,6 +175,21 @@ pub struct ActiveStatus {
     /// The version as its origin wrote it (an imported Debian package's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_version: Option<String>,
+    /// Installed lazily: where its blocks are fetched from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lazy_from: Option<String>,
+    /// For a lazy package, its blocks and how many are cached: filled in
+    /// by `exos status` when it reads the block cache (the mount's
+    /// status file does not change as blocks arrive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lazy_blocks: Option<LazyBlocks>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct LazyBlocks {
+    pub blocks: u64,
+    pub cached: u64,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -282,6 +306,10 @@ impl State {
                 })
                 .collect(),
             owners: view.owners,
+            block_cache: activation
+                .all()
+                .any(|p| p.remote.is_some())
+                .then(|| self.options.block_cache.0.clone()),
             sharing: SharingStatus {
                 enabled: self.options.share_identical,
                 packages_digested: activation
@@ -357,6 +385,8 @@ fn active_status(p: &Arc<ActivePackage>) -> ActiveStatus {
         signed_by: p.signed_by.clone(),
         memory_bytes: p.memory,
         original_version: p.manifest.original_version.clone(),
+        lazy_from: p.remote.as_ref().map(|r| r.url()),
+        lazy_blocks: None,
     }
 }
 
@@ -384,6 +414,7 @@ fn scanner(options: &MountOptions, cache: Arc<ChunkCache>) -> Scanner {
     let mut s = Scanner::new(options.root.clone(), options.host_apis.clone(), cache);
     s.state_list = options.state_list.clone();
     s.memory_budget = options.memory_budget;
+    s.block_cache = options.block_cache.clone();
     s
 }
 
@@ -769,7 +800,10 @@ impl LiveActivation {
             .activation
             .all()
             .filter(|p| {
+                // Digesting reads every byte: a lazy package would be
+                // fetched whole for it.
                 p.digests.get().is_none()
+                    && p.remote.is_none()
                     && !p
                         .digest_queued
                         .swap(true, std::sync::atomic::Ordering::Relaxed)

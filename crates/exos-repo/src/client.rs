@@ -66,6 +66,8 @@ pub struct RemotePackage {
     pub sha256: Sha256,
     pub signed: bool,
     pub manifest: Manifest,
+    /// Its block map, when the repository publishes one (lazy installs).
+    pub blocks: Option<crate::BlockMapRef>,
 }
 
 /// Where a package is and what it must be: all a download needs.
@@ -131,17 +133,7 @@ fn unexpired(file: &str, expires: u64) -> Result<(), RepoError> {
 impl Client {
     /// `EXOS_NET_TIMEOUT` (seconds) sets every network timeout.
     pub fn new(root: &Path) -> Client {
-        let mut timeouts = Timeouts::default();
-        if let Some(secs) = std::env::var("EXOS_NET_TIMEOUT")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            let d = std::time::Duration::from_secs(secs.max(1));
-            timeouts = Timeouts {
-                connect: d,
-                response: d,
-            };
-        }
+        let timeouts = Timeouts::from_env();
         Client {
             layout: Layout::new(root),
             timeouts,
@@ -475,10 +467,37 @@ impl Client {
                     sha256: p.sha256,
                     signed: p.signed,
                     manifest,
+                    blocks: p.blocks,
                 });
             }
         }
         Ok(out)
+    }
+
+    /// Fetches and checks a package's block map against the signed
+    /// index's reference (size, SHA-256) and the package size.
+    pub fn block_map(&self, p: &RemotePackage) -> Result<crate::BlockMap, RepoError> {
+        let Some(reference) = p.blocks else {
+            return Err(RepoError::Invalid(format!(
+                "{}: {} has no block map in the index (republish with a newer exos repo index)",
+                p.repository, p.file
+            )));
+        };
+        let repo = self.repository(&p.repository)?;
+        let t = self.transport(&repo)?;
+        let file = format!("{}.blocks", p.file);
+        let what = t.location.describe(&file);
+        let bytes = t
+            .fetch(&file, reference.size)?
+            .ok_or_else(|| RepoError::Network(what.clone(), "not found (HTTP 404)".into()))?;
+        let got = Sha256::of_bytes(&bytes);
+        if bytes.len() as u64 != reference.size || got != reference.sha256 {
+            return Err(RepoError::Untrusted(format!(
+                "{what}: SHA-256 {got}, but the signed index says {}",
+                reference.sha256
+            )));
+        }
+        crate::BlockMap::parse(&bytes, &what, p.size)
     }
 
     /// Where a package is cached once downloaded (and its signature beside it).

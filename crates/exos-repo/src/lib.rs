@@ -1,5 +1,7 @@
 //! # exos-repo — repositories: publishing, signed metadata, fetching
 //!
+//! * [`blocks`]: block maps (`FILE.blocks`), which let a package be
+//!   fetched and verified a block at a time (lazy mounts).
 //! * [`metadata`]: the three signed documents of a repository (`root.json`,
 //!   `index.json`, `timestamp.json`), modelled on TUF's roles.
 //! * [`publish`]: `exos repo index DIR` and `exos repo refresh-timestamp`.
@@ -17,11 +19,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod blocks;
 pub mod client;
 pub mod metadata;
 pub mod publish;
 pub mod transport;
 
+pub use blocks::{BlockMap, BlockMapRef};
 pub use client::{Client, RemoteFile, RemotePackage, RepoConfig, Repository};
 pub use transport::{Location, Timeouts, Transport};
 

@@ -96,6 +96,9 @@ pub struct IndexEntry {
     pub signed: bool,
     /// The package's manifest.json (canonical form).
     pub manifest: serde_json::Value,
+    /// Its block map (`FILE.blocks`), for lazy mounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<crate::blocks::BlockMapRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -194,6 +194,12 @@ pub fn index(
                 .map_err(|e| RepoError::Io(sig_path.display().to_string(), e))?;
             signed_now += 1;
         }
+        // The block map lazy mounts verify each fetched block against.
+        let blocks = crate::blocks::BlockMap::of_file(f, crate::blocks::DEFAULT_BLOCK_SIZE)
+            .map_err(|e| RepoError::Io(f.display().to_string(), e))?;
+        let blocks_path = dir.join(format!("{name}.blocks"));
+        write_atomically(&blocks_path, &blocks.render())
+            .map_err(|e| RepoError::Io(blocks_path.display().to_string(), e))?;
         haiku_names.push((f.clone(), info.canonical_file_name()));
         hpkr_packages.push((info, digest.sha256.to_string()));
         packages.push(IndexEntry {
@@ -202,6 +208,7 @@ pub fn index(
             sha256: digest.sha256,
             signed: true,
             manifest: manifest.to_json(),
+            blocks: Some(blocks.reference()),
         });
     }
     // Haiku's own index of the same packages: `repo` (HPKR, what

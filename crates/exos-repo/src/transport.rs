@@ -22,6 +22,25 @@ pub struct Timeouts {
     pub response: Duration,
 }
 
+impl Timeouts {
+    /// The defaults, or `EXOS_NET_TIMEOUT` seconds for every timeout.
+    pub fn from_env() -> Timeouts {
+        match std::env::var("EXOS_NET_TIMEOUT")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            Some(secs) => {
+                let d = Duration::from_secs(secs.max(1));
+                Timeouts {
+                    connect: d,
+                    response: d,
+                }
+            }
+            None => Timeouts::default(),
+        }
+    }
+}
+
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
@@ -126,6 +145,74 @@ impl Transport {
             )));
         }
         Ok(Some(bytes))
+    }
+
+    /// Fetches bytes `start..start + buf.len()` of `file` into `buf` (one
+    /// HTTP Range request; a positioned read for local repositories). The
+    /// server must answer 206 with exactly that many bytes.
+    pub fn fetch_range(&self, file: &str, start: u64, buf: &mut [u8]) -> Result<(), RepoError> {
+        let what = self.location.describe(file);
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let end = start + buf.len() as u64;
+        match &self.location {
+            Location::Dir(d) => {
+                use std::os::unix::fs::FileExt;
+                let f = File::open(d.join(file)).map_err(|e| io(&what, e))?;
+                f.read_exact_at(buf, start).map_err(|e| io(&what, e))
+            }
+            Location::Http(_) => {
+                let resp = self
+                    .agent
+                    .get(&what)
+                    .header("Range", &format!("bytes={start}-{}", end - 1))
+                    .call()
+                    .map_err(|e| RepoError::Network(what.clone(), e.to_string()))?;
+                match resp.status().as_u16() {
+                    206 => {}
+                    200 => {
+                        return Err(RepoError::Network(
+                            what,
+                            "the server ignored the Range request (lazy mounts need HTTP Range support)".into(),
+                        ))
+                    }
+                    s => {
+                        return Err(RepoError::Network(
+                            what,
+                            format!("the server answered HTTP {s} for bytes {start}-{}", end - 1),
+                        ))
+                    }
+                }
+                let mut body = resp.into_body().into_reader().take(buf.len() as u64 + 1);
+                let mut got = 0usize;
+                loop {
+                    if got == buf.len() {
+                        // One byte more means the server sent another range.
+                        let mut extra = [0u8; 1];
+                        return match body.read(&mut extra) {
+                            Ok(0) => Ok(()),
+                            Ok(_) => Err(RepoError::Invalid(format!(
+                                "{what}: more than the {} bytes asked for",
+                                buf.len()
+                            ))),
+                            Err(e) => Err(RepoError::Network(what, e.to_string())),
+                        };
+                    }
+                    match body.read(&mut buf[got..]) {
+                        Ok(0) => {
+                            return Err(RepoError::Network(
+                                what,
+                                format!("the connection ended after {got} of {} bytes", buf.len()),
+                            ))
+                        }
+                        Ok(n) => got += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(RepoError::Network(what, e.to_string())),
+                    }
+                }
+            }
+        }
     }
 
     /// Downloads `file` of exactly `size` bytes into `dest`, resuming from

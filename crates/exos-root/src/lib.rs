@@ -530,6 +530,23 @@ impl Layout {
         self.state_dir().join("digests")
     }
 
+    /// `ROOT/system/state/lazy/`: packages installed lazily — each a
+    /// `<sha>.lazy` record (where to fetch it) and a `<sha>.blocks` block
+    /// map (what every block must hash to), in place of the file.
+    pub fn lazy_dir(&self) -> PathBuf {
+        self.state_dir().join("lazy")
+    }
+
+    /// `ROOT/system/state/lazy/<sha>.lazy`.
+    pub fn lazy_record(&self, sha: &Sha256) -> PathBuf {
+        self.lazy_dir().join(format!("{sha}.lazy"))
+    }
+
+    /// `ROOT/system/state/lazy/<sha>.blocks`.
+    pub fn lazy_blocks(&self, sha: &Sha256) -> PathBuf {
+        self.lazy_dir().join(format!("{sha}.blocks"))
+    }
+
     pub fn signatures_dir(&self) -> PathBuf {
         self.state_dir().join("signatures")
     }

@@ -15,6 +15,16 @@ pub fn exos(args: &[&str]) -> Output {
         .expect("run exos")
 }
 
+/// Runs `exos` with extra environment variables.
+#[allow(dead_code)]
+pub fn exos_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_exos"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run exos")
+}
+
 /// Runs `exos` in `dir`.
 pub fn exos_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_exos"))

@@ -1,0 +1,331 @@
+//! Lazy installs over real HTTP: a real nginx on loopback serves a
+//! repository published with `exos repo index`; packages installed with
+//! `exos install --lazy` are mounted by a real FUSE mount that fetches
+//! verified blocks with Range requests. Every loop is bounded, every
+//! address loopback.
+
+mod support;
+use support::*;
+
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Random bytes (xorshift), incompressible.
+fn noise(len: usize, mut x: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+struct Published {
+    dir: PathBuf,
+    public: PathBuf,
+    big: Vec<u8>,
+}
+
+/// lib 1.0, app 2.0 (requires lib) and big 1 (4 MiB of noise in
+/// share/big, stored raw: every block of the package is file data).
+fn publish(w: &Path) -> Published {
+    let dir = w.join("pub");
+    fs::create_dir_all(&dir).unwrap();
+    ok(&["key", "generate", "repo", "-d", s(w), "-q"]);
+    package(
+        w,
+        &dir,
+        r#"{"name":"lib","version":"1.0","provides":[{"api":"libapi","version":"1.0"}]}"#,
+        "lib 1.0\n",
+    );
+    package(
+        w,
+        &dir,
+        r#"{"name":"app","version":"2.0","requires":["libapi>=1.0"]}"#,
+        "app 2.0\n",
+    );
+    let src = w.join("src-big");
+    fs::create_dir_all(src.join("share")).unwrap();
+    fs::write(
+        src.join("manifest.json"),
+        complete(r#"{"name":"big","version":"1"}"#),
+    )
+    .unwrap();
+    let big = noise(4 << 20, 0x2545_f491_4f6c_dd1d);
+    fs::write(src.join("share/big"), &big).unwrap();
+    ok(&["build", "-q", s(&src), "-o", s(&dir.join("big-1.hpkg"))]);
+    ok(&["repo", "index", "-q", s(&dir), "-k", s(&w.join("repo.key"))]);
+    Published {
+        dir,
+        public: w.join("repo.pub"),
+        big,
+    }
+}
+
+/// (requests, body bytes) nginx served for `file` (combined log format).
+fn served(nginx: &Nginx, file: &str) -> (usize, u64) {
+    let log = nginx.log();
+    let hits: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains(&format!("/{file} ")))
+        .map(|l| {
+            // `"GET /f HTTP/1.1" 206 65536 "-" "exos/…"`
+            let after = l.split('"').nth(2).unwrap_or("");
+            after
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    (hits.len(), hits.iter().sum())
+}
+
+struct Mount {
+    mnt: PathBuf,
+}
+
+impl Mount {
+    fn start(root: &Path, mnt: &Path, cache: &Path, w: &Path) -> Mount {
+        fs::create_dir_all(mnt).unwrap();
+        let log = w.join("mount.log");
+        let o = exos(&[
+            "mount",
+            s(root),
+            s(mnt),
+            "--daemon",
+            "--pid-file",
+            s(&w.join("mount.pid")),
+            "--log-file",
+            s(&log),
+            "--block-cache",
+            s(cache),
+            "--no-share",
+        ]);
+        assert!(
+            o.status.success(),
+            "{}{}",
+            text(&o.stderr),
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        Mount {
+            mnt: mnt.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let o = exos(&["unmount", s(&self.mnt)]);
+        if !std::thread::panicking() {
+            assert!(o.status.success(), "{}", text(&o.stderr));
+        }
+    }
+}
+
+#[test]
+fn lazy_packages_fetch_verified_blocks_on_demand_and_work_offline() {
+    if !nginx_available() || !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let repo = publish(w);
+    let nginx = Nginx::serve(&repo.dir);
+    let root = w.join("root");
+    ok(&["init", "-q", s(&root)]);
+    ok(&[
+        "repo",
+        "add",
+        "-q",
+        "main",
+        &nginx.url(),
+        "-k",
+        s(&repo.public),
+        "-r",
+        s(&root),
+    ]);
+    let cache = w.join("blocks");
+    let size = fs::metadata(repo.dir.join("big-1.hpkg")).unwrap().len();
+
+    // Installed by name with its dependency; nothing is placed but records.
+    let o = exos_env(
+        &["install", "--lazy", "app", "big", "-r", s(&root)],
+        &[("EXOS_BLOCK_CACHE", s(&cache))],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let st = ok(&["state", "show", "-r", s(&root)]);
+    for f in ["app-2.0.hpkg", "lib-1.0.hpkg", "big-1.hpkg"] {
+        assert!(st.contains(f), "{st}");
+    }
+    assert!(!root.join("system/packages/big-1.hpkg").exists());
+    assert!(fs::read_dir(root.join("system/state/store"))
+        .unwrap()
+        .next()
+        .is_none());
+    let lazy: Vec<String> = fs::read_dir(root.join("system/state/lazy"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(lazy.len(), 6, "{lazy:?}");
+    ok(&["check", "-q", "-r", s(&root)]);
+    // Installing read the header, attributes and TOC only.
+    let (_, at_install) = served(&nginx, "big-1.hpkg");
+    assert!(
+        at_install > 0 && at_install < size / 10,
+        "{at_install} of {size}"
+    );
+    assert!(nginx.log().contains("big-1.hpkg.blocks"));
+
+    let mount = Mount::start(&root, &w.join("mnt"), &cache, w);
+    let m = &mount.mnt;
+    assert_eq!(
+        fs::read_to_string(m.join("system/share/app")).unwrap(),
+        "app 2.0\n"
+    );
+    // One small read in the middle of big fetches a few blocks, not the file.
+    let f = fs::File::open(m.join("system/share/big")).unwrap();
+    let mut buf = vec![0u8; 4096];
+    f.read_exact_at(&mut buf, 2 << 20).unwrap();
+    assert_eq!(buf, repo.big[2 << 20..(2 << 20) + 4096]);
+    let (_, after_one) = served(&nginx, "big-1.hpkg");
+    assert!(
+        after_one - at_install <= 512 << 10,
+        "a 4 KiB read fetched {} bytes",
+        after_one - at_install
+    );
+    // A sequential read of all of it: few requests (the window grows),
+    // every byte right.
+    let (requests_before, _) = served(&nginx, "big-1.hpkg");
+    assert_eq!(fs::read(m.join("system/share/big")).unwrap(), repo.big);
+    let (requests, fetched) = served(&nginx, "big-1.hpkg");
+    assert!(
+        requests - requests_before <= 16,
+        "{} requests for a 4 MiB sequential read",
+        requests - requests_before
+    );
+    assert!(
+        fetched <= size + (256 << 10),
+        "{fetched} bytes for a {size}-byte package"
+    );
+    assert!(nginx.log().contains("\" 206 "));
+    let status = ok(&["status", s(m)]);
+    assert!(status.contains("lazy from http://127.0.0.1:"), "{status}");
+    let v: serde_json::Value = serde_json::from_str(&ok(&["status", "--json", s(m)])).unwrap();
+    let big = v["layers"]["system"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "big")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        big["lazy_blocks"]["cached"], big["lazy_blocks"]["blocks"],
+        "{big}"
+    );
+
+    drop(f);
+    // `exos fetch` completes the others; then the repository goes away.
+    let fetched = ok(&["fetch", "-r", s(&root), "--block-cache", s(&cache)]);
+    assert!(fetched.contains("3 lazy packages complete"), "{fetched}");
+    drop(mount);
+    drop(nginx);
+    let mount = Mount::start(&root, &w.join("mnt"), &cache, w);
+    let m = &mount.mnt;
+    assert_eq!(fs::read(m.join("system/share/big")).unwrap(), repo.big);
+    assert_eq!(
+        fs::read_to_string(m.join("system/share/lib")).unwrap(),
+        "lib 1.0\n"
+    );
+    drop(mount);
+
+    // Removing them and gc drop their records.
+    ok(&["remove", "-q", "-y", "app", "lib", "big", "-r", s(&root)]);
+    ok(&["gc", "-q", "--keep", "0", "-r", s(&root)]);
+    assert!(fs::read_dir(root.join("system/state/lazy"))
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+#[test]
+fn a_tampered_block_is_refused_and_signed_layers_refuse_lazy_installs() {
+    if !nginx_available() || !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let repo = publish(w);
+    let nginx = Nginx::serve(&repo.dir);
+    let root = w.join("root");
+    ok(&["init", "-q", s(&root)]);
+    ok(&[
+        "repo",
+        "add",
+        "-q",
+        "main",
+        &nginx.url(),
+        "-k",
+        s(&repo.public),
+        "-r",
+        s(&root),
+    ]);
+    let cache = w.join("blocks");
+    let o = exos_env(
+        &["install", "--lazy", "big", "-r", s(&root)],
+        &[("EXOS_BLOCK_CACHE", s(&cache))],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // The server's copy changes after the install: one byte in the middle.
+    let pkg = repo.dir.join("big-1.hpkg");
+    let mut bytes = fs::read(&pkg).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&pkg, &bytes).unwrap();
+    let mount = Mount::start(&root, &w.join("mnt"), &cache, w);
+    let f = fs::File::open(mount.mnt.join("system/share/big")).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // Far from the damage: fine.
+    f.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(buf, repo.big[..4096]);
+    // The damaged block: an I/O error, never the wrong bytes.
+    let all = fs::read(mount.mnt.join("system/share/big"));
+    assert!(all.is_err(), "a tampered block was served");
+    let log = fs::read_to_string(w.join("mount.log")).unwrap_or_default();
+    assert!(
+        log.contains("does not match its SHA-256 in the signed block map"),
+        "{log}"
+    );
+    drop(f);
+    drop(mount);
+
+    // A layer that takes only signed packages refuses lazy installs.
+    let r2 = w.join("root2");
+    ok(&["init", "-q", s(&r2)]);
+    ok(&[
+        "repo",
+        "add",
+        "-q",
+        "main",
+        &nginx.url(),
+        "-k",
+        s(&repo.public),
+        "-r",
+        s(&r2),
+    ]);
+    ok(&["trust", "add", s(&repo.public), "-r", s(&r2)]);
+    ok(&["trust", "policy", "system", "signed", "-r", s(&r2)]);
+    let o = exos_env(
+        &["install", "--lazy", "lib", "-r", s(&r2)],
+        &[("EXOS_BLOCK_CACHE", s(&cache))],
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("install it without --lazy"),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -1,0 +1,40 @@
+//! Where a package's bytes come from: a local file, or anything else that
+//! answers positioned reads (a lazily fetched remote package).
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+/// Positioned, thread-safe reads of a package file's bytes. Readers never
+/// seek, so one source serves every thread at once.
+pub trait Source: Send + Sync + std::fmt::Debug {
+    /// The file's size in bytes.
+    fn len(&self) -> io::Result<u64>;
+
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Fills `buf` from `offset`; an error if the file ends first.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+
+    /// The local file holding every byte, when there is one (lets callers
+    /// hand it to the kernel, e.g. for passthrough).
+    fn local_file(&self) -> Option<&File> {
+        None
+    }
+}
+
+impl Source for File {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+
+    fn local_file(&self) -> Option<&File> {
+        Some(self)
+    }
+}

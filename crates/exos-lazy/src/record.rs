@@ -1,0 +1,120 @@
+//! What a root keeps for a lazily installed package.
+
+use std::path::{Path, PathBuf};
+
+use exos_repo::{BlockMap, RepoError};
+use exos_root::{write_atomically, Layout, Sha256};
+use serde::{Deserialize, Serialize};
+
+/// Largest record accepted (they are a few hundred bytes).
+pub const MAX_RECORD: u64 = 16 * 1024;
+
+/// `system/state/lazy/<sha>.lazy`: where a lazily installed package is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LazyRecord {
+    /// The repository it was installed from (for messages).
+    pub repository: String,
+    /// The repository's location (`http(s)://…`, `file://…` or a path).
+    pub base: String,
+    /// The package's file name in the repository.
+    pub file: String,
+    pub size: u64,
+    pub sha256: Sha256,
+    /// Its manifest as the signed index gave it (checked at install
+    /// against the package's own), so resolving never fetches a package.
+    pub manifest: serde_json::Value,
+}
+
+impl LazyRecord {
+    pub fn parse(bytes: &[u8], what: &str) -> Result<LazyRecord, RepoError> {
+        if bytes.len() as u64 > MAX_RECORD {
+            return Err(RepoError::Invalid(format!(
+                "{what}: {} bytes, over the {MAX_RECORD}-byte limit",
+                bytes.len()
+            )));
+        }
+        let r: LazyRecord = serde_json::from_slice(bytes)
+            .map_err(|e| RepoError::Invalid(format!("{what}: {e}")))?;
+        if r.file.is_empty() || r.file.contains('/') || r.file.starts_with('.') {
+            return Err(RepoError::Invalid(format!(
+                "{what}: file {:?} is not a plain file name",
+                r.file
+            )));
+        }
+        exos_repo::Location::parse(&r.base)
+            .map_err(|e| RepoError::Invalid(format!("{what}: {e}")))?;
+        Ok(r)
+    }
+}
+
+/// A lazily installed package as a root keeps it: its record and block map.
+#[derive(Debug, Clone)]
+pub struct LazyPackage {
+    pub record: LazyRecord,
+    pub blocks: BlockMap,
+    /// The record's path, for messages.
+    pub path: PathBuf,
+}
+
+fn io(p: &Path, e: std::io::Error) -> RepoError {
+    RepoError::Io(p.display().to_string(), e)
+}
+
+impl LazyPackage {
+    /// Reads the record and block map kept for `sha`; `Ok(None)` when the
+    /// root keeps no lazy record for it.
+    pub fn read(layout: &Layout, sha: &Sha256) -> Result<Option<LazyPackage>, RepoError> {
+        let path = layout.lazy_record(sha);
+        let bytes = match read_capped(&path, MAX_RECORD) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path, e)),
+        };
+        let what = path.display().to_string();
+        let record = LazyRecord::parse(&bytes, &what)?;
+        if &record.sha256 != sha {
+            return Err(RepoError::Invalid(format!(
+                "{what}: describes {}, not the package its name says",
+                record.sha256
+            )));
+        }
+        let bp = layout.lazy_blocks(sha);
+        let limit = exos_repo::blocks::map_len(record.size, exos_repo::blocks::MIN_BLOCK_SIZE);
+        let bytes = read_capped(&bp, limit).map_err(|e| io(&bp, e))?;
+        let blocks = BlockMap::parse(&bytes, &bp.display().to_string(), record.size)?;
+        Ok(Some(LazyPackage {
+            record,
+            blocks,
+            path,
+        }))
+    }
+
+    /// Writes the block map, then the record (the record's presence means
+    /// the pair is whole; each written atomically and synced).
+    pub fn write(&self, layout: &Layout) -> Result<(), RepoError> {
+        let dir = layout.lazy_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let bp = layout.lazy_blocks(&self.record.sha256);
+        write_atomically(&bp, &self.blocks.render()).map_err(|e| io(&bp, e))?;
+        let rp = layout.lazy_record(&self.record.sha256);
+        let text = serde_json::to_vec_pretty(&self.record)
+            .map_err(|e| RepoError::Invalid(e.to_string()))?;
+        write_atomically(&rp, &text).map_err(|e| io(&rp, e))
+    }
+}
+
+/// Reads a whole file, refusing one longer than `max` bytes (without
+/// allocating more than `max + 1`).
+fn read_capped(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let mut out = Vec::new();
+    f.take(max + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(std::io::Error::other(format!(
+            "longer than the {max} bytes allowed"
+        )));
+    }
+    Ok(out)
+}
