@@ -333,35 +333,46 @@ pub fn make_lazy(root: &exos_manager::Root, plan: &mut exos_manager::Plan, out: 
         exos_lazy::BlockCache::open(&dir, exos_lazy::cache::DEFAULT_CAPACITY)
             .with_context(|| format!("block cache {}", dir.display()))?,
     );
-    let mut maps = Vec::new();
-    for d in &plan.downloads {
-        let Some(p) = offered.iter().find(|p| p.sha256 == d.sha256) else {
-            continue;
-        };
-        let blocks = client.block_map(p)?;
-        let repo = client.repository(&p.repository)?;
-        // The daemon works from `/`: a repository given as a relative
-        // path is recorded absolute.
-        let base = match exos_repo::Location::parse(&repo.url)? {
-            exos_repo::Location::Dir(dir) => std::fs::canonicalize(&dir)
-                .with_context(|| format!("repository {}", dir.display()))?
-                .display()
-                .to_string(),
-            exos_repo::Location::Http(u) => u,
-        };
-        maps.push(exos_lazy::LazyPackage {
-            record: exos_lazy::LazyRecord {
-                repository: p.repository.clone(),
-                base,
-                file: p.file.clone(),
-                size: p.size,
-                sha256: p.sha256,
-                manifest: p.manifest.to_json(),
-            },
-            blocks,
-            path: root.layout.lazy_record(&p.sha256),
-        });
-    }
+    let wanted: Vec<&exos_repo::RemotePackage> = plan
+        .downloads
+        .iter()
+        .filter_map(|d| offered.iter().find(|p| p.sha256 == d.sha256))
+        .collect();
+    // Block maps fetched eight at a time (each is a round trip).
+    use rayon::prelude::*;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(wanted.len().clamp(1, 8))
+        .build()?;
+    let maps: Vec<exos_lazy::LazyPackage> = pool.install(|| {
+        wanted
+            .par_iter()
+            .map(|p| -> Result<exos_lazy::LazyPackage> {
+                let blocks = client.block_map(p)?;
+                let repo = client.repository(&p.repository)?;
+                // The daemon works from `/`: a repository given as a
+                // relative path is recorded absolute.
+                let base = match exos_repo::Location::parse(&repo.url)? {
+                    exos_repo::Location::Dir(dir) => std::fs::canonicalize(&dir)
+                        .with_context(|| format!("repository {}", dir.display()))?
+                        .display()
+                        .to_string(),
+                    exos_repo::Location::Http(u) => u,
+                };
+                Ok(exos_lazy::LazyPackage {
+                    record: exos_lazy::LazyRecord {
+                        repository: p.repository.clone(),
+                        base,
+                        file: p.file.clone(),
+                        size: p.size,
+                        sha256: p.sha256,
+                        manifest: p.manifest.to_json(),
+                    },
+                    blocks,
+                    path: root.layout.lazy_record(&p.sha256),
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
     let n = maps.len();
     plan.make_lazy(root, maps, &cache, client.timeouts)?;
     out.note(format_args!(

@@ -23,6 +23,8 @@ fn noise(len: usize, mut x: u64) -> Vec<u8> {
         .collect()
 }
 
+const APP_FILE: &str = "app_1%3a2.0+b1_amd64.hpkg";
+
 struct Published {
     dir: PathBuf,
     public: PathBuf,
@@ -57,6 +59,9 @@ fn publish(w: &Path) -> Published {
     let big = noise(4 << 20, 0x2545_f491_4f6c_dd1d);
     fs::write(src.join("share/big"), &big).unwrap();
     ok(&["build", "-q", s(&src), "-o", s(&dir.join("big-1.hpkg"))]);
+    // Named as `apt-get download` names a package with an epoch: `%` and
+    // `+` must be encoded in URLs.
+    fs::rename(dir.join("app-2.0.hpkg"), dir.join(APP_FILE)).unwrap();
     ok(&["repo", "index", "-q", s(&dir), "-k", s(&w.join("repo.key"))]);
     Published {
         dir,
@@ -158,7 +163,7 @@ fn lazy_packages_fetch_verified_blocks_on_demand_and_work_offline() {
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     let st = ok(&["state", "show", "-r", s(&root)]);
-    for f in ["app-2.0.hpkg", "lib-1.0.hpkg", "big-1.hpkg"] {
+    for f in [APP_FILE, "lib-1.0.hpkg", "big-1.hpkg"] {
         assert!(st.contains(f), "{st}");
     }
     assert!(!root.join("system/packages/big-1.hpkg").exists());

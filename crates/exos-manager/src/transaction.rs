@@ -125,49 +125,93 @@ impl Plan {
         timeouts: exos_repo::Timeouts,
     ) -> Result<()> {
         let trust = TrustStore::read(&root.layout)?;
+        // Each lazy package with the index entry it must match.
+        let mut todo = Vec::new();
         for lazy in maps {
             let sha = lazy.record.sha256;
             let Some(r) = self.downloads.iter().find(|r| r.sha256 == sha) else {
                 continue;
             };
-            let Some(pos) = self.new.iter().position(|n| n.sha256 == sha) else {
+            let Some(n) = self.new.iter().find(|n| n.sha256 == sha) else {
                 continue;
             };
-            let layer = self.new[pos].layer;
-            if trust.requires_signature(layer) {
+            if trust.requires_signature(n.layer) {
                 return Err(Error::Untrusted(format!(
-                    "{}: the {layer} layer accepts only signed packages, and a package signature covers the whole file, which a lazy install does not fetch (install it without --lazy, or `exos trust policy {layer} any`)",
-                    r.file
+                    "{}: the {} layer accepts only signed packages, and a package signature covers the whole file, which a lazy install does not fetch (install it without --lazy, or `exos trust policy {} any`)",
+                    r.file, n.layer, n.layer
                 )));
             }
-            let url = lazy.record.base.clone();
-            let source = exos_lazy::RemoteSource::new(lazy.clone(), cache.clone(), timeouts)
-                .map_err(|e| Error::Invalid(e.to_string()))?;
-            let what = format!("{} ({url})", r.file);
-            let pkg = Package::from_source(
-                std::sync::Arc::new(source),
-                &what,
-                exos_hpkg::budget::Limits::default(),
-            )?;
-            if let Some(name) = reserved_name(pkg.toc().root().children().map(|c| c.name())) {
-                return Err(Error::Invalid(format!(
-                    "{what}: contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows"
-                )));
+            todo.push((lazy, r.clone()));
+        }
+        // Each check is a few round trips (header, then attributes and
+        // TOC): eight at a time.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..todo.len().clamp(1, 8))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some((lazy, r)) = todo.get(i) else {
+                                return out;
+                            };
+                            out.push(check_lazy(lazy, r, cache, timeouts));
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        vec![Err(Error::Invalid("a lazy check panicked".into()))]
+                    })
+                })
+                .collect()
+        });
+        results.into_iter().collect::<Result<Vec<()>>>()?;
+        for (lazy, _) in todo {
+            if let Some(pos) = self.new.iter().position(|n| n.sha256 == lazy.record.sha256) {
+                let n = self.new.remove(pos);
+                self.bytes_copied = self.bytes_copied.saturating_sub(n.size);
             }
-            let manifest = Manifest::from_package(&pkg)?;
-            if manifest.name != r.manifest.name || manifest.version != r.manifest.version {
-                return Err(Error::Invalid(format!(
-                    "{what}: not the package its index entry describes"
-                )));
-            }
-            let n = self.new.remove(pos);
-            self.bytes_copied = self.bytes_copied.saturating_sub(n.size);
             self.lazy.push(lazy);
         }
         self.downloads
             .retain(|d| self.new.iter().any(|n| n.sha256 == d.sha256));
         Ok(())
     }
+}
+
+/// Opens a lazy package through the block cache (fetching its header,
+/// attributes and TOC) and checks it is the package the index described.
+fn check_lazy(
+    lazy: &exos_lazy::LazyPackage,
+    r: &Remote,
+    cache: &std::sync::Arc<exos_lazy::BlockCache>,
+    timeouts: exos_repo::Timeouts,
+) -> Result<()> {
+    let source = exos_lazy::RemoteSource::new(lazy.clone(), cache.clone(), timeouts)
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let what = format!("{} ({})", r.file, source.url());
+    let pkg = Package::from_source(
+        std::sync::Arc::new(source),
+        &what,
+        exos_hpkg::budget::Limits::default(),
+    )?;
+    if let Some(name) = reserved_name(pkg.toc().root().children().map(|c| c.name())) {
+        return Err(Error::Invalid(format!(
+            "{what}: contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows"
+        )));
+    }
+    let manifest = Manifest::from_package(&pkg)?;
+    if manifest.name != r.manifest.name || manifest.version != r.manifest.version {
+        return Err(Error::Invalid(format!(
+            "{what}: not the package its index entry describes"
+        )));
+    }
+    Ok(())
 }
 
 /// A change to plan against a root.

@@ -22,6 +22,22 @@ pub struct Timeouts {
     pub response: Duration,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_percent_encoded_in_urls() {
+        let l = Location::parse("http://host/repo/").unwrap();
+        assert_eq!(
+            l.describe("gawk_1%3a5.2.1-2+b1_amd64.hpkg"),
+            "http://host/repo/gawk_1%253a5.2.1-2%2Bb1_amd64.hpkg"
+        );
+        let d = Location::parse("/srv/repo").unwrap();
+        assert_eq!(d.describe("a%3ab.hpkg"), "/srv/repo/a%3ab.hpkg");
+    }
+}
+
 impl Timeouts {
     /// The defaults, or `EXOS_NET_TIMEOUT` seconds for every timeout.
     pub fn from_env() -> Timeouts {
@@ -50,6 +66,14 @@ impl Default for Timeouts {
     }
 }
 
+/// What a file name keeps unencoded in a URL: RFC 3986's unreserved
+/// characters.
+const URL_NAME: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Where a repository is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
@@ -73,10 +97,16 @@ impl Location {
         Ok(Location::Dir(PathBuf::from(url)))
     }
 
+    /// The path or URL of `file` in this repository. In a URL the name is
+    /// percent-encoded (file names of imported Debian packages carry `%3a`
+    /// for an epoch's colon, and `+`).
     pub fn describe(&self, file: &str) -> String {
         match self {
             Location::Dir(d) => d.join(file).display().to_string(),
-            Location::Http(u) => format!("{u}/{file}"),
+            Location::Http(u) => format!(
+                "{u}/{}",
+                percent_encoding::utf8_percent_encode(file, URL_NAME)
+            ),
         }
     }
 }
