@@ -338,10 +338,10 @@ pub fn make_lazy(root: &exos_manager::Root, plan: &mut exos_manager::Plan, out: 
         .iter()
         .filter_map(|d| offered.iter().find(|p| p.sha256 == d.sha256))
         .collect();
-    // Block maps fetched eight at a time (each is a round trip).
+    // Block maps fetched sixteen at a time (each is a round trip).
     use rayon::prelude::*;
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(wanted.len().clamp(1, 8))
+        .num_threads(wanted.len().clamp(1, 16))
         .build()?;
     let maps: Vec<exos_lazy::LazyPackage> = pool.install(|| {
         wanted
@@ -366,6 +366,7 @@ pub fn make_lazy(root: &exos_manager::Root, plan: &mut exos_manager::Plan, out: 
                         size: p.size,
                         sha256: p.sha256,
                         manifest: p.manifest.to_json(),
+                        metadata_offset: p.metadata_offset,
                     },
                     blocks,
                     path: root.layout.lazy_record(&p.sha256),

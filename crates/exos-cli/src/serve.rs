@@ -79,6 +79,10 @@ pub struct MountArgs {
     /// Size limit of the block cache (least recently used blocks go).
     #[arg(long, value_name = "N", default_value_t = 2048)]
     pub block_cache_mib: u64,
+    /// Fetch all of every lazily installed package in the background
+    /// (reads are served meanwhile; the mount then works offline).
+    #[arg(long)]
+    pub prefetch: bool,
     /// Notice package changes by rescanning every N ms instead of inotify
     /// (for file systems without inotify, e.g. NFS).
     #[arg(long, value_name = "N")]
@@ -173,6 +177,7 @@ pub fn serve(args: &MountArgs, quiet: bool) -> Result<()> {
             .unwrap_or_else(exos_lazy::default_cache_dir),
         args.block_cache_mib << 20,
     );
+    options.prefetch = args.prefetch;
     if args.xattrs {
         options.xattrs = exos_packagefs::fs::XattrPolicy::Always;
     }
@@ -306,6 +311,9 @@ impl MountArgs {
         a.push("--block-cache".into());
         a.push(blocks.into_os_string());
         a.push(format!("--block-cache-mib={}", self.block_cache_mib).into());
+        if self.prefetch {
+            a.push("--prefetch".into());
+        }
         if let Some(ms) = self.poll_ms {
             a.push(format!("--poll-ms={ms}").into());
         }

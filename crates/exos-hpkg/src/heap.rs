@@ -118,6 +118,33 @@ impl HeapReader {
         }
     }
 
+    /// Where in the file the stored bytes of heap offset `offset` begin
+    /// (the start of its chunk when compressed).
+    pub fn file_offset_of(&self, offset: u64) -> u64 {
+        if self.chunk_offsets.is_empty() {
+            return self.info.offset + offset.min(self.info.size_uncompressed);
+        }
+        let i = (offset / CHUNK_SIZE as u64).min(self.chunk_count().saturating_sub(1));
+        self.chunk_offsets[i as usize]
+    }
+
+    /// The file range holding the stored (compressed) bytes of heap range
+    /// `offset..offset + len`: whole chunks.
+    pub fn stored_range(&self, offset: u64, len: u64) -> (u64, u64) {
+        let start = self.file_offset_of(offset);
+        if self.chunk_offsets.is_empty() {
+            return (
+                start,
+                start
+                    + len
+                        .min(self.info.size_uncompressed - offset.min(self.info.size_uncompressed)),
+            );
+        }
+        let last = (offset.saturating_add(len.max(1)) - 1) / CHUNK_SIZE as u64;
+        let last = last.min(self.chunk_count().saturating_sub(1));
+        (start, self.chunk_offsets[last as usize + 1])
+    }
+
     /// Whether chunk `i` is decompressed and cached already (or needs no
     /// decompression).
     pub fn is_cached(&self, i: u64) -> bool {

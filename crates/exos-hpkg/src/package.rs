@@ -151,6 +151,13 @@ impl Package {
         Err(corrupt!("{err} (the chunk holds {holds})")).at(&self.path)
     }
 
+    /// The file offset from which everything opening the package reads
+    /// lies, besides the header: the TOC, the package attributes and the
+    /// chunk table (in that order, to the end of the file).
+    pub fn metadata_file_offset(&self) -> u64 {
+        self.heap.file_offset_of(self.header.toc_offset())
+    }
+
     /// Bytes of memory opening this package was charged (its index, chunk
     /// table and attributes); what a mount budgets per package.
     pub fn memory_usage(&self) -> u64 {
@@ -203,6 +210,15 @@ impl Package {
                     .at(&self.path)?;
                 Ok(n)
             }
+        }
+    }
+
+    /// Tells the source that `entry`'s data is about to be read (see
+    /// [`Source::will_need`]).
+    pub fn will_read(&self, entry: Entry<'_>) {
+        if let DataRef::Heap { offset, size } = entry.data() {
+            let (a, b) = self.heap.stored_range(offset, size);
+            self.heap.source().will_need(a, b - a);
         }
     }
 

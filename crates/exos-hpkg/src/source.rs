@@ -18,6 +18,11 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     /// Fills `buf` from `offset`; an error if the file ends first.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
 
+    /// Says that bytes `offset..offset + len` are about to be read (a whole
+    /// file's stored data): a source that fetches from far away fetches
+    /// them now, in one go. Errors are the later reads' to report.
+    fn will_need(&self, _offset: u64, _len: u64) {}
+
     /// The local file holding every byte, when there is one (lets callers
     /// hand it to the kernel, e.g. for passthrough).
     fn local_file(&self) -> Option<&File> {

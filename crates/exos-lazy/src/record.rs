@@ -21,6 +21,11 @@ pub struct LazyRecord {
     pub file: String,
     pub size: u64,
     pub sha256: Sha256,
+    /// Where its TOC, attributes and chunk table start: fetched with the
+    /// header before the package is opened (a hint; every block is still
+    /// verified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_offset: Option<u64>,
     /// Its manifest as the signed index gave it (checked at install
     /// against the package's own), so resolving never fetches a package.
     pub manifest: serde_json::Value,

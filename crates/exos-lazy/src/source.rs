@@ -11,14 +11,13 @@ use serde::Serialize;
 use crate::cache::BlockCache;
 use crate::record::LazyPackage;
 
-/// Blocks fetched by the first request of a reader that jumped (256 KiB
-/// with 64 KiB blocks: a program's first page faults pull their
-/// neighbours too).
-pub const FIRST_WINDOW: u64 = 4;
-/// Largest request (8 MiB with 64 KiB blocks): a sequential reader's
-/// window doubles up to it, so a whole package streams at the link's
-/// speed with one round trip per 8 MiB.
-pub const MAX_WINDOW: u64 = 128;
+/// Bytes a sequential reader's first request fetches beyond what it reads;
+/// each further sequential request doubles it, up to [`MAX_WINDOW`]. A
+/// reader that jumps fetches only the blocks it reads.
+pub const FIRST_WINDOW: u64 = 128 << 10;
+/// Largest request: a whole package streams at the link's speed with one
+/// round trip per 8 MiB.
+pub const MAX_WINDOW: u64 = 8 << 20;
 /// Verified blocks kept in memory (the page cache holds them too; this
 /// spares a read of the cache file for neighbouring reads).
 const RECENT: usize = 32;
@@ -35,21 +34,61 @@ pub struct SourceStats {
     pub last_error: Option<String>,
 }
 
+/// One reader going forward through the file (the kernel's read-ahead,
+/// a program being mapped, a `cat`).
+#[derive(Clone, Copy)]
+struct Stream {
+    /// The block after its last read.
+    next: u64,
+    /// Blocks fetched (or being fetched) ahead of it up to here.
+    ahead: u64,
+    /// Blocks the next read-ahead fetches.
+    window: u64,
+    /// Reads that continued it.
+    hits: u32,
+}
+
+/// Streams followed at once per package.
+const STREAMS: usize = 8;
+
 #[derive(Default)]
 struct Flight {
     /// Blocks some thread is fetching now.
     inflight: HashSet<u64>,
-    /// Where the last fetch ended, and the window it used.
-    next: u64,
-    window: u64,
+    /// Recent streams, most recent last.
+    streams: Vec<Stream>,
+    /// Read-ahead fetches running in the background.
+    background: usize,
+}
+
+/// One HTTP client per repository location for the whole process: every
+/// package of a repository then reuses the same kept-alive connections
+/// (a new connection costs a round trip before its first byte).
+fn shared_transport(location: Location, timeouts: Timeouts) -> Arc<Transport> {
+    type Key = (String, std::time::Duration, std::time::Duration);
+    static ALL: std::sync::OnceLock<Mutex<std::collections::HashMap<Key, Arc<Transport>>>> =
+        std::sync::OnceLock::new();
+    let key = (location.describe(""), timeouts.connect, timeouts.response);
+    ALL.get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry(key)
+        .or_insert_with(|| Arc::new(Transport::new(location, timeouts)))
+        .clone()
 }
 
 /// A lazily installed package as an [`exos_hpkg::Source`].
 pub struct RemoteSource {
+    /// Itself, for read-ahead threads.
+    me: std::sync::Weak<RemoteSource>,
     package: LazyPackage,
-    transport: Transport,
+    transport: Arc<Transport>,
     cache: Arc<BlockCache>,
     recent: Mutex<VecDeque<(u64, Arc<Vec<u8>>)>>,
+    /// Whether reads are followed for read-ahead ([`RemoteSource::follow_readers`]).
+    following: std::sync::atomic::AtomicBool,
+    /// First blocks of files fetched whole already ([`RemoteSource::will_need`]).
+    complete: Mutex<HashSet<u64>>,
     flight: Mutex<Flight>,
     landed: Condvar,
     requests: AtomicU64,
@@ -71,19 +110,22 @@ impl RemoteSource {
         package: LazyPackage,
         cache: Arc<BlockCache>,
         timeouts: Timeouts,
-    ) -> Result<RemoteSource, exos_repo::RepoError> {
+    ) -> Result<Arc<RemoteSource>, exos_repo::RepoError> {
         let location = Location::parse(&package.record.base)?;
-        Ok(RemoteSource {
-            transport: Transport::new(location, timeouts),
+        Ok(Arc::new_cyclic(|me| RemoteSource {
+            me: me.clone(),
+            transport: shared_transport(location, timeouts),
             package,
             cache,
             recent: Mutex::new(VecDeque::new()),
+            complete: Mutex::new(HashSet::new()),
+            following: std::sync::atomic::AtomicBool::new(false),
             flight: Mutex::new(Flight::default()),
             landed: Condvar::new(),
             requests: AtomicU64::new(0),
             bytes_fetched: AtomicU64::new(0),
             last_error: Mutex::new(None),
-        })
+        }))
     }
 
     pub fn package(&self) -> &LazyPackage {
@@ -144,49 +186,136 @@ impl RemoteSource {
             || self.map().hash(i).is_some_and(|h| self.cache.contains(h))
     }
 
-    /// Block `i`, verified: from memory, the cache, or the network.
-    fn block(&self, i: u64) -> io::Result<Arc<Vec<u8>>> {
+    /// Block `i`, verified: from memory, the cache, or the network (with
+    /// the blocks after it up to `last`, which the caller reads next).
+    fn block(&self, i: u64, last: u64) -> io::Result<Arc<Vec<u8>>> {
         loop {
             if let Some(d) = self.local(i) {
                 return Ok(d);
             }
-            let run = {
-                let mut f = self.flight.lock().unwrap();
-                if f.inflight.contains(&i) {
-                    // Someone fetches it: wait, then look again.
-                    drop(self.landed.wait(f).unwrap());
-                    continue;
+            match self.claim(i, last + 1) {
+                Some(run) => {
+                    let result = self.fetch_claimed(run);
+                    return result;
                 }
-                f.window = if i == f.next && f.window > 0 {
-                    (f.window * 2).min(MAX_WINDOW)
-                } else {
-                    FIRST_WINDOW
-                };
-                let mut end = i + 1;
-                let last = self.map().block_count();
-                while end < last
-                    && end - i < f.window
-                    && !f.inflight.contains(&end)
-                    && !self.is_local(end)
-                {
-                    end += 1;
-                }
-                f.next = end;
-                for b in i..end {
-                    f.inflight.insert(b);
-                }
-                i..end
-            };
-            let result = self.fetch(run.clone());
-            {
-                let mut f = self.flight.lock().unwrap();
-                for b in run.clone() {
-                    f.inflight.remove(&b);
+                // Someone fetches it: wait, then look again.
+                None => {
+                    let f = self.flight.lock().unwrap();
+                    if f.inflight.contains(&i) {
+                        drop(self.landed.wait(f).unwrap());
+                    }
                 }
             }
-            self.landed.notify_all();
-            let first = result?;
-            return Ok(first);
+        }
+    }
+
+    /// Marks as being fetched the run of missing blocks from `i` (up to
+    /// `end`, at most [`MAX_WINDOW`]); `None` when `i` is being fetched.
+    fn claim(&self, i: u64, end: u64) -> Option<std::ops::Range<u64>> {
+        let mut f = self.flight.lock().unwrap();
+        if f.inflight.contains(&i) {
+            return None;
+        }
+        let max = MAX_WINDOW / self.map().block_size() as u64;
+        let end = end.min(self.map().block_count()).min(i + max).max(i + 1);
+        let mut stop = i + 1;
+        while stop < end && !f.inflight.contains(&stop) && !self.is_local(stop) {
+            stop += 1;
+        }
+        for b in i..stop {
+            f.inflight.insert(b);
+        }
+        Some(i..stop)
+    }
+
+    /// Fetches a claimed run and releases it; returns its first block.
+    fn fetch_claimed(&self, run: std::ops::Range<u64>) -> io::Result<Arc<Vec<u8>>> {
+        let result = self.fetch(run.clone());
+        {
+            let mut f = self.flight.lock().unwrap();
+            for b in run {
+                f.inflight.remove(&b);
+            }
+        }
+        self.landed.notify_all();
+        result
+    }
+
+    /// Follows readers going forward: a read that continues a stream
+    /// (starts in its last block or the next) grows its window and keeps
+    /// that many blocks fetched ahead of it, in the background, so the
+    /// network works while the reader does.
+    fn after_read(&self, first: u64, last: u64) {
+        if !self.following.load(Ordering::Relaxed) {
+            return;
+        }
+        let bs = self.map().block_size() as u64;
+        let count = self.map().block_count();
+        let todo = {
+            let mut f = self.flight.lock().unwrap();
+            let pos = f
+                .streams
+                .iter()
+                .rposition(|s| first + 1 >= s.next && first <= s.next);
+            let mut s = match pos {
+                Some(p) => f.streams.remove(p),
+                None => {
+                    if f.streams.len() >= STREAMS {
+                        f.streams.remove(0);
+                    }
+                    Stream {
+                        next: last + 1,
+                        ahead: last + 1,
+                        window: FIRST_WINDOW / bs,
+                        hits: 0,
+                    }
+                }
+            };
+            let mut todo = None;
+            if pos.is_some() {
+                s.hits += 1;
+                s.next = last + 1;
+                s.ahead = s.ahead.max(s.next);
+                // From its second read on, with less than half a window
+                // left ahead: fetch the next one.
+                if s.hits >= 1
+                    && s.ahead < count
+                    && s.ahead - s.next < s.window.div_ceil(2)
+                    && f.background < 2
+                {
+                    todo = Some(s.ahead..(s.ahead + s.window).min(count));
+                    s.ahead = (s.ahead + s.window).min(count);
+                    s.window = (s.window * 2).min(MAX_WINDOW / bs);
+                    f.background += 1;
+                }
+            }
+            f.streams.push(s);
+            todo
+        };
+        let Some(range) = todo else { return };
+        let Some(me) = self.me.upgrade() else { return };
+        let spawned = std::thread::Builder::new()
+            .name("exos-lazy-ahead".into())
+            .spawn(move || {
+                let mut i = range.start;
+                while i < range.end {
+                    if me.is_local(i) {
+                        i += 1;
+                        continue;
+                    }
+                    let Some(run) = me.claim(i, range.end) else {
+                        i += 1;
+                        continue;
+                    };
+                    i = run.end;
+                    if me.fetch_claimed(run).is_err() {
+                        break;
+                    }
+                }
+                me.flight.lock().unwrap().background -= 1;
+            });
+        if spawned.is_err() {
+            self.flight.lock().unwrap().background -= 1;
         }
     }
 
@@ -198,6 +327,7 @@ impl RemoteSource {
         let (_, end) = map.range(run.end - 1);
         let mut buf = vec![0u8; (end - start) as usize];
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let began = std::time::Instant::now();
         if let Err(e) = self
             .transport
             .fetch_range(&self.package.record.file, start, &mut buf)
@@ -206,6 +336,15 @@ impl RemoteSource {
         }
         self.bytes_fetched
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        tracing::debug!(
+            "{}: fetched blocks {}..{} ({} bytes) in {:?} on {:?}",
+            self.package.record.file,
+            run.start,
+            run.end,
+            buf.len(),
+            began.elapsed(),
+            std::thread::current().name()
+        );
         let mut first = None;
         for b in run {
             let (a, z) = map.range(b);
@@ -229,23 +368,63 @@ impl RemoteSource {
         first.ok_or_else(|| io::Error::other("empty fetch"))
     }
 
+    /// Starts reading ahead of sequential readers. Off while a package is
+    /// opened (its metadata reads are not a reader going forward) and for
+    /// installs, which only open packages.
+    pub fn follow_readers(&self) {
+        self.following.store(true, Ordering::Relaxed);
+    }
+
+    /// Fetches what opening the package reads — the header's block and
+    /// everything from the recorded metadata offset on — with two
+    /// concurrent requests, before it is opened (which would otherwise
+    /// read header, chunk table, attributes and TOC one round trip
+    /// after another).
+    pub fn prefetch_metadata(&self) -> io::Result<()> {
+        let n = self.map().block_count();
+        let bs = self.map().block_size() as u64;
+        let Some(from) = self
+            .package
+            .record
+            .metadata_offset
+            .filter(|&o| o < self.map().file_size())
+        else {
+            return Ok(());
+        };
+        let tail = (from / bs).max(1);
+        std::thread::scope(|s| {
+            let head = s.spawn(|| self.fetch_missing(0..1.min(n), &|_| {}));
+            let rest = self.fetch_missing(tail..n, &|_| {});
+            head.join()
+                .unwrap_or_else(|_| Err(io::Error::other("prefetch panicked")))
+                .and(rest)
+        })
+    }
+
     /// Fetches every block not cached yet (largest requests), so the
     /// package works offline; `progress` gets the bytes fetched so far.
     pub fn fetch_all(&self, progress: &dyn Fn(u64)) -> io::Result<()> {
-        let n = self.map().block_count();
-        let mut i = 0;
+        self.fetch_missing(0..self.map().block_count(), progress)
+    }
+
+    /// Fetches the blocks of `range` not cached yet, in runs.
+    fn fetch_missing(&self, range: std::ops::Range<u64>, progress: &dyn Fn(u64)) -> io::Result<()> {
+        let n = range.end.min(self.map().block_count());
+        let mut i = range.start;
         while i < n {
             if self.is_local(i) {
                 i += 1;
                 continue;
             }
-            let mut end = i + 1;
-            while end < n && end - i < MAX_WINDOW && !self.is_local(end) {
-                end += 1;
-            }
-            self.fetch(i..end)?;
+            let Some(run) = self.claim(i, n) else {
+                // Another thread fetches it; `block` waits for it.
+                self.block(i, i)?;
+                i += 1;
+                continue;
+            };
+            i = run.end;
+            self.fetch_claimed(run)?;
             progress(self.bytes_fetched.load(Ordering::Relaxed));
-            i = end;
         }
         Ok(())
     }
@@ -254,6 +433,44 @@ impl RemoteSource {
 impl exos_hpkg::Source for RemoteSource {
     fn len(&self) -> io::Result<u64> {
         Ok(self.map().file_size())
+    }
+
+    /// A file about to be read is fetched whole with one request when any
+    /// of it is missing and it is stored in at most [`MAX_WINDOW`]: one
+    /// round trip instead of one per read the kernel makes (a program's
+    /// page faults, a module's import). Larger files are left to the
+    /// streams.
+    fn will_need(&self, offset: u64, len: u64) {
+        let bs = self.map().block_size() as u64;
+        if len == 0 || len > MAX_WINDOW || offset >= self.map().file_size() {
+            return;
+        }
+        let first = offset / bs;
+        let mut end = (offset + len).div_ceil(bs).min(self.map().block_count());
+        if self.complete.lock().unwrap().contains(&first) {
+            return;
+        }
+        // A file that continues a stream (the next file in the package,
+        // as a walk in path order reads them) brings the stream's window
+        // along in the same request.
+        if let Some(s) = self
+            .flight
+            .lock()
+            .unwrap()
+            .streams
+            .iter()
+            .rev()
+            .find(|s| first + 1 >= s.next && first <= s.next)
+        {
+            end = end.max(first + s.window).min(self.map().block_count());
+        }
+        if self.fetch_missing(first..end, &|_| {}).is_ok() {
+            let mut c = self.complete.lock().unwrap();
+            if c.len() > 4096 {
+                c.clear();
+            }
+            c.insert(first);
+        }
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
@@ -267,18 +484,23 @@ impl exos_hpkg::Source for RemoteSource {
                     format!("read past the end of a {size}-byte package"),
                 )
             })?;
+        if buf.is_empty() {
+            return Ok(());
+        }
         let bs = self.map().block_size() as u64;
+        let last = (end - 1) / bs;
         let mut pos = offset;
         let mut filled = 0usize;
         while pos < end {
             let i = pos / bs;
-            let data = self.block(i)?;
+            let data = self.block(i, last)?;
             let in_block = (pos - i * bs) as usize;
             let n = ((end - pos) as usize).min(data.len() - in_block);
             buf[filled..filled + n].copy_from_slice(&data[in_block..in_block + n]);
             pos += n as u64;
             filled += n;
         }
+        self.after_read(offset / bs, last);
         Ok(())
     }
 }

@@ -143,11 +143,11 @@ impl Plan {
             }
             todo.push((lazy, r.clone()));
         }
-        // Each check is a few round trips (header, then attributes and
-        // TOC): eight at a time.
+        // Each check is a round trip (header and metadata fetched at
+        // once): sixteen at a time.
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<Result<()>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..todo.len().clamp(1, 8))
+            let workers: Vec<_> = (0..todo.len().clamp(1, 16))
                 .map(|_| {
                     scope.spawn(|| {
                         let mut out = Vec::new();
@@ -195,22 +195,19 @@ fn check_lazy(
     let source = exos_lazy::RemoteSource::new(lazy.clone(), cache.clone(), timeouts)
         .map_err(|e| Error::Invalid(e.to_string()))?;
     let what = format!("{} ({})", r.file, source.url());
-    let pkg = Package::from_source(
-        std::sync::Arc::new(source),
-        &what,
-        exos_hpkg::budget::Limits::default(),
-    )?;
+    source
+        .prefetch_metadata()
+        .map_err(|e| Error::Io(what.clone(), e))?;
+    let pkg = Package::from_source(source, &what, exos_hpkg::budget::Limits::default())?;
     if let Some(name) = reserved_name(pkg.toc().root().children().map(|c| c.name())) {
         return Err(Error::Invalid(format!(
             "{what}: contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows"
         )));
     }
-    let manifest = Manifest::from_package(&pkg)?;
-    if manifest.name != r.manifest.name || manifest.version != r.manifest.version {
-        return Err(Error::Invalid(format!(
-            "{what}: not the package its index entry describes"
-        )));
-    }
+    // Its attributes name the package the index describes (its
+    // manifest.json is not read: the index's manifest, signed, is the one
+    // kept and used).
+    r.manifest.check_against(&pkg)?;
     Ok(())
 }
 

@@ -321,6 +321,25 @@ impl Manifest {
 
     /// Derives a manifest from Haiku package attributes (for Haiku packages
     /// and repository entries, which carry no `manifest.json`).
+    /// A manifest known from elsewhere (a signed repository index) for a
+    /// package whose `manifest.json` is not read (a lazy package, whose
+    /// reading would cost a round trip): it must name the package and
+    /// version its attributes give.
+    pub fn check_against(&self, pkg: &Package) -> Result<(), ManifestError> {
+        let info = pkg.info();
+        if self.name != info.name || self.version.compare(&info.version).is_ne() {
+            return Err(ManifestError {
+                file: format!("{}:{MANIFEST_FILE}", pkg.path().display()),
+                key: None,
+                message: format!(
+                    "the index describes {} {} but the package attributes say {} {}",
+                    self.name, self.version, info.name, info.version
+                ),
+            });
+        }
+        Ok(())
+    }
+
     pub fn from_package_info(info: &PackageInfo) -> Manifest {
         let dep = |r: &Resolvable| Dependency {
             api: r.name.clone(),

@@ -116,9 +116,23 @@ impl ActivePackage {
         identity: FileIdentity,
         package: Package,
     ) -> Result<ActivePackage, String> {
+        let manifest = Manifest::from_package(&package).map_err(|e| e.to_string())?;
+        ActivePackage::with_manifest(id, layer, path, file_name, identity, package, manifest)
+    }
+
+    /// As [`ActivePackage::new`], with the manifest already known (a lazy
+    /// package's, from the signed index, checked against its attributes).
+    pub fn with_manifest(
+        id: u64,
+        layer: Layer,
+        path: PathBuf,
+        file_name: String,
+        identity: FileIdentity,
+        package: Package,
+        manifest: Manifest,
+    ) -> Result<ActivePackage, String> {
         check_reserved_names(&package)?;
         let toc = package.toc();
-        let manifest = Manifest::from_package(&package).map_err(|e| e.to_string())?;
         let manifest_bytes = toc
             .lookup(toc.root().id(), exos_manifest::MANIFEST_FILE)
             .map_or(0, |e| e.size());
@@ -582,23 +596,35 @@ impl Scanner {
                     .map_err(|e| format!("block cache {}: {e}", dir.display()))
             })
             .clone()?;
-        let source = Arc::new(
-            exos_lazy::RemoteSource::new(lazy, cache, self.timeouts).map_err(|e| e.to_string())?,
-        );
+        let source =
+            exos_lazy::RemoteSource::new(lazy, cache, self.timeouts).map_err(|e| e.to_string())?;
+        source.prefetch_metadata().map_err(|e| e.to_string())?;
         let package = Package::from_source(
             source.clone(),
             source.url(),
             exos_hpkg::budget::Limits::default(),
         )
         .map_err(|e| e.to_string())?;
+        source.follow_readers();
+        // The manifest the signed index gave (kept in the record), not
+        // `manifest.json`: reading that would cost a round trip.
+        let manifest = Manifest::parse(
+            source.package().record.manifest.to_string().as_bytes(),
+            &record.display().to_string(),
+        )
+        .map_err(|e| e.to_string())?;
+        manifest
+            .check_against(&package)
+            .map_err(|e| e.to_string())?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let p = ActivePackage::new(
+        let p = ActivePackage::with_manifest(
             id,
             layer,
             record.to_path_buf(),
             entry.file.to_string(),
             identity,
             package,
+            manifest,
         )?;
         p.package.heap().use_shared_cache(self.cache.clone(), id);
         Ok(Arc::new(ActivePackage {

@@ -568,6 +568,10 @@ impl Filesystem for PackageFs {
             },
         };
         let e = package.package.entry(entry);
+        if package.remote.is_some() {
+            // A lazy package's file is fetched whole at its first read.
+            package.package.will_read(e);
+        }
         let len = e.size().saturating_sub(offset).min(size as u64) as usize;
         READ_BUF.with(|buf| {
             let mut buf = buf.borrow_mut();

@@ -62,6 +62,10 @@ pub struct MountOptions {
     pub exec_cache: Option<(PathBuf, u64)>,
     /// Where lazily installed packages keep fetched blocks, and its bound.
     pub block_cache: (PathBuf, u64),
+    /// Fetch every block of lazily installed packages in the background
+    /// (readers still go first: theirs are separate requests), so the
+    /// mount soon works offline and a full read runs at the link's speed.
+    pub prefetch: bool,
 }
 
 impl MountOptions {
@@ -93,6 +97,7 @@ impl MountOptions {
                 exos_lazy::default_cache_dir(),
                 exos_lazy::cache::DEFAULT_CAPACITY,
             ),
+            prefetch: false,
         }
     }
 
@@ -692,6 +697,9 @@ struct LiveActivation {
     state: State,
     /// Where packages go to have their content digests computed.
     digester: Option<mpsc::Sender<Vec<Arc<ActivePackage>>>>,
+    prefetcher: Option<mpsc::Sender<Arc<exos_lazy::RemoteSource>>>,
+    /// Lazy packages handed to the prefetcher (by record path).
+    prefetched: std::collections::HashSet<PathBuf>,
     watched: Vec<PathBuf>,
     watcher: Option<notify::RecommendedWatcher>,
     poll: Option<Duration>,
@@ -734,9 +742,12 @@ impl LiveActivation {
         let digester = (options.share_identical || options.exec_cache.is_some())
             .then(|| start_digester(options.root.clone(), events_tx.clone()))
             .flatten();
+        let prefetcher = options.prefetch.then(start_prefetcher).flatten();
         let mut live = LiveActivation {
             state,
             digester,
+            prefetcher,
+            prefetched: Default::default(),
             watched: watched_dirs(&options.root),
             watcher: None,
             poll,
@@ -756,6 +767,7 @@ impl LiveActivation {
             }
         }
         live.queue_digests();
+        live.queue_prefetch();
         live
     }
 
@@ -789,6 +801,18 @@ impl LiveActivation {
                 _ => digests,
             };
             self.rebuild(force);
+        }
+    }
+
+    /// Hands lazy packages not handed yet to the prefetcher.
+    fn queue_prefetch(&mut self) {
+        let Some(tx) = &self.prefetcher else { return };
+        for p in self.state.activation.all() {
+            if let Some(remote) = &p.remote {
+                if self.prefetched.insert(p.path.clone()) {
+                    let _ = tx.send(remote.clone());
+                }
+            }
         }
     }
 
@@ -849,6 +873,7 @@ impl LiveActivation {
         let Some(view) = view else { return };
         self.swapper.swap(view);
         self.queue_digests();
+        self.queue_prefetch();
         tracing::info!(
             generation = report.generation,
             active = report.active,
@@ -861,6 +886,27 @@ impl LiveActivation {
         }
         let _ = self.reports.send(report);
     }
+}
+
+/// The prefetcher (`--prefetch`): two threads completing lazy packages in
+/// the block cache, one package at a time each, in activation order.
+fn start_prefetcher() -> Option<mpsc::Sender<Arc<exos_lazy::RemoteSource>>> {
+    let (tx, rx) = mpsc::channel::<Arc<exos_lazy::RemoteSource>>();
+    let rx = Arc::new(Mutex::new(rx));
+    for n in 0..2 {
+        let rx = rx.clone();
+        std::thread::Builder::new()
+            .name(format!("exos-prefetch-{n}"))
+            .spawn(move || loop {
+                let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                let Ok(source) = next else { return };
+                if let Err(e) = source.fetch_all(&|_| {}) {
+                    tracing::warn!("prefetching {}: {e}", source.url());
+                }
+            })
+            .ok()?;
+    }
+    Some(tx)
 }
 
 /// The digester: a background thread that gives each package its content

@@ -342,6 +342,10 @@ impl Worker {
             return None;
         };
         let package = &view.packages[pkg as usize];
+        // Not over the network on a guess (bench/lazy.sh: no faster).
+        if package.remote.is_some() {
+            return None;
+        }
         let e = package.package.entry(entry);
         let size = e.size();
         if e.kind() != EntryKind::File || size == 0 || size > MAX_PUSHED_FILE {
@@ -367,6 +371,11 @@ impl Worker {
             return;
         };
         let package = &view.packages[pkg as usize];
+        // A lazy package's file is fetched whole at its first read anyway
+        // (`Package::will_read`); storing it too only costs bandwidth.
+        if package.remote.is_some() {
+            return;
+        }
         let e = package.package.entry(entry);
         if e.kind() != EntryKind::File || e.size() > MAX_PUSHED_PROGRAM {
             return;

@@ -25,10 +25,12 @@ use crate::RepoError;
 
 pub const MAGIC: &[u8; 8] = b"exosblk1";
 pub const HEADER_LEN: usize = 24;
-/// The block size `exos repo index` publishes with: small enough that a
-/// program's first read fetches little, large enough that the map is
-/// 1/2048 of the package.
-pub const DEFAULT_BLOCK_SIZE: u32 = 64 * 1024;
+/// The block size `exos repo index` publishes with: small enough that
+/// opening a package (its header, then attributes and TOC at the end)
+/// fetches little besides them, large enough that the map is 1/512 of the
+/// package. Requests fetch runs of blocks, so small blocks cost no round
+/// trips.
+pub const DEFAULT_BLOCK_SIZE: u32 = 16 * 1024;
 pub const MIN_BLOCK_SIZE: u32 = 4 * 1024;
 pub const MAX_BLOCK_SIZE: u32 = 16 * 1024 * 1024;
 

@@ -68,6 +68,8 @@ pub struct RemotePackage {
     pub manifest: Manifest,
     /// Its block map, when the repository publishes one (lazy installs).
     pub blocks: Option<crate::BlockMapRef>,
+    /// Where its metadata starts (a hint for lazy installs).
+    pub metadata_offset: Option<u64>,
 }
 
 /// Where a package is and what it must be: all a download needs.
@@ -468,6 +470,7 @@ impl Client {
                     signed: p.signed,
                     manifest,
                     blocks: p.blocks,
+                    metadata_offset: p.metadata_offset,
                 });
             }
         }

@@ -99,6 +99,10 @@ pub struct IndexEntry {
     /// Its block map (`FILE.blocks`), for lazy mounts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocks: Option<crate::blocks::BlockMapRef>,
+    /// Where its TOC, attributes and chunk table start (to the end of the
+    /// file): what a lazy install fetches, with the header, in one go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_offset: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -209,6 +209,7 @@ pub fn index(
             signed: true,
             manifest: manifest.to_json(),
             blocks: Some(blocks.reference()),
+            metadata_offset: Some(pkg.metadata_file_offset()),
         });
     }
     // Haiku's own index of the same packages: `repo` (HPKR, what
