@@ -495,7 +495,9 @@ pub fn fetch(root: &Path, names: &[String], cache: Option<&Path>, out: Out) -> R
             .fetch_all(&|_| {})
             .with_context(|| format!("fetching {}", source.url()))?;
         let bytes_fetched = source.stats().bytes_fetched;
-        out.note(format_args!("{}: {} fetched", e.file, bytes(bytes_fetched)));
+        if bytes_fetched > 0 {
+            out.note(format_args!("{}: {} fetched", e.file, bytes(bytes_fetched)));
+        }
         report.packages.push(Fetched {
             file: e.file.to_string(),
             name,

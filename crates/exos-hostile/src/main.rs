@@ -81,6 +81,8 @@ fn write_seeds(fixtures: &Path, out: &Path) -> std::io::Result<()> {
     }
     for (name, bytes) in &packages {
         put("read_package", name, bytes)?;
+        // lazy_package reads them through verified blocks too.
+        put("lazy_package", name, bytes)?;
         // build_view: the first byte says where the input splits in two.
         let mut whole = vec![255u8];
         whole.extend_from_slice(bytes);
@@ -121,6 +123,11 @@ fn write_seeds(fixtures: &Path, out: &Path) -> std::io::Result<()> {
 {"name":"less","version":"5.1","replaces":["pager"],"architecture":"x86_64"}
 {"name":"app","version":"2~beta1-3","requires":["libfoo ^2"]}
 "#,
+    )?;
+    put(
+        "lazy_package",
+        "record",
+        br#"{"repository":"main","base":"http://127.0.0.1:8080","file":"app_1%3a2.0+b1_amd64.hpkg","size":4096,"sha256":"8725f0e4b0a3c0b9e0d6f0d3ad0f2f7c5b5f6e2f0f9a6a1e2f2b1c3d4e5f6a7b","metadata_offset":2048,"manifest":{"name":"app","version":"2.0"}}"#,
     )?;
     // Trust files (a throwaway test key, made by `exos key generate`).
     put(
