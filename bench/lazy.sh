@@ -2,6 +2,7 @@
 # Lazy remote mounts over a slow link, against downloading everything first.
 #
 #   bench/lazy.sh [-r RUNS] [-d ONE_WAY_DELAY_MS] [-b MBIT] [-m "lazy prefetch full"] [-w "start read"]
+#                 [-c "python3 -c pass"]
 #       (as root; default 3 runs, 10 ms each way = 20 ms round trip,
 #        100 Mbit/s; medians)
 #
@@ -23,10 +24,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
-runs=3 delay=10 mbit=100 modes="lazy prefetch full" works="start read"
+runs=3 delay=10 mbit=100 modes="lazy prefetch full" works="start read" cmd="python3 -c pass"
 (cd "$top" && cargo build --release -q -p exos-cli)
-while getopts r:d:b:m:w: o; do
-  case $o in r) runs=$OPTARG ;; d) delay=$OPTARG ;; b) mbit=$OPTARG ;;
+while getopts r:d:b:m:w:c: o; do
+  case $o in r) runs=$OPTARG ;; d) delay=$OPTARG ;; b) mbit=$OPTARG ;; c) cmd=$OPTARG ;;
     m) modes=$OPTARG ;; w) works=$OPTARG ;; *) exit 2 ;; esac
 done
 exos=$top/target/release/exos
@@ -88,7 +89,7 @@ run() { # MODE(lazy|prefetch|full) WORK(start|read)
     --block-cache "$blocks" --no-share "${pre[@]}" >/dev/null
   t2=$(now)
   case $2 in
-    start) "$exos" run -r "$root" -- python3 -c pass ;;
+    start) "$exos" run -r "$root" -- $cmd ;;
     read) (cd "$mnt/system" && find . -type f | sort | tr '\n' '\0' | xargs -0 cat > /dev/null) ;;
   esac
   t3=$(now)
@@ -115,7 +116,7 @@ for work_kind in $works; do
   for mode in $modes; do
     b=${res[$mode,$work_kind,4]}
     printf '| %s | %s | %.2f s | %.2f s | %.2f s | %.2f s | %s MiB (%s) | %.1f%% |\n' \
-      "$([ $work_kind = start ] && echo 'python3 -c pass' || echo 'read every file')" "$mode" \
+      "$([ $work_kind = start ] && echo "$cmd" || echo 'read every file')" "$mode" \
       "${res[$mode,$work_kind,1]}" "${res[$mode,$work_kind,2]}" "${res[$mode,$work_kind,3]}" \
       "${res[$mode,$work_kind,sum]}" "$(mib "$b")" "$(mib "${res[$mode,$work_kind,5]}")" \
       "$(echo "100 * $b / $total" | bc -l)"
