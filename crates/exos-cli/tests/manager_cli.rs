@@ -299,6 +299,9 @@ fn crash_points_are_compiled_in() {
 #[test]
 fn killed_at_every_step_and_at_random_the_root_stays_consistent() {
     let tmp = tempfile::tempdir().unwrap();
+    // Lazy installs and the mounts below keep blocks here (every command
+    // this test runs inherits it).
+    std::env::set_var("EXOS_BLOCK_CACHE", tmp.path().join("blocks"));
     let p = packages(tmp.path());
     let template = tmp.path().join("template");
     ok(&["init", s(&template)]);
@@ -336,6 +339,11 @@ fn killed_at_every_step_and_at_random_the_root_stays_consistent() {
     ]);
     let ops: Vec<(&str, Vec<String>)> = vec![
         ("install-by-name", vec!["install".into(), "extra".into()]),
+        // Records written before the state that names them.
+        (
+            "install-lazy",
+            vec!["install".into(), "--lazy".into(), "extra".into()],
+        ),
         (
             "upgrade",
             vec![

@@ -123,3 +123,79 @@ fn read_capped(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(sha: &Sha256) -> String {
+        format!(
+            r#"{{"repository":"main","base":"http://127.0.0.1:1","file":"a_1%3a2+b1.hpkg","size":20000,"sha256":"{sha}","manifest":{{"name":"a","version":"2"}}}}"#
+        )
+    }
+
+    #[test]
+    fn crafted_records_and_block_maps_are_refused_by_name_and_rule() {
+        let sha = Sha256::of_bytes(b"package");
+        assert!(LazyRecord::parse(record(&sha).as_bytes(), "r").is_ok());
+        let bad = |text: String, rule: &str| {
+            let e = LazyRecord::parse(text.as_bytes(), "x.lazy")
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("x.lazy: ") && e.contains(rule), "{e}");
+        };
+        bad(
+            record(&sha).replace("a_1%3a2+b1.hpkg", "../etc/passwd"),
+            "not a plain file name",
+        );
+        bad(
+            record(&sha).replace("a_1%3a2+b1.hpkg", ".hidden"),
+            "not a plain file name",
+        );
+        bad(
+            record(&sha).replace("http://127.0.0.1:1", "gopher://x"),
+            "unsupported URL",
+        );
+        bad(
+            record(&sha).replace("\"size\"", "\"extra\":1,\"size\""),
+            "unknown field",
+        );
+        bad(
+            format!("{:width$}", "", width = MAX_RECORD as usize + 1),
+            "limit",
+        );
+
+        // A root keeps the record under its package's hash: another hash,
+        // or a block map for another size, is refused.
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let pkg = dir.path().join("pkg");
+        std::fs::write(&pkg, vec![7u8; 20000]).unwrap();
+        let blocks = BlockMap::of_file(&pkg, 4096).unwrap();
+        let lazy = LazyPackage {
+            record: LazyRecord::parse(record(&sha).as_bytes(), "r").unwrap(),
+            blocks: blocks.clone(),
+            path: layout.lazy_record(&sha),
+        };
+        lazy.write(&layout).unwrap();
+        let back = LazyPackage::read(&layout, &sha).unwrap().unwrap();
+        assert_eq!(back.blocks, blocks);
+        let other = Sha256::of_bytes(b"other");
+        std::fs::copy(layout.lazy_record(&sha), layout.lazy_record(&other)).unwrap();
+        std::fs::copy(layout.lazy_blocks(&sha), layout.lazy_blocks(&other)).unwrap();
+        let e = LazyPackage::read(&layout, &other).unwrap_err().to_string();
+        assert!(e.contains("not the package its name says"), "{e}");
+        let small = dir.path().join("small");
+        std::fs::write(&small, vec![7u8; 100]).unwrap();
+        std::fs::write(
+            layout.lazy_blocks(&sha),
+            BlockMap::of_file(&small, 4096).unwrap().render(),
+        )
+        .unwrap();
+        let e = LazyPackage::read(&layout, &sha).unwrap_err().to_string();
+        assert!(e.contains("the index says 20000"), "{e}");
+        assert!(LazyPackage::read(&layout, &Sha256::of_bytes(b"none"))
+            .unwrap()
+            .is_none());
+    }
+}
