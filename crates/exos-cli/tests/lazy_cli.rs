@@ -11,18 +11,6 @@ use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// Random bytes (xorshift), incompressible.
-fn noise(len: usize, mut x: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 const APP_FILE: &str = "app_1%3a2.0+b1_amd64.hpkg";
 
 struct Published {
@@ -73,6 +61,33 @@ fn publish(w: &Path) -> Published {
         big,
         mid,
     }
+}
+
+/// A published repository served by nginx, and a root that has it added
+/// with `names` installed lazily (blocks cached in `w/blocks`).
+fn lazily_installed(w: &Path, names: &[&str]) -> (Published, Nginx, PathBuf, PathBuf) {
+    let repo = publish(w);
+    let nginx = Nginx::serve(&repo.dir);
+    let root = w.join("root");
+    ok(&["init", "-q", s(&root)]);
+    ok(&[
+        "repo",
+        "add",
+        "-q",
+        "main",
+        &nginx.url(),
+        "-k",
+        s(&repo.public),
+        "-r",
+        s(&root),
+    ]);
+    let cache = w.join("blocks");
+    let mut args = vec!["install", "--lazy"];
+    args.extend_from_slice(names);
+    args.extend(["-r", s(&root)]);
+    let o = exos_env(&args, &[("EXOS_BLOCK_CACHE", s(&cache))]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    (repo, nginx, root, cache)
 }
 
 /// (requests, body bytes) nginx served for `file` (combined log format).
@@ -150,30 +165,8 @@ fn lazy_packages_fetch_verified_blocks_on_demand_and_work_offline() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let w = tmp.path();
-    let repo = publish(w);
-    let nginx = Nginx::serve(&repo.dir);
-    let root = w.join("root");
-    ok(&["init", "-q", s(&root)]);
-    ok(&[
-        "repo",
-        "add",
-        "-q",
-        "main",
-        &nginx.url(),
-        "-k",
-        s(&repo.public),
-        "-r",
-        s(&root),
-    ]);
-    let cache = w.join("blocks");
+    let (repo, nginx, root, cache) = lazily_installed(w, &["app", "big"]);
     let size = fs::metadata(repo.dir.join("big-1.hpkg")).unwrap().len();
-
-    // Installed by name with its dependency; nothing is placed but records.
-    let o = exos_env(
-        &["install", "--lazy", "app", "big", "-r", s(&root)],
-        &[("EXOS_BLOCK_CACHE", s(&cache))],
-    );
-    assert!(o.status.success(), "{}", text(&o.stderr));
     let st = ok(&["state", "show", "-r", s(&root)]);
     for f in [APP_FILE, "lib-1.0.hpkg", "big-1.hpkg"] {
         assert!(st.contains(f), "{st}");
@@ -295,27 +288,7 @@ fn a_tampered_block_is_refused_and_signed_layers_refuse_lazy_installs() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let w = tmp.path();
-    let repo = publish(w);
-    let nginx = Nginx::serve(&repo.dir);
-    let root = w.join("root");
-    ok(&["init", "-q", s(&root)]);
-    ok(&[
-        "repo",
-        "add",
-        "-q",
-        "main",
-        &nginx.url(),
-        "-k",
-        s(&repo.public),
-        "-r",
-        s(&root),
-    ]);
-    let cache = w.join("blocks");
-    let o = exos_env(
-        &["install", "--lazy", "big", "-r", s(&root)],
-        &[("EXOS_BLOCK_CACHE", s(&cache))],
-    );
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (repo, nginx, root, cache) = lazily_installed(w, &["big"]);
     // The server's copy changes after the install: one byte in the middle.
     let pkg = repo.dir.join("big-1.hpkg");
     let mut bytes = fs::read(&pkg).unwrap();
@@ -374,27 +347,7 @@ fn a_prefetching_mount_completes_lazy_packages_in_the_background() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let w = tmp.path();
-    let repo = publish(w);
-    let nginx = Nginx::serve(&repo.dir);
-    let root = w.join("root");
-    ok(&["init", "-q", s(&root)]);
-    ok(&[
-        "repo",
-        "add",
-        "-q",
-        "main",
-        &nginx.url(),
-        "-k",
-        s(&repo.public),
-        "-r",
-        s(&root),
-    ]);
-    let cache = w.join("blocks");
-    let o = exos_env(
-        &["install", "--lazy", "app", "big", "-r", s(&root)],
-        &[("EXOS_BLOCK_CACHE", s(&cache))],
-    );
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (repo, nginx, root, cache) = lazily_installed(w, &["app", "big"]);
     let mount = Mount::start_with(&root, &w.join("mnt"), &cache, w, &["--prefetch"]);
     // Nothing is read; the blocks arrive anyway.
     let complete = || {

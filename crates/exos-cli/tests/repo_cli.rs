@@ -94,14 +94,7 @@ fn publish(w: &Path) -> Repo {
         complete(r#"{"name":"big","version":"1"}"#),
     )
     .unwrap();
-    let mut data = vec![0u8; 3 << 20];
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    for b in data.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
+    let data = noise(3 << 20, 0x2545_f491_4f6c_dd1d);
     fs::write(big.join("share/big"), &data).unwrap();
     ok(&["build", "-q", s(&big), "-o", s(&dir.join("big-1.hpkg"))]);
     let key = w.join("repo.key");

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -95,16 +95,7 @@ impl BlockCache {
     /// are verified on every read, but a directory others can fill could
     /// still be used to evict ours.
     pub fn open(dir: &Path, capacity: u64) -> io::Result<BlockCache> {
-        fs::create_dir_all(dir)?;
-        let meta = fs::metadata(dir)?;
-        let me = rustix::process::geteuid().as_raw();
-        if meta.uid() != me || meta.permissions().mode() & 0o022 != 0 {
-            return Err(io::Error::other(format!(
-                "{}: must belong to uid {me} and be writable by no one else",
-                dir.display()
-            )));
-        }
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        exos_root::private_dir(dir)?;
         let mut found: Vec<(i64, Hash, u64)> = Vec::new();
         for sub in fs::read_dir(dir)?.flatten() {
             if !sub.file_type().is_ok_and(|t| t.is_dir()) {
@@ -234,6 +225,7 @@ impl BlockCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn h(data: &[u8]) -> Hash {
         sha2::Sha256::digest(data).into()

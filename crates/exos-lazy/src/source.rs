@@ -51,6 +51,16 @@ struct Stream {
 /// Streams followed at once per package.
 const STREAMS: usize = 8;
 
+impl Stream {
+    /// Whether a read starting at block `first` continues this stream:
+    /// anywhere from a little behind its end to what is fetched ahead (the
+    /// kernel sends a reader's reads from several threads, not always in
+    /// order).
+    fn continued_by(&self, first: u64, slack: u64) -> bool {
+        first + slack >= self.next && first <= self.ahead
+    }
+}
+
 #[derive(Default)]
 struct Flight {
     /// Blocks some thread is fetching now.
@@ -242,7 +252,7 @@ impl RemoteSource {
     }
 
     /// Follows readers going forward: a read that continues a stream
-    /// (starts in its last block or the next) grows its window and keeps
+    /// (see [`Stream::continued_by`]) grows its window and keeps
     /// that many blocks fetched ahead of it, in the background, so the
     /// network works while the reader does.
     fn after_read(&self, first: u64, last: u64) {
@@ -251,12 +261,10 @@ impl RemoteSource {
         }
         let bs = self.map().block_size() as u64;
         let count = self.map().block_count();
+        let slack = FIRST_WINDOW / bs;
         let todo = {
             let mut f = self.flight.lock().unwrap();
-            let pos = f
-                .streams
-                .iter()
-                .rposition(|s| first + 1 >= s.next && first <= s.next);
+            let pos = f.streams.iter().rposition(|s| s.continued_by(first, slack));
             let mut s = match pos {
                 Some(p) => f.streams.remove(p),
                 None => {
@@ -274,7 +282,7 @@ impl RemoteSource {
             let mut todo = None;
             if pos.is_some() {
                 s.hits += 1;
-                s.next = last + 1;
+                s.next = s.next.max(last + 1);
                 s.ahead = s.ahead.max(s.next);
                 // From its second read on, with less than half a window
                 // left ahead: fetch the next one.
@@ -460,7 +468,7 @@ impl exos_hpkg::Source for RemoteSource {
             .streams
             .iter()
             .rev()
-            .find(|s| first + 1 >= s.next && first <= s.next)
+            .find(|s| s.continued_by(first, 1) && first <= s.next)
         {
             end = end.max(first + s.window).min(self.map().block_count());
         }

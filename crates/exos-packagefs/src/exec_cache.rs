@@ -87,16 +87,7 @@ impl ExecCache {
     /// Opens (creating) the cache directory; refuses one that someone else
     /// could write.
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<ExecCache> {
-        fs::create_dir_all(dir)?;
-        let meta = fs::metadata(dir)?;
-        let me = rustix::process::geteuid().as_raw();
-        if meta.uid() != me || meta.permissions().mode() & 0o022 != 0 {
-            return Err(io::Error::other(format!(
-                "{}: must belong to uid {me} and be writable by no one else",
-                dir.display()
-            )));
-        }
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        exos_root::private_dir(dir)?;
         // Leftovers of interrupted writes.
         for e in fs::read_dir(dir)?.flatten() {
             if e.file_name().to_string_lossy().starts_with(".tmp-") {

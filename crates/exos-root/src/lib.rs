@@ -594,6 +594,25 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Makes `dir` (and its parents) if missing and checks it is a cache
+/// directory only this process's user controls: owned by the effective
+/// user, writable by no one else; then mode 0700. Caches keyed by content
+/// (the exec cache, the block cache) rely on it: nobody else can plant,
+/// swap or evict their files.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::create_dir_all(dir)?;
+    let meta = std::fs::metadata(dir)?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me || meta.permissions().mode() & 0o022 != 0 {
+        return Err(std::io::Error::other(format!(
+            "{}: must belong to uid {me} and be writable by no one else",
+            dir.display()
+        )));
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 /// Test hook (feature `crash-points`): with `EXOS_CRASH_AT=N`, the process
 /// kills itself (SIGKILL) at the N-th crash point it reaches, so tests can
 /// stop a change at every step. Without the feature it does nothing.

@@ -233,3 +233,15 @@ impl Drop for Nginx {
         let _ = self.child.wait();
     }
 }
+
+/// Random bytes (xorshift), incompressible.
+pub fn noise(len: usize, mut x: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
