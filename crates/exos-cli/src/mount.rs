@@ -251,11 +251,15 @@ pub fn status(mountpoint: &Path, out: Out) -> Result<()> {
                     .sha256
                     .map(|sha| exos_lazy::LazyPackage::read(&layout, &sha))
                 {
-                    p.lazy_blocks = Some(exos_packagefs::mount::LazyBlocks {
-                        blocks: lazy.blocks.block_count(),
-                        cached: exos_lazy::BlockCache::count_present(&dir, &lazy.blocks),
-                        bytes: lazy.record.size,
-                    });
+                    // Left out when the cache is not ours to read.
+                    p.lazy_blocks =
+                        exos_lazy::BlockCache::count_present(&dir, &lazy.blocks).map(|cached| {
+                            exos_packagefs::mount::LazyBlocks {
+                                blocks: lazy.blocks.block_count(),
+                                cached,
+                                bytes: lazy.record.size,
+                            }
+                        });
                 }
             }
         }

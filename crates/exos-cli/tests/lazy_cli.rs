@@ -345,7 +345,10 @@ fn a_prefetching_mount_completes_lazy_packages_in_the_background() {
     if !nginx_available() || !fuse_available() {
         return;
     }
+    use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
+    // Reachable by `nobody` (the mount, the root's records).
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let w = tmp.path();
     let (repo, nginx, root, cache) = lazily_installed(w, &["app", "big"]);
     let mount = Mount::start_with(&root, &w.join("mnt"), &cache, w, &["--prefetch"]);
@@ -365,6 +368,57 @@ fn a_prefetching_mount_completes_lazy_packages_in_the_background() {
                 .all(|p| p["lazy_blocks"]["cached"] == p["lazy_blocks"]["blocks"])
     };
     assert!(wait_until(complete), "{}", ok(&["status", s(&mount.mnt)]));
+    // Someone else sees where lazy packages come from, but not the block
+    // cache (its owner's alone), and is told nothing rather than "0 cached"
+    // — even when the records themselves are readable (made so here: the
+    // state directory's files are root's alone).
+    for e in fs::read_dir(root.join("system/state/lazy")).unwrap() {
+        fs::set_permissions(e.unwrap().path(), fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let o = std::process::Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_exos"))
+        .args(["status", "--json", s(&mount.mnt)])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let lazy: Vec<&serde_json::Value> = v["layers"]["system"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["lazy_from"].is_string())
+        .collect();
+    assert_eq!(lazy.len(), 3, "{v}");
+    assert!(lazy.iter().all(|p| p.get("lazy_blocks").is_none()), "{v}");
+    // (It could read the records: the cache was what was out of reach.)
+    let record = fs::read_dir(root.join("system/state/lazy"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "lazy"))
+        .unwrap();
+    let cat = std::process::Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+        ])
+        .arg("cat")
+        .arg(&record)
+        .output()
+        .unwrap();
+    assert!(cat.status.success(), "{}", text(&cat.stderr));
     drop(nginx);
     assert_eq!(
         fs::read(mount.mnt.join("system/share/big")).unwrap(),

@@ -146,15 +146,18 @@ impl BlockCache {
     }
 
     /// How many blocks of `map` the cache directory `dir` holds (by file
-    /// name; for reports, without opening the cache).
-    pub fn count_present(dir: &Path, map: &exos_repo::BlockMap) -> u64 {
-        (0..map.block_count())
+    /// name; for reports, without opening the cache); `None` when the
+    /// caller may not look (the cache is its owner's alone).
+    pub fn count_present(dir: &Path, map: &exos_repo::BlockMap) -> Option<u64> {
+        fs::read_dir(dir).ok()?;
+        let n = (0..map.block_count())
             .filter_map(|i| map.hash(i))
             .filter(|h| {
                 let name = hex(h);
                 dir.join(&name[..2]).join(name).is_file()
             })
-            .count() as u64
+            .count() as u64;
+        Some(n)
     }
 
     /// Whether a block with this hash is cached (not read or verified).
