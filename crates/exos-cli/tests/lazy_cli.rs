@@ -375,20 +375,7 @@ fn a_prefetching_mount_completes_lazy_packages_in_the_background() {
     for e in fs::read_dir(root.join("system/state/lazy")).unwrap() {
         fs::set_permissions(e.unwrap().path(), fs::Permissions::from_mode(0o644)).unwrap();
     }
-    let o = std::process::Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "--",
-        ])
-        .arg(env!("CARGO_BIN_EXE_exos"))
-        .args(["status", "--json", s(&mount.mnt)])
-        .current_dir("/")
-        .output()
-        .unwrap();
+    let o = exos_as_nobody(&["status", "--json", s(&mount.mnt)]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let lazy: Vec<&serde_json::Value> = v["layers"]["system"]
@@ -405,19 +392,7 @@ fn a_prefetching_mount_completes_lazy_packages_in_the_background() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "lazy"))
         .unwrap();
-    let cat = std::process::Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "--",
-        ])
-        .arg("cat")
-        .arg(&record)
-        .output()
-        .unwrap();
+    let cat = as_nobody("cat", &[s(&record)]);
     assert!(cat.status.success(), "{}", text(&cat.stderr));
     drop(nginx);
     assert_eq!(

@@ -90,24 +90,6 @@ fn out(o: &Output) -> String {
     text(&o.stdout)
 }
 
-/// Runs `exos ARGS` as the real user `nobody`.
-fn exos_as_nobody(args: &[&str]) -> Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "--",
-        ])
-        .arg(env!("CARGO_BIN_EXE_exos"))
-        .args(args)
-        .current_dir("/")
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn views_show_the_layers_by_audience_and_leave_the_host_alone() {
     if !fuse_available() {

@@ -245,3 +245,26 @@ pub fn noise(len: usize, mut x: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Runs `exos ARGS` as the real user `nobody`.
+pub fn exos_as_nobody(args: &[&str]) -> Output {
+    as_nobody(env!("CARGO_BIN_EXE_exos"), args)
+}
+
+/// Runs `PROGRAM ARGS` as the real user `nobody` (from `/`).
+pub fn as_nobody(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(program)
+        .args(args)
+        .current_dir("/")
+        .output()
+        .unwrap()
+}
