@@ -12,6 +12,7 @@
 
 mod apps;
 mod deb;
+mod delta;
 mod extract;
 mod inspect;
 mod listing;
@@ -100,6 +101,25 @@ enum Command {
         /// Only this path inside the package.
         #[arg(long)]
         path: Option<String>,
+    },
+    /// Make a delta that rebuilds NEW from OLD (byte for byte; see `exos apply`).
+    Delta {
+        old: PathBuf,
+        new: PathBuf,
+        /// Where to write the delta.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// zstd level of the delta's segments (1–22).
+        #[arg(long, default_value_t = 19)]
+        level: i32,
+    },
+    /// Rebuild a package from an old version and a delta (`exos delta`); its SHA-256 is checked before OUTPUT is written.
+    Apply {
+        old: PathBuf,
+        delta: PathBuf,
+        /// Where to write the rebuilt package.
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Print the SHA-256 of files, as repositories record them.
     Checksum {
@@ -336,6 +356,13 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             inspect::extract(package, dir, path.as_deref(), out)
         }
         Command::Checksum { files } => inspect::checksum(files, out),
+        Command::Delta {
+            old,
+            new,
+            output,
+            level,
+        } => delta::make(old, new, output, *level, out),
+        Command::Apply { old, delta, output } => delta::apply(old, delta, output, out),
         Command::Resolve(args) => resolve::run(args, out),
         Command::Mount(args) => mount::mount(args, out),
         Command::Unmount { mountpoint } => mount::unmount(mountpoint, out),

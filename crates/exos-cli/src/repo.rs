@@ -40,6 +40,9 @@ pub enum RepoCommand {
         /// For Haiku's `repo` index: the base URL Haiku fetches packages from.
         #[arg(long, default_value = "")]
         base_url: String,
+        /// Publish deltas to each package's newest version from up to N older versions in DIR (kept between runs; 0 removes them).
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        deltas: usize,
     },
     /// Re-sign DIR's timestamp.json with a new version and expiry (run daily).
     RefreshTimestamp {
@@ -142,6 +145,7 @@ pub fn repo(cmd: &RepoCommand, out: Out) -> Result<()> {
             vendor,
             summary,
             base_url,
+            deltas,
         } => {
             let key = exos_trust::read_secret_key(key)?;
             let life = Lifetimes {
@@ -156,13 +160,26 @@ pub fn repo(cmd: &RepoCommand, out: Out) -> Result<()> {
                 base_url: base_url.clone(),
                 ..Default::default()
             };
-            let p = exos_repo::publish::index(dir, &key, life, &haiku)?;
+            let p = exos_repo::publish::index(dir, &key, life, &haiku, *deltas)?;
             out.report(&p, |p| {
-                format!(
-                    "{}: {} packages ({} signed now), index version {}, timestamp version {}, valid until {}\n",
+                let mut s = String::new();
+                for d in &p.deltas {
+                    s += &format!(
+                        "delta {}: {} -> {}, {} ({:.1}% of the package){}\n",
+                        d.file,
+                        d.from,
+                        d.to,
+                        bytes(d.size),
+                        100.0 * d.size as f64 / d.package_size.max(1) as f64,
+                        if d.reused { ", kept" } else { "" }
+                    );
+                }
+                s + &format!(
+                    "{}: {} packages ({} signed now), {} deltas, index version {}, timestamp version {}, valid until {}\n",
                     p.dir.display(),
                     p.packages,
                     p.signed_now,
+                    p.deltas.len(),
                     p.index_version,
                     p.timestamp_version,
                     exos_repo::utc(p.expires)
@@ -317,6 +334,7 @@ pub fn remote_candidates(root: &Path) -> Result<Vec<Remote>> {
             size: p.size,
             origin: p.repository,
             signed: p.signed,
+            deltas: p.deltas,
         });
     }
     Ok(out)
@@ -385,6 +403,8 @@ pub fn make_lazy(root: &exos_manager::Root, plan: &mut exos_manager::Plan, out: 
 
 /// Downloads the plan's remote packages, several at once, with a progress
 /// bar on a terminal; each is checked (size, SHA-256) before it counts.
+/// A package with a published delta from a version present in the root
+/// (or the download cache) is rebuilt from the delta instead.
 pub fn download(
     root: &Path,
     downloads: &[Remote],
@@ -393,6 +413,7 @@ pub fn download(
     use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
     use rayon::prelude::*;
     let client = Client::new(root);
+    let local = local_packages(root, &client);
     let total: u64 = downloads.iter().map(|d| d.size).sum();
     let bar = if out.quiet || out.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
@@ -409,7 +430,7 @@ pub fn download(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(downloads.len().clamp(1, 4))
         .build()?;
-    let results: Vec<Result<exos_trust::FileDigest>> = pool.install(|| {
+    let results: Vec<Result<(exos_trust::FileDigest, exos_repo::Fetched)>> = pool.install(|| {
         downloads
             .par_iter()
             .map(|d| {
@@ -419,26 +440,88 @@ pub fn download(
                     size: d.size,
                     sha256: d.sha256,
                     signed: d.signed,
+                    deltas: d.deltas.clone(),
                 };
                 let done = std::sync::atomic::AtomicU64::new(0);
-                let (_, digest) = client.download(&p, &|n| {
+                let have = |sha: &exos_root::Sha256| {
+                    local.iter().find(|(s, _)| s == sha).map(|(_, p)| p.clone())
+                };
+                let (_, digest, how) = client.download_with_deltas(&p, &have, &|n| {
                     let before = done.swap(n, std::sync::atomic::Ordering::Relaxed);
                     if n >= before {
                         bar.inc(n - before);
                     }
                 })?;
-                Ok(digest)
+                Ok((digest, how))
             })
             .collect()
     });
     bar.finish_and_clear();
-    let digests = results.into_iter().collect::<Result<Vec<_>>>()?;
+    let results = results.into_iter().collect::<Result<Vec<_>>>()?;
+    let mut fetched = 0u64;
+    let mut by_delta = 0usize;
+    for (d, (_, how)) in downloads.iter().zip(&results) {
+        match how {
+            exos_repo::Fetched::Cached => {}
+            exos_repo::Fetched::Whole { delta_failed } => {
+                fetched += d.size;
+                if let Some(why) = delta_failed {
+                    out.note(format_args!(
+                        "{}: delta not used ({why}); downloaded whole",
+                        d.file
+                    ));
+                }
+            }
+            exos_repo::Fetched::Delta { bytes: b } => {
+                fetched += b;
+                by_delta += 1;
+                out.note(format_args!(
+                    "{}: rebuilt from a {} delta instead of downloading {}",
+                    d.file,
+                    bytes(*b),
+                    bytes(d.size)
+                ));
+            }
+        }
+    }
     out.note(format_args!(
-        "downloaded {} packages ({})",
+        "downloaded {} packages ({}{})",
         downloads.len(),
-        bytes(total)
+        bytes(fetched),
+        if by_delta > 0 {
+            format!(", {by_delta} by delta, instead of {}", bytes(total))
+        } else {
+            String::new()
+        }
     ));
-    Ok(digests)
+    Ok(results.into_iter().map(|(d, _)| d).collect())
+}
+
+/// Packages present locally that a delta may apply to: those of the
+/// root's current state, and the download cache.
+fn local_packages(root: &Path, client: &Client) -> Vec<(exos_root::Sha256, std::path::PathBuf)> {
+    let mut v = Vec::new();
+    if let Ok(r) = exos_manager::Root::read_only(root) {
+        if let Ok(current) = r.current() {
+            for e in &current.entries {
+                if let Some(p) = r.locate(e) {
+                    v.push((e.sha256, p));
+                }
+            }
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir(client.cache_dir()) {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(sha) = name
+                .strip_suffix(".hpkg")
+                .and_then(|s| s.parse::<exos_root::Sha256>().ok())
+            {
+                v.push((sha, e.path()));
+            }
+        }
+    }
+    v
 }
 
 /// What `exos fetch` did.

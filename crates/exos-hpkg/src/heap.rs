@@ -175,6 +175,23 @@ impl HeapReader {
         self.chunk_offsets.is_empty() || self.chunk_location(i).1 == self.chunk_len(i)
     }
 
+    /// Chunk `i` as the file stores it, and whether it is stored raw
+    /// (uncompressed). What a delta needs to reproduce the file exactly.
+    pub fn stored_chunk(&self, i: u64) -> Result<(Vec<u8>, bool)> {
+        if i >= self.chunk_count() {
+            return Err(corrupt!("heap chunk {i} out of range"));
+        }
+        let raw = self.chunk_is_raw(i);
+        let (off, len) = if self.chunk_offsets.is_empty() {
+            (self.info.offset + i * CHUNK_SIZE as u64, self.chunk_len(i))
+        } else {
+            self.chunk_location(i)
+        };
+        let mut out = vec![0u8; len];
+        self.file.read_exact_at(&mut out, off)?;
+        Ok((out, raw))
+    }
+
     /// Returns chunk `i` decompressed, from the cache when possible.
     pub fn chunk(&self, i: u64) -> Result<Chunk> {
         if i >= self.chunk_count() {

@@ -44,7 +44,9 @@ pub use repo::{Repository, RepositoryInfo};
 pub use source::Source;
 pub use toc::{DataRef, Entry, EntryId, EntryKind, Timestamp, Toc};
 pub use tree::build_from_dir;
-pub use writer::{repack, BuildOptions, BuildStats, EntryMeta, FileData, PackageBuilder};
+pub use writer::{
+    compress_chunk, repack, BuildOptions, BuildStats, EntryMeta, FileData, PackageBuilder,
+};
 
 /// Which kind of file a path holds, by magic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -820,6 +820,13 @@ impl ChunkCompressor {
     }
 }
 
+/// Compresses one heap chunk exactly as [`PackageBuilder`] does: `None`
+/// when the chunk is stored raw (too small, or compression does not make
+/// it smaller). Deltas rebuild packages byte for byte with it.
+pub fn compress_chunk(compression: Compression, level: i32, data: &[u8]) -> Option<Vec<u8>> {
+    ChunkCompressor::with_thread_local(compression, level, data)
+}
+
 /// Copies a package into a new one with other build options (e.g. to
 /// recompress), preserving entry order, metadata, attributes and data.
 pub fn repack(src: &crate::Package, out: &Path, options: BuildOptions) -> Result<BuildStats> {

@@ -74,6 +74,8 @@ pub struct Remote {
     pub origin: String,
     /// Whether the repository publishes a package signature for it.
     pub signed: bool,
+    /// Deltas that rebuild it from older versions.
+    pub deltas: Vec<exos_repo::metadata::DeltaRef>,
 }
 
 impl Plan {

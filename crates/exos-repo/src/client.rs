@@ -70,6 +70,8 @@ pub struct RemotePackage {
     pub blocks: Option<crate::BlockMapRef>,
     /// Where its metadata starts (a hint for lazy installs).
     pub metadata_offset: Option<u64>,
+    /// Deltas that rebuild it from older versions.
+    pub deltas: Vec<crate::metadata::DeltaRef>,
 }
 
 /// Where a package is and what it must be: all a download needs.
@@ -81,6 +83,19 @@ pub struct RemoteFile {
     pub sha256: Sha256,
     /// Whether `FILE.minisig` is published beside it.
     pub signed: bool,
+    /// Deltas that rebuild it from older versions.
+    pub deltas: Vec<crate::metadata::DeltaRef>,
+}
+
+/// How a package came to be in the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// It was there already.
+    Cached,
+    /// Downloaded whole (`delta_failed`: why a delta that was tried did not do).
+    Whole { delta_failed: Option<String> },
+    /// Rebuilt from an installed older version and a delta of this size.
+    Delta { bytes: u64 },
 }
 
 /// What a refresh found.
@@ -471,6 +486,7 @@ impl Client {
                     manifest,
                     blocks: p.blocks,
                     metadata_offset: p.metadata_offset,
+                    deltas: p.deltas,
                 });
             }
         }
@@ -516,13 +532,28 @@ impl Client {
         p: &RemoteFile,
         progress: &dyn Fn(u64),
     ) -> Result<(PathBuf, exos_trust::FileDigest), RepoError> {
+        self.download_with_deltas(p, &|_| None, progress)
+            .map(|(path, d, _)| (path, d))
+    }
+
+    /// [`Client::download`], but first through a published delta from an
+    /// older version `have` finds locally (by SHA-256). Whatever goes wrong
+    /// with a delta — missing, corrupt, not applying, not giving the
+    /// package the index names — the package is downloaded whole instead:
+    /// a delta never makes a download fail.
+    pub fn download_with_deltas(
+        &self,
+        p: &RemoteFile,
+        have: &dyn Fn(&Sha256) -> Option<PathBuf>,
+        progress: &dyn Fn(u64),
+    ) -> Result<(PathBuf, exos_trust::FileDigest, Fetched), RepoError> {
         let dest = self.cached(&p.sha256);
         if dest.is_file() {
             // A cached file counts only if it still is what the index says.
             let d = exos_trust::FileDigest::of_file(&dest).map_err(|e| io(&dest, e))?;
             if d.sha256 == p.sha256 {
                 progress(p.size);
-                return Ok((dest, d));
+                return Ok((dest, d, Fetched::Cached));
             }
             std::fs::remove_file(&dest).map_err(|e| io(&dest, e))?;
         }
@@ -530,6 +561,29 @@ impl Client {
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let repo = self.repository(&p.repository)?;
         let t = self.transport(&repo)?;
+        let mut delta_failed = None;
+        if let Some((d, old)) = p
+            .deltas
+            .iter()
+            .find_map(|d| have(&d.from).map(|old| (d, old)))
+        {
+            match self.via_delta(&t, p, d, &old, &dir) {
+                Ok(digest) => {
+                    progress(p.size);
+                    self.fetch_signature(&t, p, &dest)?;
+                    std::fs::rename(dir.join(format!("{}.hpkg.delta-part", p.sha256)), &dest)
+                        .map_err(|e| io(&dest, e))?;
+                    return Ok((dest, digest, Fetched::Delta { bytes: d.size }));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: delta not used, downloading the package whole: {e}",
+                        p.file
+                    );
+                    delta_failed = Some(e.to_string());
+                }
+            }
+        }
         let part = dir.join(format!("{}.hpkg.part", p.sha256));
         let digest = t.download(&p.file, p.size, &part, progress)?;
         let got = digest.sha256;
@@ -541,14 +595,64 @@ impl Client {
                 p.sha256
             )));
         }
+        self.fetch_signature(&t, p, &dest)?;
+        std::fs::rename(&part, &dest).map_err(|e| io(&dest, e))?;
+        Ok((dest, digest, Fetched::Whole { delta_failed }))
+    }
+
+    /// Fetches a delta (checked against the signed index) and rebuilds the
+    /// package from `old` into `DIR/SHA.hpkg.delta-part`, checked again
+    /// against the index's SHA-256.
+    fn via_delta(
+        &self,
+        t: &Transport,
+        p: &RemoteFile,
+        d: &crate::metadata::DeltaRef,
+        old: &Path,
+        dir: &Path,
+    ) -> Result<exos_trust::FileDigest, RepoError> {
+        if d.file.is_empty() || d.file.contains('/') || d.file.starts_with('.') {
+            return Err(RepoError::Invalid(format!(
+                "{}: delta file name {:?} is not a plain file name",
+                p.repository, d.file
+            )));
+        }
+        let part = dir.join(format!("{}.delta.part", d.sha256));
+        let got = t.download(&d.file, d.size, &part, &|_| {});
+        let result = (|| {
+            let got = got?;
+            if got.sha256 != d.sha256 {
+                return Err(RepoError::Untrusted(format!(
+                    "{}: SHA-256 {}, but the signed index says {}",
+                    t.location.describe(&d.file),
+                    got.sha256,
+                    d.sha256
+                )));
+            }
+            let out = dir.join(format!("{}.hpkg.delta-part", p.sha256));
+            exos_delta::apply(old, &part, &out).map_err(|e| RepoError::Invalid(e.to_string()))?;
+            let digest = exos_trust::FileDigest::of_file(&out).map_err(|e| io(&out, e))?;
+            if digest.sha256 != p.sha256 {
+                let _ = std::fs::remove_file(&out);
+                return Err(RepoError::Untrusted(format!(
+                    "{}: rebuilds a package with SHA-256 {}, but the signed index says {}",
+                    d.file, digest.sha256, p.sha256
+                )));
+            }
+            Ok(digest)
+        })();
+        let _ = std::fs::remove_file(&part);
+        result
+    }
+
+    fn fetch_signature(&self, t: &Transport, p: &RemoteFile, dest: &Path) -> Result<(), RepoError> {
         if p.signed {
             let sig_file = format!("{}.minisig", p.file);
             if let Some(sig) = t.fetch(&sig_file, exos_trust::minisign::MAX_FILE as u64)? {
-                let sig_path = exos_trust::beside(&dest);
+                let sig_path = exos_trust::beside(dest);
                 write_atomically(&sig_path, &sig).map_err(|e| io(&sig_path, e))?;
             }
         }
-        std::fs::rename(&part, &dest).map_err(|e| io(&dest, e))?;
-        Ok((dest, digest))
+        Ok(())
     }
 }

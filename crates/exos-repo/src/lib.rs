@@ -26,7 +26,7 @@ pub mod publish;
 pub mod transport;
 
 pub use blocks::{BlockMap, BlockMapRef};
-pub use client::{Client, RemoteFile, RemotePackage, RepoConfig, Repository};
+pub use client::{Client, Fetched, RemoteFile, RemotePackage, RepoConfig, Repository};
 pub use transport::{Location, Timeouts, Transport};
 
 #[derive(Debug, thiserror::Error)]

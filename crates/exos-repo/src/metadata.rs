@@ -103,6 +103,21 @@ pub struct IndexEntry {
     /// file): what a lazy install fetches, with the header, in one go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_offset: Option<u64>,
+    /// Deltas (`exos delta`) that rebuild this package from older versions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deltas: Vec<DeltaRef>,
+}
+
+/// A published delta: the package it applies to and the file itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaRef {
+    /// SHA-256 of the old package it applies to.
+    pub from: Sha256,
+    /// File name in the repository (no directories).
+    pub file: String,
+    pub size: u64,
+    pub sha256: Sha256,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -74,6 +74,18 @@ fn repo_info_text(i: &exos_hpkg::RepositoryInfo) -> String {
     s
 }
 
+/// A delta `exos repo index` published.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishedDelta {
+    pub file: String,
+    pub from: String,
+    pub to: String,
+    pub size: u64,
+    pub package_size: u64,
+    /// Already made by an earlier run (same old and new packages).
+    pub reused: bool,
+}
+
 /// What `exos repo index` wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct Published {
@@ -84,6 +96,7 @@ pub struct Published {
     pub index_version: u64,
     pub timestamp_version: u64,
     pub expires: u64,
+    pub deltas: Vec<PublishedDelta>,
 }
 
 fn read_doc(dir: &Path, file: &str) -> Result<Option<Vec<u8>>, RepoError> {
@@ -150,6 +163,7 @@ pub fn index(
     key: &SecretKey,
     life: Lifetimes,
     haiku: &HaikuInfo,
+    deltas: usize,
 ) -> Result<Published, RepoError> {
     root_for(dir, key, life)?;
     let mut hpkr_packages = Vec::new();
@@ -161,6 +175,8 @@ pub fn index(
         .collect();
     files.sort();
     let mut packages = Vec::new();
+    // (name, version) of each entry of `packages`, for deltas.
+    let mut versions = Vec::new();
     let mut signed_now = 0;
     for f in &files {
         let name = f
@@ -201,6 +217,7 @@ pub fn index(
         write_atomically(&blocks_path, &blocks.render())
             .map_err(|e| RepoError::Io(blocks_path.display().to_string(), e))?;
         haiku_names.push((f.clone(), info.canonical_file_name()));
+        versions.push((manifest.name.clone(), manifest.version.clone()));
         hpkr_packages.push((info, digest.sha256.to_string()));
         packages.push(IndexEntry {
             file: name,
@@ -210,8 +227,10 @@ pub fn index(
             manifest: manifest.to_json(),
             blocks: Some(blocks.reference()),
             metadata_offset: Some(pkg.metadata_file_offset()),
+            deltas: Vec::new(),
         });
     }
+    let deltas_published = publish_deltas(dir, &mut packages, &versions, deltas)?;
     // Haiku's own index of the same packages: `repo` (HPKR, what
     // `package_repo` and pkgman read), `repo.info`, `repo.sha256`.
     let dir_name = std::fs::canonicalize(dir)
@@ -315,7 +334,87 @@ pub fn index(
         index_version: index.version,
         timestamp_version: timestamp.version,
         expires: timestamp.expires,
+        deltas: deltas_published,
     })
+}
+
+/// Makes (or keeps, when already made) deltas to the newest version of
+/// every package from up to `per_package` older versions in `dir`, adds
+/// them to the entries, and removes `*.delta` files no entry names. A delta
+/// is published only when smaller than the package it rebuilds.
+fn publish_deltas(
+    dir: &Path,
+    packages: &mut [IndexEntry],
+    versions: &[(String, exos_hpkg::Version)],
+    per_package: usize,
+) -> Result<Vec<PublishedDelta>, RepoError> {
+    let mut made = Vec::new();
+    let mut keep: Vec<String> = Vec::new();
+    let mut names: Vec<&String> = versions.iter().map(|(n, _)| n).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let mut idx: Vec<usize> = (0..packages.len())
+            .filter(|&i| &versions[i].0 == name)
+            .collect();
+        idx.sort_by(|&a, &b| versions[b].1.compare(&versions[a].1));
+        let Some((&newest, older)) = idx.split_first() else {
+            continue;
+        };
+        for &o in older.iter().take(per_package) {
+            let (from, to) = (packages[o].sha256, packages[newest].sha256);
+            if from == to {
+                continue;
+            }
+            let file = format!(
+                "{}.from-{}.delta",
+                packages[newest].file,
+                &from.to_string()[..16]
+            );
+            let path = dir.join(&file);
+            let current = exos_delta::DeltaReader::open(&path)
+                .ok()
+                .is_some_and(|r| r.header().from.sha256 == from.0 && r.header().to.sha256 == to.0);
+            if !current {
+                exos_delta::make(
+                    &dir.join(&packages[o].file),
+                    &dir.join(&packages[newest].file),
+                    &path,
+                    &exos_delta::MakeOptions::default(),
+                )
+                .map_err(|e| RepoError::Invalid(e.to_string()))?;
+            }
+            let digest = FileDigest::of_file(&path)
+                .map_err(|e| RepoError::Io(path.display().to_string(), e))?;
+            if digest.size >= packages[newest].size {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            keep.push(file.clone());
+            made.push(PublishedDelta {
+                file: file.clone(),
+                from: packages[o].file.clone(),
+                to: packages[newest].file.clone(),
+                size: digest.size,
+                package_size: packages[newest].size,
+                reused: current,
+            });
+            packages[newest].deltas.push(crate::metadata::DeltaRef {
+                from,
+                file,
+                size: digest.size,
+                sha256: digest.sha256,
+            });
+        }
+    }
+    for e in std::fs::read_dir(dir).map_err(|e| RepoError::Io(dir.display().to_string(), e))? {
+        let e = e.map_err(|e| RepoError::Io(dir.display().to_string(), e))?;
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.ends_with(".delta") && !keep.contains(&n) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    Ok(made)
 }
 
 /// Re-signs `timestamp.json` for the current `index.json` with a new
