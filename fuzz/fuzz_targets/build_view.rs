@@ -16,14 +16,23 @@ fn activate(id: u64, layer: Layer, bytes: &[u8]) -> Option<Arc<ActivePackage>> {
     let file = common::memfile(bytes);
     let identity = FileIdentity::of(&file.metadata().ok()?);
     let package = exos_hpkg::Package::from_file(file, "fuzz.hpkg").ok()?;
-    ActivePackage::new(id, layer, "fuzz.hpkg".into(), format!("p{id}.hpkg"), identity, package)
-        .ok()
-        .map(Arc::new)
+    ActivePackage::new(
+        id,
+        layer,
+        "fuzz.hpkg".into(),
+        format!("p{id}.hpkg"),
+        identity,
+        package,
+    )
+    .ok()
+    .map(Arc::new)
 }
 
 fuzz_target!(|data: &[u8]| {
     // First byte: where the input splits into two packages.
-    let Some((&split, rest)) = data.split_first() else { return };
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
     let at = (split as usize * rest.len() / 255).min(rest.len());
     let (a, b) = rest.split_at(at);
     let mut act = Activation::default();
@@ -42,7 +51,10 @@ fuzz_target!(|data: &[u8]| {
         let canonical = view.lookup_ino(node.ino).expect("inode number resolves");
         if canonical != n {
             assert_eq!(view.node(canonical).source, node.source);
-            assert!(matches!(node.source, exos_packagefs::view::Source::Entry { .. }));
+            assert!(matches!(
+                node.source,
+                exos_packagefs::view::Source::Entry { .. }
+            ));
         }
         let _ = view.name(n);
         let _ = view.kind(n);

@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(r) = exos_manifest::VersionRange::parse(text) {
-            assert_eq!(exos_manifest::VersionRange::parse(&r.to_string()).ok(), Some(r));
+            assert_eq!(
+                exos_manifest::VersionRange::parse(&r.to_string()).ok(),
+                Some(r)
+            );
         }
     }
 });

@@ -22,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
             }
             let again = exos_root::StateList::parse(&state.render(), path).unwrap();
             assert!(again.same_packages(&state));
-            assert_eq!((again.change.as_str(), again.created), (state.change.as_str(), state.created));
+            assert_eq!(
+                (again.change.as_str(), again.created),
+                (state.change.as_str(), state.created)
+            );
         }
     }
 });

@@ -23,6 +23,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again.public(), k.public());
     }
     if let Ok(t) = TrustStore::parse(data, "fuzz") {
-        assert_eq!(TrustStore::parse(t.render().as_bytes(), "fuzz").ok(), Some(t));
+        assert_eq!(
+            TrustStore::parse(t.render().as_bytes(), "fuzz").ok(),
+            Some(t)
+        );
     }
 });

@@ -8,10 +8,16 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(info) = exos_hpkg::RepositoryInfo::parse(data) {
         // Decoded strings come from the message (invalid UTF-8 bytes widen
         // to 3-byte replacement characters at most).
-        let total: usize = [&info.name, &info.identifier, &info.base_url, &info.vendor, &info.summary]
-            .iter()
-            .map(|s| s.len())
-            .sum();
+        let total: usize = [
+            &info.name,
+            &info.identifier,
+            &info.base_url,
+            &info.vendor,
+            &info.summary,
+        ]
+        .iter()
+        .map(|s| s.len())
+        .sum();
         assert!(total <= 3 * 5 * data.len());
     }
 });

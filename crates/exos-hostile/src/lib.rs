@@ -620,3 +620,45 @@ pub fn cases() -> Vec<Case> {
     }
     v
 }
+
+/// Two versions of a small package (zlib), for delta seeds and the
+/// `apply_delta` fuzz target: returns (old, new) built into `dir`. The
+/// heap layout is the same on every run (file timestamps live in the TOC).
+pub fn delta_pair(
+    dir: &std::path::Path,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), Box<dyn std::error::Error + Send + Sync>> {
+    let text = |n: usize, seed: usize| -> Vec<u8> {
+        (0..n)
+            .map(|i| b"packages are mounted, never extracted\n"[(i * 7 + seed) % 38])
+            .collect()
+    };
+    let mut out = Vec::new();
+    for v in 1..=2usize {
+        let src = dir.join(format!("delta-src-{v}"));
+        std::fs::create_dir_all(src.join("lib"))?;
+        let mut big = text(150_000, 3);
+        if v == 2 {
+            big.splice(4000..4000, text(500, 9));
+        }
+        std::fs::write(src.join("lib/big"), &big)?;
+        std::fs::write(src.join("lib/small"), format!("version {v}\n"))?;
+        let pkg = dir.join(format!("delta-{v}.hpkg"));
+        let info = PackageInfo {
+            name: "delta".into(),
+            version: Version::parse(&v.to_string())?,
+            ..Default::default()
+        };
+        exos_hpkg::build_from_dir(
+            &src,
+            &pkg,
+            &info,
+            exos_hpkg::BuildOptions::default(),
+            &mut |_| {},
+            &mut |_| {},
+        )?;
+        out.push(pkg);
+    }
+    let new = out.pop().unwrap_or_default();
+    let old = out.pop().unwrap_or_default();
+    Ok((old, new))
+}

@@ -129,6 +129,18 @@ fn write_seeds(fixtures: &Path, out: &Path) -> std::io::Result<()> {
         "record",
         br#"{"repository":"main","base":"http://127.0.0.1:8080","file":"app_1%3a2.0+b1_amd64.hpkg","size":4096,"sha256":"8725f0e4b0a3c0b9e0d6f0d3ad0f2f7c5b5f6e2f0f9a6a1e2f2b1c3d4e5f6a7b","metadata_offset":2048,"manifest":{"name":"app","version":"2.0"}}"#,
     )?;
+    // apply_delta: a good delta between the two packages the target
+    // builds, and the same delta cut short.
+    {
+        let dir = tempfile::tempdir()?;
+        let (old, new) = exos_hostile::delta_pair(dir.path()).map_err(std::io::Error::other)?;
+        let d = dir.path().join("pair.delta");
+        exos_delta::make(&old, &new, &d, &exos_delta::MakeOptions::default())
+            .map_err(std::io::Error::other)?;
+        let bytes = std::fs::read(&d)?;
+        put("apply_delta", "pair", &bytes)?;
+        put("apply_delta", "short", &bytes[..bytes.len() / 2])?;
+    }
     // Trust files (a throwaway test key, made by `exos key generate`).
     put(
         "parse_trust",
