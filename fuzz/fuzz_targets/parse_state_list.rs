@@ -1,13 +1,20 @@
 //! Parses arbitrary bytes as the files EXOS reads back from disk besides
 //! packages: a state list (`active.list` and numbered states alike, one
-//! parser), a mount's status.json, and a package's remembered content
-//! digests (`system/state/digests/<sha>.digests`).
+//! parser), a mount's status.json, a package's remembered content
+//! digests (`system/state/digests/<sha>.digests`) and the runtime
+//! overlays (`system/state/overlays.json`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<exos_packagefs::Status>(data);
+    let overlays_path = std::path::Path::new("fuzz-overlays.json");
+    if let Ok(o) = exos_root::overlays::RuntimeOverlays::parse(data, overlays_path) {
+        // What parses renders to a file that parses to the same overlays.
+        let again = exos_root::overlays::RuntimeOverlays::parse(&o.render(), overlays_path);
+        assert_eq!(again.ok(), Some(o));
+    }
     let digests_path = std::path::Path::new("fuzz.digests");
     if let Ok(d) = exos_root::digests::ContentDigests::parse(data, digests_path) {
         assert_eq!(d.render(), data, "digests render back to their bytes");

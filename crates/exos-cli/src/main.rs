@@ -19,6 +19,7 @@ mod listing;
 mod manage;
 mod mount;
 mod output;
+mod overlay;
 mod repo;
 mod resolve;
 // Shared with exos-mountd, which runs `serve::serve`.
@@ -216,6 +217,9 @@ enum Command {
     /// The keys a root trusts, for which layers, and which layers require signatures.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// Runtime overlays: a directory shown over one package's files (debugging, hot fixes), never part of a numbered state.
+    #[command(subcommand)]
+    Overlay(overlay::OverlayCommand),
     /// Publish repositories and choose the ones a root installs from.
     #[command(subcommand)]
     Repo(repo::RepoCommand),
@@ -442,6 +446,7 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
         Command::Sign(args) => trust::sign(args, out),
         Command::Verify(args) => trust::verify(args, out),
         Command::Trust(cmd) => trust::trust(cmd, out),
+        Command::Overlay(cmd) => overlay::overlay(cmd, out),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             let mut buf = Vec::new();

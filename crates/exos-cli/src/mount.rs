@@ -354,6 +354,19 @@ fn render_status(v: &Status) -> String {
             s += &package_line(p);
         }
     }
+    if !v.overlays.is_empty() {
+        s += &format!("overlays: {}\n", v.overlays.len());
+        for o in &v.overlays {
+            s += &format!(
+                "  {} ({}): {} over it ({} entries){}\n",
+                o.package,
+                o.layer,
+                o.dir.display(),
+                o.entries,
+                if o.forced { ", forced" } else { "" }
+            );
+        }
+    }
     if !v.refused.is_empty() {
         s += &format!("refused: {}\n", v.refused.len());
         for r in &v.refused {

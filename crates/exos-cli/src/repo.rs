@@ -174,12 +174,15 @@ pub fn repo(cmd: &RepoCommand, out: Out) -> Result<()> {
                         if d.reused { ", kept" } else { "" }
                     );
                 }
+                let deltas = match p.deltas.len() {
+                    0 => String::new(),
+                    n => format!(", {n} deltas"),
+                };
                 s + &format!(
-                    "{}: {} packages ({} signed now), {} deltas, index version {}, timestamp version {}, valid until {}\n",
+                    "{}: {} packages ({} signed now){deltas}, index version {}, timestamp version {}, valid until {}\n",
                     p.dir.display(),
                     p.packages,
                     p.signed_now,
-                    p.deltas.len(),
                     p.index_version,
                     p.timestamp_version,
                     exos_repo::utc(p.expires)

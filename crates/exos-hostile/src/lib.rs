@@ -642,6 +642,11 @@ pub fn delta_pair(
         }
         std::fs::write(src.join("lib/big"), &big)?;
         std::fs::write(src.join("lib/small"), format!("version {v}\n"))?;
+        // Fixed times: the same bytes on every run (timestamps are in the TOC).
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_764_000_000);
+        for p in ["lib/big", "lib/small", "lib", ""] {
+            std::fs::File::open(src.join(p))?.set_modified(t)?;
+        }
         let pkg = dir.join(format!("delta-{v}.hpkg"));
         let info = PackageInfo {
             name: "delta".into(),

@@ -192,6 +192,12 @@ fn write_seeds(fixtures: &Path, out: &Path) -> std::io::Result<()> {
     )?;
     put(
         "parse_state_list",
+        "overlays.json",
+        br#"{"overlays":[{"package":"hello","layer":"system","dir":"/srv/fix","added":1764150000,"forced":false},
+{"package":"tool","layer":"common","dir":"/srv/tool","added":1,"forced":true}]}"#,
+    )?;
+    put(
+        "parse_state_list",
         "content.digests",
         &exos_root::digests::ContentDigests(vec![(1, [7; 16]), (4, [0xab; 16]), (9, [0; 16])])
             .render(),

@@ -28,12 +28,14 @@
 
 #![forbid(unsafe_code)]
 
+mod overlay;
 mod root;
 mod transaction;
 
 use std::path::Path;
 
 pub use exos_root::{Layer, PackageFile, Sha256, StateEntry, StateList};
+pub use overlay::{add_overlay, overlays, remove_overlay};
 pub use root::{diff, AcceptedSignature, FileAction, FileChange, GcReport, NewPackage, Root};
 pub use transaction::{installed, package_files, PackageName, Plan, Remote, Request, Transaction};
 

@@ -186,6 +186,142 @@ pub struct Activation {
     /// Per-user layers (`ROOT/users/NAME/packages`), sorted by user; each
     /// sorted by file name. Their packages rank as the `user` layer.
     pub users: Vec<(UserName, Vec<Arc<ActivePackage>>)>,
+    /// Runtime overlays of active packages (`exos overlay add`).
+    pub overlays: Vec<ActiveOverlay>,
+}
+
+/// A runtime overlay of one active package, its directory scanned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveOverlay {
+    /// [`ActivePackage::id`] of the package it covers.
+    pub package_id: u64,
+    pub package: String,
+    pub layer: Layer,
+    pub dir: PathBuf,
+    pub forced: bool,
+    /// Every entry below `dir`, parents before children.
+    pub entries: Vec<OverlayEntry>,
+}
+
+/// One file, directory or symlink of an overlay directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayEntry {
+    /// Path relative to the overlay directory (`bin/hello`).
+    pub path: String,
+    pub kind: OverlayKind,
+    /// Modification time (ns) and size when scanned: a change makes a new
+    /// view, and a new inode, so no stale page is ever served.
+    pub stamp: (i128, u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverlayKind {
+    Dir,
+    File,
+    Symlink,
+}
+
+/// Overlay directories larger than this are refused (an overlay is for
+/// debugging and hot fixes, not a second package).
+pub const MAX_OVERLAY_ENTRIES: usize = 100_000;
+const MAX_OVERLAY_DEPTH: usize = 64;
+
+impl ActiveOverlay {
+    /// Every directory of the overlay (for the live watcher).
+    pub fn dirs(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        std::iter::once(self.dir.clone()).chain(
+            self.entries
+                .iter()
+                .filter(|e| e.kind == OverlayKind::Dir)
+                .map(|e| self.dir.join(&e.path)),
+        )
+    }
+}
+
+/// Lists `dir` (not following symlinks; sockets, devices and FIFOs are
+/// left out), bounded in entries and depth. Every entry must belong to
+/// the serving user and be writable by no one else: what an overlay shows
+/// everybody (root's processes included) must not be changeable by
+/// another user.
+fn scan_overlay_dir(dir: &Path) -> Result<Vec<OverlayEntry>, String> {
+    let me = rustix::process::geteuid().as_raw();
+    let check = |path: &Path, meta: &std::fs::Metadata| -> Result<(), String> {
+        if meta.uid() != me || (!meta.file_type().is_symlink() && meta.mode() & 0o022 != 0) {
+            return Err(format!(
+                "{} is owned by uid {} with mode {:o}: overlay files must be the mount's user's ({me}) and writable by no one else",
+                path.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            ));
+        }
+        Ok(())
+    };
+    let top = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !top.is_dir() {
+        return Err(format!("{}: not a directory", dir.display()));
+    }
+    check(dir, &top)?;
+    let mut out = Vec::new();
+    let mut stack = vec![(String::new(), 0usize)];
+    while let Some((rel, depth)) = stack.pop() {
+        if depth > MAX_OVERLAY_DEPTH {
+            return Err(format!(
+                "{}: deeper than {MAX_OVERLAY_DEPTH} levels",
+                dir.display()
+            ));
+        }
+        let here = if rel.is_empty() {
+            dir.to_path_buf()
+        } else {
+            dir.join(&rel)
+        };
+        let mut names: Vec<String> = std::fs::read_dir(&here)
+            .map_err(|e| format!("{}: {e}", here.display()))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for name in names {
+            let full = here.join(&name);
+            let Ok(meta) = std::fs::symlink_metadata(&full) else {
+                continue; // gone meanwhile
+            };
+            let ty = meta.file_type();
+            let path = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let kind = if ty.is_dir() {
+                OverlayKind::Dir
+            } else if ty.is_file() {
+                OverlayKind::File
+            } else if ty.is_symlink() {
+                OverlayKind::Symlink
+            } else {
+                continue;
+            };
+            check(&full, &meta)?;
+            if kind == OverlayKind::Dir {
+                stack.push((path.clone(), depth + 1));
+            }
+            let mtime = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
+            out.push(OverlayEntry {
+                path,
+                kind,
+                stamp: (mtime, meta.size()),
+            });
+            if out.len() > MAX_OVERLAY_ENTRIES {
+                return Err(format!(
+                    "{}: more than {MAX_OVERLAY_ENTRIES} entries",
+                    dir.display()
+                ));
+            }
+        }
+    }
+    // Parents before children: sort by path components.
+    out.sort_by(|a, b| a.path.split('/').cmp(b.path.split('/')));
+    Ok(out)
 }
 
 impl Activation {
@@ -451,7 +587,63 @@ impl Scanner {
         }
         self.scan_users(&mut out, &reuse);
         self.check_uses(&mut out);
+        self.scan_overlays(&mut out, &layout);
         out
+    }
+
+    /// The runtime overlays of active packages (shared layers): each
+    /// directory listed now; one that cannot be read, or sits in a layer
+    /// whose policy requires signatures and was not forced, is refused
+    /// (the package itself stays).
+    fn scan_overlays(&self, out: &mut Activation, layout: &Layout) {
+        let path = layout.overlays_file();
+        let all = match exos_root::overlays::RuntimeOverlays::read(&path) {
+            Ok(a) => a,
+            Err(e) => {
+                out.refused.push(Refused {
+                    layer: Layer::System,
+                    path,
+                    reason: e.to_string(),
+                });
+                return;
+            }
+        };
+        for o in all.overlays {
+            let Some(p) = out
+                .layers
+                .get(o.layer)
+                .iter()
+                .find(|p| p.manifest.name == o.package)
+            else {
+                continue; // its package is not active: nothing to cover
+            };
+            let refuse = |reason: String| Refused {
+                layer: o.layer,
+                path: o.dir.clone(),
+                reason,
+            };
+            if out.trust.requires_signature(o.layer) && !o.forced {
+                out.refused.push(refuse(format!(
+                    "overlay of {}: the {} layer accepts only signed packages (exos overlay add --force)",
+                    o.package,
+                    o.layer.name()
+                )));
+                continue;
+            }
+            match scan_overlay_dir(&o.dir) {
+                Ok(entries) => out.overlays.push(ActiveOverlay {
+                    package_id: p.id,
+                    package: o.package.clone(),
+                    layer: o.layer,
+                    dir: o.dir.clone(),
+                    forced: o.forced,
+                    entries,
+                }),
+                Err(reason) => out
+                    .refused
+                    .push(refuse(format!("overlay of {}: {reason}", o.package))),
+            }
+        }
     }
 
     /// The per-user layers: every `*.hpkg` in `ROOT/users/NAME/packages`,

@@ -303,6 +303,7 @@ impl PackageFs {
                 attr.size = view.data(index).map_or(0, |d| d.len() as u64);
                 attr.nlink = 1;
             }
+            Source::Host { host } => host_attr(&mut attr, view, &view.host[host as usize]),
         }
         attr.blocks = attr.size.div_ceil(512);
         attr
@@ -311,7 +312,7 @@ impl PackageFs {
     /// Generated files change between views: never cache them.
     fn ttl_for(&self, view: &View, index: u32) -> Duration {
         match view.node(index).source {
-            Source::File { .. } => Duration::ZERO,
+            Source::File { .. } | Source::Host { .. } => Duration::ZERO,
             _ => self.ttl,
         }
     }
@@ -449,6 +450,10 @@ impl Filesystem for PackageFs {
                     None => reply.error(Errno::EINVAL),
                 }
             }
+            Source::Host { host } => match std::fs::read_link(&view.host[host as usize].path) {
+                Ok(t) => reply.data(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str())),
+                Err(_) => reply.error(Errno::EIO),
+            },
             _ => reply.error(Errno::EINVAL),
         }
     }
@@ -561,6 +566,18 @@ impl Filesystem for PackageFs {
                     return reply.data(&d[start..end]);
                 }
                 Source::Dir { .. } => return reply.error(Errno::EISDIR),
+                Source::Host { host } => {
+                    return match read_host(&view.host[host as usize].path, offset, size) {
+                        Ok(d) => reply.data(&d),
+                        Err(e) => {
+                            tracing::warn!(
+                                "overlay {}: {e}",
+                                view.host[host as usize].path.display()
+                            );
+                            reply.error(Errno::EIO)
+                        }
+                    };
+                }
             },
             None => match self.orphan(ino.0) {
                 Some(o) => o,
@@ -828,6 +845,63 @@ fn entry_attr(attr: &mut FileAttr, view: &View, pkg: &ActivePackage, e: exos_hpk
 
 thread_local! {
     static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Attributes of a runtime overlay's node, from the host file as it is
+/// now: its size, times and permission bits (never setuid, setgid or
+/// sticky), owned like the files of the layer it covers.
+fn host_attr(attr: &mut FileAttr, view: &View, h: &crate::view::HostNode) {
+    use std::os::unix::fs::MetadataExt;
+    let owner = *view.owners.get(h.layer);
+    (attr.uid, attr.gid) = (owner.uid, owner.gid);
+    attr.kind = match h.kind {
+        crate::view::Kind::Dir => FileType::Directory,
+        crate::view::Kind::File => FileType::RegularFile,
+        crate::view::Kind::Symlink => FileType::Symlink,
+    };
+    attr.nlink = if h.kind == crate::view::Kind::Dir {
+        2
+    } else {
+        1
+    };
+    if let Ok(m) = std::fs::symlink_metadata(&h.path) {
+        attr.perm = (m.mode() & 0o777) as u16;
+        attr.size = if h.kind == crate::view::Kind::Dir {
+            0
+        } else {
+            m.size()
+        };
+        let t = |s: i64, ns: i64| {
+            std::time::UNIX_EPOCH
+                + Duration::from_secs(s.max(0) as u64)
+                + Duration::from_nanos(ns.clamp(0, 999_999_999) as u64)
+        };
+        attr.mtime = t(m.mtime(), m.mtime_nsec());
+        attr.ctime = t(m.ctime(), m.ctime_nsec());
+        attr.atime = attr.mtime;
+        attr.crtime = attr.mtime;
+    } else {
+        attr.perm = 0;
+    }
+}
+
+/// Reads an overlay file (never through a symlink in its last component).
+fn read_host(path: &std::path::Path, offset: u64, size: u32) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    let mut buf = vec![0u8; size as usize];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match f.read_at(&mut buf[filled..], offset + filled as u64)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
 }
 
 #[cfg(test)]

@@ -158,12 +158,27 @@ pub struct Status {
     /// The block cache of lazily installed packages.
     #[serde(default)]
     pub block_cache: Option<PathBuf>,
+    /// Runtime overlays shown over active packages (`exos overlay`).
+    #[serde(default)]
+    pub overlays: Vec<OverlayStatus>,
     pub security: SecurityStatus,
     pub memory: MemoryStatus,
     pub live: LiveStatus,
     pub cache_bytes: u64,
     pub nodes: usize,
     pub index_bytes: usize,
+}
+
+/// A runtime overlay in effect.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OverlayStatus {
+    pub package: String,
+    pub layer: Layer,
+    pub dir: PathBuf,
+    /// Files, directories and symlinks in it.
+    pub entries: usize,
+    /// Added with --force to a layer that requires signed content.
+    pub forced: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -311,6 +326,17 @@ impl State {
                 })
                 .collect(),
             owners: view.owners,
+            overlays: activation
+                .overlays
+                .iter()
+                .map(|o| OverlayStatus {
+                    package: o.package.clone(),
+                    layer: o.layer,
+                    dir: o.dir.clone(),
+                    entries: o.entries.len(),
+                    forced: o.forced,
+                })
+                .collect(),
             block_cache: activation
                 .all()
                 .any(|p| p.remote.is_some())
@@ -406,6 +432,7 @@ fn same_activation(a: &Activation, b: &Activation) -> bool {
             .collect::<Vec<_>>()
     };
     ids(a) == ids(b)
+        && a.overlays == b.overlays
         && refused(a) == refused(b)
         && a.owners == b.owners
         && a.root_only == b.root_only
@@ -743,12 +770,16 @@ impl LiveActivation {
             .then(|| start_digester(options.root.clone(), events_tx.clone()))
             .flatten();
         let prefetcher = options.prefetch.then(start_prefetcher).flatten();
+        let watched = watched_dirs(&options.root)
+            .into_iter()
+            .chain(state.activation.overlays.iter().flat_map(|o| o.dirs()))
+            .collect();
         let mut live = LiveActivation {
             state,
             digester,
             prefetcher,
             prefetched: Default::default(),
-            watched: watched_dirs(&options.root),
+            watched,
             watcher: None,
             poll,
             events,
@@ -865,6 +896,10 @@ impl LiveActivation {
         // A packages directory (or a user's) may have been created or
         // replaced: watch what exists now (the old watch died with it).
         self.watched = watched_dirs(&self.state.options.root);
+        // Overlay directories: a file added, changed or removed there is
+        // shown at once.
+        self.watched
+            .extend(self.state.activation.overlays.iter().flat_map(|o| o.dirs()));
         if let Some(w) = self.watcher.as_mut() {
             if let Err(reason) = rewatch(w, &self.watched) {
                 let _ = self.events_tx.send(Event::Failed(reason));

@@ -94,6 +94,22 @@ pub enum Source {
     Dir { name: u32 },
     /// A file made up by the view: `view.data[data]`.
     File { name: u32, data: u32 },
+    /// A file, directory or symlink of a runtime overlay: `view.host[host]`,
+    /// read from the host as it is now (live).
+    Host { host: u32 },
+}
+
+/// A node of a runtime overlay: where it is on the host.
+#[derive(Debug, Clone)]
+pub struct HostNode {
+    pub path: std::path::PathBuf,
+    pub name: Box<str>,
+    pub kind: Kind,
+    /// Modification time and size when the view was built (in its inode
+    /// number: a changed file is a new inode).
+    pub stamp: (i128, u64),
+    /// The layer of the package it covers (its files' owner).
+    pub layer: Layer,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -120,6 +136,8 @@ pub struct View {
     children: Vec<u32>,
     names: Vec<Box<str>>,
     data: Vec<Arc<[u8]>>,
+    /// Nodes of runtime overlays.
+    pub host: Vec<HostNode>,
     by_ino: FxHashMap<u64, u32>,
     pub conflicts: Vec<Conflict>,
     pub settings: ViewSettings,
@@ -173,6 +191,7 @@ impl View {
         match self.nodes[index as usize].source {
             Source::Entry { pkg, entry } => self.packages[pkg as usize].package.entry(entry).name(),
             Source::Dir { name } | Source::File { name, .. } => &self.names[name as usize],
+            Source::Host { host } => &self.host[host as usize].name,
         }
     }
 
@@ -187,6 +206,15 @@ impl View {
             }
             Source::Dir { .. } => Kind::Dir,
             Source::File { .. } => Kind::File,
+            Source::Host { host } => self.host[host as usize].kind,
+        }
+    }
+
+    /// The overlay node of `index`, if it comes from a runtime overlay.
+    pub fn host(&self, index: u32) -> Option<&HostNode> {
+        match self.nodes[index as usize].source {
+            Source::Host { host } => Some(&self.host[host as usize]),
+            _ => None,
         }
     }
 
@@ -249,6 +277,11 @@ impl View {
             + self.by_ino.capacity() * 16
             + self.names.iter().map(|n| n.len() + 16).sum::<usize>()
             + self.data.iter().map(|d| d.len() + 16).sum::<usize>()
+            + self
+                .host
+                .iter()
+                .map(|h| h.path.as_os_str().len() + h.name.len() + 64)
+                .sum::<usize>()
     }
 
     /// The owner of a package's file and the permission bits served for
@@ -298,6 +331,26 @@ impl View {
                 b.fill(own, Tree::OwnLayer(user));
                 let merged = b.synthetic_dir(merged_users, user.as_str());
                 b.fill(merged, Tree::MergedUser(user));
+            }
+        }
+        for o in &activation.overlays {
+            let Some(pkg) = b.packages.iter().position(|p| p.id == o.package_id) else {
+                continue;
+            };
+            // Every tree the package appears in.
+            let mut trees = vec![layer_roots[o.layer.index()], merged];
+            if o.layer <= Layer::Common {
+                trees.push(merged_system);
+                for (user, _) in &activation.users {
+                    if let Some(d) = b.index.get(&(ROOT, MERGED_USERS.into())).copied() {
+                        if let Some(u) = b.index.get(&(d, user.as_str().into())).copied() {
+                            trees.push(u);
+                        }
+                    }
+                }
+            }
+            for t in trees {
+                b.apply_overlay(t, pkg as u32, o);
             }
         }
         let exos = b.synthetic_dir(ROOT, ".exos");
@@ -447,6 +500,7 @@ struct Builder {
     index: FxHashMap<(u32, Box<str>), u32>,
     names: Vec<Box<str>>,
     data: Vec<Arc<[u8]>>,
+    host: Vec<HostNode>,
     conflicts: Vec<Conflict>,
     /// Per package: the entries its manifest keeps private (sorted).
     private: Vec<Vec<EntryId>>,
@@ -470,6 +524,7 @@ impl Builder {
             index: FxHashMap::default(),
             names: Vec::new(),
             data: Vec::new(),
+            host: Vec::new(),
             conflicts: Vec::new(),
             private: Vec::new(),
         }
@@ -484,6 +539,7 @@ impl Builder {
         match self.nodes[index as usize].source {
             Source::Entry { pkg, entry } => self.packages[pkg as usize].package.entry(entry).name(),
             Source::Dir { name } | Source::File { name, .. } => &self.names[name as usize],
+            Source::Host { host } => &self.host[host as usize].name,
         }
     }
 
@@ -494,6 +550,7 @@ impl Builder {
             }
             Source::Dir { .. } => true,
             Source::File { .. } => false,
+            Source::Host { host } => self.host[host as usize].kind == Kind::Dir,
         }
     }
 
@@ -532,6 +589,12 @@ impl Builder {
             // Made-up files change with the view (status.json): new content,
             // new inode.
             Source::File { data, .. } => hash2(key, path_hash, &self.data[data as usize][..]),
+            // An overlay's file: its own number, by host path, so the
+            // package's page cache is never served for it.
+            Source::Host { host } if !self.is_dir(source) => {
+                let h = &self.host[host as usize];
+                hash2(key, 1, (&h.path, h.stamp))
+            }
             _ => hash2(key, path_hash, "dir"),
         };
         // 0 is invalid and 1 is the root.
@@ -553,6 +616,7 @@ impl Builder {
                 Source::Dir { name } | Source::File { name, .. } => {
                     self.names[name as usize].to_string()
                 }
+                Source::Host { host } => self.host[host as usize].name.to_string(),
             };
             hash2(
                 &self.settings.inode_key,
@@ -795,6 +859,75 @@ impl Builder {
         self.private = private;
     }
 
+    /// Shows overlay `o` over package `pkg`'s files in the tree under
+    /// `tree`: an overlay file replaces the package's file of that path
+    /// (never another package's: the overlay covers one package), an
+    /// overlay directory merges with the directory there, and paths the
+    /// tree lacks are added.
+    fn apply_overlay(&mut self, tree: u32, pkg: u32, o: &crate::activate::ActiveOverlay) {
+        use crate::activate::OverlayKind;
+        let mut dirs: FxHashMap<&str, u32> = FxHashMap::default();
+        dirs.insert("", tree);
+        for e in &o.entries {
+            let (parent_path, name) = e.path.rsplit_once('/').unwrap_or(("", &e.path));
+            let Some(&parent) = dirs.get(parent_path) else {
+                continue; // its parent was not shown (covered by another package)
+            };
+            if name.is_empty() || name == "." || name == ".." {
+                continue;
+            }
+            let kind = match e.kind {
+                OverlayKind::Dir => Kind::Dir,
+                OverlayKind::File => Kind::File,
+                OverlayKind::Symlink => Kind::Symlink,
+            };
+            let existing = self.kids[parent as usize]
+                .iter()
+                .copied()
+                .find(|&k| self.node_name(k) == name);
+            let host = |b: &mut Builder| {
+                b.host.push(HostNode {
+                    path: o.dir.join(&e.path),
+                    name: name.into(),
+                    kind,
+                    stamp: e.stamp,
+                    layer: o.layer,
+                });
+                Source::Host {
+                    host: b.host.len() as u32 - 1,
+                }
+            };
+            match existing {
+                Some(k) if kind == Kind::Dir && self.is_dir(self.nodes[k as usize].source) => {
+                    dirs.insert(&e.path, k);
+                }
+                Some(k) => {
+                    let ours = match self.nodes[k as usize].source {
+                        Source::Entry { pkg: p, .. } => p == pkg,
+                        Source::Host { .. } => true,
+                        _ => false,
+                    };
+                    if !ours || self.is_dir(self.nodes[k as usize].source) {
+                        continue; // another package's file, or a directory
+                    }
+                    let source = host(self);
+                    self.nodes[k as usize].source = source;
+                    self.nodes[k as usize].ino = self.ino_for(self.path_hash[k as usize], source);
+                    if kind == Kind::Dir {
+                        dirs.insert(&e.path, k);
+                    }
+                }
+                None => {
+                    let source = host(self);
+                    let k = self.add_node(parent, source);
+                    if kind == Kind::Dir {
+                        dirs.insert(&e.path, k);
+                    }
+                }
+            }
+        }
+    }
+
     fn conflict(&mut self, node: u32, winner: &Candidate, loser: &Candidate) {
         // Relative to the layer's root: the path inside the packages.
         let full = self.path_of(node);
@@ -867,6 +1000,7 @@ impl Builder {
             children,
             names: self.names,
             data: self.data,
+            host: self.host,
             by_ino,
             conflicts: self.conflicts,
             settings: self.settings,

@@ -27,6 +27,7 @@
 
 pub mod digests;
 pub mod mountinfo;
+pub mod overlays;
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -533,6 +534,11 @@ impl Layout {
     /// `ROOT/system/state/lazy/`: packages installed lazily — each a
     /// `<sha>.lazy` record (where to fetch it) and a `<sha>.blocks` block
     /// map (what every block must hash to), in place of the file.
+    /// Runtime overlays (`exos overlay`), outside the numbered states.
+    pub fn overlays_file(&self) -> PathBuf {
+        self.state_dir().join("overlays.json")
+    }
+
     pub fn lazy_dir(&self) -> PathBuf {
         self.state_dir().join("lazy")
     }
