@@ -536,11 +536,18 @@ impl Transaction {
         };
         known.extend(offers(&self.available, extra_layer, &trust, false)?);
         // Remote packages that would not pass the layer's policy once
-        // downloaded are not candidates either.
+        // downloaded are not candidates either; nor are those installed
+        // already in that layer (the same bytes: nothing to download).
         known.extend(
             self.remote
                 .iter()
                 .filter(|r| r.signed || !trust.requires_signature(extra_layer))
+                .filter(|r| {
+                    !current
+                        .entries
+                        .iter()
+                        .any(|e| e.sha256 == r.sha256 && e.layer == extra_layer)
+                })
                 .map(|r| Known {
                     manifest: r.manifest.clone(),
                     entry: None,
