@@ -2,13 +2,15 @@
 # Delta packages on real Debian version pairs, against zstd --patch-from
 # and bsdiff on the same packages.
 #
-#   bench/delta.sh [-l LEVEL] [PAIR...]
+#   bench/delta.sh [-l LEVEL] [-c zlib|zstd|none] [PAIR...]
 #       PAIR: a Debian package name (its two newest versions in the apt
 #       sources), or OLDNAME:NEWNAME (the newest version of each, e.g. two
 #       kernel images). Default: the pairs in BENCHMARKS.md.
 #
 # Each .deb is fetched with `apt-get download` and imported with
-# `exos import-deb` (zlib 9, what a repository publishes). Then, for each
+# `exos import-deb` (zlib 9, what a repository publishes; with -c, then
+# rebuilt with that compression: `-c none` makes packages of their full
+# uncompressed size, for the memory bound). Then, for each
 # pair, on the .hpkg files:
 #   * exos delta OLD NEW (zstd level LEVEL, default 19) and exos apply, the
 #     rebuilt package compared byte for byte with NEW;
@@ -20,9 +22,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
-level=19
-while getopts l: o; do
-  case $o in l) level=$OPTARG ;; *) exit 2 ;; esac
+level=19 comp=zlib
+while getopts l:c: o; do
+  case $o in l) level=$OPTARG ;; c) comp=$OPTARG ;; *) exit 2 ;; esac
 done
 shift $((OPTIND - 1))
 pairs=("$@")
@@ -54,7 +56,19 @@ fetch() { # NAME VERSION -> path of the .hpkg
   if [ ! -d "$out" ]; then
     mkdir -p "$out" && "$exos" import-deb -q "$deb" -o "$out"
   fi
-  ls "$out"/"${name}"_*.hpkg
+  local pkg
+  pkg=$(ls "$out"/"${name}"_*.hpkg)
+  if [ "$comp" != zlib ]; then
+    local re=$work/hpkg-$comp/$(basename "$pkg")
+    if [ ! -f "$re" ]; then
+      mkdir -p "$work/hpkg-$comp"
+      rm -rf "$work/tree" && "$exos" extract -q "$pkg" "$work/tree"
+      "$exos" build -q -c "$comp" "$work/tree" -o "$re"
+      rm -rf "$work/tree"
+    fi
+    pkg=$re
+  fi
+  echo "$pkg"
 }
 printf '| pair | new package | exos delta | zstd --patch-from | bsdiff | exos make: s, MB RSS | exos apply: s, MB RSS | zstd: s, MB RSS | bsdiff: s, MB RSS |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for p in "${pairs[@]}"; do

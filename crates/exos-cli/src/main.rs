@@ -56,9 +56,16 @@ pub struct Cli {
     /// Print one JSON document on standard output (errors too); see docs/json.md.
     #[arg(long, global = true)]
     json: bool,
+    /// A package encryption key (`exos key generate NAME --encryption`) for
+    /// encrypted packages; repeatable. `exos mount` passes it to its daemon.
+    #[arg(long = "key", global = true, value_name = "FILE")]
+    keys: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
+
+/// The `--key` files given (absolute), for commands that pass them on.
+pub static KEY_FILES: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
 
 /// `-r/--root`, falling back to `$EXOS_ROOT`.
 #[derive(clap::Args)]
@@ -102,6 +109,13 @@ enum Command {
         /// Only this path inside the package.
         #[arg(long)]
         path: Option<String>,
+    },
+    /// Seal a package with a package key (--key FILE): AES-256-GCM in 64 KiB blocks; mounts read it with the same --key.
+    Encrypt {
+        package: PathBuf,
+        /// Where to write the encrypted package.
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Make a delta that rebuilds NEW from OLD (byte for byte; see `exos apply`).
     Delta {
@@ -352,6 +366,12 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
 }
 
 fn run(cli: &Cli, out: Out) -> Result<()> {
+    let mut files = Vec::new();
+    for k in &cli.keys {
+        exos_hpkg::crypt::register_key(exos_hpkg::crypt::PackageKey::read(k)?);
+        files.push(std::path::absolute(k).unwrap_or_else(|_| k.clone()));
+    }
+    let _ = KEY_FILES.set(files);
     match &cli.command {
         Command::Build(args) => inspect::build(args, out),
         Command::List(args) => inspect::list(args, out),
@@ -367,6 +387,7 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             level,
         } => delta::make(old, new, output, *level, out),
         Command::Apply { old, delta, output } => delta::apply(old, delta, output, out),
+        Command::Encrypt { package, output } => trust::encrypt(package, output, &cli.keys, out),
         Command::Resolve(args) => resolve::run(args, out),
         Command::Mount(args) => mount::mount(args, out),
         Command::Unmount { mountpoint } => mount::unmount(mountpoint, out),

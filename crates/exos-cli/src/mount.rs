@@ -73,6 +73,10 @@ fn mountd() -> Result<PathBuf> {
 fn exec_mountd(args: &MountArgs, quiet: bool) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let mut argv = args.daemon_argv()?;
+    for k in crate::KEY_FILES.get().into_iter().flatten() {
+        argv.push("--key".into());
+        argv.push(k.clone().into_os_string());
+    }
     if quiet {
         argv.insert(0, "--quiet".into());
     }
@@ -87,6 +91,10 @@ fn spawn_daemon(args: &MountArgs, out: Out) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = mountd()?;
     let mut argv = args.daemon_argv()?;
+    for k in crate::KEY_FILES.get().into_iter().flatten() {
+        argv.push("--key".into());
+        argv.push(k.clone().into_os_string());
+    }
     if out.quiet {
         argv.insert(0, "--quiet".into());
     }

@@ -22,6 +22,9 @@ pub enum KeyCommand {
         /// Directory to write them into.
         #[arg(short, long, default_value = ".")]
         dir: PathBuf,
+        /// Make a package encryption key instead: NAME.pkey (secret, mode 0600), for `exos encrypt` and `--key`.
+        #[arg(long)]
+        encryption: bool,
     },
 }
 
@@ -153,10 +156,68 @@ fn write_new(path: &Path, text: &str, mode: u32) -> Result<()> {
         .with_context(|| path.display().to_string())
 }
 
+/// What `exos key generate --encryption` made.
+#[derive(Serialize)]
+pub struct PackageKeyReport {
+    pub id: String,
+    pub key: PathBuf,
+}
+
+/// What `exos encrypt` made.
+#[derive(Serialize)]
+pub struct EncryptReport {
+    pub package: PathBuf,
+    pub output: PathBuf,
+    pub key: String,
+    pub size: u64,
+}
+
+pub fn encrypt(package: &Path, output: &Path, keys: &[PathBuf], out: Out) -> Result<()> {
+    let [key] = keys else {
+        bail!("exos encrypt needs exactly one --key FILE (the package key to seal with)");
+    };
+    let key = exos_hpkg::crypt::PackageKey::read(key)?;
+    let size = exos_hpkg::crypt::encrypt_file(package, &key, output)?;
+    let report = EncryptReport {
+        package: package.to_path_buf(),
+        output: output.to_path_buf(),
+        key: key.id().to_string(),
+        size,
+    };
+    out.report(&report, |r| {
+        format!(
+            "{}: encrypted with key {} ({} bytes); read it with --key.\n",
+            r.output.display(),
+            r.key,
+            r.size
+        )
+    })
+}
+
 pub fn key(cmd: &KeyCommand, out: Out) -> Result<()> {
-    let KeyCommand::Generate { name, dir } = cmd;
+    let KeyCommand::Generate {
+        name,
+        dir,
+        encryption,
+    } = cmd;
     if name.is_empty() || name.contains('/') {
         bail!("key name {name:?}: one file name, without '/'");
+    }
+    if *encryption {
+        let key = exos_hpkg::crypt::PackageKey::generate()?;
+        let path = dir.join(format!("{name}.pkey"));
+        write_new(&path, &key.render(), 0o600)?;
+        let report = PackageKeyReport {
+            id: key.id().to_string(),
+            key: path,
+        };
+        return out.report(&report, |r| {
+            format!(
+                "package key {}: {} (keep it private; give it with --key)\n",
+                r.id,
+                r.key.display()
+            )
+        });
     }
     let sk = exos_trust::SecretKey::generate()?;
     let secret = dir.join(format!("{name}.key"));

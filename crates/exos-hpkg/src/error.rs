@@ -41,6 +41,9 @@ pub enum ErrorKind {
     /// Input that is fine in itself but cannot be represented in a package.
     #[error("{0}")]
     Unsupported(String),
+    /// An encrypted package whose key was not given.
+    #[error("encrypted package (key {0}): its key was not given (--key FILE)")]
+    Encrypted(String),
 }
 
 /// An error, optionally tied to the file it concerns.

@@ -24,6 +24,7 @@
 pub mod attr;
 mod bmessage;
 pub mod budget;
+pub mod crypt;
 pub mod error;
 pub mod header;
 pub mod heap;
@@ -59,11 +60,15 @@ pub enum FileKind {
 pub fn detect(path: impl AsRef<std::path::Path>) -> Result<FileKind> {
     use std::io::Read;
     let path = path.as_ref();
-    let mut magic = [0u8; 4];
+    let mut magic = [0u8; 8];
     let mut f = std::fs::File::open(path).map_err(|e| Error::from(e).with_path(path))?;
     let n = f
         .read(&mut magic)
         .map_err(|e| Error::from(e).with_path(path))?;
+    if crypt::is_encrypted(&magic[..n]) {
+        return Ok(FileKind::Package);
+    }
+    let n = n.min(4);
     match &magic[..n] {
         b"hpkg" => Ok(FileKind::Package),
         b"hpkr" => Ok(FileKind::Repository),

@@ -61,6 +61,16 @@ impl Package {
     }
 
     fn load(file: Arc<dyn Source>, path: &Path, limits: Limits) -> Result<Package> {
+        // An encrypted package: the package inside, decrypted as read.
+        let mut magic = [0u8; 8];
+        let file = if file.len()? >= crate::crypt::HEADER_SIZE as u64
+            && file.read_exact_at(&mut magic, 0).is_ok()
+            && crate::crypt::is_encrypted(&magic)
+        {
+            Arc::new(crate::crypt::EncryptedSource::open(file)?) as Arc<dyn Source>
+        } else {
+            file
+        };
         let file_size = file.len()?;
         let budget = Budget::new(limits, file_size);
         let mut hb = vec![0u8; HPKG_HEADER_SIZE.min(file_size as usize)];

@@ -24,12 +24,24 @@ struct Cli {
     /// Log warnings and errors only.
     #[arg(short, long)]
     quiet: bool,
+    /// A package encryption key for encrypted packages (repeatable).
+    #[arg(long = "key", value_name = "FILE")]
+    keys: Vec<std::path::PathBuf>,
     #[command(flatten)]
     mount: serve::MountArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    for k in &cli.keys {
+        match exos_hpkg::crypt::PackageKey::read(k) {
+            Ok(key) => exos_hpkg::crypt::register_key(key),
+            Err(e) => {
+                eprintln!("exos-mountd: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     match serve::serve(&cli.mount, cli.quiet) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

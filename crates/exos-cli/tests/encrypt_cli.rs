@@ -1,0 +1,137 @@
+//! Encrypted packages from the command line: a package key, `exos encrypt`,
+//! `--key` for reading, installing and mounting (a real FUSE mount; fails
+//! instead of skipping when CI=true without /dev/fuse), and the errors for
+//! a missing or wrong key.
+
+mod support;
+use support::*;
+
+use std::fs;
+use std::process::Command;
+
+#[test]
+fn encrypted_packages_install_and_mount_with_their_key_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let src = w.join("src");
+    fs::create_dir_all(src.join("bin")).unwrap();
+    fs::write(
+        src.join("manifest.json"),
+        complete(r#"{"name":"secret","version":"1.0"}"#),
+    )
+    .unwrap();
+    fs::write(
+        src.join("bin/secret"),
+        "#!/bin/sh\necho only with the key\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(src.join("bin/secret"), fs::Permissions::from_mode(0o755)).unwrap();
+    let plain = w.join("secret.hpkg");
+    ok(&["build", "-q", s(&src), "-o", s(&plain)]);
+
+    let said = ok(&["key", "generate", "k", "--encryption", "-d", s(w)]);
+    let key = w.join("k.pkey");
+    assert!(said.contains("package key "), "{said}");
+    let mode = fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let sealed = w.join("secret.enc.hpkg");
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "encrypt",
+        "--json",
+        s(&plain),
+        "-o",
+        s(&sealed),
+        "--key",
+        s(&key),
+    ]))
+    .unwrap();
+    let id = json["key"].as_str().unwrap().to_string();
+    assert_eq!(
+        json["size"].as_u64().unwrap(),
+        fs::metadata(&sealed).unwrap().len()
+    );
+    let o = exos(&["encrypt", s(&plain), "-o", s(&w.join("x.hpkg"))]);
+    assert!(
+        text(&o.stderr).contains("exactly one --key"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // Without the key: the key it needs is named.
+    let o = exos(&["list", s(&sealed)]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(err.contains(&id) && err.contains("--key"), "{err}");
+    // With another key: refused.
+    ok(&["key", "generate", "-q", "other", "--encryption", "-d", s(w)]);
+    let o = exos(&["list", s(&sealed), "--key", s(&w.join("other.pkey"))]);
+    assert!(text(&o.stderr).contains(&id), "{}", text(&o.stderr));
+    // With it: the same listing as the plain package.
+    let listed = ok(&["list", s(&sealed), "--key", s(&key)]);
+    assert_eq!(listed, ok(&["list", s(&plain)]));
+
+    let root = w.join("root");
+    ok(&["init", "-q", s(&root)]);
+    let o = exos(&["install", "-q", "-r", s(&root), s(&sealed)]);
+    assert!(!o.status.success(), "installed without its key");
+    ok(&[
+        "install",
+        "-q",
+        "-r",
+        s(&root),
+        s(&sealed),
+        "--key",
+        s(&key),
+    ]);
+    ok(&["check", "-q", "-r", s(&root), "--key", s(&key)]);
+
+    if !fuse_available() {
+        return;
+    }
+    let mnt = w.join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    let pid = w.join("pid");
+    let mount = |extra: &[&str]| {
+        let mut a = vec![
+            "mount",
+            s(&root),
+            s(&mnt),
+            "--daemon",
+            "--pid-file",
+            s(&pid),
+        ];
+        a.extend_from_slice(extra);
+        ok(&a);
+    };
+    // A relative key path works with the daemon (which runs from /).
+    let rel = Command::new(env!("CARGO_BIN_EXE_exos"))
+        .current_dir(w)
+        .args([
+            "mount",
+            s(&root),
+            s(&mnt),
+            "--daemon",
+            "--pid-file",
+            "pid",
+            "--key",
+            "k.pkey",
+        ])
+        .output()
+        .unwrap();
+    assert!(rel.status.success(), "{}", text(&rel.stderr));
+    let out = Command::new(mnt.join("merged/bin/secret"))
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "only with the key\n");
+    ok(&["unmount", s(&mnt)]);
+    // Without the key: refused with the reason, the mount still up.
+    mount(&[]);
+    assert!(!mnt.join("merged/bin/secret").exists());
+    let status = ok(&["status", s(&mnt)]);
+    assert!(
+        status.contains("refused: 1") && status.contains(&id),
+        "{status}"
+    );
+    ok(&["unmount", s(&mnt)]);
+}
