@@ -79,8 +79,20 @@ fn write_seeds(fixtures: &Path, out: &Path) -> std::io::Result<()> {
             _ => repos.push((case.name.into(), case.bytes)),
         }
     }
+    let fuzz_key = exos_hpkg::crypt::PackageKey::parse(
+        format!("exos-package-key-v1\n{}\n", "5a".repeat(32)).as_bytes(),
+        Path::new("fuzz.pkey"),
+    )
+    .map_err(std::io::Error::other)?;
     for (name, bytes) in &packages {
         put("read_package", name, bytes)?;
+        // read_encrypted: as plaintext, and sealed with its fixed key.
+        put("read_encrypted", name, bytes)?;
+        put(
+            "read_encrypted",
+            &format!("{name}.sealed"),
+            &exos_hpkg::crypt::seal(bytes, &fuzz_key, [3; 32]),
+        )?;
         // lazy_package reads them through verified blocks too.
         put("lazy_package", name, bytes)?;
         // build_view: the first byte says where the input splits in two.

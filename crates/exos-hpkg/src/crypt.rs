@@ -340,6 +340,26 @@ pub fn encrypt_file_with_salt(
     result.map(|_| sealed_size(plain_size).unwrap_or(0))
 }
 
+/// Seals `plain` (any bytes) in memory with `key` and `salt`: the bytes
+/// [`encrypt_file_with_salt`] writes for a file holding `plain`.
+pub fn seal(plain: &[u8], key: &PackageKey, salt: [u8; 32]) -> Vec<u8> {
+    let header = EnvelopeHeader::new(key, salt, plain.len() as u64);
+    let cipher = key.subkey(&salt);
+    let mut out = Vec::with_capacity(sealed_size(plain.len() as u64).unwrap_or(0) as usize);
+    out.extend_from_slice(&header.bytes);
+    for (i, block) in plain.chunks(BLOCK_SIZE as usize).enumerate() {
+        let start = out.len();
+        out.extend_from_slice(block);
+        // Encryption of an in-memory buffer cannot fail for block-sized input.
+        if let Ok(tag) =
+            cipher.encrypt_in_place_detached(&nonce(i as u64), &header.aad(i as u64), &mut out[start..])
+        {
+            out.extend_from_slice(tag.as_slice());
+        }
+    }
+    out
+}
+
 /// The package inside an encrypted file, decrypted block by block as it is
 /// read. Blocks that do not authenticate are I/O errors saying so.
 pub struct EncryptedSource {

@@ -1,0 +1,77 @@
+//! Encrypted packages: arbitrary bytes as an encrypted file (header rules,
+//! blocks that must authenticate), as a package key file, and as the
+//! plaintext of a package sealed here with a fixed key — read back through
+//! `EncryptedSource` at offsets the input chooses (every byte must be the
+//! plaintext's) and opened as a package, every entry read.
+#![no_main]
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+
+use exos_hpkg::crypt::{EncryptedSource, EnvelopeHeader, PackageKey};
+use exos_hpkg::Source;
+use libfuzzer_sys::fuzz_target;
+
+fn key() -> &'static PackageKey {
+    static KEY: OnceLock<PackageKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let k = PackageKey::parse(
+            format!("exos-package-key-v1\n{}\n", "5a".repeat(32)).as_bytes(),
+            std::path::Path::new("fuzz.pkey"),
+        )
+        .expect("fixed key");
+        exos_hpkg::crypt::register_key(k.clone());
+        k
+    })
+}
+
+fn walk(pkg: &exos_hpkg::Package) {
+    let mut buf = vec![0u8; 70_000];
+    for (_, e) in pkg.toc().walk() {
+        let mut off = 0;
+        while off < e.size() {
+            match pkg.read_at(e, off, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => off += n as u64,
+            }
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let key = key();
+    let _ = PackageKey::parse(data, std::path::Path::new("fuzz.pkey"));
+    let _ = EnvelopeHeader::parse(data, data.len() as u64);
+    // As an encrypted file.
+    if let Ok(pkg) = exos_hpkg::Package::from_file(common::memfile(data), "fuzz.hpkg") {
+        walk(&pkg);
+    }
+    // As the plaintext of one.
+    if data.is_empty() {
+        return;
+    }
+    let sealed = exos_hpkg::crypt::seal(data, key, [7; 32]);
+    let Ok(src) = EncryptedSource::open(Arc::new(common::memfile(&sealed))) else {
+        panic!("a file sealed with a registered key does not open");
+    };
+    assert_eq!(src.len().ok(), Some(data.len() as u64));
+    for pick in data.chunks(4).take(8) {
+        let a = u32::from_le_bytes([
+            pick[0],
+            *pick.get(1).unwrap_or(&0),
+            *pick.get(2).unwrap_or(&0),
+            0,
+        ]) as usize
+            % data.len();
+        let n = (*pick.get(3).unwrap_or(&1) as usize * 613) % (data.len() - a + 1);
+        let mut buf = vec![0u8; n];
+        src.read_exact_at(&mut buf, a as u64)
+            .expect("reading sealed bytes back");
+        assert_eq!(buf, data[a..a + n], "sealed bytes read back differently");
+    }
+    if let Ok(pkg) = exos_hpkg::Package::from_source(Arc::new(src), "fuzz.hpkg", Default::default())
+    {
+        walk(&pkg);
+    }
+});
