@@ -13,10 +13,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-dir_of() { case $1 in exos) echo "$work/mnt/exos/system" ;; *) echo "$work/mnt/$1" ;; esac; }
+dir_of() { case $1 in exos|exos-enc) echo "$work/mnt/$1/system" ;; *) echo "$work/mnt/$1" ;; esac; }
 mount_tool() {
   case $1 in
     exos) "$exos" mount -q --daemon --pid-file "$work/exos.pid" "$work/root" "$work/mnt/exos" 2>/dev/null ;;
+    # The same package sealed with a package key (prepare_tree makes it).
+    exos-enc) "$exos" mount -q --daemon --pid-file "$work/exos-enc.pid" "$work/root-enc" "$work/mnt/exos-enc" \
+      --key "$work/bench.pkey" 2>/dev/null ;;
     squashfuse) squashfuse "$work/t.sqfs" "$work/mnt/squashfuse" ;;
     squashfs) mount -t squashfs -o loop,ro "$work/t.sqfs" "$work/mnt/squashfs" ;;
     erofs) mount -t erofs -o loop,ro "$work/t.erofs" "$work/mnt/erofs" ;;
@@ -24,7 +27,7 @@ mount_tool() {
 }
 umount_tool() {
   umount "$work/mnt/$1"
-  if [ "$1" = exos ]; then while [ -e "$work/exos.pid" ]; do sleep 0.01; done; fi
+  case $1 in exos|exos-enc) while [ -e "$work/$1.pid" ]; do sleep 0.01; done ;; esac
 }
 fresh() { umount_tool "$1" 2>/dev/null || true; sync; echo 3 > /proc/sys/vm/drop_caches; mount_tool "$1"; }
 now() { date +%s.%N; }
@@ -57,5 +60,9 @@ prepare_tree() { # NAME
   echo '{"name":"benchtree","version":"1.0","summary":"benchmark tree","license":"MIT","copyright":"benchmark"}' > "$work/tree/manifest.json"
   "$exos" build -q "$work/tree" -o "$work/root/system/packages/tree.hpkg"
   rm "$work/tree/manifest.json"
+  mkdir -p "$work/mnt/exos-enc" "$work/root-enc/system/packages"
+  "$exos" key generate -q bench --encryption -d "$work"
+  "$exos" encrypt -q "$work/root/system/packages/tree.hpkg" -o "$work/root-enc/system/packages/tree.hpkg" \
+    --key "$work/bench.pkey"
 
 }

@@ -2,7 +2,11 @@
 # packagefs against squashfuse, the kernel's squashfs and the kernel's
 # erofs: the same trees, the same run, a table per tree.
 #
-#   bench/packagefs.sh [-r RUNS] [TREE...]        (as root)
+#   bench/packagefs.sh [-r RUNS] [-e] [TREE...]        (as root)
+#
+# -e: encrypted packages instead of the peers — the same exos package,
+# plain and sealed with a package key (`exos encrypt`), mounted the same
+# way, read the same way; one table per tree with the ratio.
 #
 # TREEs are names known to bench/trees.sh (python, boost, userland) or
 # directories; the default is all three names. Images: `exos build` (zlib
@@ -14,12 +18,13 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-runs=5
-while getopts r: o; do case $o in r) runs=$OPTARG ;; *) exit 2 ;; esac; done
+runs=5 encrypted=0
+while getopts r:e o; do case $o in r) runs=$OPTARG ;; e) encrypted=1 ;; *) exit 2 ;; esac; done
 shift $((OPTIND - 1))
 [ $# -gt 0 ] || set -- python boost userland
 work=$here/work/fs
 source "$here/fslib.sh"
+[ "$encrypted" = 1 ] && tools=(exos exos-enc)
 
 bench_tree() { # NAME
   prepare_tree "$1"
@@ -44,17 +49,29 @@ bench_tree() { # NAME
     ls[$tool]=$(printf '%s\n' "${l[@]}" | median); rnd[$tool]=$(printf "%s\n" "${r[@]}" | median)
     umount_tool "$tool"
   done
-  # Correctness guard: the four views hold the same bytes.
+  # Correctness guard: the views hold the same bytes.
   for tool in "${tools[@]}"; do mount_tool "$tool"; done
   local ref got
   sums() { (cd "$1" && xargs -0 sha256sum < "$work/sorted.list" | sha256sum); }
-  ref=$(sums "$(dir_of squashfs)")
-  for tool in exos squashfuse erofs; do
+  ref=$(sums "$(dir_of "${tools[0]}")")
+  for tool in "${tools[@]:1}"; do
     got=$(sums "$(dir_of $tool)")
     [ "$got" = "$ref" ] || { echo "content differs between $tool and squashfs" >&2; exit 1; }
   done
   for tool in "${tools[@]}"; do umount_tool "$tool"; done
 
+  if [ "$encrypted" = 1 ]; then
+    echo "tree $1 (encrypted): $src ($files files, $bytes bytes), $(nproc) cores, median of $runs runs; package $(stat -c %s "$work/root/system/packages/tree.hpkg") B, sealed $(stat -c %s "$work/root-enc/system/packages/tree.hpkg") B"
+    printf '| test | exos | exos, encrypted | encrypted ÷ plain |\n|---|---:|---:|---:|\n'
+    erow() { local -n a=$2; printf '| %s | %.3f s | %.3f s | %.2f× |\n' "$1" "${a[exos]}" "${a[exos-enc]}" "$(echo "${a[exos-enc]} / ${a[exos]}" | bc -l)"; }
+    erow "cold read of every file, sorted order" cold
+    erow "cold read of every file, shuffled order" shuf
+    erow "warm re-read of every file" warm
+    erow "metadata walk (find, stat of every entry), cold" meta
+    erow "2,000 random 4 KiB reads, cold" rnd
+    echo
+    return
+  fi
   echo "tree $1: $src ($files files, $small under 4 KiB, $bytes bytes), $(nproc) cores, median of $runs runs; images: exos $(stat -c %s "$work/root/system/packages/tree.hpkg") B, squashfs $(stat -c %s "$work/t.sqfs") B, erofs(lz4hc) $(stat -c %s "$work/t.erofs") B"
   printf '| test | exos (FUSE) | squashfuse | kernel squashfs | kernel erofs (lz4hc) | exos ÷ squashfuse | exos ÷ kernel squashfs | exos ÷ kernel erofs |\n|---|---:|---:|---:|---:|---:|---:|---:|\n'
   row() { # name array
@@ -72,6 +89,7 @@ bench_tree() { # NAME
 }
 
 for t in "$@"; do bench_tree "$t"; done
+[ "$encrypted" = 1 ] && exit 0
 
 # Many packages at once: 1,000 small ones (mount time, memory), and the
 # same number of entries in 100 packages, which splits memory into a cost

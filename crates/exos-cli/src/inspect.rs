@@ -238,6 +238,9 @@ pub struct PackageReport<'a> {
     pub path: &'a Path,
     pub format: Format,
     pub compression: &'static str,
+    /// The package key's id when the file is sealed (`exos encrypt`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encrypted_with: Option<String>,
     pub chunk_size: u32,
     pub chunks: u64,
     pub file_size: u64,
@@ -291,6 +294,7 @@ pub fn info(file: &Path, out: Out) -> Result<()> {
                     minor_version: h.minor_version,
                 },
                 compression: h.heap.compression.name(),
+                encrypted_with: pkg.sealed_with().map(|k| k.to_string()),
                 chunk_size: exos_hpkg::header::CHUNK_SIZE,
                 chunks: pkg.heap().chunk_count(),
                 file_size: h.total_size,
@@ -323,6 +327,9 @@ pub fn info(file: &Path, out: Out) -> Result<()> {
                     "compression:   {} ({} chunks of 64 KiB)\n",
                     r.compression, r.chunks
                 );
+                if let Some(k) = &r.encrypted_with {
+                    s += &format!("encryption:    AES-256-GCM, package key {k}\n");
+                }
                 s += &format!(
                     "file size:     {} ({} bytes)\n",
                     bytes(r.file_size),

@@ -1,10 +1,10 @@
-//! Encrypted packages: an HPKG file sealed in 64 KiB blocks with
+//! Encrypted packages: an HPKG file sealed in 16 KiB blocks with
 //! AES-256-GCM, so a mount still reads (and decrypts) only the blocks a
 //! read touches.
 //!
 //! ```text
 //! 0    magic "EXOSENC1"
-//! 8    version u16 (1), cipher u16 (1 = AES-256-GCM), block size u32 (65536)
+//! 8    version u16 (1), cipher u16 (1 = AES-256-GCM), block size u32 (16384)
 //! 16   key id [16]         which key (SHA-256 of it, truncated; reveals nothing)
 //! 32   salt [32]           random per file
 //! 64   plain size u64      the size of the package inside
@@ -39,13 +39,13 @@ use crate::source::Source;
 
 pub const MAGIC: [u8; 8] = *b"EXOSENC1";
 pub const HEADER_SIZE: usize = 80;
-pub const BLOCK_SIZE: u64 = 65536;
+pub const BLOCK_SIZE: u64 = 16384;
 pub const TAG_SIZE: u64 = 16;
 const VERSION: u16 = 1;
 const CIPHER_AES_256_GCM: u16 = 1;
 const KEY_FILE_HEADER: &str = "exos-package-key-v1";
 /// Decrypted blocks kept per open file.
-const CACHE_BLOCKS: usize = 16;
+const CACHE_BLOCKS: usize = 64;
 
 /// Which key a file needs: the first 16 bytes of SHA-256 over a label and
 /// the key.
@@ -411,6 +411,11 @@ impl EncryptedSource {
         // Authenticate the first block now: a wrong key is told at open.
         s.block(0).map_err(Error::from)?;
         Ok(s)
+    }
+
+    /// The key this file is sealed with.
+    pub fn key_id(&self) -> KeyId {
+        self.header.key_id
     }
 
     fn block(&self, i: u64) -> io::Result<Arc<Vec<u8>>> {

@@ -26,6 +26,8 @@ pub struct Package {
     info: PackageInfo,
     /// Bytes charged while opening (index, attributes, chunk table).
     memory: u64,
+    /// The key a sealed file was opened with (see [`crate::crypt`]).
+    sealed: Option<crate::crypt::KeyId>,
 }
 
 impl Package {
@@ -63,11 +65,14 @@ impl Package {
     fn load(file: Arc<dyn Source>, path: &Path, limits: Limits) -> Result<Package> {
         // An encrypted package: the package inside, decrypted as read.
         let mut magic = [0u8; 8];
+        let mut sealed = None;
         let file = if file.len()? >= crate::crypt::HEADER_SIZE as u64
             && file.read_exact_at(&mut magic, 0).is_ok()
             && crate::crypt::is_encrypted(&magic)
         {
-            Arc::new(crate::crypt::EncryptedSource::open(file)?) as Arc<dyn Source>
+            let source = crate::crypt::EncryptedSource::open(file)?;
+            sealed = Some(source.key_id());
+            Arc::new(source) as Arc<dyn Source>
         } else {
             file
         };
@@ -127,6 +132,7 @@ impl Package {
             toc,
             info,
             memory: budget.used(),
+            sealed,
         })
     }
 
@@ -166,6 +172,11 @@ impl Package {
     /// chunk table (in that order, to the end of the file).
     pub fn metadata_file_offset(&self) -> u64 {
         self.heap.file_offset_of(self.header.toc_offset())
+    }
+
+    /// The key id of a sealed (encrypted) package; `None` for a plain one.
+    pub fn sealed_with(&self) -> Option<crate::crypt::KeyId> {
+        self.sealed
     }
 
     /// Bytes of memory opening this package was charged (its index, chunk
