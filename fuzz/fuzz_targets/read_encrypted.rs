@@ -27,16 +27,7 @@ fn key() -> &'static PackageKey {
 }
 
 fn walk(pkg: &exos_hpkg::Package) {
-    let mut buf = vec![0u8; 70_000];
-    for (_, e) in pkg.toc().walk() {
-        let mut off = 0;
-        while off < e.size() {
-            match pkg.read_at(e, off, &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => off += n as u64,
-            }
-        }
-    }
+    common::read_every_entry(pkg, false);
 }
 
 fuzz_target!(|data: &[u8]| {

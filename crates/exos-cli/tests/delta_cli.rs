@@ -187,18 +187,7 @@ fn upgrades_use_published_deltas_and_never_fail_because_of_one() {
     let roots: Vec<PathBuf> = (0..3)
         .map(|i| {
             let r = w.join(format!("root{i}"));
-            ok(&["init", "-q", s(&r)]);
-            ok(&[
-                "repo",
-                "add",
-                "-q",
-                "main",
-                &nginx.url(),
-                "-k",
-                s(&w.join("repo.pub")),
-                "-r",
-                s(&r),
-            ]);
+            root_with_repo(&r, &nginx.url(), &w.join("repo.pub"));
             ok(&["install", "-q", "tool", "-r", s(&r)]);
             r
         })

@@ -27,6 +27,8 @@ fn encrypted_packages_install_and_mount_with_their_key_only() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(src.join("bin/secret"), fs::Permissions::from_mode(0o755)).unwrap();
+    // A program (ELF) too: the exec cache must never hold a sealed one.
+    fs::copy("/usr/bin/true", src.join("bin/sealed-true")).unwrap();
     let plain = w.join("secret.hpkg");
     ok(&["build", "-q", s(&src), "-o", s(&plain)]);
 
@@ -125,6 +127,53 @@ fn encrypted_packages_install_and_mount_with_their_key_only() {
         .unwrap();
     assert_eq!(text(&out.stdout), "only with the key\n");
     ok(&["unmount", s(&mnt)]);
+    // With an exec cache: a plain package's program is kept there, the
+    // sealed package's never (the cache holds plain files).
+    let psrc = w.join("psrc");
+    fs::create_dir_all(psrc.join("bin")).unwrap();
+    fs::write(
+        psrc.join("manifest.json"),
+        complete(r#"{"name":"plainbin","version":"1.0"}"#),
+    )
+    .unwrap();
+    fs::copy("/usr/bin/false", psrc.join("bin/plain-false")).unwrap();
+    let pbin = w.join("plainbin.hpkg");
+    ok(&["build", "-q", s(&psrc), "-o", s(&pbin)]);
+    // Changing a root that holds a sealed package needs its key (every
+    // installed package's manifest is read).
+    let o = exos(&["install", "-q", "-r", s(&root), s(&pbin)]);
+    assert!(text(&o.stderr).contains(&id), "{}", text(&o.stderr));
+    ok(&["install", "-q", "-r", s(&root), s(&pbin), "--key", s(&key)]);
+    let cache = w.join("exec-cache");
+    fs::create_dir_all(&cache).unwrap();
+    fs::set_permissions(&cache, fs::Permissions::from_mode(0o700)).unwrap();
+    mount(&["--key", s(&key), "--exec-cache", s(&cache)]);
+    let cached = |program: &str| {
+        let want = fs::read(program).unwrap();
+        walk_files(&cache)
+            .iter()
+            .any(|f| fs::read(f).is_ok_and(|b| b == want))
+    };
+    assert!(
+        mnt.join("merged/bin/sealed-true").exists(),
+        "{}",
+        ok(&["status", s(&mnt)])
+    );
+    for _ in 0..3 {
+        let _ = Command::new(mnt.join("merged/bin/plain-false")).status();
+        let _ = Command::new(mnt.join("merged/bin/sealed-true"))
+            .status()
+            .unwrap();
+    }
+    assert!(
+        wait_until(|| cached("/usr/bin/false")),
+        "the plain program never reached the exec cache"
+    );
+    assert!(
+        !cached("/usr/bin/true"),
+        "a sealed package's program was written to the exec cache"
+    );
+    ok(&["unmount", s(&mnt)]);
     // Without the key: refused with the reason, the mount still up.
     mount(&[]);
     assert!(!mnt.join("merged/bin/secret").exists());
@@ -134,4 +183,17 @@ fn encrypted_packages_install_and_mount_with_their_key_only() {
         "{status}"
     );
     ok(&["unmount", s(&mnt)]);
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

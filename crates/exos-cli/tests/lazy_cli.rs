@@ -69,18 +69,7 @@ fn lazily_installed(w: &Path, names: &[&str]) -> (Published, Nginx, PathBuf, Pat
     let repo = publish(w);
     let nginx = Nginx::serve(&repo.dir);
     let root = w.join("root");
-    ok(&["init", "-q", s(&root)]);
-    ok(&[
-        "repo",
-        "add",
-        "-q",
-        "main",
-        &nginx.url(),
-        "-k",
-        s(&repo.public),
-        "-r",
-        s(&root),
-    ]);
+    root_with_repo(&root, &nginx.url(), &repo.public);
     let cache = w.join("blocks");
     let mut args = vec!["install", "--lazy"];
     args.extend_from_slice(names);
@@ -314,18 +303,7 @@ fn a_tampered_block_is_refused_and_signed_layers_refuse_lazy_installs() {
 
     // A layer that takes only signed packages refuses lazy installs.
     let r2 = w.join("root2");
-    ok(&["init", "-q", s(&r2)]);
-    ok(&[
-        "repo",
-        "add",
-        "-q",
-        "main",
-        &nginx.url(),
-        "-k",
-        s(&repo.public),
-        "-r",
-        s(&r2),
-    ]);
+    root_with_repo(&r2, &nginx.url(), &repo.public);
     ok(&["trust", "add", s(&repo.public), "-r", s(&r2)]);
     ok(&["trust", "policy", "system", "signed", "-r", s(&r2)]);
     let o = exos_env(

@@ -441,26 +441,14 @@ fn each_user_sees_their_own_layer_dropped_in_by_themselves() {
     ok(&["build", "-q", s(&src), "-o", s(&built)]);
     fs::set_permissions(&built, fs::Permissions::from_mode(0o644)).unwrap();
     // nobody drops it in (write under a temporary name, then rename).
-    let o = Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "--",
-            "sh",
-            "-c",
-        ])
-        .arg(format!(
-            "cp {} {}/.new && mv {}/.new {}/nobodys-1.hpkg",
-            s(&built),
-            s(&mine),
-            s(&mine),
-            s(&mine)
-        ))
-        .output()
-        .unwrap();
+    let script = format!(
+        "cp {} {}/.new && mv {}/.new {}/nobodys-1.hpkg",
+        s(&built),
+        s(&mine),
+        s(&mine),
+        s(&mine)
+    );
+    let o = as_nobody("sh", &["-c", &script]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let served = fx.mnt.join("users/nobody/bin/nobodys");
     assert!(

@@ -351,9 +351,11 @@ pub fn seal(plain: &[u8], key: &PackageKey, salt: [u8; 32]) -> Vec<u8> {
         let start = out.len();
         out.extend_from_slice(block);
         // Encryption of an in-memory buffer cannot fail for block-sized input.
-        if let Ok(tag) =
-            cipher.encrypt_in_place_detached(&nonce(i as u64), &header.aad(i as u64), &mut out[start..])
-        {
+        if let Ok(tag) = cipher.encrypt_in_place_detached(
+            &nonce(i as u64),
+            &header.aad(i as u64),
+            &mut out[start..],
+        ) {
             out.extend_from_slice(tag.as_slice());
         }
     }

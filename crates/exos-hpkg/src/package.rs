@@ -63,23 +63,22 @@ impl Package {
     }
 
     fn load(file: Arc<dyn Source>, path: &Path, limits: Limits) -> Result<Package> {
+        let mut file_size = file.len()?;
+        let mut hb = vec![0u8; HPKG_HEADER_SIZE.min(file_size as usize)];
+        file.read_exact_at(&mut hb, 0)?;
         // An encrypted package: the package inside, decrypted as read.
-        let mut magic = [0u8; 8];
         let mut sealed = None;
-        let file = if file.len()? >= crate::crypt::HEADER_SIZE as u64
-            && file.read_exact_at(&mut magic, 0).is_ok()
-            && crate::crypt::is_encrypted(&magic)
-        {
+        let file = if crate::crypt::is_encrypted(&hb) {
             let source = crate::crypt::EncryptedSource::open(file)?;
             sealed = Some(source.key_id());
+            file_size = source.len()?;
+            hb.truncate(HPKG_HEADER_SIZE.min(file_size as usize));
+            source.read_exact_at(&mut hb, 0)?;
             Arc::new(source) as Arc<dyn Source>
         } else {
             file
         };
-        let file_size = file.len()?;
         let budget = Budget::new(limits, file_size);
-        let mut hb = vec![0u8; HPKG_HEADER_SIZE.min(file_size as usize)];
-        file.read_exact_at(&mut hb, 0)?;
         let header = PackageHeader::parse(&hb, file_size)?;
         let heap = HeapReader::new(file, header.heap, &budget)?;
 

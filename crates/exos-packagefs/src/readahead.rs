@@ -380,8 +380,12 @@ impl Worker {
         if e.kind() != EntryKind::File || e.size() > MAX_PUSHED_PROGRAM {
             return;
         }
-        // A program the exec cache does not hold yet is kept whole for it.
+        // A program the exec cache does not hold yet is kept whole for it
+        // (never one of a sealed package: the cache is plain files).
         let to_cache = self.exec_cache.as_ref().and_then(|cache| {
+            if package.package.sealed_with().is_some() {
+                return None;
+            }
             let digest = *package.digests.get()?.get(entry)?;
             (!cache.contains(&digest, e.size())).then_some((cache.clone(), digest))
         });
@@ -421,6 +425,9 @@ impl Worker {
             return;
         };
         let package = &view.packages[pkg as usize];
+        if package.package.sealed_with().is_some() {
+            return; // the exec cache holds plain files: never a sealed package's
+        }
         let e = package.package.entry(entry);
         let Some(digest) = package.digests.get().and_then(|d| d.get(entry)).copied() else {
             return;

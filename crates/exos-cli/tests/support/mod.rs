@@ -268,3 +268,19 @@ pub fn as_nobody(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Output 
         .output()
         .unwrap()
 }
+
+/// `exos init ROOT`, then `exos repo add main URL -k PUBLIC -r ROOT`.
+pub fn root_with_repo(root: &Path, url: &str, public: &Path) {
+    ok(&["init", "-q", s(root)]);
+    ok(&[
+        "repo",
+        "add",
+        "-q",
+        "main",
+        url,
+        "-k",
+        s(public),
+        "-r",
+        s(root),
+    ]);
+}
