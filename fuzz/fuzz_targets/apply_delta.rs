@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let mut input = data.to_vec();
     if input.len() >= 48 {
         input[8..16].copy_from_slice(&b.id.size.to_le_bytes());
-        input[16..48].copy_from_slice(&b.id.sha256);
+        input[16..48].copy_from_slice(&b.id.sha256.0);
     }
     let delta = b.dir.path().join("input.delta");
     let out = b.dir.path().join("out.hpkg");

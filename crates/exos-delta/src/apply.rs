@@ -12,7 +12,8 @@ use sha2::Digest;
 use zstd::zstd_safe::{self, DParameter};
 
 use crate::error::{invalid, io, package, DeltaError, Result};
-use crate::format::{hex, DeltaReader, FileId, Recipe, MAX_WINDOW_LOG};
+use crate::format::{DeltaReader, FileId, Recipe, MAX_WINDOW_LOG};
+use exos_root::Sha256;
 
 /// What applying a delta made.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -38,9 +39,9 @@ pub fn apply(old: &Path, delta: &Path, out: &Path) -> Result<Applied> {
         return Err(DeltaError::WrongBase {
             delta: delta.to_path_buf(),
             old: old.to_path_buf(),
-            expected: header.from.hex(),
+            expected: header.from.sha256.to_string(),
             expected_size: header.from.size,
-            found: have.hex(),
+            found: have.sha256.to_string(),
             found_size: have.size,
         });
     }
@@ -160,15 +161,15 @@ pub fn apply(old: &Path, delta: &Path, out: &Path) -> Result<Applied> {
         }
     }
     w.inner.flush().map_err(io(out))?;
-    let found: [u8; 32] = w.hash.clone().finalize().into();
+    let found = Sha256(w.hash.clone().finalize().into());
     let size = w.written;
     drop(w);
     if size != header.to.size || found != header.to.sha256 {
         return Err(DeltaError::Mismatch {
             path: delta.to_path_buf(),
-            expected: header.to.hex(),
+            expected: header.to.sha256.to_string(),
             expected_size: header.to.size,
-            found: hex(&found),
+            found: found.to_string(),
             found_size: size,
         });
     }
@@ -183,7 +184,7 @@ pub fn apply(old: &Path, delta: &Path, out: &Path) -> Result<Applied> {
         }
     }
     Ok(Applied {
-        sha256: hex(&found),
+        sha256: found.to_string(),
         size,
         segments,
         chunks: store.chunk,

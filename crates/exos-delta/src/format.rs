@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use exos_hpkg::header::CHUNK_SIZE;
 use exos_hpkg::Compression;
-use sha2::Digest;
+use exos_root::Sha256;
 
 use crate::error::{invalid, io, Result};
 
@@ -48,36 +48,16 @@ pub const MAX_WINDOW_LOG: u32 = 27;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileId {
     pub size: u64,
-    pub sha256: [u8; 32],
+    pub sha256: Sha256,
 }
 
 impl FileId {
     pub fn of(path: &Path) -> Result<FileId> {
-        let mut f = File::open(path).map_err(io(path))?;
-        let mut h = sha2::Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = f.read(&mut buf).map_err(io(path))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            size += n as u64;
-        }
         Ok(FileId {
-            size,
-            sha256: h.finalize().into(),
+            size: std::fs::metadata(path).map_err(io(path))?.len(),
+            sha256: Sha256::of_file(path).map_err(io(path))?,
         })
     }
-
-    pub fn hex(&self) -> String {
-        hex(&self.sha256)
-    }
-}
-
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The fixed part of a delta.
@@ -101,7 +81,7 @@ impl DeltaHeader {
         b.extend_from_slice(&MAGIC);
         for id in [self.from, self.to] {
             b.extend_from_slice(&id.size.to_le_bytes());
-            b.extend_from_slice(&id.sha256);
+            b.extend_from_slice(&id.sha256.0);
         }
         b.extend_from_slice(&self.compression.raw().to_le_bytes());
         b.extend_from_slice(&(self.level as u16).to_le_bytes());
@@ -222,7 +202,7 @@ impl DeltaReader {
         let u64_at = |o: usize| u64::from_le_bytes(fixed[o..o + 8].try_into().unwrap());
         let id_at = |o: usize| FileId {
             size: u64_at(o),
-            sha256: fixed[o + 8..o + 40].try_into().unwrap(),
+            sha256: Sha256(fixed[o + 8..o + 40].try_into().unwrap()),
         };
         let from = id_at(8);
         let to = id_at(48);

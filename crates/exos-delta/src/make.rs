@@ -155,9 +155,9 @@ pub fn make(old: &Path, new: &Path, out: &Path, opts: &MakeOptions) -> Result<De
     })?;
     let count = |f: fn(&Recipe) -> bool| recipes.iter().filter(|r| f(r)).count() as u64;
     Ok(DeltaStats {
-        from_sha256: from.hex(),
+        from_sha256: from.sha256.to_string(),
         from_size: from.size,
-        to_sha256: to.hex(),
+        to_sha256: to.sha256.to_string(),
         to_size: to.size,
         delta_size: (header.render().len() + seg_bytes.len() + recipe_bytes.len()) as u64,
         segments: segments.len() as u64,

@@ -148,10 +148,10 @@ fn crafted_headers_are_refused() {
     b.extend_from_slice(b"trailing");
     refused(&f, &b, "do not add up");
     refused(&f, &with(&|h| h.heap_uncompressed += 1), "segments make");
-    refused(&f, &with(&|h| h.to.sha256[0] ^= 1), "the delta promises");
+    refused(&f, &with(&|h| h.to.sha256.0[0] ^= 1), "the delta promises");
     // Made from another package.
     let path = f.dir.join("crafted.delta");
-    fs::write(&path, with(&|h| h.from.sha256[5] ^= 1)).unwrap();
+    fs::write(&path, with(&|h| h.from.sha256.0[5] ^= 1)).unwrap();
     let err = apply(&f.old, &path, &f.dir.join("o"))
         .unwrap_err()
         .to_string();

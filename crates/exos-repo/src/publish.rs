@@ -374,7 +374,7 @@ fn publish_deltas(
             let path = dir.join(&file);
             let current = exos_delta::DeltaReader::open(&path)
                 .ok()
-                .is_some_and(|r| r.header().from.sha256 == from.0 && r.header().to.sha256 == to.0);
+                .is_some_and(|r| r.header().from.sha256 == from && r.header().to.sha256 == to);
             if !current {
                 exos_delta::make(
                     &dir.join(&packages[o].file),
