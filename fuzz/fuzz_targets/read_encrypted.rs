@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
     if data.is_empty() {
         return;
     }
-    let sealed = exos_hpkg::crypt::seal(data, key, [7; 32]);
+    let sealed = exos_hpkg::crypt::seal(data, key, [7; 32]).expect("sealing in memory");
     let Ok(src) = EncryptedSource::open(Arc::new(common::memfile(&sealed))) else {
         panic!("a file sealed with a registered key does not open");
     };

@@ -91,7 +91,7 @@ fn write_seeds(fixtures: &Path, out: &Path) -> std::io::Result<()> {
         put(
             "read_encrypted",
             &format!("{name}.sealed"),
-            &exos_hpkg::crypt::seal(bytes, &fuzz_key, [3; 32]),
+            &exos_hpkg::crypt::seal(bytes, &fuzz_key, [3; 32]).map_err(std::io::Error::other)?,
         )?;
         // lazy_package reads them through verified blocks too.
         put("lazy_package", name, bytes)?;

@@ -145,6 +145,19 @@ impl HeapReader {
         (start, self.chunk_offsets[last as usize + 1])
     }
 
+    /// File offsets where the stored chunks begin, then where the last one
+    /// ends: the boundaries an encrypted envelope aligns its units to (see
+    /// [`crate::crypt`]), so loading a chunk decrypts exactly its bytes.
+    pub fn chunk_file_boundaries(&self) -> Vec<u64> {
+        if !self.chunk_offsets.is_empty() {
+            return self.chunk_offsets.clone();
+        }
+        let end = self.info.offset + self.info.size_uncompressed;
+        (0..=self.chunk_count())
+            .map(|i| (self.info.offset + i * CHUNK_SIZE as u64).min(end))
+            .collect()
+    }
+
     /// Whether chunk `i` is decompressed and cached already (or needs no
     /// decompression).
     pub fn is_cached(&self, i: u64) -> bool {

@@ -1,16 +1,25 @@
 //! Encrypted packages: what is sealed reads back exactly with its key; a
-//! missing key, a wrong key, a changed, swapped or moved block, a changed
-//! header and a truncated file are each refused with an error saying so.
-//! The crafted files are made here from the good one.
+//! missing key, a wrong key, a changed, swapped or moved unit, a changed
+//! unit table or header and a truncated file are each refused with an
+//! error saying so. The crafted files are made here from the good one.
+//! Units follow the package's stored chunks, and loading a chunk is one
+//! read of the encrypted file.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use exos_hpkg::crypt::{self, PackageKey, BLOCK_SIZE, HEADER_SIZE, TAG_SIZE};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use exos_hpkg::crypt::{self, EncryptedSource, PackageKey, SealedUnit, HEADER_SIZE};
 use exos_hpkg::{build_from_dir, BuildOptions, Compression, Package, PackageInfo};
 
-/// A package of about 300 KB (several 64 KiB blocks once sealed).
+/// A package of about 300 KB (several 64 KiB chunks), stored uncompressed.
 fn package(dir: &Path) -> PathBuf {
+    package_with(dir, Compression::None)
+}
+
+fn package_with(dir: &Path, compression: Compression) -> PathBuf {
     let src = dir.join("src");
     fs::create_dir_all(src.join("d")).unwrap();
     let noise: Vec<u8> = (0..200_000u32)
@@ -18,7 +27,7 @@ fn package(dir: &Path) -> PathBuf {
         .collect();
     fs::write(src.join("d/noise"), &noise).unwrap();
     fs::write(src.join("text"), b"encrypted but readable\n".repeat(4000)).unwrap();
-    let out = dir.join("p.hpkg");
+    let out = dir.join(format!("p-{compression:?}.hpkg"));
     let info = PackageInfo {
         name: "secret".into(),
         version: exos_hpkg::Version::parse("1").unwrap(),
@@ -29,7 +38,7 @@ fn package(dir: &Path) -> PathBuf {
         &out,
         &info,
         BuildOptions {
-            compression: Compression::None,
+            compression,
             ..BuildOptions::default()
         },
         &mut |_| {},
@@ -81,8 +90,8 @@ fn sealed_packages_read_back_and_every_kind_of_damage_is_refused() {
     let size = crypt::encrypt_file(&plain, &key, &sealed).unwrap();
     let bytes = fs::read(&sealed).unwrap();
     assert_eq!(bytes.len() as u64, size);
-    let blocks = (bytes.len() as u64 - HEADER_SIZE as u64).div_ceil(BLOCK_SIZE + TAG_SIZE);
-    assert!(blocks >= 3, "only {blocks} blocks");
+    let units = sealed_units(&sealed, &key);
+    assert!(units.len() >= 4, "only {} units", units.len());
     // Nothing of the package shows through.
     let text = b"encrypted but readable";
     assert!(!bytes.windows(text.len()).any(|w| w == text));
@@ -108,24 +117,34 @@ fn sealed_packages_read_back_and_every_kind_of_damage_is_refused() {
         fs::write(&p, b).unwrap();
         p
     };
-    let block_at = |i: u64| (HEADER_SIZE as u64 + i * (BLOCK_SIZE + TAG_SIZE)) as usize;
-    // One bit changed in a block's ciphertext, in a tag.
-    for at in [block_at(1) + 100, block_at(2) - 3] {
+    let unit_at = |i: usize| units[i].sealed.start as usize;
+    // One bit changed in a unit's ciphertext, in a tag, in the unit table
+    // (what it says, its tag).
+    for at in [
+        unit_at(1) + 10,
+        unit_at(2) - 3,
+        HEADER_SIZE + 5,
+        unit_at(0) - 1,
+    ] {
         let mut b = bytes.clone();
         b[at] ^= 4;
         let e = err(&write("flip.hpkg", &b));
         assert!(e.contains("does not authenticate"), "{at}: {e}");
     }
-    // Blocks 1 and 2 swapped.
+    // Units 2 and 3 swapped (two whole 64 KiB chunks of the same size).
+    assert_eq!(
+        units[2].sealed.end - units[2].sealed.start,
+        units[3].sealed.end - units[3].sealed.start
+    );
     let mut b = bytes.clone();
-    let (one, two) = (block_at(1), block_at(2));
+    let (one, two) = (unit_at(2), unit_at(3));
     let len = two - one;
     let first = b[one..two].to_vec();
     b.copy_within(two..two + len, one);
     b[two..two + len].copy_from_slice(&first);
     let e = err(&write("swap.hpkg", &b));
     assert!(e.contains("does not authenticate"), "{e}");
-    // A block taken from another sealing of the same package (same key).
+    // A unit taken from another sealing of the same package (same key).
     let other = fs::read(&again).unwrap();
     let mut b = bytes.clone();
     b[one..two].copy_from_slice(&other[one..two]);
@@ -150,18 +169,24 @@ fn sealed_packages_read_back_and_every_kind_of_damage_is_refused() {
     b[16..32].copy_from_slice(&wrong.id().0);
     let e = err(&write("wrong.hpkg", &b));
     assert!(e.contains("wrong key"), "{e}");
-    // Reserved bytes, version, cipher.
+    // Reserved bytes, version, cipher, unit count.
     for (at, what) in [
         (72, "reserved"),
         (8, "version"),
         (10, "cipher"),
-        (13, "block size"),
+        (12, "units"),
+        (13, "units"),
     ] {
         let mut b = bytes.clone();
         b[at] ^= 1;
         let e = err(&write("hdr.hpkg", &b));
         assert!(e.contains(what), "{what}: {e}");
     }
+    // A file sealed by the first version is told to be sealed again.
+    let mut b = bytes.clone();
+    b[8] = 1;
+    let e = err(&write("v1.hpkg", &b));
+    assert!(e.contains("encrypt the plain package again"), "{e}");
     // An encrypted package is not encrypted again.
     assert!(crypt::encrypt_file(&sealed, &key, &d.join("twice.hpkg"))
         .unwrap_err()
@@ -193,4 +218,93 @@ fn key_files_parse_strictly() {
         .unwrap_err()
         .to_string()
         .contains("more than one"));
+}
+
+fn sealed_units(sealed: &Path, key: &PackageKey) -> Vec<SealedUnit> {
+    let bytes = fs::read(sealed).unwrap();
+    let header = crypt::EnvelopeHeader::parse(&bytes, bytes.len() as u64).unwrap();
+    let src = EncryptedSource::with_key(Arc::new(bytes), header, key).unwrap();
+    src.units().collect()
+}
+
+/// Counts the reads that reach the encrypted file.
+#[derive(Debug)]
+struct Counting(Vec<u8>, AtomicUsize);
+
+impl exos_hpkg::Source for Counting {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.0.len() as u64)
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.1.fetch_add(1, Ordering::Relaxed);
+        exos_hpkg::Source::read_exact_at(&self.0, buf, offset)
+    }
+}
+
+#[test]
+fn units_follow_the_stored_chunks_and_a_chunk_is_one_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for compression in [Compression::Zlib, Compression::Zstd, Compression::None] {
+        let plain = package_with(d, compression);
+        let key = PackageKey::generate().unwrap();
+        let sealed = d.join("sealed.hpkg");
+        crypt::encrypt_file(&plain, &key, &sealed).unwrap();
+        let units = sealed_units(&sealed, &key);
+        let chunks = Package::open(&plain)
+            .unwrap()
+            .heap()
+            .chunk_file_boundaries();
+        assert!(chunks.len() > 3, "{compression:?}: {chunks:?}");
+        // Every stored chunk is exactly one unit.
+        for w in chunks.windows(2) {
+            assert!(
+                units.iter().any(|u| u.plain == (w[0]..w[1])),
+                "{compression:?}: chunk {w:?} is not one unit"
+            );
+        }
+        // Units tile the package and the file.
+        let plain_size = fs::metadata(&plain).unwrap().len();
+        assert_eq!(units.last().unwrap().plain.end, plain_size);
+        assert_eq!(
+            units.last().unwrap().sealed.end,
+            fs::metadata(&sealed).unwrap().len()
+        );
+        for w in units.windows(2) {
+            assert_eq!(w[0].plain.end, w[1].plain.start);
+            assert_eq!(w[0].sealed.end, w[1].sealed.start);
+        }
+        // Reading a chunk's stored bytes is one read of the file; a part
+        // of a unit read again comes from the unit kept.
+        let bytes = fs::read(&sealed).unwrap();
+        let plain_bytes = fs::read(&plain).unwrap();
+        let header = crypt::EnvelopeHeader::parse(&bytes, bytes.len() as u64).unwrap();
+        let counting = Arc::new(Counting(bytes, AtomicUsize::new(0)));
+        let src = EncryptedSource::with_key(counting.clone(), header, &key).unwrap();
+        let reads = || counting.1.load(Ordering::Relaxed);
+        for w in chunks.windows(2) {
+            let before = reads();
+            let mut buf = vec![0u8; (w[1] - w[0]) as usize];
+            exos_hpkg::Source::read_exact_at(&src, &mut buf, w[0]).unwrap();
+            assert_eq!(buf, plain_bytes[w[0] as usize..w[1] as usize]);
+            assert_eq!(reads() - before, 1, "{compression:?}: chunk {w:?}");
+        }
+        let mid = (chunks[1] + chunks[2]) / 2;
+        let mut a = [0u8; 100];
+        exos_hpkg::Source::read_exact_at(&src, &mut a, mid).unwrap();
+        let before = reads();
+        let mut b = [0u8; 100];
+        exos_hpkg::Source::read_exact_at(&src, &mut b, mid + 50).unwrap();
+        assert_eq!(reads(), before, "{compression:?}: a kept unit read again");
+        assert_eq!(a[50..], b[..50]);
+        assert_eq!(b, plain_bytes[mid as usize + 50..mid as usize + 150]);
+        // A read across many units, not on their edges, is one read too.
+        let before = reads();
+        let (from, to) = (chunks[0] + 7, chunks[chunks.len() - 1] - 9);
+        let mut all = vec![0u8; (to - from) as usize];
+        exos_hpkg::Source::read_exact_at(&src, &mut all, from).unwrap();
+        assert_eq!(all, plain_bytes[from as usize..to as usize]);
+        assert_eq!(reads() - before, 1);
+    }
 }
