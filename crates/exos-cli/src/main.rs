@@ -110,7 +110,7 @@ enum Command {
         #[arg(long)]
         path: Option<String>,
     },
-    /// Seal a package with a package key (--key FILE): AES-256-GCM in 16 KiB blocks; mounts read it with the same --key.
+    /// Seal a package with a package key (--key FILE): AES-256-GCM, one sealed unit per compressed chunk; mounts read it with the same --key.
     Encrypt {
         package: PathBuf,
         /// Where to write the encrypted package.

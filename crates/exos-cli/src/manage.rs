@@ -450,17 +450,25 @@ pub fn gc(root: &Path, keep: usize, out: Out) -> Result<()> {
 pub struct CheckReport {
     pub consistent: bool,
     pub problems: Vec<String>,
+    /// Encrypted packages whose contents were not read for want of their
+    /// key (`--key`); their SHA-256 was checked.
+    pub sealed_unchecked: Vec<String>,
 }
 
 pub fn check(root: &Path, out: Out) -> Result<()> {
     let r = Root::read_only(root)?;
     let mut problems = r.check()?;
+    let mut sealed_unchecked = Vec::new();
     // The current state's packages must also be readable, every chunk.
     if let Ok(current) = r.current() {
         for e in &current.entries {
             if let Some(path) = r.locate(e) {
-                if let Err(err) = Package::open(&path).and_then(|p| p.verify_data()) {
-                    problems.push(err.to_string());
+                match Package::open(&path).and_then(|p| p.verify_data()) {
+                    Ok(()) => {}
+                    Err(err) if matches!(err.kind(), exos_hpkg::ErrorKind::Encrypted(_)) => {
+                        sealed_unchecked.push(format!("{}/{}", e.layer, e.file));
+                    }
+                    Err(err) => problems.push(err.to_string()),
                 }
             }
         }
@@ -468,10 +476,18 @@ pub fn check(root: &Path, out: Out) -> Result<()> {
     let report = CheckReport {
         consistent: problems.is_empty(),
         problems,
+        sealed_unchecked,
     };
     if report.consistent {
-        return out.report(&report, |_| {
-            "consistent: every state's packages are present with the right SHA-256, and the current ones decompress.\n".into()
+        return out.report(&report, |r| {
+            let mut text = "consistent: every state's packages are present with the right SHA-256, and the current ones decompress.\n".to_string();
+            if !r.sealed_unchecked.is_empty() {
+                text += &format!(
+                    "not decompressed (encrypted, no --key given): {}\n",
+                    r.sealed_unchecked.join(", ")
+                );
+            }
+            text
         });
     }
     let summary = format!("{} problems in {}", report.problems.len(), root.display());

@@ -139,11 +139,9 @@ fn encrypted_packages_install_and_mount_with_their_key_only() {
     fs::copy("/usr/bin/false", psrc.join("bin/plain-false")).unwrap();
     let pbin = w.join("plainbin.hpkg");
     ok(&["build", "-q", s(&psrc), "-o", s(&pbin)]);
-    // Changing a root that holds a sealed package needs its key (every
-    // installed package's manifest is read).
-    let o = exos(&["install", "-q", "-r", s(&root), s(&pbin)]);
-    assert!(text(&o.stderr).contains(&id), "{}", text(&o.stderr));
-    ok(&["install", "-q", "-r", s(&root), s(&pbin), "--key", s(&key)]);
+    // Changing the root needs no key: the sealed package's manifest was
+    // remembered when it was installed.
+    ok(&["install", "-q", "-r", s(&root), s(&pbin)]);
     let cache = w.join("exec-cache");
     fs::create_dir_all(&cache).unwrap();
     fs::set_permissions(&cache, fs::Permissions::from_mode(0o700)).unwrap();
@@ -183,6 +181,132 @@ fn encrypted_packages_install_and_mount_with_their_key_only() {
         "{status}"
     );
     ok(&["unmount", s(&mnt)]);
+}
+
+/// A package named `name` with one file, built in `w`.
+fn small_package(w: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let src = w.join(format!("{name}-src"));
+    fs::create_dir_all(src.join("share")).unwrap();
+    fs::write(
+        src.join("manifest.json"),
+        complete(&format!(r#"{{"name":"{name}","version":"1.0"}}"#)),
+    )
+    .unwrap();
+    fs::write(src.join("share").join(name), name.repeat(1000)).unwrap();
+    let out = w.join(format!("{name}.hpkg"));
+    ok(&["build", "-q", s(&src), "-o", s(&out)]);
+    out
+}
+
+#[test]
+fn roots_holding_sealed_packages_change_without_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let plain = small_package(w, "vault");
+    let other = small_package(w, "other");
+    ok(&["key", "generate", "-q", "k", "--encryption", "-d", s(w)]);
+    let key = w.join("k.pkey");
+    let sealed = w.join("vault.enc.hpkg");
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "encrypt",
+        "--json",
+        s(&plain),
+        "-o",
+        s(&sealed),
+        "--key",
+        s(&key),
+    ]))
+    .unwrap();
+    let id = json["key"].as_str().unwrap().to_string();
+    let root = w.join("root");
+    ok(&["init", "-q", s(&root)]);
+    ok(&[
+        "install",
+        "-q",
+        "-r",
+        s(&root),
+        s(&sealed),
+        "--key",
+        s(&key),
+    ]);
+    let manifests = root.join("system/state/manifests");
+    let remembered = || -> Vec<std::path::PathBuf> {
+        fs::read_dir(&manifests)
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(remembered().len(), 1, "{:?}", remembered());
+
+    // Install, list, check and remove, none with the key.
+    ok(&["install", "-q", "-r", s(&root), s(&other)]);
+    assert_eq!(remembered().len(), 1, "a plain package's manifest was kept");
+    let listed = ok(&["state", "show", "-r", s(&root)]);
+    assert!(
+        listed.contains("vault") && listed.contains("other"),
+        "{listed}"
+    );
+    let checked = ok(&["check", "-r", s(&root)]);
+    assert!(
+        checked.contains("consistent") && checked.contains("system/vault.enc.hpkg"),
+        "{checked}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["check", "--json", "-r", s(&root)])).unwrap();
+    assert_eq!(json["sealed_unchecked"][0], "system/vault.enc.hpkg");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["check", "--json", "-r", s(&root), "--key", s(&key)])).unwrap();
+    assert_eq!(json["sealed_unchecked"].as_array().unwrap().len(), 0);
+    ok(&["remove", "-q", "-r", s(&root), "other"]);
+
+    // A crafted remembered manifest: named with the rule it breaks.
+    let file = remembered().pop().unwrap();
+    let good = fs::read(&file).unwrap();
+    fs::write(&file, br#"{"name": 7}"#).unwrap();
+    let o = exos(&["check", "-r", s(&root)]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains(file.file_name().unwrap().to_str().unwrap()),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = exos(&["install", "-q", "-r", s(&root), s(&other)]);
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("manifests/"),
+        "{}",
+        text(&o.stderr)
+    );
+    fs::write(&file, vec![b' '; 2 << 20]).unwrap();
+    let o = exos(&["check", "-r", s(&root)]);
+    assert!(
+        text(&o.stderr).contains("larger than a manifest may be"),
+        "{}",
+        text(&o.stderr)
+    );
+    fs::write(&file, &good).unwrap();
+
+    // A root from before manifests were remembered: the key is asked for.
+    fs::remove_file(&file).unwrap();
+    let o = exos(&["install", "-q", "-r", s(&root), s(&other)]);
+    assert!(
+        !o.status.success(),
+        "installed without reading the manifest"
+    );
+    assert!(
+        text(&o.stderr).contains(&id) && text(&o.stderr).contains("--key"),
+        "{}",
+        text(&o.stderr)
+    );
+    fs::write(&file, &good).unwrap();
+
+    // Removed and collected: the remembered manifest goes with the package.
+    ok(&["remove", "-q", "-r", s(&root), "vault"]);
+    assert_eq!(
+        remembered().len(),
+        1,
+        "kept while a state names the package"
+    );
+    ok(&["gc", "-q", "-r", s(&root), "--keep", "1"]);
+    assert!(remembered().is_empty(), "{:?}", remembered());
 }
 
 fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

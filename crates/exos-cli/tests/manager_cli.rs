@@ -337,8 +337,47 @@ fn killed_at_every_step_and_at_random_the_root_stays_consistent() {
         "-r",
         s(&template),
     ]);
+    // An encrypted package: its manifest is remembered before the state
+    // that names it. The key is registered here too, for the views this
+    // test builds in its own process.
+    let vault = package(
+        tmp.path(),
+        &tmp.path().join("vault"),
+        r#"{"name":"vault","version":"1"}"#,
+        "vault\n",
+    );
+    ok(&[
+        "key",
+        "generate",
+        "-q",
+        "vault",
+        "--encryption",
+        "-d",
+        s(tmp.path()),
+    ]);
+    let vault_key = tmp.path().join("vault.pkey");
+    let sealed = tmp.path().join("vault.enc.hpkg");
+    ok(&[
+        "encrypt",
+        "-q",
+        s(&vault),
+        "-o",
+        s(&sealed),
+        "--key",
+        s(&vault_key),
+    ]);
+    exos_hpkg::crypt::register_key(exos_hpkg::crypt::PackageKey::read(&vault_key).unwrap());
     let ops: Vec<(&str, Vec<String>)> = vec![
         ("install-by-name", vec!["install".into(), "extra".into()]),
+        (
+            "install-sealed",
+            vec![
+                "install".into(),
+                s(&sealed).into(),
+                "--key".into(),
+                s(&vault_key).into(),
+            ],
+        ),
         // Records written before the state that names them.
         (
             "install-lazy",

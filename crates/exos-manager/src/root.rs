@@ -24,6 +24,10 @@ pub struct NewPackage {
     /// was offered (`SOURCE.minisig`), kept with the package.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<AcceptedSignature>,
+    /// Its manifest, remembered at the commit when the file is encrypted
+    /// ([`Layout::remembered_manifest`]).
+    #[serde(skip)]
+    pub manifest: Option<exos_manifest::Manifest>,
 }
 
 /// A signature accepted at install: its text, and the trusted key that made it.
@@ -345,6 +349,25 @@ impl Root {
                 crash_point();
             }
         }
+        // The manifests of encrypted ones (before the commit too): later
+        // transactions read every installed manifest, and should not need
+        // the package's key for that.
+        for p in new {
+            let stored = self.layout.stored(&p.sha256);
+            let (Some(manifest), true) = (&p.manifest, is_sealed(&stored)) else {
+                continue;
+            };
+            let path = self.layout.remembered_manifest(&p.sha256);
+            if path.exists() {
+                continue;
+            }
+            // Readable by the root's owner only: the package's name and
+            // dependencies are not shown to those without its key.
+            let dir = self.layout.manifests_dir();
+            exos_root::private_dir(&dir).at(&dir)?;
+            write_atomically(&path, manifest.to_json().to_string().as_bytes()).at(&path)?;
+            crash_point();
+        }
         // Every target file must now be findable: in the store, or placed
         // under its name by the current state.
         let current = self.current()?;
@@ -469,6 +492,9 @@ impl Root {
                 }
                 None => problems.push(format!("{}/{}: missing", e.layer, e.file)),
                 Some(p) => {
+                    if let Err(err) = remembered_manifest(&self.layout, &e.sha256) {
+                        problems.push(err.to_string());
+                    }
                     let sha = Sha256::of_file(&p).at(&p)?;
                     if sha != e.sha256 {
                         problems.push(format!(
@@ -548,6 +574,7 @@ impl Root {
         for (dir, suffix) in [
             (self.layout.signatures_dir(), ".minisig"),
             (self.layout.digests_dir(), ".digests"),
+            (self.layout.manifests_dir(), ".json"),
             (self.layout.lazy_dir(), ".blocks"),
             (self.layout.lazy_dir(), ".lazy"),
         ] {
@@ -568,6 +595,43 @@ impl Root {
         fsync_dir(&self.layout.states_dir())?;
         Ok(report)
     }
+}
+
+/// Whether the file at `path` is an encrypted package.
+fn is_sealed(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|_| exos_hpkg::crypt::is_encrypted(&head))
+}
+
+/// The manifest remembered for the package `sha`, if one was (see
+/// [`Layout::remembered_manifest`]); an error names the file and the rule.
+pub fn remembered_manifest(
+    layout: &Layout,
+    sha: &Sha256,
+) -> Result<Option<exos_manifest::Manifest>> {
+    use std::io::Read;
+    let path = layout.remembered_manifest(sha);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::Io(path.display().to_string(), e)),
+    };
+    let mut bytes = Vec::new();
+    let limit = exos_manifest::MAX_MANIFEST_SIZE;
+    file.take(limit + 1).read_to_end(&mut bytes).at(&path)?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::Invalid(format!(
+            "{}: larger than a manifest may be ({limit} bytes)",
+            path.display()
+        )));
+    }
+    Ok(Some(exos_manifest::Manifest::parse(
+        &bytes,
+        &path.display().to_string(),
+    )?))
 }
 
 pub(crate) fn now() -> u64 {

@@ -324,6 +324,10 @@ pub fn installed(root: &Root, state: &StateList) -> Result<Vec<(StateEntry, Mani
                 let manifest = Manifest::parse(lazy.record.manifest.to_string().as_bytes(), &what)?;
                 return Ok((e.clone(), manifest));
             }
+            // An encrypted package's, remembered at install (no key needed).
+            if let Some(manifest) = crate::root::remembered_manifest(&root.layout, &e.sha256)? {
+                return Ok((e.clone(), manifest));
+            }
             let path = root.locate(e).ok_or_else(|| {
                 Error::Invalid(format!(
                     "{}/{} of the current state is missing (run `exos check`)",
@@ -452,7 +456,7 @@ fn offer_checked(
             Error::Invalid(format!("{}: no usable package file name", path.display()))
         })?;
     Ok(Known {
-        manifest,
+        manifest: manifest.clone(),
         entry: None,
         remote: None,
         new: Some(NewPackage {
@@ -462,6 +466,7 @@ fn offer_checked(
             sha256,
             size,
             signature,
+            manifest: Some(manifest),
         }),
     })
 }
@@ -558,6 +563,7 @@ impl Transaction {
                         sha256: r.sha256,
                         size: r.size,
                         signature: None,
+                        manifest: Some(r.manifest.clone()),
                     }),
                     remote: Some(r.clone()),
                 }),

@@ -21,7 +21,7 @@ pub mod model;
 mod parse;
 pub mod range;
 
-pub use model::{Dependency, Manifest, ManifestError, Provide, Requirement};
+pub use model::{Dependency, Manifest, ManifestError, Provide, Requirement, MAX_MANIFEST_SIZE};
 pub use parse::{DependencyRef, ManifestRef, ProvideRef};
 pub use range::{Constraint, RangeOp, VersionRange};
 

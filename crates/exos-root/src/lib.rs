@@ -531,14 +531,26 @@ impl Layout {
         self.state_dir().join("digests")
     }
 
-    /// `ROOT/system/state/lazy/`: packages installed lazily — each a
-    /// `<sha>.lazy` record (where to fetch it) and a `<sha>.blocks` block
-    /// map (what every block must hash to), in place of the file.
-    /// Runtime overlays (`exos overlay`), outside the numbered states.
+    /// `ROOT/system/state/overlays.json`: runtime overlays (`exos
+    /// overlay`), outside the numbered states.
     pub fn overlays_file(&self) -> PathBuf {
         self.state_dir().join("overlays.json")
     }
 
+    /// `ROOT/system/state/manifests/<sha>.json`: the manifest of an
+    /// encrypted package, remembered when it was installed with its key,
+    /// so that later changes to the root need no key.
+    pub fn remembered_manifest(&self, sha: &Sha256) -> PathBuf {
+        self.manifests_dir().join(format!("{sha}.json"))
+    }
+
+    pub fn manifests_dir(&self) -> PathBuf {
+        self.state_dir().join("manifests")
+    }
+
+    /// `ROOT/system/state/lazy/`: packages installed lazily — each a
+    /// `<sha>.lazy` record (where to fetch it) and a `<sha>.blocks` block
+    /// map (what every block must hash to), in place of the file.
     pub fn lazy_dir(&self) -> PathBuf {
         self.state_dir().join("lazy")
     }
