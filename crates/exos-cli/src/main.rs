@@ -15,6 +15,7 @@ mod deb;
 mod delta;
 mod extract;
 mod inspect;
+mod keys;
 mod listing;
 mod manage;
 mod mount;
@@ -57,15 +58,22 @@ pub struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// A package encryption key (`exos key generate NAME --encryption`) for
-    /// encrypted packages; repeatable. `exos mount` passes it to its daemon.
+    /// encrypted packages; repeatable. A key file wrapped with age is
+    /// unwrapped with `age --decrypt`. `exos mount` hands the keys to its
+    /// daemon through a pipe.
     #[arg(long = "key", global = true, value_name = "FILE")]
     keys: Vec<PathBuf>,
+    /// An age identity file for unwrapping age-wrapped --key files;
+    /// repeatable. Without one, age asks for the file's passphrase.
+    #[arg(long = "age-identity", global = true, value_name = "FILE")]
+    age_identities: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
-/// The `--key` files given (absolute), for commands that pass them on.
-pub static KEY_FILES: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+/// The `--key` keys given, for commands that pass them on.
+pub static KEYS: std::sync::OnceLock<Vec<exos_hpkg::crypt::PackageKey>> =
+    std::sync::OnceLock::new();
 
 /// `-r/--root`, falling back to `$EXOS_ROOT`.
 #[derive(clap::Args)]
@@ -366,12 +374,13 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
 }
 
 fn run(cli: &Cli, out: Out) -> Result<()> {
-    let mut files = Vec::new();
+    let mut keys = Vec::new();
     for k in &cli.keys {
-        exos_hpkg::crypt::register_key(exos_hpkg::crypt::PackageKey::read(k)?);
-        files.push(std::path::absolute(k).unwrap_or_else(|_| k.clone()));
+        let key = keys::load(k, &cli.age_identities)?;
+        exos_hpkg::crypt::register_key(key.clone());
+        keys.push(key);
     }
-    let _ = KEY_FILES.set(files);
+    let _ = KEYS.set(keys);
     match &cli.command {
         Command::Build(args) => inspect::build(args, out),
         Command::List(args) => inspect::list(args, out),
@@ -387,7 +396,9 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             level,
         } => delta::make(old, new, output, *level, out),
         Command::Apply { old, delta, output } => delta::apply(old, delta, output, out),
-        Command::Encrypt { package, output } => trust::encrypt(package, output, &cli.keys, out),
+        Command::Encrypt { package, output } => {
+            trust::encrypt(package, output, KEYS.get().map_or(&[], Vec::as_slice), out)
+        }
         Command::Resolve(args) => resolve::run(args, out),
         Command::Mount(args) => mount::mount(args, out),
         Command::Unmount { mountpoint } => mount::unmount(mountpoint, out),

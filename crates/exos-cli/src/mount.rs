@@ -73,9 +73,15 @@ fn mountd() -> Result<PathBuf> {
 fn exec_mountd(args: &MountArgs, quiet: bool) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let mut argv = args.daemon_argv()?;
-    for k in crate::KEY_FILES.get().into_iter().flatten() {
-        argv.push("--key".into());
-        argv.push(k.clone().into_os_string());
+    // Kept open until the exec: the daemon inherits it.
+    let keys = crate::KEYS.get().map_or(&[][..], Vec::as_slice);
+    let keys_fd = if keys.is_empty() {
+        None
+    } else {
+        Some(crate::keys::to_daemon(keys)?)
+    };
+    if let Some(fd) = &keys_fd {
+        argv.extend(crate::keys::daemon_arg(fd).map(Into::into));
     }
     if quiet {
         argv.insert(0, "--quiet".into());
@@ -91,9 +97,15 @@ fn spawn_daemon(args: &MountArgs, out: Out) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = mountd()?;
     let mut argv = args.daemon_argv()?;
-    for k in crate::KEY_FILES.get().into_iter().flatten() {
-        argv.push("--key".into());
-        argv.push(k.clone().into_os_string());
+    // Kept open until the child is started: it inherits it.
+    let keys = crate::KEYS.get().map_or(&[][..], Vec::as_slice);
+    let keys_fd = if keys.is_empty() {
+        None
+    } else {
+        Some(crate::keys::to_daemon(keys)?)
+    };
+    if let Some(fd) = &keys_fd {
+        argv.extend(crate::keys::daemon_arg(fd).map(Into::into));
     }
     if out.quiet {
         argv.insert(0, "--quiet".into());
@@ -121,6 +133,7 @@ fn spawn_daemon(args: &MountArgs, out: Out) -> Result<()> {
         .process_group(0)
         .spawn()
         .context("starting the background mount")?;
+    drop(keys_fd);
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
         if let Some(status) = child.try_wait()? {

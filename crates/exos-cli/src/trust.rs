@@ -172,12 +172,16 @@ pub struct EncryptReport {
     pub size: u64,
 }
 
-pub fn encrypt(package: &Path, output: &Path, keys: &[PathBuf], out: Out) -> Result<()> {
+pub fn encrypt(
+    package: &Path,
+    output: &Path,
+    keys: &[exos_hpkg::crypt::PackageKey],
+    out: Out,
+) -> Result<()> {
     let [key] = keys else {
         bail!("exos encrypt needs exactly one --key FILE (the package key to seal with)");
     };
-    let key = exos_hpkg::crypt::PackageKey::read(key)?;
-    let size = exos_hpkg::crypt::encrypt_file(package, &key, output)?;
+    let size = exos_hpkg::crypt::encrypt_file(package, key, output)?;
     let report = EncryptReport {
         package: package.to_path_buf(),
         output: output.to_path_buf(),

@@ -321,3 +321,145 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Runs a program for a test, which must succeed.
+fn run(program: &str, args: &[&str]) -> String {
+    let o = Command::new(program).args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{program} {args:?}: {}",
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+#[test]
+fn age_wrapped_keys_unwrap_for_every_command_and_the_mount() {
+    if Command::new("age").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true and age is missing (scripts/setup.sh installs it)"
+        );
+        eprintln!("\n!!!!!!!! age is not installed: age-wrapped key test NOT RUN !!!!!!!!\n");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let plain = small_package(w, "wrapped");
+    ok(&["key", "generate", "-q", "k", "--encryption", "-d", s(w)]);
+    let key = w.join("k.pkey");
+    let sealed = w.join("wrapped.enc.hpkg");
+    ok(&[
+        "encrypt",
+        "-q",
+        s(&plain),
+        "-o",
+        s(&sealed),
+        "--key",
+        s(&key),
+    ]);
+    let id = w.join("id.txt");
+    run("age-keygen", &["-o", s(&id)]);
+    let recipient = run("age-keygen", &["-y", s(&id)]).trim().to_string();
+    let wrapped = w.join("k.pkey.age");
+    let armored = w.join("k.pkey.asc");
+    run("age", &["-r", &recipient, "-o", s(&wrapped), s(&key)]);
+    run("age", &["-a", "-r", &recipient, "-o", s(&armored), s(&key)]);
+    // Only the wrapped key from here on.
+    fs::remove_file(&key).unwrap();
+
+    for k in [&wrapped, &armored] {
+        let info = ok(&["info", s(&sealed), "--key", s(k), "--age-identity", s(&id)]);
+        assert!(info.contains("AES-256-GCM"), "{info}");
+    }
+    // A wrapped key can seal too.
+    ok(&[
+        "encrypt",
+        "-q",
+        s(&plain),
+        "-o",
+        s(&w.join("again.hpkg")),
+        "--key",
+        s(&wrapped),
+        "--age-identity",
+        s(&id),
+    ]);
+    // No identity (and no terminal for a passphrase), the wrong one.
+    let o = exos(&["info", s(&sealed), "--key", s(&wrapped)]);
+    let err = text(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains("age could not unwrap")
+            && err.contains("--age-identity"),
+        "{err}"
+    );
+    let other = w.join("other.txt");
+    run("age-keygen", &["-o", s(&other)]);
+    let o = exos(&[
+        "info",
+        s(&sealed),
+        "--key",
+        s(&wrapped),
+        "--age-identity",
+        s(&other),
+    ]);
+    let err = text(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("k.pkey.age") && err.contains("age could not unwrap"),
+        "{err}"
+    );
+    // Something age-like that is far too large is not handed to age.
+    let mut big = b"age-encryption.org/v1\n".to_vec();
+    big.resize(100_000, b'x');
+    fs::write(w.join("big.age"), &big).unwrap();
+    let o = exos(&["info", s(&sealed), "--key", s(&w.join("big.age"))]);
+    assert!(
+        text(&o.stderr).contains("larger than a wrapped key can be"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    let root = w.join("root");
+    ok(&["init", "-q", s(&root)]);
+    ok(&[
+        "install",
+        "-q",
+        "-r",
+        s(&root),
+        s(&sealed),
+        "--key",
+        s(&wrapped),
+        "--age-identity",
+        s(&id),
+    ]);
+    if !fuse_available() {
+        return;
+    }
+    // The daemon gets the key through a pipe: no key path, no identity on
+    // its command line, the package served.
+    let mnt = w.join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    let pid = w.join("pid");
+    ok(&[
+        "mount",
+        s(&root),
+        s(&mnt),
+        "--daemon",
+        "--pid-file",
+        s(&pid),
+        "--key",
+        s(&wrapped),
+        "--age-identity",
+        s(&id),
+    ]);
+    let served = fs::read_to_string(mnt.join("merged/share/wrapped"));
+    let daemon = fs::read_to_string(&pid).unwrap();
+    let cmdline = fs::read(format!("/proc/{}/cmdline", daemon.trim())).unwrap_or_default();
+    ok(&["unmount", s(&mnt)]);
+    assert_eq!(served.unwrap(), "wrapped".repeat(1000));
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(
+        cmdline.contains("--keys-fd") && !cmdline.contains("k.pkey") && !cmdline.contains("id.txt"),
+        "{cmdline}"
+    );
+}

@@ -10,6 +10,10 @@
 #[path = "../serve.rs"]
 mod serve;
 
+#[allow(dead_code)]
+#[path = "../keys.rs"]
+mod keys;
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -24,9 +28,14 @@ struct Cli {
     /// Log warnings and errors only.
     #[arg(short, long)]
     quiet: bool,
-    /// A package encryption key for encrypted packages (repeatable).
+    /// A package encryption key for encrypted packages (repeatable; plain
+    /// key files only).
     #[arg(long = "key", value_name = "FILE")]
     keys: Vec<std::path::PathBuf>,
+    /// Read package keys from this inherited descriptor (how `exos mount`
+    /// hands them over, age-wrapped ones unwrapped).
+    #[arg(long = "keys-fd", value_name = "FD")]
+    keys_fd: Option<i32>,
     #[command(flatten)]
     mount: serve::MountArgs,
 }
@@ -38,6 +47,15 @@ fn main() -> ExitCode {
             Ok(key) => exos_hpkg::crypt::register_key(key),
             Err(e) => {
                 eprintln!("exos-mountd: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Some(fd) = cli.keys_fd {
+        match keys::from_parent(fd) {
+            Ok(keys) => keys.into_iter().for_each(exos_hpkg::crypt::register_key),
+            Err(e) => {
+                eprintln!("exos-mountd: {e:#}");
                 return ExitCode::FAILURE;
             }
         }

@@ -1,0 +1,135 @@
+//! Package keys given with `--key`: plain key files, or key files wrapped
+//! with [age](https://age-encryption.org) — unwrapped by running `age
+//! --decrypt`, so the key is never written to disk in clear — and handed
+//! to the mount daemon through an inherited pipe, not a path it reads
+//! again.
+//!
+//! Shared by `exos` and `exos-mountd`.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use exos_hpkg::crypt::PackageKey;
+
+/// How much of a key file, age's output or the daemon's pipe is read: a
+/// key is 85 bytes; an age-wrapped one a few hundred.
+const MAX_KEY_FILE: u64 = 64 * 1024;
+/// At most this many keys go to a daemon (its pipe holds them all before
+/// it starts).
+const MAX_KEYS: usize = 256;
+
+/// Whether a file starting with `head` is age-encrypted (binary or armored).
+pub fn is_age(head: &[u8]) -> bool {
+    head.starts_with(b"age-encryption.org/v1\n")
+        || head.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
+}
+
+/// Reads the package key in `path`; an age-wrapped one is unwrapped with
+/// `age --decrypt` and the `identities` (none: age asks for the file's
+/// passphrase on the terminal).
+pub fn load(path: &Path, identities: &[PathBuf]) -> Result<PackageKey> {
+    let file = std::fs::File::open(path).with_context(|| path.display().to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_FILE)
+        .read_to_end(&mut bytes)
+        .with_context(|| path.display().to_string())?;
+    if !is_age(&bytes) {
+        return Ok(PackageKey::parse(&bytes, path)?);
+    }
+    // What age writes is no longer than the file; a key file is small.
+    if bytes.len() as u64 >= MAX_KEY_FILE {
+        bail!(
+            "{}: larger than a wrapped key can be ({MAX_KEY_FILE} bytes)",
+            path.display()
+        );
+    }
+    let mut age = Command::new("age");
+    age.arg("--decrypt");
+    for id in identities {
+        age.arg("--identity").arg(id);
+    }
+    let child = age
+        .arg("--")
+        .arg(path)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                anyhow::anyhow!(
+                    "{}: wrapped with age, and `age` is not installed (apt install age)",
+                    path.display()
+                )
+            } else {
+                anyhow::Error::new(e).context(format!("{}: running age", path.display()))
+            }
+        })?;
+    let output = child.wait_with_output()?;
+    let (status, plain, said) = (output.status, output.stdout, output.stderr);
+    if !status.success() {
+        let said = String::from_utf8_lossy(&said);
+        bail!(
+            "{}: age could not unwrap the key ({}){}",
+            path.display(),
+            said.trim(),
+            if identities.is_empty() {
+                "; give the identity it is wrapped for with --age-identity FILE"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(PackageKey::parse(&plain, path)?)
+}
+
+/// A pipe holding `keys` (as key files, one after another), its read end
+/// inheritable: `exos-mountd --keys-fd N` reads them from it.
+pub fn to_daemon(keys: &[PackageKey]) -> Result<OwnedFd> {
+    if keys.len() > MAX_KEYS {
+        bail!("more than {MAX_KEYS} --key files");
+    }
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let mut w = std::fs::File::from(write);
+    for k in keys {
+        w.write_all(k.render().as_bytes())?;
+    }
+    drop(w);
+    rustix::io::fcntl_setfd(&read, rustix::io::FdFlags::empty())?;
+    Ok(read)
+}
+
+/// The argument that tells the daemon where its keys are.
+pub fn daemon_arg(fd: &OwnedFd) -> [String; 2] {
+    ["--keys-fd".into(), fd.as_raw_fd().to_string()]
+}
+
+/// The keys `exos mount` left in inherited descriptor `fd`: key files one
+/// after another, each a header line and a key line.
+#[allow(dead_code)] // used by exos-mountd only
+pub fn from_parent(fd: i32) -> Result<Vec<PackageKey>> {
+    let what = PathBuf::from(format!("--keys-fd {fd}"));
+    let pipe = std::fs::File::open(format!("/proc/self/fd/{fd}"))
+        .with_context(|| what.display().to_string())?;
+    let mut text = Vec::new();
+    pipe.take(MAX_KEY_FILE)
+        .read_to_end(&mut text)
+        .with_context(|| what.display().to_string())?;
+    let text = String::from_utf8(text).context("--keys-fd: not UTF-8")?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.len() % 2 != 0 || lines.len() / 2 > MAX_KEYS {
+        bail!("--keys-fd {fd}: not a list of key files");
+    }
+    lines
+        .chunks(2)
+        .map(|pair| {
+            Ok(PackageKey::parse(
+                format!("{}\n{}\n", pair[0], pair[1]).as_bytes(),
+                &what,
+            )?)
+        })
+        .collect()
+}
