@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --all-targets --all-features -- -D warnings
+# clap checks command-line definitions only in debug builds.
+cargo test -p exos-cli --bins the_command_line_is_well_formed
 # Crash points (EXOS_CRASH_AT) exist only in this test build of exos.
 cargo test --workspace --release --features exos-cli/crash-points
 # The main job, as the README's first command runs it.

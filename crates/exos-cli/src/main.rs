@@ -504,3 +504,15 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap checks a command's definition (e.g. two options with one name,
+    /// which a global option can cause in any subcommand) only in debug
+    /// builds: scripts/test.sh runs this test in one.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -20,7 +20,7 @@ pub enum RepoCommand {
     Index {
         dir: PathBuf,
         /// The repository's secret key.
-        #[arg(short, long)]
+        #[arg(short, long = "secret-key")]
         key: PathBuf,
         /// Days the index stays valid.
         #[arg(long, default_value_t = 30)]
@@ -47,7 +47,8 @@ pub enum RepoCommand {
     /// Re-sign DIR's timestamp.json with a new version and expiry (run daily).
     RefreshTimestamp {
         dir: PathBuf,
-        #[arg(short, long)]
+        /// The repository's secret key (its timestamp role).
+        #[arg(short, long = "secret-key")]
         key: PathBuf,
         #[arg(long, default_value_t = 1)]
         timestamp_days: u64,
@@ -56,7 +57,7 @@ pub enum RepoCommand {
     RotateRoot {
         dir: PathBuf,
         /// The current root secret key.
-        #[arg(short, long)]
+        #[arg(short, long = "secret-key")]
         key: PathBuf,
         /// The new secret key (it takes every role).
         #[arg(long)]
@@ -67,7 +68,7 @@ pub enum RepoCommand {
         name: String,
         url: String,
         /// The repository's root public key (file or minisign's base64 line).
-        #[arg(short, long)]
+        #[arg(short, long = "root-key")]
         key: String,
         #[command(flatten)]
         root: RootArg,

@@ -33,7 +33,7 @@ pub struct SignArgs {
     #[arg(required = true)]
     packages: Vec<PathBuf>,
     /// The secret key (from `exos key generate` or `minisign -G -W`).
-    #[arg(short, long)]
+    #[arg(short, long = "secret-key")]
     key: PathBuf,
 }
 
