@@ -97,9 +97,17 @@ pub struct OrphanKeeper {
 }
 
 impl OrphanKeeper {
-    pub fn adopt(&self, old: &View, new: &View) {
+    /// Makes `view` current in `slot`; files the kernel still knows that
+    /// the new view lacks move to the orphan table in the same step. Both
+    /// tables are held throughout: a lookup resolves a name and counts the
+    /// inode it answers with under `known` (so it happened wholly before
+    /// or wholly after the swap), and a request for an inode the new view
+    /// lacks waits on `orphans` until it is adopted.
+    pub fn swap(&self, slot: &ViewSlot, view: View) -> Arc<View> {
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        let old = slot.swap(view);
+        let new = slot.get();
         for ino in known.inodes() {
             if new.lookup_ino(ino).is_some() {
                 continue;
@@ -110,6 +118,7 @@ impl OrphanKeeper {
                 }
             }
         }
+        old
     }
 
     /// Orphans still held (for status and tests).
@@ -252,13 +261,6 @@ impl PackageFs {
         }
     }
 
-    fn remember(&self, ino: u64) {
-        self.known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .add(ino);
-    }
-
     fn orphan(&self, ino: u64) -> Option<(Arc<ActivePackage>, EntryId)> {
         self.orphans
             .lock()
@@ -373,6 +375,9 @@ impl Filesystem for PackageFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        // Held while the name is resolved and its inode counted: a view
+        // swap happens wholly before or after (see OrphanKeeper::swap).
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         let Some((view, dir)) = self.find(parent) else {
             return reply.error(Errno::ENOENT);
         };
@@ -382,7 +387,8 @@ impl Filesystem for PackageFs {
         match view.lookup(dir, name) {
             Some(child) => {
                 let ttl = self.ttl_for(&view, child);
-                self.remember(view.node(child).ino);
+                known.add(view.node(child).ino);
+                drop(known);
                 reply.entry(&ttl, &Self::attr(&view, child), Generation(0))
             }
             // A negative entry (inode 0) the kernel may cache: programs
@@ -713,6 +719,9 @@ impl Filesystem for PackageFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        // As in lookup: the inodes handed out are counted under the same
+        // hold as the view they come from.
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         let Some((view, dir)) = self.find(ino) else {
             return reply.error(Errno::ENOENT);
         };
@@ -733,9 +742,10 @@ impl Filesystem for PackageFs {
                 break;
             }
             if i >= 2 {
-                self.remember(attr.ino.0);
+                known.add(attr.ino.0);
             }
         }
+        drop(known);
         reply.ok()
     }
 

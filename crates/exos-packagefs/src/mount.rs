@@ -746,9 +746,8 @@ struct Swapper {
 
 impl Swapper {
     fn swap(&self, view: View) {
-        let old = self.slot.swap(view);
+        let old = self.orphans.swap(&self.slot, view);
         let new = self.slot.get();
-        self.orphans.adopt(&old, &new);
         invalidate(&self.notifier, &old, &new);
     }
 }

@@ -367,6 +367,90 @@ fn live_activation_and_open_files_of_removed_packages() {
     m.unmount().unwrap();
 }
 
+/// A package replaced again and again under readers: every path it has in
+/// both versions reads whole, as one version or the other, never missing —
+/// although each swap gives its files new inode numbers (lookups racing a
+/// swap once answered with an inode neither view nor the orphan table knew).
+#[test]
+fn files_stay_readable_while_the_view_is_swapped_under_readers() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    let paths: Vec<String> = (0..120)
+        .map(|i| format!("share/churn/d{}/f{i}", i % 12))
+        .collect();
+    let version = |v: &str| -> PathBuf {
+        let contents: Vec<String> = paths.iter().map(|p| format!("{p} v{v}\n")).collect();
+        let files: Vec<(&str, &str)> = paths
+            .iter()
+            .map(String::as_str)
+            .zip(contents.iter().map(String::as_str))
+            .collect();
+        let src = source(
+            &fx.work,
+            &format!(r#"{{"name":"churn","version":"{v}"}}"#),
+            &files,
+        );
+        let out = fx.work.join(format!("churn-{v}.hpkg"));
+        build(&src, &out);
+        out
+    };
+    let (one, two) = (version("1"), version("2"));
+    let installed = fx.root.join("system/packages/churn.hpkg");
+    fs::copy(&one, &installed).unwrap();
+    let m = fx.mount();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|r| {
+            let (stop, paths) = (stop.clone(), paths.clone());
+            let merged = fx.mnt.join("merged");
+            std::thread::spawn(move || {
+                let (mut reads, mut failures) = (0u64, Vec::new());
+                let mut i = r * 7;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let p = &paths[i % paths.len()];
+                    match fs::read_to_string(merged.join(p)) {
+                        Ok(s) if s == format!("{p} v1\n") || s == format!("{p} v2\n") => {}
+                        Ok(s) => failures.push(format!("{p}: read {s:?}")),
+                        Err(e) => failures.push(format!("{p}: {e}")),
+                    }
+                    reads += 1;
+                    i += 1;
+                }
+                (reads, failures)
+            })
+        })
+        .collect();
+    for round in 0..30 {
+        let (next, want) = if round % 2 == 0 {
+            (&two, "v2")
+        } else {
+            (&one, "v1")
+        };
+        let tmp = fx.root.join("system/packages/.churn.tmp");
+        fs::copy(next, &tmp).unwrap();
+        fs::rename(&tmp, &installed).unwrap();
+        let probe = fx.mnt.join("merged").join(&paths[0]);
+        within(|| fs::read_to_string(&probe).is_ok_and(|s| s.ends_with(&format!("{want}\n"))))
+            .unwrap_or_else(|| panic!("round {round}: {want} never shown"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for r in readers {
+        let (reads, failures) = r.join().unwrap();
+        assert!(
+            failures.is_empty(),
+            "{} failed reads: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        total += reads;
+    }
+    assert!(total > 300, "only {total} reads while swapping");
+    m.unmount().unwrap();
+}
+
 #[test]
 fn programs_run_with_libraries_from_another_package() {
     if !fuse_available() {
