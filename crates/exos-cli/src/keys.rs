@@ -133,3 +133,53 @@ pub fn from_parent(fd: i32) -> Result<Vec<PackageKey>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pipe holding `bytes`, read end returned (inheritable, like the
+    /// one `exos mount` makes).
+    fn pipe_with(bytes: &[u8]) -> OwnedFd {
+        let (read, write) = rustix::pipe::pipe().unwrap();
+        let mut w = std::fs::File::from(write);
+        w.write_all(bytes).unwrap();
+        read
+    }
+
+    #[test]
+    fn keys_cross_the_pipe_and_crafted_pipes_are_refused() {
+        let keys = [
+            PackageKey::generate().unwrap(),
+            PackageKey::generate().unwrap(),
+        ];
+        let fd = to_daemon(&keys).unwrap();
+        let back = from_parent(fd.as_raw_fd()).unwrap();
+        assert_eq!(
+            back.iter().map(PackageKey::id).collect::<Vec<_>>(),
+            keys.iter().map(PackageKey::id).collect::<Vec<_>>()
+        );
+        let one = keys[0].render();
+        for (bytes, rule) in [
+            (
+                format!("{one}exos-package-key-v1\n"),
+                "not a list of key files",
+            ),
+            ("exos-package-key-v1\nzz\n".to_string(), "64 hex digits"),
+            ("\u{ff}".to_string(), "not a list"),
+            (one.repeat(MAX_KEYS + 1), "not a list of key files"),
+        ] {
+            let fd = pipe_with(bytes.as_bytes());
+            let e = format!("{:#}", from_parent(fd.as_raw_fd()).unwrap_err());
+            assert!(
+                e.contains(rule) && e.contains("--keys-fd"),
+                "{bytes:?}: {e}"
+            );
+        }
+        let e = format!("{:#}", from_parent(9999).unwrap_err());
+        assert!(e.contains("--keys-fd 9999"), "{e}");
+        assert!(is_age(b"age-encryption.org/v1\n-> X25519"));
+        assert!(is_age(b"-----BEGIN AGE ENCRYPTED FILE-----\n"));
+        assert!(!is_age(keys[0].render().as_bytes()));
+    }
+}

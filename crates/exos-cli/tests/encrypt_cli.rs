@@ -236,6 +236,29 @@ fn roots_holding_sealed_packages_change_without_the_key() {
             .unwrap_or_default()
     };
     assert_eq!(remembered().len(), 1, "{:?}", remembered());
+    // Readable by the root's owner only (the path to it is open to all, so
+    // a refusal is the directory's doing).
+    use std::os::unix::fs::PermissionsExt;
+    for dir in [
+        w.to_path_buf(),
+        root.clone(),
+        root.join("system"),
+        root.join("system/state"),
+    ] {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let state = as_nobody("ls", &[s(&root.join("system/state"))]);
+    assert!(state.status.success(), "{}", text(&state.stderr));
+    let cat = as_nobody("cat", &[s(&remembered()[0])]);
+    assert!(
+        !cat.status.success(),
+        "nobody read a sealed package's manifest"
+    );
+    assert!(
+        text(&cat.stderr).contains("Permission denied"),
+        "{}",
+        text(&cat.stderr)
+    );
 
     // Install, list, check and remove, none with the key.
     ok(&["install", "-q", "-r", s(&root), s(&other)]);
