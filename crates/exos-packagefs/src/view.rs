@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use exos_hpkg::{EntryId, EntryKind};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use exos_root::{Layer, PerLayer, UserName};
 
@@ -310,6 +310,16 @@ impl View {
             private.sort_unstable();
             b.private.push(private);
         }
+        if settings.share_identical {
+            let mut seen = FxHashSet::default();
+            for d in activation.all().filter_map(|p| p.digests.get()) {
+                for (_, digest) in &d.0 {
+                    if !seen.insert(*digest) {
+                        b.shared.insert(*digest);
+                    }
+                }
+            }
+        }
         let root_name = b.name("");
         let root = b.add_node(ROOT, Source::Dir { name: root_name });
         debug_assert_eq!(root, ROOT);
@@ -504,6 +514,9 @@ struct Builder {
     conflicts: Vec<Conflict>,
     /// Per package: the entries its manifest keeps private (sorted).
     private: Vec<Vec<EntryId>>,
+    /// Content digests found in more than one file of the active packages:
+    /// only those files take an inode by content (see `content_of`).
+    shared: FxHashSet<[u8; 16]>,
 }
 
 /// Keyed 64-bit hash of a pair (SipHash with the mount's secret key).
@@ -527,6 +540,7 @@ impl Builder {
             host: Vec::new(),
             conflicts: Vec::new(),
             private: Vec::new(),
+            shared: FxHashSet::default(),
         }
     }
 
@@ -562,6 +576,9 @@ impl Builder {
     /// Identical bytes in different packages share one inode too, once the
     /// mount computed the packages' digests (its own, never a package's
     /// claim), when they are served with the same owner and permissions.
+    /// Only bytes found in more than one file take a number by content: a
+    /// file whose bytes are its own keeps its number when the digests
+    /// arrive, and with it the pages the kernel cached under it.
     fn content_of(&self, source: Source) -> Option<Content> {
         let Source::Entry { pkg, entry } = source else {
             return None;
@@ -573,7 +590,7 @@ impl Builder {
         if self.settings.share_identical {
             if let Some(digest) = p.digests.get().and_then(|d| d.get(entry)) {
                 let e = p.package.entry(entry);
-                if e.kind() == EntryKind::File {
+                if e.kind() == EntryKind::File && self.shared.contains(digest) {
                     let (owner, perm) = served(&self.owners, &self.setuid, p, e.permissions());
                     return Some(Content::Bytes(*digest, owner, perm));
                 }

@@ -367,6 +367,66 @@ fn live_activation_and_open_files_of_removed_packages() {
     m.unmount().unwrap();
 }
 
+/// When a mount's content digests arrive, only files whose bytes appear
+/// more than once take an inode by content; a file whose bytes are its own
+/// keeps its number (and the pages the kernel cached under it).
+#[test]
+fn digests_arriving_renumber_only_shared_files() {
+    let fx = fixture();
+    let same = "shared bytes\n".repeat(100);
+    fx.add(
+        "system",
+        "a.hpkg",
+        r#"{"name":"a","version":"1"}"#,
+        &[("share/a/same", same.as_str()), ("share/a/own", "only a\n")],
+    );
+    fx.add(
+        "system",
+        "b.hpkg",
+        r#"{"name":"b","version":"1"}"#,
+        &[("share/b/same", same.as_str()), ("share/b/own", "only b\n")],
+    );
+    let scanner = exos_packagefs::activate::Scanner::new(
+        fx.root.clone(),
+        Vec::new(),
+        std::sync::Arc::new(exos_packagefs::cache::ChunkCache::new(8 << 20)),
+    );
+    let activation = scanner.scan(None);
+    let settings = exos_packagefs::view::ViewSettings::new(exos_packagefs::Privileges::default());
+    let ino = |view: &exos_packagefs::view::View, path: &str| {
+        view.node(view.lookup_path(path).unwrap_or_else(|| panic!("{path}")))
+            .ino
+    };
+    let before = exos_packagefs::view::View::build(&activation, &settings);
+    assert_ne!(
+        ino(&before, "merged/share/a/same"),
+        ino(&before, "merged/share/b/same")
+    );
+    for p in activation.all() {
+        let d = p.package.content_digests().unwrap();
+        p.digests
+            .set(std::sync::Arc::new(exos_root::digests::ContentDigests(d)))
+            .unwrap();
+    }
+    let after = exos_packagefs::view::View::build(&activation, &settings);
+    assert_eq!(
+        ino(&after, "merged/share/a/same"),
+        ino(&after, "merged/share/b/same")
+    );
+    for own in [
+        "merged/share/a/own",
+        "merged/share/b/own",
+        "system/share/a/own",
+    ] {
+        assert_eq!(ino(&before, own), ino(&after, own), "{own} was renumbered");
+    }
+    assert_ne!(
+        ino(&after, "merged/share/a/same"),
+        ino(&before, "merged/share/a/same"),
+        "a shared file kept its own number"
+    );
+}
+
 /// A package replaced again and again under readers: every path it has in
 /// both versions reads whole, as one version or the other, never missing —
 /// although each swap gives its files new inode numbers (lookups racing a
