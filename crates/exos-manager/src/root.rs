@@ -24,8 +24,8 @@ pub struct NewPackage {
     /// was offered (`SOURCE.minisig`), kept with the package.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<AcceptedSignature>,
-    /// Its manifest, remembered at the commit when the file is encrypted
-    /// ([`Layout::remembered_manifest`]).
+    /// Its manifest (set for the packages a plan chose), remembered at the
+    /// commit when the file is encrypted ([`Layout::remembered_manifest`]).
     #[serde(skip)]
     pub manifest: Option<exos_manifest::Manifest>,
 }

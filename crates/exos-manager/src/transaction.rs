@@ -456,7 +456,7 @@ fn offer_checked(
             Error::Invalid(format!("{}: no usable package file name", path.display()))
         })?;
     Ok(Known {
-        manifest: manifest.clone(),
+        manifest,
         entry: None,
         remote: None,
         new: Some(NewPackage {
@@ -466,7 +466,7 @@ fn offer_checked(
             sha256,
             size,
             signature,
-            manifest: Some(manifest),
+            manifest: None,
         }),
     })
 }
@@ -563,7 +563,7 @@ impl Transaction {
                         sha256: r.sha256,
                         size: r.size,
                         signature: None,
-                        manifest: Some(r.manifest.clone()),
+                        manifest: None,
                     }),
                     remote: Some(r.clone()),
                 }),
@@ -587,11 +587,16 @@ impl Transaction {
                 }
             }
         }
+        // The manifest goes with each package chosen (remembered at the
+        // commit when the file turns out to be encrypted).
         let new: Vec<NewPackage> = known
             .iter()
-            .filter_map(|k| k.new.as_ref())
-            .filter(|n| target.contains(&n.entry()))
-            .cloned()
+            .filter_map(|k| Some((k.new.as_ref()?, &k.manifest)))
+            .filter(|(n, _)| target.contains(&n.entry()))
+            .map(|(n, manifest)| NewPackage {
+                manifest: Some(manifest.clone()),
+                ..n.clone()
+            })
             .collect();
         let files = diff(
             &current,

@@ -127,6 +127,34 @@ impl OrphanKeeper {
     }
 }
 
+/// How many reads the mount has served: background work (the content
+/// digester) waits for a quiet moment instead of competing with readers
+/// for the cores and the disk.
+#[derive(Clone, Default)]
+pub struct Activity(Arc<std::sync::atomic::AtomicU64>);
+
+impl Activity {
+    fn touch(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn reads(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Returns once no read came for `quiet`, or after `at_most`.
+    pub fn wait_until_quiet(&self, quiet: Duration, at_most: Duration) {
+        let started = std::time::Instant::now();
+        loop {
+            let before = self.reads();
+            std::thread::sleep(quiet);
+            if self.reads() == before || started.elapsed() >= at_most {
+                return;
+            }
+        }
+    }
+}
+
 /// Whether extended attributes (Haiku file attributes) are served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XattrPolicy {
@@ -160,6 +188,8 @@ pub struct PackageFs {
     /// this process) and how many times. One inode is never open both
     /// ways at once (the kernel refuses that).
     opened: Mutex<FxHashMap<u64, Opened>>,
+    /// Reads served, for background work to wait for quiet.
+    activity: Activity,
 }
 
 /// How an inode's open files are served.
@@ -193,7 +223,13 @@ impl PackageFs {
             no_xattrs: false.into(),
             exec_cache: None,
             opened: Mutex::default(),
+            activity: Activity::default(),
         }
+    }
+
+    /// The count of reads served (see [`Activity`]).
+    pub fn activity(&self) -> Activity {
+        self.activity.clone()
     }
 
     /// Serves programs from `cache` (and fills it through read-ahead).
@@ -557,6 +593,7 @@ impl Filesystem for PackageFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.activity.touch();
         let view = self.view();
         let node = view.lookup_ino(ino.0);
         let (package, entry) = match node {

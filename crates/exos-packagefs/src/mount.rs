@@ -592,6 +592,7 @@ impl Mount {
         let readahead = fs.readahead();
         let slot = fs.slot();
         let orphans = fs.orphan_keeper();
+        let activity = fs.activity();
 
         let mut config = Config::default();
         config.mount_options = options.mount_flags();
@@ -630,6 +631,7 @@ impl Mount {
                 notifier,
             },
             reports_tx,
+            activity,
         );
         std::thread::Builder::new()
             .name("exos-activation".into())
@@ -759,6 +761,7 @@ impl LiveActivation {
         (events_tx, events): (mpsc::Sender<Event>, mpsc::Receiver<Event>),
         swapper: Swapper,
         reports: mpsc::Sender<BuildReport>,
+        activity: crate::fs::Activity,
     ) -> Self {
         let poll = match options.watch {
             WatchMode::Poll(d) => Some(d),
@@ -766,7 +769,12 @@ impl LiveActivation {
         };
         // Digests serve sharing and the exec cache (its entries' names).
         let digester = (options.share_identical || options.exec_cache.is_some())
-            .then(|| start_digester(options.root.clone(), events_tx.clone()))
+            .then(|| {
+                // The exec cache names its entries by digest: it needs them
+                // before the first programs start, not after.
+                let wait_for_quiet = options.exec_cache.is_none().then_some(activity);
+                start_digester(options.root.clone(), events_tx.clone(), wait_for_quiet)
+            })
             .flatten();
         let prefetcher = options.prefetch.then(start_prefetcher).flatten();
         let watched = watched_dirs(&options.root)
@@ -953,13 +961,23 @@ fn start_prefetcher() -> Option<mpsc::Sender<Arc<exos_lazy::RemoteSource>>> {
 fn start_digester(
     root: PathBuf,
     events: mpsc::Sender<Event>,
+    wait_for_quiet: Option<crate::fs::Activity>,
 ) -> Option<mpsc::Sender<Vec<Arc<ActivePackage>>>> {
     let (tx, rx) = mpsc::channel::<Vec<Arc<ActivePackage>>>();
     let layout = exos_root::Layout::new(root);
     std::thread::Builder::new()
         .name("exos-digests".into())
         .spawn(move || {
+            // Background work: it decompresses whole packages, and must not
+            // take the cores from the readers it is meant to help (nice 19
+            // for this thread alone; Linux applies it per thread).
+            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
             while let Ok(mut batch) = rx.recv() {
+                // Not while the mount is busy reading (a cold start, a
+                // build): half a second without a read, or half a minute.
+                if let Some(activity) = &wait_for_quiet {
+                    activity.wait_until_quiet(Duration::from_millis(500), Duration::from_secs(30));
+                }
                 while let Ok(more) = rx.try_recv() {
                     batch.extend(more);
                 }
