@@ -8,6 +8,12 @@
 # plain and sealed with a package key (`exos encrypt`), mounted the same
 # way, read the same way; one table per tree with the ratio.
 #
+# -p NS: run with the guest's idle halt polling set to NS nanoseconds
+# (/sys/module/haltpoll/parameters/guest_halt_poll_ns, restored at the
+# end). Virtual machines whose cpuidle driver is haltpoll with polling 0
+# (this project's machines) halt an idle vCPU at once, and every FUSE
+# round trip then pays for waking one; 200000 is the kernel's default.
+#
 # TREEs are names known to bench/trees.sh (python, boost, userland) or
 # directories; the default is all three names. Images: `exos build` (zlib
 # 9), `mksquashfs -comp gzip` (zlib 9), and `mkfs.erofs -zlz4hc` (Debian
@@ -18,12 +24,23 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-runs=5 encrypted=0
-while getopts r:e o; do case $o in r) runs=$OPTARG ;; e) encrypted=1 ;; *) exit 2 ;; esac; done
+runs=5 encrypted=0 haltpoll=
+while getopts r:ep: o; do case $o in r) runs=$OPTARG ;; e) encrypted=1 ;; p) haltpoll=$OPTARG ;; *) exit 2 ;; esac; done
 shift $((OPTIND - 1))
+poll_knob=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+if [ -n "$haltpoll" ]; then
+  [ -w "$poll_knob" ] || { echo "-p: $poll_knob is missing (no haltpoll cpuidle driver)" >&2; exit 1; }
+  poll_was=$(cat "$poll_knob")
+  echo "$haltpoll" > "$poll_knob"
+  restore_poll() { echo "$poll_was" > "$poll_knob"; }
+else
+  restore_poll() { :; }
+fi
 [ $# -gt 0 ] || set -- python boost userland
 work=$here/work/fs
 source "$here/fslib.sh"
+trap 'cleanup; restore_poll' EXIT
+poll_note=$([ -f "$poll_knob" ] && echo ", guest halt polling $(cat "$poll_knob") ns")
 [ "$encrypted" = 1 ] && tools=(exos exos-enc)
 
 bench_tree() { # NAME
@@ -61,7 +78,7 @@ bench_tree() { # NAME
   for tool in "${tools[@]}"; do umount_tool "$tool"; done
 
   if [ "$encrypted" = 1 ]; then
-    echo "tree $1 (encrypted): $src ($files files, $bytes bytes), $(nproc) cores, median of $runs runs; package $(stat -c %s "$work/root/system/packages/tree.hpkg") B, sealed $(stat -c %s "$work/root-enc/system/packages/tree.hpkg") B"
+    echo "tree $1 (encrypted): $src ($files files, $bytes bytes), $(nproc) cores$poll_note, median of $runs runs; package $(stat -c %s "$work/root/system/packages/tree.hpkg") B, sealed $(stat -c %s "$work/root-enc/system/packages/tree.hpkg") B"
     printf '| test | exos | exos, encrypted | encrypted ÷ plain |\n|---|---:|---:|---:|\n'
     erow() { local -n a=$2; printf '| %s | %.3f s | %.3f s | %.2f× |\n' "$1" "${a[exos]}" "${a[exos-enc]}" "$(echo "${a[exos-enc]} / ${a[exos]}" | bc -l)"; }
     erow "cold read of every file, sorted order" cold
@@ -72,7 +89,7 @@ bench_tree() { # NAME
     echo
     return
   fi
-  echo "tree $1: $src ($files files, $small under 4 KiB, $bytes bytes), $(nproc) cores, median of $runs runs; images: exos $(stat -c %s "$work/root/system/packages/tree.hpkg") B, squashfs $(stat -c %s "$work/t.sqfs") B, erofs(lz4hc) $(stat -c %s "$work/t.erofs") B"
+  echo "tree $1: $src ($files files, $small under 4 KiB, $bytes bytes), $(nproc) cores$poll_note, median of $runs runs; images: exos $(stat -c %s "$work/root/system/packages/tree.hpkg") B, squashfs $(stat -c %s "$work/t.sqfs") B, erofs(lz4hc) $(stat -c %s "$work/t.erofs") B"
   printf '| test | exos (FUSE) | squashfuse | kernel squashfs | kernel erofs (lz4hc) | exos ÷ squashfuse | exos ÷ kernel squashfs | exos ÷ kernel erofs |\n|---|---:|---:|---:|---:|---:|---:|---:|\n'
   row() { # name array
     local -n a=$2
