@@ -69,11 +69,13 @@ fn mountd() -> Result<PathBuf> {
     Ok(d)
 }
 
-/// Foreground: becomes `exos-mountd` (same process, so signals reach it).
-fn exec_mountd(args: &MountArgs, quiet: bool) -> Result<()> {
-    use std::os::unix::process::CommandExt;
+/// `exos-mountd`'s arguments, and the pipe holding the `--key` keys it
+/// reads with `--keys-fd` (which must stay open until it has started).
+fn daemon_command(
+    args: &MountArgs,
+    quiet: bool,
+) -> Result<(Vec<std::ffi::OsString>, Option<std::os::fd::OwnedFd>)> {
     let mut argv = args.daemon_argv()?;
-    // Kept open until the exec: the daemon inherits it.
     let keys = crate::KEYS.get().map_or(&[][..], Vec::as_slice);
     let keys_fd = if keys.is_empty() {
         None
@@ -86,6 +88,14 @@ fn exec_mountd(args: &MountArgs, quiet: bool) -> Result<()> {
     if quiet {
         argv.insert(0, "--quiet".into());
     }
+    Ok((argv, keys_fd))
+}
+
+/// Foreground: becomes `exos-mountd` (same process, so signals reach it).
+fn exec_mountd(args: &MountArgs, quiet: bool) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    // The keys' pipe stays open until the exec: the daemon inherits it.
+    let (argv, _keys_fd) = daemon_command(args, quiet)?;
     let err = std::process::Command::new(mountd()?).args(argv).exec();
     Err(err).context("starting exos-mountd")
 }
@@ -96,20 +106,8 @@ fn exec_mountd(args: &MountArgs, quiet: bool) -> Result<()> {
 fn spawn_daemon(args: &MountArgs, out: Out) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = mountd()?;
-    let mut argv = args.daemon_argv()?;
-    // Kept open until the child is started: it inherits it.
-    let keys = crate::KEYS.get().map_or(&[][..], Vec::as_slice);
-    let keys_fd = if keys.is_empty() {
-        None
-    } else {
-        Some(crate::keys::to_daemon(keys)?)
-    };
-    if let Some(fd) = &keys_fd {
-        argv.extend(crate::keys::daemon_arg(fd).map(Into::into));
-    }
-    if out.quiet {
-        argv.insert(0, "--quiet".into());
-    }
+    // The keys' pipe stays open until the child is started: it inherits it.
+    let (argv, keys_fd) = daemon_command(args, out.quiet)?;
     let log = match &args.log_file {
         Some(p) => std::fs::OpenOptions::new()
             .create(true)

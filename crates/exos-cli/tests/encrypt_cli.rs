@@ -183,19 +183,30 @@ fn encrypted_packages_install_and_mount_with_their_key_only() {
     ok(&["unmount", s(&mnt)]);
 }
 
-/// A package named `name` with one file, built in `w`.
+/// A package named `name` whose one file, share/NAME, holds NAME 1000
+/// times (support's `package`, built under `w/pkgs`).
 fn small_package(w: &std::path::Path, name: &str) -> std::path::PathBuf {
-    let src = w.join(format!("{name}-src"));
-    fs::create_dir_all(src.join("share")).unwrap();
-    fs::write(
-        src.join("manifest.json"),
-        complete(&format!(r#"{{"name":"{name}","version":"1.0"}}"#)),
+    package(
+        w,
+        &w.join("pkgs"),
+        &format!(r#"{{"name":"{name}","version":"1.0"}}"#),
+        &name.repeat(1000),
     )
+}
+
+/// `exos encrypt --json PLAIN -o SEALED --key KEY`; the key id it reports.
+fn encrypt(plain: &std::path::Path, sealed: &std::path::Path, key: &std::path::Path) -> String {
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "encrypt",
+        "--json",
+        s(plain),
+        "-o",
+        s(sealed),
+        "--key",
+        s(key),
+    ]))
     .unwrap();
-    fs::write(src.join("share").join(name), name.repeat(1000)).unwrap();
-    let out = w.join(format!("{name}.hpkg"));
-    ok(&["build", "-q", s(&src), "-o", s(&out)]);
-    out
+    json["key"].as_str().unwrap().to_string()
 }
 
 #[test]
@@ -207,17 +218,7 @@ fn roots_holding_sealed_packages_change_without_the_key() {
     ok(&["key", "generate", "-q", "k", "--encryption", "-d", s(w)]);
     let key = w.join("k.pkey");
     let sealed = w.join("vault.enc.hpkg");
-    let json: serde_json::Value = serde_json::from_str(&ok(&[
-        "encrypt",
-        "--json",
-        s(&plain),
-        "-o",
-        s(&sealed),
-        "--key",
-        s(&key),
-    ]))
-    .unwrap();
-    let id = json["key"].as_str().unwrap().to_string();
+    let id = encrypt(&plain, &sealed, &key);
     let root = w.join("root");
     ok(&["init", "-q", s(&root)]);
     ok(&[
@@ -372,15 +373,7 @@ fn age_wrapped_keys_unwrap_for_every_command_and_the_mount() {
     ok(&["key", "generate", "-q", "k", "--encryption", "-d", s(w)]);
     let key = w.join("k.pkey");
     let sealed = w.join("wrapped.enc.hpkg");
-    ok(&[
-        "encrypt",
-        "-q",
-        s(&plain),
-        "-o",
-        s(&sealed),
-        "--key",
-        s(&key),
-    ]);
+    encrypt(&plain, &sealed, &key);
     let id = w.join("id.txt");
     run("age-keygen", &["-o", s(&id)]);
     let recipient = run("age-keygen", &["-y", s(&id)]).trim().to_string();
