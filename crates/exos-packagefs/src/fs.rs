@@ -393,6 +393,9 @@ impl Filesystem for PackageFs {
         ] {
             let _ = config.add_capabilities(flag);
         }
+        // Nothing is ever written; a small max_write keeps the kernel's
+        // largest request (and io_uring entries' buffers) at max_pages.
+        let _ = config.set_max_write(1 << 16);
         // Read ahead as far as the kernel allows: decompression works on
         // 64 KiB chunks, larger requests keep the worker threads busy.
         let mut ra = 1 << 20;

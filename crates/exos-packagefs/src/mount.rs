@@ -601,6 +601,7 @@ impl Mount {
         }
         config.n_threads = Some(options.threads.max(1));
         config.clone_fd = true;
+        config.io_uring_depth = std::env::var("EXOS_FUSE_URING").ok().and_then(|v| v.parse().ok());
         let mut session = Session::new(fs, &options.mountpoint, &config)?;
         let notifier = session.notifier();
         if let Some(r) = &readahead {

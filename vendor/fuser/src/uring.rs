@@ -1,0 +1,385 @@
+//! FUSE over io_uring (Linux 6.14 and later; added to fuser for EXOS).
+//!
+//! After FUSE_INIT the kernel can hand requests to the daemon through
+//! io_uring commands instead of `read(2)` on `/dev/fuse`: one queue per
+//! possible CPU, and a request is queued on the CPU of the process that
+//! made it. Each queue here is served by its own thread pinned to that CPU,
+//! so a request and its reply wake a thread on the same CPU as the caller
+//! instead of a halted one elsewhere, and one `io_uring_enter` both commits
+//! a reply and waits for the next request.
+//!
+//! Forgets and interrupts still come through `/dev/fuse`, and requests do
+//! until every queue has registered its entries: the session keeps its
+//! `/dev/fuse` threads as well.
+//!
+//! The kernel's interface (`include/uapi/linux/fuse.h`): an entry is two
+//! buffers, a header (`fuse_uring_req_header`: the in/out header, the
+//! operation's first argument, and `fuse_uring_ent_in_out`) and a payload
+//! for the remaining arguments. `REGISTER` hands an entry to the kernel;
+//! its completion carries a request; `COMMIT_AND_FETCH` returns the reply
+//! and hands the entry back.
+
+use std::io;
+use std::io::IoSlice;
+use std::os::fd::AsRawFd;
+use std::os::fd::FromRawFd;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::Condvar;
+use std::sync::Mutex;
+
+use io_uring::IoUring;
+use io_uring::cqueue;
+use io_uring::opcode;
+use io_uring::squeue;
+use io_uring::types;
+use log::error;
+use log::warn;
+
+use crate::Filesystem;
+use crate::ReplyEmpty;
+use crate::channel::Channel;
+use crate::ll::Operation;
+use crate::request::RequestWithSender;
+use crate::session::SessionEventLoop;
+
+const IN_OUT_SIZE: usize = 128;
+const OP_IN_SIZE: usize = 128;
+const IN_HEADER_SIZE: usize = 40;
+const OUT_HEADER_SIZE: usize = 16;
+const CMD_REGISTER: u32 = 1;
+const CMD_COMMIT_AND_FETCH: u32 = 2;
+/// `user_data` of the poll on the stop eventfd.
+const STOP: u64 = u64::MAX;
+
+/// `struct fuse_uring_req_header`, page-aligned as the kernel prefers.
+#[repr(C, align(4096))]
+struct Headers {
+    in_out: [u8; IN_OUT_SIZE],
+    op_in: [u8; OP_IN_SIZE],
+    /// `struct fuse_uring_ent_in_out`: flags, commit_id, payload_sz,
+    /// padding, reserved.
+    flags: u64,
+    commit_id: u64,
+    payload_sz: u32,
+    padding: u32,
+    reserved: u64,
+}
+
+/// One ring entry: the buffers the kernel writes a request into and reads
+/// the reply from. Boxed so their addresses stay put.
+struct Entry {
+    headers: Box<Headers>,
+    payload: Box<[u8]>,
+    iov: Box<[libc::iovec; 2]>,
+    commit_id: u64,
+}
+
+/// A reply captured from a filesystem method (see `ChannelSender`).
+/// Methods may reply from another thread; the queue thread waits for it.
+#[derive(Debug, Default)]
+pub(crate) struct Capture {
+    reply: Mutex<Option<Vec<u8>>>,
+    ready: Condvar,
+}
+
+impl Capture {
+    pub(crate) fn put(&self, bufs: &[IoSlice<'_>]) {
+        let mut data = Vec::with_capacity(bufs.iter().map(|b| b.len()).sum());
+        for b in bufs {
+            data.extend_from_slice(b);
+        }
+        *self.reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(data);
+        self.ready.notify_one();
+    }
+
+    fn take(&self) -> Vec<u8> {
+        let mut reply = self.reply.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(data) = reply.take() {
+                return data;
+            }
+            reply = self.ready.wait(reply).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Settings for the io_uring queues, decided after FUSE_INIT.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Queues {
+    /// Entries per queue: how many requests of one CPU can be in flight.
+    pub(crate) depth: usize,
+    /// Size of each entry's payload buffer: the kernel refuses entries
+    /// smaller than its largest request or reply.
+    pub(crate) payload_size: usize,
+}
+
+/// How many queues the kernel expects: one per possible CPU.
+pub(crate) fn possible_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+    usize::try_from(n).unwrap_or(1).max(1)
+}
+
+/// An eventfd that tells the queue threads to stop.
+pub(crate) fn stop_event() -> io::Result<Arc<OwnedFd>> {
+    // SAFETY: eventfd has no memory preconditions; the result is checked.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor owned by nobody else.
+    Ok(Arc::new(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+pub(crate) fn signal_stop(stop: &OwnedFd) {
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: writes 8 bytes from a live buffer.
+    unsafe { libc::write(stop.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+}
+
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET bounds-checks nothing,
+    // so the index is checked against the set's size first.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+            return;
+        }
+        libc::CPU_SET(cpu, &mut set);
+        // An offline CPU cannot be pinned to; its queue then runs anywhere
+        // (the kernel sends it requests only if the CPU comes online).
+        let _ = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// The 80 bytes of command data: `struct fuse_uring_cmd_req`.
+fn command(qid: u16, commit_id: u64) -> [u8; 80] {
+    let mut cmd = [0u8; 80];
+    cmd[8..16].copy_from_slice(&commit_id.to_ne_bytes());
+    cmd[16..18].copy_from_slice(&qid.to_ne_bytes());
+    cmd
+}
+
+fn register_sqe(fd: i32, qid: u16, index: usize, entry: &Entry) -> squeue::Entry128 {
+    let sqe = opcode::UringCmd80::new(types::Fd(fd), CMD_REGISTER)
+        .cmd(command(qid, 0))
+        .addr(Some(entry.iov.as_ptr() as u64))
+        .build()
+        .user_data(index as u64);
+    with_len(sqe, 2)
+}
+
+/// Sets the SQE's `len` (the iovec count REGISTER requires), which the
+/// io-uring crate's `UringCmd80` has no setter for.
+fn with_len(sqe: squeue::Entry128, len: u32) -> squeue::Entry128 {
+    const _: () = assert!(std::mem::size_of::<squeue::Entry128>() == 128);
+    // SAFETY: Entry128 is #[repr(C)] over the kernel's 128-byte SQE, in
+    // which `len` is the u32 at byte 24; every bit pattern is valid.
+    let mut bytes: [u8; 128] = unsafe { std::mem::transmute(sqe) };
+    bytes[24..28].copy_from_slice(&len.to_ne_bytes());
+    unsafe { std::mem::transmute(bytes) }
+}
+
+fn commit_sqe(fd: i32, qid: u16, index: usize, commit_id: u64) -> squeue::Entry128 {
+    opcode::UringCmd80::new(types::Fd(fd), CMD_COMMIT_AND_FETCH)
+        .cmd(command(qid, commit_id))
+        .build()
+        .user_data(index as u64)
+}
+
+/// Serves queue `qid` until the connection ends or `stop` is signalled.
+pub(crate) fn serve_queue<FS: Filesystem>(
+    qid: u16,
+    queues: Queues,
+    ch: Channel,
+    stop: Arc<OwnedFd>,
+    event_loop: SessionEventLoop<FS>,
+) -> io::Result<()> {
+    pin_to_cpu(usize::from(qid));
+    let fd = std::os::fd::AsFd::as_fd(&ch).as_raw_fd();
+    let slots = (queues.depth * 2 + 2) as u32;
+    let mut ring: IoUring<squeue::Entry128, cqueue::Entry> =
+        IoUring::builder().setup_cqsize(slots * 2).build(slots)?;
+
+    let mut entries: Vec<Entry> = (0..queues.depth)
+        .map(|_| {
+            let mut headers: Box<Headers> = Box::new(Headers {
+                in_out: [0; IN_OUT_SIZE],
+                op_in: [0; OP_IN_SIZE],
+                flags: 0,
+                commit_id: 0,
+                payload_sz: 0,
+                padding: 0,
+                reserved: 0,
+            });
+            let mut payload = vec![0u8; queues.payload_size].into_boxed_slice();
+            let iov = Box::new([
+                libc::iovec {
+                    iov_base: (&mut *headers as *mut Headers).cast(),
+                    iov_len: std::mem::size_of::<Headers>(),
+                },
+                libc::iovec {
+                    iov_base: payload.as_mut_ptr().cast(),
+                    iov_len: payload.len(),
+                },
+            ]);
+            Entry {
+                headers,
+                payload,
+                iov,
+                commit_id: 0,
+            }
+        })
+        .collect();
+
+    let stop_poll = opcode::PollAdd::new(types::Fd(stop.as_raw_fd()), libc::POLLIN as u32)
+        .build()
+        .user_data(STOP);
+    {
+        let mut sq = ring.submission();
+        for (i, e) in entries.iter().enumerate() {
+            // SAFETY: the entry's buffers live until the ring is dropped
+            // (entries outlives ring's use below; both drop at return, the
+            // ring first since it is declared later... see the end).
+            unsafe { sq.push(&register_sqe(fd, qid, i, e)) }
+                .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+        }
+        let stop_poll: squeue::Entry128 = stop_poll.into();
+        // SAFETY: the eventfd outlives the ring (held by `stop`).
+        unsafe { sq.push(&stop_poll) }
+            .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+    }
+
+    let capture = Arc::new(Capture::default());
+    let sender = ch.sender().capturing(capture.clone());
+    let mut request = vec![0u64; (IN_HEADER_SIZE + OP_IN_SIZE + queues.payload_size) / 8 + 1];
+    let mut done: Vec<(u64, i32)> = Vec::with_capacity(slots as usize);
+    let result = 'serve: loop {
+        match ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) => break 'serve Err(e),
+        }
+        done.clear();
+        done.extend(ring.completion().map(|c| (c.user_data(), c.result())));
+        for &(user_data, res) in &done {
+            if user_data == STOP {
+                break 'serve Ok(());
+            }
+            let index = user_data as usize;
+            let Some(entry) = entries.get_mut(index) else {
+                break 'serve Err(io::Error::other("io_uring completion for no entry"));
+            };
+            if res == -libc::EINTR || res == -libc::EAGAIN {
+                // Not taken: hand the entry over again.
+                let sqe = if entry.commit_id == 0 {
+                    register_sqe(fd, qid, index, entry)
+                } else {
+                    commit_sqe(fd, qid, index, entry.commit_id)
+                };
+                // SAFETY: as above, the buffers outlive the ring.
+                if unsafe { ring.submission().push(&sqe) }.is_err() {
+                    break 'serve Err(io::Error::other("io_uring submission queue full"));
+                }
+                continue;
+            }
+            if res < 0 {
+                // ENOTCONN/ENODEV: the connection ended (unmount, abort).
+                let err = io::Error::from_raw_os_error(-res);
+                if matches!(-res, libc::ENOTCONN | libc::ENODEV | libc::ECANCELED) {
+                    break 'serve Ok(());
+                }
+                break 'serve Err(err);
+            }
+            let reply = handle(entry, &mut request, &sender, &capture, &event_loop);
+            let Some(commit_id) = reply else {
+                // DESTROY answered: the kernel tears the queues down next.
+                continue;
+            };
+            let sqe = commit_sqe(fd, qid, index, commit_id);
+            // SAFETY: as above.
+            if unsafe { ring.submission().push(&sqe) }.is_err() {
+                break 'serve Err(io::Error::other("io_uring submission queue full"));
+            }
+        }
+    };
+    // The kernel may still hold the entries' buffers until the ring is
+    // closed: drop the ring before them.
+    drop(ring);
+    drop(entries);
+    result
+}
+
+/// Dispatches the request in `entry` and writes its reply back into the
+/// entry. Returns the commit id to hand back, or None after DESTROY.
+fn handle<FS: Filesystem>(
+    entry: &mut Entry,
+    request: &mut [u64],
+    sender: &crate::channel::ChannelSender,
+    capture: &Capture,
+    event_loop: &SessionEventLoop<FS>,
+) -> Option<u64> {
+    let h = &mut *entry.headers;
+    let commit_id = h.commit_id;
+    entry.commit_id = commit_id;
+    let len = u32::from_ne_bytes(h.in_out[0..4].try_into().unwrap_or_default()) as usize;
+    let unique = u64::from_ne_bytes(h.in_out[8..16].try_into().unwrap_or_default());
+    let payload_len = h.payload_sz as usize;
+    // The first argument went to op_in, the rest to the payload; the
+    // header's length counts them all.
+    let first_len = len
+        .checked_sub(IN_HEADER_SIZE)
+        .and_then(|n| n.checked_sub(payload_len));
+    let bytes: &mut [u8] = zerocopy_bytes(request);
+    let reply = match first_len {
+        Some(first_len) if first_len <= OP_IN_SIZE && payload_len <= entry.payload.len() => {
+            bytes[..IN_HEADER_SIZE].copy_from_slice(&h.in_out[..IN_HEADER_SIZE]);
+            bytes[IN_HEADER_SIZE..IN_HEADER_SIZE + first_len]
+                .copy_from_slice(&h.op_in[..first_len]);
+            bytes[IN_HEADER_SIZE + first_len..len]
+                .copy_from_slice(&entry.payload[..payload_len]);
+            match RequestWithSender::new(sender.clone(), &bytes[..len]) {
+                Some(req) => {
+                    if let Ok(Operation::Destroy(_)) = req.request.operation() {
+                        req.reply::<ReplyEmpty>().ok();
+                        let _ = capture.take();
+                        return None;
+                    }
+                    req.dispatch(event_loop);
+                    capture.take()
+                }
+                None => error_reply(unique, libc::EIO),
+            }
+        }
+        _ => {
+            warn!("io_uring request {unique}: lengths do not add up ({len}, {payload_len})");
+            error_reply(unique, libc::EIO)
+        }
+    };
+    // The reply: fuse_out_header, then the data.
+    let (head, data) = reply.split_at(OUT_HEADER_SIZE.min(reply.len()));
+    h.in_out[..head.len()].copy_from_slice(head);
+    if data.len() > entry.payload.len() {
+        error!("io_uring reply of {} bytes exceeds the entry's buffer", data.len());
+        let e = error_reply(unique, libc::EIO);
+        h.in_out[..OUT_HEADER_SIZE].copy_from_slice(&e);
+        h.payload_sz = 0;
+    } else {
+        entry.payload[..data.len()].copy_from_slice(data);
+        h.payload_sz = data.len() as u32;
+    }
+    Some(commit_id)
+}
+
+fn error_reply(unique: u64, errno: i32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(OUT_HEADER_SIZE);
+    out.extend_from_slice(&(OUT_HEADER_SIZE as u32).to_ne_bytes());
+    out.extend_from_slice(&(-errno).to_ne_bytes());
+    out.extend_from_slice(&unique.to_ne_bytes());
+    out
+}
+
+fn zerocopy_bytes(words: &mut [u64]) -> &mut [u8] {
+    zerocopy::IntoBytes::as_mut_bytes(words)
+}
