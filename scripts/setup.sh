@@ -24,6 +24,18 @@ if ! command -v cargo-fuzz >/dev/null; then
   echo "setup: installing cargo-fuzz"
   cargo install -q --locked cargo-fuzz
 fi
+# FUSE over io_uring (Linux 6.14+) is off in the kernel by default; exos
+# mounts use it when it is on (`exos mount --io-uring`). Root turns it on
+# for the running kernel; it does not change how other FUSE file systems
+# work (each daemon asks for it at FUSE_INIT).
+uring=/sys/module/fuse/parameters/enable_uring
+if [ -f "$uring" ] && [ "$(cat "$uring")" != Y ]; then
+  if [ -w "$uring" ] && echo 1 > "$uring" 2>/dev/null; then
+    echo "setup: turned on FUSE over io_uring ($uring; boot with fuse.enable_uring=1 to keep it)"
+  else
+    echo "setup: FUSE over io_uring is off ($uring) and this user cannot turn it on: mounts use /dev/fuse"
+  fi
+fi
 cargo build --release -q -p exos-cli
 echo "setup: built target/release/exos and target/release/exos-mountd"
 

@@ -50,6 +50,11 @@ pub fn mount(args: &MountArgs, out: Out) -> Result<()> {
         exos_packagefs::exec_cache::ExecCache::open(dir, args.exec_cache_mib << 20)
             .with_context(|| "--exec-cache".to_string())?;
     }
+    if args.io_uring == crate::serve::IoUringArg::Always {
+        if let Err(why) = exos_packagefs::io_uring_available() {
+            bail!("--io-uring always: {why}");
+        }
+    }
     if args.daemon {
         return spawn_daemon(args, out);
     }
@@ -330,6 +335,18 @@ fn render_status(v: &Status) -> String {
             .as_ref()
             .map(|r| format!(" (inotify failed: {r})"))
             .unwrap_or_default()
+    );
+    s += &format!(
+        "transport:   {}\n",
+        match (v.transport.kind, &v.transport.reason) {
+            (exos_packagefs::TransportKind::IoUring, _) => format!(
+                "FUSE over io_uring ({} queues of {})",
+                v.transport.queues.unwrap_or(0),
+                v.transport.depth.unwrap_or(0)
+            ),
+            (exos_packagefs::TransportKind::DevFuse, None) => "/dev/fuse".to_string(),
+            (exos_packagefs::TransportKind::DevFuse, Some(why)) => format!("/dev/fuse ({why})"),
+        }
     );
     if v.sharing.enabled {
         s += &format!(

@@ -87,6 +87,12 @@ pub struct MountArgs {
     /// (for file systems without inotify, e.g. NFS).
     #[arg(long, value_name = "N")]
     pub poll_ms: Option<u64>,
+    /// Serve requests through FUSE over io_uring: `auto` when the kernel
+    /// offers it (Linux 6.14+ with the fuse module's enable_uring set),
+    /// `always` (refuse to mount without it) or `never` (/dev/fuse only).
+    /// `exos status` shows which one a mount uses.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = IoUringArg::Auto)]
+    pub io_uring: IoUringArg,
     /// Run in the background; requires --pid-file, logs go to --log-file.
     #[arg(long, requires = "pid_file")]
     pub daemon: bool,
@@ -96,6 +102,32 @@ pub struct MountArgs {
     /// Append logs here instead of standard error.
     #[arg(long)]
     pub log_file: Option<PathBuf>,
+}
+
+/// `--io-uring`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoUringArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl IoUringArg {
+    fn mode(self) -> exos_packagefs::IoUringMode {
+        match self {
+            IoUringArg::Auto => exos_packagefs::IoUringMode::Auto,
+            IoUringArg::Always => exos_packagefs::IoUringMode::Always,
+            IoUringArg::Never => exos_packagefs::IoUringMode::Never,
+        }
+    }
+
+    fn as_arg(self) -> &'static str {
+        match self {
+            IoUringArg::Auto => "auto",
+            IoUringArg::Always => "always",
+            IoUringArg::Never => "never",
+        }
+    }
 }
 
 pub fn parse_host_api(h: &str) -> Result<Provide> {
@@ -178,6 +210,7 @@ pub fn serve(args: &MountArgs, quiet: bool) -> Result<()> {
         args.block_cache_mib << 20,
     );
     options.prefetch = args.prefetch;
+    options.io_uring = args.io_uring.mode();
     if args.xattrs {
         options.xattrs = exos_packagefs::fs::XattrPolicy::Always;
     }
@@ -295,6 +328,7 @@ impl MountArgs {
         if self.no_share {
             a.push("--no-share".into());
         }
+        a.push(format!("--io-uring={}", self.io_uring.as_arg()).into());
         if let Some(d) = &self.exec_cache {
             let d = std::path::absolute(d).unwrap_or_else(|_| d.clone());
             a.push("--exec-cache".into());

@@ -513,3 +513,243 @@ fn the_exec_cache_keeps_programs_verified_and_serves_them_after_a_remount() {
         text(&o.stderr)
     );
 }
+
+/// FUSE over io_uring needs the fuse module's `enable_uring`, which
+/// scripts/setup.sh turns on. Without it these checks say so loudly and
+/// pass, unless CI=true, where they fail.
+fn fuse_io_uring_available() -> bool {
+    let knob = Path::new("/sys/module/fuse/parameters/enable_uring");
+    if fs::read_to_string(knob).is_ok_and(|v| v.trim() == "Y") {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "{} is missing or off (scripts/setup.sh turns it on), and CI=true: FUSE-over-io_uring tests must not be skipped",
+            knob.display()
+        );
+    }
+    eprintln!("\n!!!!!!!! FUSE over io_uring is off: its tests NOT RUN !!!!!!!!\n");
+    false
+}
+
+/// Names and voluntary context switches of a process's FUSE-over-io_uring
+/// queue threads (`fuser-ring-N`).
+fn ring_threads(pid: &str) -> Vec<(String, u64)> {
+    let mut v = Vec::new();
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let comm = fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let comm = comm.trim().to_string();
+        if !comm.starts_with("fuser-ring-") {
+            continue;
+        }
+        let status = fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        let switches = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        v.push((comm, switches));
+    }
+    v.sort();
+    v
+}
+
+/// Runs `script` in `dir` on one CPU; its output.
+fn on_cpu(dir: &Path, cpu: usize, script: &str) -> String {
+    let o = Command::new("taskset")
+        .args(["-c", &cpu.to_string(), "sh", "-c", script])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// `sha256sum` of `files` (relative to `dir`), run on one CPU.
+fn hashes_on_cpu(dir: &Path, cpu: usize, files: &[String]) -> String {
+    let o = Command::new("taskset")
+        .args(["-c", &cpu.to_string(), "sha256sum", "--"])
+        .args(files)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// The regular files under `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                v.push(e.path().strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    v.sort();
+    v
+}
+/// Names, sizes, modes, link counts and times of every entry.
+const LISTING: &str = "ls -lRa --time-style=+%s .";
+
+#[test]
+fn io_uring_and_dev_fuse_serve_the_same_bytes_from_every_cpu() {
+    if !fuse_available() || !fuse_io_uring_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, mnt) = (tmp.path().join("root"), tmp.path().join("mnt"));
+    fs::create_dir_all(root.join("system/packages")).unwrap();
+    fs::create_dir_all(&mnt).unwrap();
+    // Many small files (a real header tree), a symlink, and files larger
+    // than one request (1 MiB), which cross the queue entries' buffers.
+    let src = tmp.path().join("tree");
+    fs::create_dir_all(&src).unwrap();
+    let o = Command::new("cp")
+        .args(["-a", "/usr/include/linux"])
+        .arg(src.join("include"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    fs::write(src.join("big"), noise(3 << 20, 7)).unwrap();
+    fs::write(src.join("odd"), noise((1 << 20) + 4093, 9)).unwrap();
+    std::os::unix::fs::symlink("include/stddef.h", src.join("link")).unwrap();
+    fs::write(
+        src.join("manifest.json"),
+        r#"{"name":"tree","version":"1.0","summary":"t","license":"MIT","copyright":"2026 EXOS"}"#,
+    )
+    .unwrap();
+    let o = exos(&[
+        "build",
+        "-q",
+        s(&src),
+        "-o",
+        s(&root.join("system/packages/tree.hpkg")),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    fs::remove_file(src.join("manifest.json")).unwrap();
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let files = files_under(&src);
+    assert!(files.len() > 700, "{files:?}");
+    let want = hashes_on_cpu(&src, 0, &files);
+    let mut listing: Option<String> = None;
+
+    let pid_file = tmp.path().join("exos.pid");
+    for (mode, kind) in [
+        ("always", "io_uring"),
+        ("never", "dev_fuse"),
+        ("auto", "io_uring"),
+    ] {
+        // A fresh mount per CPU, so that each CPU's reader finds nothing
+        // cached and every one of its requests goes to its CPU's queue.
+        for cpu in 0..cpus {
+            let o = exos(&[
+                "mount",
+                "--daemon",
+                "--io-uring",
+                mode,
+                // Link counts change when content digests arrive.
+                "--no-share",
+                "--pid-file",
+                s(&pid_file),
+                s(&root),
+                s(&mnt),
+            ]);
+            assert!(o.status.success(), "{mode}: {}", text(&o.stderr));
+            let pid = fs::read_to_string(&pid_file).unwrap().trim().to_string();
+            let o = exos(&["status", "--json", s(&mnt)]);
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(v["transport"]["kind"], kind, "{mode}: {v}");
+            let human = ok(&["status", s(&mnt)]);
+            let before = ring_threads(&pid);
+            if kind == "io_uring" {
+                assert!(human.contains("transport:   FUSE over io_uring"), "{human}");
+                // A queue, and its thread, per possible CPU.
+                let queues = v["transport"]["queues"].as_u64().unwrap() as usize;
+                assert!(queues >= cpus, "{v}");
+                assert_eq!(before.len(), queues, "{before:?}");
+            } else {
+                assert!(human.contains("transport:   /dev/fuse"), "{human}");
+                assert!(before.is_empty(), "{before:?}");
+            }
+            // The tree's bytes, and the same listing, whichever CPU reads
+            // and whichever way requests come.
+            let got = hashes_on_cpu(&mnt.join("system"), cpu, &files);
+            assert!(
+                got == want,
+                "{mode}, cpu {cpu}: the mount's bytes differ from the tree"
+            );
+            let got = on_cpu(&mnt.join("system"), cpu, LISTING);
+            assert!(got.lines().count() > 800, "{got}");
+            let first = listing.get_or_insert_with(|| got.clone());
+            assert!(*first == got, "{mode}, cpu {cpu}: the listing differs");
+            if kind == "io_uring" {
+                // Served by the reader's CPU's queue thread.
+                let after = ring_threads(&pid);
+                let name = format!("fuser-ring-{cpu}");
+                let was = before.iter().find(|t| t.0 == name).map_or(0, |t| t.1);
+                let now = after.iter().find(|t| t.0 == name).map_or(0, |t| t.1);
+                assert!(
+                    now > was + 100,
+                    "{name} served nothing: {before:?} → {after:?}"
+                );
+            }
+            let o = exos(&["unmount", s(&mnt)]);
+            assert!(o.status.success(), "{mode}: {}", text(&o.stderr));
+            assert!(
+                wait_until(|| !pid_file.exists()),
+                "{mode}: the daemon did not exit"
+            );
+        }
+    }
+
+    // With the kernel's switch off: `always` refuses and says how to turn
+    // it on, `auto` mounts through /dev/fuse and says why.
+    struct KnobBack;
+    impl Drop for KnobBack {
+        fn drop(&mut self) {
+            let _ = fs::write("/sys/module/fuse/parameters/enable_uring", "1");
+        }
+    }
+    let _back = KnobBack;
+    fs::write("/sys/module/fuse/parameters/enable_uring", "0").unwrap();
+    let o = exos(&["mount", "--io-uring", "always", s(&root), s(&mnt)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("--io-uring always: FUSE over io_uring is off in the kernel")
+            && text(&o.stderr).contains("enable_uring"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!mounted(&mnt));
+    let o = exos(&[
+        "mount",
+        "--daemon",
+        "--pid-file",
+        s(&pid_file),
+        s(&root),
+        s(&mnt),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let pid = fs::read_to_string(&pid_file).unwrap().trim().to_string();
+    let o = exos(&["status", "--json", s(&mnt)]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["transport"]["kind"], "dev_fuse", "{v}");
+    assert!(
+        v["transport"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("enable_uring"),
+        "{v}"
+    );
+    assert!(ring_threads(&pid).is_empty());
+    assert_eq!(hashes_on_cpu(&mnt.join("system"), 0, &files), want);
+    let o = exos(&["unmount", s(&mnt)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(wait_until(|| !pid_file.exists()));
+}

@@ -29,6 +29,7 @@ pub mod readahead;
 pub mod view;
 
 pub use mount::{
-    build_view, is_mounted, BuildReport, Ended, Mount, MountOptions, Status, WatchMode,
+    build_view, io_uring_available, is_mounted, BuildReport, Ended, IoUringMode, Mount,
+    MountOptions, Status, TransportKind, TransportStatus, WatchMode,
 };
 pub use view::Privileges;

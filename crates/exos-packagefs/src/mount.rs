@@ -31,6 +31,57 @@ pub enum WatchMode {
 /// Polling interval after inotify failed.
 const FALLBACK_POLL: Duration = Duration::from_secs(2);
 
+/// Whether requests reach the daemon through FUSE over io_uring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoUringMode {
+    /// When the kernel offers it (see [`io_uring_available`]).
+    #[default]
+    Auto,
+    /// Refuse to mount without it.
+    Always,
+    /// `/dev/fuse` only.
+    Never,
+}
+
+/// Entries per CPU queue with FUSE over io_uring: requests from one CPU in
+/// flight at once (the kernel's default background limit is 12, and one
+/// process rarely has more than a few synchronous ones).
+pub const IO_URING_DEPTH: usize = 8;
+
+const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
+const IO_URING_DISABLED: &str = "/proc/sys/kernel/io_uring_disabled";
+
+/// Whether this kernel will hand FUSE requests over io_uring (Linux 6.14+):
+/// the `fuse` module must have `enable_uring` set (off by default) and
+/// io_uring must be allowed for this process. Err says why not and how to
+/// turn it on.
+pub fn io_uring_available() -> Result<(), String> {
+    match std::fs::read_to_string(ENABLE_URING) {
+        Err(_) => {
+            return Err(format!(
+                "this kernel has no FUSE over io_uring ({ENABLE_URING} is missing: Linux 6.14 or later with CONFIG_FUSE_IO_URING)"
+            ))
+        }
+        Ok(v) if v.trim() != "Y" && v.trim() != "1" => {
+            return Err(format!(
+                "FUSE over io_uring is off in the kernel: as root, `echo 1 > {ENABLE_URING}` (or boot with fuse.enable_uring=1)"
+            ))
+        }
+        Ok(_) => {}
+    }
+    let disabled = std::fs::read_to_string(IO_URING_DISABLED)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    match disabled {
+        0 => Ok(()),
+        1 if rustix::process::geteuid().is_root() => Ok(()),
+        _ => Err(format!(
+            "io_uring is disabled for this process ({IO_URING_DISABLED} = {disabled})"
+        )),
+    }
+}
+
 /// How to mount.
 #[derive(Debug, Clone)]
 pub struct MountOptions {
@@ -66,6 +117,7 @@ pub struct MountOptions {
     /// (readers still go first: theirs are separate requests), so the
     /// mount soon works offline and a full read runs at the link's speed.
     pub prefetch: bool,
+    pub io_uring: IoUringMode,
 }
 
 impl MountOptions {
@@ -98,6 +150,7 @@ impl MountOptions {
                 exos_lazy::cache::DEFAULT_CAPACITY,
             ),
             prefetch: false,
+            io_uring: IoUringMode::Auto,
         }
     }
 
@@ -164,6 +217,9 @@ pub struct Status {
     pub security: SecurityStatus,
     pub memory: MemoryStatus,
     pub live: LiveStatus,
+    /// Missing from mounts started by older versions: read as `dev_fuse`.
+    #[serde(default)]
+    pub transport: TransportStatus,
     pub cache_bytes: u64,
     pub nodes: usize,
     pub index_bytes: usize,
@@ -254,6 +310,62 @@ pub struct SecurityStatus {
     pub setuid: PerLayer<bool>,
 }
 
+/// How the kernel's requests reach the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// FUSE over io_uring: a queue per CPU, served by a thread on that CPU.
+    IoUring,
+    /// `read(2)`/`write(2)` on `/dev/fuse` by a pool of threads.
+    DevFuse,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransportStatus {
+    pub kind: TransportKind,
+    /// io_uring: queues (one per possible CPU) and entries per queue.
+    pub queues: Option<usize>,
+    pub depth: Option<usize>,
+    /// Why `/dev/fuse` is used, when io_uring was not turned off on purpose.
+    pub reason: Option<String>,
+}
+
+impl Default for TransportStatus {
+    fn default() -> TransportStatus {
+        TransportStatus {
+            kind: TransportKind::DevFuse,
+            queues: None,
+            depth: None,
+            reason: None,
+        }
+    }
+}
+
+impl TransportStatus {
+    /// What a mount with `mode` will use, as far as the kernel's settings
+    /// tell before mounting (the session confirms it at FUSE_INIT).
+    fn expected(mode: IoUringMode) -> TransportStatus {
+        let dev_fuse = |reason| TransportStatus {
+            kind: TransportKind::DevFuse,
+            queues: None,
+            depth: None,
+            reason,
+        };
+        match mode {
+            IoUringMode::Never => dev_fuse(None),
+            IoUringMode::Auto | IoUringMode::Always => match io_uring_available() {
+                Ok(()) => TransportStatus {
+                    kind: TransportKind::IoUring,
+                    queues: Some(fuser::io_uring_queue_count()),
+                    depth: Some(IO_URING_DEPTH),
+                    reason: None,
+                },
+                Err(why) => dev_fuse(Some(why)),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemoryStatus {
     /// What the active packages cost (index, metadata, view).
@@ -277,6 +389,7 @@ struct State {
     settings: ViewSettings,
     options: MountOptions,
     live: LiveStatus,
+    transport: TransportStatus,
 }
 
 impl State {
@@ -359,6 +472,7 @@ impl State {
                 budget_bytes: self.scanner.memory_budget,
             },
             live: self.live.clone(),
+            transport: self.transport.clone(),
             cache_bytes: self.options.cache_bytes,
             nodes: view.node_count(),
             index_bytes: view.memory_usage(),
@@ -461,6 +575,7 @@ fn new_state(options: &MountOptions) -> State {
             ..ViewSettings::new(options.privileges)
         },
         options: options.clone(),
+        transport: TransportStatus::expected(options.io_uring),
         live: match options.watch {
             WatchMode::Inotify => LiveStatus {
                 mode: "inotify".into(),
@@ -572,6 +687,11 @@ impl Mount {
     /// Mounts and starts serving. Returns once the mount is visible.
     pub fn start(options: MountOptions) -> std::io::Result<Mount> {
         let mut state = new_state(&options);
+        if options.io_uring == IoUringMode::Always {
+            if let Some(why) = &state.transport.reason {
+                return Err(std::io::Error::other(format!("--io-uring always: {why}")));
+            }
+        }
         let (view, initial) = state.rebuild(true, true);
         let view = view.expect("a first build always makes a view");
         let exec_cache = match &options.exec_cache {
@@ -601,8 +721,28 @@ impl Mount {
         }
         config.n_threads = Some(options.threads.max(1));
         config.clone_fd = true;
-        config.io_uring_depth = std::env::var("EXOS_FUSE_URING").ok().and_then(|v| v.parse().ok());
+        if state.transport.kind == TransportKind::IoUring {
+            config.io_uring_depth = Some(IO_URING_DEPTH);
+        }
         let mut session = Session::new(fs, &options.mountpoint, &config)?;
+        if state.transport.kind == TransportKind::IoUring && session.io_uring().is_none() {
+            // The kernel's settings said yes but FUSE_INIT did not offer it
+            // (changed in between): say what is true, in the status too.
+            state.transport = TransportStatus {
+                kind: TransportKind::DevFuse,
+                queues: None,
+                depth: None,
+                reason: Some("the kernel did not offer FUSE over io_uring at FUSE_INIT".into()),
+            };
+            if options.io_uring == IoUringMode::Always {
+                return Err(std::io::Error::other(
+                    "--io-uring always: the kernel did not offer FUSE over io_uring at FUSE_INIT",
+                ));
+            }
+            if let (Some(view), _) = state.rebuild(false, true) {
+                orphans.swap(&slot, view);
+            }
+        }
         let notifier = session.notifier();
         if let Some(r) = &readahead {
             r.set_notifier(notifier.clone());

@@ -330,9 +330,11 @@ impl<FS: Filesystem> Session<FS> {
                 let ch = uring_ch.clone();
                 let stop = stop.clone();
                 let qid = u16::try_from(qid).map_err(|_| io::Error::other("too many CPUs"))?;
-                queue_threads.push(thread::Builder::new().name(thread_name).spawn(move || {
-                    crate::uring::serve_queue(qid, queues, ch, stop, event_loop)
-                })?);
+                queue_threads.push(
+                    thread::Builder::new().name(thread_name).spawn(move || {
+                        crate::uring::serve_queue(qid, queues, ch, stop, event_loop)
+                    })?,
+                );
             }
         }
         drop(uring_ch);
@@ -477,7 +479,9 @@ impl<FS: Filesystem> Session<FS> {
             // `enable_uring` parameter is set.
             if let Some(depth) = self.config.io_uring_depth {
                 if init.capabilities().contains(InitFlags::FUSE_OVER_IO_URING)
-                    && config.add_capabilities(InitFlags::FUSE_OVER_IO_URING).is_ok()
+                    && config
+                        .add_capabilities(InitFlags::FUSE_OVER_IO_URING)
+                        .is_ok()
                 {
                     // The kernel refuses entries smaller than its largest
                     // request: max(8 KiB, max_write, max_pages pages).
@@ -548,6 +552,17 @@ impl<FS: Filesystem> Session<FS> {
         self.mount.umount()
     }
 
+    /// The FUSE-over-io_uring queues the session will serve, if
+    /// `Config::io_uring_depth` asked for them and the kernel granted them
+    /// at FUSE_INIT; None: requests come through `/dev/fuse` only.
+    pub fn io_uring(&self) -> Option<IoUringQueues> {
+        self.uring.map(|q| IoUringQueues {
+            queues: crate::uring::possible_cpus(),
+            depth: q.depth,
+            payload_bytes: q.payload_size,
+        })
+    }
+
     /// Returns a thread-safe object that can be used to unmount the Filesystem
     pub fn unmount_callable(&mut self) -> SessionUnmounter {
         SessionUnmounter {
@@ -559,6 +574,17 @@ impl<FS: Filesystem> Session<FS> {
     pub fn notifier(&self) -> Notifier {
         Notifier::new(self.ch.sender())
     }
+}
+
+/// What `Session::io_uring` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoUringQueues {
+    /// One per possible CPU, each served by a thread pinned to it.
+    pub queues: usize,
+    /// Entries per queue: requests of one CPU in flight at once.
+    pub depth: usize,
+    /// Each entry's payload buffer.
+    pub payload_bytes: usize,
 }
 
 #[derive(Debug)]

@@ -114,8 +114,9 @@ pub(crate) struct Queues {
     pub(crate) payload_size: usize,
 }
 
-/// How many queues the kernel expects: one per possible CPU.
-pub(crate) fn possible_cpus() -> usize {
+/// How many FUSE-over-io_uring queues the kernel expects: one per possible
+/// CPU.
+pub fn possible_cpus() -> usize {
     // SAFETY: sysconf has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
     usize::try_from(n).unwrap_or(1).max(1)
@@ -239,9 +240,8 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     {
         let mut sq = ring.submission();
         for (i, e) in entries.iter().enumerate() {
-            // SAFETY: the entry's buffers live until the ring is dropped
-            // (entries outlives ring's use below; both drop at return, the
-            // ring first since it is declared later... see the end).
+            // SAFETY: the entry's buffers (and its iovec) are dropped only
+            // after the ring (see the end of this function).
             unsafe { sq.push(&register_sqe(fd, qid, i, e)) }
                 .map_err(|_| io::Error::other("io_uring submission queue full"))?;
         }
@@ -255,6 +255,7 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     let sender = ch.sender().capturing(capture.clone());
     let mut request = vec![0u64; (IN_HEADER_SIZE + OP_IN_SIZE + queues.payload_size) / 8 + 1];
     let mut done: Vec<(u64, i32)> = Vec::with_capacity(slots as usize);
+    let mut live = entries.len();
     let result = 'serve: loop {
         match ring.submit_and_wait(1) {
             Ok(_) => {}
@@ -285,12 +286,21 @@ pub(crate) fn serve_queue<FS: Filesystem>(
                 continue;
             }
             if res < 0 {
-                // ENOTCONN/ENODEV: the connection ended (unmount, abort).
-                let err = io::Error::from_raw_os_error(-res);
                 if matches!(-res, libc::ENOTCONN | libc::ENODEV | libc::ECANCELED) {
+                    // The connection ended (unmount, abort).
                     break 'serve Ok(());
                 }
-                break 'serve Err(err);
+                // The kernel refused this entry (a reply it could not take,
+                // say): the entry is lost, the queue goes on with the rest.
+                let err = io::Error::from_raw_os_error(-res);
+                live -= 1;
+                error!("io_uring queue {qid}: entry {index}: {err}; {live} entries left");
+                if live == 0 {
+                    break 'serve Err(io::Error::other(format!(
+                        "io_uring queue {qid}: every entry failed, last with {err}"
+                    )));
+                }
+                continue;
             }
             let reply = handle(entry, &mut request, &sender, &capture, &event_loop);
             let Some(commit_id) = reply else {
@@ -337,8 +347,7 @@ fn handle<FS: Filesystem>(
             bytes[..IN_HEADER_SIZE].copy_from_slice(&h.in_out[..IN_HEADER_SIZE]);
             bytes[IN_HEADER_SIZE..IN_HEADER_SIZE + first_len]
                 .copy_from_slice(&h.op_in[..first_len]);
-            bytes[IN_HEADER_SIZE + first_len..len]
-                .copy_from_slice(&entry.payload[..payload_len]);
+            bytes[IN_HEADER_SIZE + first_len..len].copy_from_slice(&entry.payload[..payload_len]);
             match RequestWithSender::new(sender.clone(), &bytes[..len]) {
                 Some(req) => {
                     if let Ok(Operation::Destroy(_)) = req.request.operation() {
@@ -361,7 +370,10 @@ fn handle<FS: Filesystem>(
     let (head, data) = reply.split_at(OUT_HEADER_SIZE.min(reply.len()));
     h.in_out[..head.len()].copy_from_slice(head);
     if data.len() > entry.payload.len() {
-        error!("io_uring reply of {} bytes exceeds the entry's buffer", data.len());
+        error!(
+            "io_uring reply of {} bytes exceeds the entry's buffer",
+            data.len()
+        );
         let e = error_reply(unique, libc::EIO);
         h.in_out[..OUT_HEADER_SIZE].copy_from_slice(&e);
         h.payload_sz = 0;
