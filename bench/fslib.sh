@@ -11,12 +11,14 @@ done
 cleanup() {
   for m in "$work"/mnt/* "$work"/many/mnt; do mountpoint -q "$m" 2>/dev/null && umount "$m" 2>/dev/null || true; done
 }
-trap cleanup EXIT
+trap 'cleanup; restore_uring' EXIT
 
-dir_of() { case $1 in exos|exos-enc) echo "$work/mnt/$1/system" ;; *) echo "$work/mnt/$1" ;; esac; }
+dir_of() { case $1 in exos|exos-enc|exos-dev) echo "$work/mnt/$1/system" ;; *) echo "$work/mnt/$1" ;; esac; }
 mount_tool() {
   case $1 in
     exos) "$exos" mount -q --daemon --pid-file "$work/exos.pid" "$work/root" "$work/mnt/exos" 2>/dev/null ;;
+    # The same mount kept to /dev/fuse (no FUSE over io_uring).
+    exos-dev) "$exos" mount -q --io-uring never --daemon --pid-file "$work/exos-dev.pid" "$work/root" "$work/mnt/exos-dev" 2>/dev/null ;;
     # The same package sealed with a package key (prepare_tree makes it).
     exos-enc) "$exos" mount -q --daemon --pid-file "$work/exos-enc.pid" "$work/root-enc" "$work/mnt/exos-enc" \
       --key "$work/bench.pkey" 2>/dev/null ;;
@@ -27,7 +29,7 @@ mount_tool() {
 }
 umount_tool() {
   umount "$work/mnt/$1"
-  case $1 in exos|exos-enc) while [ -e "$work/$1.pid" ]; do sleep 0.01; done ;; esac
+  case $1 in exos|exos-enc|exos-dev) while [ -e "$work/$1.pid" ]; do sleep 0.01; done ;; esac
 }
 fresh() { umount_tool "$1" 2>/dev/null || true; sync; echo 3 > /proc/sys/vm/drop_caches; mount_tool "$1"; }
 now() { date +%s.%N; }
@@ -39,13 +41,24 @@ lslr() { ls -lR "$1"; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 tools=(exos squashfuse squashfs erofs)
 
+# FUSE over io_uring is off in kernels by default; scripts/setup.sh turns it
+# on, and so does every benchmark for its run (restored at exit), so exos is
+# measured as set up. The transport in use is printed with the results.
+uring_knob=/sys/module/fuse/parameters/enable_uring
+uring_was=
+if [ -w "$uring_knob" ]; then uring_was=$(cat "$uring_knob"); echo 1 > "$uring_knob"; fi
+restore_uring() { [ -z "$uring_was" ] || { [ "$uring_was" = Y ] && echo 1 || echo 0; } > "$uring_knob"; }
+transport_note() { # what exos mounts use
+  if [ "$(cat "$uring_knob" 2>/dev/null)" = Y ]; then echo "FUSE over io_uring"; else echo "/dev/fuse"; fi
+}
+
 # Builds the four images of tree NAME (see bench/trees.sh) under $work,
 # with the file lists sorted.list and shuffled.list (NUL-separated paths
 # relative to the tree), and sets $src, $files, $small, $bytes.
 prepare_tree() { # NAME
   src=$("$here/trees.sh" "$1")
   cleanup
-  rm -rf "$work" && mkdir -p "$work"/{mnt/exos,mnt/squashfuse,mnt/squashfs,mnt/erofs,root/system/packages}
+  rm -rf "$work" && mkdir -p "$work"/{mnt/exos,mnt/exos-dev,mnt/squashfuse,mnt/squashfs,mnt/erofs,root/system/packages}
   cp -a "$src" "$work/tree"
   files=$(find "$work/tree" -type f | wc -l)
   bytes=$(du -sb "$work/tree" | cut -f1)

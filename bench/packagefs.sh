@@ -14,6 +14,10 @@
 # (this project's machines) halt an idle vCPU at once, and every FUSE
 # round trip then pays for waking one; 200000 is the kernel's default.
 #
+# -d: also mount exos with --io-uring never (requests through /dev/fuse)
+# and print a table comparing it with the default (FUSE over io_uring,
+# which the script turns on for its run, see bench/fslib.sh).
+#
 # TREEs are names known to bench/trees.sh (python, boost, userland) or
 # directories; the default is all three names. Images: `exos build` (zlib
 # 9), `mksquashfs -comp gzip` (zlib 9), and `mkfs.erofs -zlz4hc` (Debian
@@ -24,8 +28,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-runs=5 encrypted=0 haltpoll=
-while getopts r:ep: o; do case $o in r) runs=$OPTARG ;; e) encrypted=1 ;; p) haltpoll=$OPTARG ;; *) exit 2 ;; esac; done
+runs=5 encrypted=0 haltpoll= devfuse=0
+while getopts r:ep:d o; do case $o in r) runs=$OPTARG ;; e) encrypted=1 ;; p) haltpoll=$OPTARG ;; d) devfuse=1 ;; *) exit 2 ;; esac; done
 shift $((OPTIND - 1))
 poll_knob=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 if [ -n "$haltpoll" ]; then
@@ -39,9 +43,10 @@ fi
 [ $# -gt 0 ] || set -- python boost userland
 work=$here/work/fs
 source "$here/fslib.sh"
-trap 'cleanup; restore_poll' EXIT
+trap 'cleanup; restore_poll; restore_uring' EXIT
 poll_note=$([ -f "$poll_knob" ] && echo ", guest halt polling $(cat "$poll_knob") ns")
 [ "$encrypted" = 1 ] && tools=(exos exos-enc)
+[ "$devfuse" = 1 ] && tools+=(exos-dev)
 
 bench_tree() { # NAME
   prepare_tree "$1"
@@ -78,7 +83,7 @@ bench_tree() { # NAME
   for tool in "${tools[@]}"; do umount_tool "$tool"; done
 
   if [ "$encrypted" = 1 ]; then
-    echo "tree $1 (encrypted): $src ($files files, $bytes bytes), $(nproc) cores$poll_note, median of $runs runs; package $(stat -c %s "$work/root/system/packages/tree.hpkg") B, sealed $(stat -c %s "$work/root-enc/system/packages/tree.hpkg") B"
+    echo "tree $1 (encrypted): $src ($files files, $bytes bytes), $(nproc) cores$poll_note, exos through $(transport_note), median of $runs runs; package $(stat -c %s "$work/root/system/packages/tree.hpkg") B, sealed $(stat -c %s "$work/root-enc/system/packages/tree.hpkg") B"
     printf '| test | exos | exos, encrypted | encrypted ÷ plain |\n|---|---:|---:|---:|\n'
     erow() { local -n a=$2; printf '| %s | %.3f s | %.3f s | %.2f× |\n' "$1" "${a[exos]}" "${a[exos-enc]}" "$(echo "${a[exos-enc]} / ${a[exos]}" | bc -l)"; }
     erow "cold read of every file, sorted order" cold
@@ -89,7 +94,7 @@ bench_tree() { # NAME
     echo
     return
   fi
-  echo "tree $1: $src ($files files, $small under 4 KiB, $bytes bytes), $(nproc) cores$poll_note, median of $runs runs; images: exos $(stat -c %s "$work/root/system/packages/tree.hpkg") B, squashfs $(stat -c %s "$work/t.sqfs") B, erofs(lz4hc) $(stat -c %s "$work/t.erofs") B"
+  echo "tree $1: $src ($files files, $small under 4 KiB, $bytes bytes), $(nproc) cores$poll_note, exos through $(transport_note), median of $runs runs; images: exos $(stat -c %s "$work/root/system/packages/tree.hpkg") B, squashfs $(stat -c %s "$work/t.sqfs") B, erofs(lz4hc) $(stat -c %s "$work/t.erofs") B"
   printf '| test | exos (FUSE) | squashfuse | kernel squashfs | kernel erofs (lz4hc) | exos ÷ squashfuse | exos ÷ kernel squashfs | exos ÷ kernel erofs |\n|---|---:|---:|---:|---:|---:|---:|---:|\n'
   row() { # name array
     local -n a=$2
@@ -103,6 +108,19 @@ bench_tree() { # NAME
   row "ls -lR, cold" ls
   row "2,000 random 4 KiB reads, cold" rnd
   echo
+  if [ "$devfuse" = 1 ]; then
+    echo "tree $1: exos through FUSE over io_uring against the same mount kept to /dev/fuse (--io-uring never), same runs"
+    printf '| test | exos, io_uring | exos, /dev/fuse | kernel squashfs | io_uring ÷ /dev/fuse | /dev/fuse ÷ kernel squashfs |\n|---|---:|---:|---:|---:|---:|\n'
+    drow() { local -n a=$2; printf '| %s | %.3f s | %.3f s | %.3f s | %.2f× | %.2f× |\n' "$1" "${a[exos]}" "${a[exos-dev]}" "${a[squashfs]}" \
+      "$(echo "${a[exos]} / ${a[exos-dev]}" | bc -l)" "$(echo "${a[exos-dev]} / ${a[squashfs]}" | bc -l)"; }
+    drow "cold read of every file, sorted order" cold
+    drow "cold read of every file, shuffled order" shuf
+    drow "warm re-read of every file" warm
+    drow "metadata walk (find, stat of every entry), cold" meta
+    drow "ls -lR, cold" ls
+    drow "2,000 random 4 KiB reads, cold" rnd
+    echo
+  fi
 }
 
 for t in "$@"; do bench_tree "$t"; done
