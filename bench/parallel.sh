@@ -47,7 +47,7 @@ for tool in "${tools[@]}"; do
     umount_tool "$tool"
   done
 done
-echo "tree $tree: $src ($files files, $bytes bytes), $(nproc) cores, median of $runs runs, cold caches"
+echo "tree $tree: $src ($files files, $bytes bytes), $(nproc) cores, exos through $(transport_note), median of $runs runs, cold caches"
 printf '| readers | exos (FUSE) | squashfuse | kernel squashfs | kernel erofs (lz4hc) | exos ÷ kernel squashfs |\n|---:|---:|---:|---:|---:|---:|\n'
 for n in "${counts[@]}"; do
   printf '| %d |' "$n"

@@ -41,7 +41,7 @@ for p in "${places[@]}"; do
     warm[$p,$prog]=$(printf '%s\n' "${w[@]}" | median)
   done
 done
-echo "userland: $src ($files files, $bytes bytes), $(nproc) cores, median of $runs runs"
+echo "userland: $src ($files files, $bytes bytes), $(nproc) cores, exos through $(transport_note), median of $runs runs"
 printf '| program | exos cold | kernel squashfs cold | extracted (disk) cold | exos ÷ disk, cold | exos warm | disk warm | exos ÷ disk, warm |\n|---|---:|---:|---:|---:|---:|---:|---:|\n'
 for prog in "${programs[@]}"; do
   printf '| `%s` | %.3f s | %.3f s | %.3f s | %.2f× | %.3f s | %.3f s | %.2f× |\n' "$prog" \
