@@ -10,6 +10,9 @@ cargo fmt --all --check
 cargo clippy --all-targets --all-features -- -D warnings
 # clap checks command-line definitions only in debug builds.
 cargo test -p exos-cli --bins the_command_line_is_well_formed
+# The fuser EXOS carries (vendor/fuser/EXOS.md) is outside the workspace:
+# its own unit tests, the io_uring request rebuilding's among them.
+CARGO_TARGET_DIR=target/vendor-fuser cargo test -q --locked --manifest-path vendor/fuser/Cargo.toml --lib
 # Crash points (EXOS_CRASH_AT) exist only in this test build of exos.
 cargo test --workspace --release --features exos-cli/crash-points
 # The main job, as the README's first command runs it.

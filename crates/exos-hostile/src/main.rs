@@ -45,6 +45,22 @@ fn write_all(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A FUSE-over-io_uring entry: 128 bytes of in/out header (a
+/// `fuse_in_header` whose length counts all arguments), 128 bytes for the
+/// first argument, the payload's size, then the payload.
+fn ring_entry(opcode: u32, first: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut e = vec![0u8; 256];
+    let len = (40 + first.len() + payload.len()) as u32;
+    e[0..4].copy_from_slice(&len.to_ne_bytes());
+    e[4..8].copy_from_slice(&opcode.to_ne_bytes());
+    e[8..16].copy_from_slice(&2u64.to_ne_bytes()); // unique
+    e[16..24].copy_from_slice(&1u64.to_ne_bytes()); // node id: the root
+    e[128..128 + first.len()].copy_from_slice(first);
+    e.extend_from_slice(&(payload.len() as u32).to_ne_bytes());
+    e.extend_from_slice(payload);
+    e
+}
+
 /// Hostile cases small enough for a seed corpus (the large ones are in the
 /// tests; a fuzzer mutates small inputs best).
 const MAX_SEED: usize = 4096;
@@ -110,6 +126,20 @@ fn write_seeds(fixtures: &Path, out: &Path) -> std::io::Result<()> {
         if let Some(info) = repository_info_section(bytes) {
             put("read_repository_info", name, &info)?;
         }
+    }
+    // fuse_ring_request: FUSE-over-io_uring entries as the kernel fills
+    // them (see vendor/fuser/src/uring.rs, `fuzz_ring_entry`).
+    for (name, opcode, first, payload) in [
+        ("lookup", 1u32, &[][..], &b"libc.so.6\0"[..]),
+        ("getattr", 3, &[0u8; 16][..], &[][..]),
+        ("readlink", 5, &[][..], &[][..]),
+        ("read", 15, &[0u8; 40][..], &[][..]),
+        ("write", 16, &[0u8; 40][..], &b"data"[..]),
+        ("getxattr", 22, &[0u8; 8][..], &b"user.haiku.x\0"[..]),
+        ("readdirplus", 44, &[0u8; 40][..], &[][..]),
+        ("setxattr", 21, &[0u8; 16][..], &b"user.a\0value"[..]),
+    ] {
+        put("fuse_ring_request", name, &ring_entry(opcode, first, payload))?;
     }
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     for e in std::fs::read_dir(&examples)? {

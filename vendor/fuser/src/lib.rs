@@ -78,6 +78,8 @@ pub use crate::session::BackgroundSession;
 use crate::session::MAX_WRITE_SIZE;
 pub use crate::session::IoUringQueues;
 pub use crate::uring::possible_cpus as io_uring_queue_count;
+#[doc(hidden)]
+pub use crate::uring::fuzz_ring_entry;
 pub use crate::session::Session;
 pub use crate::session::SessionACL;
 pub use crate::session::SessionUnmounter;

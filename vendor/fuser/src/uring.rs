@@ -333,36 +333,23 @@ fn handle<FS: Filesystem>(
     let h = &mut *entry.headers;
     let commit_id = h.commit_id;
     entry.commit_id = commit_id;
-    let len = u32::from_ne_bytes(h.in_out[0..4].try_into().unwrap_or_default()) as usize;
     let unique = u64::from_ne_bytes(h.in_out[8..16].try_into().unwrap_or_default());
-    let payload_len = h.payload_sz as usize;
-    // The first argument went to op_in, the rest to the payload; the
-    // header's length counts them all.
-    let first_len = len
-        .checked_sub(IN_HEADER_SIZE)
-        .and_then(|n| n.checked_sub(payload_len));
     let bytes: &mut [u8] = zerocopy_bytes(request);
-    let reply = match first_len {
-        Some(first_len) if first_len <= OP_IN_SIZE && payload_len <= entry.payload.len() => {
-            bytes[..IN_HEADER_SIZE].copy_from_slice(&h.in_out[..IN_HEADER_SIZE]);
-            bytes[IN_HEADER_SIZE..IN_HEADER_SIZE + first_len]
-                .copy_from_slice(&h.op_in[..first_len]);
-            bytes[IN_HEADER_SIZE + first_len..len].copy_from_slice(&entry.payload[..payload_len]);
-            match RequestWithSender::new(sender.clone(), &bytes[..len]) {
-                Some(req) => {
-                    if let Ok(Operation::Destroy(_)) = req.request.operation() {
-                        req.reply::<ReplyEmpty>().ok();
-                        let _ = capture.take();
-                        return None;
-                    }
-                    req.dispatch(event_loop);
-                    capture.take()
+    let reply = match assemble(&h.in_out, &h.op_in, &entry.payload, h.payload_sz, bytes) {
+        Ok(len) => match RequestWithSender::new(sender.clone(), &bytes[..len]) {
+            Some(req) => {
+                if let Ok(Operation::Destroy(_)) = req.request.operation() {
+                    req.reply::<ReplyEmpty>().ok();
+                    let _ = capture.take();
+                    return None;
                 }
-                None => error_reply(unique, libc::EIO),
+                req.dispatch(event_loop);
+                capture.take()
             }
-        }
-        _ => {
-            warn!("io_uring request {unique}: lengths do not add up ({len}, {payload_len})");
+            None => error_reply(unique, libc::EIO),
+        },
+        Err(why) => {
+            warn!("io_uring request {unique}: {why}");
             error_reply(unique, libc::EIO)
         }
     };
@@ -384,6 +371,66 @@ fn handle<FS: Filesystem>(
     Some(commit_id)
 }
 
+/// Rebuilds a request as `/dev/fuse` would have delivered it, into `out`:
+/// the in-header (the first 40 bytes of `in_out`), the operation's first
+/// argument (from `op_in`) and the rest (the first `payload_sz` bytes of
+/// `payload`). The header's length counts all three, which is how the
+/// first argument's length is known. Returns the request's length.
+pub(crate) fn assemble(
+    in_out: &[u8],
+    op_in: &[u8],
+    payload: &[u8],
+    payload_sz: u32,
+    out: &mut [u8],
+) -> Result<usize, String> {
+    let header = in_out
+        .get(..IN_HEADER_SIZE)
+        .ok_or("in/out header shorter than fuse_in_header")?;
+    let len = u32::from_ne_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let payload_len = payload_sz as usize;
+    let payload = payload.get(..payload_len).ok_or_else(|| {
+        format!(
+            "payload of {payload_len} bytes larger than the entry's {}",
+            payload.len()
+        )
+    })?;
+    let first_len = len
+        .checked_sub(IN_HEADER_SIZE + payload_len)
+        .ok_or_else(|| format!("length {len} less than header and payload ({payload_len})"))?;
+    let first = op_in.get(..first_len).ok_or_else(|| {
+        format!("first argument of {first_len} bytes larger than the op header area")
+    })?;
+    let out = out
+        .get_mut(..len)
+        .ok_or_else(|| format!("request of {len} bytes larger than the buffer"))?;
+    out[..IN_HEADER_SIZE].copy_from_slice(header);
+    out[IN_HEADER_SIZE..IN_HEADER_SIZE + first_len].copy_from_slice(first);
+    out[IN_HEADER_SIZE + first_len..].copy_from_slice(payload);
+    Ok(len)
+}
+
+/// For the fuzz target `fuse_ring_request`: `data` is an entry as the
+/// kernel would fill it (128 bytes in/out header, 128 bytes first-argument
+/// area, 4 bytes payload_sz, then the payload buffer); it is rebuilt and
+/// parsed as a request. Must never panic.
+#[doc(hidden)]
+pub fn fuzz_ring_entry(data: &[u8]) {
+    if data.len() < IN_OUT_SIZE + OP_IN_SIZE + 4 {
+        return;
+    }
+    let (in_out, rest) = data.split_at(IN_OUT_SIZE);
+    let (op_in, rest) = rest.split_at(OP_IN_SIZE);
+    let (size, payload) = rest.split_at(4);
+    let payload_sz = u32::from_ne_bytes([size[0], size[1], size[2], size[3]]);
+    let mut words = vec![0u64; (IN_HEADER_SIZE + OP_IN_SIZE + payload.len()) / 8 + 1];
+    let out = zerocopy_bytes(&mut words);
+    if let Ok(len) = assemble(in_out, op_in, payload, payload_sz, out) {
+        if let Ok(request) = crate::ll::AnyRequest::try_from(&out[..len]) {
+            let _ = request.operation();
+        }
+    }
+}
+
 fn error_reply(unique: u64, errno: i32) -> Vec<u8> {
     let mut out = Vec::with_capacity(OUT_HEADER_SIZE);
     out.extend_from_slice(&(OUT_HEADER_SIZE as u32).to_ne_bytes());
@@ -394,4 +441,72 @@ fn error_reply(unique: u64, errno: i32) -> Vec<u8> {
 
 fn zerocopy_bytes(words: &mut [u64]) -> &mut [u8] {
     zerocopy::IntoBytes::as_mut_bytes(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(len: u32, opcode: u32) -> [u8; IN_OUT_SIZE] {
+        let mut h = [0u8; IN_OUT_SIZE];
+        h[0..4].copy_from_slice(&len.to_ne_bytes());
+        h[4..8].copy_from_slice(&opcode.to_ne_bytes());
+        h[8..16].copy_from_slice(&7u64.to_ne_bytes());
+        h
+    }
+
+    #[test]
+    fn a_request_is_rebuilt_in_dev_fuse_order() {
+        // READ: a 40-byte first argument, no payload.
+        let h = header(40 + 40, 15);
+        let mut op = [0u8; OP_IN_SIZE];
+        op[..40].copy_from_slice(&[3u8; 40]);
+        let mut out = [0u8; 512];
+        assert_eq!(assemble(&h, &op, &[0; 64], 0, &mut out), Ok(80));
+        assert_eq!(&out[..40], &h[..40]);
+        assert_eq!(&out[40..80], &[3u8; 40]);
+        // LOOKUP: no first argument, the name in the payload.
+        let h = header(40 + 4, 1);
+        assert_eq!(assemble(&h, &op, b"abc\0..", 4, &mut out), Ok(44));
+        assert_eq!(&out[40..44], b"abc\0");
+    }
+
+    #[test]
+    fn lengths_that_do_not_add_up_are_refused() {
+        let op = [0u8; OP_IN_SIZE];
+        let mut out = [0u8; 512];
+        // Shorter than its payload.
+        assert!(assemble(&header(40, 1), &op, &[0; 64], 8, &mut out).is_err());
+        // A first argument longer than the 128-byte area.
+        assert!(assemble(&header(40 + 129, 15), &op, &[0; 64], 0, &mut out).is_err());
+        // A payload size past the entry's buffer.
+        assert!(assemble(&header(40 + 100, 1), &op, &[0; 64], 100, &mut out).is_err());
+        // Larger than the output buffer.
+        assert!(assemble(&header(40 + 100, 1), &op, &[0; 600], 100, &mut out[..100]).is_err());
+        // A header cut short.
+        assert!(assemble(&[0; 16], &op, &[], 0, &mut out).is_err());
+    }
+
+    #[test]
+    fn any_entry_bytes_are_handled_without_panicking() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut data = vec![0u8; IN_OUT_SIZE + OP_IN_SIZE + 4 + 300];
+        for round in 0..20_000 {
+            for b in data.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            // Plausible lengths and opcodes half of the time.
+            if round % 2 == 0 {
+                let payload = (x % 300) as u32;
+                let first = ((x >> 16) % 129) as u32;
+                data[0..4].copy_from_slice(&(40 + first + payload).to_ne_bytes());
+                data[4..8].copy_from_slice(&(((x >> 24) % 60) as u32).to_ne_bytes());
+                data[256..260].copy_from_slice(&payload.to_ne_bytes());
+            }
+            fuzz_ring_entry(&data);
+        }
+    }
 }
