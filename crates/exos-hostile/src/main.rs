@@ -139,7 +139,11 @@ fn write_seeds(fixtures: &Path, out: &Path) -> std::io::Result<()> {
         ("readdirplus", 44, &[0u8; 40][..], &[][..]),
         ("setxattr", 21, &[0u8; 16][..], &b"user.a\0value"[..]),
     ] {
-        put("fuse_ring_request", name, &ring_entry(opcode, first, payload))?;
+        put(
+            "fuse_ring_request",
+            name,
+            &ring_entry(opcode, first, payload),
+        )?;
     }
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     for e in std::fs::read_dir(&examples)? {
