@@ -71,7 +71,7 @@ prepare_tree() { # NAME
   # The package's manifest.json is hidden from the mounted view, so all
   # four show the same files.
   echo '{"name":"benchtree","version":"1.0","summary":"benchmark tree","license":"MIT","copyright":"benchmark"}' > "$work/tree/manifest.json"
-  "$exos" build -q "$work/tree" -o "$work/root/system/packages/tree.hpkg"
+  "$exos" build -q -c "${exos_compression:-zlib}" "$work/tree" -o "$work/root/system/packages/tree.hpkg"
   rm "$work/tree/manifest.json"
   mkdir -p "$work/mnt/exos-enc" "$work/root-enc/system/packages"
   "$exos" key generate -q bench --encryption -d "$work"

@@ -4,12 +4,16 @@
 # programs started from it: cold (fresh mount, caches dropped) and warm.
 # Compared with the same files extracted to disk and with kernel squashfs.
 #
-#   bench/startup.sh [-r RUNS]        (as root)
+#   bench/startup.sh [-r RUNS] [-c zlib|zstd]        (as root)
+#
+# -c: the exos package's compression (default zlib, like the squashfs
+# image; `exos import-deb` makes zstd packages).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 runs=5
-while getopts r: o; do case $o in r) runs=$OPTARG ;; *) exit 2 ;; esac; done
+exos_compression=zlib
+while getopts r:c: o; do case $o in r) runs=$OPTARG ;; c) exos_compression=$OPTARG ;; *) exit 2 ;; esac; done
 work=$here/work/fs
 source "$here/fslib.sh"
 prepare_tree userland
@@ -41,7 +45,7 @@ for p in "${places[@]}"; do
     warm[$p,$prog]=$(printf '%s\n' "${w[@]}" | median)
   done
 done
-echo "userland: $src ($files files, $bytes bytes), $(nproc) cores, exos through $(transport_note), median of $runs runs"
+echo "userland: $src ($files files, $bytes bytes), $(nproc) cores, exos through $(transport_note), exos package $exos_compression, median of $runs runs"
 printf '| program | exos cold | kernel squashfs cold | extracted (disk) cold | exos ÷ disk, cold | exos warm | disk warm | exos ÷ disk, warm |\n|---|---:|---:|---:|---:|---:|---:|---:|\n'
 for prog in "${programs[@]}"; do
   printf '| `%s` | %.3f s | %.3f s | %.3f s | %.2f× | %.3f s | %.3f s | %.2f× |\n' "$prog" \

@@ -23,6 +23,16 @@ pub enum CompressionArg {
     None,
 }
 
+impl From<CompressionArg> for Compression {
+    fn from(c: CompressionArg) -> Compression {
+        match c {
+            CompressionArg::Zlib => Compression::Zlib,
+            CompressionArg::Zstd => Compression::Zstd,
+            CompressionArg::None => Compression::None,
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct BuildArgs {
     dir: PathBuf,
@@ -137,12 +147,7 @@ pub fn build(args: &BuildArgs, out: Out) -> Result<()> {
         }
     }
     let info = manifest.to_package_info();
-    let compression = match args.compression {
-        CompressionArg::Zlib => Compression::Zlib,
-        CompressionArg::Zstd => Compression::Zstd,
-        CompressionArg::None => Compression::None,
-    };
-    let mut options = BuildOptions::with_compression(compression);
+    let mut options = BuildOptions::with_compression(args.compression.into());
     if let Some(l) = args.level {
         options.level = l;
     }

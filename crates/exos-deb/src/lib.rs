@@ -22,7 +22,7 @@ pub mod control;
 pub mod import;
 pub mod version;
 
-pub use import::{import, usr_links_package, Imported};
+pub use import::{default_build_options, import, import_with, usr_links_package, Imported};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DebError {

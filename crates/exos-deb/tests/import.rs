@@ -117,6 +117,15 @@ fn an_honest_package_is_imported_with_merged_usr_and_its_relations() {
     assert_eq!(r.skipped, ["/dev/pipe"]);
     assert_eq!(r.alternatives.len(), 1, "{:?}", r.alternatives); // man1 dir absent: the slave is skipped
     let pkg = exos_hpkg::Package::open(&r.output).unwrap();
+    // zstd unless asked otherwise; the same files either way.
+    assert_eq!(pkg.header().heap.compression, exos_hpkg::Compression::Zstd);
+    let zlib_dir = tempfile::tempdir().unwrap();
+    let zlib_dir = zlib_dir.path();
+    let options = exos_hpkg::BuildOptions::with_compression(exos_hpkg::Compression::Zlib);
+    let z = exos_deb::import_with(&d, zlib_dir, &options).unwrap();
+    let zpkg = exos_hpkg::Package::open(&z.output).unwrap();
+    assert_eq!(zpkg.header().heap.compression, exos_hpkg::Compression::Zlib);
+    assert_eq!(z.files, r.files);
     let m = exos_manifest::Manifest::from_package(&pkg).unwrap();
     assert_eq!(m.original_version.as_deref(), Some("1:2.0~rc1-3"));
     let json = serde_json::to_string(&m.to_json()).unwrap();
