@@ -20,7 +20,7 @@ pub struct ImportDebArgs {
     /// Haiku's oldest tools), none.
     #[arg(short = 'c', long, value_enum, default_value = "zstd")]
     pub compression: crate::inspect::CompressionArg,
-    /// Compression level (zlib 1-9, default 9; zstd 1-22, default 19).
+    /// Compression level (zlib 1-9, default 9; zstd 1-22, default 9).
     #[arg(short, long)]
     pub level: Option<i32>,
 }
@@ -35,6 +35,9 @@ pub struct ImportReport {
 pub fn import(args: &ImportDebArgs, out: Out) -> Result<()> {
     std::fs::create_dir_all(&args.output).with_context(|| format!("{}", args.output.display()))?;
     let mut options = exos_hpkg::BuildOptions::with_compression(args.compression.into());
+    if matches!(args.compression, crate::inspect::CompressionArg::Zstd) {
+        options.level = exos_deb::import::DEFAULT_ZSTD_LEVEL;
+    }
     if let Some(l) = args.level {
         options.level = l;
     }
