@@ -332,25 +332,24 @@ pub struct TransportStatus {
 
 impl Default for TransportStatus {
     fn default() -> TransportStatus {
-        TransportStatus {
-            kind: TransportKind::DevFuse,
-            queues: None,
-            depth: None,
-            reason: None,
-        }
+        TransportStatus::dev_fuse(None)
     }
 }
 
 impl TransportStatus {
-    /// What a mount with `mode` will use, as far as the kernel's settings
-    /// tell before mounting (the session confirms it at FUSE_INIT).
-    fn expected(mode: IoUringMode) -> TransportStatus {
-        let dev_fuse = |reason| TransportStatus {
+    fn dev_fuse(reason: Option<String>) -> TransportStatus {
+        TransportStatus {
             kind: TransportKind::DevFuse,
             queues: None,
             depth: None,
             reason,
-        };
+        }
+    }
+
+    /// What a mount with `mode` will use, as far as the kernel's settings
+    /// tell before mounting (the session confirms it at FUSE_INIT).
+    fn expected(mode: IoUringMode) -> TransportStatus {
+        let dev_fuse = TransportStatus::dev_fuse;
         match mode {
             IoUringMode::Never => dev_fuse(None),
             IoUringMode::Auto | IoUringMode::Always => match io_uring_available() {
@@ -728,12 +727,9 @@ impl Mount {
         if state.transport.kind == TransportKind::IoUring && session.io_uring().is_none() {
             // The kernel's settings said yes but FUSE_INIT did not offer it
             // (changed in between): say what is true, in the status too.
-            state.transport = TransportStatus {
-                kind: TransportKind::DevFuse,
-                queues: None,
-                depth: None,
-                reason: Some("the kernel did not offer FUSE over io_uring at FUSE_INIT".into()),
-            };
+            state.transport = TransportStatus::dev_fuse(Some(
+                "the kernel did not offer FUSE over io_uring at FUSE_INIT".into(),
+            ));
             if options.io_uring == IoUringMode::Always {
                 return Err(std::io::Error::other(
                     "--io-uring always: the kernel did not offer FUSE over io_uring at FUSE_INIT",

@@ -201,7 +201,15 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     let fd = std::os::fd::AsFd::as_fd(&ch).as_raw_fd();
     let slots = (queues.depth * 2 + 2) as u32;
     let mut ring: IoUring<squeue::Entry128, cqueue::Entry> =
-        IoUring::builder().setup_cqsize(slots * 2).build(slots)?;
+        match IoUring::builder().setup_cqsize(slots * 2).build(slots) {
+            Ok(ring) => ring,
+            Err(e) => {
+                // Said now, not at the end: until every queue registers,
+                // the kernel keeps requests on /dev/fuse.
+                error!("io_uring queue {qid}: {e}; requests stay on /dev/fuse");
+                return Err(e);
+            }
+        };
 
     let mut entries: Vec<Entry> = (0..queues.depth)
         .map(|_| {
