@@ -532,6 +532,18 @@ fn fuse_io_uring_available() -> bool {
     false
 }
 
+/// Unmounts (lazily) on the way out if a failed assertion left the mount
+/// up; a no-op after `exos unmount`.
+struct LazyUnmount<'a>(&'a Path);
+
+impl Drop for LazyUnmount<'_> {
+    fn drop(&mut self) {
+        if mounted(self.0) {
+            let _ = Command::new("umount").arg("-l").arg(self.0).status();
+        }
+    }
+}
+
 /// Names and voluntary context switches of a process's FUSE-over-io_uring
 /// queue threads (`fuser-ring-N`).
 fn ring_threads(pid: &str) -> Vec<(String, u64)> {
@@ -663,6 +675,7 @@ fn io_uring_and_dev_fuse_serve_the_same_bytes_from_every_cpu() {
                 s(&mnt),
             ]);
             assert!(o.status.success(), "{mode}: {}", text(&o.stderr));
+            let _unmount = LazyUnmount(&mnt);
             let pid = fs::read_to_string(&pid_file).unwrap().trim().to_string();
             let o = exos(&["status", "--json", s(&mnt)]);
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -742,6 +755,7 @@ fn io_uring_and_dev_fuse_serve_the_same_bytes_from_every_cpu() {
         s(&mnt),
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
+    let _unmount = LazyUnmount(&mnt);
     let pid = fs::read_to_string(&pid_file).unwrap().trim().to_string();
     let o = exos(&["status", "--json", s(&mnt)]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
