@@ -39,6 +39,15 @@ impl Source for File {
         FileExt::read_exact_at(self, buf, offset)
     }
 
+    /// Starts reading the range from disk in the background
+    /// (`POSIX_FADV_WILLNEED`): the reads that follow find it cached
+    /// instead of waiting for the disk one request at a time.
+    fn will_need(&self, offset: u64, len: u64) {
+        if let Some(len) = std::num::NonZeroU64::new(len) {
+            let _ = rustix::fs::fadvise(self, offset, Some(len), rustix::fs::Advice::WillNeed);
+        }
+    }
+
     fn local_file(&self) -> Option<&File> {
         Some(self)
     }

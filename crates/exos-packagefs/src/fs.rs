@@ -657,6 +657,14 @@ impl Filesystem for PackageFs {
                     if let (0, Some(node)) = (offset, node) {
                         readahead.after_file_read(&view, node);
                         if buf[..n].starts_with(b"\x7fELF") && e.size() > n as u64 {
+                            // The loader maps it next and faults it in a page at a
+                            // time: start reading its stored bytes from disk now,
+                            // in one go, instead of one request per fault.
+                            if package.remote.is_none()
+                                && e.size() <= crate::readahead::MAX_PUSHED_PROGRAM
+                            {
+                                package.package.will_read(e);
+                            }
                             readahead.after_program_header(node);
                         }
                     } else if let Some(node) = node {

@@ -1209,6 +1209,90 @@ fn files_pushed_ahead_of_sequential_readers_read_back_exactly() {
     m.unmount().unwrap();
 }
 
+/// A program is mapped after its header is read: after a header read and
+/// a read past it, the whole file is stored into the page cache (last
+/// megabyte first, see readahead.rs) and reads back as itself.
+#[test]
+fn a_program_read_past_its_header_is_stored_whole_and_reads_back_exactly() {
+    use std::os::unix::fs::FileExt;
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    // 3.5 MiB starting like an ELF file, hardly compressible (so the
+    // package is not read whole by the read-ahead of a few chunks).
+    let mut program = String::from("\x7fELF");
+    let mut x = 88172645463325252u64;
+    while program.len() < 7 << 19 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        program.push_str(&format!("{x:016x}\n"));
+    }
+    let package = fx.add(
+        "system",
+        "prog.hpkg",
+        r#"{"name":"prog","version":"1"}"#,
+        &[("bin/prog", &program)],
+    );
+    let m = fx.mount();
+    let path = fx.mnt.join("system/bin/prog");
+    let file = fs::File::open(&path).unwrap();
+    // The header read starts reading the program's stored bytes from
+    // the package file at once (not one page fault at a time). (After the
+    // mount has digested the package, which reads all of it.)
+    assert!(within(|| fx.status()["sharing"]["packages_digested"] == 1).is_some());
+    let stored = fs::metadata(&package).unwrap().len();
+    {
+        let p = fs::File::open(&package).unwrap();
+        p.sync_all().unwrap();
+        rustix::fs::fadvise(&p, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    }
+    let mut header = [0u8; 64];
+    file.read_exact_at(&mut header, 0).unwrap();
+    assert!(header.starts_with(b"\x7fELF"));
+    assert!(
+        within(|| resident(&package) >= stored * 9 / 10).is_some(),
+        "{} of the package's {stored} bytes were read after the header",
+        resident(&package)
+    );
+    let mut later = [0u8; 4096];
+    file.read_exact_at(&mut later, 3 << 20).unwrap();
+    let size = program.len() as u64;
+    assert!(
+        within(|| m.pushed().1 >= size).is_some(),
+        "the program was not stored whole: {:?}",
+        m.pushed()
+    );
+    // Every page is in the page cache: the pieces landed.
+    assert_eq!(resident(&path), size.div_ceil(4096) * 4096);
+    // And at the right offsets.
+    assert_eq!(fs::read(&path).unwrap(), program.as_bytes());
+    let mut piece = vec![0u8; 100];
+    for at in [0u64, (1 << 20) - 50, 2 << 20, size - 100] {
+        file.read_exact_at(&mut piece, at).unwrap();
+        assert_eq!(
+            &piece[..],
+            &program.as_bytes()[at as usize..at as usize + 100]
+        );
+    }
+    drop(file);
+    m.unmount().unwrap();
+}
+
+/// Bytes of `path` in the page cache (util-linux's `fincore`).
+fn resident(path: &Path) -> u64 {
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(path)
+        .output()
+        .expect("fincore (util-linux-extra) runs");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("fincore {}: {out:?}", path.display()))
+}
+
 fn walk_count(dir: &Path) -> usize {
     let mut n = 0;
     for e in fs::read_dir(dir).unwrap() {
