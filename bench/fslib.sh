@@ -13,7 +13,7 @@ cleanup() {
 }
 trap 'cleanup; restore_uring' EXIT
 
-dir_of() { case $1 in exos|exos-enc|exos-dev) echo "$work/mnt/$1/system" ;; *) echo "$work/mnt/$1" ;; esac; }
+dir_of() { case $1 in exos|exos-enc|exos-dev|exos-x|exos-xp) echo "$work/mnt/$1/system" ;; *) echo "$work/mnt/$1" ;; esac; }
 mount_tool() {
   case $1 in
     exos) "$exos" mount -q --daemon --pid-file "$work/exos.pid" "$work/root" "$work/mnt/exos" 2>/dev/null ;;
@@ -22,6 +22,11 @@ mount_tool() {
     # The same package sealed with a package key (prepare_tree makes it).
     exos-enc) "$exos" mount -q --daemon --pid-file "$work/exos-enc.pid" "$work/root-enc" "$work/mnt/exos-enc" \
       --key "$work/bench.pkey" 2>/dev/null ;;
+    # With the exec cache in $work/exec-cache, its programs' reads answered
+    # from there (exos-x) or served with FUSE passthrough (exos-xp).
+    exos-x) "$exos" mount -q --daemon --pid-file "$work/exos-x.pid" --exec-cache "$work/exec-cache" "$work/root" "$work/mnt/exos-x" 2>/dev/null ;;
+    exos-xp) "$exos" mount -q --daemon --pid-file "$work/exos-xp.pid" --exec-cache "$work/exec-cache" --exec-cache-passthrough \
+      "$work/root" "$work/mnt/exos-xp" 2>/dev/null ;;
     squashfuse) squashfuse "$work/t.sqfs" "$work/mnt/squashfuse" ;;
     squashfs) mount -t squashfs -o loop,ro "$work/t.sqfs" "$work/mnt/squashfs" ;;
     erofs) mount -t erofs -o loop,ro "$work/t.erofs" "$work/mnt/erofs" ;;
@@ -29,9 +34,20 @@ mount_tool() {
 }
 umount_tool() {
   umount "$work/mnt/$1"
-  case $1 in exos|exos-enc|exos-dev) while [ -e "$work/$1.pid" ]; do sleep 0.01; done ;; esac
+  case $1 in exos*) while [ -e "$work/$1.pid" ]; do sleep 0.01; done ;; esac
 }
 fresh() { umount_tool "$1" 2>/dev/null || true; sync; echo 3 > /proc/sys/vm/drop_caches; mount_tool "$1"; }
+# A mount with the exec cache, once its content digests (which name the
+# cache's entries) are computed, then caches dropped: a machine booted with
+# the mount up, before anything ran.
+fresh_with_cache() {
+  umount_tool "$1" 2>/dev/null || true; mount_tool "$1"
+  for _ in $(seq 300); do
+    "$exos" status --json "$work/mnt/$1" | python3 -c 'import json,sys; s=json.load(sys.stdin).get("sharing") or {}; sys.exit(s.get("packages_digested", -1) != s.get("packages"))' && break
+    sleep 0.05
+  done
+  sync; echo 3 > /proc/sys/vm/drop_caches
+}
 now() { date +%s.%N; }
 timed() { local t0 t1; t0=$(now); "$@" >/dev/null; t1=$(now); echo "$t1 - $t0" | bc -l; }
 # Lists hold paths relative to the tree, NUL-separated.
@@ -58,7 +74,7 @@ transport_note() { # what exos mounts use
 prepare_tree() { # NAME
   src=$("$here/trees.sh" "$1")
   cleanup
-  rm -rf "$work" && mkdir -p "$work"/{mnt/exos,mnt/exos-dev,mnt/squashfuse,mnt/squashfs,mnt/erofs,root/system/packages}
+  rm -rf "$work" && mkdir -p "$work"/{mnt/exos,mnt/exos-dev,mnt/exos-x,mnt/exos-xp,mnt/squashfuse,mnt/squashfs,mnt/erofs,root/system/packages}
   cp -a "$src" "$work/tree"
   files=$(find "$work/tree" -type f | wc -l)
   bytes=$(du -sb "$work/tree" | cut -f1)

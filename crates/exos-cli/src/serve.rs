@@ -64,13 +64,19 @@ pub struct MountArgs {
     #[arg(long)]
     pub no_share: bool,
     /// Keep programs and libraries decompressed in DIR (e.g.
-    /// /var/cache/exos/exec) and serve them from there with FUSE
-    /// passthrough: faster cold starts after a remount or reboot.
+    /// /var/cache/exos/exec) and answer their reads from there without
+    /// decompressing: faster cold starts after a remount or reboot, warm
+    /// starts unchanged.
     #[arg(long, value_name = "DIR")]
     pub exec_cache: Option<PathBuf>,
     /// Size limit of the exec cache (least recently used entries go).
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub exec_cache_mib: u64,
+    /// Serve the exec cache with FUSE passthrough (the kernel reads cached
+    /// programs itself): no request per page fault, but every open of any
+    /// file then asks the daemon, which warm starts pay.
+    #[arg(long, requires = "exec_cache")]
+    pub exec_cache_passthrough: bool,
     /// Block cache of lazily installed packages (default: $EXOS_BLOCK_CACHE,
     /// else /var/cache/exos/blocks for root, ~/.cache/exos/blocks for
     /// others). Shared by every mount; blocks are verified on every read.
@@ -202,6 +208,9 @@ pub fn serve(args: &MountArgs, quiet: bool) -> Result<()> {
             args.exec_cache_mib << 20,
         )
     });
+    if args.exec_cache_passthrough {
+        options.exec_cache_serve = exos_packagefs::exec_cache::ExecCacheServe::Passthrough;
+    }
     options.block_cache = (
         args.block_cache
             .as_ref()
@@ -334,6 +343,9 @@ impl MountArgs {
             a.push("--exec-cache".into());
             a.push(d.into_os_string());
             a.push(format!("--exec-cache-mib={}", self.exec_cache_mib).into());
+            if self.exec_cache_passthrough {
+                a.push("--exec-cache-passthrough".into());
+            }
         }
         // The daemon works from `/` and may not see the caller's
         // environment: the block cache is passed explicitly.

@@ -423,77 +423,88 @@ fn the_exec_cache_keeps_programs_verified_and_serves_them_after_a_remount() {
     ok(&["build", "-q", s(&src), "-o", s(&pkg)]);
     ok(&["init", s(&root)]);
     ok(&["install", "-q", "-r", s(&root), s(&pkg)]);
-    let log = tmp.path().join("log");
-    let mount = || {
-        let o = exos(&[
-            "mount",
-            s(&root),
-            s(&mnt),
-            "--daemon",
-            "--pid-file",
-            s(&tmp.path().join("pid")),
-            "--log-file",
-            s(&log),
-            "--exec-cache",
-            s(&cache),
-        ]);
+    // Reads answered from the cache (the default), then FUSE passthrough.
+    for extra in [&[][..], &["--exec-cache-passthrough"][..]] {
+        let _ = fs::remove_dir_all(&cache);
+        let log = tmp.path().join("log");
+        let mount = || {
+            let o = exos(
+                &[
+                    "mount",
+                    s(&root),
+                    s(&mnt),
+                    "--daemon",
+                    "--pid-file",
+                    s(&tmp.path().join("pid")),
+                    "--log-file",
+                    s(&log),
+                    "--exec-cache",
+                    s(&cache),
+                ]
+                .iter()
+                .chain(extra)
+                .copied()
+                .collect::<Vec<_>>(),
+            );
+            assert!(
+                o.status.success(),
+                "{}{}",
+                text(&o.stderr),
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+            assert!(wait_until(
+                || ok(&["status", s(&mnt)]).contains("(1 of 1 packages digested)")
+            ));
+        };
+        let run = || {
+            let o = Command::new(mnt.join("merged/bin/myecho"))
+                .arg("from the mount")
+                .output()
+                .unwrap();
+            assert!(o.status.success());
+            text(&o.stdout)
+        };
+        mount();
+        assert_eq!(run(), "from the mount\n");
+        // Running it decompressed it whole: kept, named by content and size.
+        let size = fs::metadata(src.join("bin/myecho")).unwrap().len();
+        let entries = || -> Vec<std::path::PathBuf> {
+            fs::read_dir(&cache)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect()
+        };
+        assert!(wait_until(|| entries().len() == 1), "nothing cached");
+        let entry = entries().remove(0);
         assert!(
-            o.status.success(),
-            "{}{}",
-            text(&o.stderr),
-            fs::read_to_string(&log).unwrap_or_default()
+            entry.to_string_lossy().ends_with(&format!("-{size}")),
+            "{}",
+            entry.display()
         );
-        assert!(wait_until(
-            || ok(&["status", s(&mnt)]).contains("(1 of 1 packages digested)")
-        ));
-    };
-    let run = || {
-        let o = Command::new(mnt.join("merged/bin/myecho"))
-            .arg("from the mount")
-            .output()
-            .unwrap();
-        assert!(o.status.success());
-        text(&o.stdout)
-    };
-    mount();
-    assert_eq!(run(), "from the mount\n");
-    // Running it decompressed it whole: kept, named by content and size.
-    let size = fs::metadata(src.join("bin/myecho")).unwrap().len();
-    let entries = || -> Vec<std::path::PathBuf> {
-        fs::read_dir(&cache)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect()
-    };
-    assert!(wait_until(|| entries().len() == 1), "nothing cached");
-    let entry = entries().remove(0);
-    assert!(
-        entry.to_string_lossy().ends_with(&format!("-{size}")),
-        "{}",
-        entry.display()
-    );
-    assert_eq!(
-        fs::read(&entry).unwrap(),
-        fs::read(src.join("bin/myecho")).unwrap()
-    );
-    ok(&["unmount", s(&mnt)]);
-    // After a remount it is served from the cache (passthrough), unchanged.
-    mount();
-    assert_eq!(run(), "from the mount\n");
-    assert_eq!(run(), "from the mount\n");
-    ok(&["unmount", s(&mnt)]);
-    // A tampered entry is found out, removed, and the package serves the
-    // program again.
-    fs::set_permissions(&entry, fs::Permissions::from_mode(0o644)).unwrap();
-    let mut bytes = fs::read(&entry).unwrap();
-    bytes[100] ^= 0xff;
-    fs::write(&entry, bytes).unwrap();
-    mount();
-    assert_eq!(run(), "from the mount\n");
-    assert!(
-        !entry.exists() || fs::read(&entry).unwrap() == fs::read(src.join("bin/myecho")).unwrap()
-    );
-    ok(&["unmount", s(&mnt)]);
+        assert_eq!(
+            fs::read(&entry).unwrap(),
+            fs::read(src.join("bin/myecho")).unwrap()
+        );
+        ok(&["unmount", s(&mnt)]);
+        // After a remount it is served from the cache (passthrough), unchanged.
+        mount();
+        assert_eq!(run(), "from the mount\n");
+        assert_eq!(run(), "from the mount\n");
+        ok(&["unmount", s(&mnt)]);
+        // A tampered entry is found out, removed, and the package serves the
+        // program again.
+        fs::set_permissions(&entry, fs::Permissions::from_mode(0o644)).unwrap();
+        let mut bytes = fs::read(&entry).unwrap();
+        bytes[100] ^= 0xff;
+        fs::write(&entry, bytes).unwrap();
+        mount();
+        assert_eq!(run(), "from the mount\n");
+        assert!(
+            !entry.exists()
+                || fs::read(&entry).unwrap() == fs::read(src.join("bin/myecho")).unwrap()
+        );
+        ok(&["unmount", s(&mnt)]);
+    }
     // A cache directory others may write is refused.
     fs::set_permissions(&cache, fs::Permissions::from_mode(0o777)).unwrap();
     let o = exos(&[

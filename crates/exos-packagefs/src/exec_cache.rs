@@ -1,8 +1,10 @@
 //! The persistent exec cache (`exos mount --exec-cache DIR`): programs and
 //! libraries the mount has decompressed, kept as plain files so the next
-//! start — after a remount or a reboot — reads them like any file on disk,
-//! through FUSE passthrough (the kernel reads and maps the cached file
-//! itself; no request reaches the daemon).
+//! start — after a remount or a reboot — reads them like any file on disk:
+//! the daemon answers their reads from the cached file without
+//! decompressing ([`ExecCacheServe::Reads`], the default), or the kernel
+//! reads it itself through FUSE passthrough
+//! ([`ExecCacheServe::Passthrough`]).
 //!
 //! * Filled with every program or library (an ELF file) a mount opens, by
 //!   the read-ahead thread, which decompresses it whole.
@@ -27,6 +29,20 @@ use std::sync::Mutex;
 
 /// An open, verified cache entry.
 pub type Entry = File;
+
+/// How a mount serves the programs its exec cache holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecCacheServe {
+    /// The daemon answers reads from the cached file instead of
+    /// decompressing; opens stay with the kernel, as without a cache, so a
+    /// warm start costs nothing more. (`bench/startup.sh -x`.)
+    #[default]
+    Reads,
+    /// FUSE passthrough: the kernel reads the cached file itself, with no
+    /// request per page fault; but every open of every file then goes to
+    /// the daemon (the kernel cannot mix the two), which warm starts pay.
+    Passthrough,
+}
 
 pub struct ExecCache {
     dir: PathBuf,

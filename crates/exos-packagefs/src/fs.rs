@@ -25,7 +25,7 @@ use fuser::{
 use rustc_hash::FxHashMap;
 
 use crate::activate::ActivePackage;
-use crate::exec_cache::ExecCache;
+use crate::exec_cache::{ExecCache, ExecCacheServe};
 use crate::readahead::ReadAhead;
 use crate::view::{Kind, Source, View};
 
@@ -181,9 +181,15 @@ pub struct PackageFs {
     xattrs: XattrPolicy,
     /// Set once the kernel was told there are no extended attributes.
     no_xattrs: std::sync::atomic::AtomicBool,
-    /// The persistent exec cache, served with FUSE passthrough (see
-    /// [`crate::exec_cache`]); None when off or the kernel cannot.
+    /// The persistent exec cache (see [`crate::exec_cache`]); None when
+    /// off, or when passthrough was asked for and the kernel cannot.
     exec_cache: Option<Arc<ExecCache>>,
+    exec_serve: ExecCacheServe,
+    /// Cache entries answering reads ([`ExecCacheServe::Reads`]), by
+    /// inode: opened once, not per read.
+    exec_files: Mutex<FxHashMap<u64, Arc<std::fs::File>>>,
+    /// Bytes of reads answered from the exec cache.
+    exec_read_bytes: Arc<std::sync::atomic::AtomicU64>,
     /// Files open, by inode: how (passthrough to a cache entry, or through
     /// this process) and how many times. One inode is never open both
     /// ways at once (the kernel refuses that).
@@ -222,6 +228,9 @@ impl PackageFs {
             xattrs: XattrPolicy::Always,
             no_xattrs: false.into(),
             exec_cache: None,
+            exec_serve: ExecCacheServe::default(),
+            exec_files: Mutex::default(),
+            exec_read_bytes: Arc::default(),
             opened: Mutex::default(),
             activity: Activity::default(),
         }
@@ -233,9 +242,45 @@ impl PackageFs {
     }
 
     /// Serves programs from `cache` (and fills it through read-ahead).
-    pub fn with_exec_cache(mut self, cache: Option<Arc<ExecCache>>) -> PackageFs {
+    pub fn with_exec_cache(
+        mut self,
+        cache: Option<Arc<ExecCache>>,
+        serve: ExecCacheServe,
+    ) -> PackageFs {
         self.exec_cache = cache;
+        self.exec_serve = serve;
         self
+    }
+
+    /// Bytes of reads answered from the exec cache so far (shared counter).
+    pub fn exec_read_bytes(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.exec_read_bytes.clone()
+    }
+
+    /// The exec cache's copy of `entry` of `package` (inode `ino`), when
+    /// reads are served from the cache and it holds a verified one.
+    fn exec_file(
+        &self,
+        ino: u64,
+        package: &ActivePackage,
+        entry: exos_hpkg::EntryId,
+    ) -> Option<Arc<std::fs::File>> {
+        let cache = self.exec_cache.as_ref()?;
+        if self.exec_serve != ExecCacheServe::Reads {
+            return None;
+        }
+        let mut files = self.exec_files.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(file) = files.get(&ino) {
+            return Some(file.clone());
+        }
+        let digest = package.digests.get()?.get(entry)?;
+        let file = Arc::new(cache.get(digest, package.package.entry(entry).size())?);
+        // Bounded: forgotten entries are opened again when read.
+        if files.len() >= 4096 {
+            files.clear();
+        }
+        files.insert(ino, file.clone());
+        Some(file)
     }
 
     pub fn with_xattrs(mut self, policy: XattrPolicy) -> PackageFs {
@@ -402,7 +447,7 @@ impl Filesystem for PackageFs {
         while config.set_max_readahead(ra).is_err() && ra > 1 << 16 {
             ra /= 2;
         }
-        if self.exec_cache.is_some() {
+        if self.exec_cache.is_some() && self.exec_serve == ExecCacheServe::Passthrough {
             let passthrough = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
                 && config.set_max_stack_depth(1).is_ok();
             if !passthrough {
@@ -504,10 +549,14 @@ impl Filesystem for PackageFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        // Without an exec cache: "no open support": the kernel opens
+        // Without passthrough: "no open support": the kernel opens
         // without asking from now on, and keeps its page cache across
         // opens. Writes are refused by the read-only mount.
-        let Some(cache) = &self.exec_cache else {
+        let Some(cache) = self
+            .exec_cache
+            .as_ref()
+            .filter(|_| self.exec_serve == ExecCacheServe::Passthrough)
+        else {
             return reply.error(Errno::ENOSYS);
         };
         let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
@@ -636,18 +685,38 @@ impl Filesystem for PackageFs {
             package.package.will_read(e);
         }
         let len = e.size().saturating_sub(offset).min(size as u64) as usize;
+        // A program the exec cache holds is read from there: no
+        // decompression (its size and digest match the entry's).
+        let cached = self.exec_file(ino.0, &package, entry);
         READ_BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
             if buf.len() < len {
                 buf.resize(len, 0);
             }
-            match package.package.read_at(e, offset, &mut buf[..len]) {
+            let read = match &cached {
+                Some(file) => {
+                    use std::os::unix::fs::FileExt;
+                    let read = file.read_exact_at(&mut buf[..len], offset).map(|()| len);
+                    if read.is_ok() {
+                        self.exec_read_bytes
+                            .fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    read.or_else(|err| {
+                        tracing::warn!("exec cache entry of {}: {err}", e.path());
+                        package.package.read_at(e, offset, &mut buf[..len])
+                    })
+                }
+                None => package.package.read_at(e, offset, &mut buf[..len]),
+            };
+            match read {
                 Ok(n) => {
                     reply.data(&buf[..n]);
                     let Some(readahead) = &self.readahead else {
                         return;
                     };
-                    if let exos_hpkg::DataRef::Heap { offset: start, .. } = e.data() {
+                    if let (exos_hpkg::DataRef::Heap { offset: start, .. }, None) =
+                        (e.data(), &cached)
+                    {
                         readahead.after_heap_read(
                             &package,
                             start + offset,
@@ -661,6 +730,7 @@ impl Filesystem for PackageFs {
                             // time: start reading its stored bytes from disk now,
                             // in one go, instead of one request per fault.
                             if package.remote.is_none()
+                                && cached.is_none()
                                 && e.size() <= crate::readahead::MAX_PUSHED_PROGRAM
                             {
                                 package.package.will_read(e);

@@ -111,6 +111,8 @@ pub struct MountOptions {
     /// The persistent exec cache: its directory and size limit in bytes
     /// (off by default; see [`crate::exec_cache`]).
     pub exec_cache: Option<(PathBuf, u64)>,
+    /// How the exec cache's programs are served (reads by default).
+    pub exec_cache_serve: crate::exec_cache::ExecCacheServe,
     /// Where lazily installed packages keep fetched blocks, and its bound.
     pub block_cache: (PathBuf, u64),
     /// Fetch every block of lazily installed packages in the background
@@ -145,6 +147,7 @@ impl MountOptions {
             xattrs: XattrPolicy::Auto,
             share_identical: true,
             exec_cache: None,
+            exec_cache_serve: Default::default(),
             block_cache: (
                 exos_lazy::default_cache_dir(),
                 exos_lazy::cache::DEFAULT_CAPACITY,
@@ -608,6 +611,7 @@ pub struct Mount {
     pub reports: mpsc::Receiver<BuildReport>,
     ended: Ended,
     pushed: Option<Arc<crate::readahead::PushStats>>,
+    exec_read_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What the watcher tells the activation thread.
@@ -706,8 +710,9 @@ impl Mount {
         };
         let fs = PackageFs::new(view, options.ttl)
             .with_xattrs(options.xattrs)
-            .with_exec_cache(exec_cache)
+            .with_exec_cache(exec_cache, options.exec_cache_serve)
             .with_readahead();
+        let exec_read_bytes = fs.exec_read_bytes();
         let readahead = fs.readahead();
         let slot = fs.slot();
         let orphans = fs.orphan_keeper();
@@ -776,6 +781,7 @@ impl Mount {
 
         Ok(Mount {
             pushed: readahead.as_ref().map(|r| r.stats.clone()),
+            exec_read_bytes,
             mountpoint: options.mountpoint.clone(),
             unmounter,
             session: Some(session),
@@ -787,6 +793,12 @@ impl Mount {
 
     /// Files (and bytes) read-ahead stored into the kernel's page cache so
     /// far (see [`crate::readahead`]).
+    /// Bytes of reads answered from the exec cache.
+    pub fn exec_read_bytes(&self) -> u64 {
+        self.exec_read_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn pushed(&self) -> (u64, u64) {
         self.pushed.as_ref().map_or((0, 0), |p| {
             (

@@ -394,6 +394,11 @@ impl Worker {
         // the headers it read already. Measured against first piece first
         // (bench/startup.sh): python 24.1 → 22.3 ms, git 7.8 → 6.8 ms.
         let pieces = (0..e.size().div_ceil(PIECE)).rev().map(|i| i * PIECE);
+        // A copy in the exec cache is read instead of decompressing.
+        let cached = self.exec_cache.as_ref().and_then(|cache| {
+            let digest = package.digests.get()?.get(entry)?;
+            cache.get(digest, e.size())
+        });
         let mut whole = match to_cache {
             Some(_) => vec![0u8; e.size() as usize],
             None => Vec::new(),
@@ -401,9 +406,15 @@ impl Worker {
         for at in pieces {
             let len = PIECE.min(e.size() - at) as usize;
             self.buf.resize(len, 0);
-            match package.package.read_at(e, at, &mut self.buf) {
-                Ok(read) if read == len => {}
-                _ => return,
+            let read = match &cached {
+                Some(file) => {
+                    use std::os::unix::fs::FileExt;
+                    file.read_exact_at(&mut self.buf, at).is_ok()
+                }
+                None => matches!(package.package.read_at(e, at, &mut self.buf), Ok(n) if n == len),
+            };
+            if !read {
+                return;
             }
             if notifier.store(INodeNo(n.ino), at, &self.buf).is_err() {
                 return;

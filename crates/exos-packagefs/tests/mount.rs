@@ -1209,6 +1209,134 @@ fn files_pushed_ahead_of_sequential_readers_read_back_exactly() {
     m.unmount().unwrap();
 }
 
+/// 3.5 MiB starting like an ELF file, hardly compressible (so a package
+/// of it is not read whole by the read-ahead of a few chunks).
+fn fake_program() -> String {
+    let mut program = String::from("\x7fELF");
+    let mut x = 88172645463325252u64;
+    while program.len() < 7 << 19 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        program.push_str(&format!("{x:016x}\n"));
+    }
+    program
+}
+
+/// Reads `len` bytes of `path` at `at` through the daemon: the file's
+/// pages are dropped from the kernel's cache first.
+fn read_uncached(path: &Path, at: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let file = fs::File::open(path).unwrap();
+    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, at).unwrap();
+    buf
+}
+
+/// With an exec cache, a program mapped once is kept decompressed; after
+/// a remount its reads are answered from the cache (no decompression),
+/// byte for byte the package's; a tampered entry is never served.
+#[test]
+fn programs_in_the_exec_cache_are_read_from_it_after_a_remount() {
+    use std::os::unix::fs::FileExt;
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    let program = fake_program();
+    let size = program.len() as u64;
+    fx.add(
+        "system",
+        "prog.hpkg",
+        r#"{"name":"prog","version":"1"}"#,
+        &[("bin/prog", &program)],
+    );
+    let cache = fx.work.join("exec-cache");
+    let mount = || {
+        let m = fx.mount_with(|o| o.exec_cache = Some((cache.clone(), 64 << 20)));
+        assert!(
+            within(|| fx.status()["sharing"]["packages_digested"] == 1).is_some(),
+            "the package was not digested"
+        );
+        m
+    };
+    let path = fx.mnt.join("system/bin/prog");
+    let entries = || -> Vec<PathBuf> {
+        // Not the temporary files entries are written to.
+        fs::read_dir(&cache)
+            .map(|d| {
+                d.map(|e| e.unwrap().path())
+                    .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    // First mount: mapped (header, then a later read), so decompressed
+    // whole and kept.
+    let m = mount();
+    let file = fs::File::open(&path).unwrap();
+    let mut buf = [0u8; 64];
+    file.read_exact_at(&mut buf, 0).unwrap();
+    file.read_exact_at(&mut buf, 3 << 20).unwrap();
+    assert!(
+        within(|| entries().len() == 1).is_some(),
+        "nothing was cached"
+    );
+    assert!(
+        fs::read(&entries()[0]).unwrap() == program.as_bytes(),
+        "the entry differs"
+    );
+    assert_eq!(m.exec_read_bytes(), 0, "read from a cache that was empty");
+    drop(file);
+    m.unmount().unwrap();
+
+    // Remounted: once the entry is verified, reads come from it.
+    let m = mount();
+    assert!(
+        within(|| {
+            read_uncached(&path, 1 << 20, 4096);
+            m.exec_read_bytes() > 0
+        })
+        .is_some(),
+        "no read was answered from the exec cache"
+    );
+    let before = m.exec_read_bytes();
+    let whole = read_uncached(&path, 0, size as usize);
+    assert!(
+        whole == program.as_bytes(),
+        "read from the cache: not the program"
+    );
+    assert!(
+        m.exec_read_bytes() > before,
+        "the whole read (pages the read-ahead did not store first) decompressed"
+    );
+    m.unmount().unwrap();
+
+    // Tampered: never served; the next mount's verification removes it.
+    let entry = entries().remove(0);
+    fs::set_permissions(&entry, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = fs::read(&entry).unwrap();
+    bytes[1 << 20] ^= 0x55;
+    fs::write(&entry, &bytes).unwrap();
+    let m = mount();
+    assert!(
+        read_uncached(&path, 0, size as usize) == program.as_bytes(),
+        "not the program"
+    );
+    // Removed (and perhaps made again, right, by the read just done).
+    assert!(
+        within(|| fs::read(&entry).map_or(true, |b| b == program.as_bytes())).is_some(),
+        "the tampered entry stayed"
+    );
+    assert!(
+        read_uncached(&path, 0, size as usize) == program.as_bytes(),
+        "not the program"
+    );
+    m.unmount().unwrap();
+}
+
 /// A program is mapped after its header is read: after a header read and
 /// a read past it, the whole file is stored into the page cache (last
 /// megabyte first, see readahead.rs) and reads back as itself.
@@ -1219,16 +1347,7 @@ fn a_program_read_past_its_header_is_stored_whole_and_reads_back_exactly() {
         return;
     }
     let fx = fixture();
-    // 3.5 MiB starting like an ELF file, hardly compressible (so the
-    // package is not read whole by the read-ahead of a few chunks).
-    let mut program = String::from("\x7fELF");
-    let mut x = 88172645463325252u64;
-    while program.len() < 7 << 19 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        program.push_str(&format!("{x:016x}\n"));
-    }
+    let program = fake_program();
     let package = fx.add(
         "system",
         "prog.hpkg",
@@ -1267,7 +1386,10 @@ fn a_program_read_past_its_header_is_stored_whole_and_reads_back_exactly() {
     // Every page is in the page cache: the pieces landed.
     assert_eq!(resident(&path), size.div_ceil(4096) * 4096);
     // And at the right offsets.
-    assert_eq!(fs::read(&path).unwrap(), program.as_bytes());
+    assert!(
+        fs::read(&path).unwrap() == program.as_bytes(),
+        "not the program"
+    );
     let mut piece = vec![0u8; 100];
     for at in [0u64, (1 << 20) - 50, 2 << 20, size - 100] {
         file.read_exact_at(&mut piece, at).unwrap();
