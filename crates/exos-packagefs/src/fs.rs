@@ -729,13 +729,18 @@ impl Filesystem for PackageFs {
                             // The loader maps it next and faults it in a page at a
                             // time: start reading its stored bytes from disk now,
                             // in one go, instead of one request per fault.
-                            if package.remote.is_none()
-                                && cached.is_none()
-                                && e.size() <= crate::readahead::MAX_PUSHED_PROGRAM
-                            {
-                                package.package.will_read(e);
+                            if cached.is_some() {
+                                // It ran before (that is how it got there),
+                                // and storing it costs no decompression.
+                                readahead.push_program(&view, node);
+                            } else {
+                                if package.remote.is_none()
+                                    && e.size() <= crate::readahead::MAX_PUSHED_PROGRAM
+                                {
+                                    package.package.will_read(e);
+                                }
+                                readahead.after_program_header(node);
                             }
-                            readahead.after_program_header(node);
                         }
                     } else if let Some(node) = node {
                         readahead.after_later_read(&view, node);

@@ -227,6 +227,18 @@ impl ReadAhead {
         }
     }
 
+    /// Stores all of program or library `node` now, without waiting for a
+    /// read past its header: for programs the exec cache holds, which were
+    /// run before (pushing one costs no decompression).
+    pub fn push_program(&self, view: &Arc<View>, node: u32) {
+        if self.notifier.get().is_some() {
+            let _ = self.jobs.try_send(Job::Whole {
+                view: view.clone(),
+                node,
+            });
+        }
+    }
+
     /// After a read from the start of file `node`: push the files after it
     /// if the reader is going through files in walk order.
     pub fn after_file_read(&self, view: &Arc<View>, node: u32) {
