@@ -17,9 +17,13 @@
 //!   around triggers nothing.
 //! * **Programs.** A program or library starts with its ELF header being
 //!   read, then the file is mapped and faulted in page by page, each fault
-//!   a round trip. When a read past the start follows a header read, the
-//!   whole file (up to [`MAX_PUSHED_PROGRAM`]) is stored at once. A tool
-//!   that only reads headers (`file`) triggers nothing.
+//!   a round trip. At the header read the file's stored bytes are asked
+//!   from the disk in one go (`POSIX_FADV_WILLNEED`, in `fs`); when a read
+//!   past the start follows, the whole file (up to [`MAX_PUSHED_PROGRAM`])
+//!   is stored at once, its last megabyte first (where the loader's
+//!   relocations land). A tool that only reads headers (`file`) costs a
+//!   disk read-ahead, no decompression. A program the exec cache holds is
+//!   stored at its header read, from the cache.
 //!
 //! Pushing is safe because an inode number always stands for the same
 //! bytes (see `view`): a pushed page can never be stale.
