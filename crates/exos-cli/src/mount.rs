@@ -176,7 +176,15 @@ pub fn unmount(mountpoint: &Path, out: Out) -> Result<()> {
     if !is_mounted(mountpoint) {
         bail!("{}: not mounted", mountpoint.display());
     }
-    match rustix::mount::unmount(mountpoint, rustix::mount::UnmountFlags::empty()) {
+    let unmounted = match rustix::mount::unmount(mountpoint, rustix::mount::UnmountFlags::empty()) {
+        // Not root: a user's own FUSE mount is undone by the setuid
+        // fusermount3, which checks that it is theirs.
+        Err(rustix::io::Errno::PERM) if !rustix::process::geteuid().is_root() => {
+            fusermount_unmount(mountpoint)?
+        }
+        other => other,
+    };
+    match unmounted {
         Ok(()) => out.report(
             &UnmountReport {
                 unmounted: mountpoint,
@@ -205,6 +213,31 @@ pub fn unmount(mountpoint: &Path, out: Out) -> Result<()> {
         }
         Err(e) => Err(std::io::Error::from(e)).with_context(|| mountpoint.display().to_string()),
     }
+}
+
+/// `fusermount3 -u MOUNTPOINT`: Ok(Err(BUSY)) when the mount is busy, an
+/// error with fusermount3's words for anything else it refuses (a mount
+/// that is not the user's).
+fn fusermount_unmount(mountpoint: &Path) -> Result<rustix::io::Result<()>> {
+    let out = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg(mountpoint)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| {
+            format!(
+                "{}: only root can unmount it with umount(2), and fusermount3 did not run",
+                mountpoint.display()
+            )
+        })?;
+    if out.status.success() {
+        return Ok(Ok(()));
+    }
+    let said = String::from_utf8_lossy(&out.stderr);
+    if said.contains("Device or resource busy") {
+        return Ok(Err(rustix::io::Errno::BUSY));
+    }
+    bail!("{}: fusermount3 -u: {}", mountpoint.display(), said.trim())
 }
 
 /// Mount points strictly below `dir` (from /proc/self/mountinfo).

@@ -784,3 +784,97 @@ fn io_uring_and_dev_fuse_serve_the_same_bytes_from_every_cpu() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(wait_until(|| !pid_file.exists()));
 }
+
+/// Puts back /dev/fuse's mode when dropped (also when a check fails).
+struct DevFuseMode(u32);
+
+impl Drop for DevFuseMode {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions("/dev/fuse", fs::Permissions::from_mode(self.0));
+    }
+}
+
+/// A user mounts a root they can read (through the setuid fusermount3,
+/// with nosuid and nodev), reads from it, and unmounts it with `exos
+/// unmount`; they cannot unmount a mount that is not theirs.
+#[test]
+fn a_user_mounts_and_unmounts_their_own_view_but_not_roots() {
+    if !fuse_available() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    // Users may use FUSE where /dev/fuse is open to all (0666, as Debian's
+    // udev rules make it); on these machines it is 0600 (no udev), which
+    // fusermount3 honours. Opened for this test, put back after.
+    let mode = fs::metadata("/dev/fuse").unwrap().permissions().mode() & 0o7777;
+    let _restore = DevFuseMode(mode);
+    fs::set_permissions("/dev/fuse", fs::Permissions::from_mode(0o666)).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let (root, mnt) = setup(tmp.path());
+    fs::remove_file(root.join("user/packages/junk.hpkg")).unwrap();
+    let theirs = tmp.path().join("nobody");
+    fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(&mnt, Some(65534), Some(65534)).unwrap();
+    let log = theirs.join("log");
+    let _unmount = LazyUnmount(&mnt);
+    let o = exos_as_nobody(&[
+        "mount",
+        s(&root),
+        s(&mnt),
+        "--private",
+        "--daemon",
+        "--pid-file",
+        s(&theirs.join("pid")),
+        "--log-file",
+        s(&log),
+    ]);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        text(&o.stderr),
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+    // The kernel's own record: mounted for nobody, without privileges.
+    let line = fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(s(&mnt)))
+        .map(str::to_string)
+        .expect("mounted");
+    assert!(line.contains("nosuid") && line.contains("nodev"), "{line}");
+    assert!(line.contains("user_id=65534"), "{line}");
+    let out = as_nobody(mnt.join("system/bin/hi"), &[]);
+    assert_eq!(text(&out.stdout), "hi from the mount\n", "{out:?}");
+
+    // Theirs to unmount, with the same command root uses.
+    let o = exos_as_nobody(&["unmount", s(&mnt)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(!mounted(&mnt));
+    assert!(
+        wait_until(|| !theirs.join("pid").exists()),
+        "the daemon stayed"
+    );
+
+    // Root's mount is not theirs: refused, saying why, and still mounted.
+    let o = exos(&[
+        "mount",
+        s(&root),
+        s(&mnt),
+        "--daemon",
+        "--pid-file",
+        s(&tmp.path().join("pid")),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = exos_as_nobody(&["unmount", s(&mnt)]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("fusermount3"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(mounted(&mnt));
+    ok(&["unmount", s(&mnt)]);
+}
