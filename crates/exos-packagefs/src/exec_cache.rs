@@ -6,8 +6,9 @@
 //! reads it itself through FUSE passthrough
 //! ([`ExecCacheServe::Passthrough`]).
 //!
-//! * Filled with every program or library (an ELF file) a mount opens, by
-//!   the read-ahead thread, which decompresses it whole.
+//! * Filled with every program or library (an ELF file) a mount maps (and,
+//!   with passthrough, opens), by the read-ahead thread, which decompresses
+//!   it whole.
 //! * Keyed by content: an entry is named by the file's content digest (the
 //!   mount's own, see `mount::start_digester`) and size, so it can never be
 //!   served for other bytes; each mount verifies the entries (BLAKE3 again)

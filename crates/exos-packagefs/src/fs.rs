@@ -726,14 +726,15 @@ impl Filesystem for PackageFs {
                     if let (0, Some(node)) = (offset, node) {
                         readahead.after_file_read(&view, node);
                         if buf[..n].starts_with(b"\x7fELF") && e.size() > n as u64 {
-                            // The loader maps it next and faults it in a page at a
-                            // time: start reading its stored bytes from disk now,
-                            // in one go, instead of one request per fault.
+                            // The loader maps it next and faults it in a page
+                            // at a time.
                             if cached.is_some() {
-                                // It ran before (that is how it got there),
-                                // and storing it costs no decompression.
+                                // Store it whole now: it ran before (that is how
+                                // it got there), and it costs no decompression.
                                 readahead.push_program(&view, node);
                             } else {
+                                // Start reading its stored bytes from disk now, in
+                                // one go, instead of one request per fault.
                                 if package.remote.is_none()
                                     && e.size() <= crate::readahead::MAX_PUSHED_PROGRAM
                                 {

@@ -791,14 +791,14 @@ impl Mount {
         })
     }
 
-    /// Files (and bytes) read-ahead stored into the kernel's page cache so
-    /// far (see [`crate::readahead`]).
     /// Bytes of reads answered from the exec cache.
     pub fn exec_read_bytes(&self) -> u64 {
         self.exec_read_bytes
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Files (and bytes) read-ahead stored into the kernel's page cache so
+    /// far (see [`crate::readahead`]).
     pub fn pushed(&self) -> (u64, u64) {
         self.pushed.as_ref().map_or((0, 0), |p| {
             (
