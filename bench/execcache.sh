@@ -53,7 +53,7 @@ for mode in mount cached passthrough disk; do
     t=()
     for _ in $(seq "$runs"); do
       case $mode in
-        mount) mount_it; cold; t+=("$(in_view "$p")"); "$exos" unmount "$mnt" ;;
+        mount) mount_it --no-exec-cache; cold; t+=("$(in_view "$p")"); "$exos" unmount "$mnt" ;;
         cached) mount_it --exec-cache "$cache"; cold; t+=("$(in_view "$p")"); "$exos" unmount "$mnt" ;;
         passthrough) mount_it --exec-cache "$cache" --exec-cache-passthrough; cold; t+=("$(in_view "$p")"); "$exos" unmount "$mnt" ;;
         disk) cold; t+=("$(in_disk "$p")") ;;

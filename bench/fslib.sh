@@ -16,11 +16,13 @@ trap 'cleanup; restore_uring' EXIT
 dir_of() { case $1 in exos|exos-enc|exos-dev|exos-x|exos-xp) echo "$work/mnt/$1/system" ;; *) echo "$work/mnt/$1" ;; esac; }
 mount_tool() {
   case $1 in
-    exos) "$exos" mount -q --daemon --pid-file "$work/exos.pid" "$work/root" "$work/mnt/exos" 2>/dev/null ;;
+    # exos serves what the package holds: no exec cache (on by default),
+    # which would serve the tree's programs from plain files after a run.
+    exos) "$exos" mount -q --no-exec-cache --daemon --pid-file "$work/exos.pid" "$work/root" "$work/mnt/exos" 2>/dev/null ;;
     # The same mount kept to /dev/fuse (no FUSE over io_uring).
-    exos-dev) "$exos" mount -q --io-uring never --daemon --pid-file "$work/exos-dev.pid" "$work/root" "$work/mnt/exos-dev" 2>/dev/null ;;
+    exos-dev) "$exos" mount -q --no-exec-cache --io-uring never --daemon --pid-file "$work/exos-dev.pid" "$work/root" "$work/mnt/exos-dev" 2>/dev/null ;;
     # The same package sealed with a package key (prepare_tree makes it).
-    exos-enc) "$exos" mount -q --daemon --pid-file "$work/exos-enc.pid" "$work/root-enc" "$work/mnt/exos-enc" \
+    exos-enc) "$exos" mount -q --no-exec-cache --daemon --pid-file "$work/exos-enc.pid" "$work/root-enc" "$work/mnt/exos-enc" \
       --key "$work/bench.pkey" 2>/dev/null ;;
     # With the exec cache in $work/exec-cache, its programs' reads answered
     # from there (exos-x) or served with FUSE passthrough (exos-xp).

@@ -26,7 +26,7 @@ mb() { awk -v k="${1%%:*}" -v c="${1##*:}" 'BEGIN { printf "%.1f (%s)", k / 1024
 daemon_hwm() { # peak RSS of a mount of root $1 after walking it
   local mnt=$work/mnt-$2
   mkdir -p "$mnt"
-  "$exos" mount -q --daemon --pid-file "$work/pid" "$1" "$mnt" 2>/dev/null
+  "$exos" mount -q --no-exec-cache --daemon --pid-file "$work/pid" "$1" "$mnt" 2>/dev/null
   ls -lR "$mnt" >/dev/null 2>&1 || true
   find "$mnt/merged" -type f -exec cat {} + >/dev/null 2>&1 || true
   awk '/VmHWM/ {print $2}' "/proc/$(cat "$work/pid")/status"

@@ -85,7 +85,7 @@ run() { # MODE(lazy|prefetch|full) WORK(start|read)
   t1=$(now)
   local at_install
   at_install=$(sent)
-  "$exos" mount "$root" "$mnt" --daemon --pid-file "$work/pid" --log-file "$work/log" \
+  "$exos" mount "$root" "$mnt" --no-exec-cache --daemon --pid-file "$work/pid" --log-file "$work/log" \
     --block-cache "$blocks" --no-share "${pre[@]}" >/dev/null
   t2=$(now)
   case $2 in

@@ -151,7 +151,7 @@ mkdir -p "$many/one/system/packages"
 cp "$many/root/system/packages/p0001.hpkg" "$many/one/system/packages/"
 rss_of() { # ROOT -> "RSS-in-KiB ENTRIES" (the package entries it mounts)
   local n
-  "$exos" mount -q --daemon --pid-file "$many/pid" "$1" "$many/mnt" 2>/dev/null
+  "$exos" mount -q --no-exec-cache --daemon --pid-file "$many/pid" "$1" "$many/mnt" 2>/dev/null
   n=$(find "$many/mnt/system" -mindepth 1 -path "$many/mnt/system/.packages" -prune -o -print | wc -l)
   echo "$(awk '/VmRSS/ {print $2}' "/proc/$(cat "$many/pid")/status") $n"
   umount "$many/mnt"; while [ -e "$many/pid" ]; do sleep 0.01; done
@@ -161,7 +161,7 @@ read -r rss_few e_few < <(rss_of "$many/few")
 mt=()
 for i in $(seq "$runs"); do
   sync; echo 3 > /proc/sys/vm/drop_caches
-  t0=$(now); "$exos" mount -q --daemon --pid-file "$many/pid" "$many/root" "$many/mnt" 2>/dev/null; t1=$(now)
+  t0=$(now); "$exos" mount -q --no-exec-cache --daemon --pid-file "$many/pid" "$many/root" "$many/mnt" 2>/dev/null; t1=$(now)
   mt+=("$(echo "$t1 - $t0" | bc -l)")
   pid=$(cat "$many/pid")
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")

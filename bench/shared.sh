@@ -75,7 +75,7 @@ for mode in share no-share; do
   f=(); s=(); r=(); h=()
   for _ in $(seq "$runs"); do
     extra=(); [ "$mode" = no-share ] && extra=(--no-share)
-    "$exos" mount "$root" "$mnt" --daemon --pid-file "$work/pid" --log-file "$work/log" "${extra[@]}" >/dev/null
+    "$exos" mount "$root" "$mnt" --no-exec-cache --daemon --pid-file "$work/pid" --log-file "$work/log" "${extra[@]}" >/dev/null
     if [ "$mode" = share ]; then
       # Digests are computed once, in the background; wait for them.
       for _ in $(seq 600); do

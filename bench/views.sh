@@ -25,7 +25,7 @@ debs=$("$top/scripts/userland.sh" | wc -l)
 "$exos" import-deb -q "$here"/work/userland-debs/*.deb -o "$work/pkgs"
 "$exos" init "$work/root" >/dev/null
 "$exos" install -q -r "$work/root" "$work"/pkgs/*.hpkg
-"$exos" mount "$work/root" "$work/mnt" --daemon --pid-file "$work/pid" --log-file "$work/log" >/dev/null
+"$exos" mount "$work/root" "$work/mnt" --no-exec-cache --daemon --pid-file "$work/pid" --log-file "$work/log" >/dev/null
 trap 'umount -l "$work/mnt" 2>/dev/null || true' EXIT
 mnt=$work/mnt root=$work/root
 

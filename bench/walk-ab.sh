@@ -12,7 +12,7 @@ cp "$pkg" "$work/root/system/packages/"
 for _ in $(seq "$runs"); do
   for v in old new; do
     exos=$old; [ $v = new ] && exos=$new
-    "$exos" mount -q --daemon --pid-file "$work/pid" "$work/root" "$work/mnt"
+    "$exos" mount -q --no-exec-cache --daemon --pid-file "$work/pid" "$work/root" "$work/mnt"
     sync; echo 3 > /proc/sys/vm/drop_caches
     s=$(date +%s%N); find "$work/mnt/system" -printf '%s %m\n' > /dev/null; e=$(date +%s%N)
     echo "$v $(( (e - s) / 1000 )) us"

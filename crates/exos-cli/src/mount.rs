@@ -27,6 +27,9 @@ pub struct UnmountReport<'a> {
 }
 
 pub fn mount(args: &MountArgs, out: Out) -> Result<()> {
+    let mut args = args.clone();
+    args.exec_cache = exec_cache_dir(&args)?;
+    let args = &args;
     if !args.root.is_dir() {
         bail!("{}: not a directory (an EXOS root has system/packages, common/packages, user/packages)", args.root.display());
     }
@@ -45,11 +48,6 @@ pub fn mount(args: &MountArgs, out: Out) -> Result<()> {
             args.mountpoint.display()
         );
     }
-    if let Some(dir) = &args.exec_cache {
-        // Said here, not only in the daemon's log.
-        exos_packagefs::exec_cache::ExecCache::open(dir, args.exec_cache_mib << 20)
-            .with_context(|| "--exec-cache".to_string())?;
-    }
     if args.io_uring == crate::serve::IoUringArg::Always {
         if let Err(why) = exos_packagefs::io_uring_available() {
             bail!("--io-uring always: {why}");
@@ -59,6 +57,35 @@ pub fn mount(args: &MountArgs, out: Out) -> Result<()> {
         return spawn_daemon(args, out);
     }
     exec_mountd(args, out.quiet)
+}
+
+/// The exec cache the mount will use: `--exec-cache DIR` (refused, here and
+/// not only in the daemon's log, if unusable), none with
+/// `--no-exec-cache`, else the default directory — or none, with a
+/// warning, when that cannot be made or is not private to this user.
+fn exec_cache_dir(args: &MountArgs) -> Result<Option<PathBuf>> {
+    use exos_packagefs::exec_cache::{default_dir, ExecCache};
+    if args.no_exec_cache {
+        return Ok(None);
+    }
+    if let Some(dir) = &args.exec_cache {
+        ExecCache::open(dir, args.exec_cache_mib << 20)
+            .with_context(|| format!("--exec-cache {}", dir.display()))?;
+        return Ok(Some(dir.clone()));
+    }
+    let Some(dir) = default_dir() else {
+        return Ok(None);
+    };
+    match ExecCache::open(&dir, args.exec_cache_mib << 20) {
+        Ok(_) => Ok(Some(dir)),
+        Err(e) => {
+            eprintln!(
+                "exos: warning: no exec cache ({}: {e}); programs start from the packages (--exec-cache DIR to choose one, --no-exec-cache to say none)",
+                dir.display()
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// Path of `exos-mountd`, installed beside `exos`.
@@ -369,6 +396,17 @@ fn render_status(v: &Status) -> String {
             .map(|r| format!(" (inotify failed: {r})"))
             .unwrap_or_default()
     );
+    if let Some(c) = &v.exec_cache {
+        s += &format!(
+            "exec cache:  {} (up to {}, {})\n",
+            c.dir.display(),
+            bytes(c.max_bytes),
+            match c.serve {
+                exos_packagefs::exec_cache::ExecCacheServe::Reads => "reads answered from it",
+                exos_packagefs::exec_cache::ExecCacheServe::Passthrough => "FUSE passthrough",
+            }
+        );
+    }
     s += &format!(
         "transport:   {}\n",
         match (v.transport.kind, &v.transport.reason) {

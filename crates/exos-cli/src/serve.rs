@@ -17,7 +17,7 @@ use exos_manifest::Provide;
 use exos_packagefs::{is_mounted, Mount, MountOptions, WatchMode};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct MountArgs {
     /// EXOS root holding system/, common/ and user/ packages directories.
     pub root: PathBuf,
@@ -63,19 +63,22 @@ pub struct MountArgs {
     /// in system/state/digests, and each content is cached once).
     #[arg(long)]
     pub no_share: bool,
-    /// Keep programs and libraries decompressed in DIR (e.g.
-    /// /var/cache/exos/exec) and answer their reads from there without
-    /// decompressing: faster cold starts after a remount or reboot, warm
-    /// starts unchanged.
+    /// Keep programs and libraries decompressed in DIR and answer their
+    /// reads from there without decompressing: faster cold starts after a
+    /// remount or reboot, warm starts unchanged. Default: $EXOS_EXEC_CACHE,
+    /// else /var/cache/exos/exec for root, ~/.cache/exos/exec for others.
     #[arg(long, value_name = "DIR")]
     pub exec_cache: Option<PathBuf>,
+    /// No exec cache: every program is decompressed from its package.
+    #[arg(long, conflicts_with_all = ["exec_cache", "exec_cache_passthrough"])]
+    pub no_exec_cache: bool,
     /// Size limit of the exec cache (least recently used entries go).
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub exec_cache_mib: u64,
     /// Serve the exec cache with FUSE passthrough (the kernel reads cached
     /// programs itself): no request per page fault, but every open of any
     /// file then asks the daemon, which warm starts pay.
-    #[arg(long, requires = "exec_cache")]
+    #[arg(long)]
     pub exec_cache_passthrough: bool,
     /// Block cache of lazily installed packages (default: $EXOS_BLOCK_CACHE,
     /// else /var/cache/exos/blocks for root, ~/.cache/exos/blocks for

@@ -146,6 +146,13 @@ fn encrypted_packages_install_and_mount_with_their_key_only() {
     fs::create_dir_all(&cache).unwrap();
     fs::set_permissions(&cache, fs::Permissions::from_mode(0o700)).unwrap();
     mount(&["--key", s(&key), "--exec-cache", s(&cache)]);
+    // Entries are named by content digest: programs started before the
+    // mount has its digests are not kept (until a later mount).
+    assert!(wait_until(|| {
+        let st: serde_json::Value =
+            serde_json::from_str(&ok(&["status", "--json", s(&mnt)])).unwrap();
+        st["sharing"]["packages_digested"] == st["sharing"]["packages"]
+    }));
     let cached = |program: &str| {
         let want = fs::read(program).unwrap();
         walk_files(&cache)

@@ -878,3 +878,61 @@ fn a_user_mounts_and_unmounts_their_own_view_but_not_roots() {
     assert!(mounted(&mnt));
     ok(&["unmount", s(&mnt)]);
 }
+
+/// The exec cache is on unless `--no-exec-cache`: in `$EXOS_EXEC_CACHE`
+/// (else /var/cache/exos/exec for root); a default directory that is not
+/// private is not used, said, and the mount goes on without one.
+#[test]
+fn the_exec_cache_is_on_by_default_and_a_bad_default_is_skipped() {
+    if !fuse_available() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, mnt) = setup(tmp.path());
+    let cache = tmp.path().join("exec");
+    let _unmount = LazyUnmount(&mnt);
+    let pid = tmp.path().join("pid");
+    let mount = |extra: &[&str]| {
+        let mut args = vec![
+            "mount",
+            s(&root),
+            s(&mnt),
+            "--daemon",
+            "--pid-file",
+            s(&pid),
+        ];
+        args.extend_from_slice(extra);
+        let o = exos_env(&args, &[("EXOS_EXEC_CACHE", s(&cache))]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stderr)
+    };
+    let status = || -> serde_json::Value {
+        serde_json::from_str(&ok(&["status", "--json", s(&mnt)])).unwrap()
+    };
+
+    mount(&[]);
+    let st = status();
+    assert_eq!(st["exec_cache"]["dir"], s(&cache), "{st}");
+    assert_eq!(st["exec_cache"]["serve"], "reads");
+    assert_eq!(st["exec_cache"]["max_bytes"], 1u64 << 30);
+    assert!(ok(&["status", s(&mnt)]).contains(&format!("exec cache:  {}", s(&cache))));
+    let mode = fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the default directory is made private");
+    ok(&["unmount", s(&mnt)]);
+
+    mount(&["--no-exec-cache"]);
+    assert!(status()["exec_cache"].is_null());
+    ok(&["unmount", s(&mnt)]);
+
+    mount(&["--exec-cache-passthrough"]);
+    assert_eq!(status()["exec_cache"]["serve"], "passthrough");
+    ok(&["unmount", s(&mnt)]);
+
+    // Others may write the default directory: not used, and said so.
+    fs::set_permissions(&cache, fs::Permissions::from_mode(0o777)).unwrap();
+    let said = mount(&[]);
+    assert!(said.contains("no exec cache"), "{said}");
+    assert!(status()["exec_cache"].is_null());
+    ok(&["unmount", s(&mnt)]);
+}

@@ -31,8 +31,27 @@ use std::sync::Mutex;
 /// An open, verified cache entry.
 pub type Entry = File;
 
+/// Where `exos mount` keeps the exec cache unless told otherwise:
+/// `$EXOS_EXEC_CACHE`, else `/var/cache/exos/exec` for root, else
+/// `$XDG_CACHE_HOME/exos/exec` or `~/.cache/exos/exec`; None when a user
+/// has no home.
+pub fn default_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("EXOS_EXEC_CACHE").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d));
+    }
+    if rustix::process::geteuid().is_root() {
+        return Some(PathBuf::from("/var/cache/exos/exec"));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("exos").join("exec"))
+}
+
 /// How a mount serves the programs its exec cache holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ExecCacheServe {
     /// The daemon answers reads from the cached file instead of
     /// decompressing; opens stay with the kernel, as without a cache, so a
@@ -76,7 +95,14 @@ impl ExecCache {
         let Ok(rd) = fs::read_dir(&self.dir) else {
             return;
         };
-        for e in rd.flatten() {
+        // Most recently used first: what the last boot started is usable
+        // soonest.
+        let mut entries: Vec<(i64, fs::DirEntry)> = rd
+            .flatten()
+            .map(|e| (e.metadata().map_or(0, |m| m.mtime()), e))
+            .collect();
+        entries.sort_by_key(|(mtime, _)| std::cmp::Reverse(*mtime));
+        for (_, e) in entries {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') {
                 continue;

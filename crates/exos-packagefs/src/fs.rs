@@ -583,7 +583,7 @@ impl Filesystem for PackageFs {
         });
         if entry.is_none() {
             if let (Some((view, node)), Some(r)) = (&found, &self.readahead) {
-                r.after_open(view, *node);
+                r.keep_program(view, *node);
             }
         }
         if let Some(file) = entry {
@@ -725,7 +725,11 @@ impl Filesystem for PackageFs {
                     }
                     if let (0, Some(node)) = (offset, node) {
                         readahead.after_file_read(&view, node);
-                        if buf[..n].starts_with(b"\x7fELF") && e.size() > n as u64 {
+                        let program = buf[..n].starts_with(b"\x7fELF");
+                        if program && e.size() == n as u64 && cached.is_none() {
+                            readahead.keep_program(&view, node);
+                        }
+                        if program && e.size() > n as u64 {
                             // The loader maps it next and faults it in a page
                             // at a time.
                             if cached.is_some() {

@@ -223,9 +223,20 @@ pub struct Status {
     /// Missing from mounts started by older versions: read as `dev_fuse`.
     #[serde(default)]
     pub transport: TransportStatus,
+    /// The exec cache, when the mount has one.
+    #[serde(default)]
+    pub exec_cache: Option<ExecCacheStatus>,
     pub cache_bytes: u64,
     pub nodes: usize,
     pub index_bytes: usize,
+}
+
+/// Where a mount keeps decompressed programs, and how it serves them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecCacheStatus {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub serve: crate::exec_cache::ExecCacheServe,
 }
 
 /// A runtime overlay in effect.
@@ -475,6 +486,15 @@ impl State {
             },
             live: self.live.clone(),
             transport: self.transport.clone(),
+            exec_cache: self
+                .options
+                .exec_cache
+                .as_ref()
+                .map(|(dir, max_bytes)| ExecCacheStatus {
+                    dir: dir.clone(),
+                    max_bytes: *max_bytes,
+                    serve: self.options.exec_cache_serve,
+                }),
             cache_bytes: self.options.cache_bytes,
             nodes: view.node_count(),
             index_bytes: view.memory_usage(),

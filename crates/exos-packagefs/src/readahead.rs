@@ -193,9 +193,11 @@ impl ReadAhead {
         }
     }
 
-    /// Called when a file is opened on a mount with an exec cache: keeps
-    /// it there if it is a program or library (on this thread, later).
-    pub fn after_open(&self, view: &Arc<View>, node: u32) {
+    /// Keeps `node` in the exec cache if it is a program or library (on
+    /// this thread, later): called when a file is opened under passthrough,
+    /// and when a program is read whole at once (too small for
+    /// [`ReadAhead::after_later_read`] to see it mapped).
+    pub fn keep_program(&self, view: &Arc<View>, node: u32) {
         let _ = self.jobs.try_send(Job::Cache {
             view: view.clone(),
             node,
