@@ -131,9 +131,15 @@ impl ExecCache {
     /// could write.
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<ExecCache> {
         exos_root::private_dir(dir)?;
-        // Leftovers of interrupted writes.
+        // Leftovers of interrupted writes; not another mount's write in
+        // progress (several mounts share the default directory).
+        let stale = |e: &fs::DirEntry| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 600))
+        };
         for e in fs::read_dir(dir)?.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".tmp-") {
+            if e.file_name().to_string_lossy().starts_with(".tmp-") && stale(&e) {
                 let _ = fs::remove_file(e.path());
             }
         }

@@ -723,7 +723,14 @@ impl Mount {
                 let verifier = cache.clone();
                 std::thread::Builder::new()
                     .name("exos-exec-cache".into())
-                    .spawn(move || verifier.verify_all())?;
+                    .spawn(move || {
+                        // Background work: never ahead of a starting program.
+                        let _ = rustix::process::setpriority_process(
+                            Some(rustix::thread::gettid()),
+                            19,
+                        );
+                        verifier.verify_all()
+                    })?;
                 Some(cache)
             }
             None => None,
