@@ -744,11 +744,11 @@ impl Filesystem for PackageFs {
                                 {
                                     package.package.will_read(e);
                                 }
-                                readahead.after_program_header(node);
+                                readahead.after_program_header(node, n as u64);
                             }
                         }
                     } else if let Some(node) = node {
-                        readahead.after_later_read(&view, node);
+                        readahead.after_later_read(&view, node, offset);
                     }
                 }
                 Err(err) => {

@@ -20,8 +20,10 @@
 //!   a round trip. At the header read the file's stored bytes are asked
 //!   from the disk in one go (`POSIX_FADV_WILLNEED`, in `fs`); when a read
 //!   past the start follows, the whole file (up to [`MAX_PUSHED_PROGRAM`])
-//!   is stored at once, its last megabyte first (where the loader's
-//!   relocations land). A tool that only reads headers (`file`) costs a
+//!   is stored at once: its last megabyte first when the read jumped
+//!   (a loader: its relocations land there), its first megabyte first when
+//!   the read continued the header read (a copy). A tool that only reads
+//!   headers (`file`) costs a
 //!   disk read-ahead, no decompression. A program the exec cache holds is
 //!   stored at its header read, from the cache.
 //!
@@ -35,7 +37,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use exos_hpkg::header::CHUNK_SIZE;
 use exos_hpkg::{Compression, EntryKind};
 use fuser::{INodeNo, Notifier};
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::activate::ActivePackage;
 use crate::exec_cache::ExecCache;
@@ -73,12 +75,24 @@ enum Job {
     Whole {
         view: Arc<View>,
         node: u32,
+        order: StoreOrder,
     },
     /// The window of files after `after`.
     Push {
         view: Arc<View>,
         after: u32,
     },
+}
+
+/// Which end of a program is stored into the page cache first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreOrder {
+    /// A reader going through the file from its start (`cat`, `cp`): it
+    /// finds the pages ahead of it stored.
+    FromStart,
+    /// A loader: it relocates first, touching the data segment at the end
+    /// of the file, then runs code from the middle.
+    FromEnd,
 }
 
 /// Where sequential readers are heading, per view: the files right after
@@ -128,7 +142,8 @@ pub struct ReadAhead {
     scan: Arc<Mutex<Scan>>,
     /// Programs and libraries whose header was read last (see
     /// [`ReadAhead::after_program_header`]), by node.
-    headers: Mutex<FxHashSet<u32>>,
+    /// (node → where the header read ended.)
+    headers: Mutex<FxHashMap<u32, u64>>,
     notifier: Arc<OnceLock<Notifier>>,
     pub stats: Arc<PushStats>,
 }
@@ -208,27 +223,33 @@ impl ReadAhead {
     /// maps the file next and faults its pages in one round trip at a time;
     /// a tool like `file` stops here. Which one it was shows at the next
     /// read ([`ReadAhead::after_later_read`]).
-    pub fn after_program_header(&self, node: u32) {
+    pub fn after_program_header(&self, node: u32, end: u64) {
         let mut headers = self.headers.lock().unwrap_or_else(|e| e.into_inner());
         if headers.len() >= 1024 {
             headers.clear();
         }
-        headers.insert(node);
+        headers.insert(node, end);
     }
 
-    /// After a read past the start of `node`: a program or library whose
-    /// header was just read is being mapped and run; the whole file is
-    /// stored at once instead of page by page.
-    pub fn after_later_read(&self, view: &Arc<View>, node: u32) {
-        let mapped = self
+    /// After a read at `offset` past the start of `node`: a program or
+    /// library whose header was just read is being mapped and run (or
+    /// copied, when the read continues where the header read ended); the
+    /// whole file is stored at once instead of page by page.
+    pub fn after_later_read(&self, view: &Arc<View>, node: u32, offset: u64) {
+        let header_end = self
             .headers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&node);
-        if mapped && self.notifier.get().is_some() {
+        if let (Some(end), Some(_)) = (header_end, self.notifier.get()) {
             let _ = self.jobs.try_send(Job::Whole {
                 view: view.clone(),
                 node,
+                order: if offset == end {
+                    StoreOrder::FromStart
+                } else {
+                    StoreOrder::FromEnd
+                },
             });
         }
     }
@@ -241,6 +262,7 @@ impl ReadAhead {
             let _ = self.jobs.try_send(Job::Whole {
                 view: view.clone(),
                 node,
+                order: StoreOrder::FromEnd,
             });
         }
     }
@@ -306,7 +328,7 @@ impl Worker {
                     let _ = package.package.heap().chunk(chunk);
                 }
                 Job::Push { view, after } => self.push(&view, after),
-                Job::Whole { view, node } => self.push_whole(&view, node),
+                Job::Whole { view, node, order } => self.push_whole(&view, node, order),
                 Job::Cache { view, node } => self.cache_program(&view, node),
             }
         }
@@ -379,7 +401,7 @@ impl Worker {
             .then_some(size)
     }
 
-    fn push_whole(&mut self, view: &View, node: u32) {
+    fn push_whole(&mut self, view: &View, node: u32, order: StoreOrder) {
         const PIECE: u64 = 1 << 20;
         let Some(notifier) = self.notifier.get() else {
             return;
@@ -407,11 +429,13 @@ impl Worker {
             let digest = *package.digests.get()?.get(entry)?;
             (!cache.contains(&digest, e.size())).then_some((cache.clone(), digest))
         });
-        // Last piece first: a loader relocates first, touching the data
-        // segment at the end of the file, then runs code from the middle;
-        // the headers it read already. Measured against first piece first
-        // (bench/startup.sh): python 24.1 → 22.3 ms, git 7.8 → 6.8 ms.
-        let pieces = (0..e.size().div_ceil(PIECE)).rev().map(|i| i * PIECE);
+        // For a loader, last piece first: measured against first piece
+        // first (bench/startup.sh): python 24.1 → 22.3 ms, git 7.8 → 6.8 ms.
+        let count = e.size().div_ceil(PIECE);
+        let pieces = (0..count).map(|i| match order {
+            StoreOrder::FromStart => i * PIECE,
+            StoreOrder::FromEnd => (count - 1 - i) * PIECE,
+        });
         // A copy in the exec cache is read instead of decompressing.
         let cached = self.exec_cache.as_ref().and_then(|cache| {
             let digest = package.digests.get()?.get(entry)?;

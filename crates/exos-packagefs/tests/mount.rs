@@ -1410,6 +1410,25 @@ fn a_program_read_past_its_header_is_stored_whole_and_reads_back_exactly() {
     }
     drop(file);
     m.unmount().unwrap();
+
+    // Copied from its start (the read after the header continues it):
+    // stored first piece first, and as right.
+    let m = fx.mount();
+    assert!(
+        fs::read(&path).unwrap() == program.as_bytes(),
+        "not the program"
+    );
+    assert!(
+        within(|| m.pushed().1 >= size).is_some(),
+        "the copied program was not stored whole: {:?}",
+        m.pushed()
+    );
+    assert_eq!(resident(&path), size.div_ceil(4096) * 4096);
+    assert!(
+        fs::read(&path).unwrap() == program.as_bytes(),
+        "not the program"
+    );
+    m.unmount().unwrap();
 }
 
 /// Bytes of `path` in the page cache (util-linux's `fincore`).
