@@ -50,8 +50,22 @@ impl ViewSlot {
     }
 }
 
-/// Files of packages that left the view, by inode number.
-type Orphans = FxHashMap<u64, (Arc<ActivePackage>, EntryId)>;
+/// What a file that left the view serves until the kernel forgets its
+/// inode: an open file — or a name looked up just before a swap and read
+/// just after — keeps reading what it was.
+#[derive(Clone)]
+enum Orphan {
+    /// An entry of a package (an open file of a removed package).
+    Entry(Arc<ActivePackage>, EntryId),
+    /// A generated file's bytes as its view had them (`status.json`,
+    /// whose inode changes with every view).
+    Data(Arc<[u8]>),
+    /// A runtime overlay's host file.
+    Host(crate::view::HostNode),
+}
+
+/// Files that left the view, by inode number.
+type Orphans = FxHashMap<u64, Orphan>;
 
 /// Inode numbers the kernel holds, with how many lookups it has not yet
 /// forgotten. Counts, not a set: a FORGET for old references handled after
@@ -112,11 +126,23 @@ impl OrphanKeeper {
             if new.lookup_ino(ino).is_some() {
                 continue;
             }
-            if let Some(index) = old.lookup_ino(ino) {
-                if let Source::Entry { pkg, entry } = old.node(index).source {
-                    orphans.insert(ino, (old.packages[pkg as usize].clone(), entry));
+            let Some(index) = old.lookup_ino(ino) else {
+                continue;
+            };
+            let orphan = match old.node(index).source {
+                Source::Entry { pkg, entry } => {
+                    Orphan::Entry(old.packages[pkg as usize].clone(), entry)
                 }
-            }
+                Source::File { .. } => match old.data(index) {
+                    Some(d) => Orphan::Data(d.clone()),
+                    None => continue,
+                },
+                Source::Host { host } if old.kind(index) != crate::view::Kind::Dir => {
+                    Orphan::Host(old.host[host as usize].clone())
+                }
+                _ => continue,
+            };
+            orphans.insert(ino, orphan);
         }
         old
     }
@@ -342,7 +368,7 @@ impl PackageFs {
         }
     }
 
-    fn orphan(&self, ino: u64) -> Option<(Arc<ActivePackage>, EntryId)> {
+    fn orphan(&self, ino: u64) -> Option<Orphan> {
         self.orphans
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -491,38 +517,12 @@ impl Filesystem for PackageFs {
             let ttl = self.ttl_for(&view, index);
             return reply.attr(&ttl, &Self::attr(&view, index));
         }
-        // A file from a package that left the view, still known to the kernel.
+        // A file that left the view, still known to the kernel.
         let _ = fh;
-        if let Some((package, entry)) = self.orphan(ino.0) {
-            let mut attr = FileAttr {
-                ino,
-                size: 0,
-                blocks: 0,
-                atime: UNIX_EPOCH,
-                mtime: UNIX_EPOCH,
-                ctime: UNIX_EPOCH,
-                crtime: UNIX_EPOCH,
-                kind: FileType::RegularFile,
-                perm: 0,
-                nlink: 0,
-                uid: 0,
-                gid: 0,
-                rdev: 0,
-                blksize: 1 << 16,
-                flags: 0,
-            };
-            entry_attr(
-                &mut attr,
-                &self.view(),
-                &package,
-                package.package.entry(entry),
-            );
-            // No longer linked into the view.
-            attr.nlink = 0;
-            attr.blocks = attr.size.div_ceil(512);
-            return reply.attr(&Duration::ZERO, &attr);
+        match self.orphan(ino.0) {
+            Some(orphan) => reply.attr(&Duration::ZERO, &orphan_attr(&self.view(), ino, &orphan)),
+            None => reply.error(Errno::ENOENT),
         }
-        reply.error(Errno::ENOENT)
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -652,13 +652,8 @@ impl Filesystem for PackageFs {
             Some(index) => match view.node(index).source {
                 Source::Entry { pkg, entry } => (view.packages[pkg as usize].clone(), entry),
                 Source::File { .. } => {
-                    let d = view
-                        .data(index)
-                        .cloned()
-                        .unwrap_or_else(|| Arc::from(&[][..]));
-                    let start = (offset as usize).min(d.len());
-                    let end = start.saturating_add(size as usize).min(d.len());
-                    return reply.data(&d[start..end]);
+                    let d = view.data(index).map_or(&[][..], |d| &d[..]);
+                    return reply.data(slice_at(d, offset, size));
                 }
                 Source::Dir { .. } => return reply.error(Errno::EISDIR),
                 Source::Host { host } => {
@@ -675,7 +670,14 @@ impl Filesystem for PackageFs {
                 }
             },
             None => match self.orphan(ino.0) {
-                Some(o) => o,
+                Some(Orphan::Entry(package, entry)) => (package, entry),
+                Some(Orphan::Data(d)) => return reply.data(slice_at(&d, offset, size)),
+                Some(Orphan::Host(h)) => {
+                    return match read_host(&h.path, offset, size) {
+                        Ok(d) => reply.data(&d),
+                        Err(_) => reply.error(Errno::EIO),
+                    }
+                }
                 None => return reply.error(Errno::ENOENT),
             },
         };
@@ -988,6 +990,47 @@ thread_local! {
 /// Attributes of a runtime overlay's node, from the host file as it is
 /// now: its size, times and permission bits (never setuid, setgid or
 /// sticky), owned like the files of the layer it covers.
+/// `size` bytes of `d` from `offset` (fewer at its end).
+fn slice_at(d: &[u8], offset: u64, size: u32) -> &[u8] {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(d.len());
+    let end = start.saturating_add(size as usize).min(d.len());
+    &d[start..end]
+}
+
+/// The attributes of a file that left the view: as it was, but no longer
+/// linked (nlink 0), never cached.
+fn orphan_attr(view: &View, ino: INodeNo, orphan: &Orphan) -> FileAttr {
+    let mut attr = FileAttr {
+        ino,
+        size: 0,
+        blocks: 0,
+        atime: view.settings.epoch,
+        mtime: view.settings.epoch,
+        ctime: view.settings.epoch,
+        crtime: view.settings.epoch,
+        kind: FileType::RegularFile,
+        perm: 0o444,
+        nlink: 0,
+        uid: view.settings.owner.uid,
+        gid: view.settings.owner.gid,
+        rdev: 0,
+        blksize: 1 << 16,
+        flags: 0,
+    };
+    match orphan {
+        Orphan::Entry(package, entry) => {
+            (attr.atime, attr.mtime, attr.ctime, attr.crtime) =
+                (UNIX_EPOCH, UNIX_EPOCH, UNIX_EPOCH, UNIX_EPOCH);
+            entry_attr(&mut attr, view, package, package.package.entry(*entry));
+        }
+        Orphan::Data(d) => attr.size = d.len() as u64,
+        Orphan::Host(h) => host_attr(&mut attr, view, h),
+    }
+    attr.nlink = 0;
+    attr.blocks = attr.size.div_ceil(512);
+    attr
+}
+
 fn host_attr(attr: &mut FileAttr, view: &View, h: &crate::view::HostNode) {
     use std::os::unix::fs::MetadataExt;
     let owner = *view.owners.get(h.layer);

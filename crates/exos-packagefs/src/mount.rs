@@ -827,12 +827,15 @@ impl Mount {
     /// Files (and bytes) read-ahead stored into the kernel's page cache so
     /// far (see [`crate::readahead`]).
     pub fn pushed(&self) -> (u64, u64) {
-        self.pushed.as_ref().map_or((0, 0), |p| {
-            (
-                p.files.load(std::sync::atomic::Ordering::Relaxed),
-                p.bytes.load(std::sync::atomic::Ordering::Relaxed),
-            )
-        })
+        let c = self.push_counts();
+        (c.files, c.bytes)
+    }
+
+    /// Every read-ahead counter (pushes, and why files were not pushed).
+    pub fn push_counts(&self) -> crate::readahead::PushCounts {
+        self.pushed
+            .as_ref()
+            .map_or_else(Default::default, |p| p.counts())
     }
 
     /// Becomes set when the session ends (unmounted from here or outside).

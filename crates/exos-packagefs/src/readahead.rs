@@ -134,6 +134,40 @@ impl Scan {
 pub struct PushStats {
     pub files: AtomicU64,
     pub bytes: AtomicU64,
+    /// Windows of files asked for (jobs the worker took on).
+    pub windows: AtomicU64,
+    /// Windows not asked for because the worker's queue was full.
+    pub windows_dropped: AtomicU64,
+    /// Files of a window left out because the kernel did not hold their
+    /// inode (it would refuse the store).
+    pub not_held: AtomicU64,
+    /// Stores the kernel refused.
+    pub store_failed: AtomicU64,
+}
+
+/// A copy of [`PushStats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushCounts {
+    pub files: u64,
+    pub bytes: u64,
+    pub windows: u64,
+    pub windows_dropped: u64,
+    pub not_held: u64,
+    pub store_failed: u64,
+}
+
+impl PushStats {
+    pub fn counts(&self) -> PushCounts {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        PushCounts {
+            files: get(&self.files),
+            bytes: get(&self.bytes),
+            windows: get(&self.windows),
+            windows_dropped: get(&self.windows_dropped),
+            not_held: get(&self.not_held),
+            store_failed: get(&self.store_failed),
+        }
+    }
 }
 
 /// The read-ahead thread and what the request handlers tell it.
@@ -276,14 +310,19 @@ impl ReadAhead {
         let id = Arc::as_ptr(view) as usize;
         let mut scan = self.scan.lock().unwrap_or_else(|e| e.into_inner());
         let scan = scan.for_view(id);
-        let pushed = scan.expected.remove(&node)
-            && self
+        let pushed = scan.expected.remove(&node) && {
+            let sent = self
                 .jobs
                 .try_send(Job::Push {
                     view: view.clone(),
                     after: node,
                 })
                 .is_ok();
+            if !sent {
+                self.stats.windows_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            sent
+        };
         if !pushed {
             // The push, when done, expects what follows its window.
             scan.expect_after(view, node);
@@ -339,6 +378,7 @@ impl Worker {
         if self.notifier.get().is_none() {
             return;
         }
+        self.stats.windows.fetch_add(1, Ordering::Relaxed);
         let id = Arc::as_ptr(view) as usize;
         if self.pushed_view != id || self.pushed.len() > REMEMBERED {
             self.pushed.clear();
@@ -392,13 +432,21 @@ impl Worker {
             return None;
         }
         if !self.kernel_holds(n.ino) {
+            self.stats.not_held.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         self.buf.resize(size as usize, 0);
         // A read of a broken file reports its error; nothing to push.
         let read = package.package.read_at(e, 0, &mut self.buf).ok()?;
-        (read as u64 == size && notifier.store(INodeNo(n.ino), 0, &self.buf).is_ok())
-            .then_some(size)
+        if read as u64 != size {
+            return None;
+        }
+        if let Err(err) = notifier.store(INodeNo(n.ino), 0, &self.buf) {
+            tracing::debug!("read-ahead: the kernel refused a store: {err}");
+            self.stats.store_failed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(size)
     }
 
     fn push_whole(&mut self, view: &View, node: u32, order: StoreOrder) {

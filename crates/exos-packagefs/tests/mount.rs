@@ -107,10 +107,11 @@ impl Fixture {
     }
 }
 
-/// Polls `f` for up to two seconds; returns how long it took.
+/// Polls `f` for up to ten seconds (the live re-activation is a thread of
+/// its own, which a loaded machine may run late); returns how long it took.
 fn within(f: impl Fn() -> bool) -> Option<Duration> {
     let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(2) {
+    while t.elapsed() < Duration::from_secs(10) {
         if f() {
             return Some(t.elapsed());
         }
@@ -508,6 +509,82 @@ fn files_stay_readable_while_the_view_is_swapped_under_readers() {
         total += reads;
     }
     assert!(total > 300, "only {total} reads while swapping");
+    m.unmount().unwrap();
+}
+
+/// `.exos/status.json` gets a new inode with every view (its content
+/// changes). A reader that looked it up in one view and reads it after
+/// the next was swapped in must still get a whole status — the one it
+/// looked up — never ENOENT (`exos status` failed so right after a live
+/// re-activation).
+#[test]
+fn the_status_file_reads_whole_while_views_are_swapped() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    fx.add(
+        "system",
+        "base.hpkg",
+        r#"{"name":"base","version":"1"}"#,
+        &[("share/base", "base\n")],
+    );
+    let extra = fx.add(
+        "system",
+        "extra.hpkg",
+        r#"{"name":"extra","version":"1"}"#,
+        &[("share/extra", "extra\n")],
+    );
+    let kept = fx.work.join("extra.hpkg");
+    fs::rename(&extra, &kept).unwrap();
+    let m = fx.mount();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            let status = fx.mnt.join(".exos/status.json");
+            std::thread::spawn(move || {
+                let (mut reads, mut failures) = (0u64, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match fs::read(&status) {
+                        Ok(b) => {
+                            if let Err(e) = serde_json::from_slice::<serde_json::Value>(&b) {
+                                failures.push(format!("not whole JSON ({} bytes): {e}", b.len()));
+                            }
+                        }
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                    reads += 1;
+                }
+                (reads, failures)
+            })
+        })
+        .collect();
+    let installed = fx.root.join("system/packages/extra.hpkg");
+    for round in 0..40 {
+        let tmp = fx.root.join("system/packages/.extra.tmp");
+        if round % 2 == 0 {
+            fs::copy(&kept, &tmp).unwrap();
+            fs::rename(&tmp, &installed).unwrap();
+        } else {
+            fs::remove_file(&installed).unwrap();
+        }
+        let shown = fx.mnt.join("system/share/extra");
+        assert!(
+            within(|| shown.exists() == (round % 2 == 0)).is_some(),
+            "round {round}: the view did not follow"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        let (reads, failures) = r.join().unwrap();
+        assert!(
+            failures.is_empty(),
+            "{} of {reads} reads of status.json failed: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+    }
     m.unmount().unwrap();
 }
 
@@ -1184,10 +1261,18 @@ fn files_pushed_ahead_of_sequential_readers_read_back_exactly() {
     let walked = walk_count(&fx.mnt.join("system/share"));
     assert_eq!(walked, 600 + 7);
     check(&sorted);
-    let (files, _) = m.pushed();
+    // The pushes are the read-ahead thread's: on a loaded machine it may
+    // run only after the reader is through (what it stores then is still
+    // counted). Wait for it instead of assuming it kept up.
+    let pushed_enough = || m.pushed().0 > 100;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pushed_enough() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
-        files > 100,
-        "only {files} files were pushed ahead of an in-order reader"
+        pushed_enough(),
+        "too few files were pushed ahead of an in-order reader: {:?}",
+        m.push_counts()
     );
     m.unmount().unwrap();
     // Paths from a list, in order, without a walk.
