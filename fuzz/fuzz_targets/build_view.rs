@@ -15,7 +15,7 @@ use libfuzzer_sys::fuzz_target;
 fn activate(id: u64, layer: Layer, bytes: &[u8]) -> Option<Arc<ActivePackage>> {
     let file = common::memfile(bytes);
     let identity = FileIdentity::of(&file.metadata().ok()?);
-    let package = exos_hpkg::Package::from_file(file, "fuzz.hpkg").ok()?;
+    let package = exos_hpkg::Package::from_file(file, "fuzz.hpkg", &Default::default()).ok()?;
     ActivePackage::new(
         id,
         layer,

@@ -62,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(pkg) = exos_hpkg::Package::from_source(
         source.clone(),
         "fuzz.hpkg",
-        exos_hpkg::budget::Limits::default(),
+        &exos_hpkg::OpenOptions::default(),
     ) else {
         return;
     };

@@ -20,10 +20,12 @@ fn key() -> &'static PackageKey {
             format!("exos-package-key-v1\n{}\n", "5a".repeat(32)).as_bytes(),
             std::path::Path::new("fuzz.pkey"),
         )
-        .expect("fixed key");
-        exos_hpkg::crypt::register_key(k.clone());
-        k
+        .expect("fixed key")
     })
+}
+
+fn keys() -> exos_hpkg::OpenOptions {
+    exos_hpkg::OpenOptions::with_keys(exos_hpkg::crypt::KeyRing::new([key().clone()]))
 }
 
 fn walk(pkg: &exos_hpkg::Package) {
@@ -35,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = PackageKey::parse(data, std::path::Path::new("fuzz.pkey"));
     let _ = EnvelopeHeader::parse(data, data.len() as u64);
     // As an encrypted file.
-    if let Ok(pkg) = exos_hpkg::Package::from_file(common::memfile(data), "fuzz.hpkg") {
+    if let Ok(pkg) = exos_hpkg::Package::from_file(common::memfile(data), "fuzz.hpkg", &keys()) {
         walk(&pkg);
     }
     // As the plaintext of one.
@@ -43,8 +45,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let sealed = exos_hpkg::crypt::seal(data, key, [7; 32]).expect("sealing in memory");
-    let Ok(src) = EncryptedSource::open(Arc::new(common::memfile(&sealed))) else {
-        panic!("a file sealed with a registered key does not open");
+    let Ok(src) = EncryptedSource::open(Arc::new(common::memfile(&sealed)), &keys().keys) else {
+        panic!("a file sealed with a key given to the open does not open");
     };
     assert_eq!(src.len().ok(), Some(data.len() as u64));
     for pick in data.chunks(4).take(8) {
@@ -61,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
             .expect("reading sealed bytes back");
         assert_eq!(buf, data[a..a + n], "sealed bytes read back differently");
     }
-    if let Ok(pkg) = exos_hpkg::Package::from_source(Arc::new(src), "fuzz.hpkg", Default::default())
+    if let Ok(pkg) = exos_hpkg::Package::from_source(Arc::new(src), "fuzz.hpkg", &Default::default())
     {
         walk(&pkg);
     }

@@ -7,7 +7,7 @@ mod common;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(pkg) = exos_hpkg::Package::from_file(common::memfile(data), "fuzz.hpkg") else {
+    let Ok(pkg) = exos_hpkg::Package::from_file(common::memfile(data), "fuzz.hpkg", &Default::default()) else {
         return;
     };
     common::read_every_entry(&pkg, true);

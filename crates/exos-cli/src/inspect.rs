@@ -7,8 +7,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use exos_hpkg::crypt::KeyRing;
 use exos_hpkg::tree::ScanTotals;
-use exos_hpkg::{BuildOptions, Compression, FileKind, Package, PackageInfo, Repository};
+use exos_hpkg::{
+    BuildOptions, Compression, FileKind, OpenOptions, Package, PackageInfo, Repository,
+};
 use exos_manifest::Manifest;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -65,6 +68,8 @@ pub struct ListArgs {
     /// Only print entry paths.
     #[arg(short, long)]
     paths: bool,
+    #[command(flatten)]
+    keys: crate::keys::KeyArgs,
 }
 
 fn progress_bar(out: Out, total: u64, what: &str) -> Option<ProgressBar> {
@@ -220,7 +225,7 @@ pub fn list(args: &ListArgs, out: Out) -> Result<()> {
     };
     match exos_hpkg::detect(file)? {
         FileKind::Package => {
-            let pkg = Package::open(file)?;
+            let pkg = Package::open_with(file, &OpenOptions::with_keys(args.keys.ring()?))?;
             if out.json {
                 return write_json(&listing::PackageListing::new(&pkg, opts));
             }
@@ -282,10 +287,10 @@ pub struct RepositoryReport<'a> {
     pub packages: usize,
 }
 
-pub fn info(file: &Path, out: Out) -> Result<()> {
+pub fn info(file: &Path, keys: &KeyRing, out: Out) -> Result<()> {
     match exos_hpkg::detect(file)? {
         FileKind::Package => {
-            let pkg = Package::open(file)?;
+            let pkg = Package::open_with(file, &OpenOptions::with_keys(keys.clone()))?;
             let h = pkg.header();
             let toc = pkg.toc();
             let has_manifest = toc
@@ -414,8 +419,14 @@ fn subtree_bytes(e: exos_hpkg::Entry<'_>) -> u64 {
     e.size() + e.children().map(subtree_bytes).sum::<u64>()
 }
 
-pub fn extract(package: &Path, dir: &Path, path: Option<&str>, out: Out) -> Result<()> {
-    let pkg = Package::open(package)?;
+pub fn extract(
+    package: &Path,
+    dir: &Path,
+    path: Option<&str>,
+    keys: &KeyRing,
+    out: Out,
+) -> Result<()> {
+    let pkg = Package::open_with(package, &OpenOptions::with_keys(keys.clone()))?;
     let total = match path {
         Some(p) => pkg.toc().lookup_path(p).map_or(0, |e| subtree_bytes(e)),
         None => subtree_bytes(pkg.toc().root()),

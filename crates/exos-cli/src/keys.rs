@@ -12,7 +12,38 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
-use exos_hpkg::crypt::PackageKey;
+use exos_hpkg::crypt::{KeyRing, PackageKey};
+
+/// `--key` and `--age-identity`, for the commands that open packages.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct KeyArgs {
+    /// A package encryption key (`exos key generate NAME --encryption`) for
+    /// encrypted packages; repeatable. A key file wrapped with age is
+    /// unwrapped with `age --decrypt`.
+    #[arg(long = "key", value_name = "FILE")]
+    pub keys: Vec<PathBuf>,
+    /// An age identity file for unwrapping age-wrapped --key files;
+    /// repeatable. Without one, age asks for the file's passphrase.
+    #[arg(long = "age-identity", value_name = "FILE", requires = "keys")]
+    pub age_identities: Vec<PathBuf>,
+}
+
+impl KeyArgs {
+    /// The keys, read (and unwrapped) once.
+    #[allow(dead_code)] // used by exos only
+    pub fn load(&self) -> Result<Vec<PackageKey>> {
+        self.keys
+            .iter()
+            .map(|k| load(k, &self.age_identities))
+            .collect()
+    }
+
+    /// The keys as a ring for opening packages.
+    #[allow(dead_code)] // used by exos only
+    pub fn ring(&self) -> Result<KeyRing> {
+        Ok(KeyRing::new(self.load()?))
+    }
+}
 
 /// How much of a key file, age's output or the daemon's pipe is read: a
 /// key is 85 bytes; an age-wrapped one a few hundred.

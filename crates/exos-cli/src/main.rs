@@ -57,23 +57,9 @@ pub struct Cli {
     /// Print one JSON document on standard output (errors too); see docs/json.md.
     #[arg(long, global = true)]
     json: bool,
-    /// A package encryption key (`exos key generate NAME --encryption`) for
-    /// encrypted packages; repeatable. A key file wrapped with age is
-    /// unwrapped with `age --decrypt`. `exos mount` hands the keys to its
-    /// daemon through a pipe.
-    #[arg(long = "key", global = true, value_name = "FILE")]
-    keys: Vec<PathBuf>,
-    /// An age identity file for unwrapping age-wrapped --key files;
-    /// repeatable. Without one, age asks for the file's passphrase.
-    #[arg(long = "age-identity", global = true, value_name = "FILE")]
-    age_identities: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
-
-/// The `--key` keys given, for commands that pass them on.
-pub static KEYS: std::sync::OnceLock<Vec<exos_hpkg::crypt::PackageKey>> =
-    std::sync::OnceLock::new();
 
 /// `-r/--root`, falling back to `$EXOS_ROOT`.
 #[derive(clap::Args)]
@@ -109,7 +95,11 @@ enum Command {
     /// List a package's attributes and entries (like Haiku's `package list`), or a repository's packages.
     List(inspect::ListArgs),
     /// Show header, compression, sizes and package attributes.
-    Info { file: PathBuf },
+    Info {
+        file: PathBuf,
+        #[command(flatten)]
+        keys: keys::KeyArgs,
+    },
     /// Extract a package (or one path of it) into DIR.
     Extract {
         package: PathBuf,
@@ -117,6 +107,8 @@ enum Command {
         /// Only this path inside the package.
         #[arg(long)]
         path: Option<String>,
+        #[command(flatten)]
+        keys: keys::KeyArgs,
     },
     /// Seal a package with a package key (--key FILE): AES-256-GCM, one sealed unit per compressed chunk; mounts read it with the same --key.
     Encrypt {
@@ -124,6 +116,8 @@ enum Command {
         /// Where to write the encrypted package.
         #[arg(short, long)]
         output: PathBuf,
+        #[command(flatten)]
+        keys: keys::KeyArgs,
     },
     /// Make a delta that rebuilds NEW from OLD (byte for byte; see `exos apply`).
     Delta {
@@ -152,7 +146,12 @@ enum Command {
     /// Compute what installing, removing or upgrading would change (dry run).
     Resolve(resolve::ResolveArgs),
     /// Mount the active packages of an EXOS root (FUSE); stays in the foreground unless --daemon.
-    Mount(serve::MountArgs),
+    Mount {
+        #[command(flatten)]
+        args: serve::MountArgs,
+        #[command(flatten)]
+        keys: keys::KeyArgs,
+    },
     /// Unmount an exos mount.
     Unmount { mountpoint: PathBuf },
     /// Show what a mount has active and refused, and why.
@@ -228,6 +227,8 @@ enum Command {
     Check {
         #[command(flatten)]
         root: RootArg,
+        #[command(flatten)]
+        keys: keys::KeyArgs,
     },
     /// Make signing keys (minisign's format).
     #[command(subcommand)]
@@ -374,20 +375,16 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
 }
 
 fn run(cli: &Cli, out: Out) -> Result<()> {
-    let mut keys = Vec::new();
-    for k in &cli.keys {
-        let key = keys::load(k, &cli.age_identities)?;
-        exos_hpkg::crypt::register_key(key.clone());
-        keys.push(key);
-    }
-    let _ = KEYS.set(keys);
     match &cli.command {
         Command::Build(args) => inspect::build(args, out),
         Command::List(args) => inspect::list(args, out),
-        Command::Info { file } => inspect::info(file, out),
-        Command::Extract { package, dir, path } => {
-            inspect::extract(package, dir, path.as_deref(), out)
-        }
+        Command::Info { file, keys } => inspect::info(file, &keys.ring()?, out),
+        Command::Extract {
+            package,
+            dir,
+            path,
+            keys,
+        } => inspect::extract(package, dir, path.as_deref(), &keys.ring()?, out),
         Command::Checksum { files } => inspect::checksum(files, out),
         Command::Delta {
             old,
@@ -396,11 +393,13 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             level,
         } => delta::make(old, new, output, *level, out),
         Command::Apply { old, delta, output } => delta::apply(old, delta, output, out),
-        Command::Encrypt { package, output } => {
-            trust::encrypt(package, output, KEYS.get().map_or(&[], Vec::as_slice), out)
-        }
+        Command::Encrypt {
+            package,
+            output,
+            keys,
+        } => trust::encrypt(package, output, &keys.load()?, out),
         Command::Resolve(args) => resolve::run(args, out),
-        Command::Mount(args) => mount::mount(args, out),
+        Command::Mount { args, keys } => mount::mount(args, &keys.load()?, out),
         Command::Unmount { mountpoint } => mount::unmount(mountpoint, out),
         Command::Status { mountpoint } => mount::status(mountpoint, out),
         Command::ImportDeb(args) => deb::import(args, out),
@@ -471,7 +470,7 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             block_cache,
         } => repo::fetch(&root.root, names, block_cache.as_deref(), out),
         Command::Gc { root, keep } => manage::gc(&root.root, *keep, out),
-        Command::Check { root } => manage::check(&root.root, out),
+        Command::Check { root, keys } => manage::check(&root.root, &keys.ring()?, out),
         Command::Key(cmd) => trust::key(cmd, out),
         Command::Repo(cmd) => repo::repo(cmd, out),
         Command::Search { text, root } => repo::search(text, &root.root, out),

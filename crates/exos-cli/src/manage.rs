@@ -41,6 +41,8 @@ pub struct ChangeArgs {
     /// (HTTP Range) into the block cache (`exos fetch` gets the rest).
     #[arg(long)]
     pub lazy: bool,
+    #[command(flatten)]
+    pub keys: crate::keys::KeyArgs,
 }
 
 #[derive(Subcommand)]
@@ -121,6 +123,7 @@ pub fn change(args: &ChangeArgs, request: Request, out: Out) -> Result<()> {
             .collect::<Result<_>>()?,
         force: args.force,
         remote,
+        keys: args.keys.ring()?,
     };
     let mut plan = tx.plan(&root).map_err(|e| match e {
         exos_manager::Error::Unsatisfiable(_) => anyhow::Error::new(e).context(format!(
@@ -455,7 +458,7 @@ pub struct CheckReport {
     pub sealed_unchecked: Vec<String>,
 }
 
-pub fn check(root: &Path, out: Out) -> Result<()> {
+pub fn check(root: &Path, keys: &exos_hpkg::crypt::KeyRing, out: Out) -> Result<()> {
     let r = Root::read_only(root)?;
     let mut problems = r.check()?;
     let mut sealed_unchecked = Vec::new();
@@ -463,7 +466,8 @@ pub fn check(root: &Path, out: Out) -> Result<()> {
     if let Ok(current) = r.current() {
         for e in &current.entries {
             if let Some(path) = r.locate(e) {
-                match Package::open(&path).and_then(|p| p.verify_data()) {
+                let options = exos_hpkg::OpenOptions::with_keys(keys.clone());
+                match Package::open_with(&path, &options).and_then(|p| p.verify_data()) {
                     Ok(()) => {}
                     Err(err) if matches!(err.kind(), exos_hpkg::ErrorKind::Encrypted(_)) => {
                         sealed_unchecked.push(format!("{}/{}", e.layer, e.file));

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use exos_hpkg::crypt::PackageKey;
 use exos_packagefs::{is_mounted, Status};
 use serde::Serialize;
 
@@ -26,7 +27,7 @@ pub struct UnmountReport<'a> {
     pub unmounted: &'a Path,
 }
 
-pub fn mount(args: &MountArgs, out: Out) -> Result<()> {
+pub fn mount(args: &MountArgs, keys: &[PackageKey], out: Out) -> Result<()> {
     let mut args = args.clone();
     args.exec_cache = exec_cache_dir(&args)?;
     let args = &args;
@@ -54,9 +55,9 @@ pub fn mount(args: &MountArgs, out: Out) -> Result<()> {
         }
     }
     if args.daemon {
-        return spawn_daemon(args, out);
+        return spawn_daemon(args, keys, out);
     }
-    exec_mountd(args, out.quiet)
+    exec_mountd(args, keys, out.quiet)
 }
 
 /// The exec cache the mount will use: `--exec-cache DIR` (refused, here and
@@ -105,10 +106,10 @@ fn mountd() -> Result<PathBuf> {
 /// reads with `--keys-fd` (which must stay open until it has started).
 fn daemon_command(
     args: &MountArgs,
+    keys: &[PackageKey],
     quiet: bool,
 ) -> Result<(Vec<std::ffi::OsString>, Option<std::os::fd::OwnedFd>)> {
     let mut argv = args.daemon_argv()?;
-    let keys = crate::KEYS.get().map_or(&[][..], Vec::as_slice);
     let keys_fd = if keys.is_empty() {
         None
     } else {
@@ -124,10 +125,10 @@ fn daemon_command(
 }
 
 /// Foreground: becomes `exos-mountd` (same process, so signals reach it).
-fn exec_mountd(args: &MountArgs, quiet: bool) -> Result<()> {
+fn exec_mountd(args: &MountArgs, keys: &[PackageKey], quiet: bool) -> Result<()> {
     use std::os::unix::process::CommandExt;
     // The keys' pipe stays open until the exec: the daemon inherits it.
-    let (argv, _keys_fd) = daemon_command(args, quiet)?;
+    let (argv, _keys_fd) = daemon_command(args, keys, quiet)?;
     let err = std::process::Command::new(mountd()?).args(argv).exec();
     Err(err).context("starting exos-mountd")
 }
@@ -135,11 +136,11 @@ fn exec_mountd(args: &MountArgs, quiet: bool) -> Result<()> {
 /// Starts `exos-mountd` in a new process group, working from `/` with
 /// absolute paths, and returns once the mount is up (or reports why it is
 /// not).
-fn spawn_daemon(args: &MountArgs, out: Out) -> Result<()> {
+fn spawn_daemon(args: &MountArgs, keys: &[PackageKey], out: Out) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = mountd()?;
     // The keys' pipe stays open until the child is started: it inherits it.
-    let (argv, keys_fd) = daemon_command(args, out.quiet)?;
+    let (argv, keys_fd) = daemon_command(args, keys, out.quiet)?;
     let log = match &args.log_file {
         Some(p) => std::fs::OpenOptions::new()
             .create(true)

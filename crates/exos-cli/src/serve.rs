@@ -102,6 +102,18 @@ pub struct MountArgs {
     /// `exos status` shows which one a mount uses.
     #[arg(long, value_name = "WHEN", value_enum, default_value_t = IoUringArg::Auto)]
     pub io_uring: IoUringArg,
+    /// The layers whose encrypted packages the mount's --key keys decrypt,
+    /// comma-separated: of system, common and user (the shared user layer).
+    /// A key serves a layer only while root alone can add files to its
+    /// packages directory, and never a user's own layer (users/NAME):
+    /// whoever can place a file there would read what the key protects.
+    #[arg(
+        long,
+        value_name = "LAYERS",
+        value_delimiter = ',',
+        default_value = "system,common"
+    )]
+    pub key_layers: Vec<exos_root::Layer>,
     /// Run in the background; requires --pid-file, logs go to --log-file.
     #[arg(long, requires = "pid_file")]
     pub daemon: bool,
@@ -190,7 +202,7 @@ fn init_logging(log_file: Option<&Path>, quiet: bool) -> Result<()> {
 /// Serves a mount in the foreground until a signal (SIGINT, SIGTERM,
 /// SIGHUP) or an unmount from outside; writes the pid file once mounted and
 /// removes it on the way out. What `exos-mountd` runs.
-pub fn serve(args: &MountArgs, quiet: bool) -> Result<()> {
+pub fn serve(args: &MountArgs, keys: exos_hpkg::crypt::KeyRing, quiet: bool) -> Result<()> {
     init_logging(args.log_file.as_deref(), quiet)?;
     let mut options = MountOptions::new(args.root.canonicalize()?, args.mountpoint.canonicalize()?);
     options.cache_bytes = args.cache_mib << 20;
@@ -223,6 +235,10 @@ pub fn serve(args: &MountArgs, quiet: bool) -> Result<()> {
     );
     options.prefetch = args.prefetch;
     options.io_uring = args.io_uring.mode();
+    options.keys = exos_packagefs::activate::MountKeys {
+        ring: keys,
+        layers: exos_root::PerLayer::from_fn(|l| args.key_layers.contains(&l)),
+    };
     if args.xattrs {
         options.xattrs = exos_packagefs::fs::XattrPolicy::Always;
     }
@@ -363,6 +379,8 @@ impl MountArgs {
         if self.prefetch {
             a.push("--prefetch".into());
         }
+        let layers: Vec<&str> = self.key_layers.iter().map(|l| l.name()).collect();
+        a.push(format!("--key-layers={}", layers.join(",")).into());
         if let Some(ms) = self.poll_ms {
             a.push(format!("--poll-ms={ms}").into());
         }

@@ -35,6 +35,10 @@ pub struct SignArgs {
     /// The secret key (from `exos key generate` or `minisign -G -W`).
     #[arg(short, long = "secret-key")]
     key: PathBuf,
+    /// Keys of encrypted packages (their name and version go into the
+    /// signature's trusted comment).
+    #[command(flatten)]
+    package_keys: crate::keys::KeyArgs,
 }
 
 #[derive(Args)]
@@ -248,8 +252,9 @@ pub fn key(cmd: &KeyCommand, out: Out) -> Result<()> {
 
 /// The trusted comment exos writes: minisign's time and file name, and the
 /// package's name and version (so a renamed or swapped file shows).
-fn trusted_comment(package: &Path) -> Result<String> {
-    let p = exos_hpkg::Package::open(package)?;
+fn trusted_comment(package: &Path, keys: &exos_hpkg::crypt::KeyRing) -> Result<String> {
+    let p =
+        exos_hpkg::Package::open_with(package, &exos_hpkg::OpenOptions::with_keys(keys.clone()))?;
     let info = p.info();
     let file = package
         .file_name()
@@ -267,9 +272,10 @@ fn trusted_comment(package: &Path) -> Result<String> {
 
 pub fn sign(args: &SignArgs, out: Out) -> Result<()> {
     let sk = exos_trust::read_secret_key(&args.key)?;
+    let keys = args.package_keys.ring()?;
     let mut signed = Vec::new();
     for package in &args.packages {
-        let comment = trusted_comment(package)?;
+        let comment = trusted_comment(package, &keys)?;
         let digest = FileDigest::of_file(package).with_context(|| package.display().to_string())?;
         let sig = sk.sign(
             &digest.blake2b,

@@ -47,6 +47,11 @@ fn packages(work: &Path) -> Pkgs {
 
 /// The root is consistent and its current state is exactly what a mount shows.
 fn assert_consistent(root: &Path) {
+    assert_consistent_keyed(root, &Default::default())
+}
+
+/// [`assert_consistent`] for a root holding packages sealed with `keys`.
+fn assert_consistent_keyed(root: &Path, keys: &exos_hpkg::crypt::KeyRing) {
     let o = exos(&["check", "-r", s(root)]);
     assert!(
         o.status.success(),
@@ -58,8 +63,9 @@ fn assert_consistent(root: &Path) {
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .count();
-    let (_, report) =
-        exos_packagefs::build_view(&MountOptions::new(root.to_path_buf(), root.join("unused")));
+    let mut options = MountOptions::new(root.to_path_buf(), root.join("unused"));
+    options.keys.ring = keys.clone();
+    let (_, report) = exos_packagefs::build_view(&options);
     // A leftover file the state does not list (a crash before tidying) is
     // reported, not mounted; anything else refused is a failure.
     let bad: Vec<_> = report
@@ -249,7 +255,7 @@ fn run_crashing(args: &[&str], k: u64) -> bool {
 
 /// Mounts the root for real and reads every file of the merged view.
 #[cfg(feature = "crash-points")]
-fn mount_and_read(root: &Path, mnt: &Path) {
+fn mount_and_read(root: &Path, mnt: &Path, keys: &exos_hpkg::crypt::KeyRing) {
     if !Path::new("/dev/fuse").exists() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("/dev/fuse is missing, and CI=true");
@@ -259,6 +265,7 @@ fn mount_and_read(root: &Path, mnt: &Path) {
     fs::create_dir_all(mnt).unwrap();
     let mut o = MountOptions::new(root.to_path_buf(), mnt.to_path_buf());
     o.allow_other = false;
+    o.keys.ring = keys.clone();
     let m = exos_packagefs::Mount::start(o).expect("the mount comes up");
     let mut stack = vec![mnt.join("merged")];
     while let Some(d) = stack.pop() {
@@ -366,7 +373,8 @@ fn killed_at_every_step_and_at_random_the_root_stays_consistent() {
         "--key",
         s(&vault_key),
     ]);
-    exos_hpkg::crypt::register_key(exos_hpkg::crypt::PackageKey::read(&vault_key).unwrap());
+    let keys =
+        exos_hpkg::crypt::KeyRing::new([exos_hpkg::crypt::PackageKey::read(&vault_key).unwrap()]);
     let ops: Vec<(&str, Vec<String>)> = vec![
         ("install-by-name", vec!["install".into(), "extra".into()]),
         (
@@ -417,8 +425,8 @@ fn killed_at_every_step_and_at_random_the_root_stays_consistent() {
             args.extend(["-r", s(&root)]);
             let finished = run_crashing(&args, k);
             trials += 1;
-            assert_consistent(&root);
-            mount_and_read(&root, &tmp.path().join("mnt"));
+            assert_consistent_keyed(&root, &keys);
+            mount_and_read(&root, &tmp.path().join("mnt"), &keys);
             // Recovery (any changing command runs it; gc keeping everything
             // changes nothing else) leaves no state that was never current:
             // one new state if the crash came after the commit, else none.
@@ -443,7 +451,7 @@ fn killed_at_every_step_and_at_random_the_root_stays_consistent() {
                 "{name} after crash at {k}: {}",
                 String::from_utf8_lossy(&o.stderr)
             );
-            assert_consistent(&root);
+            assert_consistent_keyed(&root, &keys);
             fs::remove_dir_all(&root).unwrap();
             if finished {
                 break;
@@ -474,7 +482,7 @@ fn killed_at_every_step_and_at_random_the_root_stays_consistent() {
         std::thread::sleep(Duration::from_micros((seed >> 20) % 40_000));
         let _ = child.kill();
         let _ = child.wait();
-        assert_consistent(&root);
+        assert_consistent_keyed(&root, &keys);
         fs::remove_dir_all(&root).unwrap();
         random_trials += 1;
     }

@@ -25,15 +25,18 @@
 //! the unit's index, so a unit moved to another place or file, a changed
 //! header or a truncated file fail authentication. Integers little-endian.
 //!
-//! Keys are given to the process (`register_key`); [`crate::Package`]
-//! opens an encrypted file like any other when its key is registered, and
-//! says which key it needs when not. Haiku's tools refuse such a file as
+//! Keys are given to each open explicitly, as a [`KeyRing`] in
+//! [`crate::OpenOptions`] — never to the whole process — so the caller
+//! decides which files a key may decrypt (a mount binds its keys to the
+//! layers only root can write). [`crate::Package`] opens an encrypted file
+//! like any other when its key is in the ring, and says which key it needs
+//! when not. Haiku's tools refuse such a file as
 //! they refuse any file that is not a package (bad magic).
 
 use std::fmt;
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
 use sha2::Digest;
@@ -162,23 +165,48 @@ impl PackageKey {
     }
 }
 
-/// The keys this process may open encrypted packages with.
-static KEYS: RwLock<Vec<PackageKey>> = RwLock::new(Vec::new());
+/// The keys an open may decrypt sealed packages with. Cheap to clone
+/// (shared); empty by default, so nothing is decrypted unless a caller
+/// hands keys over for that open.
+#[derive(Clone, Default)]
+pub struct KeyRing(Arc<[PackageKey]>);
 
-/// Makes `key` available to every later open of an encrypted package.
-pub fn register_key(key: PackageKey) {
-    let mut keys = KEYS.write().unwrap_or_else(|e| e.into_inner());
-    if !keys.iter().any(|k| k.bytes == key.bytes) {
-        keys.push(key);
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|k| k.id()))
+            .finish()
     }
 }
 
-fn registered(id: KeyId) -> Option<PackageKey> {
-    KEYS.read()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .find(|k| k.id() == id)
-        .cloned()
+impl KeyRing {
+    /// A ring of `keys` (the same key given twice is kept once).
+    pub fn new(keys: impl IntoIterator<Item = PackageKey>) -> KeyRing {
+        let mut v: Vec<PackageKey> = Vec::new();
+        for k in keys {
+            if !v.iter().any(|o| o.bytes == k.bytes) {
+                v.push(k);
+            }
+        }
+        KeyRing(v.into())
+    }
+
+    /// The key with this id, if the ring holds it.
+    pub fn get(&self, id: KeyId) -> Option<&PackageKey> {
+        self.0.iter().find(|k| k.id() == id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &PackageKey> {
+        self.0.iter()
+    }
 }
 
 /// Whether a file starting with `head` is an encrypted package.
@@ -341,7 +369,7 @@ fn unit_lengths(boundaries: &[u64], size: u64) -> Vec<u32> {
 /// Where a package's stored chunks begin (and the last ends): the cuts its
 /// units follow. Anything that does not open as a package has none.
 fn chunk_boundaries(plain: Arc<dyn Source>) -> Vec<u64> {
-    match crate::Package::from_source(plain, "", crate::budget::Limits::default()) {
+    match crate::Package::from_source(plain, "", &crate::OpenOptions::default()) {
         Ok(p) => p.heap().chunk_file_boundaries(),
         Err(_) => Vec::new(),
     }
@@ -512,9 +540,9 @@ fn unauthentic(what: &str) -> io::Error {
 }
 
 impl EncryptedSource {
-    /// Opens the encrypted file `inner` with a registered key; without
-    /// one, the error names the key it needs.
-    pub fn open(inner: Arc<dyn Source>) -> Result<EncryptedSource> {
+    /// Opens the encrypted file `inner` with its key from `keys`; without
+    /// it, the error names the key it needs.
+    pub fn open(inner: Arc<dyn Source>, keys: &KeyRing) -> Result<EncryptedSource> {
         let mut b = [0u8; HEADER_SIZE];
         let size = inner.len()?;
         if size < HEADER_SIZE as u64 {
@@ -522,9 +550,10 @@ impl EncryptedSource {
         }
         inner.read_exact_at(&mut b, 0)?;
         let header = EnvelopeHeader::parse(&b, size)?;
-        let key = registered(header.key_id)
+        let key = keys
+            .get(header.key_id)
             .ok_or_else(|| Error::from(ErrorKind::Encrypted(header.key_id.to_string())))?;
-        EncryptedSource::with_key(inner, header, &key)
+        EncryptedSource::with_key(inner, header, key)
     }
 
     /// Opens with `key` whatever key the header names (a wrong key then

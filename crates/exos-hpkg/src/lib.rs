@@ -40,7 +40,7 @@ pub mod writer;
 pub use error::{Error, ErrorKind, Result};
 pub use header::{Compression, PackageHeader, RepoHeader};
 pub use info::{Architecture, Operator, PackageInfo, Provides, Resolvable, Version, VersionRef};
-pub use package::Package;
+pub use package::{OpenOptions, Package};
 pub use repo::{Repository, RepositoryInfo};
 pub use source::Source;
 pub use toc::{DataRef, Entry, EntryId, EntryKind, Timestamp, Toc};

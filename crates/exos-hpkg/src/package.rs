@@ -30,25 +30,45 @@ pub struct Package {
     sealed: Option<crate::crypt::KeyId>,
 }
 
+/// How a package is opened: the memory it may allocate, and the keys a
+/// sealed one may be decrypted with (none by default).
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    pub limits: Limits,
+    pub keys: crate::crypt::KeyRing,
+}
+
+impl OpenOptions {
+    /// The default limits, and these keys.
+    pub fn with_keys(keys: crate::crypt::KeyRing) -> OpenOptions {
+        OpenOptions {
+            keys,
+            ..OpenOptions::default()
+        }
+    }
+}
+
 impl Package {
     /// Opens and validates a package file, within the default memory
-    /// [`Limits`].
+    /// [`Limits`] and with no keys (a sealed file is refused, naming the
+    /// key it needs).
     pub fn open(path: impl AsRef<Path>) -> Result<Package> {
-        Package::open_with(path, Limits::default())
+        Package::open_with(path, &OpenOptions::default())
     }
 
     /// Opens and validates a package file; opening may allocate at most
-    /// what `limits` allow for the file's size.
-    pub fn open_with(path: impl AsRef<Path>, limits: Limits) -> Result<Package> {
+    /// what the options' limits allow for the file's size, and decrypt
+    /// with their keys only.
+    pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Package> {
         let path = path.as_ref();
         let file = File::open(path).at(path)?;
-        Package::load(Arc::new(file), path, limits).at(path)
+        Package::load(Arc::new(file), path, options).at(path)
     }
 
     /// Reads a package from an already open file; `path` is used in errors.
-    pub fn from_file(file: File, path: impl AsRef<Path>) -> Result<Package> {
+    pub fn from_file(file: File, path: impl AsRef<Path>, options: &OpenOptions) -> Result<Package> {
         let path = path.as_ref();
-        Package::load(Arc::new(file), path, Limits::default()).at(path)
+        Package::load(Arc::new(file), path, options).at(path)
     }
 
     /// Reads a package from any [`Source`] (e.g. one fetched lazily over
@@ -56,20 +76,21 @@ impl Package {
     pub fn from_source(
         source: Arc<dyn Source>,
         path: impl AsRef<Path>,
-        limits: Limits,
+        options: &OpenOptions,
     ) -> Result<Package> {
         let path = path.as_ref();
-        Package::load(source, path, limits).at(path)
+        Package::load(source, path, options).at(path)
     }
 
-    fn load(file: Arc<dyn Source>, path: &Path, limits: Limits) -> Result<Package> {
+    fn load(file: Arc<dyn Source>, path: &Path, options: &OpenOptions) -> Result<Package> {
+        let limits = options.limits;
         let mut file_size = file.len()?;
         let mut hb = vec![0u8; HPKG_HEADER_SIZE.min(file_size as usize)];
         file.read_exact_at(&mut hb, 0)?;
         // An encrypted package: the package inside, decrypted as read.
         let mut sealed = None;
         let file = if crate::crypt::is_encrypted(&hb) {
-            let source = crate::crypt::EncryptedSource::open(file)?;
+            let source = crate::crypt::EncryptedSource::open(file, &options.keys)?;
             sealed = Some(source.key_id());
             file_size = source.len()?;
             hb.truncate(HPKG_HEADER_SIZE.min(file_size as usize));

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use exos_hpkg::crypt::{self, EncryptedSource, PackageKey, SealedUnit, HEADER_SIZE};
-use exos_hpkg::{build_from_dir, BuildOptions, Compression, Package, PackageInfo};
+use exos_hpkg::crypt::{self, EncryptedSource, KeyRing, PackageKey, SealedUnit, HEADER_SIZE};
+use exos_hpkg::{build_from_dir, BuildOptions, Compression, OpenOptions, Package, PackageInfo};
 
 /// A package of about 300 KB (several 64 KiB chunks), stored uncompressed.
 fn package(dir: &Path) -> PathBuf {
@@ -61,8 +61,8 @@ fn read_all(p: &Package) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn err(path: &Path) -> String {
-    match Package::open(path) {
+fn err(path: &Path, keys: &KeyRing) -> String {
+    match Package::open_with(path, &OpenOptions::with_keys(keys.clone())) {
         Ok(p) => {
             // Opened: the damage must show when the data is read.
             let mut msgs = String::new();
@@ -104,9 +104,15 @@ fn sealed_packages_read_back_and_every_kind_of_damage_is_refused() {
         "{e}"
     );
 
-    crypt::register_key(key.clone());
+    // Only the open given the key decrypts: keys are never process-wide.
+    let keys = KeyRing::new([key.clone()]);
     let expected = read_all(&Package::open(&plain).unwrap());
-    assert_eq!(read_all(&Package::open(&sealed).unwrap()), expected);
+    let with_key = OpenOptions::with_keys(keys.clone());
+    assert_eq!(
+        read_all(&Package::open_with(&sealed, &with_key).unwrap()),
+        expected
+    );
+    assert!(Package::open(&sealed).is_err(), "opened without its key");
     // Sealing twice gives different bytes (a fresh salt each time).
     let again = d.join("again.hpkg");
     crypt::encrypt_file(&plain, &key, &again).unwrap();
@@ -128,7 +134,7 @@ fn sealed_packages_read_back_and_every_kind_of_damage_is_refused() {
     ] {
         let mut b = bytes.clone();
         b[at] ^= 4;
-        let e = err(&write("flip.hpkg", &b));
+        let e = err(&write("flip.hpkg", &b), &keys);
         assert!(e.contains("does not authenticate"), "{at}: {e}");
     }
     // Units 2 and 3 swapped (two whole 64 KiB chunks of the same size).
@@ -142,32 +148,32 @@ fn sealed_packages_read_back_and_every_kind_of_damage_is_refused() {
     let first = b[one..two].to_vec();
     b.copy_within(two..two + len, one);
     b[two..two + len].copy_from_slice(&first);
-    let e = err(&write("swap.hpkg", &b));
+    let e = err(&write("swap.hpkg", &b), &keys);
     assert!(e.contains("does not authenticate"), "{e}");
     // A unit taken from another sealing of the same package (same key).
     let other = fs::read(&again).unwrap();
     let mut b = bytes.clone();
     b[one..two].copy_from_slice(&other[one..two]);
-    let e = err(&write("moved.hpkg", &b));
+    let e = err(&write("moved.hpkg", &b), &keys);
     assert!(e.contains("does not authenticate"), "{e}");
     // The header changed (the plain size kept consistent is still refused).
     let mut b = bytes.clone();
     b[40] ^= 1; // the salt
-    let e = err(&write("salt.hpkg", &b));
+    let e = err(&write("salt.hpkg", &b), &keys);
     assert!(e.contains("does not authenticate"), "{e}");
     // Truncated, padded.
-    let e = err(&write("short.hpkg", &bytes[..bytes.len() - 1]));
+    let e = err(&write("short.hpkg", &bytes[..bytes.len() - 1]), &keys);
     assert!(e.contains("truncated or padded"), "{e}");
     let mut b = bytes.clone();
     b.push(0);
-    let e = err(&write("long.hpkg", &b));
+    let e = err(&write("long.hpkg", &b), &keys);
     assert!(e.contains("truncated or padded"), "{e}");
     // A wrong key: a header naming another registered key.
     let wrong = PackageKey::generate().unwrap();
-    crypt::register_key(wrong.clone());
+    let both = KeyRing::new([key.clone(), wrong.clone()]);
     let mut b = bytes.clone();
     b[16..32].copy_from_slice(&wrong.id().0);
-    let e = err(&write("wrong.hpkg", &b));
+    let e = err(&write("wrong.hpkg", &b), &both);
     assert!(e.contains("wrong key"), "{e}");
     // Reserved bytes, version, cipher, unit count.
     for (at, what) in [
@@ -179,13 +185,13 @@ fn sealed_packages_read_back_and_every_kind_of_damage_is_refused() {
     ] {
         let mut b = bytes.clone();
         b[at] ^= 1;
-        let e = err(&write("hdr.hpkg", &b));
+        let e = err(&write("hdr.hpkg", &b), &keys);
         assert!(e.contains(what), "{what}: {e}");
     }
     // A file sealed by the first version is told to be sealed again.
     let mut b = bytes.clone();
     b[8] = 1;
-    let e = err(&write("v1.hpkg", &b));
+    let e = err(&write("v1.hpkg", &b), &keys);
     assert!(e.contains("encrypt the plain package again"), "{e}");
     // An encrypted package is not encrypted again.
     assert!(crypt::encrypt_file(&sealed, &key, &d.join("twice.hpkg"))

@@ -13,6 +13,7 @@ use exos_manifest::{Manifest, Provide};
 use exos_resolve::{Candidate, CandidateId, Change, Origin, PackageRef, ResolveError, Universe};
 use exos_root::{reserved_name, Layer, PackageFile, StateEntry, StateList};
 
+use exos_hpkg::crypt::KeyRing;
 use exos_trust::{FileDigest, TrustStore};
 
 use crate::root::{diff, AcceptedSignature, FileChange, NewPackage, Root};
@@ -92,7 +93,7 @@ impl Plan {
             let Some(n) = self.new.iter_mut().find(|n| n.source == r.cached) else {
                 continue;
             };
-            let k = offer_checked(&r.cached, n.layer, &trust, false, known)?;
+            let k = offer_checked(&r.cached, n.layer, &trust, false, known, &self.keys)?;
             let got = k.new.expect("offer makes a new package");
             if got.sha256 != r.sha256
                 || k.manifest.name != r.manifest.name
@@ -200,7 +201,7 @@ fn check_lazy(
     source
         .prefetch_metadata()
         .map_err(|e| Error::Io(what.clone(), e))?;
-    let pkg = Package::from_source(source, &what, exos_hpkg::budget::Limits::default())?;
+    let pkg = Package::from_source(source, &what, &exos_hpkg::OpenOptions::default())?;
     if let Some(name) = reserved_name(pkg.toc().root().children().map(|c| c.name())) {
         return Err(Error::Invalid(format!(
             "{what}: contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows"
@@ -226,6 +227,8 @@ pub struct Transaction {
     pub force: bool,
     /// Packages repositories offer.
     pub remote: Vec<Remote>,
+    /// Keys encrypted package files offered may be opened with.
+    pub keys: exos_hpkg::crypt::KeyRing,
 }
 
 /// A package as a plan names it.
@@ -269,6 +272,9 @@ pub struct Plan {
     /// their records are written by [`Root::commit`].
     #[serde(skip)]
     pub lazy: Vec<exos_lazy::LazyPackage>,
+    /// The transaction's keys, for checking downloads.
+    #[serde(skip)]
+    keys: exos_hpkg::crypt::KeyRing,
 }
 
 impl Plan {
@@ -396,8 +402,8 @@ fn signature_for(
 }
 
 /// Opens, verifies and describes a package file offered for installation.
-fn offer(path: &Path, layer: Layer, trust: &TrustStore) -> Result<Known> {
-    offer_checked(path, layer, trust, true, None)
+fn offer(path: &Path, layer: Layer, trust: &TrustStore, keys: &KeyRing) -> Result<Known> {
+    offer_checked(path, layer, trust, true, None, keys)
 }
 
 /// `verify_data`: decompress every chunk. Skipped only for downloads whose
@@ -410,8 +416,9 @@ fn offer_checked(
     trust: &TrustStore,
     verify_data: bool,
     known: Option<FileDigest>,
+    keys: &KeyRing,
 ) -> Result<Known> {
-    let pkg = Package::open(path)?;
+    let pkg = Package::open_with(path, &exos_hpkg::OpenOptions::with_keys(keys.clone()))?;
     // Every chunk must decompress: a package with corrupt data would
     // install and then fail reads with EIO.
     if verify_data {
@@ -479,9 +486,10 @@ fn offers(
     layer: Layer,
     trust: &TrustStore,
     requested: bool,
+    keys: &KeyRing,
 ) -> Result<Vec<Known>> {
     let mut out = Vec::new();
-    let mut add = |f: &Path| match offer(f, layer, trust) {
+    let mut add = |f: &Path| match offer(f, layer, trust, keys) {
         Err(Error::Untrusted(_)) if !requested => Ok(()),
         r => r.map(|k| out.push(k)),
     };
@@ -527,7 +535,7 @@ impl Transaction {
             })
             .collect();
         let requested = match &self.request {
-            Request::Install { files, layer } => offers(files, *layer, &trust, true)?,
+            Request::Install { files, layer } => offers(files, *layer, &trust, true, &self.keys)?,
             _ => Vec::new(),
         };
         let change = self.describe(&requested);
@@ -539,7 +547,13 @@ impl Transaction {
             | Request::InstallNames { layer, .. } => *layer,
             Request::Remove { .. } => Layer::System,
         };
-        known.extend(offers(&self.available, extra_layer, &trust, false)?);
+        known.extend(offers(
+            &self.available,
+            extra_layer,
+            &trust,
+            false,
+            &self.keys,
+        )?);
         // Remote packages that would not pass the layer's policy once
         // downloaded are not candidates either; nor are those installed
         // already in that layer (the same bytes: nothing to download).
@@ -662,6 +676,7 @@ impl Transaction {
             essential_removed,
             also_removed,
             lazy: Vec::new(),
+            keys: self.keys.clone(),
         })
     }
 

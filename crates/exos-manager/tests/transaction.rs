@@ -63,6 +63,7 @@ fn tx(request: Request) -> Transaction {
         host_apis: Vec::new(),
         force: false,
         remote: Vec::new(),
+        keys: Default::default(),
     }
 }
 

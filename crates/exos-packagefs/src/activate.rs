@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use exos_hpkg::Package;
+use exos_hpkg::crypt::KeyRing;
+use exos_hpkg::{OpenOptions, Package};
 use exos_manifest::{Dependency, Manifest, Provide};
+use exos_root::walk::{open_beneath, WalkedDir, Writers};
 
 use exos_root::digests::ContentDigests;
 use exos_root::UserName;
@@ -42,6 +44,92 @@ impl FileIdentity {
             size: meta.size(),
             mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
         }
+    }
+
+    /// The identity of an opened file (fstat of its descriptor).
+    pub fn of_stat(st: &rustix::fs::Stat) -> FileIdentity {
+        FileIdentity {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
+        }
+    }
+}
+
+/// The package keys a mount was given, and the shared layers they serve
+/// (`system` and `common` unless told otherwise). A key never decrypts a
+/// package of a per-user layer, nor of a layer that anyone but root (and
+/// the mount's own user) can add files to: whoever could place a sealed
+/// file there — a copy of a system package, whose ciphertext anyone may
+/// read — would read through the mount what the key protects.
+#[derive(Debug, Clone)]
+pub struct MountKeys {
+    pub ring: KeyRing,
+    pub layers: PerLayer<bool>,
+}
+
+impl Default for MountKeys {
+    fn default() -> MountKeys {
+        MountKeys {
+            ring: KeyRing::default(),
+            layers: PerLayer {
+                system: true,
+                common: true,
+                user: false,
+            },
+        }
+    }
+}
+
+impl MountKeys {
+    /// The keys an open of a package in `layer`, found in a directory
+    /// `writers` can change, may use: the ring, or none.
+    fn for_layer(&self, layer: Layer, writers: Writers) -> KeyRing {
+        let me = rustix::process::geteuid().as_raw();
+        if *self.layers.get(layer) && writers.only(me) {
+            self.ring.clone()
+        } else {
+            KeyRing::default()
+        }
+    }
+
+    /// Why a sealed package whose key the mount holds was not opened with it.
+    fn withheld(&self, layer: Option<Layer>, writers: Writers, err: &OpenError) -> Option<String> {
+        let OpenError::Package(err) = err else {
+            return None;
+        };
+        let exos_hpkg::ErrorKind::Encrypted(id) = err.kind() else {
+            return None;
+        };
+        if !self.ring.iter().any(|k| k.id().to_string() == *id) {
+            return None;
+        }
+        let served: Vec<&str> = Layer::ALL
+            .into_iter()
+            .filter(|l| *self.layers.get(*l))
+            .map(Layer::name)
+            .collect();
+        let served = if served.is_empty() {
+            "no layer".to_string()
+        } else {
+            format!("the {} layers only", served.join(" and "))
+        };
+        Some(match layer {
+            None => format!(
+                "sealed with key {id}, which this mount was given for {served}: a key never decrypts a package of a user's own layer (whoever can place a file there would read what the key protects)"
+            ),
+            Some(l) if !*self.layers.get(l) => format!(
+                "sealed with key {id}, which this mount was given for {served} (exos mount --key-layers)"
+            ),
+            Some(l) => format!(
+                "sealed with key {id}, but the {l} packages directory can be changed by {}: a key decrypts only packages of a directory root alone controls",
+                match writers {
+                    Writers::RootAnd(uid) => format!("uid {uid}"),
+                    _ => "other users".to_string(),
+                }
+            ),
+        })
     }
 }
 
@@ -351,6 +439,8 @@ pub struct Scanner {
     opened_block_cache: OnceLock<Result<Arc<exos_lazy::BlockCache>, String>>,
     /// Network timeouts for lazy packages (`EXOS_NET_TIMEOUT`).
     pub timeouts: exos_repo::Timeouts,
+    /// Keys for sealed packages, and the layers they serve.
+    pub keys: MountKeys,
     next_id: AtomicU64,
 }
 
@@ -389,36 +479,58 @@ fn owner_of(dir: &Path) -> (Owner, bool) {
     (owner, root_only)
 }
 
-/// Whether only `user` (and root) control what `ROOT/users/USER/packages`
-/// holds: `users/`, `users/USER` and its `packages` belong to root or to
-/// USER and no one else can write them. Else someone could put programs in
-/// another user's view.
-fn user_layer_is_theirs(layout: &Layout, user: &UserName) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
+/// Opens `ROOT/users/USER/packages` (walked from the opened `users`
+/// directory without following links) if only USER and root control what
+/// it holds: `users/` is root's, `users/USER` and its `packages` belong to
+/// root or to USER, and no one else can write any of them. Else someone
+/// could put programs in another user's view.
+fn user_layer(users: &WalkedDir, user: &UserName) -> Result<WalkedDir, String> {
     let uid = nix::unistd::User::from_name(user.as_str())
         .ok()
         .flatten()
         .map(|u| u.uid.as_raw())
         .ok_or_else(|| format!("no user {user} on this system: its layer is not activated"))?;
-    let users = layout.users_dir();
-    let mine = users.join(user.as_str());
-    let packages = layout.user_packages_dir(user);
-    for (dir, owners) in [
-        (&users, &[0][..]),
-        (&mine, &[0, uid][..]),
-        (&packages, &[0, uid][..]),
-    ] {
-        let m = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let writable_by_others = m.permissions().mode() & 0o022 != 0;
-        if !m.is_dir() || !owners.contains(&m.uid()) || writable_by_others {
-            return Err(format!(
-                "{} must be a directory of {} that no one else can write: {user}'s layer is not activated",
-                dir.display(),
-                if owners.len() == 1 { "root".to_string() } else { format!("root or {user}") }
-            ));
+    let not_theirs = |path: &Path| {
+        format!(
+            "{} must be a directory of root or {user} that no one else can write (and no link): {user}'s layer is not activated",
+            path.display()
+        )
+    };
+    if users.writers != Writers::Root {
+        return Err(format!(
+            "{} must be a directory of root that no one else can write: {user}'s layer is not activated",
+            users.path.display()
+        ));
+    }
+    let mine = users
+        .open_dir(user.as_str())
+        .map_err(|e| format!("{e}: {}", not_theirs(&users.path.join(user.as_str()))))?;
+    if !mine.writers.only(uid) {
+        return Err(not_theirs(&mine.path));
+    }
+    let packages = mine
+        .open_dir("packages")
+        .map_err(|e| format!("{e}: {}", not_theirs(&mine.path.join("packages"))))?;
+    if !packages.writers.only(uid) {
+        return Err(not_theirs(&packages.path));
+    }
+    Ok(packages)
+}
+
+/// Why a package file was not opened.
+#[derive(Debug)]
+enum OpenError {
+    Package(exos_hpkg::Error),
+    Other(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Package(e) => e.fmt(f),
+            OpenError::Other(s) => f.write_str(s),
         }
     }
-    Ok(())
 }
 
 impl Scanner {
@@ -435,6 +547,7 @@ impl Scanner {
             ),
             opened_block_cache: OnceLock::new(),
             timeouts: exos_repo::Timeouts::from_env(),
+            keys: MountKeys::default(),
             next_id: AtomicU64::new(1),
         }
     }
@@ -503,31 +616,28 @@ impl Scanner {
                 }
             },
         };
+        let store = open_beneath(&self.root, &["system", "state", "store"]).ok();
         for layer in Layer::ALL {
             let dir = self.packages_dir(layer);
             (*out.owners.get_mut(layer), *out.root_only.get_mut(layer)) = owner_of(&dir);
-            let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-                Ok(rd) => rd
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|e| e == "hpkg"))
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
-            files.sort();
-            let file_name = |p: &Path| {
-                p.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            };
+            // Opened along the way without following links; missing: empty.
+            let walked = open_beneath(&self.root, &[layer.name(), "packages"]).ok();
+            let files: Vec<String> = walked
+                .as_ref()
+                .and_then(|d| d.names().ok())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|n| n.ends_with(".hpkg"))
+                .collect();
             let Some(list) = &list else {
-                for path in files {
-                    let name = file_name(&path);
-                    match self.activate(layer, &path, name, None, &reuse, &out.trust) {
+                let Some(walked) = &walked else { continue };
+                for name in files {
+                    match self.activate(layer, walked, &name, None, &reuse, &out.trust) {
                         Ok(Some(p)) => self.admit(&mut out, p),
                         Ok(None) => {}
                         Err(reason) => out.refused.push(Refused {
                             layer,
-                            path,
+                            path: walked.path.join(&name),
                             reason,
                         }),
                     }
@@ -536,51 +646,29 @@ impl Scanner {
             };
             let mut wanted: Vec<&StateEntry> = list.iter().filter(|e| e.layer == layer).collect();
             wanted.sort_by(|a, b| a.file.cmp(&b.file));
-            for path in &files {
-                let name = file_name(path);
+            for name in &files {
                 if !wanted.iter().any(|e| e.file.as_str() == name) {
                     out.refused.push(Refused {
                         layer,
-                        path: path.clone(),
+                        path: dir.join(name),
                         reason: "not in the state list (not part of the current state)".into(),
                     });
                 }
             }
             for entry in wanted {
-                let layout = Layout::new(&self.root);
-                let candidates = [layout.placed(entry), layout.stored(&entry.sha256)];
-                let mut last = "missing from the packages directory and the store".to_string();
-                let mut found = None;
-                for path in candidates.iter().filter(|p| p.exists()) {
-                    match self.activate(
+                match self.activate_listed(
+                    layer,
+                    entry,
+                    walked.as_ref(),
+                    store.as_ref(),
+                    &reuse,
+                    &out.trust,
+                ) {
+                    Ok(p) => self.admit(&mut out, p),
+                    Err(reason) => out.refused.push(Refused {
                         layer,
-                        path,
-                        entry.file.to_string(),
-                        Some(&entry.sha256),
-                        &reuse,
-                        &out.trust,
-                    ) {
-                        Ok(Some(p)) => {
-                            found = Some(p);
-                            break;
-                        }
-                        Ok(None) => {}
-                        Err(reason) => last = reason,
-                    }
-                }
-                let lazy = layout.lazy_record(&entry.sha256);
-                if found.is_none() && !candidates.iter().any(|p| p.exists()) && lazy.exists() {
-                    match self.activate_lazy(layer, entry, &lazy, &reuse, &out.trust) {
-                        Ok(p) => found = Some(p),
-                        Err(reason) => last = reason,
-                    }
-                }
-                match found {
-                    Some(p) => self.admit(&mut out, p),
-                    None => out.refused.push(Refused {
-                        layer,
-                        path: candidates[0].clone(),
-                        reason: last,
+                        path: layout.placed(entry),
+                        reason,
                     }),
                 }
             }
@@ -650,7 +738,9 @@ impl Scanner {
     /// activated as the user drops them in (as in Haiku's
     /// `~/config/packages`; the root's numbered states do not cover them),
     /// under the `user` layer's trust policy, after every shared layer in
-    /// the memory budget.
+    /// the memory budget. The directories are walked without following
+    /// links and each file is opened so, and served only if NAME could
+    /// read it ([`Writers::admits`]); the mount's keys never apply here.
     fn scan_users(
         &self,
         out: &mut Activation,
@@ -658,52 +748,66 @@ impl Scanner {
     ) {
         let layout = Layout::new(&self.root);
         let trust = out.trust.clone();
+        let Ok(users) = open_beneath(&self.root, &["users"]) else {
+            return;
+        };
         for user in layout.users() {
-            let dir = layout.user_packages_dir(&user);
-            if let Err(reason) = user_layer_is_theirs(&layout, &user) {
-                out.refused.push(Refused {
-                    layer: Layer::User,
-                    path: dir,
-                    reason,
-                });
-                continue;
-            }
-            let (owner, _) = owner_of(&dir);
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            let dir = match user_layer(&users, &user) {
+                Ok(dir) => dir,
+                Err(reason) => {
+                    out.refused.push(Refused {
+                        layer: Layer::User,
+                        path: layout.user_packages_dir(&user),
+                        reason,
+                    });
+                    continue;
+                }
+            };
+            let owner = Owner {
+                uid: dir.stat.st_uid,
+                gid: dir.stat.st_gid,
+            };
+            let files: Vec<String> = dir
+                .names()
+                .unwrap_or_default()
                 .into_iter()
-                .flatten()
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "hpkg"))
+                .filter(|n| n.ends_with(".hpkg"))
                 .collect();
-            files.sort();
             out.users.push((user.clone(), Vec::new()));
-            for path in files {
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let opened = match std::fs::metadata(&path) {
-                    // Not a file, or vanished since listing.
-                    Ok(m) if !m.is_file() => Ok(None),
-                    Err(_) => Ok(None),
-                    Ok(m) => {
-                        let identity = FileIdentity::of(&m);
-                        let reused = reuse.get(&(Layer::User, identity)).filter(|p| {
-                            p.user
-                                .as_ref()
-                                .is_some_and(|(u, o)| *u == user && *o == owner)
-                        });
-                        match reused {
-                            Some(p) => Ok(Some(Arc::clone(p))),
-                            None => self
-                                .open(Layer::User, &path, name, identity, None, &trust)
-                                .map(|mut p| {
-                                    p.user = Some((user.clone(), owner));
-                                    Some(Arc::new(p))
-                                }),
-                        }
+            for name in files {
+                let opened = self.open_file(&dir, &name).and_then(|found| {
+                    let Some((file, identity)) = found else {
+                        return Ok(None);
+                    };
+                    let reused = reuse.get(&(Layer::User, identity)).filter(|p| {
+                        p.user
+                            .as_ref()
+                            .is_some_and(|(u, o)| *u == user && *o == owner)
+                    });
+                    match reused {
+                        Some(p) => Ok(Some(Arc::clone(p))),
+                        None => self
+                            .open(
+                                Layer::User,
+                                &dir,
+                                &name,
+                                file,
+                                identity,
+                                None,
+                                &trust,
+                                KeyRing::default(),
+                            )
+                            .map_err(|e| {
+                                self.keys
+                                    .withheld(None, dir.writers, &e)
+                                    .unwrap_or(e.to_string())
+                            })
+                            .map(|mut p| {
+                                p.user = Some((user.clone(), owner));
+                                Some(Arc::new(p))
+                            }),
                     }
-                };
+                });
                 match opened {
                     Ok(Some(p)) => {
                         if self.charge(out, &p) {
@@ -715,7 +819,7 @@ impl Scanner {
                     Ok(None) => {}
                     Err(reason) => out.refused.push(Refused {
                         layer: Layer::User,
-                        path,
+                        path: dir.path.join(&name),
                         reason,
                     }),
                 }
@@ -791,12 +895,11 @@ impl Scanner {
         let source =
             exos_lazy::RemoteSource::new(lazy, cache, self.timeouts).map_err(|e| e.to_string())?;
         source.prefetch_metadata().map_err(|e| e.to_string())?;
-        let package = Package::from_source(
-            source.clone(),
-            source.url(),
-            exos_hpkg::budget::Limits::default(),
-        )
-        .map_err(|e| e.to_string())?;
+        // Records live in the state directory, which root alone controls.
+        let keys = self.keys.for_layer(layer, Writers::Root);
+        let package =
+            Package::from_source(source.clone(), source.url(), &OpenOptions::with_keys(keys))
+                .map_err(|e| e.to_string())?;
         source.follow_readers();
         // The manifest the signed index gave (kept in the record), not
         // `manifest.json`: reading that would cost a round trip.
@@ -826,44 +929,106 @@ impl Scanner {
         }))
     }
 
-    /// Opens (or reuses) one package file; `Ok(None)` when it vanished.
+    /// A package the state lists: found in its layer's packages directory
+    /// or in the store (checked against its SHA-256), else as a lazy
+    /// record.
+    fn activate_listed(
+        &self,
+        layer: Layer,
+        entry: &StateEntry,
+        packages: Option<&WalkedDir>,
+        store: Option<&WalkedDir>,
+        reuse: &HashMap<(Layer, FileIdentity), &Arc<ActivePackage>>,
+        trust: &TrustStore,
+    ) -> Result<Arc<ActivePackage>, String> {
+        let stored = format!("{}.hpkg", entry.sha256);
+        let places = [(packages, entry.file.as_str()), (store, stored.as_str())];
+        let mut last = None;
+        for (dir, name) in places {
+            let Some(dir) = dir else { continue };
+            match self.activate(layer, dir, name, Some(&entry.sha256), reuse, trust) {
+                Ok(Some(p)) => return Ok(p),
+                Ok(None) => {}
+                Err(reason) => last = Some(reason),
+            }
+        }
+        if let Some(reason) = last {
+            return Err(reason);
+        }
+        let lazy = Layout::new(&self.root).lazy_record(&entry.sha256);
+        if lazy.exists() {
+            return self.activate_lazy(layer, entry, &lazy, reuse, trust);
+        }
+        Err("missing from the packages directory and the store".to_string())
+    }
+
+    /// Opens `name` in `dir` without following a link and checks that it
+    /// may be served from there; `Ok(None)` when it is not there (vanished
+    /// since listing: a concurrent change).
+    fn open_file(
+        &self,
+        dir: &WalkedDir,
+        name: &str,
+    ) -> Result<Option<(std::fs::File, FileIdentity)>, String> {
+        let opened = match dir.open_file(name) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        dir.writers.admits(&opened.stat)?;
+        Ok(Some((opened.file, FileIdentity::of_stat(&opened.stat))))
+    }
+
+    /// Opens (or reuses) package file `name` of `dir`; `Ok(None)` when it
+    /// vanished.
     fn activate(
         &self,
         layer: Layer,
-        path: &Path,
-        file_name: String,
+        dir: &WalkedDir,
+        name: &str,
         expected_sha: Option<&Sha256>,
         reuse: &HashMap<(Layer, FileIdentity), &Arc<ActivePackage>>,
         trust: &TrustStore,
     ) -> Result<Option<Arc<ActivePackage>>, String> {
-        let meta = match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => m,
-            // Not a file, or vanished since listing: a concurrent change.
-            _ => return Ok(None),
+        let Some((file, identity)) = self.open_file(dir, name)? else {
+            return Ok(None);
         };
-        let identity = FileIdentity::of(&meta);
         if let Some(p) = reuse.get(&(layer, identity)) {
             if expected_sha.is_none() || p.sha256.as_ref() == expected_sha {
                 return Ok(Some(Arc::clone(p)));
             }
         }
-        self.open(layer, path, file_name, identity, expected_sha, trust)
+        let keys = self.keys.for_layer(layer, dir.writers);
+        self.open(layer, dir, name, file, identity, expected_sha, trust, keys)
             .map(|p| Some(Arc::new(p)))
+            .map_err(|e| {
+                self.keys
+                    .withheld(Some(layer), dir.writers, &e)
+                    .unwrap_or_else(|| e.to_string())
+            })
     }
 
+    /// Opens an opened package file: its digests when the state or the
+    /// layer's policy needs them (read from the descriptor, never the path
+    /// again), its signature, the package itself with `keys`.
+    #[allow(clippy::too_many_arguments)]
     fn open(
         &self,
         layer: Layer,
-        path: &Path,
-        file_name: String,
+        dir: &WalkedDir,
+        name: &str,
+        file: std::fs::File,
         identity: FileIdentity,
         expected_sha: Option<&Sha256>,
         trust: &TrustStore,
-    ) -> Result<ActivePackage, String> {
+        keys: KeyRing,
+    ) -> Result<ActivePackage, OpenError> {
+        let path = dir.path.join(name);
+        let io = |e: std::io::Error| OpenError::Other(format!("{}: {e}", path.display()));
         let signed = trust.requires_signature(layer);
         // One read gives both digests when a signature must be checked.
         let digest = if signed {
-            Some(FileDigest::of_file(path).map_err(|e| e.to_string())?)
+            Some(FileDigest::of_reader(&file).map_err(io)?)
         } else {
             None
         };
@@ -871,12 +1036,12 @@ impl Scanner {
             Some(want) => {
                 let got = match &digest {
                     Some(d) => d.sha256,
-                    None => Sha256::of_file(path).map_err(|e| e.to_string())?,
+                    None => Sha256::of_reader(&file).map_err(io)?,
                 };
                 if &got != want {
-                    return Err(format!(
+                    return Err(OpenError::Other(format!(
                         "checksum mismatch: SHA-256 is {got}, the state expects {want}"
-                    ));
+                    )));
                 }
                 Some(got)
             }
@@ -887,19 +1052,24 @@ impl Scanner {
                 // The signature accepted at install, else one beside the file.
                 let layout = Layout::new(&self.root);
                 let kept = layout.signature(&d.sha256);
-                let sig = [kept, exos_trust::beside(path)]
+                let sig = [kept, exos_trust::beside(&path)]
                     .into_iter()
                     .find(|p| p.is_file());
-                match trust.admit(layer, d, sig.as_deref())? {
+                match trust
+                    .admit(layer, d, sig.as_deref())
+                    .map_err(OpenError::Other)?
+                {
                     exos_trust::Verdict::Signed { key, .. } => Some(key),
                     exos_trust::Verdict::Unsigned => None,
                 }
             }
             None => None,
         };
-        let package = Package::open(path).map_err(|e| e.to_string())?;
+        let package = Package::from_file(file, &path, &OpenOptions::with_keys(keys))
+            .map_err(OpenError::Package)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let p = ActivePackage::new(id, layer, path.to_path_buf(), file_name, identity, package)?;
+        let p = ActivePackage::new(id, layer, path, name.to_string(), identity, package)
+            .map_err(OpenError::Other)?;
         p.package.heap().use_shared_cache(self.cache.clone(), id);
         // Content digests remembered by an earlier mount: the first view
         // already shares identical files (the digester fills in the rest).

@@ -120,6 +120,8 @@ pub struct MountOptions {
     /// mount soon works offline and a full read runs at the link's speed.
     pub prefetch: bool,
     pub io_uring: IoUringMode,
+    /// Keys for sealed packages, and the layers they serve.
+    pub keys: crate::activate::MountKeys,
 }
 
 impl MountOptions {
@@ -154,6 +156,7 @@ impl MountOptions {
             ),
             prefetch: false,
             io_uring: IoUringMode::Auto,
+            keys: Default::default(),
         }
     }
 
@@ -322,6 +325,19 @@ pub struct SecurityStatus {
     pub nodev: bool,
     /// Per layer: whether setuid/setgid bits are served.
     pub setuid: PerLayer<bool>,
+    /// Package keys the mount holds, and the layers they decrypt packages
+    /// of (never a user's own layer).
+    #[serde(default)]
+    pub keys: KeysStatus,
+}
+
+/// The keys of a mount (`exos mount --key`, `--key-layers`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KeysStatus {
+    /// How many keys.
+    pub count: usize,
+    /// The layers they serve.
+    pub layers: Vec<Layer>,
 }
 
 /// How the kernel's requests reach the daemon.
@@ -479,6 +495,13 @@ impl State {
                 nosuid: !self.options.privileges.setuid_from_system,
                 nodev: true,
                 setuid: view.setuid,
+                keys: KeysStatus {
+                    count: self.options.keys.ring.len(),
+                    layers: Layer::ALL
+                        .into_iter()
+                        .filter(|l| *self.options.keys.layers.get(*l))
+                        .collect(),
+                },
             },
             memory: MemoryStatus {
                 used_bytes: activation.memory,
@@ -583,6 +606,7 @@ fn scanner(options: &MountOptions, cache: Arc<ChunkCache>) -> Scanner {
     s.state_list = options.state_list.clone();
     s.memory_budget = options.memory_budget;
     s.block_cache = options.block_cache.clone();
+    s.keys = options.keys.clone();
     s
 }
 

@@ -28,6 +28,7 @@
 pub mod digests;
 pub mod mountinfo;
 pub mod overlays;
+pub mod walk;
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -125,8 +126,13 @@ pub struct Sha256(pub [u8; 32]);
 impl Sha256 {
     /// The digest of a file's content.
     pub fn of_file(path: impl AsRef<Path>) -> std::io::Result<Sha256> {
+        Sha256::of_reader(std::fs::File::open(path)?)
+    }
+
+    /// The digest of everything `f` reads (an open file: `&File` reads
+    /// from its current offset).
+    pub fn of_reader(mut f: impl Read) -> std::io::Result<Sha256> {
         use sha2::Digest;
-        let mut f = std::fs::File::open(path)?;
         let mut h = sha2::Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {

@@ -65,8 +65,12 @@ pub struct FileDigest {
 
 impl FileDigest {
     pub fn of_file(path: &Path) -> std::io::Result<FileDigest> {
+        FileDigest::of_reader(std::fs::File::open(path)?)
+    }
+
+    /// The digests of everything `f` reads.
+    pub fn of_reader(mut f: impl Read) -> std::io::Result<FileDigest> {
         use blake2::{Blake2b512, Digest};
-        let mut f = std::fs::File::open(path)?;
         let mut sha = sha2::Sha256::new();
         let mut b2 = Blake2b512::new();
         let mut buf = vec![0u8; 1 << 20];

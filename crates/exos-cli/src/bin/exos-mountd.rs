@@ -42,9 +42,10 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut keys = Vec::new();
     for k in &cli.keys {
         match exos_hpkg::crypt::PackageKey::read(k) {
-            Ok(key) => exos_hpkg::crypt::register_key(key),
+            Ok(key) => keys.push(key),
             Err(e) => {
                 eprintln!("exos-mountd: {e}");
                 return ExitCode::FAILURE;
@@ -53,14 +54,15 @@ fn main() -> ExitCode {
     }
     if let Some(fd) = cli.keys_fd {
         match keys::from_parent(fd) {
-            Ok(keys) => keys.into_iter().for_each(exos_hpkg::crypt::register_key),
+            Ok(more) => keys.extend(more),
             Err(e) => {
                 eprintln!("exos-mountd: {e:#}");
                 return ExitCode::FAILURE;
             }
         }
     }
-    match serve::serve(&cli.mount, cli.quiet) {
+    let keys = exos_hpkg::crypt::KeyRing::new(keys);
+    match serve::serve(&cli.mount, keys, cli.quiet) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("exos-mountd: {e:#}");

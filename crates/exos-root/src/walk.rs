@@ -1,0 +1,309 @@
+//! Directories someone else may control, walked without following links.
+//!
+//! Root's daemon reads directories that users can write: their own layer
+//! (`ROOT/users/NAME/packages`), a shared layer whose permissions let
+//! others in, a cache directory named by an environment variable. A name
+//! in such a directory may be a symbolic link to a file its planter could
+//! not read, or a directory may be swapped for a link between a check and
+//! its use. So every component is opened with `O_NOFOLLOW | O_DIRECTORY`
+//! relative to the descriptor of the one before, checked as opened (fstat
+//! of the descriptor, never a second lookup by path), and files are opened
+//! relative to the directory's descriptor with `O_NOFOLLOW` too.
+//!
+//! [`Writers`] says who besides root can change what a walked directory
+//! holds (through it or any directory walked to reach it), and
+//! [`Writers::admits`] which files found there may be shown to others: only
+//! what whoever could have put it there could read themselves.
+
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FileType, Mode, OFlags, Stat};
+
+/// Who besides root can change what a directory holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writers {
+    /// Root alone.
+    Root,
+    /// Root and this user (the owner of a directory along the way).
+    RootAnd(u32),
+    /// A group or everyone (a group- or world-writable directory, sticky or
+    /// not: a sticky directory still lets anyone add names).
+    Anyone,
+}
+
+impl Writers {
+    /// Adds what directory `st` lets others do.
+    pub fn through(self, st: &Stat) -> Writers {
+        let mode = st.st_mode;
+        if mode & 0o022 != 0 {
+            return Writers::Anyone;
+        }
+        match (self, st.st_uid) {
+            (w, 0) => w,
+            (Writers::Root, uid) => Writers::RootAnd(uid),
+            (Writers::RootAnd(u), uid) if u == uid => Writers::RootAnd(u),
+            _ => Writers::Anyone,
+        }
+    }
+
+    /// Whether a file `st` found in such a directory may be shown to
+    /// anyone who sees that directory's contents: a regular file; in a
+    /// directory root alone controls, any; where a user can add names, one
+    /// of theirs or one everybody may read; where anyone can, only one
+    /// everybody may read. So a link (hard or symbolic) to a file its
+    /// planter could not read is never served.
+    pub fn admits(self, st: &Stat) -> Result<(), String> {
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err("not a regular file".into());
+        }
+        let readable_by_all = st.st_mode & 0o004 != 0;
+        let ok = match self {
+            Writers::Root => true,
+            Writers::RootAnd(uid) => st.st_uid == uid || readable_by_all,
+            Writers::Anyone => readable_by_all,
+        };
+        if ok {
+            return Ok(());
+        }
+        let who = match self {
+            Writers::RootAnd(uid) => format!("uid {uid} can add files to its directory"),
+            _ => "other users can add files to its directory".to_string(),
+        };
+        Err(format!(
+            "owned by uid {} with mode {:o}, and {who}: only a file they own or one everybody may read is used (a link to a file they could not read is refused)",
+            st.st_uid,
+            st.st_mode & 0o7777
+        ))
+    }
+
+    /// Whether root alone, or root and `uid`, control the directory.
+    pub fn only(self, uid: u32) -> bool {
+        match self {
+            Writers::Root => true,
+            Writers::RootAnd(u) => u == uid,
+            Writers::Anyone => false,
+        }
+    }
+}
+
+/// A directory opened by [`open_beneath`].
+#[derive(Debug)]
+pub struct WalkedDir {
+    fd: OwnedFd,
+    /// Its path, for messages (never opened again by it).
+    pub path: PathBuf,
+    pub stat: Stat,
+    /// Who besides root can change what it holds.
+    pub writers: Writers,
+}
+
+fn c_name(name: &str) -> io::Result<CString> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a plain name"),
+        ));
+    }
+    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a name"))
+}
+
+fn with_path(path: &Path, e: io::Error) -> io::Error {
+    let why = match e.raw_os_error() {
+        Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => {
+            "a symbolic link (links are not followed here)".to_string()
+        }
+        Some(code) if code == rustix::io::Errno::NOTDIR.raw_os_error() => {
+            "not a directory (or a link to one: links are not followed here)".to_string()
+        }
+        _ => e.to_string(),
+    };
+    io::Error::new(e.kind(), format!("{}: {why}", path.display()))
+}
+
+/// Opens `base` (a path the caller chose; followed as given), then each of
+/// `components` beneath it without following links, each one's owner and
+/// mode folded into [`WalkedDir::writers`] (`base`'s too).
+pub fn open_beneath(base: &Path, components: &[&str]) -> io::Result<WalkedDir> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut fd =
+        rustix::fs::open(base, flags, Mode::empty()).map_err(|e| with_path(base, e.into()))?;
+    let mut stat = rustix::fs::fstat(&fd).map_err(|e| with_path(base, e.into()))?;
+    let mut writers = Writers::Root.through(&stat);
+    let mut path = base.to_path_buf();
+    for c in components {
+        path.push(c);
+        let name = c_name(c)?;
+        fd = rustix::fs::openat(
+            &fd,
+            name.as_c_str(),
+            flags | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )
+        .map_err(|e| with_path(&path, e.into()))?;
+        stat = rustix::fs::fstat(&fd).map_err(|e| with_path(&path, e.into()))?;
+        writers = writers.through(&stat);
+    }
+    Ok(WalkedDir {
+        fd,
+        path,
+        stat,
+        writers,
+    })
+}
+
+/// A file opened by [`WalkedDir::open_file`].
+#[derive(Debug)]
+pub struct WalkedFile {
+    pub file: File,
+    pub path: PathBuf,
+    pub stat: Stat,
+}
+
+impl WalkedDir {
+    /// The names in the directory (not `.` and `..`; names that are not
+    /// UTF-8 are left out), sorted.
+    pub fn names(&self) -> io::Result<Vec<String>> {
+        let mut dir =
+            rustix::fs::Dir::read_from(&self.fd).map_err(|e| with_path(&self.path, e.into()))?;
+        let mut out = Vec::new();
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(|e| with_path(&self.path, e.into()))?;
+            let name: &CStr = entry.file_name();
+            match name.to_str() {
+                Ok(".") | Ok("..") | Err(_) => {}
+                Ok(n) => out.push(n.to_string()),
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Opens `name` in the directory for reading, without following a link
+    /// (and without blocking on a FIFO).
+    pub fn open_file(&self, name: &str) -> io::Result<WalkedFile> {
+        let path = self.path.join(name);
+        let c = c_name(name)?;
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+        let fd = rustix::fs::openat(&self.fd, c.as_c_str(), flags, Mode::empty())
+            .map_err(|e| with_path(&path, e.into()))?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| with_path(&path, e.into()))?;
+        Ok(WalkedFile {
+            file: File::from(fd),
+            path,
+            stat,
+        })
+    }
+
+    /// Opens the subdirectory `name` without following a link.
+    pub fn open_dir(&self, name: &str) -> io::Result<WalkedDir> {
+        let path = self.path.join(name);
+        let c = c_name(name)?;
+        let fd = rustix::fs::openat(
+            &self.fd,
+            c.as_c_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| with_path(&path, e.into()))?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| with_path(&path, e.into()))?;
+        Ok(WalkedDir {
+            writers: self.writers.through(&stat),
+            fd,
+            path,
+            stat,
+        })
+    }
+
+    /// The directory's descriptor (for `*at` calls relative to it).
+    pub fn fd(&self) -> impl AsFd + '_ {
+        &self.fd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn links_are_never_followed_and_writers_add_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path();
+        std::fs::create_dir_all(base.join("a/b")).unwrap();
+        std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for d in ["a", "a/b"] {
+            std::fs::set_permissions(base.join(d), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::os::unix::fs::symlink(base.join("a"), base.join("link")).unwrap();
+        std::fs::write(base.join("a/b/file"), "x").unwrap();
+        std::os::unix::fs::symlink(base.join("a/b/file"), base.join("a/b/flink")).unwrap();
+        let d = open_beneath(base, &["a", "b"]).unwrap();
+        let me = rustix::process::geteuid().as_raw();
+        assert_eq!(
+            d.writers,
+            if me == 0 {
+                Writers::Root
+            } else {
+                Writers::RootAnd(me)
+            }
+        );
+        assert_eq!(d.names().unwrap(), ["file", "flink"]);
+        assert!(d.open_file("file").is_ok());
+        let e = d.open_file("flink").unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        let e = open_beneath(base, &["link", "b"]).unwrap_err().to_string();
+        assert!(e.contains("link"), "{e}");
+        assert!(open_beneath(base, &[".."]).is_err());
+        assert!(d.open_file("../b/file").is_err());
+        // A world-writable directory on the way: anyone.
+        std::fs::set_permissions(base.join("a"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert_eq!(
+            open_beneath(base, &["a", "b"]).unwrap().writers,
+            Writers::Anyone
+        );
+    }
+
+    #[test]
+    fn what_a_directory_admits_depends_on_who_can_write_it() {
+        let stat = |uid: u32, mode: u32| {
+            let mut st: Stat = unsafe_free_stat();
+            st.st_uid = uid;
+            st.st_mode = mode;
+            st
+        };
+        let file = |uid, perm: u32| stat(uid, 0o100000 | perm);
+        assert!(Writers::Root.admits(&file(0, 0o600)).is_ok());
+        assert!(Writers::RootAnd(65534).admits(&file(65534, 0o600)).is_ok());
+        assert!(Writers::RootAnd(65534).admits(&file(0, 0o644)).is_ok());
+        assert!(Writers::RootAnd(65534).admits(&file(0, 0o600)).is_err());
+        assert!(Writers::RootAnd(65534).admits(&file(1000, 0o640)).is_err());
+        assert!(Writers::Anyone.admits(&file(65534, 0o600)).is_err());
+        assert!(Writers::Anyone.admits(&file(0, 0o444)).is_ok());
+        // Not regular files.
+        assert!(Writers::Root.admits(&stat(0, 0o040755)).is_err());
+        assert!(Writers::Root.admits(&stat(0, 0o010644)).is_err());
+        // Folding directories.
+        let dir = |uid, perm: u32| stat(uid, 0o040000 | perm);
+        assert_eq!(Writers::Root.through(&dir(0, 0o755)), Writers::Root);
+        assert_eq!(Writers::Root.through(&dir(7, 0o755)), Writers::RootAnd(7));
+        assert_eq!(
+            Writers::RootAnd(7).through(&dir(7, 0o700)),
+            Writers::RootAnd(7)
+        );
+        assert_eq!(Writers::RootAnd(7).through(&dir(8, 0o700)), Writers::Anyone);
+        assert_eq!(Writers::Root.through(&dir(0, 0o775)), Writers::Anyone);
+        assert_eq!(Writers::Root.through(&dir(0, 0o1777)), Writers::Anyone);
+    }
+
+    /// A zeroed `Stat` without `unsafe` (the crate forbids it): fstat of a
+    /// file we own, fields then overwritten by the test.
+    fn unsafe_free_stat() -> Stat {
+        let f = tempfile::tempfile().unwrap();
+        rustix::fs::fstat(&f).unwrap()
+    }
+}
