@@ -49,6 +49,14 @@ pub fn mount(args: &MountArgs, keys: &[PackageKey], out: Out) -> Result<()> {
             args.mountpoint.display()
         );
     }
+    let has_lazy = std::fs::read_dir(exos_root::Layout::new(&args.root).lazy_dir())
+        .is_ok_and(|mut d| d.next().is_some());
+    if has_lazy && args.block_cache.is_none() && exos_lazy::default_cache_dir().is_none() {
+        eprintln!(
+            "exos: warning: {}; lazily installed packages are not served",
+            exos_lazy::NO_DEFAULT_CACHE
+        );
+    }
     if args.io_uring == crate::serve::IoUringArg::Always {
         if let Err(why) = exos_packagefs::io_uring_available() {
             bail!("--io-uring always: {why}");

@@ -350,7 +350,7 @@ pub fn remote_candidates(root: &Path) -> Result<Vec<Remote>> {
 pub fn make_lazy(root: &exos_manager::Root, plan: &mut exos_manager::Plan, out: Out) -> Result<()> {
     let client = Client::new(&root.layout.root);
     let offered = client.packages()?;
-    let dir = exos_lazy::default_cache_dir();
+    let dir = exos_lazy::default_cache_dir().context(exos_lazy::NO_DEFAULT_CACHE)?;
     let cache = std::sync::Arc::new(
         exos_lazy::BlockCache::open(&dir, exos_lazy::cache::DEFAULT_CAPACITY)
             .with_context(|| format!("block cache {}", dir.display()))?,
@@ -546,11 +546,12 @@ pub struct Fetched {
 
 /// `exos fetch`: completes lazily installed packages in the block cache.
 pub fn fetch(root: &Path, names: &[String], cache: Option<&Path>, out: Out) -> Result<()> {
+    let dir = match cache {
+        Some(d) => d.to_path_buf(),
+        None => exos_lazy::default_cache_dir().context(exos_lazy::NO_DEFAULT_CACHE)?,
+    };
     let r = exos_manager::Root::read_only(root)?;
     let current = r.current()?;
-    let dir = cache
-        .map(Path::to_path_buf)
-        .unwrap_or_else(exos_lazy::default_cache_dir);
     let cache = std::sync::Arc::new(
         exos_lazy::BlockCache::open(&dir, exos_lazy::cache::DEFAULT_CAPACITY)
             .with_context(|| format!("block cache {}", dir.display()))?,

@@ -226,13 +226,12 @@ pub fn serve(args: &MountArgs, keys: exos_hpkg::crypt::KeyRing, quiet: bool) -> 
     if args.exec_cache_passthrough {
         options.exec_cache_serve = exos_packagefs::exec_cache::ExecCacheServe::Passthrough;
     }
-    options.block_cache = (
-        args.block_cache
-            .as_ref()
-            .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
-            .unwrap_or_else(exos_lazy::default_cache_dir),
-        args.block_cache_mib << 20,
-    );
+    options.block_cache = args
+        .block_cache
+        .as_ref()
+        .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
+        .or_else(exos_lazy::default_cache_dir)
+        .map(|d| (d, args.block_cache_mib << 20));
     options.prefetch = args.prefetch;
     options.io_uring = args.io_uring.mode();
     options.keys = exos_packagefs::activate::MountKeys {
@@ -372,9 +371,11 @@ impl MountArgs {
             .block_cache
             .as_ref()
             .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
-            .unwrap_or_else(exos_lazy::default_cache_dir);
-        a.push("--block-cache".into());
-        a.push(blocks.into_os_string());
+            .or_else(exos_lazy::default_cache_dir);
+        if let Some(blocks) = blocks {
+            a.push("--block-cache".into());
+            a.push(blocks.into_os_string());
+        }
         a.push(format!("--block-cache-mib={}", self.block_cache_mib).into());
         if self.prefetch {
             a.push("--prefetch".into());

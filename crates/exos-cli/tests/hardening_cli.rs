@@ -10,7 +10,7 @@ mod support;
 use support::*;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const NOBODY: u32 = 65534;
@@ -382,4 +382,123 @@ fn a_shared_layer_others_can_write_serves_only_what_anybody_could_read() {
     assert!(why.contains("other users can add files"), "{why}");
     assert!(!world.mnt.join("common/share/rootonly").exists());
     ok(&["unmount", s(&world.mnt)]);
+}
+
+/// A cache path planted by another user — a symbolic link at its end or on
+/// its way, or a directory of theirs — is refused, never followed: nothing
+/// it leads to is chmodded or deleted (before, the target was made 0700 and
+/// every file in it not named like a cache entry was deleted). An explicit
+/// `--exec-cache` is refused with the reason; the default (from
+/// `$EXOS_EXEC_CACHE`) is skipped with a warning and the mount goes on; a
+/// directory that is not an exos cache is never emptied.
+#[test]
+fn cache_paths_another_user_planted_are_never_followed_or_emptied() {
+    if !fuse_available() {
+        return;
+    }
+    let world = World::new();
+    let w = &world.w;
+    // The victim: root's directory, with a key file and a file named like
+    // an exec cache entry.
+    let victim = w.join("victim");
+    fs::create_dir(&victim).unwrap();
+    chmod(&victim, 0o750);
+    fs::write(victim.join("authorized_keys"), "ssh-ed25519 AAAA victim\n").unwrap();
+    let entry_like = format!("{}-4", "0".repeat(32));
+    fs::write(victim.join(&entry_like), "junk").unwrap();
+    let intact = || {
+        fs::read_to_string(victim.join("authorized_keys")).is_ok_and(|t| t.contains("victim"))
+            && victim.join(&entry_like).exists()
+            && fs::metadata(&victim).unwrap().permissions().mode() & 0o7777 == 0o750
+            && !victim.join("CACHEDIR.TAG").exists()
+    };
+    // The attacker: links to the victim in a sticky directory everybody may
+    // write (like /tmp), and a directory of nobody's own.
+    let sticky = w.join("tmp");
+    fs::create_dir(&sticky).unwrap();
+    chmod(&sticky, 0o1777);
+    let attacker = w.join("attacker");
+    fs::create_dir(&attacker).unwrap();
+    chown(&attacker, NOBODY);
+    let (done, _, err) = world.as_nobody(&format!(
+        "ln -s {v} {t}/exec && ln -s {v} {t}/blocks && ln -s {v} {a}/exec && mkdir {a}/own && chmod 700 {a}/own",
+        v = s(&victim),
+        t = s(&sticky),
+        a = s(&attacker)
+    ));
+    assert!(done, "{err}");
+    let mount = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut a = vec![
+            "mount",
+            s(&world.root),
+            s(&world.mnt),
+            "--daemon",
+            "--pid-file",
+            s(&world.pid),
+        ];
+        a.extend_from_slice(extra);
+        exos_env(&a, env)
+    };
+    for (dir, rule) in [
+        (sticky.join("exec"), "symbolic link"),
+        (sticky.join("exec/sub"), "symbolic link"),
+        (attacker.join("exec"), "owned by uid 65534"),
+        (attacker.join("own"), "owned by uid 65534"),
+        (victim.clone(), "not an exos exec cache"),
+    ] {
+        let o = mount(&["--exec-cache", s(&dir)], &[]);
+        assert!(!o.status.success(), "{} was taken", dir.display());
+        assert!(
+            text(&o.stderr).contains(rule),
+            "{}: {}",
+            dir.display(),
+            text(&o.stderr)
+        );
+        assert!(!mounted(&world.mnt));
+        assert!(intact(), "{}: the victim's files changed", dir.display());
+    }
+    // The default, from the environment: skipped with a warning.
+    let o = mount(&[], &[("EXOS_EXEC_CACHE", s(&sticky.join("exec")))]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("no exec cache"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(world.status()["exec_cache"].is_null());
+    ok(&["unmount", s(&world.mnt)]);
+    assert!(intact());
+    // The block cache: the same rules.
+    for dir in [sticky.join("blocks"), attacker.join("exec"), victim.clone()] {
+        let o = exos(&["fetch", "-r", s(&world.root), "--block-cache", s(&dir)]);
+        assert!(!o.status.success(), "{} was taken", dir.display());
+        assert!(intact(), "{}: the victim's files changed", dir.display());
+    }
+    // nobody without a home has no default block cache (no shared /tmp
+    // fallback), and is told so.
+    let o = as_nobody(
+        "env",
+        &[
+            "-u",
+            "HOME",
+            "-u",
+            "XDG_CACHE_HOME",
+            "-u",
+            "EXOS_BLOCK_CACHE",
+            env!("CARGO_BIN_EXE_exos"),
+            "fetch",
+            "-r",
+            s(&world.root),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("EXOS_BLOCK_CACHE"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        !Path::new("/tmp/exos/blocks").exists()
+            || fs::metadata("/tmp/exos/blocks").unwrap().uid() != NOBODY
+    );
 }

@@ -4,6 +4,12 @@
 //! bytes (least recently used blocks go first). Every block is hashed
 //! again when read back, so a damaged or planted file is never served —
 //! it is deleted and fetched again. Deleting the directory is always safe.
+//!
+//! The directory is opened by [`exos_root::cache_dir::open_cache_dir`]:
+//! never through a link, only along directories of root's or the caller's,
+//! tagged as a block cache; only files named like blocks (or the cache's
+//! temporary files) are ever removed, and only regular files the caller
+//! owns.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -74,6 +80,38 @@ impl std::fmt::Debug for BlockCache {
     }
 }
 
+/// What the cache's tag calls it.
+const KIND: &str = "block cache";
+
+/// Whether a name at the top of the cache is one of its subdirectories
+/// (the first two hex digits of the blocks it holds).
+fn is_subdir(name: &str) -> bool {
+    name.len() == 2
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A block's bytes, never read through a link.
+fn read_block(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    let mut data = Vec::new();
+    f.read_to_end(&mut data)?;
+    Ok(data)
+}
+
+/// Removes a block's file (a regular file of the caller's only).
+fn remove_block(path: &Path) {
+    if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+        exos_root::cache_dir::remove_entry(dir, &name.to_string_lossy());
+    }
+}
+
 fn hex(h: &Hash) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -95,20 +133,23 @@ impl BlockCache {
     /// are verified on every read, but a directory others can fill could
     /// still be used to evict ours.
     pub fn open(dir: &Path, capacity: u64) -> io::Result<BlockCache> {
-        exos_root::private_dir(dir)?;
+        let dir = &exos_root::cache_dir::open_cache_dir(dir, KIND, &is_subdir)?;
         let mut found: Vec<(i64, Hash, u64)> = Vec::new();
         for sub in fs::read_dir(dir)?.flatten() {
-            if !sub.file_type().is_ok_and(|t| t.is_dir()) {
+            let is_dir = sub.file_type().is_ok_and(|t| t.is_dir());
+            let name = sub.file_name().to_string_lossy().into_owned();
+            if !is_dir || !is_subdir(&name) {
                 continue;
             }
             for e in fs::read_dir(sub.path())?.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                match (unhex(&name), e.metadata()) {
+                let file = e.file_name().to_string_lossy().into_owned();
+                match (unhex(&file), e.metadata()) {
                     (Some(h), Ok(m)) if m.is_file() => found.push((m.mtime(), h, m.len())),
-                    // Leftovers of interrupted writes and strangers.
-                    _ => {
-                        let _ = fs::remove_file(e.path());
+                    // Leftovers of interrupted writes; strangers stay.
+                    _ if file.starts_with(".tmp-") => {
+                        exos_root::cache_dir::remove_entry(&sub.path(), &file);
                     }
+                    _ => {}
                 }
             }
         }
@@ -172,11 +213,11 @@ impl BlockCache {
             return None;
         }
         let path = self.path(h);
-        match fs::read(&path) {
+        match read_block(&path) {
             Ok(data) if sha2::Sha256::digest(&data).as_slice() == h => Some(data),
             Ok(_) => {
                 tracing::warn!("{}: damaged cached block removed", path.display());
-                let _ = fs::remove_file(&path);
+                remove_block(&path);
                 self.lru.lock().unwrap().remove(h);
                 None
             }
@@ -220,7 +261,7 @@ impl BlockCache {
             if let Some((_, size)) = lru.entries.remove(&h) {
                 lru.used -= size;
             }
-            let _ = fs::remove_file(self.path(&h));
+            remove_block(&self.path(&h));
         }
     }
 }
@@ -254,8 +295,14 @@ mod tests {
         assert!(!c.path(&h(&blocks[2])).exists());
         // Reopening finds what is there.
         drop(c);
+        fs::create_dir_all(d.join("ab")).unwrap();
+        fs::write(d.join("ab").join("stranger"), b"not a block").unwrap();
         let c = BlockCache::open(&d, 10_000).unwrap();
         assert_eq!(c.used(), 4000);
+        assert!(
+            d.join("ab/stranger").exists(),
+            "a file not named like a block was removed"
+        );
         assert_eq!(c.get(&h(&blocks[0])).as_deref(), Some(&blocks[0][..]));
         // A directory others may write is refused.
         fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).unwrap();

@@ -435,7 +435,9 @@ pub struct Scanner {
     pub memory_budget: u64,
     /// The block cache of lazily installed packages (directory, bytes),
     /// opened when the first one is activated.
-    pub block_cache: (PathBuf, u64),
+    /// `None` when there is none (a user without a home): lazily installed
+    /// packages are then refused, saying so.
+    pub block_cache: Option<(PathBuf, u64)>,
     opened_block_cache: OnceLock<Result<Arc<exos_lazy::BlockCache>, String>>,
     /// Network timeouts for lazy packages (`EXOS_NET_TIMEOUT`).
     pub timeouts: exos_repo::Timeouts,
@@ -541,10 +543,8 @@ impl Scanner {
             cache,
             state_list: None,
             memory_budget: DEFAULT_MEMORY_BUDGET,
-            block_cache: (
-                exos_lazy::default_cache_dir(),
-                exos_lazy::cache::DEFAULT_CAPACITY,
-            ),
+            block_cache: exos_lazy::default_cache_dir()
+                .map(|d| (d, exos_lazy::cache::DEFAULT_CAPACITY)),
             opened_block_cache: OnceLock::new(),
             timeouts: exos_repo::Timeouts::from_env(),
             keys: MountKeys::default(),
@@ -886,7 +886,9 @@ impl Scanner {
         let cache = self
             .opened_block_cache
             .get_or_init(|| {
-                let (dir, bytes) = &self.block_cache;
+                let Some((dir, bytes)) = &self.block_cache else {
+                    return Err(exos_lazy::NO_DEFAULT_CACHE.to_string());
+                };
                 exos_lazy::BlockCache::open(dir, *bytes)
                     .map(Arc::new)
                     .map_err(|e| format!("block cache {}: {e}", dir.display()))

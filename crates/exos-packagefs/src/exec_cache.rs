@@ -19,7 +19,11 @@
 //! * Safe to delete at any time: an entry is written under a temporary
 //!   name and renamed; a missing entry is made again on the next start.
 //! * The directory must belong to the daemon's user and be writable by no
-//!   one else, or the cache is not used.
+//!   one else, be reached through directories of root's or that user's
+//!   only, never through a link, and carry the cache's tag
+//!   ([`exos_root::cache_dir`]); else the cache is not used. Only files
+//!   named like entries (and the cache's own temporary files) are ever
+//!   removed, and only regular files the daemon's user owns.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -45,7 +49,11 @@ pub fn default_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
     Some(base.join("exos").join("exec"))
 }
 
@@ -88,9 +96,19 @@ fn hex(digest: &[u8; 16]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What the cache's tag calls it.
+const KIND: &str = "exec cache";
+
+/// Whether `name` is one of the cache's own files: an entry, or a
+/// temporary file of a write.
+fn is_own(name: &str) -> bool {
+    parse_name(name).is_some() || name.starts_with(".tmp-")
+}
+
 impl ExecCache {
-    /// Verifies every entry, removing those that do not match (and files
-    /// that are not entries); run on a background thread at mount start.
+    /// Verifies every entry, removing those that do not match (files not
+    /// named like entries are left alone); run on a background thread at
+    /// mount start.
     pub fn verify_all(&self) {
         let Ok(rd) = fs::read_dir(&self.dir) else {
             return;
@@ -104,33 +122,28 @@ impl ExecCache {
         entries.sort_by_key(|(mtime, _)| std::cmp::Reverse(*mtime));
         for (_, e) in entries {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let ok = parse_name(&name).filter(|(digest, size)| {
-                File::open(e.path())
-                    .and_then(|f| verify(&f, digest, *size))
-                    .unwrap_or(false)
-            });
-            match ok {
-                Some((digest, size)) => {
-                    self.verified
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(digest, size);
-                }
-                None => {
-                    tracing::warn!("{}: does not match its name; removed", e.path().display());
-                    let _ = fs::remove_file(e.path());
-                }
+            let Some((digest, size)) = parse_name(&name) else {
+                continue; // not an entry: not ours to judge or remove
+            };
+            let ok = open_entry(&e.path())
+                .and_then(|f| verify(&f, &digest, size))
+                .unwrap_or(false);
+            if ok {
+                self.verified
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(digest, size);
+            } else if exos_root::cache_dir::remove_entry(&self.dir, &name) {
+                tracing::warn!("{}: does not match its name; removed", e.path().display());
             }
         }
     }
 
     /// Opens (creating) the cache directory; refuses one that someone else
-    /// could write.
+    /// could write or swap, or that is not an exec cache (see
+    /// [`exos_root::cache_dir::open_cache_dir`]).
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<ExecCache> {
-        exos_root::private_dir(dir)?;
+        let dir = exos_root::cache_dir::open_cache_dir(dir, KIND, &is_own)?;
         // Leftovers of interrupted writes; not another mount's write in
         // progress (several mounts share the default directory).
         let stale = |e: &fs::DirEntry| {
@@ -138,13 +151,14 @@ impl ExecCache {
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 600))
         };
-        for e in fs::read_dir(dir)?.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".tmp-") && stale(&e) {
-                let _ = fs::remove_file(e.path());
+        for e in fs::read_dir(&dir)?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".tmp-") && stale(&e) {
+                exos_root::cache_dir::remove_entry(&dir, &name);
             }
         }
         Ok(ExecCache {
-            dir: dir.to_path_buf(),
+            dir,
             max_bytes,
             verified: Mutex::new(HashMap::new()),
         })
@@ -165,7 +179,7 @@ impl ExecCache {
         if !verified {
             return None;
         }
-        let file = File::open(self.path(digest, size)).ok()?;
+        let file = open_entry(&self.path(digest, size)).ok()?;
         // Recently used: the last to be evicted.
         let now = rustix::fs::Timestamps {
             last_access: rustix::fs::Timespec {
@@ -206,26 +220,33 @@ impl ExecCache {
         self.evict()
     }
 
+    /// The entries (name, mtime, size); files not named like entries are
+    /// not counted, evicted or removed.
+    fn entries(&self) -> io::Result<Vec<(String, i64, u64)>> {
+        Ok(fs::read_dir(&self.dir)?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                parse_name(&name)?;
+                let m = e.metadata().ok()?;
+                Some((name, m.mtime(), m.len()))
+            })
+            .collect())
+    }
+
     /// Removes the least recently used entries past the size limit.
     fn evict(&self) -> io::Result<()> {
-        let mut entries: Vec<(i64, u64, PathBuf)> = fs::read_dir(&self.dir)?
-            .flatten()
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .filter_map(|e| {
-                let m = e.metadata().ok()?;
-                Some((m.mtime(), m.len(), e.path()))
-            })
-            .collect();
-        let mut total: u64 = entries.iter().map(|e| e.1).sum();
+        let mut entries = self.entries()?;
+        let mut total: u64 = entries.iter().map(|e| e.2).sum();
         if total <= self.max_bytes {
             return Ok(());
         }
-        entries.sort();
-        for (_, len, path) in entries {
+        entries.sort_by_key(|e| e.1);
+        for (name, _, len) in entries {
             if total <= self.max_bytes {
                 break;
             }
-            if fs::remove_file(&path).is_ok() {
+            if exos_root::cache_dir::remove_entry(&self.dir, &name) {
                 total -= len;
             }
         }
@@ -234,19 +255,23 @@ impl ExecCache {
 
     /// Bytes the entries take.
     pub fn bytes(&self) -> u64 {
-        fs::read_dir(&self.dir)
-            .map(|rd| {
-                rd.flatten()
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
+        self.entries()
+            .map(|v| v.iter().map(|e| e.2).sum())
             .unwrap_or(0)
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Opens an entry for reading, never through a link.
+fn open_entry(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
 }
 
 /// Whether `file` holds exactly `size` bytes whose digest is `digest`.
@@ -306,7 +331,8 @@ mod tests {
         );
         later.verify_all();
         assert!(later.get(&digest(&b), 100).is_none());
-        assert!(!path.exists() && !dir.join("junk").exists());
+        // The tampered entry goes; a file that is not an entry stays.
+        assert!(!path.exists() && dir.join("junk").exists());
         assert!(later.get(&digest(&a), 100).is_some());
         // Bounded: a third entry evicts the least recently used.
         cache.put(&digest(&b), &b).unwrap();

@@ -114,7 +114,8 @@ pub struct MountOptions {
     /// How the exec cache's programs are served (reads by default).
     pub exec_cache_serve: crate::exec_cache::ExecCacheServe,
     /// Where lazily installed packages keep fetched blocks, and its bound.
-    pub block_cache: (PathBuf, u64),
+    /// `None`: lazily installed packages are refused, saying why.
+    pub block_cache: Option<(PathBuf, u64)>,
     /// Fetch every block of lazily installed packages in the background
     /// (readers still go first: theirs are separate requests), so the
     /// mount soon works offline and a full read runs at the link's speed.
@@ -150,10 +151,8 @@ impl MountOptions {
             share_identical: true,
             exec_cache: None,
             exec_cache_serve: Default::default(),
-            block_cache: (
-                exos_lazy::default_cache_dir(),
-                exos_lazy::cache::DEFAULT_CAPACITY,
-            ),
+            block_cache: exos_lazy::default_cache_dir()
+                .map(|d| (d, exos_lazy::cache::DEFAULT_CAPACITY)),
             prefetch: false,
             io_uring: IoUringMode::Auto,
             keys: Default::default(),
@@ -482,7 +481,8 @@ impl State {
             block_cache: activation
                 .all()
                 .any(|p| p.remote.is_some())
-                .then(|| self.options.block_cache.0.clone()),
+                .then(|| self.options.block_cache.as_ref().map(|(d, _)| d.clone()))
+                .flatten(),
             sharing: SharingStatus {
                 enabled: self.options.share_identical,
                 packages_digested: activation

@@ -1355,7 +1355,10 @@ fn programs_in_the_exec_cache_are_read_from_it_after_a_remount() {
         fs::read_dir(&cache)
             .map(|d| {
                 d.map(|e| e.unwrap().path())
-                    .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+                    .filter(|p| {
+                        let name = p.file_name().unwrap().to_string_lossy();
+                        !name.starts_with('.') && name != "CACHEDIR.TAG"
+                    })
                     .collect()
             })
             .unwrap_or_default()

@@ -25,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cache_dir;
 pub mod digests;
 pub mod mountinfo;
 pub mod overlays;
@@ -618,23 +619,29 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Makes `dir` (and its parents) if missing and checks it is a cache
-/// directory only this process's user controls: owned by the effective
-/// user, writable by no one else; then mode 0700. Caches keyed by content
-/// (the exec cache, the block cache) rely on it: nobody else can plant,
-/// swap or evict their files.
+/// Makes `dir` (mode 0700; its parent must exist) if missing, else checks
+/// it is a directory (not a link) of the effective user that no one else
+/// can read or write. Never changes an existing directory's mode. For the
+/// root's own private state (remembered manifests of sealed packages);
+/// caches use [`cache_dir::open_cache_dir`].
 pub fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    std::fs::create_dir_all(dir)?;
-    let meta = std::fs::metadata(dir)?;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    // Made 0700 when missing; an existing one is checked, never chmodded
+    // (it may not be ours to change).
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
     let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me || meta.permissions().mode() & 0o022 != 0 {
+    if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o077 != 0 {
         return Err(std::io::Error::other(format!(
-            "{}: must belong to uid {me} and be writable by no one else",
+            "{}: must be a directory of uid {me} that no one else can read or write (mode 0700)",
             dir.display()
         )));
     }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    Ok(())
 }
 
 /// Test hook (feature `crash-points`): with `EXOS_CRASH_AT=N`, the process
