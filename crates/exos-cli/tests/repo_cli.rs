@@ -559,6 +559,34 @@ fn root_key_rotation_is_followed_and_forged_rotations_are_refused() {
     fails(&["repo", "refresh", "-r", s(&r)], "signed by its own key");
     fs::write(pubdir.join("3.root.json.new.minisig"), own).unwrap();
     ok(&["repo", "refresh", "-q", "-r", s(&r)]);
+    // A new root served directly as root.json, signed by the current root
+    // key only (no 4.root.json link signed by both): refused, the trusted
+    // root unchanged.
+    ok(&["key", "generate", "d", "-d", s(w), "-q"]);
+    ok(&[
+        "repo",
+        "rotate-root",
+        "-q",
+        s(&pubdir),
+        "-k",
+        s(&key("c")),
+        "--new-key",
+        s(&key("d")),
+    ]);
+    fs::copy(pubdir.join("4.root.json"), pubdir.join("root.json")).unwrap();
+    fs::copy(
+        pubdir.join("4.root.json.minisig"),
+        pubdir.join("root.json.minisig"),
+    )
+    .unwrap();
+    for f in ["4.root.json", "4.root.json.minisig", "4.root.json.new.minisig"] {
+        fs::remove_file(pubdir.join(f)).unwrap();
+    }
+    ok(&["repo", "index", "-q", s(&pubdir), "-k", s(&key("d"))]);
+    let trusted = r.join("system/state/repos/main/root.json");
+    let before = fs::read(&trusted).unwrap();
+    fails(&["repo", "refresh", "-r", s(&r)], "no 4.root.json link");
+    assert_eq!(fs::read(&trusted).unwrap(), before, "the forged root was kept");
 }
 
 #[test]

@@ -386,9 +386,23 @@ impl Client {
                 root.version
             )));
         }
+        // A newer root is taken only through the chain above (each link
+        // signed by the old and the new root key): one served directly,
+        // signed by the current root key alone, is refused.
         if served.version > root.version {
-            self.keep(name, "root.json", &bytes)?;
-            root = served;
+            return Err(RepoError::Untrusted(format!(
+                "{}: version {} is newer than the trusted version {}, but no {}.root.json link signed by the current root key and by the new one leads to it (a root is replaced only through such links)",
+                t.location.describe("root.json"),
+                served.version,
+                root.version,
+                root.version + 1
+            )));
+        }
+        if served != root {
+            return Err(RepoError::Untrusted(format!(
+                "{}: changed without a new version",
+                t.location.describe("root.json")
+            )));
         }
         unexpired(&t.location.describe("root.json"), root.expires)?;
         // 2. Timestamp.
