@@ -430,24 +430,37 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
                     "install: give package files or package names, not both (files can go to -a)"
                 );
             } else {
-                exos_manager::Request::InstallNames {
-                    names: packages
-                        .iter()
-                        .map(|p| {
-                            exos_manifest::Dependency::parse(&p.to_string_lossy())
-                                .map_err(|e| anyhow::anyhow!("install: {e}"))
-                        })
-                        .collect::<Result<_>>()?,
-                    layer: *layer,
+                // `REPO/NAME`: take NAME from repository REPO.
+                let mut from = std::collections::BTreeMap::new();
+                let mut names = Vec::new();
+                for p in packages {
+                    let text = p.to_string_lossy();
+                    let spec = match text.split_once('/') {
+                        Some((repo, spec)) if !repo.is_empty() => {
+                            let dep = exos_manifest::Dependency::parse(spec)
+                                .map_err(|e| anyhow::anyhow!("install: {e}"))?;
+                            from.insert(dep.api.clone(), repo.to_string());
+                            dep
+                        }
+                        _ => exos_manifest::Dependency::parse(&text)
+                            .map_err(|e| anyhow::anyhow!("install: {e}"))?,
+                    };
+                    names.push(spec);
                 }
+                let request = exos_manager::Request::InstallNames {
+                    names,
+                    layer: *layer,
+                };
+                return manage::change(change, request, from, out);
             };
-            manage::change(change, request, out)
+            manage::change(change, request, Default::default(), out)
         }
         Command::Remove { names, change } => manage::change(
             change,
             exos_manager::Request::Remove {
                 names: names.clone(),
             },
+            Default::default(),
             out,
         ),
         Command::Upgrade {
@@ -460,6 +473,7 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
                 names: names.clone(),
                 layer: *layer,
             },
+            Default::default(),
             out,
         ),
         Command::Rollback { state, root } => manage::rollback(&root.root, *state, out),

@@ -41,6 +41,10 @@ pub struct ChangeArgs {
     /// (HTTP Range) into the block cache (`exos fetch` gets the rest).
     #[arg(long)]
     pub lazy: bool,
+    /// Take the named packages from this repository, whatever repository
+    /// the installed ones came from (like `exos install REPO/NAME`).
+    #[arg(long, value_name = "REPO")]
+    pub from: Option<String>,
     #[command(flatten)]
     pub keys: crate::keys::KeyArgs,
 }
@@ -90,7 +94,25 @@ fn confirm(question: &str) -> bool {
     matches!(line.trim(), "y" | "Y" | "yes" | "Yes")
 }
 
-pub fn change(args: &ChangeArgs, request: Request, out: Out) -> Result<()> {
+pub fn change(
+    args: &ChangeArgs,
+    request: Request,
+    mut from: std::collections::BTreeMap<String, String>,
+    out: Out,
+) -> Result<()> {
+    if let Some(repo) = &args.from {
+        let names: Vec<String> = match &request {
+            Request::InstallNames { names, .. } => names.iter().map(|d| d.api.clone()).collect(),
+            Request::Upgrade { names, .. } => names.clone(),
+            _ => bail!("--from applies to packages installed or upgraded by name"),
+        };
+        if names.is_empty() {
+            bail!("--from {repo}: name the packages to take from {repo}");
+        }
+        for n in names {
+            from.insert(n, repo.clone());
+        }
+    }
     let path = &args.root.root;
     let root = if args.dry_run {
         Root::read_only(path)?
@@ -124,6 +146,7 @@ pub fn change(args: &ChangeArgs, request: Request, out: Out) -> Result<()> {
         force: args.force,
         remote,
         keys: args.keys.ring()?,
+        from,
     };
     let mut plan = tx.plan(&root).map_err(|e| match e {
         exos_manager::Error::Unsatisfiable(_) => anyhow::Error::new(e).context(format!(
@@ -132,6 +155,9 @@ pub fn change(args: &ChangeArgs, request: Request, out: Out) -> Result<()> {
         )),
         e => e.into(),
     })?;
+    for note in &plan.notes {
+        out.note(format_args!("{note}"));
+    }
     let report = |state| ChangeReport {
         dry_run: args.dry_run,
         state,
@@ -220,6 +246,7 @@ pub fn install_missing(args: &ChangeArgs, layer: exos_root::Layer, out: Out) -> 
             names: missing,
             layer,
         },
+        Default::default(),
         out,
     )
 }
@@ -234,16 +261,26 @@ pub struct ChangeReportEmpty {
 fn render_change(r: &ChangeReport, root: &Root) -> String {
     let plan = r.plan;
     let mut text = String::new();
+    // Where a package downloaded from a repository comes from.
+    let from = |p: &exos_resolve::PackageRef| {
+        plan.origins
+            .iter()
+            .find(|d| d.package.name == p.name && d.package.version == p.version)
+            .map(|d| format!("  (from {})", d.origin.repository))
+            .unwrap_or_default()
+    };
     match &plan.resolution {
         Some(p) => {
             for c in &p.changes {
                 text += &match c {
-                    exos_resolve::Change::Install { package } => format!("install   {package}\n"),
-                    exos_resolve::Change::Upgrade { from, to } => {
-                        format!("upgrade   {from} -> {}\n", to.version)
+                    exos_resolve::Change::Install { package } => {
+                        format!("install   {package}{}\n", from(package))
                     }
-                    exos_resolve::Change::Downgrade { from, to } => {
-                        format!("downgrade {from} -> {}\n", to.version)
+                    exos_resolve::Change::Upgrade { from: old, to } => {
+                        format!("upgrade   {old} -> {}{}\n", to.version, from(to))
+                    }
+                    exos_resolve::Change::Downgrade { from: old, to } => {
+                        format!("downgrade {old} -> {}{}\n", to.version, from(to))
                     }
                     exos_resolve::Change::Remove { package, reason } => {
                         format!("remove    {package} ({reason})\n")

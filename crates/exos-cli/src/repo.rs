@@ -70,6 +70,11 @@ pub enum RepoCommand {
         /// The repository's root public key (file or minisign's base64 line).
         #[arg(short, long = "root-key")]
         key: String,
+        /// A package not installed yet comes from the highest-priority
+        /// repositories offering it; installed packages stay on the
+        /// repository they came from whatever the priorities.
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i32,
         #[command(flatten)]
         root: RootArg,
     },
@@ -229,11 +234,12 @@ pub fn repo(cmd: &RepoCommand, out: Out) -> Result<()> {
             name,
             url,
             key,
+            priority,
             root,
         } => {
             let _lock = exos_manager::Root::lock(&root.root)?;
             let key = crate::trust::public_key(key)?;
-            let r = Client::new(&root.root).add(name, url, &key)?;
+            let r = Client::new(&root.root).add(name, url, &key, *priority)?;
             out.report(&RefreshReport { refreshed: vec![r] }, refreshed_text)
         }
         RepoCommand::Remove { name, root } => {
@@ -326,17 +332,25 @@ pub fn search(text: &str, root: &Path, out: Out) -> Result<()> {
 /// Every configured repository's packages, as candidates for a change.
 pub fn remote_candidates(root: &Path) -> Result<Vec<Remote>> {
     let client = Client::new(root);
+    let repos = client.config()?.repositories;
     let mut out = Vec::new();
     for p in client.packages()? {
         let file = exos_root::PackageFile::new(p.file.clone())
             .map_err(|e| anyhow::anyhow!("{}: {}: {e}", p.repository, p.file))?;
+        let Some(repo) = repos.iter().find(|r| r.name == p.repository) else {
+            continue;
+        };
         out.push(Remote {
             cached: client.cached(&p.sha256),
             manifest: p.manifest,
             file,
             sha256: p.sha256,
             size: p.size,
-            origin: p.repository,
+            origin: exos_root::pkgdb::RepoOrigin {
+                repository: repo.name.clone(),
+                key: repo.root_key.clone(),
+            },
+            priority: repo.priority,
             signed: p.signed,
             deltas: p.deltas,
         });
@@ -439,7 +453,7 @@ pub fn download(
             .par_iter()
             .map(|d| {
                 let p = exos_repo::RemoteFile {
-                    repository: d.origin.clone(),
+                    repository: d.origin.repository.clone(),
                     file: d.file.as_str().to_string(),
                     size: d.size,
                     sha256: d.sha256,

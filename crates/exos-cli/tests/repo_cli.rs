@@ -579,14 +579,22 @@ fn root_key_rotation_is_followed_and_forged_rotations_are_refused() {
         pubdir.join("root.json.minisig"),
     )
     .unwrap();
-    for f in ["4.root.json", "4.root.json.minisig", "4.root.json.new.minisig"] {
+    for f in [
+        "4.root.json",
+        "4.root.json.minisig",
+        "4.root.json.new.minisig",
+    ] {
         fs::remove_file(pubdir.join(f)).unwrap();
     }
     ok(&["repo", "index", "-q", s(&pubdir), "-k", s(&key("d"))]);
     let trusted = r.join("system/state/repos/main/root.json");
     let before = fs::read(&trusted).unwrap();
     fails(&["repo", "refresh", "-r", s(&r)], "no 4.root.json link");
-    assert_eq!(fs::read(&trusted).unwrap(), before, "the forged root was kept");
+    assert_eq!(
+        fs::read(&trusted).unwrap(),
+        before,
+        "the forged root was kept"
+    );
 }
 
 #[test]
@@ -608,4 +616,163 @@ fn a_crafted_repos_json_is_refused_naming_the_file_and_the_rule() {
         let err = fails(&["repo", "list", "-r", s(&r)], rule);
         assert!(err.contains("repos.json"), "{err}");
     }
+}
+
+/// Where a package came from is part of what was installed: a second
+/// repository (another key) offering a newer `hello` is shown by `exos
+/// upgrade`, never taken; `exos install other/hello` (or `--from other`)
+/// switches on request; a rollback keeps the origin; a package not
+/// installed yet comes from the higher-priority repository; the same name
+/// removed and added with another key is another origin. Over a real
+/// nginx.
+#[test]
+fn upgrades_stay_on_the_repository_a_package_came_from() {
+    if !nginx_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let make = |name: &str, pkgs: &[(&str, &str)]| -> (PathBuf, PathBuf) {
+        let dir = w.join(name);
+        fs::create_dir_all(&dir).unwrap();
+        ok(&["key", "generate", name, "-d", s(w), "-q"]);
+        for (n, v) in pkgs {
+            package(
+                &w.join(format!("work-{name}")),
+                &dir,
+                &format!(r#"{{"name":"{n}","version":"{v}"}}"#),
+                &format!("{n} {v} from {name}\n"),
+            );
+        }
+        ok(&[
+            "repo",
+            "index",
+            "-q",
+            s(&dir),
+            "-k",
+            s(&w.join(format!("{name}.key"))),
+        ]);
+        (dir, w.join(format!("{name}.pub")))
+    };
+    let (main_dir, main_pub) = make("main", &[("hello", "1.0"), ("tool", "1.0")]);
+    let (other_dir, other_pub) = make(
+        "other",
+        &[("hello", "9.9"), ("tool", "2.0"), ("extra", "1.0")],
+    );
+    let www = w.join("www");
+    fs::create_dir_all(&www).unwrap();
+    std::os::unix::fs::symlink(&main_dir, www.join("main")).unwrap();
+    std::os::unix::fs::symlink(&other_dir, www.join("other")).unwrap();
+    let nginx = Nginx::serve(&www);
+    let r = root(w, "root");
+    let url = |n: &str| format!("{}/{n}", nginx.url());
+    ok(&[
+        "repo",
+        "add",
+        "-q",
+        "main",
+        &url("main"),
+        "-k",
+        s(&main_pub),
+        "-r",
+        s(&r),
+        "--priority",
+        "10",
+    ]);
+    ok(&["install", "-q", "hello", "-r", s(&r)]);
+    assert!(state(&r).contains("hello-1.0.hpkg"));
+    // The second repository arrives (lower priority, another key).
+    ok(&[
+        "repo",
+        "add",
+        "-q",
+        "other",
+        &url("other"),
+        "-k",
+        s(&other_pub),
+        "-r",
+        s(&r),
+    ]);
+    let o = exos(&["upgrade", "-r", s(&r)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("Nothing to do"),
+        "{}",
+        text(&o.stdout)
+    );
+    let said = text(&o.stderr);
+    assert!(
+        said.contains("hello 9.9 is offered by repository other")
+            && said.contains("came from repository main")
+            && said.contains("exos install other/hello"),
+        "{said}"
+    );
+    assert!(state(&r).contains("hello-1.0.hpkg"));
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["upgrade", "--json", "--dry-run", "-r", s(&r)])).unwrap();
+    assert!(json["plan"]["notes"][0]
+        .as_str()
+        .unwrap()
+        .contains("other/hello"));
+    // A package not installed yet: from the higher-priority repository
+    // (main 1.0 over other 2.0); one only `other` offers comes from there.
+    let o = ok(&["install", "tool", "extra", "-r", s(&r)]);
+    assert!(
+        o.contains("install   tool 1.0  (from main)")
+            && o.contains("install   extra 1.0  (from other)"),
+        "{o}"
+    );
+    let before_switch = state(&r);
+    // On request: switched, and upgrades follow the new origin.
+    let o = ok(&["install", "other/hello", "-r", s(&r)]);
+    assert!(
+        o.contains("upgrade   hello 1.0 -> 9.9  (from other)"),
+        "{o}"
+    );
+    assert!(state(&r).contains("hello-9.9.hpkg"));
+    let o = ok(&["install", "--from", "main", "tool", "-r", s(&r)]);
+    assert!(o.contains("Nothing to do"), "{o}");
+    // A rollback brings back main's hello, and with it main as its origin.
+    ok(&["rollback", "-q", "-r", s(&r)]);
+    assert_eq!(
+        state(&r)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>(),
+        before_switch
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+    );
+    let o = exos(&["upgrade", "-r", s(&r)]);
+    assert!(
+        text(&o.stderr).contains("came from repository main"),
+        "{}",
+        text(&o.stderr)
+    );
+    // `main` removed and added again with another key: another origin.
+    // (Another publisher behind the same name and URL.)
+    ok(&["repo", "remove", "-q", "main", "-r", s(&r)]);
+    let (rekeyed_dir, rekeyed_pub) = make("rekeyed", &[("hello", "2.0")]);
+    fs::remove_file(www.join("main")).unwrap();
+    std::os::unix::fs::symlink(&rekeyed_dir, www.join("main")).unwrap();
+    ok(&[
+        "repo",
+        "add",
+        "-q",
+        "main",
+        &url("main"),
+        "-k",
+        s(&rekeyed_pub),
+        "-r",
+        s(&r),
+    ]);
+    let o = exos(&["upgrade", "-r", s(&r)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("hello 2.0 is offered by repository main, but the installed hello came from repository main with another root key"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(state(&r).contains("hello-1.0.hpkg"));
 }

@@ -37,7 +37,9 @@ use std::path::Path;
 pub use exos_root::{Layer, PackageFile, Sha256, StateEntry, StateList};
 pub use overlay::{add_overlay, overlays, remove_overlay};
 pub use root::{diff, AcceptedSignature, FileAction, FileChange, GcReport, NewPackage, Root};
-pub use transaction::{installed, package_files, PackageName, Plan, Remote, Request, Transaction};
+pub use transaction::{
+    installed, package_files, FromRepository, PackageName, Plan, Remote, Request, Transaction,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -592,8 +592,33 @@ impl Root {
             }
             fsync_dir(&dir)?;
         }
+        // Origins of files no state references any more.
+        let db_path = self.layout.package_db();
+        let mut db = exos_root::pkgdb::PackageDb::read(&db_path)?;
+        let before = db.origins.len();
+        db.origins.retain(|sha, _| referenced.contains(sha));
+        if db.origins.len() != before {
+            write_atomically(&db_path, &db.render()).at(&db_path)?;
+        }
         fsync_dir(&self.layout.states_dir())?;
         Ok(report)
+    }
+
+    /// Records where package files came from (in `packages.json`, before
+    /// any state names them: a crash may leave an origin no state uses,
+    /// which gc removes, never a state whose origins are unknown).
+    pub fn record_origins(&self, origins: &[(Sha256, exos_root::pkgdb::RepoOrigin)]) -> Result<()> {
+        if origins.is_empty() {
+            return Ok(());
+        }
+        let path = self.layout.package_db();
+        let mut db = exos_root::pkgdb::PackageDb::read(&path)?;
+        for (sha, origin) in origins {
+            db.origins.insert(*sha, origin.clone());
+        }
+        write_atomically(&path, &db.render()).at(&path)?;
+        crash_point();
+        Ok(())
     }
 }
 

@@ -13,7 +13,10 @@ use exos_manifest::{Manifest, Provide};
 use exos_resolve::{Candidate, CandidateId, Change, Origin, PackageRef, ResolveError, Universe};
 use exos_root::{reserved_name, Layer, PackageFile, StateEntry, StateList};
 
+use std::collections::BTreeMap;
+
 use exos_hpkg::crypt::KeyRing;
+use exos_root::pkgdb::{PackageDb, RepoOrigin};
 use exos_trust::{FileDigest, TrustStore};
 
 use crate::root::{diff, AcceptedSignature, FileChange, NewPackage, Root};
@@ -71,8 +74,12 @@ pub struct Remote {
     pub size: u64,
     /// Where the download will be.
     pub cached: PathBuf,
-    /// The repository, for messages.
-    pub origin: String,
+    /// The repository and its pinned root key: recorded at the commit, and
+    /// what later upgrades of the package stay on.
+    pub origin: RepoOrigin,
+    /// The repository's priority (`repos.json`): a package not installed
+    /// yet comes from the highest-priority repositories offering it.
+    pub priority: i32,
     /// Whether the repository publishes a package signature for it.
     pub signed: bool,
     /// Deltas that rebuild it from older versions.
@@ -101,7 +108,7 @@ impl Plan {
             {
                 return Err(Error::Invalid(format!(
                     "{} from {}: not the package its index entry describes",
-                    r.file, r.origin
+                    r.file, r.origin.repository
                 )));
             }
             n.signature = got.signature;
@@ -229,6 +236,17 @@ pub struct Transaction {
     pub remote: Vec<Remote>,
     /// Keys encrypted package files offered may be opened with.
     pub keys: exos_hpkg::crypt::KeyRing,
+    /// Packages (by name) to take from this repository, whatever their
+    /// installed origin (`exos install REPO/NAME`, `--from REPO`).
+    pub from: BTreeMap<String, String>,
+}
+
+/// A package a plan takes from a repository.
+#[derive(Debug, Clone)]
+pub struct FromRepository {
+    pub sha256: exos_root::Sha256,
+    pub package: PackageName,
+    pub origin: RepoOrigin,
 }
 
 /// A package as a plan names it.
@@ -275,6 +293,13 @@ pub struct Plan {
     /// The transaction's keys, for checking downloads.
     #[serde(skip)]
     keys: exos_hpkg::crypt::KeyRing,
+    /// The packages taken from repositories, and where from (recorded at
+    /// the commit).
+    #[serde(skip)]
+    pub origins: Vec<FromRepository>,
+    /// What was offered and not taken, and why (a newer release from
+    /// another origin than the installed package's, for one).
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -525,7 +550,7 @@ impl Transaction {
     pub fn plan(&self, root: &Root) -> Result<Plan> {
         let current = root.current()?;
         let trust = TrustStore::read(&root.layout)?;
-        let mut known: Vec<Known> = installed(root, &current)?
+        let known: Vec<Known> = installed(root, &current)?
             .into_iter()
             .map(|(entry, manifest)| Known {
                 manifest,
@@ -534,6 +559,17 @@ impl Transaction {
                 remote: None,
             })
             .collect();
+        // A package taken from another origin on request replaces the
+        // installed one: the installed one is no candidate.
+        let db = PackageDb::read(&root.layout.package_db())?;
+        let (switched, kept): (Vec<Known>, Vec<Known>) = known.into_iter().partition(|k| {
+            let Some(repo) = self.from.get(&k.manifest.name) else {
+                return false;
+            };
+            let origin = k.entry.as_ref().and_then(|e| db.origin(&e.sha256));
+            origin.is_none_or(|o| &o.repository != repo)
+        });
+        let mut known = kept;
         let requested = match &self.request {
             Request::Install { files, layer } => offers(files, *layer, &trust, true, &self.keys)?,
             _ => Vec::new(),
@@ -556,10 +592,12 @@ impl Transaction {
         )?);
         // Remote packages that would not pass the layer's policy once
         // downloaded are not candidates either; nor are those installed
-        // already in that layer (the same bytes: nothing to download).
+        // already in that layer (the same bytes: nothing to download); nor
+        // those of another origin than the installed package's.
+        let (eligible, notes) = self.eligible_remotes(&known, &db);
         known.extend(
-            self.remote
-                .iter()
+            eligible
+                .into_iter()
                 .filter(|r| r.signed || !trust.requires_signature(extra_layer))
                 .filter(|r| {
                     !current
@@ -586,7 +624,8 @@ impl Transaction {
         let (target, resolution) = if self.force {
             (self.forced_target(&current, &known, &requested_ids)?, None)
         } else {
-            let (target, plan) = self.resolved_target(&known, &requested_ids)?;
+            let (target, mut plan) = self.resolved_target(&known, &requested_ids)?;
+            show_switches(&mut plan, &switched);
             (target, Some(plan))
         };
         // Two packages may not share a file name in one layer.
@@ -659,11 +698,22 @@ impl Transaction {
             .filter(|l| !l.named && !l.upgraded)
             .map(name_of)
             .collect();
-        let downloads = known
+        let downloads: Vec<Remote> = known
             .iter()
             .filter_map(|k| Some((k.remote.as_ref()?, k.new.as_ref()?)))
             .filter(|(_, n)| target.contains(&n.entry()))
             .map(|(r, _)| r.clone())
+            .collect();
+        let origins = downloads
+            .iter()
+            .map(|r| FromRepository {
+                sha256: r.sha256,
+                package: PackageName {
+                    name: r.manifest.name.clone(),
+                    version: r.manifest.version.clone(),
+                },
+                origin: r.origin.clone(),
+            })
             .collect();
         Ok(Plan {
             downloads,
@@ -677,7 +727,79 @@ impl Transaction {
             also_removed,
             lazy: Vec::new(),
             keys: self.keys.clone(),
+            origins,
+            notes,
         })
+    }
+
+    /// The offered remote packages that may be chosen, and notes on those
+    /// that may not. A package installed from a repository is upgraded only
+    /// from that origin (the repository and its pinned root key), one
+    /// installed from a file never from a repository, unless the request
+    /// names the repository to take it from ([`Transaction::from`]); a
+    /// package not installed comes from the highest-priority repositories
+    /// offering it. A newer release from elsewhere is noted, never taken.
+    fn eligible_remotes<'r>(
+        &'r self,
+        known: &[Known],
+        db: &PackageDb,
+    ) -> (Vec<&'r Remote>, Vec<String>) {
+        let mut installed: BTreeMap<&str, Vec<(Option<&RepoOrigin>, &exos_hpkg::Version)>> =
+            BTreeMap::new();
+        for k in known {
+            if let Some(e) = &k.entry {
+                installed
+                    .entry(k.manifest.name.as_str())
+                    .or_default()
+                    .push((db.origin(&e.sha256), &k.manifest.version));
+            }
+        }
+        let mut best: BTreeMap<&str, i32> = BTreeMap::new();
+        for r in &self.remote {
+            let p = best.entry(r.manifest.name.as_str()).or_insert(r.priority);
+            *p = (*p).max(r.priority);
+        }
+        let mut eligible = Vec::new();
+        let mut notes = Vec::new();
+        for r in &self.remote {
+            let name = r.manifest.name.as_str();
+            if let Some(repo) = self.from.get(name) {
+                if &r.origin.repository == repo {
+                    eligible.push(r);
+                }
+                continue;
+            }
+            let Some(have) = installed.get(name) else {
+                if best.get(name) == Some(&r.priority) {
+                    eligible.push(r);
+                }
+                continue;
+            };
+            if have.iter().any(|(o, _)| *o == Some(&r.origin)) {
+                eligible.push(r);
+                continue;
+            }
+            let newer = have
+                .iter()
+                .all(|(_, v)| r.manifest.version.compare(v) == std::cmp::Ordering::Greater);
+            if newer {
+                let from = match have.iter().find_map(|(o, _)| *o) {
+                    Some(o) if o.repository == r.origin.repository => {
+                        format!("repository {} with another root key", o.repository)
+                    }
+                    Some(o) => format!("repository {}", o.repository),
+                    None => "a file".to_string(),
+                };
+                let note = format!(
+                    "{name} {} is offered by repository {}, but the installed {name} came from {from}: not taken (exos install {}/{name} to switch)",
+                    r.manifest.version, r.origin.repository, r.origin.repository
+                );
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
+            }
+        }
+        (eligible, notes)
     }
 
     fn resolved_target(
@@ -794,6 +916,40 @@ impl Transaction {
     }
 }
 
+/// Shows a package taken from another origin in place of the installed
+/// one (which was no candidate, so the resolver saw an install) as the
+/// upgrade or downgrade it is.
+fn show_switches(plan: &mut exos_resolve::Plan, switched: &[Known]) {
+    for c in &mut plan.changes {
+        let Change::Install { package } = c else {
+            continue;
+        };
+        let Some(old) = switched
+            .iter()
+            .find(|k| k.manifest.name == package.name && k.entry.is_some())
+        else {
+            continue;
+        };
+        let from = PackageRef {
+            name: old.manifest.name.clone(),
+            version: old.manifest.version.clone(),
+            origin: Origin::Installed {
+                location: old
+                    .entry
+                    .as_ref()
+                    .map(|e| format!("{}/{}", e.layer, e.file))
+                    .unwrap_or_default(),
+            },
+            id: package.id,
+        };
+        let to = package.clone();
+        *c = match to.version.compare(&from.version) {
+            std::cmp::Ordering::Less => Change::Downgrade { from, to },
+            _ => Change::Upgrade { from, to },
+        };
+    }
+}
+
 /// Whether the target keeps a package of this name (another release of
 /// it, so it is not removed from the system).
 fn target_has_name(target: &[StateEntry], known: &[Known], name: &str) -> bool {
@@ -819,6 +975,12 @@ impl Root {
                 .map_err(|e| Error::Invalid(e.to_string()))?;
             exos_root::crash_point();
         }
+        let origins: Vec<_> = plan
+            .origins
+            .iter()
+            .map(|f| (f.sha256, f.origin.clone()))
+            .collect();
+        self.record_origins(&origins)?;
         self.switch(plan.target.clone(), &plan.new, &plan.change)
     }
 }

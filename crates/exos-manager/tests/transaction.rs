@@ -64,6 +64,7 @@ fn tx(request: Request) -> Transaction {
         force: false,
         remote: Vec::new(),
         keys: Default::default(),
+        from: Default::default(),
     }
 }
 

@@ -25,6 +25,10 @@ pub struct Repository {
     pub url: String,
     /// The root key pinned at `exos repo add` (minisign's base64 line).
     pub root_key: String,
+    /// A package not installed yet comes from the highest-priority
+    /// repositories offering it (installed ones stay on their origin).
+    #[serde(default)]
+    pub priority: i32,
 }
 
 /// `system/state/repos.json`.
@@ -243,7 +247,13 @@ impl Client {
 
     /// Adds a repository, pinning `root_key`: its `root.json` must be
     /// signed by that key and list it for the root role. Then refreshes.
-    pub fn add(&self, name: &str, url: &str, root_key: &PublicKey) -> Result<Refreshed, RepoError> {
+    pub fn add(
+        &self,
+        name: &str,
+        url: &str,
+        root_key: &PublicKey,
+        priority: i32,
+    ) -> Result<Refreshed, RepoError> {
         check_name(name)?;
         let mut config = self.config()?;
         if config.repositories.iter().any(|r| r.name == name) {
@@ -264,6 +274,7 @@ impl Client {
             name: name.into(),
             url,
             root_key: root_key.to_base64(),
+            priority,
         };
         let t = self.transport(&repo)?;
         let bytes = self.fetch_signed(

@@ -9,6 +9,7 @@
 //! ROOT/system/state/trust.json         trusted keys, signature policy per layer
 //! ROOT/system/state/signatures/<sha>.minisig  signatures accepted at install
 //! ROOT/system/state/repos.json, repos/NAME/   repositories and their trusted metadata
+//! ROOT/system/state/packages.json      where installed package files came from
 //! ROOT/system/state/cache/             downloads (exos-repo)
 //! ROOT/data/                           writable data, never in packages
 //! ```
@@ -29,6 +30,7 @@ pub mod cache_dir;
 pub mod digests;
 pub mod mountinfo;
 pub mod overlays;
+pub mod pkgdb;
 pub mod walk;
 
 use std::fmt;
@@ -542,6 +544,11 @@ impl Layout {
     /// overlay`), outside the numbered states.
     pub fn overlays_file(&self) -> PathBuf {
         self.state_dir().join("overlays.json")
+    }
+
+    /// `ROOT/system/state/packages.json` (see [`pkgdb`]).
+    pub fn package_db(&self) -> PathBuf {
+        self.state_dir().join("packages.json")
     }
 
     /// `ROOT/system/state/manifests/<sha>.json`: the manifest of an
