@@ -1,5 +1,6 @@
 //! Parses arbitrary bytes as each repository document (root.json,
-//! index.json, timestamp.json) and as a root's repos.json and checks them against a signature made of
+//! index.json, timestamp.json), a root's repos.json and a publisher's
+//! repo.info, and checks them against a signature made of
 //! the rest of the input: no panic, no unbounded allocation, whatever the
 //! bytes.
 #![no_main]
@@ -18,6 +19,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = metadata::parse_timestamp(data, "fuzz");
     // The client's own list of repositories (system/state/repos.json).
     let _ = exos_repo::RepoConfig::parse(data, "fuzz");
+    // A publisher's hand-written repo.info, which `exos repo index` keeps.
+    let _ = exos_repo::repo_info::RepoInfoText::parse(data, std::path::Path::new("fuzz.info"));
     // The first byte splits the input into a document and its signature.
     if let Some((&split, rest)) = data.split_first() {
         let at = (split as usize * rest.len()) / 255;

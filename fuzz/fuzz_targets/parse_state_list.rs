@@ -1,8 +1,9 @@
 //! Parses arbitrary bytes as the files EXOS reads back from disk besides
 //! packages: a state list (`active.list` and numbered states alike, one
 //! parser), a mount's status.json, a package's remembered content
-//! digests (`system/state/digests/<sha>.digests`) and the runtime
-//! overlays (`system/state/overlays.json`).
+//! digests (`system/state/digests/<sha>.digests`), the runtime
+//! overlays (`system/state/overlays.json`) and the package records
+//! (`system/state/packages.json`: origins).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,6 +15,11 @@ fuzz_target!(|data: &[u8]| {
         // What parses renders to a file that parses to the same overlays.
         let again = exos_root::overlays::RuntimeOverlays::parse(&o.render(), overlays_path);
         assert_eq!(again.ok(), Some(o));
+    }
+    let db_path = std::path::Path::new("fuzz-packages.json");
+    if let Ok(db) = exos_root::pkgdb::PackageDb::parse(data, db_path) {
+        let again = exos_root::pkgdb::PackageDb::parse(&db.render(), db_path);
+        assert_eq!(again.ok(), Some(db));
     }
     let digests_path = std::path::Path::new("fuzz.digests");
     if let Ok(d) = exos_root::digests::ContentDigests::parse(data, digests_path) {

@@ -283,7 +283,7 @@ pub fn sign(args: &SignArgs, out: Out) -> Result<()> {
             &comment,
         )?;
         let path = exos_trust::beside(package);
-        exos_root::write_atomically(&path, sig.render().as_bytes())
+        exos_root::write_public(&path, sig.render().as_bytes())
             .with_context(|| path.display().to_string())?;
         signed.push(Signed {
             package: package.clone(),

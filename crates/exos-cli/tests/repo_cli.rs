@@ -776,3 +776,164 @@ fn upgrades_stay_on_the_repository_a_package_came_from() {
     );
     assert!(state(&r).contains("hello-1.0.hpkg"));
 }
+
+/// What `exos repo index` publishes is readable by others as any new file
+/// would be (0666 less the umask: 0644, or 0640 under umask 027) — a stock
+/// nginx, its workers running as www-data, serves it — while secret keys
+/// stay 0600. Before, every document was 0600 (a temporary file's mode)
+/// and such an nginx answered 403.
+#[test]
+fn published_files_get_the_mode_any_new_file_gets_and_secret_keys_stay_private() {
+    if !nginx_available() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let dir = w.join("pub");
+    ok(&["key", "generate", "repo", "-d", s(w), "-q"]);
+    package(w, &dir, r#"{"name":"tool","version":"1"}"#, "tool 1\n");
+    package(w, &dir, r#"{"name":"tool","version":"2"}"#, "tool 2\n");
+    let index = |umask: &str| {
+        let o = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "umask {umask} && exec {} repo index -q {} -k {} --deltas 1",
+                    env!("CARGO_BIN_EXE_exos"),
+                    s(&dir),
+                    s(&w.join("repo.key"))
+                ),
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    };
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let published = |want: u32| {
+        for f in fs::read_dir(&dir).unwrap() {
+            let p = f.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.ends_with(".hpkg") || p.is_dir() {
+                continue; // built by `exos build`, not by the index
+            }
+            assert_eq!(mode(&p), want, "{name}");
+        }
+    };
+    index("022");
+    for f in [
+        "root.json",
+        "index.json",
+        "timestamp.json",
+        "index.json.minisig",
+        "repo",
+        "repo.info",
+        "repo.sha256",
+    ] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+    assert!(fs::read_dir(&dir).unwrap().any(|e| e
+        .unwrap()
+        .path()
+        .extension()
+        .is_some_and(|x| x == "delta")));
+    published(0o644);
+    assert_eq!(mode(&w.join("repo.key")), 0o600);
+    // Served by an nginx whose workers are www-data: every file answers.
+    let nginx = Nginx::serve(&dir);
+    for f in [
+        "root.json",
+        "index.json",
+        "timestamp.json",
+        "timestamp.json.minisig",
+        "tool-1.hpkg.blocks",
+        "repo.info",
+    ] {
+        let o = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("{}/{f}", nginx.url()),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(text(&o.stdout), "200", "{f}");
+    }
+    let r = root(w, "client");
+    add_repo(s(&r), &nginx.url(), s(&w.join("repo.pub")));
+    ok(&["install", "-q", "tool", "-r", s(&r)]);
+    // The umask is respected: 0640 under 027.
+    package(w, &dir, r#"{"name":"tool","version":"3"}"#, "tool 3\n");
+    index("027");
+    for f in [
+        "root.json",
+        "index.json",
+        "timestamp.json",
+        "index.json.minisig",
+        "repo.info",
+    ] {
+        let m = mode(&dir.join(f));
+        assert!(m == 0o640 || f == "root.json", "{f}: {m:o}");
+    }
+}
+
+/// A hand-written `repo.info` (name, summary, priority, base URL,
+/// identifier, other settings) survives `exos repo index`; an option
+/// given changes only its own field; a malformed one is refused naming the
+/// line.
+#[test]
+fn repo_index_keeps_a_hand_written_repo_info() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let dir = w.join("pub");
+    ok(&["key", "generate", "repo", "-d", s(w), "-q"]);
+    package(w, &dir, r#"{"name":"tool","version":"1"}"#, "tool 1\n");
+    let written = "name MyPorts\nvendor EXOS\nsummary \"My own ports\"\npriority 7\nbaseurl https://example.org/myports\nidentifier tag:example.org,2026:myports\narchitecture x86_64\nlicense \"MIT\"\n";
+    fs::write(dir.join("repo.info"), written).unwrap();
+    let key = w.join("repo.key");
+    ok(&["repo", "index", "-q", s(&dir), "-k", s(&key)]);
+    let now = fs::read_to_string(dir.join("repo.info")).unwrap();
+    for line in [
+        "name MyPorts",
+        "summary \"My own ports\"",
+        "priority 7",
+        "baseurl https://example.org/myports",
+        "identifier tag:example.org,2026:myports",
+        "license \"MIT\"",
+    ] {
+        assert!(now.contains(line), "{line} lost:\n{now}");
+    }
+    // Haiku's index carries the same.
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&["info", "--json", s(&dir.join("repo"))])).unwrap();
+    assert_eq!(info["name"], "MyPorts");
+    assert_eq!(info["summary"], "My own ports");
+    assert_eq!(info["priority"], 7);
+    // An option changes its own field only.
+    ok(&[
+        "repo",
+        "index",
+        "-q",
+        s(&dir),
+        "-k",
+        s(&key),
+        "--summary",
+        "Changed",
+    ]);
+    let now = fs::read_to_string(dir.join("repo.info")).unwrap();
+    assert!(
+        now.contains("summary Changed")
+            && now.contains("name MyPorts")
+            && now.contains("priority 7"),
+        "{now}"
+    );
+    // Malformed: refused, naming the file and line.
+    fs::write(dir.join("repo.info"), "name ok\nsummary \"unterminated\n").unwrap();
+    fails(
+        &["repo", "index", s(&dir), "-k", s(&key)],
+        "repo.info:2: an unterminated quote",
+    );
+}

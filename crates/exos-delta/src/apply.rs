@@ -173,6 +173,11 @@ pub fn apply(old: &Path, delta: &Path, out: &Path) -> Result<Applied> {
             found_size: size,
         });
     }
+    // A package like any other: readable as any new file would be.
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(exos_root::public_mode()))
+        .map_err(io(out))?;
     tmp.as_file().sync_all().map_err(io(out))?;
     tmp.persist(out).map_err(|e| DeltaError::Io {
         path: out.to_path_buf(),

@@ -147,6 +147,10 @@ pub fn make(old: &Path, new: &Path, out: &Path, opts: &MakeOptions) -> Result<De
         f.write_all(&header.render()).map_err(io(out))?;
         f.write_all(&seg_bytes).map_err(io(out))?;
         f.write_all(&recipe_bytes).map_err(io(out))?;
+        // Published beside packages: readable as any new file would be.
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(exos_root::public_mode()))
+            .map_err(io(out))?;
         f.sync_all().map_err(io(out))?;
     }
     tmp.persist(out).map_err(|e| crate::DeltaError::Io {

@@ -260,6 +260,41 @@ fn write_seeds(fixtures: &Path, out: &Path) -> std::io::Result<()> {
 "memory":{"used_bytes":1,"budget_bytes":2},"live":{"mode":"inotify","interval_ms":null,"reason":null},
 "cache_bytes":8388608,"nodes":10,"index_bytes":100}"#,
     )?;
+    put(
+        "parse_state_list",
+        "packages.json",
+        format!(r#"{{"origins":{{"{sha}":{{"repository":"main","key":"RWTrvJ5nUVefS8GDm+cxlrfgprg7bcqmnYmQwdgv1R7MqLAUlZr3Y7la"}}}}}}"#).as_bytes(),
+    )?;
+    put(
+        "parse_repo_metadata",
+        "repo.info",
+        b"name HaikuPorts\nvendor \"Haiku Project\"\nsummary \"The \\\"ports\\\" repository\" # comment\npriority 1\nbaseurl https://eu.hpkg.haiku-os.org/haikuports/master/x86_64/current\nidentifier tag:haikuports.org,2013:repositories/haikuports/master/x86_64\narchitecture x86_64\nlicense \"MIT\"\n",
+    )?;
+    // access_rules: (uid u16, mode u32) per directory, the file last.
+    let stat = |uid: u16, mode: u32| [uid.to_le_bytes().as_slice(), &mode.to_le_bytes()].concat();
+    for (name, chain) in [
+        (
+            "root-chain",
+            vec![stat(0, 0o40755), stat(0, 0o40755), stat(0, 0o100600)],
+        ),
+        (
+            "user-layer",
+            vec![
+                stat(0, 0o40755),
+                stat(1, 0o40755),
+                stat(1, 0o40755),
+                stat(0, 0o100600),
+            ],
+        ),
+        ("sticky", vec![stat(0, 0o41777), stat(0, 0o100644)]),
+        (
+            "two-users",
+            vec![stat(1, 0o40755), stat(2, 0o40700), stat(1, 0o100640)],
+        ),
+        ("link", vec![stat(0, 0o40755), stat(0, 0o120777)]),
+    ] {
+        put("access_rules", name, &chain.concat())?;
+    }
     Ok(())
 }
 

@@ -23,6 +23,7 @@ pub mod blocks;
 pub mod client;
 pub mod metadata;
 pub mod publish;
+pub mod repo_info;
 pub mod transport;
 
 pub use blocks::{BlockMap, BlockMapRef};

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use exos_manifest::Manifest;
-use exos_root::write_atomically;
+use exos_root::write_public;
 use exos_trust::{FileDigest, SecretKey};
 use serde::Serialize;
 
@@ -48,7 +48,7 @@ pub struct HaikuInfo {
 }
 
 /// The driver-settings text of `repo.info`, which Haiku serves beside `repo`.
-fn repo_info_text(i: &exos_hpkg::RepositoryInfo) -> String {
+fn repo_info_text(i: &exos_hpkg::RepositoryInfo, other: &[String]) -> String {
     let q = |v: &str| {
         if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '#') {
             format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
@@ -71,6 +71,10 @@ fn repo_info_text(i: &exos_hpkg::RepositoryInfo) -> String {
         q(&i.identifier),
         i.architecture.name()
     );
+    for line in other {
+        s += line;
+        s.push('\n');
+    }
     s
 }
 
@@ -118,10 +122,10 @@ fn write_doc<T: Serialize>(
     // signature (a reader between the two renames sees a mismatch and
     // retries, never a forged pair).
     let sig_path = dir.join(format!("{file}.minisig"));
-    write_atomically(&sig_path, sig.as_bytes())
+    write_public(&sig_path, sig.as_bytes())
         .map_err(|e| RepoError::Io(sig_path.display().to_string(), e))?;
     let path = dir.join(file);
-    write_atomically(&path, &bytes).map_err(|e| RepoError::Io(path.display().to_string(), e))
+    write_public(&path, &bytes).map_err(|e| RepoError::Io(path.display().to_string(), e))
 }
 
 /// The repository's root: the existing one (which must list `key` for the
@@ -206,7 +210,7 @@ pub fn index(
                     manifest.version
                 ),
             )?;
-            write_atomically(&sig_path, sig.render().as_bytes())
+            write_public(&sig_path, sig.render().as_bytes())
                 .map_err(|e| RepoError::Io(sig_path.display().to_string(), e))?;
             signed_now += 1;
         }
@@ -214,7 +218,7 @@ pub fn index(
         let blocks = crate::blocks::BlockMap::of_file(f, crate::blocks::DEFAULT_BLOCK_SIZE)
             .map_err(|e| RepoError::Io(f.display().to_string(), e))?;
         let blocks_path = dir.join(format!("{name}.blocks"));
-        write_atomically(&blocks_path, &blocks.render())
+        write_public(&blocks_path, &blocks.render())
             .map_err(|e| RepoError::Io(blocks_path.display().to_string(), e))?;
         haiku_names.push((f.clone(), info.canonical_file_name()));
         versions.push((manifest.name.clone(), manifest.version.clone()));
@@ -237,27 +241,48 @@ pub fn index(
         .ok()
         .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "exos".into());
-    let or = |v: &str, d: String| if v.is_empty() { d } else { v.to_string() };
-    let name = or(&haiku.name, dir_name);
+    // What a publisher wrote in repo.info by hand stays unless an option
+    // says otherwise.
+    let kept = crate::repo_info::RepoInfoText::read(dir)?.unwrap_or_default();
+    let or = |v: &str, k: &str, d: String| {
+        if !v.is_empty() {
+            v.to_string()
+        } else if !k.is_empty() {
+            k.to_string()
+        } else {
+            d
+        }
+    };
+    let name = or(&haiku.name, &kept.name, dir_name);
     let repo_info = exos_hpkg::RepositoryInfo {
-        identifier: or(&haiku.identifier, format!("tag:exos,2026:{name}")),
+        identifier: or(
+            &haiku.identifier,
+            &kept.identifier,
+            format!("tag:exos,2026:{name}"),
+        ),
         vendor: or(
             &haiku.vendor,
+            &kept.vendor,
             hpkr_packages
                 .first()
                 .map(|(i, _)| i.vendor.clone())
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| "EXOS".into()),
         ),
-        summary: or(&haiku.summary, format!("{name} (published by exos)")),
-        base_url: haiku.base_url.clone(),
-        priority: if haiku.priority == 0 {
-            1
-        } else {
-            haiku.priority
+        summary: or(
+            &haiku.summary,
+            &kept.summary,
+            format!("{name} (published by exos)"),
+        ),
+        base_url: or(&haiku.base_url, &kept.base_url, String::new()),
+        priority: match (haiku.priority, kept.priority) {
+            (0, Some(p)) => p,
+            (0, None) => 1,
+            (p, _) => p,
         },
         architecture: haiku
             .architecture
+            .or_else(|| exos_hpkg::Architecture::from_name(&kept.architecture))
             .unwrap_or_else(exos_hpkg::Architecture::host),
         name,
         license_names: Vec::new(),
@@ -304,11 +329,10 @@ pub fn index(
         .map_err(|e| RepoError::Io(hpkr.display().to_string(), e))?;
     for (file, text) in [
         ("repo.sha256", format!("{sha}\n")),
-        ("repo.info", repo_info_text(&repo_info)),
+        ("repo.info", repo_info_text(&repo_info, &kept.other)),
     ] {
         let p = dir.join(file);
-        write_atomically(&p, text.as_bytes())
-            .map_err(|e| RepoError::Io(p.display().to_string(), e))?;
+        write_public(&p, text.as_bytes()).map_err(|e| RepoError::Io(p.display().to_string(), e))?;
     }
     let previous = |file: &str| -> Result<u64, RepoError> {
         Ok(match read_doc(dir, file)? {
@@ -487,7 +511,7 @@ pub fn rotate_root(
         (versioned.clone(), &doc[..]),
     ] {
         let p = dir.join(&file);
-        write_atomically(&p, text).map_err(|e| RepoError::Io(p.display().to_string(), e))?;
+        write_public(&p, text).map_err(|e| RepoError::Io(p.display().to_string(), e))?;
     }
     write_doc(dir, "root.json", &next, new)?;
     Ok(next)

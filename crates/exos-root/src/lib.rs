@@ -611,6 +611,33 @@ pub fn state_number(file_name: &str) -> Option<u64> {
 /// (created exclusively, never through a symlink), fsync, rename, fsync of
 /// the directory. A failure leaves no temporary file behind.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_with(path, bytes, None)
+}
+
+/// [`write_atomically`] for a file others are meant to read (a published
+/// repository's documents, a signature beside a package): created with the
+/// mode any new file gets, `0666` less the process's umask (typically
+/// 0644), instead of a temporary file's 0600.
+pub fn write_public(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_with(path, bytes, Some(public_mode()))
+}
+
+/// The mode a new file gets: `0666` less the umask (read from
+/// `/proc/self/status`, so the umask is never changed, even for a moment).
+pub fn public_mode() -> u32 {
+    let umask = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022);
+    0o666 & !umask
+}
+
+fn write_atomically_with(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     // A bare file name's parent is "": the current directory.
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -620,6 +647,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .prefix(".exos-tmp-")
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
+    if let Some(mode) = mode {
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
     tmp.as_file().sync_all()?;
     crash_point();
     tmp.persist(path).map_err(|e| e.error)?;

@@ -178,13 +178,40 @@ pub fn nginx_available() -> bool {
     tool_available("/usr/sbin/nginx", "tests over HTTP")
 }
 
+/// The user nginx's workers run as, as Debian's nginx runs them.
+pub const NGINX_USER: &str = "www-data";
+
+/// Lets others through every directory on the way to `dir` that a test
+/// made (`tempfile`'s are 0700), as a publisher's web root would: nginx's
+/// workers, not root, read what is served.
+fn open_the_way(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = std::env::temp_dir();
+    for a in dir.ancestors() {
+        if !a.starts_with(&tmp) || a == tmp {
+            continue;
+        }
+        if let Ok(m) = fs::metadata(a) {
+            let mode = m.permissions().mode();
+            if a.is_dir() && mode & 0o001 == 0 {
+                let _ = fs::set_permissions(a, fs::Permissions::from_mode(mode | 0o011));
+            }
+        }
+    }
+}
+
 impl Nginx {
+    /// nginx serving `dir`, its workers running as [`NGINX_USER`]: what it
+    /// serves must be readable by others (a file only root may read gets a
+    /// 403, as from Debian's nginx).
     pub fn serve(dir: &Path) -> Nginx {
+        open_the_way(dir);
         let conf = tempfile::tempdir().unwrap();
+        open_the_way(conf.path());
         let port = free_port();
         let log = conf.path().join("access.log");
         let text = format!(
-            "daemon off;\nuser root;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log;\n\
+            "daemon off;\nuser {NGINX_USER};\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log;\n\
              events {{ worker_connections 64; }}\n\
              http {{\n  access_log {log};\n  client_body_temp_path {p};\n  proxy_temp_path {p};\n  fastcgi_temp_path {p};\n  uwsgi_temp_path {p};\n  scgi_temp_path {p};\n\
              server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
