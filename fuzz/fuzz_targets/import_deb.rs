@@ -26,7 +26,13 @@ fuzz_target!(|data: &[u8]| {
     let out = dir.path().join("out");
     std::fs::create_dir(&out).expect("out");
     std::fs::write(&deb, data).expect("write");
-    let _ = exos_deb::import(&deb, &out);
+    // Small limits: a fuzzed bomb costs milliseconds, and they are checked
+    // like the defaults.
+    let limits = exos_deb::Limits {
+        max_file: 8 << 20,
+        max_package: 16 << 20,
+    };
+    let _ = exos_deb::import_limited(&deb, &out, &exos_deb::default_build_options(), limits);
     for e in std::fs::read_dir(dir.path()).expect("read_dir") {
         let name = e.expect("entry").file_name();
         assert!(name == "in.deb" || name == "out", "wrote {name:?} outside");

@@ -23,6 +23,13 @@ pub struct ImportDebArgs {
     /// Compression level (zlib 1-9, default 9; zstd 1-22, default 9).
     #[arg(short, long)]
     pub level: Option<i32>,
+    /// Refuse a .deb holding a file larger than this, unpacked (a small
+    /// archive can hold gigabytes of zeros).
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_file_mib: u64,
+    /// Refuse a .deb whose data unpacks to more than this.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub max_package_mib: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -41,10 +48,14 @@ pub fn import(args: &ImportDebArgs, out: Out) -> Result<()> {
     if let Some(l) = args.level {
         options.level = l;
     }
+    let limits = exos_deb::Limits {
+        max_file: args.max_file_mib.saturating_mul(1 << 20),
+        max_package: args.max_package_mib.saturating_mul(1 << 20),
+    };
     let packages = args
         .debs
         .par_iter()
-        .map(|deb| exos_deb::import_with(deb, &args.output, &options))
+        .map(|deb| exos_deb::import_limited(deb, &args.output, &options, limits))
         .collect::<Result<Vec<_>, _>>()?;
     let usr_links = exos_deb::usr_links_package(&args.output)?;
     let report = ImportReport {

@@ -59,11 +59,66 @@ pub fn default_build_options() -> BuildOptions {
 /// Decompression speed hardly depends on the level.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 9;
 
+/// How much a `.deb` may unpack to: a small archive can hold a file of
+/// gigabytes of zeros, which would cost minutes of CPU and the disk. Real
+/// packages stay far below the defaults; `exos import-deb --max-file-mib`
+/// and `--max-package-mib` raise them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes one file of the package may hold.
+    pub max_file: u64,
+    /// Bytes all of the data tarball may unpack to.
+    pub max_package: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_file: 1 << 30,
+            max_package: 4 << 30,
+        }
+    }
+}
+
+/// A reader that fails, naming the limit, once more than `left` bytes
+/// came through it.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match self.left.checked_sub(n as u64) {
+            Some(left) => {
+                self.left = left;
+                Ok(n)
+            }
+            None => Err(io::Error::other(format!(
+                "unpacks to more than {} MiB, the limit for a package (--max-package-mib to raise it)",
+                self.limit >> 20
+            ))),
+        }
+    }
+}
+
 /// [`import`], building the package with `options` (compression, level).
 pub fn import_with(
     deb: &Path,
     out_dir: &Path,
     options: &BuildOptions,
+) -> Result<Imported, DebError> {
+    import_limited(deb, out_dir, options, Limits::default())
+}
+
+/// [`import_with`], within `limits`.
+pub fn import_limited(
+    deb: &Path,
+    out_dir: &Path,
+    options: &BuildOptions,
+    limits: Limits,
 ) -> Result<Imported, DebError> {
     let file = deb.display().to_string();
     let err = |e: io::Error| DebError::Io(file.clone(), e);
@@ -99,7 +154,14 @@ pub fn import_with(
         } else if let Some(kind) = id.strip_prefix("data.tar") {
             let reader =
                 decompressor(kind, entry).map_err(|e| DebError::Format(file.clone(), e))?;
-            extracted = Some(extract(reader, &tree, &file)?);
+            // Headers and padding count too: the whole stream is bounded.
+            let slack = 64 << 20;
+            let reader = Capped {
+                inner: reader,
+                left: limits.max_package.saturating_add(slack),
+                limit: limits.max_package,
+            };
+            extracted = Some(extract(reader, &tree, &file, limits)?);
         }
     }
     let (Some((control_text, postinst)), Some(mut extracted), true) =
@@ -405,7 +467,36 @@ fn parent_of(p: &Path) -> PathBuf {
 /// into `usr`. Never writes outside `tree`: `..` and absolute paths are
 /// refused, parents must be directories made here, and a name already
 /// present is replaced, not written through.
-fn extract(reader: impl Read, tree: &Path, file: &str) -> Result<Extracted, DebError> {
+fn extract(
+    reader: impl Read,
+    tree: &Path,
+    file: &str,
+    limits: Limits,
+) -> Result<Extracted, DebError> {
+    let mut unpacked = 0u64;
+    let mut count = |n: u64, raw: &Path| -> Result<(), DebError> {
+        if n > limits.max_file {
+            return Err(DebError::Format(
+                file.to_string(),
+                format!(
+                    "data.tar: {} holds {n} bytes, more than the {} MiB a file may (--max-file-mib to raise it)",
+                    raw.display(),
+                    limits.max_file >> 20
+                ),
+            ));
+        }
+        unpacked = unpacked.saturating_add(n);
+        if unpacked > limits.max_package {
+            return Err(DebError::Format(
+                file.to_string(),
+                format!(
+                    "data.tar unpacks to more than {} MiB, the limit for a package (--max-package-mib to raise it)",
+                    limits.max_package >> 20
+                ),
+            ));
+        }
+        Ok(())
+    };
     let mut out = Extracted {
         files: 0,
         skipped: Vec::new(),
@@ -472,13 +563,17 @@ fn extract(reader: impl Read, tree: &Path, file: &str) -> Result<Extracted, DebE
                     .map_err(io)?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
+                // What the header says, checked before a byte is written;
+                // the copy itself can never pass it.
+                let size = entry.header().size().map_err(bad)?;
+                count(size, &raw)?;
                 replace(&target, &out.dirs, &rel).map_err(io)?;
                 let mut f = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .open(&target)
                     .map_err(io)?;
-                io::copy(&mut entry, &mut f).map_err(io)?;
+                io::copy(&mut (&mut entry).take(size), &mut f).map_err(io)?;
                 f.set_permissions(fs::Permissions::from_mode(mode))
                     .map_err(io)?;
                 out.files += 1;
@@ -509,6 +604,8 @@ fn extract(reader: impl Read, tree: &Path, file: &str) -> Result<Extracted, DebE
                         format!("data.tar: hard link {} to a missing file", raw.display()),
                     ));
                 }
+                let size = from.symlink_metadata().map_err(io)?.len();
+                count(size, &raw)?;
                 replace(&target, &out.dirs, &rel).map_err(io)?;
                 fs::copy(&from, &target).map_err(io)?;
                 out.files += 1;

@@ -13,7 +13,8 @@
 //! mounted system has nothing to configure in place.
 //!
 //! Hostile input: every member is read as a stream; control data is capped
-//! at 1 MiB; nothing is written outside the staging directory (no `..`, no
+//! at 1 MiB, a file at 1 GiB and all the data at 4 GiB unpacked ([`Limits`],
+//! which a caller may raise); nothing is written outside the staging directory (no `..`, no
 //! absolute paths, no writing through links); device files are dropped.
 
 #![forbid(unsafe_code)]
@@ -22,7 +23,9 @@ pub mod control;
 pub mod import;
 pub mod version;
 
-pub use import::{default_build_options, import, import_with, usr_links_package, Imported};
+pub use import::{
+    default_build_options, import, import_limited, import_with, usr_links_package, Imported, Limits,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DebError {

@@ -297,3 +297,109 @@ fn versions_order_as_dpkg_itself_orders_them() {
         assert_eq!(got, want, "{a} vs {b}");
     }
 }
+
+/// A `.deb` of a few hundred KB holding a 2 GiB file of zeros (made here,
+/// streamed through zstd): refused from the file's tar header, before a
+/// byte of it is unpacked, naming the limit and how to raise it; nothing
+/// is left behind. Before, it was accepted at the cost of 20 s of CPU and
+/// 2 GiB of disk.
+#[test]
+fn a_bomb_is_refused_before_it_is_unpacked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data.tar.zst");
+    {
+        let mut z = zstd::Encoder::new(fs::File::create(&data).unwrap(), 1).unwrap();
+        let size: u64 = 2 << 30;
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_path("./zeros").unwrap();
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_cksum();
+        z.write_all(h.as_bytes()).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..size >> 20 {
+            z.write_all(&zeros).unwrap();
+        }
+        z.write_all(&[0u8; 1024]).unwrap(); // the end of the archive
+        z.finish().unwrap();
+    }
+    let compressed = fs::metadata(&data).unwrap().len();
+    assert!(compressed < 1 << 20, "{compressed} bytes");
+    let control = "Package: bomb\nVersion: 1\nArchitecture: all\nDescription: zeros\n";
+    let path = tmp.path().join("bomb.deb");
+    let mut a = ar::Builder::new(fs::File::create(&path).unwrap());
+    for (id, bytes) in [
+        ("debian-binary", b"2.0\n".to_vec()),
+        (
+            "control.tar.gz",
+            gz(&tar_of(&[E::File("./control", control.as_bytes(), 0o644)])),
+        ),
+        ("data.tar.zst", fs::read(&data).unwrap()),
+    ] {
+        let h = ar::Header::new(id.as_bytes().to_vec(), bytes.len() as u64);
+        a.append(&h, &bytes[..]).unwrap();
+    }
+    drop(a);
+    let out = tmp.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let e = exos_deb::import(&path, &out).unwrap_err().to_string();
+    assert!(
+        e.contains("bomb.deb")
+            && e.contains("zeros holds 2147483648 bytes")
+            && e.contains("more than the 1024 MiB a file may (--max-file-mib"),
+        "{e}"
+    );
+    assert_eq!(
+        fs::read_dir(&out).unwrap().count(),
+        0,
+        "something was left behind"
+    );
+}
+
+/// Many files each within the per-file limit but too many bytes together:
+/// refused at the package limit; raised limits accept them.
+#[test]
+fn the_package_limit_counts_every_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blob = vec![7u8; 600 << 10];
+    let d = deb(
+        tmp.path(),
+        "many",
+        "Package: many\nVersion: 1\nArchitecture: all\nDescription: many\n",
+        None,
+        &[
+            E::File("./a", &blob, 0o644),
+            E::File("./b", &blob, 0o644),
+            E::Hard("./c", "./a"),
+        ],
+    );
+    let out = tmp.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let options = exos_deb::default_build_options();
+    let small = exos_deb::Limits {
+        max_file: 1 << 20,
+        max_package: 1 << 20,
+    };
+    let e = exos_deb::import_limited(&d, &out, &options, small)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("unpacks to more than 1 MiB") && e.contains("--max-package-mib"),
+        "{e}"
+    );
+    let tiny = exos_deb::Limits {
+        max_file: 100 << 10,
+        max_package: 1 << 30,
+    };
+    let e = exos_deb::import_limited(&d, &out, &options, tiny)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("./a holds 614400 bytes"), "{e}");
+    let roomy = exos_deb::Limits {
+        max_file: 1 << 20,
+        max_package: 2 << 20,
+    };
+    let r = exos_deb::import_limited(&d, &out, &options, roomy).unwrap();
+    assert_eq!(r.files, 3);
+}
