@@ -295,6 +295,26 @@ fn main() -> ExitCode {
     // building the whole command tree costs a third of a millisecond
     // (bench/views.sh): when it is the command, only its arguments are
     // parsed (same arguments, same help).
+    // A sandbox's init (PID 1 of its PID namespace): `exos run --sandbox`
+    // starts it (exos_view::sandbox); never typed by people.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == exos_view::sandbox::INIT_ARG)
+    {
+        let fd = |n| {
+            std::env::args()
+                .nth(n)
+                .and_then(|f| f.parse().ok())
+                .unwrap_or(-1)
+        };
+        match exos_view::sandbox::init(fd(2), fd(3)) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                eprintln!("exos: {e}");
+                std::process::exit(125);
+            }
+        }
+    }
     let (result, out) = if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
         let cli = RunCli::parse_from(
             std::env::args_os()

@@ -136,6 +136,18 @@ fn spec(args: &ViewArgs) -> Result<ViewSpec> {
 }
 
 fn exec(spec: &ViewSpec, program: OsString, args: Vec<OsString>) -> Result<()> {
+    if spec.sandbox.is_some() {
+        // Its own PID namespace, under an init (this program again).
+        let launch = exos_view::sandbox::Launch {
+            spec: spec.clone(),
+            program,
+            args,
+            path: std::env::var_os("PATH"),
+        };
+        let init = std::env::current_exe().context("locating the exos binary")?;
+        let code = exos_view::sandbox::launch(&launch, &init)?;
+        std::process::exit(code);
+    }
     let entered = exos_view::enter(spec)?;
     let mut command = std::process::Command::new(&program);
     command

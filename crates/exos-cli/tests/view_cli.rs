@@ -236,15 +236,34 @@ fn a_sandbox_writes_only_its_data_sees_no_home_and_has_no_network() {
     let url = nginx.url();
     let marker = fx.tmp.path().join("host-secret");
     fs::write(&marker, "secret").unwrap();
+    // A host process of the same user the sandbox must not reach.
+    let mut host = std::process::Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+            "sleep",
+            "60",
+        ])
+        .spawn()
+        .unwrap();
+    let hp = host.id();
     let script = format!(
         "id -u; echo $HOME; pwd; echo data > /data/app/file && echo wrote-data; \
          touch /tmp/t && echo wrote-tmp; \
          for d in /system /usr /etc /newfile /data/other; do touch $d/x 2>/dev/null && echo WROTE $d; done; \
          test -e /home || echo no-home; test -e /root || echo no-root; \
          test -e {marker} || echo no-host-files; \
-         cat /proc/1/environ >/dev/null 2>&1 || echo no-environ; \
-         ls /proc/1/root/ >/dev/null 2>&1 || echo no-proc-root; \
-         kill -0 1 2>/dev/null || echo no-signal; \
+         cat /proc/{hp}/environ >/dev/null 2>&1 || echo no-environ; \
+         ls /proc/{hp}/root/ >/dev/null 2>&1 || echo no-proc-root; \
+         kill -0 {hp} 2>/dev/null || echo no-signal; \
+         python3 -c 'import os\ntry: os.pidfd_open({hp})\nexcept OSError as e: print(\"pidfd\", e.strerror)'; \
+         test -e /proc/{hp} || echo host-pid-hidden; echo pid $$; \
+         python3 -c 'import socket\nfor f in (socket.AF_NETLINK, 40):\n  try: socket.socket(f, socket.SOCK_RAW if f == socket.AF_NETLINK else socket.SOCK_STREAM, 0)\n  except OSError as e: print(f, e.strerror)'; \
+         setarch -R true 2>/dev/null || echo no-addr-no-randomize; setarch x86_64 true && echo personality-linux-ok; \
          unshare -U true 2>/dev/null || echo no-user-namespace; \
          python3 -c 'import fcntl, termios, errno\ntry: fcntl.ioctl(0, termios.TIOCSTI, b\"x\")\nexcept OSError as e: print(\"tiocsti\", errno.errorcode[e.errno])'; \
          python3 -c 'import threading; t = threading.Thread(target=print, args=(\"threads\",)); t.start(); t.join()'; \
@@ -254,8 +273,45 @@ fn a_sandbox_writes_only_its_data_sees_no_home_and_has_no_network() {
     let o = fx.run(&["--sandbox", "--data", "app"], &script);
     assert_eq!(
         out(&o),
-        "65534\n/data/app\n/data/app\nwrote-data\nwrote-tmp\nno-home\nno-root\nno-host-files\nno-environ\nno-proc-root\nno-signal\nno-user-namespace\ntiocsti EPERM\nthreads\nno-network\nHello from a package!\n"
+        "65534\n/data/app\n/data/app\nwrote-data\nwrote-tmp\nno-home\nno-root\nno-host-files\nno-environ\nno-proc-root\nno-signal\npidfd No such process\nhost-pid-hidden\npid 2\n16 Operation not permitted\n40 Operation not permitted\nno-addr-no-randomize\npersonality-linux-ok\nno-user-namespace\ntiocsti EPERM\nthreads\nno-network\nHello from a package!\n"
     );
+    let _ = host.kill();
+    let _ = host.wait();
+    // The command's exit status comes back through the init; a SIGTERM to
+    // `exos run` reaches the command (an init passes it on; a command run
+    // as PID 1 would ignore it).
+    let o = fx.run(&["--sandbox", "--data", "app"], "exit 7");
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o.stderr));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exos"))
+        .args([
+            "run",
+            "-r",
+            s(&fx.root),
+            "--sandbox",
+            "--data",
+            "app",
+            "--",
+            "sleep",
+            "60",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "SIGTERM never reached the command"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(128 + 15));
     let kept = fx.root.join("data/users/nobody/app/file");
     assert_eq!(fs::read_to_string(&kept).unwrap(), "data\n");
     // --net keeps the host's network.

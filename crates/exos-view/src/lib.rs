@@ -35,6 +35,7 @@
 #![forbid(unsafe_code)]
 
 mod namespace;
+pub mod sandbox;
 pub mod seccomp;
 
 use std::ffi::OsString;
@@ -43,7 +44,7 @@ use std::path::{Path, PathBuf};
 pub use namespace::{enter, Entered};
 
 /// What a view shows of the layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Audience {
     /// `system` + `common`: what system services see.
     System,
@@ -61,7 +62,8 @@ impl Audience {
 }
 
 /// A user account: who a view's command runs as.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Person {
     pub name: String,
     pub uid: u32,
@@ -122,7 +124,8 @@ impl Person {
 }
 
 /// A sandbox's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Sandbox {
     /// Share the host's network (else: a network namespace with only `lo`).
     pub net: bool,
@@ -131,7 +134,8 @@ pub struct Sandbox {
 }
 
 /// Everything a view is made from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ViewSpec {
     /// The EXOS root (canonical path).
     pub root: PathBuf,
@@ -166,6 +170,9 @@ pub enum Source {
     /// A directory of the new root holding binds of a few of the host's
     /// files (`/etc` and `/dev` of a sandbox).
     Selection(Vec<(String, Source)>),
+    /// A fresh procfs of the calling process's PID namespace (a sandbox's
+    /// `/proc`: only its own processes).
+    Proc,
 }
 
 /// One top-level entry of the new root.
@@ -310,10 +317,7 @@ impl ViewSpec {
                         from,
                         writable: false,
                     },
-                    "proc" => Source::Bind {
-                        from,
-                        writable: true,
-                    },
+                    "proc" => Source::Proc,
                     "tmp" => Source::Tmpfs,
                     "etc" => Source::Selection(selection(&from, &SANDBOX_ETC)),
                     "dev" => {
@@ -461,6 +465,8 @@ pub enum ViewError {
     Landlock(String),
     #[error("seccomp: {0}")]
     Seccomp(String),
+    #[error("sandbox init: {0}")]
+    Init(String),
 }
 
 impl ViewError {
@@ -593,7 +599,11 @@ mod tests {
             .filter(|e| matches!(e.source, Source::Bind { writable: true, .. }))
             .map(|e| e.name.as_str())
             .collect();
-        assert_eq!(writable, ["proc"]);
+        assert!(writable.is_empty(), "{writable:?}");
+        // Its own /proc: a fresh procfs of its PID namespace, not the host's.
+        assert!(plan
+            .iter()
+            .any(|e| e.name == "proc" && e.source == Source::Proc));
         assert_eq!(s.data_dir(), Path::new("/r/data/users/alice/app"));
         assert!(plan
             .iter()

@@ -35,8 +35,11 @@ pub fn enter(spec: &ViewSpec) -> Result<Entered, ViewError> {
     if !caller.is_root() && caller.as_raw() != person.uid {
         return Err(ViewError::OtherUser(person.name.clone()));
     }
-    if spec.sandbox.is_some() && person.is_root() {
-        return Err(ViewError::RootSandbox);
+    if spec.sandbox.is_some() {
+        // A sandbox gets a PID namespace and an init: crate::sandbox.
+        return Err(ViewError::Init(
+            "a sandbox starts through exos_view::sandbox::launch".into(),
+        ));
     }
     let data = spec.data_dir();
     make_data_dir(spec, &data, caller.is_root())?;
@@ -47,18 +50,8 @@ pub fn enter(spec: &ViewSpec) -> Result<Entered, ViewError> {
     let plan = spec.plan(&host, &packages);
     let host_cwd = std::env::current_dir().ok();
 
-    let user_namespace = spec.sandbox.is_some() || !caller.is_root();
-    if user_namespace {
-        if caller.is_root() && !person.is_root() {
-            become_user(spec)?;
-        }
-        let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS;
-        if let Some(s) = &spec.sandbox {
-            flags |= CloneFlags::CLONE_NEWIPC;
-            if !s.net {
-                flags |= CloneFlags::CLONE_NEWNET;
-            }
-        }
+    if !caller.is_root() {
+        let flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS;
         nix::sched::unshare(flags).map_err(|e| ViewError::io("unshare (user namespace)", e))?;
         map_self(Uid::effective().as_raw(), Gid::effective().as_raw())?;
     } else {
@@ -76,15 +69,11 @@ pub fn enter(spec: &ViewSpec) -> Result<Entered, ViewError> {
     }
     switch_root()?;
 
-    if spec.sandbox.is_some() {
-        landlock(spec)?;
-        crate::seccomp::apply()?;
-    } else if caller.is_root() && !person.is_root() {
+    if caller.is_root() && !person.is_root() {
         become_user(spec)?;
     }
-    let cwd = match (&spec.sandbox, host_cwd) {
-        (Some(s), _) => Path::new("/data").join(&s.data_name),
-        (None, Some(cwd)) if cwd.is_dir() => cwd,
+    let cwd = match host_cwd {
+        Some(cwd) if cwd.is_dir() => cwd,
         _ => PathBuf::from("/"),
     };
     let env = spec.environment(std::env::var_os("PATH"), |p| p.is_dir());
@@ -93,7 +82,7 @@ pub fn enter(spec: &ViewSpec) -> Result<Entered, ViewError> {
 
 /// Creates the host directory behind `/data` (a sandbox's own one: owned by
 /// its user; a directory someone else owns is refused).
-fn make_data_dir(spec: &ViewSpec, data: &Path, root: bool) -> Result<(), ViewError> {
+pub(crate) fn make_data_dir(spec: &ViewSpec, data: &Path, root: bool) -> Result<(), ViewError> {
     if spec.sandbox.is_none() {
         return std::fs::create_dir_all(data)
             .map_err(|e| ViewError::io(data.display().to_string(), e));
@@ -140,7 +129,7 @@ fn make_data_dir(spec: &ViewSpec, data: &Path, root: bool) -> Result<(), ViewErr
 }
 
 /// Root becomes the view's user: groups, then gid, then uid.
-fn become_user(spec: &ViewSpec) -> Result<(), ViewError> {
+pub(crate) fn become_user(spec: &ViewSpec) -> Result<(), ViewError> {
     let p = &spec.person;
     let groups: Vec<Gid> = p.groups.iter().map(|&g| Gid::from_raw(g)).collect();
     nix::unistd::setgroups(&groups).map_err(|e| ViewError::io("setgroups", e))?;
@@ -155,7 +144,7 @@ fn become_user(spec: &ViewSpec) -> Result<(), ViewError> {
 }
 
 /// Maps only the caller's own ids into its new user namespace.
-fn map_self(uid: u32, gid: u32) -> Result<(), ViewError> {
+pub(crate) fn map_self(uid: u32, gid: u32) -> Result<(), ViewError> {
     let write = |file: &str, text: String| {
         std::fs::write(file, text).map_err(|e| ViewError::io(file.to_string(), e))
     };
@@ -167,7 +156,7 @@ fn map_self(uid: u32, gid: u32) -> Result<(), ViewError> {
 /// A tmpfs over /tmp becomes the root, the host's root moves to /oldroot,
 /// and a second tmpfs at /newroot is where the view is built (binds take
 /// their sources from /oldroot, where the host's /tmp is whole again).
-fn stage() -> Result<(), ViewError> {
+pub(crate) fn stage() -> Result<(), ViewError> {
     tmpfs(Path::new("/tmp"))?;
     for dir in ["/tmp/newroot", "/tmp/oldroot"] {
         std::fs::create_dir(dir).map_err(|e| ViewError::io(dir, e))?;
@@ -194,7 +183,7 @@ fn old(p: &Path) -> PathBuf {
     Path::new(OLD_ROOT).join(p.strip_prefix("/").unwrap_or(p))
 }
 
-fn make_entry(parent: &Path, entry: &RootEntry) -> Result<(), ViewError> {
+pub(crate) fn make_entry(parent: &Path, entry: &RootEntry) -> Result<(), ViewError> {
     make_source(&parent.join(&entry.name), &entry.source)
 }
 
@@ -212,6 +201,17 @@ fn make_source(at: &Path, source: &Source) -> Result<(), ViewError> {
             tmpfs(at)?;
             std::fs::set_permissions(at, std::fs::Permissions::from_mode(0o1777))
                 .map_err(|e| ViewError::io(what(), e))
+        }
+        Source::Proc => {
+            std::fs::create_dir(at).map_err(|e| ViewError::io(what(), e))?;
+            rustix::mount::mount(
+                "proc",
+                at,
+                "proc",
+                MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+                c"",
+            )
+            .map_err(|e| ViewError::io(format!("mounting a procfs on {}", what()), e))
         }
         Source::Selection(items) => {
             std::fs::create_dir(at).map_err(|e| ViewError::io(what(), e))?;
@@ -273,7 +273,7 @@ fn read_only(at: &Path) -> rustix::io::Result<()> {
 
 /// The new root replaces the staging one, the host's root is detached, and
 /// the new root's own directory becomes read-only.
-fn switch_root() -> Result<(), ViewError> {
+pub(crate) fn switch_root() -> Result<(), ViewError> {
     std::env::set_current_dir(NEW_ROOT).map_err(|e| ViewError::io(NEW_ROOT, e))?;
     rustix::process::pivot_root(".", ".").map_err(|e| ViewError::io("pivot_root", e))?;
     unmount(".", UnmountFlags::DETACH)

@@ -1,6 +1,7 @@
 //! A sandbox's seccomp filter: system calls a sandboxed program has no use
 //! for, whose kernel code has been a steady source of privilege escalations,
-//! or that reach outside the sandbox — refused with EPERM (`clone3` with
+//! or that reach outside the sandbox (`AF_VSOCK` and `AF_NETLINK` sockets,
+//! `personality` flags that weaken ASLR) — refused with EPERM (`clone3` with
 //! ENOSYS, whose flags a filter cannot read: libc then falls back to
 //! `clone`, whose flags it can). Landlock covers files, signals and ptrace;
 //! this covers the rest, as Flatpak's filter does.
@@ -55,12 +56,37 @@ fn condition(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompRule, ViewE
     SeccompRule::new(vec![c]).map_err(err)
 }
 
+/// One condition on the low 32 bits of an argument (an `int`).
+fn int(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, ViewError> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(err)
+}
+
+/// `personality` values a program may set: Linux's own (0), 32-bit
+/// Linux (`PER_LINUX32`), and the query (0xffffffff) — never a flag that
+/// weakens the address-space randomisation (`ADDR_NO_RANDOMIZE`, what
+/// `setarch -R` sets) or maps page zero, as Flatpak allows.
+const PERSONALITIES: [u64; 3] = [0, 0x0008, 0xffff_ffff];
+
+/// Socket families refused: `AF_VSOCK` (a way out to the hypervisor) and
+/// `AF_NETLINK` (kernel interfaces; with `--net` its routing protocol,
+/// which name resolution asks for local addresses, stays).
+fn socket_rules(net: bool) -> Result<Vec<SeccompRule>, ViewError> {
+    let vsock =
+        SeccompRule::new(vec![int(0, SeccompCmpOp::Eq, libc::AF_VSOCK as u64)?]).map_err(err)?;
+    let mut netlink = vec![int(0, SeccompCmpOp::Eq, libc::AF_NETLINK as u64)?];
+    if net {
+        netlink.push(int(2, SeccompCmpOp::Ne, libc::NETLINK_ROUTE as u64)?);
+    }
+    Ok(vec![vsock, SeccompRule::new(netlink).map_err(err)?])
+}
+
 fn err(e: impl std::fmt::Display) -> ViewError {
     ViewError::Seccomp(e.to_string())
 }
 
 /// The two programs of the filter: EPERM rules, then the ENOSYS one.
-pub fn programs() -> Result<Vec<BpfProgram>, ViewError> {
+/// `net`: the sandbox shares the host's network (`--net`).
+pub fn programs(net: bool) -> Result<Vec<BpfProgram>, ViewError> {
     let new_user = libc::CLONE_NEWUSER as u64;
     let mut eperm: BTreeMap<i64, Vec<SeccompRule>> =
         REFUSED.iter().map(|&n| (n, Vec::new())).collect();
@@ -84,6 +110,17 @@ pub fn programs() -> Result<Vec<BpfProgram>, ViewError> {
             condition(1, SeccompCmpOp::MaskedEq(0xFFFF_FFFF), libc::TIOCLINUX)?,
         ],
     );
+    eperm.insert(libc::SYS_socket, socket_rules(net)?);
+    eperm.insert(
+        libc::SYS_personality,
+        vec![SeccompRule::new(
+            PERSONALITIES
+                .iter()
+                .map(|&p| int(0, SeccompCmpOp::Ne, p))
+                .collect::<Result<_, _>>()?,
+        )
+        .map_err(err)?],
+    );
     let eperm = SeccompFilter::new(
         eperm,
         SeccompAction::Allow,
@@ -104,11 +141,10 @@ pub fn programs() -> Result<Vec<BpfProgram>, ViewError> {
     ])
 }
 
-/// Installs the filter on this thread (the process is single-threaded;
-/// what it executes inherits it). Needs no-new-privileges, which the
-/// Landlock domain set first.
-pub fn apply() -> Result<(), ViewError> {
-    for program in programs()? {
+/// Installs the filter on this thread (what it starts inherits it). Needs
+/// no-new-privileges, which the Landlock domain set first.
+pub fn apply(net: bool) -> Result<(), ViewError> {
+    for program in programs(net)? {
         seccompiler::apply_filter(&program).map_err(err)?;
     }
     Ok(())
@@ -118,6 +154,7 @@ pub fn apply() -> Result<(), ViewError> {
 mod tests {
     #[test]
     fn the_filter_compiles() {
-        assert_eq!(super::programs().unwrap().len(), 2);
+        assert_eq!(super::programs(false).unwrap().len(), 2);
+        assert_eq!(super::programs(true).unwrap().len(), 2);
     }
 }
