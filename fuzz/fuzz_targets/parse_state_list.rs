@@ -2,8 +2,9 @@
 //! packages: a state list (`active.list` and numbered states alike, one
 //! parser), a mount's status.json, a package's remembered content
 //! digests (`system/state/digests/<sha>.digests`), the runtime
-//! overlays (`system/state/overlays.json`) and the package records
-//! (`system/state/packages.json`: origins).
+//! overlays (`system/state/overlays.json`), the package records
+//! (`system/state/packages.json`: origins) and a sandbox's launch (what
+//! `exos run --sandbox` hands its init through a pipe).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -16,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
         let again = exos_root::overlays::RuntimeOverlays::parse(&o.render(), overlays_path);
         assert_eq!(again.ok(), Some(o));
     }
+    let _ = exos_view::sandbox::Launch::parse(data, "fuzz launch");
     let db_path = std::path::Path::new("fuzz-packages.json");
     if let Ok(db) = exos_root::pkgdb::PackageDb::parse(data, db_path) {
         let again = exos_root::pkgdb::PackageDb::parse(&db.render(), db_path);

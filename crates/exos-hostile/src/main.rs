@@ -270,6 +270,11 @@ fn write_seeds(fixtures: &Path, out: &Path) -> std::io::Result<()> {
         "repo.info",
         b"name HaikuPorts\nvendor \"Haiku Project\"\nsummary \"The \\\"ports\\\" repository\" # comment\npriority 1\nbaseurl https://eu.hpkg.haiku-os.org/haikuports/master/x86_64/current\nidentifier tag:haikuports.org,2013:repositories/haikuports/master/x86_64\narchitecture x86_64\nlicense \"MIT\"\n",
     )?;
+    put(
+        "parse_state_list",
+        "launch.json",
+        br#"{"spec":{"root":"/r","mountpoint":"/m","audience":"User","person":{"name":"nobody","uid":65534,"gid":65534,"groups":[],"home":"/","shell":"/bin/sh"},"sandbox":{"net":false,"data_name":"app"},"library_dirs":[]},"program":{"Unix":[115,104]},"args":[],"path":null}"#,
+    )?;
     // access_rules: (uid u16, mode u32) per directory, the file last.
     let stat = |uid: u16, mode: u32| [uid.to_le_bytes().as_slice(), &mode.to_le_bytes()].concat();
     for (name, chain) in [
