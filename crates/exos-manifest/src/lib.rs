@@ -17,6 +17,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "hpkg")]
+mod haiku;
 pub mod model;
 mod parse;
 pub mod range;

@@ -11,8 +11,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use exos_hpkg::info::check_name;
-use exos_hpkg::{Architecture, Version, VersionRef};
+use exos_version::{check_name, Architecture, Version, VersionRef};
 
 use crate::model::{
     add_self_provide, check_window, split_dependency, split_provide, ManifestError,

@@ -12,8 +12,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use exos_hpkg::info::natural_compare;
-use exos_hpkg::{Operator, Resolvable, Version, VersionRef};
+use exos_version::{natural_compare, Operator, Resolvable, Version, VersionRef};
 
 /// The operator of one [`Constraint`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

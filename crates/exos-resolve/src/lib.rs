@@ -33,8 +33,8 @@ mod plan;
 mod pool;
 mod provider;
 
-use exos_hpkg::Version;
 use exos_manifest::{Dependency, Manifest, ManifestRef, Provide};
+use exos_version::Version;
 
 pub use crate::pool::PoolMemory;
 use crate::pool::{Pool, Segment};
@@ -94,7 +94,7 @@ pub fn host_api(api: &str, version: Option<Version>) -> Candidate {
         vendor: None,
         packager: None,
         homepage: None,
-        architecture: exos_hpkg::Architecture::Any,
+        architecture: exos_version::Architecture::Any,
         provides: vec![Provide {
             api: api.to_string(),
             version,

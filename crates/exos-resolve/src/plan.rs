@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use exos_hpkg::Version;
+use exos_version::Version;
 
 use crate::pool::{Pool, Solvable};
 use crate::{CandidateId, Origin, Request, Universe};

@@ -5,8 +5,8 @@
 //! and ranges over and over; a candidate costs ~60 bytes plus its
 //! dependencies at 8 bytes each, instead of a `Manifest`'s ~2 KiB.
 
-use exos_hpkg::{Architecture, Version};
 use exos_manifest::{Dependency, DependencyRef, Manifest, ManifestRef, Provide, VersionRange};
+use exos_version::{Architecture, Version};
 
 use crate::intern::{Interner, Parsed, Shared, SharedParsed};
 use crate::{CandidateId, Origin};

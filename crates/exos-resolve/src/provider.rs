@@ -5,8 +5,8 @@ use rustc_hash::FxHashMap as HashMap;
 use std::cell::RefCell;
 use std::fmt::Display;
 
-use exos_hpkg::{Architecture, Version};
 use exos_manifest::{Dependency, VersionRange};
+use exos_version::{Architecture, Version};
 use resolvo::{
     Candidates, Condition, ConditionId, ConditionalRequirement, Dependencies, DependencyProvider,
     HintDependenciesAvailable, Interner, KnownDependencies, NameId, Problem, Requirement,

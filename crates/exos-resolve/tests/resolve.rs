@@ -1,9 +1,9 @@
-use exos_hpkg::Version;
 use exos_manifest::{Dependency, Manifest};
 use exos_resolve::{
     host_api, resolve, Candidate, CandidateId, Change, Origin, Plan, RemovalReason, Request,
     ResolveError, Universe, UniverseBuilder,
 };
+use exos_version::Version;
 
 fn manifest(json: &str) -> Manifest {
     Manifest::parse(json.as_bytes(), "test").unwrap()

@@ -5,31 +5,26 @@
 use super::{PackageInfo, Version};
 use crate::attr::{id, WAttr};
 
-impl Version {
-    /// The version as a `major` attribute with minor/micro/pre-release/
-    /// revision children; `id` is the attribute id of the major part.
-    pub(super) fn to_attr(&self, id: u8) -> WAttr {
-        let mut children = Vec::new();
-        if !self.minor.is_empty() {
-            children.push(WAttr::string(id::PACKAGE_VERSION_MINOR, &self.minor));
-            if !self.micro.is_empty() {
-                children.push(WAttr::string(id::PACKAGE_VERSION_MICRO, &self.micro));
-            }
+/// A version as a `major` attribute with minor/micro/pre-release/revision
+/// children; `id` is the attribute id of the major part.
+fn version_attr(v: &Version, id: u8) -> WAttr {
+    let mut children = Vec::new();
+    if !v.minor.is_empty() {
+        children.push(WAttr::string(id::PACKAGE_VERSION_MINOR, &v.minor));
+        if !v.micro.is_empty() {
+            children.push(WAttr::string(id::PACKAGE_VERSION_MICRO, &v.micro));
         }
-        if !self.pre_release.is_empty() {
-            children.push(WAttr::string(
-                id::PACKAGE_VERSION_PRE_RELEASE,
-                &self.pre_release,
-            ));
-        }
-        if self.revision != 0 {
-            children.push(WAttr::uint(
-                id::PACKAGE_VERSION_REVISION,
-                self.revision as u64,
-            ));
-        }
-        WAttr::string(id, &self.major).with_children(children)
     }
+    if !v.pre_release.is_empty() {
+        children.push(WAttr::string(
+            id::PACKAGE_VERSION_PRE_RELEASE,
+            &v.pre_release,
+        ));
+    }
+    if v.revision != 0 {
+        children.push(WAttr::uint(id::PACKAGE_VERSION_REVISION, v.revision as u64));
+    }
+    WAttr::string(id, &v.major).with_children(children)
 }
 
 impl PackageInfo {
@@ -50,7 +45,7 @@ impl PackageInfo {
             id::PACKAGE_ARCHITECTURE,
             self.architecture.raw(),
         ));
-        a.push(self.version.to_attr(id::PACKAGE_VERSION_MAJOR));
+        a.push(version_attr(&self.version, id::PACKAGE_VERSION_MAJOR));
         a.extend(self.copyrights.iter().map(|c| s(id::PACKAGE_COPYRIGHT, c)));
         a.extend(self.licenses.iter().map(|c| s(id::PACKAGE_LICENSE, c)));
         a.extend(self.urls.iter().map(|c| s(id::PACKAGE_URL, c)));
@@ -62,10 +57,10 @@ impl PackageInfo {
         for p in &self.provides {
             let mut kids = Vec::new();
             if let Some(v) = &p.version {
-                kids.push(v.to_attr(id::PACKAGE_VERSION_MAJOR));
+                kids.push(version_attr(v, id::PACKAGE_VERSION_MAJOR));
             }
             if let Some(c) = &p.compatible {
-                kids.push(c.to_attr(id::PACKAGE_PROVIDES_COMPATIBLE));
+                kids.push(version_attr(c, id::PACKAGE_PROVIDES_COMPATIBLE));
             }
             a.push(s(id::PACKAGE_PROVIDES, &p.name).with_children(kids));
         }
@@ -80,7 +75,7 @@ impl PackageInfo {
                 let kids = match &r.constraint {
                     Some((op, v)) => vec![
                         WAttr::uint(id::PACKAGE_RESOLVABLE_OPERATOR, op.raw()),
-                        v.to_attr(id::PACKAGE_VERSION_MAJOR),
+                        version_attr(v, id::PACKAGE_VERSION_MAJOR),
                     ],
                     None => Vec::new(),
                 };
