@@ -168,6 +168,61 @@ fn check_heap(
     })
 }
 
+/// The first 40 bytes, laid out alike in HPKG and HPKR headers (see
+/// [`write_prefix`]), checked once for both: length, magic, version,
+/// header size, total size against the file, compression and heap.
+struct Prefix {
+    header_size: u16,
+    version: u16,
+    total_size: u64,
+    minor_version: u16,
+    heap: HeapInfo,
+}
+
+impl Prefix {
+    fn parse(
+        b: &[u8],
+        file_size: u64,
+        magic: [u8; 4],
+        size: usize,
+        kind: &'static str,
+    ) -> Result<Prefix> {
+        let name = String::from_utf8_lossy(&magic).to_uppercase();
+        if b.len() < size {
+            if b.len() >= 4 && b[0..4] != magic {
+                return Err(ErrorKind::BadMagic(b[0..4].try_into().unwrap()).into());
+            }
+            return Err(corrupt!(
+                "file is {} bytes, too short for an {name} header ({size} bytes)",
+                b.len()
+            ));
+        }
+        check_magic_version(b, magic, kind)?;
+        let header_size = be16(b, 4);
+        if (header_size as usize) < size {
+            return Err(corrupt!("header size {header_size} is smaller than {size}"));
+        }
+        let total_size = be64(b, 8);
+        let compression = Compression::from_raw(be16(b, 18))?;
+        let heap = check_heap(
+            header_size as u64,
+            total_size,
+            file_size,
+            compression,
+            be32(b, 20),
+            be64(b, 24),
+            be64(b, 32),
+        )?;
+        Ok(Prefix {
+            header_size,
+            version: be16(b, 6),
+            total_size,
+            minor_version: be16(b, 16),
+            heap,
+        })
+    }
+}
+
 /// Checks a strings subsection's declared geometry against its section.
 fn check_strings(what: &str, length: u64, count: u64, section: u64) -> Result<()> {
     if (length <= 1) != (count == 0) {
@@ -192,38 +247,13 @@ impl PackageHeader {
     /// Parses and validates an HPKG header. `file_size` is the actual size
     /// of the file, checked against `total_size`.
     pub fn parse(b: &[u8], file_size: u64) -> Result<Self> {
-        if b.len() < HPKG_HEADER_SIZE {
-            if b.len() >= 4 && b[0..4] != HPKG_MAGIC {
-                return Err(ErrorKind::BadMagic(b[0..4].try_into().unwrap()).into());
-            }
-            return Err(corrupt!(
-                "file is {} bytes, too short for an HPKG header ({HPKG_HEADER_SIZE} bytes)",
-                b.len()
-            ));
-        }
-        check_magic_version(b, HPKG_MAGIC, "package")?;
-        let header_size = be16(b, 4);
-        if (header_size as usize) < HPKG_HEADER_SIZE {
-            return Err(corrupt!(
-                "header size {header_size} is smaller than {HPKG_HEADER_SIZE}"
-            ));
-        }
-        let total_size = be64(b, 8);
-        let compression = Compression::from_raw(be16(b, 18))?;
-        let heap = check_heap(
-            header_size as u64,
-            total_size,
-            file_size,
-            compression,
-            be32(b, 20),
-            be64(b, 24),
-            be64(b, 32),
-        )?;
+        let p = Prefix::parse(b, file_size, HPKG_MAGIC, HPKG_HEADER_SIZE, "package")?;
+        let heap = p.heap;
         let h = PackageHeader {
-            header_size,
-            version: be16(b, 6),
-            total_size,
-            minor_version: be16(b, 16),
+            header_size: p.header_size,
+            version: p.version,
+            total_size: p.total_size,
+            minor_version: p.minor_version,
             heap,
             attributes_length: be32(b, 40),
             attributes_strings_length: be32(b, 44),
@@ -346,38 +376,13 @@ impl RepoHeader {
 
     /// Parses and validates an HPKR header.
     pub fn parse(b: &[u8], file_size: u64) -> Result<Self> {
-        if b.len() < HPKR_HEADER_SIZE {
-            if b.len() >= 4 && b[0..4] != HPKR_MAGIC {
-                return Err(ErrorKind::BadMagic(b[0..4].try_into().unwrap()).into());
-            }
-            return Err(corrupt!(
-                "file is {} bytes, too short for an HPKR header ({HPKR_HEADER_SIZE} bytes)",
-                b.len()
-            ));
-        }
-        check_magic_version(b, HPKR_MAGIC, "repository")?;
-        let header_size = be16(b, 4);
-        if (header_size as usize) < HPKR_HEADER_SIZE {
-            return Err(corrupt!(
-                "header size {header_size} is smaller than {HPKR_HEADER_SIZE}"
-            ));
-        }
-        let total_size = be64(b, 8);
-        let compression = Compression::from_raw(be16(b, 18))?;
-        let heap = check_heap(
-            header_size as u64,
-            total_size,
-            file_size,
-            compression,
-            be32(b, 20),
-            be64(b, 24),
-            be64(b, 32),
-        )?;
+        let p = Prefix::parse(b, file_size, HPKR_MAGIC, HPKR_HEADER_SIZE, "repository")?;
+        let heap = p.heap;
         let h = RepoHeader {
-            header_size,
-            version: be16(b, 6),
-            total_size,
-            minor_version: be16(b, 16),
+            header_size: p.header_size,
+            version: p.version,
+            total_size: p.total_size,
+            minor_version: p.minor_version,
             heap,
             info_length: be32(b, 40),
             // 44..48 is reserved1, ignored.

@@ -79,21 +79,3 @@ pub fn detect(path: impl AsRef<std::path::Path>) -> Result<FileKind> {
         }
     }
 }
-
-/// SHA-256 of a file in lowercase hex, as HPKR repositories and EXOS states
-/// record package files.
-pub fn sha256_file(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}

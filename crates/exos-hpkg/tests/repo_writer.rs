@@ -42,7 +42,7 @@ fn a_repository_written_here_matches_haikus_package_repo_byte_for_byte() {
     let pkg_path = fixtures().join("generated_testpkg-zlib.hpkg");
     let repo = Repository::open(&theirs).unwrap();
     let pkg = Package::open(&pkg_path).unwrap();
-    let sha = exos_hpkg::sha256_file(&pkg_path).unwrap();
+    let sha = exos_root::Sha256::of_file(&pkg_path).unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     for compression in [Compression::Zlib, Compression::None, Compression::Zstd] {
         let ours = dir.path().join(format!("repo-{compression:?}.hpkr"));

@@ -113,18 +113,11 @@ fn remove_block(path: &Path) {
 }
 
 fn hex(h: &Hash) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
+    exos_root::hex::encode(h)
 }
 
 fn unhex(s: &str) -> Option<Hash> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut h = [0u8; 32];
-    for (i, b) in h.iter_mut().enumerate() {
-        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(h)
+    exos_root::hex::decode(s)
 }
 
 impl BlockCache {

@@ -82,18 +82,16 @@ pub struct ExecCache {
 /// An entry's digest and size, from its file name.
 fn parse_name(name: &str) -> Option<([u8; 16], u64)> {
     let (hex, size) = name.split_once('-')?;
-    if hex.len() != 32 {
+    let digest = exos_root::hex::decode(hex)?;
+    // Only the canonical spelling: the name an entry is written under.
+    if !size.bytes().all(|b| b.is_ascii_digit()) || size.starts_with('0') && size != "0" {
         return None;
-    }
-    let mut digest = [0u8; 16];
-    for (i, b) in digest.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some((digest, size.parse().ok()?))
 }
 
 fn hex(digest: &[u8; 16]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    exos_root::hex::encode(digest)
 }
 
 /// What the cache's tag calls it.

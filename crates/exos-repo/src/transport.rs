@@ -9,8 +9,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use exos_root::Sha256;
-use exos_trust::{Blake2b512Digest, FileDigest};
+use exos_trust::FileDigest;
 
 use crate::RepoError;
 
@@ -256,7 +255,6 @@ impl Transport {
         dest: &Path,
         progress: &dyn Fn(u64),
     ) -> Result<FileDigest, RepoError> {
-        use blake2::Digest as _;
         let what = self.location.describe(file);
         let have = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
         if have > size {
@@ -302,8 +300,7 @@ impl Transport {
             .open(dest)
             .map_err(|e| io(&dest.display().to_string(), e))?;
         let start = if append { have } else { 0 };
-        let mut sha = sha2::Sha256::new();
-        let mut b2 = blake2::Blake2b512::new();
+        let mut hasher = exos_root::digest::Hasher::new();
         if append {
             // The part already here, hashed once more.
             let mut prefix = File::open(dest).map_err(|e| io(&dest.display().to_string(), e))?;
@@ -316,8 +313,7 @@ impl Transport {
                 if n == 0 {
                     break;
                 }
-                sha.update(&buf[..n]);
-                b2.update(&buf[..n]);
+                hasher.update(&buf[..n]);
                 left -= n as u64;
             }
         }
@@ -351,8 +347,7 @@ impl Transport {
             }
             out.write_all(&buf[..n])
                 .map_err(|e| io(&dest.display().to_string(), e))?;
-            sha.update(&buf[..n]);
-            b2.update(&buf[..n]);
+            hasher.update(&buf[..n]);
             progress(got);
         }
         // Not synced here: the installer renames downloads into its store
@@ -363,10 +358,6 @@ impl Transport {
                 format!("the connection ended after {got} of {size} bytes (run the command again to resume)"),
             ));
         }
-        Ok(FileDigest {
-            sha256: Sha256(sha.finalize().into()),
-            blake2b: Blake2b512Digest(b2.finalize().into()),
-            size,
-        })
+        Ok(hasher.finish())
     }
 }

@@ -27,7 +27,9 @@
 #![forbid(unsafe_code)]
 
 pub mod cache_dir;
+pub mod digest;
 pub mod digests;
+pub mod hex;
 pub mod mountinfo;
 pub mod overlays;
 pub mod pkgdb;
@@ -134,17 +136,10 @@ impl Sha256 {
 
     /// The digest of everything `f` reads (an open file: `&File` reads
     /// from its current offset).
-    pub fn of_reader(mut f: impl Read) -> std::io::Result<Sha256> {
+    pub fn of_reader(f: impl Read) -> std::io::Result<Sha256> {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
+        digest::read_through(f, |b| h.update(b))?;
         Ok(Sha256(h.finalize().into()))
     }
 
@@ -157,10 +152,7 @@ impl Sha256 {
 
 impl fmt::Display for Sha256 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&hex::encode(&self.0))
     }
 }
 
@@ -173,14 +165,9 @@ impl fmt::Debug for Sha256 {
 impl FromStr for Sha256 {
     type Err = String;
     fn from_str(s: &str) -> Result<Sha256, String> {
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("{s:?} is not a SHA-256 (64 hex digits)"));
-        }
-        let mut out = [0u8; 32];
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
-        }
-        Ok(Sha256(out))
+        hex::decode(s)
+            .map(Sha256)
+            .ok_or_else(|| format!("{s:?} is not a SHA-256 (64 hex digits)"))
     }
 }
 

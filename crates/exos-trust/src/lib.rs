@@ -27,7 +27,7 @@ pub mod minisign;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use exos_root::{Layer, Layout, PerLayer, Sha256};
+use exos_root::{Layer, Layout, PerLayer};
 pub use minisign::{KeyId, PublicKey, SecretKey, Signature};
 
 /// Largest trust store read.
@@ -44,53 +44,7 @@ pub enum TrustError {
     Invalid(String),
 }
 
-/// The BLAKE2b-512 digest a minisign signature covers.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Blake2b512Digest(pub [u8; 64]);
-
-impl Blake2b512Digest {
-    pub fn of_bytes(bytes: &[u8]) -> Blake2b512Digest {
-        use blake2::{Blake2b512, Digest};
-        Blake2b512Digest(Blake2b512::digest(bytes).into())
-    }
-}
-
-/// A file's SHA-256 and BLAKE2b-512, computed in one pass.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct FileDigest {
-    pub sha256: Sha256,
-    pub blake2b: Blake2b512Digest,
-    pub size: u64,
-}
-
-impl FileDigest {
-    pub fn of_file(path: &Path) -> std::io::Result<FileDigest> {
-        FileDigest::of_reader(std::fs::File::open(path)?)
-    }
-
-    /// The digests of everything `f` reads.
-    pub fn of_reader(mut f: impl Read) -> std::io::Result<FileDigest> {
-        use blake2::{Blake2b512, Digest};
-        let mut sha = sha2::Sha256::new();
-        let mut b2 = Blake2b512::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            size += n as u64;
-            sha.update(&buf[..n]);
-            b2.update(&buf[..n]);
-        }
-        Ok(FileDigest {
-            sha256: Sha256(sha.finalize().into()),
-            blake2b: Blake2b512Digest(b2.finalize().into()),
-            size,
-        })
-    }
-}
+pub use exos_root::digest::{Blake2b512Digest, FileDigest};
 
 /// Whether a layer takes unsigned packages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -322,7 +276,7 @@ mod tests {
         let d = Blake2b512Digest::of_bytes(bytes);
         let sig = sk.sign(&d, "c", "t").unwrap();
         let fd = FileDigest {
-            sha256: Sha256::of_bytes(bytes),
+            sha256: exos_root::Sha256::of_bytes(bytes),
             blake2b: d,
             size: bytes.len() as u64,
         };
