@@ -4,7 +4,7 @@
 //! to the mount daemon through an inherited pipe, not a path it reads
 //! again.
 //!
-//! Shared by `exos` and `exos-mountd`.
+//! Used by `exos` and `exos-mountd`.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -30,7 +30,6 @@ pub struct KeyArgs {
 
 impl KeyArgs {
     /// The keys, read (and unwrapped) once.
-    #[allow(dead_code)] // used by exos only
     pub fn load(&self) -> Result<Vec<PackageKey>> {
         self.keys
             .iter()
@@ -39,7 +38,6 @@ impl KeyArgs {
     }
 
     /// The keys as a ring for opening packages.
-    #[allow(dead_code)] // used by exos only
     pub fn ring(&self) -> Result<KeyRing> {
         Ok(KeyRing::new(self.load()?))
     }
@@ -140,7 +138,6 @@ pub fn daemon_arg(fd: &OwnedFd) -> [String; 2] {
 
 /// The keys `exos mount` left in inherited descriptor `fd`: key files one
 /// after another, each a header line and a key line.
-#[allow(dead_code)] // used by exos-mountd only
 pub fn from_parent(fd: i32) -> Result<Vec<PackageKey>> {
     let what = PathBuf::from(format!("--keys-fd {fd}"));
     let pipe = std::fs::File::open(format!("/proc/self/fd/{fd}"))

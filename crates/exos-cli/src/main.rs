@@ -10,25 +10,12 @@
 
 #![forbid(unsafe_code)]
 
-mod apps;
-mod deb;
-mod delta;
-mod extract;
-mod inspect;
-mod keys;
-mod listing;
-mod manage;
-mod mount;
-mod output;
-mod overlay;
-mod repo;
-mod resolve;
 // Shared with exos-mountd, which runs `serve::serve`.
 #[allow(dead_code)]
-mod serve;
-mod sources;
-mod trust;
-mod view;
+use exos_cli::{
+    deb, delta, inspect, keys, manage, mount, output, overlay, repo, resolve, serve, trust, view,
+    RootArg,
+};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,7 +23,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::output::{ErrorBody, ErrorReport, Out};
+use exos_cli::output::{ErrorBody, ErrorReport, Out};
 
 // Resolution builds tens of thousands of small objects; mimalloc makes it
 // about twice as fast (the mount daemon, exos-mountd, does not use it).
@@ -59,14 +46,6 @@ pub struct Cli {
     json: bool,
     #[command(subcommand)]
     command: Command,
-}
-
-/// `-r/--root`, falling back to `$EXOS_ROOT`.
-#[derive(clap::Args)]
-pub struct RootArg {
-    /// The EXOS root (default: $EXOS_ROOT).
-    #[arg(short, long, env = "EXOS_ROOT")]
-    pub root: PathBuf,
 }
 
 // `exos run` parsed alone (see `main`).
@@ -395,6 +374,8 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
 }
 
 fn run(cli: &Cli, out: Out) -> Result<()> {
+    // The environment, read once here and passed down.
+    let settings = &exos_cli::settings::Settings::from_env();
     match &cli.command {
         Command::Build(args) => inspect::build(args, out),
         Command::List(args) => inspect::list(args, out),
@@ -419,7 +400,7 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             keys,
         } => trust::encrypt(package, output, &keys.load()?, out),
         Command::Resolve(args) => resolve::run(args, out),
-        Command::Mount { args, keys } => mount::mount(args, &keys.load()?, out),
+        Command::Mount { args, keys } => mount::mount(args, &keys.load()?, settings, out),
         Command::Unmount { mountpoint } => mount::unmount(mountpoint, out),
         Command::Status { mountpoint } => mount::status(mountpoint, out),
         Command::ImportDeb(args) => deb::import(args, out),
@@ -431,7 +412,7 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             layer,
             change,
             ..
-        } => manage::install_missing(change, *layer, out),
+        } => manage::install_missing(change, *layer, settings, out),
         Command::Install {
             packages,
             layer,
@@ -471,9 +452,9 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
                     names,
                     layer: *layer,
                 };
-                return manage::change(change, request, from, out);
+                return manage::change(change, request, from, settings, out);
             };
-            manage::change(change, request, Default::default(), out)
+            manage::change(change, request, Default::default(), settings, out)
         }
         Command::Remove { names, change } => manage::change(
             change,
@@ -481,6 +462,7 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
                 names: names.clone(),
             },
             Default::default(),
+            settings,
             out,
         ),
         Command::Upgrade {
@@ -494,6 +476,7 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
                 layer: *layer,
             },
             Default::default(),
+            settings,
             out,
         ),
         Command::Rollback { state, root } => manage::rollback(&root.root, *state, out),
@@ -502,11 +485,11 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             names,
             root,
             block_cache,
-        } => repo::fetch(&root.root, names, block_cache.as_deref(), out),
+        } => repo::fetch(&root.root, names, block_cache.as_deref(), settings, out),
         Command::Gc { root, keep } => manage::gc(&root.root, *keep, out),
         Command::Check { root, keys } => manage::check(&root.root, &keys.ring()?, out),
         Command::Key(cmd) => trust::key(cmd, out),
-        Command::Repo(cmd) => repo::repo(cmd, out),
+        Command::Repo(cmd) => repo::repo(cmd, settings, out),
         Command::Search { text, root } => repo::search(text, &root.root, out),
         Command::Sign(args) => trust::sign(args, out),
         Command::Verify(args) => trust::verify(args, out),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use exos_hpkg::Package;
+use exos_manager::workflow::{self, ChangeOptions, Event, Frontend, Outcome, Progress};
 use exos_manager::{diff, FileChange, GcReport, Plan, Request, Root, StateList, Transaction};
 use serde::Serialize;
 
@@ -98,6 +99,7 @@ pub fn change(
     args: &ChangeArgs,
     request: Request,
     mut from: std::collections::BTreeMap<String, String>,
+    settings: &crate::settings::Settings,
     out: Out,
 ) -> Result<()> {
     if let Some(repo) = &args.from {
@@ -113,27 +115,12 @@ pub fn change(
             from.insert(n, repo.clone());
         }
     }
-    let path = &args.root.root;
-    let root = if args.dry_run {
-        Root::read_only(path)?
-    } else {
-        let r = Root::lock(path)?;
-        for note in r.recover()? {
-            out.note(format_args!("recovered an interrupted change: {note}"));
-        }
-        r
-    };
     // Repositories take part when packages are asked for by name, and in
     // an upgrade given no -a sources.
-    let use_repos = match &request {
+    let repositories = match &request {
         Request::InstallNames { .. } => true,
         Request::Upgrade { .. } => args.available.is_empty(),
         _ => false,
-    };
-    let remote = if use_repos {
-        crate::repo::remote_candidates(path)?
-    } else {
-        Vec::new()
     };
     let tx = Transaction {
         request,
@@ -144,70 +131,153 @@ pub fn change(
             .map(|h| crate::serve::parse_host_api(h))
             .collect::<Result<_>>()?,
         force: args.force,
-        remote,
+        remote: Vec::new(),
         keys: args.keys.ring()?,
         from,
     };
-    let mut plan = tx.plan(&root).map_err(|e| match e {
-        exos_manager::Error::Unsatisfiable(_) => anyhow::Error::new(e).context(format!(
-            "refusing to {} (--force to do it anyway)",
-            tx.request.describe()
-        )),
+    let described = tx.request.describe();
+    let options = ChangeOptions {
+        dry_run: args.dry_run,
+        yes: args.yes,
+        force: args.force,
+        lazy: args.lazy,
+        repositories,
+    };
+    let frontend = Terminal { out };
+    let changed = workflow::change(
+        &args.root.root,
+        tx,
+        &options,
+        &settings.for_changes(),
+        &frontend,
+    )
+    .map_err(|e| match e {
+        exos_manager::Error::Unsatisfiable(_) => anyhow::Error::new(e)
+            .context(format!("refusing to {described} (--force to do it anyway)")),
         e => e.into(),
     })?;
-    for note in &plan.notes {
-        out.note(format_args!("{note}"));
-    }
+    let root = &changed.root;
+    let plan = changed.outcome.plan();
     let report = |state| ChangeReport {
         dry_run: args.dry_run,
         state,
-        plan: &plan,
+        plan,
     };
-    if plan.is_empty() {
-        return out.report(&report(None), |_| "Nothing to do.\n".into());
-    }
-    if args.dry_run {
-        return out.result(&report(None), |r| {
-            render_change(r, &root)
+    match &changed.outcome {
+        Outcome::Unchanged(_) => out.report(&report(None), |_| "Nothing to do.\n".into()),
+        Outcome::DryRun(_) => out.result(&report(None), |r| {
+            render_change(r, root)
                 + &format!(
                     "Dry run: nothing changed ({} would be copied).\n",
                     bytes(plan.bytes_copied)
                 )
-        });
+        }),
+        Outcome::Committed { state, .. } => out.report(&report(Some(*state)), |r| {
+            render_change(r, root)
+                + &format!(
+                    "State {state}: {} ({} copied).\n",
+                    plan.change,
+                    bytes(plan.bytes_copied)
+                )
+        }),
     }
-    let mut yes = args.yes;
-    if !yes && !plan.also_removed.is_empty() && plan.essential_removed.is_empty() && !out.json {
-        eprint!("{}", render_change(&report(None), &root));
-        yes = confirm("Do you want to continue?");
+}
+
+/// The terminal as a change's front end: asks as apt does, draws a
+/// progress bar for downloads, says what happened.
+struct Terminal {
+    out: Out,
+}
+
+impl Frontend for Terminal {
+    fn confirm(&self, root: &Root, plan: &Plan) -> bool {
+        if self.out.json {
+            return false;
+        }
+        let report = ChangeReport {
+            dry_run: false,
+            state: None,
+            plan,
+        };
+        eprint!("{}", render_change(&report, root));
+        confirm("Do you want to continue?")
     }
-    plan.check_consent(yes, args.force)?;
-    if args.lazy && !plan.downloads.is_empty() {
-        crate::repo::make_lazy(&root, &mut plan, out)?;
+
+    fn event(&self, event: Event) {
+        let out = self.out;
+        match event {
+            Event::Recovered(note) => {
+                out.note(format_args!("recovered an interrupted change: {note}"))
+            }
+            Event::Note(note) => out.note(format_args!("{note}")),
+            Event::DeltaNotUsed { file, why } => out.note(format_args!(
+                "{file}: delta not used ({why}); downloaded whole"
+            )),
+            Event::RebuiltFromDelta { file, delta, size } => out.note(format_args!(
+                "{file}: rebuilt from a {} delta instead of downloading {}",
+                bytes(delta),
+                bytes(size)
+            )),
+            Event::Downloaded {
+                packages,
+                fetched,
+                by_delta,
+                total,
+            } => out.note(format_args!(
+                "downloaded {packages} packages ({}{})",
+                bytes(fetched),
+                if by_delta > 0 {
+                    format!(", {by_delta} by delta, instead of {}", bytes(total))
+                } else {
+                    String::new()
+                }
+            )),
+            Event::Lazy { packages, cache } => out.note(format_args!(
+                "{packages} packages installed lazily (blocks fetched when read, cached in {})",
+                cache.display()
+            )),
+        }
     }
-    if !plan.downloads.is_empty() {
-        let digests = crate::repo::download(path, &plan.downloads, out)?;
-        plan.admit_downloads(&root, &digests)?;
+
+    fn downloading(&self, count: usize, total: u64) -> Box<dyn Progress + '_> {
+        use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+        let out = self.out;
+        let bar = if out.quiet || out.json || !std::io::stderr().is_terminal() {
+            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
+        } else {
+            ProgressBar::new(total)
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message(format!("downloading {count} packages"));
+        Box::new(Bar(bar))
     }
-    let n = root.commit(&plan)?;
-    let report = ChangeReport {
-        dry_run: false,
-        state: Some(n),
-        plan: &plan,
-    };
-    out.report(&report, |r| {
-        render_change(r, &root)
-            + &format!(
-                "State {n}: {} ({} copied).\n",
-                plan.change,
-                bytes(plan.bytes_copied)
-            )
-    })
+}
+
+/// A progress bar (indicatif's is thread-safe).
+struct Bar(indicatif::ProgressBar);
+
+impl Progress for Bar {
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
 }
 
 /// `exos install --missing`: the `uses` of installed packages that no
 /// installed package and no `--host-api` provides, installed by API from
 /// the repositories in one change.
-pub fn install_missing(args: &ChangeArgs, layer: exos_root::Layer, out: Out) -> Result<()> {
+pub fn install_missing(
+    args: &ChangeArgs,
+    layer: exos_root::Layer,
+    settings: &crate::settings::Settings,
+    out: Out,
+) -> Result<()> {
     let root = Root::read_only(&args.root.root)?;
     let installed = exos_manager::installed(&root, &root.current()?)?;
     let host: Vec<exos_manifest::Provide> = args
@@ -247,6 +317,7 @@ pub fn install_missing(args: &ChangeArgs, layer: exos_root::Layer, out: Out) -> 
             layer,
         },
         Default::default(),
+        settings,
         out,
     )
 }

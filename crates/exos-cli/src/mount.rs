@@ -27,9 +27,18 @@ pub struct UnmountReport<'a> {
     pub unmounted: &'a Path,
 }
 
-pub fn mount(args: &MountArgs, keys: &[PackageKey], out: Out) -> Result<()> {
+pub fn mount(
+    args: &MountArgs,
+    keys: &[PackageKey],
+    settings: &crate::settings::Settings,
+    out: Out,
+) -> Result<()> {
     let mut args = args.clone();
-    args.exec_cache = exec_cache_dir(&args)?;
+    args.exec_cache = exec_cache_dir(&args, settings)?;
+    if args.block_cache.is_none() {
+        // The daemon may not see this environment: passed explicitly.
+        args.block_cache = settings.block_cache.clone();
+    }
     let args = &args;
     if !args.root.is_dir() {
         bail!("{}: not a directory (an EXOS root has system/packages, common/packages, user/packages)", args.root.display());
@@ -51,7 +60,7 @@ pub fn mount(args: &MountArgs, keys: &[PackageKey], out: Out) -> Result<()> {
     }
     let has_lazy = std::fs::read_dir(exos_root::Layout::new(&args.root).lazy_dir())
         .is_ok_and(|mut d| d.next().is_some());
-    if has_lazy && args.block_cache.is_none() && exos_lazy::default_cache_dir().is_none() {
+    if has_lazy && args.block_cache.is_none() {
         eprintln!(
             "exos: warning: {}; lazily installed packages are not served",
             exos_lazy::NO_DEFAULT_CACHE
@@ -72,8 +81,11 @@ pub fn mount(args: &MountArgs, keys: &[PackageKey], out: Out) -> Result<()> {
 /// not only in the daemon's log, if unusable), none with
 /// `--no-exec-cache`, else the default directory — or none, with a
 /// warning, when that cannot be made or is not private to this user.
-fn exec_cache_dir(args: &MountArgs) -> Result<Option<PathBuf>> {
-    use exos_packagefs::exec_cache::{default_dir, ExecCache};
+fn exec_cache_dir(
+    args: &MountArgs,
+    settings: &crate::settings::Settings,
+) -> Result<Option<PathBuf>> {
+    use exos_packagefs::exec_cache::ExecCache;
     if args.no_exec_cache {
         return Ok(None);
     }
@@ -82,7 +94,7 @@ fn exec_cache_dir(args: &MountArgs) -> Result<Option<PathBuf>> {
             .with_context(|| format!("--exec-cache {}", dir.display()))?;
         return Ok(Some(dir.clone()));
     }
-    let Some(dir) = default_dir() else {
+    let Some(dir) = settings.exec_cache.clone() else {
         return Ok(None);
     };
     match ExecCache::open(&dir, args.exec_cache_mib << 20) {

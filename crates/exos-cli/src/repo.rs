@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use exos_manager::Remote;
 use exos_repo::publish::Lifetimes;
 use exos_repo::Client;
 use serde::Serialize;
@@ -140,7 +139,8 @@ fn refreshed_text(r: &RefreshReport) -> String {
         .collect()
 }
 
-pub fn repo(cmd: &RepoCommand, out: Out) -> Result<()> {
+pub fn repo(cmd: &RepoCommand, settings: &crate::settings::Settings, out: Out) -> Result<()> {
+    let client = |root: &Path| Client::with_timeouts(root, settings.timeouts);
     match cmd {
         RepoCommand::Index {
             dir,
@@ -239,7 +239,7 @@ pub fn repo(cmd: &RepoCommand, out: Out) -> Result<()> {
         } => {
             let _lock = exos_manager::Root::lock(&root.root)?;
             let key = crate::trust::public_key(key)?;
-            let r = Client::new(&root.root).add(name, url, &key, *priority)?;
+            let r = client(&root.root).add(name, url, &key, *priority)?;
             out.report(&RefreshReport { refreshed: vec![r] }, refreshed_text)
         }
         RepoCommand::Remove { name, root } => {
@@ -268,7 +268,7 @@ pub fn repo(cmd: &RepoCommand, out: Out) -> Result<()> {
         }
         RepoCommand::Refresh { names, root } => {
             let _lock = exos_manager::Root::lock(&root.root)?;
-            let client = Client::new(&root.root);
+            let client = client(&root.root);
             let names: Vec<String> = if names.is_empty() {
                 client
                     .config()?
@@ -297,7 +297,7 @@ pub fn repo(cmd: &RepoCommand, out: Out) -> Result<()> {
 pub fn search(text: &str, root: &Path, out: Out) -> Result<()> {
     let needle = text.to_lowercase();
     let mut packages: Vec<Found> = Client::new(root)
-        .packages()?
+        .offered()?
         .into_iter()
         .filter(|p| {
             p.manifest.name.to_lowercase().contains(&needle)
@@ -307,8 +307,8 @@ pub fn search(text: &str, root: &Path, out: Out) -> Result<()> {
             name: p.manifest.name.clone(),
             version: p.manifest.version.to_string(),
             summary: p.manifest.summary.clone(),
-            repository: p.repository.clone(),
-            size: p.size,
+            repository: p.origin.repository.clone(),
+            size: p.size(),
         })
         .collect();
     packages.sort_by(|a, b| a.name.cmp(&b.name).then(b.version.cmp(&a.version)));
@@ -329,219 +329,6 @@ pub fn search(text: &str, root: &Path, out: Out) -> Result<()> {
     })
 }
 
-/// Every configured repository's packages, as candidates for a change.
-pub fn remote_candidates(root: &Path) -> Result<Vec<Remote>> {
-    let client = Client::new(root);
-    let repos = client.config()?.repositories;
-    let mut out = Vec::new();
-    for p in client.packages()? {
-        let file = exos_root::PackageFile::new(p.file.clone())
-            .map_err(|e| anyhow::anyhow!("{}: {}: {e}", p.repository, p.file))?;
-        let Some(repo) = repos.iter().find(|r| r.name == p.repository) else {
-            continue;
-        };
-        out.push(Remote {
-            cached: client.cached(&p.sha256),
-            manifest: p.manifest,
-            file,
-            sha256: p.sha256,
-            size: p.size,
-            origin: exos_root::pkgdb::RepoOrigin {
-                repository: repo.name.clone(),
-                key: repo.root_key.clone(),
-            },
-            priority: repo.priority,
-            signed: p.signed,
-            deltas: p.deltas,
-        });
-    }
-    Ok(out)
-}
-
-/// `--lazy`: the plan's downloads become lazy packages — each one's block
-/// map fetched and checked against the signed index, its metadata fetched
-/// through the block cache and checked (see `Plan::make_lazy`).
-pub fn make_lazy(root: &exos_manager::Root, plan: &mut exos_manager::Plan, out: Out) -> Result<()> {
-    let client = Client::new(&root.layout.root);
-    let offered = client.packages()?;
-    let dir = exos_lazy::default_cache_dir().context(exos_lazy::NO_DEFAULT_CACHE)?;
-    let cache = std::sync::Arc::new(
-        exos_lazy::BlockCache::open(&dir, exos_lazy::cache::DEFAULT_CAPACITY)
-            .with_context(|| format!("block cache {}", dir.display()))?,
-    );
-    let wanted: Vec<&exos_repo::RemotePackage> = plan
-        .downloads
-        .iter()
-        .filter_map(|d| offered.iter().find(|p| p.sha256 == d.sha256))
-        .collect();
-    // Block maps fetched sixteen at a time (each is a round trip).
-    use rayon::prelude::*;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(wanted.len().clamp(1, 16))
-        .build()?;
-    let maps: Vec<exos_lazy::LazyPackage> = pool.install(|| {
-        wanted
-            .par_iter()
-            .map(|p| -> Result<exos_lazy::LazyPackage> {
-                let blocks = client.block_map(p)?;
-                let repo = client.repository(&p.repository)?;
-                // The daemon works from `/`: a repository given as a
-                // relative path is recorded absolute.
-                let base = match exos_repo::Location::parse(&repo.url)? {
-                    exos_repo::Location::Dir(dir) => std::fs::canonicalize(&dir)
-                        .with_context(|| format!("repository {}", dir.display()))?
-                        .display()
-                        .to_string(),
-                    exos_repo::Location::Http(u) => u,
-                };
-                Ok(exos_lazy::LazyPackage {
-                    record: exos_lazy::LazyRecord {
-                        repository: p.repository.clone(),
-                        base,
-                        file: p.file.clone(),
-                        size: p.size,
-                        sha256: p.sha256,
-                        manifest: p.manifest.to_json(),
-                        metadata_offset: p.metadata_offset,
-                    },
-                    blocks,
-                    path: root.layout.lazy_record(&p.sha256),
-                })
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
-    let n = maps.len();
-    plan.make_lazy(root, maps, &cache, client.timeouts)?;
-    out.note(format_args!(
-        "{n} packages installed lazily (blocks fetched when read, cached in {})",
-        dir.display()
-    ));
-    Ok(())
-}
-
-/// Downloads the plan's remote packages, several at once, with a progress
-/// bar on a terminal; each is checked (size, SHA-256) before it counts.
-/// A package with a published delta from a version present in the root
-/// (or the download cache) is rebuilt from the delta instead.
-pub fn download(
-    root: &Path,
-    downloads: &[Remote],
-    out: Out,
-) -> Result<Vec<exos_trust::FileDigest>> {
-    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-    use rayon::prelude::*;
-    let client = Client::new(root);
-    let local = local_packages(root, &client);
-    let total: u64 = downloads.iter().map(|d| d.size).sum();
-    let bar = if out.quiet || out.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
-    } else {
-        ProgressBar::new(total)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message(format!("downloading {} packages", downloads.len()));
-    // Four at a time: enough to hide latency, few enough not to swamp a
-    // mirror.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(downloads.len().clamp(1, 4))
-        .build()?;
-    let results: Vec<Result<(exos_trust::FileDigest, exos_repo::Fetched)>> = pool.install(|| {
-        downloads
-            .par_iter()
-            .map(|d| {
-                let p = exos_repo::RemoteFile {
-                    repository: d.origin.repository.clone(),
-                    file: d.file.as_str().to_string(),
-                    size: d.size,
-                    sha256: d.sha256,
-                    signed: d.signed,
-                    deltas: d.deltas.clone(),
-                };
-                let done = std::sync::atomic::AtomicU64::new(0);
-                let have = |sha: &exos_root::Sha256| {
-                    local.iter().find(|(s, _)| s == sha).map(|(_, p)| p.clone())
-                };
-                let (_, digest, how) = client.download_with_deltas(&p, &have, &|n| {
-                    let before = done.swap(n, std::sync::atomic::Ordering::Relaxed);
-                    if n >= before {
-                        bar.inc(n - before);
-                    }
-                })?;
-                Ok((digest, how))
-            })
-            .collect()
-    });
-    bar.finish_and_clear();
-    let results = results.into_iter().collect::<Result<Vec<_>>>()?;
-    let mut fetched = 0u64;
-    let mut by_delta = 0usize;
-    for (d, (_, how)) in downloads.iter().zip(&results) {
-        match how {
-            exos_repo::Fetched::Cached => {}
-            exos_repo::Fetched::Whole { delta_failed } => {
-                fetched += d.size;
-                if let Some(why) = delta_failed {
-                    out.note(format_args!(
-                        "{}: delta not used ({why}); downloaded whole",
-                        d.file
-                    ));
-                }
-            }
-            exos_repo::Fetched::Delta { bytes: b } => {
-                fetched += b;
-                by_delta += 1;
-                out.note(format_args!(
-                    "{}: rebuilt from a {} delta instead of downloading {}",
-                    d.file,
-                    bytes(*b),
-                    bytes(d.size)
-                ));
-            }
-        }
-    }
-    out.note(format_args!(
-        "downloaded {} packages ({}{})",
-        downloads.len(),
-        bytes(fetched),
-        if by_delta > 0 {
-            format!(", {by_delta} by delta, instead of {}", bytes(total))
-        } else {
-            String::new()
-        }
-    ));
-    Ok(results.into_iter().map(|(d, _)| d).collect())
-}
-
-/// Packages present locally that a delta may apply to: those of the
-/// root's current state, and the download cache.
-fn local_packages(root: &Path, client: &Client) -> Vec<(exos_root::Sha256, std::path::PathBuf)> {
-    let mut v = Vec::new();
-    if let Ok(r) = exos_manager::Root::read_only(root) {
-        if let Ok(current) = r.current() {
-            for e in &current.entries {
-                if let Some(p) = r.locate(e) {
-                    v.push((e.sha256, p));
-                }
-            }
-        }
-    }
-    if let Ok(dir) = std::fs::read_dir(client.cache_dir()) {
-        for e in dir.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(sha) = name
-                .strip_suffix(".hpkg")
-                .and_then(|s| s.parse::<exos_root::Sha256>().ok())
-            {
-                v.push((sha, e.path()));
-            }
-        }
-    }
-    v
-}
-
 /// What `exos fetch` did.
 #[derive(Serialize)]
 pub struct FetchReport {
@@ -559,10 +346,19 @@ pub struct Fetched {
 }
 
 /// `exos fetch`: completes lazily installed packages in the block cache.
-pub fn fetch(root: &Path, names: &[String], cache: Option<&Path>, out: Out) -> Result<()> {
+pub fn fetch(
+    root: &Path,
+    names: &[String],
+    cache: Option<&Path>,
+    settings: &crate::settings::Settings,
+    out: Out,
+) -> Result<()> {
     let dir = match cache {
         Some(d) => d.to_path_buf(),
-        None => exos_lazy::default_cache_dir().context(exos_lazy::NO_DEFAULT_CACHE)?,
+        None => settings
+            .block_cache
+            .clone()
+            .context(exos_lazy::NO_DEFAULT_CACHE)?,
     };
     let r = exos_manager::Root::read_only(root)?;
     let current = r.current()?;
@@ -570,7 +366,7 @@ pub fn fetch(root: &Path, names: &[String], cache: Option<&Path>, out: Out) -> R
         exos_lazy::BlockCache::open(&dir, exos_lazy::cache::DEFAULT_CAPACITY)
             .with_context(|| format!("block cache {}", dir.display()))?,
     );
-    let timeouts = exos_repo::Timeouts::from_env();
+    let timeouts = settings.timeouts;
     let mut report = FetchReport {
         block_cache: dir.clone(),
         packages: Vec::new(),

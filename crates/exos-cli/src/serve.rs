@@ -202,7 +202,12 @@ fn init_logging(log_file: Option<&Path>, quiet: bool) -> Result<()> {
 /// Serves a mount in the foreground until a signal (SIGINT, SIGTERM,
 /// SIGHUP) or an unmount from outside; writes the pid file once mounted and
 /// removes it on the way out. What `exos-mountd` runs.
-pub fn serve(args: &MountArgs, keys: exos_hpkg::crypt::KeyRing, quiet: bool) -> Result<()> {
+pub fn serve(
+    args: &MountArgs,
+    keys: exos_hpkg::crypt::KeyRing,
+    settings: &crate::settings::Settings,
+    quiet: bool,
+) -> Result<()> {
     init_logging(args.log_file.as_deref(), quiet)?;
     let mut options = MountOptions::new(args.root.canonicalize()?, args.mountpoint.canonicalize()?);
     options.cache_bytes = args.cache_mib << 20;
@@ -230,8 +235,9 @@ pub fn serve(args: &MountArgs, keys: exos_hpkg::crypt::KeyRing, quiet: bool) -> 
         .block_cache
         .as_ref()
         .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
-        .or_else(exos_lazy::default_cache_dir)
+        .or_else(|| settings.block_cache.clone())
         .map(|d| (d, args.block_cache_mib << 20));
+    options.timeouts = settings.timeouts;
     options.prefetch = args.prefetch;
     options.io_uring = args.io_uring.mode();
     options.keys = exos_packagefs::activate::MountKeys {
@@ -366,12 +372,12 @@ impl MountArgs {
             }
         }
         // The daemon works from `/` and may not see the caller's
-        // environment: the block cache is passed explicitly.
+        // environment: the block cache is passed explicitly (`exos mount`
+        // fills in the default).
         let blocks = self
             .block_cache
             .as_ref()
-            .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
-            .or_else(exos_lazy::default_cache_dir);
+            .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()));
         if let Some(blocks) = blocks {
             a.push("--block-cache".into());
             a.push(blocks.into_os_string());

@@ -45,6 +45,12 @@ fn packages(work: &Path) -> Pkgs {
     }
 }
 
+/// The block cache the crash test's commands use (`EXOS_BLOCK_CACHE`),
+/// for the mounts it makes in this process: libraries read no environment.
+fn test_block_cache() -> Option<(PathBuf, u64)> {
+    std::env::var_os("EXOS_BLOCK_CACHE").map(|d| (PathBuf::from(d), 1 << 30))
+}
+
 /// The root is consistent and its current state is exactly what a mount shows.
 fn assert_consistent(root: &Path) {
     assert_consistent_keyed(root, &Default::default())
@@ -65,6 +71,7 @@ fn assert_consistent_keyed(root: &Path, keys: &exos_hpkg::crypt::KeyRing) {
         .count();
     let mut options = MountOptions::new(root.to_path_buf(), root.join("unused"));
     options.keys.ring = keys.clone();
+    options.block_cache = test_block_cache();
     let (_, report) = exos_packagefs::build_view(&options);
     // A leftover file the state does not list (a crash before tidying) is
     // reported, not mounted; anything else refused is a failure.
@@ -266,6 +273,7 @@ fn mount_and_read(root: &Path, mnt: &Path, keys: &exos_hpkg::crypt::KeyRing) {
     let mut o = MountOptions::new(root.to_path_buf(), mnt.to_path_buf());
     o.allow_other = false;
     o.keys.ring = keys.clone();
+    o.block_cache = test_block_cache();
     let m = exos_packagefs::Mount::start(o).expect("the mount comes up");
     let mut stack = vec![mnt.join("merged")];
     while let Some(d) = stack.pop() {

@@ -25,33 +25,6 @@ pub use cache::BlockCache;
 pub use record::{LazyPackage, LazyRecord};
 pub use source::{RemoteSource, SourceStats};
 
-use std::path::PathBuf;
-
-/// The block cache a mount and `exos install --lazy` use unless told
-/// otherwise: `$EXOS_BLOCK_CACHE`, else `/var/cache/exos/blocks` for root
-/// and `$XDG_CACHE_HOME/exos/blocks` (or `~/.cache/exos/blocks`) for
-/// others; `None` for a user with neither (no shared fallback such as
-/// `/tmp`, where another user could have prepared the path). One per
-/// machine and user, whatever the root: blocks are named by their hash, so
-/// every root and mount shares them.
-pub fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("EXOS_BLOCK_CACHE").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d));
-    }
-    if rustix::process::geteuid().is_root() {
-        return Some(PathBuf::from("/var/cache/exos/blocks"));
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|h| !h.is_empty())
-                .map(|h| PathBuf::from(h).join(".cache"))
-        })?;
-    Some(base.join("exos").join("blocks"))
-}
-
-/// Why [`default_cache_dir`] gave none.
+/// Why there is no block cache: the default one needs a home.
 pub const NO_DEFAULT_CACHE: &str =
     "no block cache: $HOME is not set (set EXOS_BLOCK_CACHE or give --block-cache DIR)";

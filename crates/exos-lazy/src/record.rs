@@ -32,6 +32,28 @@ pub struct LazyRecord {
 }
 
 impl LazyRecord {
+    /// The record of installing `p` lazily. A repository in a directory is
+    /// recorded by its absolute path (the mount daemon works from `/`).
+    pub fn of_offered(p: &exos_repo::OfferedPackage) -> LazyRecord {
+        let base = match exos_repo::Location::parse(&p.url) {
+            Ok(exos_repo::Location::Dir(dir)) => std::fs::canonicalize(&dir)
+                .unwrap_or(dir)
+                .display()
+                .to_string(),
+            Ok(exos_repo::Location::Http(u)) => u,
+            Err(_) => p.url.clone(),
+        };
+        LazyRecord {
+            repository: p.origin.repository.clone(),
+            base,
+            file: p.file().to_string(),
+            size: p.size(),
+            sha256: p.sha256(),
+            manifest: p.manifest.to_json(),
+            metadata_offset: p.entry.metadata_offset,
+        }
+    }
+
     pub fn parse(bytes: &[u8], what: &str) -> Result<LazyRecord, RepoError> {
         if bytes.len() as u64 > MAX_RECORD {
             return Err(RepoError::Invalid(format!(

@@ -28,18 +28,21 @@
 
 #![forbid(unsafe_code)]
 
+mod offer;
 mod overlay;
+mod plan;
 mod root;
 mod transaction;
+pub mod workflow;
 
 use std::path::Path;
 
 pub use exos_root::{Layer, PackageFile, Sha256, StateEntry, StateList};
+pub use offer::{installed, package_files};
 pub use overlay::{add_overlay, overlays, remove_overlay};
+pub use plan::{AdmittedPlan, FromRepository, PackageName, Plan};
 pub use root::{diff, AcceptedSignature, FileAction, FileChange, GcReport, NewPackage, Root};
-pub use transaction::{
-    installed, package_files, FromRepository, PackageName, Plan, Remote, Request, Transaction,
-};
+pub use transaction::{Request, Transaction};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -64,9 +67,14 @@ pub enum Error {
     Untrusted(String),
     #[error(transparent)]
     Trust(#[from] exos_trust::TrustError),
+    #[error(transparent)]
+    Repo(#[from] exos_repo::RepoError),
     /// The plan removes packages the request did not name.
     #[error("this would also remove {0} (--yes to go ahead)")]
     NeedsConsent(String),
+    /// A download is not the package its signed index entry describes.
+    #[error("{file} from {repository}: not the package its index entry describes")]
+    NotTheIndexedPackage { file: String, repository: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -280,6 +280,28 @@ impl Root {
         }
     }
 
+    /// Carries out an admitted plan (consent checked, downloads admitted):
+    /// writes its lazy records and the origins of what it takes from
+    /// repositories, then [`Root::switch`]es to its target. Returns the new
+    /// state's number.
+    pub fn commit(&self, plan: &crate::AdmittedPlan) -> Result<u64> {
+        // Lazy records first: a state may name them only once they exist
+        // (an interrupted install leaves records no state names; gc
+        // removes them).
+        for lazy in &plan.lazy {
+            lazy.write(&self.layout)
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            crash_point();
+        }
+        let origins: Vec<_> = plan
+            .origins
+            .iter()
+            .map(|f| (f.sha256, f.origin.clone()))
+            .collect();
+        self.record_origins(&origins)?;
+        self.switch(plan.target.clone(), &plan.new, &plan.change)
+    }
+
     /// Makes `target` the current state: stores `new` package files, writes
     /// state N+1 and commits it, then renames files into place. Returns the
     /// new state's number.

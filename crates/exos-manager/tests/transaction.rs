@@ -56,6 +56,11 @@ fn fixture() -> Fixture {
     }
 }
 
+/// A plan without downloads, admitted as it is.
+fn admit(root: &Root, plan: exos_manager::Plan) -> exos_manager::AdmittedPlan {
+    plan.admit_downloads(root, &[]).unwrap()
+}
+
 fn tx(request: Request) -> Transaction {
     Transaction {
         request,
@@ -95,7 +100,7 @@ fn install_plans_resolves_and_commits_a_numbered_state() {
     assert!(plan.bytes_copied > 0);
     assert!(plan.also_removed.is_empty() && plan.essential_removed.is_empty());
     plan.check_consent(false, false).unwrap();
-    let n = root.commit(&plan).unwrap();
+    let n = root.commit(&admit(&root, plan.clone())).unwrap();
     assert_eq!(n, 1);
     let current = root.current().unwrap();
     assert_eq!(current.entries.len(), 2);
@@ -110,7 +115,7 @@ fn a_cascade_needs_consent_and_essential_packages_need_force() {
     let fx = fixture();
     let root = Root::lock(&fx.root).unwrap();
     let plan = install(&[&fx.app, &fx.lib, &fx.core]).plan(&root).unwrap();
-    root.commit(&plan).unwrap();
+    root.commit(&admit(&root, plan.clone())).unwrap();
     // Removing lib takes app along: the user must agree.
     let plan = remove(&["lib"]).plan(&root).unwrap();
     assert_eq!(plan.also_removed.len(), 1);
@@ -128,7 +133,7 @@ fn a_cascade_needs_consent_and_essential_packages_need_force() {
         Err(Error::Essential(_))
     ));
     plan.check_consent(false, true).unwrap();
-    root.commit(&plan).unwrap();
+    root.commit(&admit(&root, plan.clone())).unwrap();
     assert!(!root
         .current()
         .unwrap()
@@ -154,7 +159,7 @@ fn an_upgrade_of_an_essential_package_is_not_a_removal() {
         r#"{"name":"base","version":"1.1","essential":true}"#,
     );
     let root = Root::lock(&fx.root).unwrap();
-    root.commit(&install(&[&v1, &fx.lib]).plan(&root).unwrap())
+    root.commit(&admit(&root, install(&[&v1, &fx.lib]).plan(&root).unwrap()))
         .unwrap();
     let mut t = tx(Request::Upgrade {
         names: Vec::new(),
@@ -169,7 +174,7 @@ fn an_upgrade_of_an_essential_package_is_not_a_removal() {
     );
     assert!(plan.also_removed.is_empty(), "{:?}", plan.also_removed);
     plan.check_consent(false, false).unwrap();
-    root.commit(&plan).unwrap();
+    root.commit(&admit(&root, plan.clone())).unwrap();
     let files: Vec<String> = root
         .current()
         .unwrap()
@@ -184,7 +189,7 @@ fn an_upgrade_of_an_essential_package_is_not_a_removal() {
 fn recovery_removes_states_never_made_current() {
     let fx = fixture();
     let root = Root::lock(&fx.root).unwrap();
-    root.commit(&install(&[&fx.lib]).plan(&root).unwrap())
+    root.commit(&admit(&root, install(&[&fx.lib]).plan(&root).unwrap()))
         .unwrap();
     // A crash after writing state 2, before the commit.
     let layout = exos_root::Layout::new(&fx.root);
@@ -201,7 +206,7 @@ fn recovery_removes_states_never_made_current() {
     assert_eq!(fs::read_dir(layout.states_dir()).unwrap().count(), 2);
     // The next change gets number 2.
     let n = root
-        .commit(&install(&[&fx.app]).plan(&root).unwrap())
+        .commit(&admit(&root, install(&[&fx.app]).plan(&root).unwrap()))
         .unwrap();
     assert_eq!(n, 2);
 }
@@ -210,9 +215,9 @@ fn recovery_removes_states_never_made_current() {
 fn gc_keeps_the_current_state_and_what_kept_states_use() {
     let fx = fixture();
     let root = Root::lock(&fx.root).unwrap();
-    root.commit(&install(&[&fx.lib]).plan(&root).unwrap())
+    root.commit(&admit(&root, install(&[&fx.lib]).plan(&root).unwrap()))
         .unwrap();
-    root.commit(&remove(&["lib"]).plan(&root).unwrap()).unwrap();
+    root.commit(&admit(&root, remove(&["lib"]).plan(&root).unwrap())).unwrap();
     let report = root.gc(1).unwrap();
     assert_eq!(report.states_removed, 2);
     assert_eq!(report.files_removed, 1);

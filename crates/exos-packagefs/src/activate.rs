@@ -439,7 +439,7 @@ pub struct Scanner {
     /// packages are then refused, saying so.
     pub block_cache: Option<(PathBuf, u64)>,
     opened_block_cache: OnceLock<Result<Arc<exos_lazy::BlockCache>, String>>,
-    /// Network timeouts for lazy packages (`EXOS_NET_TIMEOUT`).
+    /// Network timeouts for lazy packages.
     pub timeouts: exos_repo::Timeouts,
     /// Keys for sealed packages, and the layers they serve.
     pub keys: MountKeys,
@@ -543,10 +543,9 @@ impl Scanner {
             cache,
             state_list: None,
             memory_budget: DEFAULT_MEMORY_BUDGET,
-            block_cache: exos_lazy::default_cache_dir()
-                .map(|d| (d, exos_lazy::cache::DEFAULT_CAPACITY)),
+            block_cache: None,
             opened_block_cache: OnceLock::new(),
-            timeouts: exos_repo::Timeouts::from_env(),
+            timeouts: exos_repo::Timeouts::default(),
             keys: MountKeys::default(),
             next_id: AtomicU64::new(1),
         }

@@ -35,28 +35,6 @@ use std::sync::Mutex;
 /// An open, verified cache entry.
 pub type Entry = File;
 
-/// Where `exos mount` keeps the exec cache unless told otherwise:
-/// `$EXOS_EXEC_CACHE`, else `/var/cache/exos/exec` for root, else
-/// `$XDG_CACHE_HOME/exos/exec` or `~/.cache/exos/exec`; None when a user
-/// has no home.
-pub fn default_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("EXOS_EXEC_CACHE").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d));
-    }
-    if rustix::process::geteuid().is_root() {
-        return Some(PathBuf::from("/var/cache/exos/exec"));
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|h| !h.is_empty())
-                .map(|h| PathBuf::from(h).join(".cache"))
-        })?;
-    Some(base.join("exos").join("exec"))
-}
-
 /// How a mount serves the programs its exec cache holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -116,6 +116,8 @@ pub struct MountOptions {
     /// Where lazily installed packages keep fetched blocks, and its bound.
     /// `None`: lazily installed packages are refused, saying why.
     pub block_cache: Option<(PathBuf, u64)>,
+    /// Network timeouts for lazily installed packages.
+    pub timeouts: exos_repo::Timeouts,
     /// Fetch every block of lazily installed packages in the background
     /// (readers still go first: theirs are separate requests), so the
     /// mount soon works offline and a full read runs at the link's speed.
@@ -151,8 +153,8 @@ impl MountOptions {
             share_identical: true,
             exec_cache: None,
             exec_cache_serve: Default::default(),
-            block_cache: exos_lazy::default_cache_dir()
-                .map(|d| (d, exos_lazy::cache::DEFAULT_CAPACITY)),
+            block_cache: None,
+            timeouts: Default::default(),
             prefetch: false,
             io_uring: IoUringMode::Auto,
             keys: Default::default(),
@@ -606,6 +608,7 @@ fn scanner(options: &MountOptions, cache: Arc<ChunkCache>) -> Scanner {
     s.state_list = options.state_list.clone();
     s.memory_budget = options.memory_budget;
     s.block_cache = options.block_cache.clone();
+    s.timeouts = options.timeouts;
     s.keys = options.keys.clone();
     s
 }

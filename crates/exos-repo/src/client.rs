@@ -13,9 +13,10 @@ use exos_root::{write_atomically, Layout, Sha256};
 use exos_trust::PublicKey;
 use serde::{Deserialize, Serialize};
 
-use crate::metadata::{self, IndexDoc, RootDoc, TimestampDoc, MAX_SMALL_DOC};
+use crate::metadata::{self, IndexDoc, IndexEntry, RootDoc, TimestampDoc, MAX_SMALL_DOC};
 use crate::transport::{Location, Timeouts, Transport};
 use crate::{now, utc, RepoError};
+use exos_root::pkgdb::RepoOrigin;
 
 /// One configured repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,34 +62,37 @@ impl RepoConfig {
     }
 }
 
-/// A package a repository offers.
+/// A package a repository offers, from its trusted, unexpired metadata:
+/// the signed index entry, its manifest parsed, and where it is offered.
+/// The one description of such a package: resolution takes it as a
+/// candidate, downloads fetch it, lazy installs record it.
 #[derive(Debug, Clone)]
-pub struct RemotePackage {
-    pub repository: String,
-    pub file: String,
-    pub size: u64,
-    pub sha256: Sha256,
-    pub signed: bool,
+pub struct OfferedPackage {
+    /// The repository offering it and the root key pinned for it.
+    pub origin: RepoOrigin,
+    /// The repository's priority (`repos.json`).
+    pub priority: i32,
+    /// The repository's location (`http(s)://…` or `file://…`, absolute).
+    pub url: String,
+    /// What the signed index says of it.
+    pub entry: IndexEntry,
+    /// `entry.manifest`, parsed.
     pub manifest: Manifest,
-    /// Its block map, when the repository publishes one (lazy installs).
-    pub blocks: Option<crate::BlockMapRef>,
-    /// Where its metadata starts (a hint for lazy installs).
-    pub metadata_offset: Option<u64>,
-    /// Deltas that rebuild it from older versions.
-    pub deltas: Vec<crate::metadata::DeltaRef>,
 }
 
-/// Where a package is and what it must be: all a download needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteFile {
-    pub repository: String,
-    pub file: String,
-    pub size: u64,
-    pub sha256: Sha256,
-    /// Whether `FILE.minisig` is published beside it.
-    pub signed: bool,
-    /// Deltas that rebuild it from older versions.
-    pub deltas: Vec<crate::metadata::DeltaRef>,
+impl OfferedPackage {
+    /// Its file name in the repository.
+    pub fn file(&self) -> &str {
+        &self.entry.file
+    }
+
+    pub fn sha256(&self) -> Sha256 {
+        self.entry.sha256
+    }
+
+    pub fn size(&self) -> u64 {
+        self.entry.size
+    }
 }
 
 /// How a package came to be in the cache.
@@ -152,9 +156,13 @@ fn unexpired(file: &str, expires: u64) -> Result<(), RepoError> {
 }
 
 impl Client {
-    /// `EXOS_NET_TIMEOUT` (seconds) sets every network timeout.
+    /// The repositories of the root at `root`, with the default timeouts.
     pub fn new(root: &Path) -> Client {
-        let timeouts = Timeouts::from_env();
+        Client::with_timeouts(root, Timeouts::default())
+    }
+
+    /// [`Client::new`] with these network timeouts.
+    pub fn with_timeouts(root: &Path, timeouts: Timeouts) -> Client {
         Client {
             layout: Layout::new(root),
             timeouts,
@@ -484,7 +492,7 @@ impl Client {
 
     /// The packages every repository offers, from trusted, unexpired
     /// metadata (refresh first to update it).
-    pub fn packages(&self) -> Result<Vec<RemotePackage>, RepoError> {
+    pub fn offered(&self) -> Result<Vec<OfferedPackage>, RepoError> {
         let mut out = Vec::new();
         for r in self.config()?.repositories {
             let root = self.trusted_root(&r.name)?;
@@ -498,20 +506,21 @@ impl Client {
             unexpired(&label("root.json"), root.expires)?;
             unexpired(&label("timestamp.json"), ts.expires)?;
             unexpired(&label("index.json"), index.expires)?;
-            for p in index.packages {
-                let text = p.manifest.to_string();
-                let manifest = Manifest::parse(text.as_bytes(), &format!("{}: {}", r.name, p.file))
-                    .map_err(|e| RepoError::Invalid(e.to_string()))?;
-                out.push(RemotePackage {
-                    repository: r.name.clone(),
-                    file: p.file,
-                    size: p.size,
-                    sha256: p.sha256,
-                    signed: p.signed,
+            let origin = RepoOrigin {
+                repository: r.name.clone(),
+                key: r.root_key.clone(),
+            };
+            for entry in index.packages {
+                let text = entry.manifest.to_string();
+                let manifest =
+                    Manifest::parse(text.as_bytes(), &format!("{}: {}", r.name, entry.file))
+                        .map_err(|e| RepoError::Invalid(e.to_string()))?;
+                out.push(OfferedPackage {
+                    origin: origin.clone(),
+                    priority: r.priority,
+                    url: r.url.clone(),
+                    entry,
                     manifest,
-                    blocks: p.blocks,
-                    metadata_offset: p.metadata_offset,
-                    deltas: p.deltas,
                 });
             }
         }
@@ -520,16 +529,17 @@ impl Client {
 
     /// Fetches and checks a package's block map against the signed
     /// index's reference (size, SHA-256) and the package size.
-    pub fn block_map(&self, p: &RemotePackage) -> Result<crate::BlockMap, RepoError> {
-        let Some(reference) = p.blocks else {
+    pub fn block_map(&self, p: &OfferedPackage) -> Result<crate::BlockMap, RepoError> {
+        let Some(reference) = p.entry.blocks else {
             return Err(RepoError::Invalid(format!(
                 "{}: {} has no block map in the index (republish with a newer exos repo index)",
-                p.repository, p.file
+                p.origin.repository,
+                p.file()
             )));
         };
-        let repo = self.repository(&p.repository)?;
+        let repo = self.repository(&p.origin.repository)?;
         let t = self.transport(&repo)?;
-        let file = format!("{}.blocks", p.file);
+        let file = format!("{}.blocks", p.file());
         let what = t.location.describe(&file);
         let bytes = t
             .fetch(&file, reference.size)?
@@ -541,12 +551,12 @@ impl Client {
                 reference.sha256
             )));
         }
-        crate::BlockMap::parse(&bytes, &what, p.size)
+        crate::BlockMap::parse(&bytes, &what, p.size())
     }
 
     /// Where a package is cached once downloaded (and its signature beside it).
     pub fn cached(&self, sha256: &Sha256) -> PathBuf {
-        self.cache_dir().join(format!("{sha256}.hpkg"))
+        self.layout.download(sha256)
     }
 
     /// Downloads a package into the cache (resuming a partial download),
@@ -554,7 +564,7 @@ impl Client {
     /// Returns the file and its digests.
     pub fn download(
         &self,
-        p: &RemoteFile,
+        p: &OfferedPackage,
         progress: &dyn Fn(u64),
     ) -> Result<(PathBuf, exos_trust::FileDigest), RepoError> {
         self.download_with_deltas(p, &|_| None, progress)
@@ -568,56 +578,57 @@ impl Client {
     /// a delta never makes a download fail.
     pub fn download_with_deltas(
         &self,
-        p: &RemoteFile,
+        p: &OfferedPackage,
         have: &dyn Fn(&Sha256) -> Option<PathBuf>,
         progress: &dyn Fn(u64),
     ) -> Result<(PathBuf, exos_trust::FileDigest, Fetched), RepoError> {
-        let dest = self.cached(&p.sha256);
+        let dest = self.cached(&p.sha256());
         if dest.is_file() {
             // A cached file counts only if it still is what the index says.
             let d = exos_trust::FileDigest::of_file(&dest).map_err(|e| io(&dest, e))?;
-            if d.sha256 == p.sha256 {
-                progress(p.size);
+            if d.sha256 == p.sha256() {
+                progress(p.size());
                 return Ok((dest, d, Fetched::Cached));
             }
             std::fs::remove_file(&dest).map_err(|e| io(&dest, e))?;
         }
         let dir = self.cache_dir();
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        let repo = self.repository(&p.repository)?;
+        let repo = self.repository(&p.origin.repository)?;
         let t = self.transport(&repo)?;
         let mut delta_failed = None;
         if let Some((d, old)) = p
+            .entry
             .deltas
             .iter()
             .find_map(|d| have(&d.from).map(|old| (d, old)))
         {
             match self.via_delta(&t, p, d, &old, &dir) {
                 Ok(digest) => {
-                    progress(p.size);
+                    progress(p.size());
                     self.fetch_signature(&t, p, &dest)?;
-                    std::fs::rename(dir.join(format!("{}.hpkg.delta-part", p.sha256)), &dest)
+                    std::fs::rename(dir.join(format!("{}.hpkg.delta-part", p.sha256())), &dest)
                         .map_err(|e| io(&dest, e))?;
                     return Ok((dest, digest, Fetched::Delta { bytes: d.size }));
                 }
                 Err(e) => {
                     tracing::warn!(
                         "{}: delta not used, downloading the package whole: {e}",
-                        p.file
+                        p.file()
                     );
                     delta_failed = Some(e.to_string());
                 }
             }
         }
-        let part = dir.join(format!("{}.hpkg.part", p.sha256));
-        let digest = t.download(&p.file, p.size, &part, progress)?;
+        let part = dir.join(format!("{}.hpkg.part", p.sha256()));
+        let digest = t.download(p.file(), p.size(), &part, progress)?;
         let got = digest.sha256;
-        if got != p.sha256 {
+        if got != p.sha256() {
             let _ = std::fs::remove_file(&part);
             return Err(RepoError::Untrusted(format!(
                 "{}: SHA-256 {got}, but the signed index says {} (a corrupted or substituted file; nothing was installed)",
-                t.location.describe(&p.file),
-                p.sha256
+                t.location.describe(p.file()),
+                p.sha256()
             )));
         }
         self.fetch_signature(&t, p, &dest)?;
@@ -631,7 +642,7 @@ impl Client {
     fn via_delta(
         &self,
         t: &Transport,
-        p: &RemoteFile,
+        p: &OfferedPackage,
         d: &crate::metadata::DeltaRef,
         old: &Path,
         dir: &Path,
@@ -639,7 +650,7 @@ impl Client {
         if d.file.is_empty() || d.file.contains('/') || d.file.starts_with('.') {
             return Err(RepoError::Invalid(format!(
                 "{}: delta file name {:?} is not a plain file name",
-                p.repository, d.file
+                p.origin.repository, d.file
             )));
         }
         let part = dir.join(format!("{}.delta.part", d.sha256));
@@ -654,14 +665,16 @@ impl Client {
                     d.sha256
                 )));
             }
-            let out = dir.join(format!("{}.hpkg.delta-part", p.sha256));
+            let out = dir.join(format!("{}.hpkg.delta-part", p.sha256()));
             exos_delta::apply(old, &part, &out).map_err(|e| RepoError::Invalid(e.to_string()))?;
             let digest = exos_trust::FileDigest::of_file(&out).map_err(|e| io(&out, e))?;
-            if digest.sha256 != p.sha256 {
+            if digest.sha256 != p.sha256() {
                 let _ = std::fs::remove_file(&out);
                 return Err(RepoError::Untrusted(format!(
                     "{}: rebuilds a package with SHA-256 {}, but the signed index says {}",
-                    d.file, digest.sha256, p.sha256
+                    d.file,
+                    digest.sha256,
+                    p.sha256()
                 )));
             }
             Ok(digest)
@@ -670,9 +683,14 @@ impl Client {
         result
     }
 
-    fn fetch_signature(&self, t: &Transport, p: &RemoteFile, dest: &Path) -> Result<(), RepoError> {
-        if p.signed {
-            let sig_file = format!("{}.minisig", p.file);
+    fn fetch_signature(
+        &self,
+        t: &Transport,
+        p: &OfferedPackage,
+        dest: &Path,
+    ) -> Result<(), RepoError> {
+        if p.entry.signed {
+            let sig_file = format!("{}.minisig", p.file());
             if let Some(sig) = t.fetch(&sig_file, exos_trust::minisign::MAX_FILE as u64)? {
                 let sig_path = exos_trust::beside(dest);
                 write_atomically(&sig_path, &sig).map_err(|e| io(&sig_path, e))?;

@@ -27,7 +27,7 @@ pub mod repo_info;
 pub mod transport;
 
 pub use blocks::{BlockMap, BlockMapRef};
-pub use client::{Client, Fetched, RemoteFile, RemotePackage, RepoConfig, Repository};
+pub use client::{Client, Fetched, OfferedPackage, RepoConfig, Repository};
 pub use transport::{Location, Timeouts, Transport};
 
 #[derive(Debug, thiserror::Error)]

@@ -576,6 +576,11 @@ impl Layout {
         self.state_dir().join("cache")
     }
 
+    /// `ROOT/system/state/cache/<sha>.hpkg`: a downloaded package.
+    pub fn download(&self, sha: &Sha256) -> PathBuf {
+        self.cache_dir().join(format!("{sha}.hpkg"))
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.root.join(DATA_DIR)
     }

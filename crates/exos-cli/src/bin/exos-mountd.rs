@@ -5,14 +5,7 @@
 
 #![forbid(unsafe_code)]
 
-// Shared with the `exos` front end, which also uses its argument helpers.
-#[allow(dead_code)]
-#[path = "../serve.rs"]
-mod serve;
-
-#[allow(dead_code)]
-#[path = "../keys.rs"]
-mod keys;
+use exos_cli::{keys, serve};
 
 use std::process::ExitCode;
 
@@ -62,7 +55,8 @@ fn main() -> ExitCode {
         }
     }
     let keys = exos_hpkg::crypt::KeyRing::new(keys);
-    match serve::serve(&cli.mount, keys, cli.quiet) {
+    let settings = exos_cli::settings::Settings::from_env();
+    match serve::serve(&cli.mount, keys, &settings, cli.quiet) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("exos-mountd: {e:#}");

@@ -1,0 +1,34 @@
+//! The `exos` command line as a library: every command's arguments, the
+//! work it asks of the library crates, and its typed reports. The `exos`
+//! and `exos-mountd` binaries are thin entry points over it.
+
+#![forbid(unsafe_code)]
+
+pub mod apps;
+pub mod deb;
+pub mod delta;
+pub mod extract;
+pub mod inspect;
+pub mod keys;
+pub mod listing;
+pub mod manage;
+pub mod mount;
+pub mod output;
+pub mod overlay;
+pub mod repo;
+pub mod resolve;
+pub mod serve;
+pub mod settings;
+pub mod sources;
+pub mod trust;
+pub mod view;
+
+use std::path::PathBuf;
+
+/// `-r/--root`, falling back to `$EXOS_ROOT`.
+#[derive(clap::Args)]
+pub struct RootArg {
+    /// The EXOS root (default: $EXOS_ROOT).
+    #[arg(short, long, env = "EXOS_ROOT")]
+    pub root: PathBuf,
+}

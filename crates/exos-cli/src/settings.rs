@@ -1,0 +1,140 @@
+//! Settings resolved once, at the edge: everything the environment decides
+//! (`EXOS_BLOCK_CACHE`, `EXOS_EXEC_CACHE`, `EXOS_NET_TIMEOUT`, `HOME`,
+//! `XDG_CACHE_HOME`, whether the process is root) is read here and passed
+//! down; no library reads the environment.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use exos_repo::Timeouts;
+
+/// The environment, as read at start.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// The block cache of lazy installs: `$EXOS_BLOCK_CACHE`, else
+    /// `/var/cache/exos/blocks` for root and `$XDG_CACHE_HOME/exos/blocks`
+    /// (or `~/.cache/exos/blocks`) for others; none for a user with
+    /// neither (no shared fallback such as `/tmp`).
+    pub block_cache: Option<PathBuf>,
+    /// The exec cache of mounts, found the same way (`$EXOS_EXEC_CACHE`,
+    /// `/var/cache/exos/exec`, `~/.cache/exos/exec`).
+    pub exec_cache: Option<PathBuf>,
+    /// Network timeouts: `EXOS_NET_TIMEOUT` seconds for each, else the
+    /// defaults.
+    pub timeouts: Timeouts,
+}
+
+/// What [`Settings`] are made from: the variables and who runs.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    pub root: bool,
+    pub home: Option<OsString>,
+    pub xdg_cache_home: Option<OsString>,
+    pub block_cache: Option<OsString>,
+    pub exec_cache: Option<OsString>,
+    pub net_timeout: Option<OsString>,
+}
+
+impl Environment {
+    /// This process's.
+    pub fn current() -> Environment {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        Environment {
+            root: rustix::process::geteuid().is_root(),
+            home: var("HOME"),
+            xdg_cache_home: var("XDG_CACHE_HOME"),
+            block_cache: var("EXOS_BLOCK_CACHE"),
+            exec_cache: var("EXOS_EXEC_CACHE"),
+            net_timeout: var("EXOS_NET_TIMEOUT"),
+        }
+    }
+}
+
+impl Settings {
+    /// The settings of this process.
+    pub fn from_env() -> Settings {
+        Settings::from(&Environment::current())
+    }
+
+    /// The settings `env` gives.
+    pub fn from(env: &Environment) -> Settings {
+        let cache = |explicit: &Option<OsString>, name: &str| -> Option<PathBuf> {
+            if let Some(d) = explicit {
+                return Some(PathBuf::from(d));
+            }
+            if env.root {
+                return Some(PathBuf::from("/var/cache/exos").join(name));
+            }
+            let base = env
+                .xdg_cache_home
+                .as_ref()
+                .map(PathBuf::from)
+                .or_else(|| env.home.as_ref().map(|h| PathBuf::from(h).join(".cache")))?;
+            Some(base.join("exos").join(name))
+        };
+        let timeouts = env
+            .net_timeout
+            .as_ref()
+            .and_then(|v| v.to_str()?.parse::<u64>().ok())
+            .map(Timeouts::all)
+            .unwrap_or_default();
+        Settings {
+            block_cache: cache(&env.block_cache, "blocks"),
+            exec_cache: cache(&env.exec_cache, "exec"),
+            timeouts,
+        }
+    }
+
+    /// What a change of the package manager needs of them.
+    pub fn for_changes(&self) -> exos_manager::workflow::Settings {
+        exos_manager::workflow::Settings {
+            block_cache: self.block_cache.clone(),
+            timeouts: self.timeouts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caches_and_timeouts_come_from_the_environment_once() {
+        let user = Environment {
+            home: Some("/home/me".into()),
+            ..Default::default()
+        };
+        let s = Settings::from(&user);
+        assert_eq!(
+            s.block_cache.unwrap(),
+            PathBuf::from("/home/me/.cache/exos/blocks")
+        );
+        assert_eq!(
+            s.exec_cache.unwrap(),
+            PathBuf::from("/home/me/.cache/exos/exec")
+        );
+        let s = Settings::from(&Environment {
+            xdg_cache_home: Some("/x".into()),
+            ..user.clone()
+        });
+        assert_eq!(s.block_cache.unwrap(), PathBuf::from("/x/exos/blocks"));
+        // No home: no cache, and never a shared place.
+        let s = Settings::from(&Environment::default());
+        assert!(s.block_cache.is_none() && s.exec_cache.is_none());
+        let root = Settings::from(&Environment {
+            root: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            root.exec_cache.unwrap(),
+            PathBuf::from("/var/cache/exos/exec")
+        );
+        let s = Settings::from(&Environment {
+            block_cache: Some("/b".into()),
+            net_timeout: Some("3".into()),
+            ..Default::default()
+        });
+        assert_eq!(s.block_cache.unwrap(), PathBuf::from("/b"));
+        assert_eq!(s.timeouts.connect, std::time::Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,328 @@
+//! A change carried out the way every front end carries it out: the
+//! root opened (locked and recovered, unless a dry run), the repositories'
+//! offers added, the plan made, the user asked when it removes what was not
+//! named, lazy installs recorded, downloads fetched (deltas first) and
+//! admitted, the plan committed. A front end implements [`Frontend`] —
+//! answers and progress — and renders the [`Change`] it gets back; it
+//! decides nothing a library could.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use exos_repo::{Client, Fetched, OfferedPackage, Timeouts};
+use exos_root::Sha256;
+use exos_trust::FileDigest;
+
+use crate::{AdmittedPlan, Error, Plan, Result, Root, Transaction};
+
+/// What a front end does for a change.
+pub trait Frontend: Sync {
+    /// Whether to go ahead with a plan that removes installed packages the
+    /// request did not name (apt's "Do you want to continue?"); false where
+    /// nobody can be asked. `root` tells where the plan's files are.
+    fn confirm(&self, root: &Root, plan: &Plan) -> bool;
+    /// Something the user should know.
+    fn event(&self, event: Event);
+    /// Progress of downloading `total` bytes of `count` packages.
+    fn downloading(&self, count: usize, total: u64) -> Box<dyn Progress + '_>;
+}
+
+/// Progress of downloads, fed from several threads.
+pub trait Progress: Sync {
+    fn advance(&self, bytes: u64);
+    fn finish(&self);
+}
+
+/// What happened along the way, for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An interrupted change was tidied up first.
+    Recovered(String),
+    /// An offered package was not taken (another origin, …).
+    Note(String),
+    /// A published delta could not be used: the package was downloaded
+    /// whole.
+    DeltaNotUsed { file: String, why: String },
+    /// A package was rebuilt from a delta of `delta` bytes instead of
+    /// downloading its `size`.
+    RebuiltFromDelta { file: String, delta: u64, size: u64 },
+    /// Downloads done: `fetched` bytes for `packages` packages (`by_delta`
+    /// of them rebuilt from deltas) that weigh `total`.
+    Downloaded {
+        packages: usize,
+        fetched: u64,
+        by_delta: usize,
+        total: u64,
+    },
+    /// `packages` packages installed lazily, their blocks cached in `cache`.
+    Lazy { packages: usize, cache: PathBuf },
+}
+
+/// How a change is carried out.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeOptions {
+    /// Plan only: change nothing.
+    pub dry_run: bool,
+    /// Go ahead when the plan removes what was not named.
+    pub yes: bool,
+    /// Apply exactly what was asked, essential packages included.
+    pub force: bool,
+    /// Install packages from repositories lazily (blocks fetched when read).
+    pub lazy: bool,
+    /// Take the repositories' offers into account.
+    pub repositories: bool,
+}
+
+/// What a change needs from its surroundings, resolved once by the front
+/// end (never read from the environment here).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// The block cache of lazy installs; `None`: none (lazy installs fail).
+    pub block_cache: Option<PathBuf>,
+    pub timeouts: Timeouts,
+}
+
+/// Why no block cache: what [`Settings::block_cache`] being `None` means.
+pub const NO_BLOCK_CACHE: &str = exos_lazy::NO_DEFAULT_CACHE;
+
+/// How a change ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The plan changes nothing.
+    Unchanged(Plan),
+    /// A dry run: the plan, not carried out.
+    DryRun(Plan),
+    /// Committed as this state.
+    Committed { state: u64, plan: AdmittedPlan },
+}
+
+impl Outcome {
+    pub fn plan(&self) -> &Plan {
+        match self {
+            Outcome::Unchanged(p) | Outcome::DryRun(p) => p,
+            Outcome::Committed { plan, .. } => plan.plan(),
+        }
+    }
+}
+
+/// A change's root (for rendering: where its files are) and outcome.
+pub struct Change {
+    pub root: Root,
+    pub outcome: Outcome,
+}
+
+/// Carries out `tx` on the root at `path` (see the module documentation).
+pub fn change(
+    path: &Path,
+    mut tx: Transaction,
+    options: &ChangeOptions,
+    settings: &Settings,
+    frontend: &dyn Frontend,
+) -> Result<Change> {
+    let root = if options.dry_run {
+        Root::read_only(path)?
+    } else {
+        let r = Root::lock(path)?;
+        for note in r.recover()? {
+            frontend.event(Event::Recovered(note));
+        }
+        r
+    };
+    let client = Client::with_timeouts(path, settings.timeouts);
+    if options.repositories {
+        tx.remote = client.offered()?;
+    }
+    tx.force = options.force;
+    let mut plan = tx.plan(&root)?;
+    for note in &plan.notes {
+        frontend.event(Event::Note(note.clone()));
+    }
+    if plan.is_empty() {
+        return Ok(Change {
+            root,
+            outcome: Outcome::Unchanged(plan),
+        });
+    }
+    if options.dry_run {
+        return Ok(Change {
+            root,
+            outcome: Outcome::DryRun(plan),
+        });
+    }
+    let asks = !plan.also_removed.is_empty() && plan.essential_removed.is_empty();
+    let yes = options.yes || (asks && frontend.confirm(&root, &plan));
+    plan.check_consent(yes, options.force)?;
+    if options.lazy && !plan.downloads.is_empty() {
+        make_lazy(&root, &mut plan, &client, settings, frontend)?;
+    }
+    let digests = download(&root, &client, &plan.downloads, frontend)?;
+    let admitted = plan.admit_downloads(&root, &digests)?;
+    let state = root.commit(&admitted)?;
+    Ok(Change {
+        root,
+        outcome: Outcome::Committed {
+            state,
+            plan: admitted,
+        },
+    })
+}
+
+/// `--lazy`: the plan's downloads become lazy packages — each one's block
+/// map fetched and checked against the signed index, sixteen at a time
+/// (each a round trip), then its metadata fetched through the block cache
+/// and checked ([`Plan::make_lazy`]).
+fn make_lazy(
+    root: &Root,
+    plan: &mut Plan,
+    client: &Client,
+    settings: &Settings,
+    frontend: &dyn Frontend,
+) -> Result<()> {
+    let dir = settings
+        .block_cache
+        .clone()
+        .ok_or_else(|| Error::Invalid(NO_BLOCK_CACHE.into()))?;
+    let cache = Arc::new(
+        exos_lazy::BlockCache::open(&dir, exos_lazy::cache::DEFAULT_CAPACITY)
+            .map_err(|e| Error::Io(format!("block cache {}", dir.display()), e))?,
+    );
+    let wanted: Vec<&OfferedPackage> = plan.downloads.iter().collect();
+    let lazy = parallel(&wanted, 16, |p| -> Result<exos_lazy::LazyPackage> {
+        let blocks = client.block_map(p)?;
+        Ok(exos_lazy::LazyPackage {
+            record: exos_lazy::LazyRecord::of_offered(p),
+            blocks,
+            path: root.layout.lazy_record(&p.sha256()),
+        })
+    })?;
+    let n = lazy.len();
+    plan.make_lazy(root, lazy, &cache, settings.timeouts)?;
+    frontend.event(Event::Lazy {
+        packages: n,
+        cache: dir,
+    });
+    Ok(())
+}
+
+/// Runs `f` on every item, `threads` at a time, in order of the items.
+fn parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<(usize, Result<R>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..items.len().clamp(1, threads))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else {
+                            return out;
+                        };
+                        out.push((i, f(item)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    vec![(usize::MAX, Err(Error::Invalid("a worker panicked".into())))]
+                })
+            })
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Downloads `downloads` four at a time (enough to hide latency, few
+/// enough not to swamp a mirror), each checked (size, SHA-256) before it
+/// counts; a package with a published delta from a version present in the
+/// root (or the download cache) is rebuilt from it instead.
+fn download(
+    root: &Root,
+    client: &Client,
+    downloads: &[OfferedPackage],
+    frontend: &dyn Frontend,
+) -> Result<Vec<FileDigest>> {
+    if downloads.is_empty() {
+        return Ok(Vec::new());
+    }
+    let local = local_packages(root, client);
+    let total: u64 = downloads.iter().map(|d| d.size()).sum();
+    let progress = frontend.downloading(downloads.len(), total);
+    let results = parallel(downloads, 4, |d| {
+        let done = AtomicU64::new(0);
+        let have = |sha: &Sha256| local.iter().find(|(s, _)| s == sha).map(|(_, p)| p.clone());
+        let (_, digest, how) = client.download_with_deltas(d, &have, &|n| {
+            let before = done.swap(n, Ordering::Relaxed);
+            if n >= before {
+                progress.advance(n - before);
+            }
+        })?;
+        Ok((digest, how))
+    });
+    progress.finish();
+    let results = results?;
+    let (mut fetched, mut by_delta) = (0u64, 0usize);
+    for (d, (_, how)) in downloads.iter().zip(&results) {
+        match how {
+            Fetched::Cached => {}
+            Fetched::Whole { delta_failed } => {
+                fetched += d.size();
+                if let Some(why) = delta_failed {
+                    frontend.event(Event::DeltaNotUsed {
+                        file: d.file().to_string(),
+                        why: why.clone(),
+                    });
+                }
+            }
+            Fetched::Delta { bytes } => {
+                fetched += bytes;
+                by_delta += 1;
+                frontend.event(Event::RebuiltFromDelta {
+                    file: d.file().to_string(),
+                    delta: *bytes,
+                    size: d.size(),
+                });
+            }
+        }
+    }
+    frontend.event(Event::Downloaded {
+        packages: downloads.len(),
+        fetched,
+        by_delta,
+        total,
+    });
+    Ok(results.into_iter().map(|(d, _)| d).collect())
+}
+
+/// Packages present locally that a delta may apply to: those of the
+/// root's current state, and the download cache.
+fn local_packages(root: &Root, client: &Client) -> Vec<(Sha256, PathBuf)> {
+    let mut v = Vec::new();
+    if let Ok(current) = root.current() {
+        for e in &current.entries {
+            if let Some(p) = root.locate(e) {
+                v.push((e.sha256, p));
+            }
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir(client.cache_dir()) {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(sha) = name
+                .strip_suffix(".hpkg")
+                .and_then(|s| s.parse::<Sha256>().ok())
+            {
+                v.push((sha, e.path()));
+            }
+        }
+    }
+    v
+}
