@@ -472,7 +472,12 @@ fn the_exec_cache_keeps_programs_verified_and_serves_them_after_a_remount() {
             fs::read_dir(&cache)
                 .unwrap()
                 .map(|e| e.unwrap().path())
-                .filter(|p| !p.ends_with("CACHEDIR.TAG"))
+                // Not the tag, nor an entry still being written (a
+                // temporary file, renamed into place when whole).
+                .filter(|p| {
+                    let name = p.file_name().unwrap().to_string_lossy();
+                    name != "CACHEDIR.TAG" && !name.starts_with('.')
+                })
                 .collect()
         };
         assert!(wait_until(|| entries().len() == 1), "nothing cached");

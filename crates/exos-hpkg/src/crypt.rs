@@ -705,6 +705,12 @@ impl EncryptedSource {
 }
 
 impl Source for EncryptedSource {
+    /// As the sealed file's source (a sealed package installed lazily is
+    /// fetched like any other).
+    fn fetched_on_demand(&self) -> bool {
+        self.inner.fetched_on_demand()
+    }
+
     fn len(&self) -> io::Result<u64> {
         Ok(self.header.plain_size)
     }

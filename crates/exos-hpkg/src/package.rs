@@ -254,6 +254,12 @@ impl Package {
         }
     }
 
+    /// Whether its bytes are fetched when first read
+    /// ([`Source::fetched_on_demand`]).
+    pub fn fetched_on_demand(&self) -> bool {
+        self.heap.source().fetched_on_demand()
+    }
+
     /// Tells the source that `entry`'s data is about to be read (see
     /// [`Source::will_need`]).
     pub fn will_read(&self, entry: Entry<'_>) {

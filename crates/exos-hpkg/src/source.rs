@@ -28,6 +28,14 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     fn local_file(&self) -> Option<&File> {
         None
     }
+
+    /// Whether bytes are fetched from far away when first read (a lazily
+    /// installed package): such a source is told of a whole file before
+    /// any of it is read ([`Source::will_need`]: one request instead of one
+    /// per read), and its files are never read ahead on a guess.
+    fn fetched_on_demand(&self) -> bool {
+        false
+    }
 }
 
 impl Source for File {

@@ -443,6 +443,10 @@ impl exos_hpkg::Source for RemoteSource {
         Ok(self.map().file_size())
     }
 
+    fn fetched_on_demand(&self) -> bool {
+        true
+    }
+
     /// A file about to be read is fetched whole with one request when any
     /// of it is missing and it is stored in at most [`MAX_WINDOW`]: one
     /// round trip instead of one per read the kernel makes (a program's

@@ -217,7 +217,8 @@ fn gc_keeps_the_current_state_and_what_kept_states_use() {
     let root = Root::lock(&fx.root).unwrap();
     root.commit(&admit(&root, install(&[&fx.lib]).plan(&root).unwrap()))
         .unwrap();
-    root.commit(&admit(&root, remove(&["lib"]).plan(&root).unwrap())).unwrap();
+    root.commit(&admit(&root, remove(&["lib"]).plan(&root).unwrap()))
+        .unwrap();
     let report = root.gc(1).unwrap();
     assert_eq!(report.states_removed, 2);
     assert_eq!(report.files_removed, 1);

@@ -26,6 +26,7 @@ use rustc_hash::FxHashMap;
 
 use crate::activate::ActivePackage;
 use crate::exec_cache::{ExecCache, ExecCacheServe};
+use crate::known::Known;
 use crate::readahead::ReadAhead;
 use crate::view::{Kind, Source, View};
 
@@ -66,42 +67,6 @@ enum Orphan {
 
 /// Files that left the view, by inode number.
 type Orphans = FxHashMap<u64, Orphan>;
-
-/// Inode numbers the kernel holds, with how many lookups it has not yet
-/// forgotten. Counts, not a set: a FORGET for old references handled after
-/// a fresh LOOKUP on another thread must not erase the new one.
-#[derive(Default)]
-pub struct Known(FxHashMap<u64, u64>);
-
-impl Known {
-    /// The kernel got one more reference (a LOOKUP or READDIRPLUS entry).
-    pub fn add(&mut self, ino: u64) {
-        *self.0.entry(ino).or_insert(0) += 1;
-    }
-
-    /// The kernel dropped `n` references; true when it holds none now.
-    pub fn forget(&mut self, ino: u64, n: u64) -> bool {
-        match self.0.get_mut(&ino) {
-            Some(held) if *held > n => {
-                *held -= n;
-                false
-            }
-            _ => {
-                self.0.remove(&ino);
-                true
-            }
-        }
-    }
-
-    pub fn inodes(&self) -> impl Iterator<Item = u64> + '_ {
-        self.0.keys().copied()
-    }
-
-    /// Whether the kernel holds `ino` now.
-    pub fn holds(&self, ino: u64) -> bool {
-        self.0.contains_key(&ino)
-    }
-}
 
 /// Moves files that leave the view, and that the kernel still knows, to the
 /// orphan table.
@@ -682,9 +647,8 @@ impl Filesystem for PackageFs {
             },
         };
         let e = package.package.entry(entry);
-        if package.remote.is_some() {
-            // A lazy package's file is fetched whole at its first read.
-            package.package.will_read(e);
+        if let Some(readahead) = &self.readahead {
+            readahead.before_read(&package, e);
         }
         let len = e.size().saturating_sub(offset).min(size as u64) as usize;
         // A program the exec cache holds is read from there: no
@@ -713,44 +677,16 @@ impl Filesystem for PackageFs {
             match read {
                 Ok(n) => {
                     reply.data(&buf[..n]);
-                    let Some(readahead) = &self.readahead else {
-                        return;
-                    };
-                    if let (exos_hpkg::DataRef::Heap { offset: start, .. }, None) =
-                        (e.data(), &cached)
-                    {
-                        readahead.after_heap_read(
-                            &package,
-                            start + offset,
-                            start + offset + n as u64,
-                        );
-                    }
-                    if let (0, Some(node)) = (offset, node) {
-                        readahead.after_file_read(&view, node);
-                        let program = buf[..n].starts_with(b"\x7fELF");
-                        if program && e.size() == n as u64 && cached.is_none() {
-                            readahead.keep_program(&view, node);
-                        }
-                        if program && e.size() > n as u64 {
-                            // The loader maps it next and faults it in a page
-                            // at a time.
-                            if cached.is_some() {
-                                // Store it whole now: it ran before (that is how
-                                // it got there), and it costs no decompression.
-                                readahead.push_program(&view, node);
-                            } else {
-                                // Start reading its stored bytes from disk now, in
-                                // one go, instead of one request per fault.
-                                if package.remote.is_none()
-                                    && e.size() <= crate::readahead::MAX_PUSHED_PROGRAM
-                                {
-                                    package.package.will_read(e);
-                                }
-                                readahead.after_program_header(node, n as u64);
-                            }
-                        }
-                    } else if let Some(node) = node {
-                        readahead.after_later_read(&view, node, offset);
+                    if let Some(readahead) = &self.readahead {
+                        readahead.after_read(&crate::readahead::Served {
+                            view: &view,
+                            node,
+                            package: &package,
+                            entry: e,
+                            offset,
+                            bytes: &buf[..n],
+                            from_exec_cache: cached.is_some(),
+                        });
                     }
                 }
                 Err(err) => {

@@ -24,6 +24,7 @@ pub mod activate;
 pub mod cache;
 pub mod exec_cache;
 pub mod fs;
+pub mod known;
 pub mod mount;
 pub mod readahead;
 pub mod view;

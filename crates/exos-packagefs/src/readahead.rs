@@ -41,7 +41,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::activate::ActivePackage;
 use crate::exec_cache::ExecCache;
-use crate::fs::Known;
+use crate::known::Known;
 use crate::view::{Kind, Source, View};
 
 /// Chunks decompressed ahead of a sequential reader. Four measured best on
@@ -127,6 +127,20 @@ impl Scan {
             }
         }
     }
+}
+
+/// A read the FUSE handler answered, as read-ahead sees it.
+pub struct Served<'a> {
+    pub view: &'a Arc<View>,
+    /// Its node in the view (`None`: a file of a package that left it).
+    pub node: Option<u32>,
+    pub package: &'a Arc<ActivePackage>,
+    pub entry: exos_hpkg::Entry<'a>,
+    pub offset: u64,
+    /// What was answered.
+    pub bytes: &'a [u8],
+    /// Answered from the exec cache (no decompression).
+    pub from_exec_cache: bool,
 }
 
 /// Counters for tests and logs.
@@ -220,11 +234,61 @@ impl ReadAhead {
         let _ = self.notifier.set(notifier);
     }
 
+    /// Before a read of `entry`: a package fetched on demand is asked for
+    /// the whole file at its first read (one request instead of one per
+    /// read the kernel makes).
+    pub fn before_read(&self, package: &ActivePackage, entry: exos_hpkg::Entry<'_>) {
+        if package.package.fetched_on_demand() {
+            package.package.will_read(entry);
+        }
+    }
+
+    /// After a read of a package's file was answered: what to read ahead
+    /// of the reader (the policy of the module documentation).
+    pub fn after_read(&self, s: &Served<'_>) {
+        let n = s.bytes.len() as u64;
+        if let (exos_hpkg::DataRef::Heap { offset: start, .. }, false) =
+            (s.entry.data(), s.from_exec_cache)
+        {
+            self.after_heap_read(s.package, start + s.offset, start + s.offset + n);
+        }
+        let Some(node) = s.node else {
+            return;
+        };
+        if s.offset != 0 {
+            self.after_later_read(s.view, node, s.offset);
+            return;
+        }
+        self.after_file_read(s.view, node);
+        let program = s.bytes.starts_with(b"\x7fELF");
+        let size = s.entry.size();
+        if program && size == n && !s.from_exec_cache {
+            self.keep_program(s.view, node);
+        }
+        if !program || size <= n {
+            return;
+        }
+        // A program whose header was read: the loader maps it next and
+        // faults it in a page at a time.
+        if s.from_exec_cache {
+            // Store it whole now: it ran before (that is how it got
+            // there), and it costs no decompression.
+            self.push_program(s.view, node);
+            return;
+        }
+        // Start reading its stored bytes from disk now, in one go, instead
+        // of one request per fault.
+        if !s.package.package.fetched_on_demand() && size <= MAX_PUSHED_PROGRAM {
+            s.package.package.will_read(s.entry);
+        }
+        self.after_program_header(node, n);
+    }
+
     /// After a read of heap bytes `[start, end)` of `package`: if it
     /// continues where the previous read of this package ended, queue the
     /// next chunks for decompression. Random access gains nothing from
     /// read-ahead; it does not waste a core.
-    pub fn after_heap_read(&self, package: &Arc<ActivePackage>, start: u64, end: u64) {
+    fn after_heap_read(&self, package: &Arc<ActivePackage>, start: u64, end: u64) {
         const CHUNK: u64 = CHUNK_SIZE as u64;
         let heap = package.package.heap();
         if heap.info().compression == Compression::None || end == 0 {
@@ -257,7 +321,7 @@ impl ReadAhead {
     /// maps the file next and faults its pages in one round trip at a time;
     /// a tool like `file` stops here. Which one it was shows at the next
     /// read ([`ReadAhead::after_later_read`]).
-    pub fn after_program_header(&self, node: u32, end: u64) {
+    fn after_program_header(&self, node: u32, end: u64) {
         let mut headers = self.headers.lock().unwrap_or_else(|e| e.into_inner());
         if headers.len() >= 1024 {
             headers.clear();
@@ -269,7 +333,7 @@ impl ReadAhead {
     /// library whose header was just read is being mapped and run (or
     /// copied, when the read continues where the header read ended); the
     /// whole file is stored at once instead of page by page.
-    pub fn after_later_read(&self, view: &Arc<View>, node: u32, offset: u64) {
+    fn after_later_read(&self, view: &Arc<View>, node: u32, offset: u64) {
         let header_end = self
             .headers
             .lock()
@@ -291,7 +355,7 @@ impl ReadAhead {
     /// Stores all of program or library `node` now, without waiting for a
     /// read past its header: for programs the exec cache holds, which were
     /// run before (pushing one costs no decompression).
-    pub fn push_program(&self, view: &Arc<View>, node: u32) {
+    fn push_program(&self, view: &Arc<View>, node: u32) {
         if self.notifier.get().is_some() {
             let _ = self.jobs.try_send(Job::Whole {
                 view: view.clone(),
@@ -303,7 +367,7 @@ impl ReadAhead {
 
     /// After a read from the start of file `node`: push the files after it
     /// if the reader is going through files in walk order.
-    pub fn after_file_read(&self, view: &Arc<View>, node: u32) {
+    fn after_file_read(&self, view: &Arc<View>, node: u32) {
         if self.notifier.get().is_none() {
             return;
         }
@@ -423,7 +487,7 @@ impl Worker {
         };
         let package = &view.packages[pkg as usize];
         // Not over the network on a guess (bench/lazy.sh: no faster).
-        if package.remote.is_some() {
+        if package.package.fetched_on_demand() {
             return None;
         }
         let e = package.package.entry(entry);
@@ -461,7 +525,7 @@ impl Worker {
         let package = &view.packages[pkg as usize];
         // A lazy package's file is fetched whole at its first read anyway
         // (`Package::will_read`); storing it too only costs bandwidth.
-        if package.remote.is_some() {
+        if package.package.fetched_on_demand() {
             return;
         }
         let e = package.package.entry(entry);
