@@ -16,7 +16,7 @@ use libfuzzer_sys::fuzz_target;
 fn key() -> &'static PackageKey {
     static KEY: OnceLock<PackageKey> = OnceLock::new();
     KEY.get_or_init(|| {
-        let k = PackageKey::parse(
+        PackageKey::parse(
             format!("exos-package-key-v1\n{}\n", "5a".repeat(32)).as_bytes(),
             std::path::Path::new("fuzz.pkey"),
         )
