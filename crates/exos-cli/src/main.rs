@@ -318,7 +318,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let (code, kind) = classify(&e);
-            let message = format!("{e:#}");
+            let message = output::error_chain(&e);
             if out.json && e.is::<output::Reported>() {
                 // The command printed its own report.
             } else if out.json {
@@ -360,7 +360,7 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
         }
         if matches!(
             c.downcast_ref::<exos_trust::TrustError>(),
-            Some(exos_trust::TrustError::Format(..))
+            Some(exos_trust::TrustError::Format { .. })
         ) {
             return (3, "invalid-file");
         }

@@ -100,3 +100,47 @@ pub fn bytes(n: u64) -> String {
 pub struct ManualReport {
     pub pages: Vec<std::path::PathBuf>,
 }
+
+/// An error and its causes on one line, `outer: cause: root cause`.
+///
+/// Typed errors may print their source in their own message (so a plain
+/// `{e}` stays useful); a cause whose text the line already ends with is
+/// not repeated.
+pub fn error_chain(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct Repeats {
+        path: &'static str,
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let e = anyhow::Error::new(Repeats {
+            path: "/k.minisig",
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        })
+        .context("verifying");
+        assert_eq!(error_chain(&e), "verifying: /k.minisig: gone");
+        let plain = anyhow::anyhow!("root").context("middle").context("top");
+        assert_eq!(error_chain(&plain), "top: middle: root");
+    }
+}

@@ -72,7 +72,11 @@ impl Loader {
             for file in exos_manager::package_files(path)? {
                 match package_manifest(&file) {
                     Ok(manifest) => self.add(manifest, origin(&file)),
-                    Err(e) if !self.quiet => eprintln!("exos: skipping {}: {e:#}", file.display()),
+                    Err(e) if !self.quiet => eprintln!(
+                        "exos: skipping {}: {}",
+                        file.display(),
+                        crate::output::error_chain(&e)
+                    ),
                     Err(_) => {}
                 }
             }

@@ -368,7 +368,7 @@ pub fn verify(args: &VerifyArgs, out: Out) -> Result<()> {
                 good: false,
                 key: None,
                 trusted_comment: None,
-                error: Some(format!("{e:#}")),
+                error: Some(crate::output::error_chain(&e)),
             },
         });
     }

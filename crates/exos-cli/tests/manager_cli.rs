@@ -78,7 +78,7 @@ fn assert_consistent_keyed(root: &Path, keys: &exos_hpkg::crypt::KeyRing) {
     let bad: Vec<_> = report
         .refused
         .iter()
-        .filter(|(_, why)| !why.contains("not in the state list"))
+        .filter(|(_, why)| !matches!(why, exos_packagefs::activate::RefusalReason::NotInState))
         .collect();
     assert!(bad.is_empty(), "mount would refuse: {bad:?}");
     assert_eq!(

@@ -26,6 +26,7 @@ use exos_trust::{FileDigest, TrustStore};
 use std::sync::OnceLock;
 
 use crate::cache::ChunkCache;
+pub use crate::refusal::RefusalReason;
 
 /// A package file's identity on disk: a replaced file is a new package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,8 +96,13 @@ impl MountKeys {
     }
 
     /// Why a sealed package whose key the mount holds was not opened with it.
-    fn withheld(&self, layer: Option<Layer>, writers: Writers, err: &OpenError) -> Option<String> {
-        let OpenError::Package(err) = err else {
+    fn withheld(
+        &self,
+        layer: Option<Layer>,
+        writers: Writers,
+        err: &RefusalReason,
+    ) -> Option<RefusalReason> {
+        let RefusalReason::Package(err) = err else {
             return None;
         };
         let exos_hpkg::ErrorKind::Encrypted(id) = err.kind() else {
@@ -115,7 +121,7 @@ impl MountKeys {
         } else {
             format!("the {} layers only", served.join(" and "))
         };
-        Some(match layer {
+        Some(RefusalReason::KeyWithheld(match layer {
             None => format!(
                 "sealed with key {id}, which this mount was given for {served}: a key never decrypts a package of a user's own layer (whoever can place a file there would read what the key protects)"
             ),
@@ -129,7 +135,7 @@ impl MountKeys {
                     _ => "other users".to_string(),
                 }
             ),
-        })
+        }))
     }
 }
 
@@ -184,11 +190,11 @@ pub struct ActivePackage {
 
 /// Refuses a package that ships a name packagefs generates at the top of
 /// every layer (it could replace or hide other packages' metadata).
-pub fn check_reserved_names(package: &Package) -> Result<(), String> {
+pub fn check_reserved_names(package: &Package) -> Result<(), RefusalReason> {
     match exos_root::reserved_name(package.toc().root().children().map(|c| c.name())) {
-        Some(name) => Err(format!(
-            "contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows"
-        )),
+        Some(name) => Err(RefusalReason::ReservedName {
+            name: name.to_string(),
+        }),
         None => Ok(()),
     }
 }
@@ -203,8 +209,8 @@ impl ActivePackage {
         file_name: String,
         identity: FileIdentity,
         package: Package,
-    ) -> Result<ActivePackage, String> {
-        let manifest = Manifest::from_package(&package).map_err(|e| e.to_string())?;
+    ) -> Result<ActivePackage, RefusalReason> {
+        let manifest = Manifest::from_package(&package)?;
         ActivePackage::with_manifest(id, layer, path, file_name, identity, package, manifest)
     }
 
@@ -218,7 +224,7 @@ impl ActivePackage {
         identity: FileIdentity,
         package: Package,
         manifest: Manifest,
-    ) -> Result<ActivePackage, String> {
+    ) -> Result<ActivePackage, RefusalReason> {
         check_reserved_names(&package)?;
         let toc = package.toc();
         let manifest_bytes = toc
@@ -253,7 +259,7 @@ impl ActivePackage {
 pub struct Refused {
     pub layer: Layer,
     pub path: PathBuf,
-    pub reason: String,
+    pub reason: RefusalReason,
 }
 
 /// The outcome of a scan.
@@ -519,22 +525,6 @@ fn user_layer(users: &WalkedDir, user: &UserName) -> Result<WalkedDir, String> {
     Ok(packages)
 }
 
-/// Why a package file was not opened.
-#[derive(Debug)]
-enum OpenError {
-    Package(exos_hpkg::Error),
-    Other(String),
-}
-
-impl std::fmt::Display for OpenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OpenError::Package(e) => e.fmt(f),
-            OpenError::Other(s) => f.write_str(s),
-        }
-    }
-}
-
 impl Scanner {
     pub fn new(root: PathBuf, host_apis: Vec<Provide>, cache: Arc<ChunkCache>) -> Scanner {
         Scanner {
@@ -589,7 +579,7 @@ impl Scanner {
                 out.refused.push(Refused {
                     layer: Layer::System,
                     path: layout.trust_store(),
-                    reason: e.to_string(),
+                    reason: RefusalReason::TrustStore(Arc::new(e)),
                 });
                 return out;
             }
@@ -609,7 +599,7 @@ impl Scanner {
                     out.refused.push(Refused {
                         layer: Layer::System,
                         path,
-                        reason: reason.to_string(),
+                        reason: RefusalReason::StateList(Arc::new(reason)),
                     });
                     return out;
                 }
@@ -650,7 +640,7 @@ impl Scanner {
                     out.refused.push(Refused {
                         layer,
                         path: dir.join(name),
-                        reason: "not in the state list (not part of the current state)".into(),
+                        reason: RefusalReason::NotInState,
                     });
                 }
             }
@@ -690,7 +680,7 @@ impl Scanner {
                 out.refused.push(Refused {
                     layer: Layer::System,
                     path,
-                    reason: e.to_string(),
+                    reason: RefusalReason::OverlayFile(Arc::new(e)),
                 });
                 return;
             }
@@ -707,12 +697,14 @@ impl Scanner {
             let refuse = |reason: String| Refused {
                 layer: o.layer,
                 path: o.dir.clone(),
-                reason,
+                reason: RefusalReason::Overlay {
+                    package: o.package.clone(),
+                    reason,
+                },
             };
             if out.trust.requires_signature(o.layer) && !o.forced {
                 out.refused.push(refuse(format!(
-                    "overlay of {}: the {} layer accepts only signed packages (exos overlay add --force)",
-                    o.package,
+                    "the {} layer accepts only signed packages (exos overlay add --force)",
                     o.layer.name()
                 )));
                 continue;
@@ -726,9 +718,7 @@ impl Scanner {
                     forced: o.forced,
                     entries,
                 }),
-                Err(reason) => out
-                    .refused
-                    .push(refuse(format!("overlay of {}: {reason}", o.package))),
+                Err(reason) => out.refused.push(refuse(reason)),
             }
         }
     }
@@ -757,7 +747,7 @@ impl Scanner {
                     out.refused.push(Refused {
                         layer: Layer::User,
                         path: layout.user_packages_dir(&user),
-                        reason,
+                        reason: RefusalReason::UserLayer(reason),
                     });
                     continue;
                 }
@@ -796,11 +786,7 @@ impl Scanner {
                                 &trust,
                                 KeyRing::default(),
                             )
-                            .map_err(|e| {
-                                self.keys
-                                    .withheld(None, dir.writers, &e)
-                                    .unwrap_or(e.to_string())
-                            })
+                            .map_err(|e| self.keys.withheld(None, dir.writers, &e).unwrap_or(e))
                             .map(|mut p| {
                                 p.user = Some((user.clone(), owner));
                                 Some(Arc::new(p))
@@ -843,12 +829,11 @@ impl Scanner {
             out.refused.push(Refused {
                 layer: p.layer,
                 path: p.path.clone(),
-                reason: format!(
-                    "the mount's memory budget is used up: this package needs {} KiB, {} KiB of {} KiB remain (raise it with --max-memory-mib)",
-                    p.memory / 1024,
-                    self.memory_budget.saturating_sub(out.memory) / 1024,
-                    self.memory_budget / 1024
-                ),
+                reason: RefusalReason::MemoryBudget {
+                    needs_kib: p.memory / 1024,
+                    left_kib: self.memory_budget.saturating_sub(out.memory) / 1024,
+                    budget_kib: self.memory_budget / 1024,
+                },
             });
             return false;
         }
@@ -865,8 +850,10 @@ impl Scanner {
         record: &Path,
         reuse: &HashMap<(Layer, FileIdentity), &Arc<ActivePackage>>,
         trust: &TrustStore,
-    ) -> Result<Arc<ActivePackage>, String> {
-        let meta = std::fs::metadata(record).map_err(|e| format!("{}: {e}", record.display()))?;
+    ) -> Result<Arc<ActivePackage>, RefusalReason> {
+        let lazy_err = |e: String| RefusalReason::Lazy(e);
+        let meta = std::fs::metadata(record)
+            .map_err(|e| lazy_err(format!("{}: {e}", record.display())))?;
         let identity = FileIdentity::of(&meta);
         if let Some(p) = reuse.get(&(layer, identity)) {
             if p.sha256 == Some(entry.sha256) && p.remote.is_some() {
@@ -874,14 +861,12 @@ impl Scanner {
             }
         }
         if trust.requires_signature(layer) {
-            return Err(format!(
-                "installed lazily, but the {layer} layer accepts only signed packages (a signature covers the whole file; install it without --lazy)"
-            ));
+            return Err(RefusalReason::LazyInSignedLayer(layer));
         }
         let layout = Layout::new(&self.root);
         let lazy = exos_lazy::LazyPackage::read(&layout, &entry.sha256)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{}: vanished", record.display()))?;
+            .map_err(|e| lazy_err(e.to_string()))?
+            .ok_or_else(|| lazy_err(format!("{}: vanished", record.display())))?;
         let cache = self
             .opened_block_cache
             .get_or_init(|| {
@@ -892,26 +877,25 @@ impl Scanner {
                     .map(Arc::new)
                     .map_err(|e| format!("block cache {}: {e}", dir.display()))
             })
-            .clone()?;
-        let source =
-            exos_lazy::RemoteSource::new(lazy, cache, self.timeouts).map_err(|e| e.to_string())?;
-        source.prefetch_metadata().map_err(|e| e.to_string())?;
+            .clone()
+            .map_err(lazy_err)?;
+        let source = exos_lazy::RemoteSource::new(lazy, cache, self.timeouts)
+            .map_err(|e| lazy_err(e.to_string()))?;
+        source
+            .prefetch_metadata()
+            .map_err(|e| lazy_err(e.to_string()))?;
         // Records live in the state directory, which root alone controls.
         let keys = self.keys.for_layer(layer, Writers::Root);
         let package =
-            Package::from_source(source.clone(), source.url(), &OpenOptions::with_keys(keys))
-                .map_err(|e| e.to_string())?;
+            Package::from_source(source.clone(), source.url(), &OpenOptions::with_keys(keys))?;
         source.follow_readers();
         // The manifest the signed index gave (kept in the record), not
         // `manifest.json`: reading that would cost a round trip.
         let manifest = Manifest::parse(
             source.package().record.manifest.to_string().as_bytes(),
             &record.display().to_string(),
-        )
-        .map_err(|e| e.to_string())?;
-        manifest
-            .check_against(&package)
-            .map_err(|e| e.to_string())?;
+        )?;
+        manifest.check_against(&package)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let p = ActivePackage::with_manifest(
             id,
@@ -941,7 +925,7 @@ impl Scanner {
         store: Option<&WalkedDir>,
         reuse: &HashMap<(Layer, FileIdentity), &Arc<ActivePackage>>,
         trust: &TrustStore,
-    ) -> Result<Arc<ActivePackage>, String> {
+    ) -> Result<Arc<ActivePackage>, RefusalReason> {
         let stored = format!("{}.hpkg", entry.sha256);
         let places = [(packages, entry.file.as_str()), (store, stored.as_str())];
         let mut last = None;
@@ -960,7 +944,7 @@ impl Scanner {
         if lazy.exists() {
             return self.activate_lazy(layer, entry, &lazy, reuse, trust);
         }
-        Err("missing from the packages directory and the store".to_string())
+        Err(RefusalReason::Missing)
     }
 
     /// Opens `name` in `dir` without following a link and checks that it
@@ -970,13 +954,15 @@ impl Scanner {
         &self,
         dir: &WalkedDir,
         name: &str,
-    ) -> Result<Option<(std::fs::File, FileIdentity)>, String> {
+    ) -> Result<Option<(std::fs::File, FileIdentity)>, RefusalReason> {
         let opened = match dir.open_file(name) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(RefusalReason::Unservable(e.to_string())),
         };
-        dir.writers.admits(&opened.stat)?;
+        dir.writers
+            .admits(&opened.stat)
+            .map_err(RefusalReason::Unservable)?;
         Ok(Some((opened.file, FileIdentity::of_stat(&opened.stat))))
     }
 
@@ -990,7 +976,7 @@ impl Scanner {
         expected_sha: Option<&Sha256>,
         reuse: &HashMap<(Layer, FileIdentity), &Arc<ActivePackage>>,
         trust: &TrustStore,
-    ) -> Result<Option<Arc<ActivePackage>>, String> {
+    ) -> Result<Option<Arc<ActivePackage>>, RefusalReason> {
         let Some((file, identity)) = self.open_file(dir, name)? else {
             return Ok(None);
         };
@@ -1005,7 +991,7 @@ impl Scanner {
             .map_err(|e| {
                 self.keys
                     .withheld(Some(layer), dir.writers, &e)
-                    .unwrap_or_else(|| e.to_string())
+                    .unwrap_or(e)
             })
     }
 
@@ -1023,9 +1009,9 @@ impl Scanner {
         expected_sha: Option<&Sha256>,
         trust: &TrustStore,
         keys: KeyRing,
-    ) -> Result<ActivePackage, OpenError> {
+    ) -> Result<ActivePackage, RefusalReason> {
         let path = dir.path.join(name);
-        let io = |e: std::io::Error| OpenError::Other(format!("{}: {e}", path.display()));
+        let io = |e: std::io::Error| RefusalReason::Unservable(format!("{}: {e}", path.display()));
         let signed = trust.requires_signature(layer);
         // One read gives both digests when a signature must be checked.
         let digest = if signed {
@@ -1040,9 +1026,7 @@ impl Scanner {
                     None => Sha256::of_reader(&file).map_err(io)?,
                 };
                 if &got != want {
-                    return Err(OpenError::Other(format!(
-                        "checksum mismatch: SHA-256 is {got}, the state expects {want}"
-                    )));
+                    return Err(RefusalReason::Checksum { got, want: *want });
                 }
                 Some(got)
             }
@@ -1056,21 +1040,16 @@ impl Scanner {
                 let sig = [kept, exos_trust::beside(&path)]
                     .into_iter()
                     .find(|p| p.is_file());
-                match trust
-                    .admit(layer, d, sig.as_deref())
-                    .map_err(OpenError::Other)?
-                {
+                match trust.admit(layer, d, sig.as_deref())? {
                     exos_trust::Verdict::Signed { key, .. } => Some(key),
                     exos_trust::Verdict::Unsigned => None,
                 }
             }
             None => None,
         };
-        let package = Package::from_file(file, &path, &OpenOptions::with_keys(keys))
-            .map_err(OpenError::Package)?;
+        let package = Package::from_file(file, &path, &OpenOptions::with_keys(keys))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let p = ActivePackage::new(id, layer, path, name.to_string(), identity, package)
-            .map_err(OpenError::Other)?;
+        let p = ActivePackage::new(id, layer, path, name.to_string(), identity, package)?;
         p.package.heap().use_shared_cache(self.cache.clone(), id);
         // Content digests remembered by an earlier mount: the first view
         // already shares identical files (the digester fills in the rest).
@@ -1108,12 +1087,7 @@ impl Scanner {
             let mut refused_now = Vec::new();
             for p in act.all() {
                 if let Some(missing) = p.manifest.uses.iter().find(|u| !provided(u, p, act)) {
-                    refused_now.push((
-                        p.id,
-                        format!(
-                            "uses system API {missing}, which no active package provides (`exos install --missing` fetches a provider from the repositories)"
-                        ),
-                    ));
+                    refused_now.push((p.id, RefusalReason::MissingApi(missing.to_string())));
                 }
             }
             if refused_now.is_empty() {

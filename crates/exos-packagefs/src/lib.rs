@@ -27,6 +27,7 @@ pub mod fs;
 pub mod known;
 pub mod mount;
 pub mod readahead;
+pub mod refusal;
 pub mod view;
 
 pub use mount::{

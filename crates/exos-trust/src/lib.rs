@@ -35,13 +35,95 @@ const MAX_STORE: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
-    #[error("{0}: {1}")]
-    Io(String, std::io::Error),
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A file broke a rule of its format: the file, then the rule.
-    #[error("{0}: {1}")]
-    Format(String, String),
+    #[error("{}: {rule}", path.display())]
+    Format { path: PathBuf, rule: FormatRule },
+    /// The operating system gave no random numbers (for a new key).
+    #[error("no random numbers: {0}")]
+    Random(String),
+    /// A comment or name that must fit on one line does not.
+    #[error("{what} must be a single line")]
+    MultiLine { what: String },
+    #[error("a comment is too long")]
+    CommentTooLong,
+}
+
+impl TrustError {
+    fn io(path: &Path, source: std::io::Error) -> TrustError {
+        TrustError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn format(path: impl AsRef<Path>, rule: impl Into<FormatRule>) -> TrustError {
+        TrustError::Format {
+            path: path.as_ref().to_path_buf(),
+            rule: rule.into(),
+        }
+    }
+}
+
+/// A rule of a format (minisign's keys and signatures, `trust.json`) that
+/// a file broke, in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FormatRule(String);
+
+impl FormatRule {
+    pub fn new(rule: impl Into<String>) -> FormatRule {
+        FormatRule(rule.into())
+    }
+}
+
+impl From<String> for FormatRule {
+    fn from(s: String) -> FormatRule {
+        FormatRule(s)
+    }
+}
+
+impl From<&str> for FormatRule {
+    fn from(s: &str) -> FormatRule {
+        FormatRule(s.to_string())
+    }
+}
+
+/// Why a signature does not admit a package.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    #[error("signed by key {signed_by}, not by key {key}")]
+    OtherKey { signed_by: KeyId, key: KeyId },
+    #[error(
+        "a legacy (not prehashed) minisign signature: sign again with `exos sign` or `minisign -S`"
+    )]
+    Legacy,
+    #[error("the signature does not match the file's contents")]
+    Contents,
+    #[error("the trusted comment was altered (global signature mismatch)")]
+    TrustedComment,
+    #[error("signed by key {0}, which this root does not trust")]
+    UntrustedKey(String),
+    #[error("signed by key {id} ({name}), which is not trusted for the {layer} layer")]
+    WrongLayer {
+        id: String,
+        name: String,
+        layer: Layer,
+    },
+    #[error("unsigned, and the {0} layer takes only packages signed by a trusted key")]
+    Unsigned(Layer),
+    /// A trusted key of the store could not be used.
     #[error("{0}")]
-    Invalid(String),
+    BadTrustedKey(FormatRule),
+    /// The signature file could not be read.
+    #[error(transparent)]
+    Unreadable(#[from] TrustError),
 }
 
 pub use exos_root::digest::{Blake2b512Digest, FileDigest};
@@ -59,12 +141,14 @@ pub enum Policy {
 }
 
 impl std::str::FromStr for Policy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Policy, String> {
+    type Err = FormatRule;
+    fn from_str(s: &str) -> Result<Policy, FormatRule> {
         match s {
             "any" => Ok(Policy::Any),
             "signed" => Ok(Policy::Signed),
-            _ => Err(format!("unknown policy {s:?} (any or signed)")),
+            _ => Err(FormatRule::new(format!(
+                "unknown policy {s:?} (any or signed)"
+            ))),
         }
     }
 }
@@ -93,13 +177,13 @@ impl TrustedKey {
         }
     }
 
-    pub fn key(&self) -> Result<PublicKey, String> {
+    pub fn key(&self) -> Result<PublicKey, FormatRule> {
         let k = PublicKey::parse(self.public_key.as_bytes())?;
         if k.id.to_string() != self.id {
-            return Err(format!(
+            return Err(FormatRule::new(format!(
                 "key {} holds a public key with id {}",
                 self.id, k.id
-            ));
+            )));
         }
         Ok(k)
     }
@@ -125,14 +209,14 @@ pub fn beside(path: &Path) -> PathBuf {
 
 /// Reads a small file, refusing one larger than `max` before reading it.
 pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, TrustError> {
-    let f = std::fs::File::open(path).map_err(|e| TrustError::Io(path.display().to_string(), e))?;
+    let f = std::fs::File::open(path).map_err(|e| TrustError::io(path, e))?;
     let mut bytes = Vec::new();
     f.take(max + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| TrustError::Io(path.display().to_string(), e))?;
+        .map_err(|e| TrustError::io(path, e))?;
     if bytes.len() as u64 > max {
-        return Err(TrustError::Format(
-            path.display().to_string(),
+        return Err(TrustError::format(
+            path,
             format!("larger than the {max} bytes such a file may have"),
         ));
     }
@@ -142,35 +226,35 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, TrustError> {
 /// Reads and parses a signature file.
 pub fn read_signature(path: &Path) -> Result<Signature, TrustError> {
     let bytes = read_bounded(path, minisign::MAX_FILE as u64)?;
-    Signature::parse(&bytes).map_err(|e| TrustError::Format(path.display().to_string(), e))
+    Signature::parse(&bytes).map_err(|e| TrustError::format(path, e))
 }
 
 /// Reads and parses a public key file.
 pub fn read_public_key(path: &Path) -> Result<PublicKey, TrustError> {
     let bytes = read_bounded(path, minisign::MAX_FILE as u64)?;
-    PublicKey::parse(&bytes).map_err(|e| TrustError::Format(path.display().to_string(), e))
+    PublicKey::parse(&bytes).map_err(|e| TrustError::format(path, e))
 }
 
 /// Reads and parses a secret key file.
 pub fn read_secret_key(path: &Path) -> Result<SecretKey, TrustError> {
     let bytes = read_bounded(path, minisign::MAX_FILE as u64)?;
-    SecretKey::parse(&bytes).map_err(|e| TrustError::Format(path.display().to_string(), e))
+    SecretKey::parse(&bytes).map_err(|e| TrustError::format(path, e))
 }
 
 impl TrustStore {
     /// Parses a trust store; `file` names it in errors.
     pub fn parse(bytes: &[u8], file: &str) -> Result<TrustStore, TrustError> {
-        let store: TrustStore = serde_json::from_slice(bytes)
-            .map_err(|e| TrustError::Format(file.to_string(), e.to_string()))?;
+        let store: TrustStore =
+            serde_json::from_slice(bytes).map_err(|e| TrustError::format(file, e.to_string()))?;
         for k in &store.keys {
             k.key()
-                .map_err(|e| TrustError::Format(file.to_string(), format!("key {}: {e}", k.id)))?;
+                .map_err(|e| TrustError::format(file, format!("key {}: {e}", k.id)))?;
         }
         let mut ids: Vec<&str> = store.keys.iter().map(|k| k.id.as_str()).collect();
         ids.sort_unstable();
         if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-            return Err(TrustError::Format(
-                file.to_string(),
+            return Err(TrustError::format(
+                file,
                 format!("key {} is listed twice", w[0]),
             ));
         }
@@ -182,7 +266,7 @@ impl TrustStore {
         let path = layout.trust_store();
         match std::fs::metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TrustStore::default()),
-            Err(e) => return Err(TrustError::Io(path.display().to_string(), e)),
+            Err(e) => return Err(TrustError::io(&path, e)),
             Ok(_) => {}
         }
         let bytes = read_bounded(&path, MAX_STORE)?;
@@ -199,7 +283,7 @@ impl TrustStore {
     pub fn write(&self, layout: &Layout) -> Result<(), TrustError> {
         let path = layout.trust_store();
         exos_root::write_atomically(&path, self.render().as_bytes())
-            .map_err(|e| TrustError::Io(path.display().to_string(), e))
+            .map_err(|e| TrustError::io(&path, e))
     }
 
     pub fn requires_signature(&self, layer: Layer) -> bool {
@@ -213,20 +297,22 @@ impl TrustStore {
         layer: Layer,
         sig: &Signature,
         digest: &Blake2b512Digest,
-    ) -> Result<&TrustedKey, String> {
+    ) -> Result<&TrustedKey, SignatureError> {
         let id = sig.id.to_string();
         let Some(trusted) = self.keys.iter().find(|k| k.id == id) else {
-            return Err(format!(
-                "signed by key {id}, which this root does not trust"
-            ));
+            return Err(SignatureError::UntrustedKey(id));
         };
         if !trusted.layers.contains(&layer) {
-            return Err(format!(
-                "signed by key {id} ({}), which is not trusted for the {layer} layer",
-                trusted.name
-            ));
+            return Err(SignatureError::WrongLayer {
+                id,
+                name: trusted.name.clone(),
+                layer,
+            });
         }
-        trusted.key()?.verify(sig, digest)?;
+        trusted
+            .key()
+            .map_err(SignatureError::BadTrustedKey)?
+            .verify(sig, digest)?;
         Ok(trusted)
     }
 
@@ -237,16 +323,14 @@ impl TrustStore {
         layer: Layer,
         digest: &FileDigest,
         signature: Option<&Path>,
-    ) -> Result<Verdict, String> {
+    ) -> Result<Verdict, SignatureError> {
         let sig = match signature {
-            Some(p) => Some(read_signature(p).map_err(|e| e.to_string())?),
+            Some(p) => Some(read_signature(p)?),
             None => None,
         };
         match (sig, self.requires_signature(layer)) {
             (None, false) => Ok(Verdict::Unsigned),
-            (None, true) => Err(format!(
-                "unsigned, and the {layer} layer takes only packages signed by a trusted key"
-            )),
+            (None, true) => Err(SignatureError::Unsigned(layer)),
             (Some(_), false) => Ok(Verdict::Unsigned),
             (Some(s), true) => self
                 .check(layer, &s, &digest.blake2b)
@@ -304,19 +388,25 @@ mod tests {
         assert!(store
             .admit(Layer::System, &fd, None)
             .unwrap_err()
+            .to_string()
             .contains("unsigned"));
-        assert_eq!(store.admit(Layer::User, &fd, None), Ok(Verdict::Unsigned));
+        assert_eq!(
+            store.admit(Layer::User, &fd, None).unwrap(),
+            Verdict::Unsigned
+        );
         // Trusted, but not for common.
         store.policy.common = Policy::Signed;
         assert!(store
             .admit(Layer::Common, &fd, Some(&p))
             .unwrap_err()
+            .to_string()
             .contains("not trusted for the common layer"));
         // Another package under the same signature.
         let (other, _) = signed(&sk, b"pkg2");
         assert!(store
             .admit(Layer::System, &other, Some(&p))
             .unwrap_err()
+            .to_string()
             .contains("does not match"));
         // Round trip of the store file.
         let again = TrustStore::parse(store.render().as_bytes(), "t").unwrap();

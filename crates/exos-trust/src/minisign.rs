@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
-use crate::{Blake2b512Digest, TrustError};
+use crate::{Blake2b512Digest, FormatRule, SignatureError, TrustError};
 
 const UNTRUSTED: &str = "untrusted comment: ";
 const TRUSTED: &str = "trusted comment: ";
@@ -43,14 +43,16 @@ impl fmt::Debug for KeyId {
 }
 
 impl std::str::FromStr for KeyId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<KeyId, String> {
+    type Err = FormatRule;
+    fn from_str(s: &str) -> Result<KeyId, FormatRule> {
         if s.len() != 16 {
-            return Err(format!("a key id is 16 hex digits, not {s:?}"));
+            return Err(FormatRule::new(format!(
+                "a key id is 16 hex digits, not {s:?}"
+            )));
         }
         u64::from_str_radix(s, 16)
             .map(|n| KeyId(n.to_le_bytes()))
-            .map_err(|_| format!("a key id is 16 hex digits, not {s:?}"))
+            .map_err(|_| FormatRule::new(format!("a key id is 16 hex digits, not {s:?}")))
     }
 }
 
@@ -96,61 +98,68 @@ pub struct Signature {
 }
 
 /// Splits a key or signature file into its lines, bounded and checked.
-fn lines<'a>(text: &'a [u8], what: &str, count: usize) -> Result<Vec<&'a str>, String> {
+fn lines<'a>(text: &'a [u8], what: &str, count: usize) -> Result<Vec<&'a str>, FormatRule> {
     if text.len() > MAX_FILE {
-        return Err(format!(
+        return Err(FormatRule::new(format!(
             "{what} is {} bytes; at most {MAX_FILE} are read",
             text.len()
-        ));
+        )));
     }
-    let text = std::str::from_utf8(text).map_err(|_| format!("{what} is not UTF-8 text"))?;
+    let text = std::str::from_utf8(text)
+        .map_err(|_| FormatRule::new(format!("{what} is not UTF-8 text")))?;
     let lines: Vec<&str> = text
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
         .filter(|l| !l.is_empty())
         .collect();
     if lines.len() != count {
-        return Err(format!(
+        return Err(FormatRule::new(format!(
             "{what} has {} non-empty lines; minisign's format has {count}",
             lines.len()
-        ));
+        )));
     }
     Ok(lines)
 }
 
-fn comment<'a>(line: &'a str, prefix: &str, max: usize, what: &str) -> Result<&'a str, String> {
+fn comment<'a>(line: &'a str, prefix: &str, max: usize, what: &str) -> Result<&'a str, FormatRule> {
     let c = line
         .strip_prefix(prefix)
-        .ok_or_else(|| format!("{what}: a line must start with {prefix:?}"))?;
+        .ok_or_else(|| FormatRule::new(format!("{what}: a line must start with {prefix:?}")))?;
     if c.len() > max {
-        return Err(format!(
+        return Err(FormatRule::new(format!(
             "{what}: comment of {} bytes, at most {max}",
             c.len()
-        ));
+        )));
     }
     if c.chars().any(|ch| ch.is_control() && ch != '\t') {
-        return Err(format!("{what}: control characters in a comment"));
+        return Err(FormatRule::new(format!(
+            "{what}: control characters in a comment"
+        )));
     }
     Ok(c)
 }
 
-fn decode<const N: usize>(line: &str, what: &str) -> Result<[u8; N], String> {
+fn decode<const N: usize>(line: &str, what: &str) -> Result<[u8; N], FormatRule> {
     // base64 of N bytes is at most 4 * ceil(N / 3) characters: refuse
     // longer lines before decoding anything.
     if line.len() > N.div_ceil(3) * 4 {
-        return Err(format!("{what}: the base64 line is too long"));
+        return Err(FormatRule::new(format!(
+            "{what}: the base64 line is too long"
+        )));
     }
     let bytes = B64
         .decode(line.trim())
-        .map_err(|e| format!("{what}: bad base64 ({e})"))?;
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| format!("{what}: {} bytes where {N} are expected", b.len()))
+        .map_err(|e| FormatRule::new(format!("{what}: bad base64 ({e})")))?;
+    bytes.try_into().map_err(|b: Vec<u8>| {
+        FormatRule::new(format!("{what}: {} bytes where {N} are expected", b.len()))
+    })
 }
 
 fn single_line(s: &str, what: &str) -> Result<(), TrustError> {
     if s.contains(['\n', '\r']) {
-        return Err(TrustError::Invalid(format!("{what} must be a single line")));
+        return Err(TrustError::MultiLine {
+            what: what.to_string(),
+        });
     }
     Ok(())
 }
@@ -158,7 +167,7 @@ fn single_line(s: &str, what: &str) -> Result<(), TrustError> {
 impl PublicKey {
     /// Parses a public key file (`untrusted comment` line, base64 line), or
     /// the base64 line alone as minisign's `-P` takes it.
-    pub fn parse(text: &[u8]) -> Result<PublicKey, String> {
+    pub fn parse(text: &[u8]) -> Result<PublicKey, FormatRule> {
         let trimmed = std::str::from_utf8(text)
             .map(str::trim)
             .map_err(|_| "the public key is not UTF-8 text".to_string())?;
@@ -171,13 +180,17 @@ impl PublicKey {
         };
         let raw: [u8; 42] = decode(line, "the public key")?;
         if &raw[..2] != b"Ed" {
-            return Err("the public key is not an Ed25519 minisign key".into());
+            return Err(FormatRule::new(
+                "the public key is not an Ed25519 minisign key",
+            ));
         }
         let key = VerifyingKey::from_bytes(raw[10..].try_into().expect("32 bytes"))
             .map_err(|_| "the public key is not a valid Ed25519 point".to_string())?;
         if key.is_weak() {
             // A small-order point: signatures under it prove nothing.
-            return Err("the public key is a weak (small-order) Ed25519 point".into());
+            return Err(FormatRule::new(
+                "the public key is a weak (small-order) Ed25519 point",
+            ));
         }
         Ok(PublicKey {
             id: KeyId(raw[2..10].try_into().expect("8 bytes")),
@@ -206,27 +219,27 @@ impl PublicKey {
     /// Checks a signature of a file with this key: the key ids match, the
     /// signature covers the digest, and the global signature covers the
     /// signature and the trusted comment.
-    pub fn verify(&self, sig: &Signature, digest: &Blake2b512Digest) -> Result<(), String> {
+    pub fn verify(&self, sig: &Signature, digest: &Blake2b512Digest) -> Result<(), SignatureError> {
         if sig.id != self.id {
-            return Err(format!("signed by key {}, not by key {}", sig.id, self.id));
+            return Err(SignatureError::OtherKey {
+                signed_by: sig.id,
+                key: self.id,
+            });
         }
         if !sig.prehashed {
-            return Err(
-                "a legacy (not prehashed) minisign signature: sign again with `exos sign` or `minisign -S`"
-                    .into(),
-            );
+            return Err(SignatureError::Legacy);
         }
         let s = ed25519_dalek::Signature::from_bytes(&sig.signature);
         self.key
             .verify_strict(&digest.0, &s)
-            .map_err(|_| "the signature does not match the file's contents".to_string())?;
+            .map_err(|_| SignatureError::Contents)?;
         let mut global = Vec::with_capacity(64 + sig.trusted_comment.len());
         global.extend_from_slice(&sig.signature);
         global.extend_from_slice(sig.trusted_comment.as_bytes());
         let g = ed25519_dalek::Signature::from_bytes(&sig.global_signature);
         self.key
             .verify_strict(&global, &g)
-            .map_err(|_| "the trusted comment was altered (global signature mismatch)".to_string())
+            .map_err(|_| SignatureError::TrustedComment)
     }
 }
 
@@ -237,7 +250,7 @@ impl SecretKey {
         let mut id = [0u8; 8];
         getrandom::fill(&mut seed)
             .and_then(|_| getrandom::fill(&mut id))
-            .map_err(|e| TrustError::Invalid(format!("no random numbers: {e}")))?;
+            .map_err(|e| TrustError::Random(e.to_string()))?;
         Ok(SecretKey {
             id: KeyId(id),
             key: SigningKey::from_bytes(&seed),
@@ -252,12 +265,14 @@ impl SecretKey {
     }
 
     /// Parses an unencrypted minisign secret key file.
-    pub fn parse(text: &[u8]) -> Result<SecretKey, String> {
+    pub fn parse(text: &[u8]) -> Result<SecretKey, FormatRule> {
         let l = lines(text, "the secret key file", 2)?;
         comment(l[0], UNTRUSTED, COMMENT_MAX, "the secret key file")?;
         let raw: [u8; 158] = decode(l[1], "the secret key")?;
         if &raw[..2] != b"Ed" || &raw[4..6] != b"B2" {
-            return Err("the secret key is not an Ed25519 minisign key".into());
+            return Err(FormatRule::new(
+                "the secret key is not an Ed25519 minisign key",
+            ));
         }
         match &raw[2..4] {
             [0, 0] => {}
@@ -267,7 +282,7 @@ impl SecretKey {
                         .into(),
                 )
             }
-            _ => return Err("the secret key uses an unknown key derivation".into()),
+            _ => return Err(FormatRule::new("the secret key uses an unknown key derivation")),
         }
         let keynum = &raw[54..];
         let id: [u8; 8] = keynum[..8].try_into().expect("8 bytes");
@@ -276,7 +291,9 @@ impl SecretKey {
         // minisign 0.11 leaves the checksum of an unencrypted key (`-W`)
         // all zeros; the pairing check below still catches damage there.
         if chk != [0; 32] && checksum(&id, &sk) != chk {
-            return Err("the secret key's checksum does not match (damaged file)".into());
+            return Err(FormatRule::new(
+                "the secret key's checksum does not match (damaged file)",
+            ));
         }
         let key = SigningKey::from_keypair_bytes(&sk)
             .map_err(|_| "the secret key's halves do not belong together".to_string())?;
@@ -311,7 +328,7 @@ impl SecretKey {
         single_line(untrusted_comment, "the untrusted comment")?;
         single_line(trusted_comment, "the trusted comment")?;
         if untrusted_comment.len() > COMMENT_MAX || trusted_comment.len() > TRUSTED_COMMENT_MAX {
-            return Err(TrustError::Invalid("a comment is too long".into()));
+            return Err(TrustError::CommentTooLong);
         }
         let signature = self.key.sign(&digest.0).to_bytes();
         let mut global = Vec::with_capacity(64 + trusted_comment.len());
@@ -342,7 +359,7 @@ fn checksum(id: &[u8; 8], sk: &[u8; 64]) -> [u8; 32] {
 
 impl Signature {
     /// Parses a `.minisig` file.
-    pub fn parse(text: &[u8]) -> Result<Signature, String> {
+    pub fn parse(text: &[u8]) -> Result<Signature, FormatRule> {
         let what = "the signature file";
         let l = lines(text, what, 4)?;
         let untrusted = comment(l[0], UNTRUSTED, COMMENT_MAX, what)?;
@@ -350,7 +367,11 @@ impl Signature {
         let prehashed = match &raw[..2] {
             b"ED" => true,
             b"Ed" => false,
-            _ => return Err(format!("{what}: not an Ed25519 minisign signature")),
+            _ => {
+                return Err(FormatRule::new(format!(
+                    "{what}: not an Ed25519 minisign signature"
+                )))
+            }
         };
         let trusted = comment(l[2], TRUSTED, TRUSTED_COMMENT_MAX, what)?;
         let global: [u8; 64] = decode(l[3], what)?;
@@ -405,11 +426,13 @@ mod tests {
         assert!(pk
             .verify(&altered, &d)
             .unwrap_err()
+            .to_string()
             .contains("trusted comment"));
         let stranger = SecretKey::generate().unwrap().public();
         assert!(stranger
             .verify(&parsed, &d)
             .unwrap_err()
+            .to_string()
             .contains("signed by key"));
     }
 
@@ -423,12 +446,14 @@ mod tests {
         let enc = format!("{UNTRUSTED}x\n{}\n", B64.encode(&raw));
         assert!(SecretKey::parse(enc.as_bytes())
             .unwrap_err()
+            .to_string()
             .contains("encrypted"));
         raw[2..4].copy_from_slice(&[0, 0]);
         raw[100] ^= 1;
         let bad = format!("{UNTRUSTED}x\n{}\n", B64.encode(&raw));
         assert!(SecretKey::parse(bad.as_bytes())
             .unwrap_err()
+            .to_string()
             .contains("checksum"));
     }
 

@@ -68,7 +68,7 @@ impl State {
                 .map(|r| RefusedStatus {
                     layer: r.layer,
                     file: r.path.clone(),
-                    reason: r.reason.clone(),
+                    reason: r.reason.to_string(),
                 })
                 .collect(),
             conflicts: view
@@ -188,7 +188,7 @@ fn same_activation(a: &Activation, b: &Activation) -> bool {
     let refused = |x: &Activation| {
         x.refused
             .iter()
-            .map(|r| (r.layer, r.path.clone(), r.reason.clone()))
+            .map(|r| (r.layer, r.path.clone(), r.reason.to_string()))
             .collect::<Vec<_>>()
     };
     ids(a) == ids(b)

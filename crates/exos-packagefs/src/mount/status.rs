@@ -18,7 +18,7 @@ use super::*;
 pub struct BuildReport {
     pub generation: u64,
     pub active: usize,
-    pub refused: Vec<(PathBuf, String)>,
+    pub refused: Vec<(PathBuf, crate::refusal::RefusalReason)>,
     pub conflicts: usize,
     pub nodes: usize,
     pub view_bytes: usize,
