@@ -8,6 +8,7 @@ pub mod apps;
 pub mod deb;
 pub mod delta;
 pub mod extract;
+pub mod hints;
 pub mod inspect;
 pub mod keys;
 pub mod listing;

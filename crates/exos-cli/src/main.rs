@@ -318,7 +318,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let (code, kind) = classify(&e);
-            let message = output::error_chain(&e);
+            let message = exos_cli::hints::with_hint(output::error_chain(&e), &e);
             if out.json && e.is::<output::Reported>() {
                 // The command printed its own report.
             } else if out.json {

@@ -63,7 +63,7 @@ pub fn mount(
     if has_lazy && args.block_cache.is_none() {
         eprintln!(
             "exos: warning: {}; lazily installed packages are not served",
-            exos_lazy::NO_DEFAULT_CACHE
+            crate::settings::NO_DEFAULT_CACHE
         );
     }
     if args.io_uring == crate::serve::IoUringArg::Always {

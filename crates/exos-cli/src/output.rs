@@ -104,15 +104,15 @@ pub struct ManualReport {
 /// An error and its causes on one line, `outer: cause: root cause`.
 ///
 /// Typed errors may print their source in their own message (so a plain
-/// `{e}` stays useful); a cause whose text the line already ends with is
-/// not repeated.
+/// `{e}` stays useful); a cause whose text the line already holds is not
+/// repeated.
 pub fn error_chain(error: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in error.chain() {
         let text = cause.to_string();
         if line.is_empty() {
             line = text;
-        } else if !line.ends_with(&text) {
+        } else if !line.contains(&text) {
             line.push_str(": ");
             line.push_str(&text);
         }

@@ -358,7 +358,7 @@ pub fn fetch(
         None => settings
             .block_cache
             .clone()
-            .context(exos_lazy::NO_DEFAULT_CACHE)?,
+            .context(crate::settings::NO_DEFAULT_CACHE)?,
     };
     let r = exos_manager::Root::read_only(root)?;
     let current = r.current()?;

@@ -8,6 +8,10 @@ use std::path::PathBuf;
 
 use exos_repo::Timeouts;
 
+/// Why there is no block cache: the default one needs a home.
+pub const NO_DEFAULT_CACHE: &str =
+    "no block cache: $HOME is not set (set EXOS_BLOCK_CACHE or give --block-cache DIR)";
+
 /// The environment, as read at start.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {

@@ -59,6 +59,7 @@ impl Paragraph {
         Ok(Paragraph { fields })
     }
 
+    /// The value of field `name` (names compare exactly), if present.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.fields
             .iter()
@@ -66,6 +67,7 @@ impl Paragraph {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The value of field `name`, which must be present and non-empty; `file` names the package in the error.
     pub fn require(&self, name: &str, file: &str) -> Result<&str, String> {
         self.get(name)
             .filter(|v| !v.is_empty())
@@ -76,10 +78,15 @@ impl Paragraph {
 /// A relation operator of Debian's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// `<<`: strictly earlier.
     Less,
+    /// `<=` (and the obsolete `<`).
     LessEq,
+    /// `=`: exactly this version.
     Eq,
+    /// `>=` (and the obsolete `>`).
     GreaterEq,
+    /// `>>`: strictly later.
     Greater,
 }
 
@@ -110,7 +117,9 @@ impl Op {
 /// One package named in a relationship field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Relation {
+    /// The package (or virtual package) named.
     pub package: String,
+    /// The version constraint, if any.
     pub version: Option<(Op, DebVersion)>,
 }
 
@@ -178,7 +187,9 @@ pub fn exos_name(debian: &str) -> String {
 /// `--slave LINK NAME PATH`s, as more links of the same choice).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alternative {
+    /// The alternative's name (`editor`, `x-www-browser`).
     pub name: String,
+    /// Its priority: the highest installed one is chosen.
     pub priority: i64,
     /// (link, path) pairs: the master first.
     pub links: Vec<(String, String)>,

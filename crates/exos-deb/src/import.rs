@@ -20,13 +20,21 @@ pub const MERGED_INTO_USR: [&str; 6] = ["bin", "sbin", "lib", "lib32", "lib64", 
 /// What importing one package did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Imported {
+    /// The `.deb` read.
     pub source: PathBuf,
+    /// The `.hpkg` written.
     pub output: PathBuf,
+    /// The EXOS package name (Debian's, `-` written `_`: Haiku names have no `-`).
     pub name: String,
+    /// The package name as Debian gives it.
     pub debian_name: String,
+    /// The EXOS version (the order-preserving mapping of Debian's).
     pub version: String,
+    /// The version as Debian gives it.
     pub debian_version: String,
+    /// `Essential: yes` in the control file.
     pub essential: bool,
+    /// Regular files unpacked (hard links included).
     pub files: u64,
     /// Links made from literal `update-alternatives --install` calls.
     pub alternatives: Vec<String>,
@@ -96,10 +104,9 @@ impl<R: Read> Read for Capped<R> {
                 self.left = left;
                 Ok(n)
             }
-            None => Err(io::Error::other(format!(
-                "unpacks to more than {} MiB, the limit for a package (--max-package-mib to raise it)",
-                self.limit >> 20
-            ))),
+            None => Err(io::Error::other(crate::OverLimit::Package {
+                mib: self.limit >> 20,
+            })),
         }
     }
 }
@@ -467,6 +474,11 @@ fn parent_of(p: &Path) -> PathBuf {
 /// into `usr`. Never writes outside `tree`: `..` and absolute paths are
 /// refused, parents must be directories made here, and a name already
 /// present is replaced, not written through.
+/// The limit a [`Capped`] reader's error reports, if it is one.
+fn over_limit(e: &io::Error) -> Option<crate::OverLimit> {
+    e.get_ref()?.downcast_ref::<crate::OverLimit>().cloned()
+}
+
 fn extract(
     reader: impl Read,
     tree: &Path,
@@ -476,24 +488,23 @@ fn extract(
     let mut unpacked = 0u64;
     let mut count = |n: u64, raw: &Path| -> Result<(), DebError> {
         if n > limits.max_file {
-            return Err(DebError::Format(
-                file.to_string(),
-                format!(
-                    "data.tar: {} holds {n} bytes, more than the {} MiB a file may (--max-file-mib to raise it)",
-                    raw.display(),
-                    limits.max_file >> 20
-                ),
-            ));
+            return Err(DebError::OverLimit {
+                file: file.to_string(),
+                limit: crate::OverLimit::File {
+                    entry: raw.display().to_string(),
+                    bytes: n,
+                    mib: limits.max_file >> 20,
+                },
+            });
         }
         unpacked = unpacked.saturating_add(n);
         if unpacked > limits.max_package {
-            return Err(DebError::Format(
-                file.to_string(),
-                format!(
-                    "data.tar unpacks to more than {} MiB, the limit for a package (--max-package-mib to raise it)",
-                    limits.max_package >> 20
-                ),
-            ));
+            return Err(DebError::OverLimit {
+                file: file.to_string(),
+                limit: crate::OverLimit::Package {
+                    mib: limits.max_package >> 20,
+                },
+            });
         }
         Ok(())
     };
@@ -503,7 +514,13 @@ fn extract(
         moved: Vec::new(),
         dirs: HashSet::from([PathBuf::new()]),
     };
-    let bad = |e: io::Error| DebError::Format(file.to_string(), format!("data.tar: {e}"));
+    let bad = |e: io::Error| match over_limit(&e) {
+        Some(limit) => DebError::OverLimit {
+            file: file.to_string(),
+            limit,
+        },
+        None => DebError::Format(file.to_string(), format!("data.tar: {e}")),
+    };
     let mut tar = tar::Archive::new(reader);
     for entry in tar.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;

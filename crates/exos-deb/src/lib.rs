@@ -27,10 +27,42 @@ pub use import::{
     default_build_options, import, import_limited, import_with, usr_links_package, Imported, Limits,
 };
 
+/// Why a `.deb` could not be imported.
 #[derive(Debug, thiserror::Error)]
 pub enum DebError {
+    /// The package (first) broke a rule of the format (second).
     #[error("{0}: {1}")]
     Format(String, String),
+    /// Reading or writing (what, first) failed.
     #[error("{0}: {1}")]
     Io(String, #[source] std::io::Error),
+    /// Unpacking would pass one of the [`Limits`].
+    #[error("{file}: {limit}")]
+    OverLimit {
+        /// The package.
+        file: String,
+        /// Which limit, and by how much.
+        limit: OverLimit,
+    },
+}
+
+/// Which of the [`Limits`] a package passed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverLimit {
+    /// One file is larger than `Limits::max_file`.
+    #[error("data.tar: {entry} holds {bytes} bytes, more than the {mib} MiB a file may")]
+    File {
+        /// The file's path in the archive.
+        entry: String,
+        /// Its size.
+        bytes: u64,
+        /// The limit, in MiB.
+        mib: u64,
+    },
+    /// The package unpacks to more than `Limits::max_package`.
+    #[error("data.tar unpacks to more than {mib} MiB, the limit for a package")]
+    Package {
+        /// The limit, in MiB.
+        mib: u64,
+    },
 }

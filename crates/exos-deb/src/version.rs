@@ -18,8 +18,11 @@ use exos_hpkg::info::Version;
 /// A parsed Debian version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DebVersion {
+    /// The epoch (`1:` in `1:2.3-4`; 0 when absent).
     pub epoch: u32,
+    /// The upstream version (`2.3`).
     pub upstream: String,
+    /// The Debian revision (`4`; empty when absent).
     pub revision: String,
 }
 

@@ -343,11 +343,26 @@ fn a_bomb_is_refused_before_it_is_unpacked() {
     drop(a);
     let out = tmp.path().join("out");
     fs::create_dir(&out).unwrap();
-    let e = exos_deb::import(&path, &out).unwrap_err().to_string();
+    let err = exos_deb::import(&path, &out).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            exos_deb::DebError::OverLimit {
+                limit: exos_deb::OverLimit::File {
+                    bytes: 2147483648,
+                    mib: 1024,
+                    ..
+                },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let e = err.to_string();
     assert!(
         e.contains("bomb.deb")
             && e.contains("zeros holds 2147483648 bytes")
-            && e.contains("more than the 1024 MiB a file may (--max-file-mib"),
+            && e.contains("more than the 1024 MiB a file may"),
         "{e}"
     );
     assert_eq!(
@@ -381,12 +396,20 @@ fn the_package_limit_counts_every_file() {
         max_file: 1 << 20,
         max_package: 1 << 20,
     };
-    let e = exos_deb::import_limited(&d, &out, &options, small)
-        .unwrap_err()
-        .to_string();
+    let err = exos_deb::import_limited(&d, &out, &options, small).unwrap_err();
     assert!(
-        e.contains("unpacks to more than 1 MiB") && e.contains("--max-package-mib"),
-        "{e}"
+        matches!(
+            &err,
+            exos_deb::DebError::OverLimit {
+                limit: exos_deb::OverLimit::Package { mib: 1 },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("unpacks to more than 1 MiB"),
+        "{err}"
     );
     let tiny = exos_deb::Limits {
         max_file: 100 << 10,

@@ -42,11 +42,14 @@ pub struct Case {
     pub class: &'static str,
     /// `hpkg` or `hpkr`.
     pub extension: &'static str,
+    /// The file's bytes.
     pub bytes: Vec<u8>,
+    /// What reading it must do.
     pub expect: Expect,
 }
 
 impl Case {
+    /// `NAME.EXTENSION`, the case's file name.
     pub fn file_name(&self) -> String {
         format!("{}.{}", self.name, self.extension)
     }
@@ -132,12 +135,16 @@ impl SectionWriter {
 pub struct RawPackage {
     /// File and attribute data at the start of the heap.
     pub data: Vec<u8>,
+    /// The TOC, as encoded (possibly hostile).
     pub toc: EncodedSection,
+    /// The package attributes, as encoded (possibly hostile).
     pub attrs: EncodedSection,
+    /// How the heap is compressed.
     pub compression: Compression,
 }
 
 impl RawPackage {
+    /// A zlib package of these sections and no file data.
     pub fn new(toc: EncodedSection, attrs: EncodedSection) -> RawPackage {
         RawPackage {
             data: Vec::new(),
@@ -147,6 +154,7 @@ impl RawPackage {
         }
     }
 
+    /// The package file: header, then the heap compressed in 64 KiB chunks.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut heap = self.data.clone();
         heap.extend_from_slice(&self.toc.bytes);

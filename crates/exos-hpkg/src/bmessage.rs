@@ -13,7 +13,7 @@ const FIELD_FLAG_FIXED_SIZE: u16 = 0x0002;
 
 /// One field: its name, type code and items.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Field<'a> {
+pub(crate) struct Field<'a> {
     pub name: &'a str,
     pub type_code: u32,
     pub items: Vec<&'a [u8]>,
@@ -21,7 +21,7 @@ pub struct Field<'a> {
 
 impl<'a> Field<'a> {
     /// The items as strings (NUL terminators stripped).
-    pub fn strings(&self) -> Vec<String> {
+    pub(crate) fn strings(&self) -> Vec<String> {
         self.items
             .iter()
             .map(|i| {
@@ -41,7 +41,7 @@ fn le16(b: &[u8], o: usize) -> u16 {
 
 /// Parses a flattened message into its fields; the field and item lists
 /// are charged to `budget`.
-pub fn parse<'a>(b: &'a [u8], budget: &Budget) -> Result<Vec<Field<'a>>> {
+pub(crate) fn parse<'a>(b: &'a [u8], budget: &Budget) -> Result<Vec<Field<'a>>> {
     if b.len() < HEADER_FIXED {
         return Err(corrupt!(
             "repository info: message of {} bytes is too short",
@@ -142,7 +142,7 @@ pub fn parse<'a>(b: &'a [u8], budget: &Budget) -> Result<Vec<Field<'a>>> {
 
 /// A field to flatten: variable-size items (strings, with their NUL) or
 /// fixed-size ones (integers).
-pub struct OutField<'a> {
+pub(crate) struct OutField<'a> {
     pub name: &'a str,
     pub type_code: u32,
     pub fixed_size: bool,
@@ -150,8 +150,8 @@ pub struct OutField<'a> {
 }
 
 /// `B_STRING_TYPE` ('CSTR') and `B_UINT8_TYPE` ('UBYT').
-pub const STRING_TYPE: u32 = u32::from_be_bytes(*b"CSTR");
-pub const UINT8_TYPE: u32 = u32::from_be_bytes(*b"UBYT");
+pub(crate) const STRING_TYPE: u32 = u32::from_be_bytes(*b"CSTR");
+pub(crate) const UINT8_TYPE: u32 = u32::from_be_bytes(*b"UBYT");
 
 /// Haiku's `BMessage::_HashName`.
 fn hash_name(name: &str) -> u32 {
@@ -166,7 +166,7 @@ fn hash_name(name: &str) -> u32 {
 /// Flattens fields the way Haiku's `BMessage::Flatten` does (format
 /// `HMF1`, `what` 0, a 5-bucket name hash table chained in field order):
 /// byte-identical to the repository info Haiku's `package_repo` writes.
-pub fn flatten(fields: &[OutField<'_>]) -> Vec<u8> {
+pub(crate) fn flatten(fields: &[OutField<'_>]) -> Vec<u8> {
     const HASH_TABLE_SIZE: usize = 5;
     const FIELD_FLAG_VALID: u16 = 0x0001;
     let mut table = [-1i32; HASH_TABLE_SIZE];

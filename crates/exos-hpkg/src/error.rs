@@ -42,7 +42,7 @@ pub enum ErrorKind {
     #[error("{0}")]
     Unsupported(String),
     /// An encrypted package whose key was not given.
-    #[error("encrypted package (key {0}): its key was not given (--key FILE)")]
+    #[error("encrypted package (key {0}): its key was not given")]
     Encrypted(String),
 }
 

@@ -136,7 +136,7 @@ fn generated_repository_checksum_is_the_package_sha256() {
 
 mod sha2_check {
     /// SHA-256 by the sha2 crate, not by the code under test.
-    pub fn sha256_hex(data: &[u8]) -> String {
+    pub(crate) fn sha256_hex(data: &[u8]) -> String {
         use sha2::Digest;
         sha2::Sha256::digest(data)
             .iter()

@@ -65,6 +65,7 @@ impl Lru {
     }
 }
 
+/// A directory of verified blocks named by their SHA-256, at most `capacity` bytes, least recently used evicted first.
 pub struct BlockCache {
     dir: PathBuf,
     capacity: u64,
@@ -161,10 +162,12 @@ impl BlockCache {
         Ok(cache)
     }
 
+    /// The cache directory (absolute).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The most bytes it holds.
     pub fn capacity(&self) -> u64 {
         self.capacity
     }

@@ -21,10 +21,51 @@ pub mod cache;
 pub mod record;
 pub mod source;
 
+use std::path::PathBuf;
+
 pub use cache::BlockCache;
 pub use record::{LazyPackage, LazyRecord};
 pub use source::{RemoteSource, SourceStats};
 
-/// Why there is no block cache: the default one needs a home.
-pub const NO_DEFAULT_CACHE: &str =
-    "no block cache: $HOME is not set (set EXOS_BLOCK_CACHE or give --block-cache DIR)";
+/// Why a lazy record or its block map could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum LazyError {
+    /// Reading or writing a record or block map failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The record or block map.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record broke a rule.
+    #[error("{file}: {rule}")]
+    Invalid {
+        /// The record.
+        file: String,
+        /// The rule, in words.
+        rule: String,
+    },
+    /// A record is not JSON of the expected shape.
+    #[error("{file}: {source}")]
+    Json {
+        /// The record.
+        file: String,
+        /// Where and how it does not parse.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The record's repository location or block map was refused.
+    #[error(transparent)]
+    Repo(#[from] exos_repo::RepoError),
+}
+
+impl LazyError {
+    fn invalid(file: impl std::fmt::Display, rule: impl Into<String>) -> LazyError {
+        LazyError::Invalid {
+            file: file.to_string(),
+            rule: rule.into(),
+        }
+    }
+}

@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use exos_repo::{BlockMap, RepoError};
+use exos_repo::BlockMap;
+
+use crate::LazyError;
 use exos_root::{write_atomically, Layout, Sha256};
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +21,9 @@ pub struct LazyRecord {
     pub base: String,
     /// The package's file name in the repository.
     pub file: String,
+    /// The package's size in bytes.
     pub size: u64,
+    /// The package's SHA-256 (what the state names it by).
     pub sha256: Sha256,
     /// Where its TOC, attributes and chunk table start: fetched with the
     /// header before the package is opened (a hint; every block is still
@@ -54,23 +58,25 @@ impl LazyRecord {
         }
     }
 
-    pub fn parse(bytes: &[u8], what: &str) -> Result<LazyRecord, RepoError> {
+    /// Parses a record (at most [`MAX_RECORD`] bytes); `what` names it in errors.
+    pub fn parse(bytes: &[u8], what: &str) -> Result<LazyRecord, LazyError> {
         if bytes.len() as u64 > MAX_RECORD {
-            return Err(RepoError::Invalid(format!(
-                "{what}: {} bytes, over the {MAX_RECORD}-byte limit",
-                bytes.len()
-            )));
+            return Err(LazyError::invalid(
+                what,
+                format!("{} bytes, over the {MAX_RECORD}-byte limit", bytes.len()),
+            ));
         }
-        let r: LazyRecord = serde_json::from_slice(bytes)
-            .map_err(|e| RepoError::Invalid(format!("{what}: {e}")))?;
+        let r: LazyRecord = serde_json::from_slice(bytes).map_err(|source| LazyError::Json {
+            file: what.to_string(),
+            source,
+        })?;
         if r.file.is_empty() || r.file.contains('/') || r.file.starts_with('.') {
-            return Err(RepoError::Invalid(format!(
-                "{what}: file {:?} is not a plain file name",
-                r.file
-            )));
+            return Err(LazyError::invalid(
+                what,
+                format!("file {:?} is not a plain file name", r.file),
+            ));
         }
-        exos_repo::Location::parse(&r.base)
-            .map_err(|e| RepoError::Invalid(format!("{what}: {e}")))?;
+        exos_repo::Location::parse(&r.base).map_err(|e| LazyError::invalid(what, e.to_string()))?;
         Ok(r)
     }
 }
@@ -78,20 +84,25 @@ impl LazyRecord {
 /// A lazily installed package as a root keeps it: its record and block map.
 #[derive(Debug, Clone)]
 pub struct LazyPackage {
+    /// Where the package is.
     pub record: LazyRecord,
+    /// The hash of every block, as the signed index bound it.
     pub blocks: BlockMap,
     /// The record's path, for messages.
     pub path: PathBuf,
 }
 
-fn io(p: &Path, e: std::io::Error) -> RepoError {
-    RepoError::Io(p.display().to_string(), e)
+fn io(p: &Path, source: std::io::Error) -> LazyError {
+    LazyError::Io {
+        path: p.to_path_buf(),
+        source,
+    }
 }
 
 impl LazyPackage {
     /// Reads the record and block map kept for `sha`; `Ok(None)` when the
     /// root keeps no lazy record for it.
-    pub fn read(layout: &Layout, sha: &Sha256) -> Result<Option<LazyPackage>, RepoError> {
+    pub fn read(layout: &Layout, sha: &Sha256) -> Result<Option<LazyPackage>, LazyError> {
         let path = layout.lazy_record(sha);
         let bytes = match read_capped(&path, MAX_RECORD) {
             Ok(b) => b,
@@ -101,10 +112,10 @@ impl LazyPackage {
         let what = path.display().to_string();
         let record = LazyRecord::parse(&bytes, &what)?;
         if &record.sha256 != sha {
-            return Err(RepoError::Invalid(format!(
-                "{what}: describes {}, not the package its name says",
-                record.sha256
-            )));
+            return Err(LazyError::invalid(
+                what,
+                format!("describes {}, not the package its name says", record.sha256),
+            ));
         }
         let bp = layout.lazy_blocks(sha);
         let limit = exos_repo::blocks::map_len(record.size, exos_repo::blocks::MIN_BLOCK_SIZE);
@@ -119,14 +130,16 @@ impl LazyPackage {
 
     /// Writes the block map, then the record (the record's presence means
     /// the pair is whole; each written atomically and synced).
-    pub fn write(&self, layout: &Layout) -> Result<(), RepoError> {
+    pub fn write(&self, layout: &Layout) -> Result<(), LazyError> {
         let dir = layout.lazy_dir();
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let bp = layout.lazy_blocks(&self.record.sha256);
         write_atomically(&bp, &self.blocks.render()).map_err(|e| io(&bp, e))?;
         let rp = layout.lazy_record(&self.record.sha256);
-        let text = serde_json::to_vec_pretty(&self.record)
-            .map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let text = serde_json::to_vec_pretty(&self.record).map_err(|source| LazyError::Json {
+            file: rp.display().to_string(),
+            source,
+        })?;
         write_atomically(&rp, &text).map_err(|e| io(&rp, e))
     }
 }

@@ -25,9 +25,13 @@ const RECENT: usize = 32;
 /// What one lazily opened package has cost so far.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SourceStats {
+    /// Blocks in the package.
     pub blocks: u64,
+    /// Of them, blocks in the block cache now.
     pub blocks_cached: u64,
+    /// HTTP requests (or reads of a local repository) made.
     pub requests: u64,
+    /// Bytes fetched.
     pub bytes_fetched: u64,
     /// The last failure (network, or a block that did not verify).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,11 +120,12 @@ impl std::fmt::Debug for RemoteSource {
 }
 
 impl RemoteSource {
+    /// A source reading `package` through `cache`, fetching missing blocks from the record's repository.
     pub fn new(
         package: LazyPackage,
         cache: Arc<BlockCache>,
         timeouts: Timeouts,
-    ) -> Result<Arc<RemoteSource>, exos_repo::RepoError> {
+    ) -> Result<Arc<RemoteSource>, crate::LazyError> {
         let location = Location::parse(&package.record.base)?;
         Ok(Arc::new_cyclic(|me| RemoteSource {
             me: me.clone(),
@@ -138,6 +143,7 @@ impl RemoteSource {
         }))
     }
 
+    /// The package this source reads.
     pub fn package(&self) -> &LazyPackage {
         &self.package
     }
@@ -151,6 +157,7 @@ impl RemoteSource {
         &self.package.blocks
     }
 
+    /// What the package has cost so far.
     pub fn stats(&self) -> SourceStats {
         let map = self.map();
         SourceStats {

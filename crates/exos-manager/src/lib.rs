@@ -35,7 +35,7 @@ mod root;
 mod transaction;
 pub mod workflow;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use exos_root::{Layer, PackageFile, Sha256, StateEntry, StateList};
 pub use offer::{installed, package_files};
@@ -44,12 +44,65 @@ pub use plan::{AdmittedPlan, FromRepository, PackageName, Plan};
 pub use root::{diff, AcceptedSignature, FileAction, FileChange, GcReport, NewPackage, Root};
 pub use transaction::{Request, Transaction};
 
+// `Distrust` is defined below, beside `Error`.
+
+/// Why a change to a root failed. Variants carry the paths and names
+/// they are about; the CLI adds what to type next (flags, commands).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}: {1}")]
-    Io(String, std::io::Error),
-    #[error("{0}")]
-    Invalid(String),
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A package, record or name broke a rule.
+    #[error("{what}: {rule}")]
+    Invalid { what: String, rule: String },
+    /// The directory is not an EXOS root.
+    #[error("{}: not an EXOS root", .0.display())]
+    NotARoot(PathBuf),
+    /// A package the current state names is gone from the root.
+    #[error("{layer}/{file} of the current state is missing")]
+    MissingFromState { layer: Layer, file: PackageFile },
+    /// No active package has this name (in this layer).
+    #[error("{name}: no package of that name{} in the current state", in_layer(*.layer))]
+    NotActive { name: String, layer: Option<Layer> },
+    /// A name is active in several layers and the request did not say
+    /// which.
+    #[error("{name} is installed in the {} layers", layer_list(.layers))]
+    InSeveralLayers { name: String, layers: Vec<Layer> },
+    /// No overlay of this package exists.
+    #[error("{0}: no overlay")]
+    NoOverlay(String),
+    /// Overlays of this package exist in several layers and the request
+    /// did not say which.
+    #[error("{0} has overlays in several layers")]
+    OverlaysInSeveralLayers(String),
+    /// A removal names a package that is not installed.
+    #[error("{0} is not installed, so it cannot be removed")]
+    NotInstalled(String),
+    /// A forced change applies files; names need the resolver.
+    #[error(
+        "a forced change applies exactly the files named; installing by name needs the resolver"
+    )]
+    ForcedByName,
+    /// An upgrade needs a consistent plan, which forcing skips.
+    #[error("upgrade cannot be forced: it needs a consistent plan")]
+    ForcedUpgrade,
+    /// Two packages of a plan would have the same file name in a layer.
+    #[error("two packages would both be {layer}/{file}")]
+    SameFile { layer: Layer, file: PackageFile },
+    /// A package the resolver chose has no file to install it from.
+    #[error("{0}: no package file for it")]
+    NoFileFor(String),
+    /// A lazy install needs a block cache and none was given.
+    #[error("no block cache")]
+    NoBlockCache,
+    /// A worker thread panicked.
+    #[error("a {0} panicked")]
+    Panicked(&'static str),
     #[error(transparent)]
     State(#[from] exos_root::StateError),
     #[error(transparent)]
@@ -59,22 +112,81 @@ pub enum Error {
     /// No consistent set of packages exists for the request.
     #[error(transparent)]
     Unsatisfiable(exos_resolve::ResolveError),
+    /// The request itself is malformed (the resolver says how).
+    #[error(transparent)]
+    BadRequest(exos_resolve::ResolveError),
     /// The plan removes essential packages.
-    #[error("refusing to remove essential packages ({0}): the system may not work without them (--force to do it anyway)")]
+    #[error("refusing to remove essential packages ({0}): the system may not work without them")]
     Essential(String),
     /// The root's trust policy refuses a package.
-    #[error("{0}")]
-    Untrusted(String),
+    #[error(transparent)]
+    Untrusted(#[from] Distrust),
     #[error(transparent)]
     Trust(#[from] exos_trust::TrustError),
     #[error(transparent)]
     Repo(#[from] exos_repo::RepoError),
+    #[error(transparent)]
+    Lazy(#[from] exos_lazy::LazyError),
     /// The plan removes packages the request did not name.
-    #[error("this would also remove {0} (--yes to go ahead)")]
+    #[error("this would also remove {0}")]
     NeedsConsent(String),
     /// A download is not the package its signed index entry describes.
     #[error("{file} from {repository}: not the package its index entry describes")]
     NotTheIndexedPackage { file: String, repository: String },
+}
+
+/// Why a root's trust policy refuses a package.
+#[derive(Debug, thiserror::Error)]
+pub enum Distrust {
+    /// The layer takes only signed packages and this one has no signature.
+    #[error("{}: unsigned (no {}), and the {layer} layer takes only packages signed by a trusted key", .path.display(), .signature.display())]
+    Unsigned {
+        path: PathBuf,
+        signature: PathBuf,
+        layer: Layer,
+    },
+    /// The signature file does not parse.
+    #[error("{}: {rule}", .signature.display())]
+    BadSignatureFile {
+        signature: PathBuf,
+        rule: exos_trust::FormatRule,
+    },
+    /// The signature does not verify, or its key is not trusted here.
+    #[error("{}: {source}", .path.display())]
+    Signature {
+        path: PathBuf,
+        #[source]
+        source: exos_trust::SignatureError,
+    },
+    /// An overlay is unsigned content, and the layer takes only signed
+    /// packages.
+    #[error("the {0} layer accepts only signed packages, and an overlay is unsigned content")]
+    UnsignedOverlay(Layer),
+    /// A lazy install does not fetch the whole file a signature covers.
+    #[error("{file}: the {layer} layer accepts only signed packages, and a package signature covers the whole file, which a lazy install does not fetch")]
+    LazyInSignedLayer { file: String, layer: Layer },
+}
+
+impl Error {
+    /// `what` broke `rule`.
+    pub fn invalid(what: impl std::fmt::Display, rule: impl Into<String>) -> Error {
+        Error::Invalid {
+            what: what.to_string(),
+            rule: rule.into(),
+        }
+    }
+}
+
+fn in_layer(layer: Option<Layer>) -> String {
+    layer.map_or(String::new(), |l| format!(" in the {} layer", l.name()))
+}
+
+fn layer_list(layers: &[Layer]) -> String {
+    layers
+        .iter()
+        .map(|l| l.name())
+        .collect::<Vec<_>>()
+        .join(" and ")
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -85,6 +197,9 @@ pub(crate) trait Ctx<T> {
 
 impl<T> Ctx<T> for std::io::Result<T> {
     fn at(self, what: impl AsRef<Path>) -> Result<T> {
-        self.map_err(|e| Error::Io(what.as_ref().display().to_string(), e))
+        self.map_err(|source| Error::Io {
+            path: what.as_ref().to_path_buf(),
+            source,
+        })
     }
 }

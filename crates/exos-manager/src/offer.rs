@@ -32,10 +32,9 @@ pub fn installed(root: &Root, state: &StateList) -> Result<Vec<(StateEntry, Mani
         .map(|e| {
             if root.locate(e).is_none() && root.is_lazy(e) {
                 // A lazy package's manifest is kept with its record.
-                let lazy = exos_lazy::LazyPackage::read(&root.layout, &e.sha256)
-                    .map_err(|err| Error::Invalid(err.to_string()))?
-                    .ok_or_else(|| {
-                        Error::Invalid(format!("{}/{}: lazy record vanished", e.layer, e.file))
+                let lazy =
+                    exos_lazy::LazyPackage::read(&root.layout, &e.sha256)?.ok_or_else(|| {
+                        Error::invalid(format!("{}/{}", e.layer, e.file), "lazy record vanished")
                     })?;
                 let what = lazy.path.display().to_string();
                 let manifest = Manifest::parse(lazy.record.manifest.to_string().as_bytes(), &what)?;
@@ -45,11 +44,9 @@ pub fn installed(root: &Root, state: &StateList) -> Result<Vec<(StateEntry, Mani
             if let Some(manifest) = crate::root::remembered_manifest(&root.layout, &e.sha256)? {
                 return Ok((e.clone(), manifest));
             }
-            let path = root.locate(e).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "{}/{} of the current state is missing (run `exos check`)",
-                    e.layer, e.file
-                ))
+            let path = root.locate(e).ok_or_else(|| Error::MissingFromState {
+                layer: e.layer,
+                file: e.file.clone(),
             })?;
             let pkg = Package::open(&path)?;
             Ok((e.clone(), Manifest::from_package(&pkg)?))
@@ -60,9 +57,15 @@ pub fn installed(root: &Root, state: &StateList) -> Result<Vec<(StateEntry, Mani
 /// `*.hpkg` files directly inside `dir`, sorted by name.
 pub fn package_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::Io(dir.display().to_string(), e))? {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })? {
         let path = entry
-            .map_err(|e| Error::Io(dir.display().to_string(), e))?
+            .map_err(|e| Error::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            })?
             .path();
         if path.extension().is_some_and(|e| e == "hpkg") && path.is_file() {
             out.push(path);
@@ -85,29 +88,36 @@ pub(crate) fn signature_for(
     let required = trust.requires_signature(layer);
     if !sig_path.exists() {
         if required {
-            return Err(Error::Untrusted(format!(
-                "{}: unsigned (no {}), and the {layer} layer takes only packages signed by a trusted key",
-                path.display(),
-                sig_path.display()
-            )));
+            return Err(crate::Distrust::Unsigned {
+                path: path.to_path_buf(),
+                signature: sig_path,
+                layer,
+            }
+            .into());
         }
         return Ok(None);
     }
     let text = exos_trust::read_bounded(&sig_path, exos_trust::minisign::MAX_FILE as u64)?;
     let checked = exos_trust::Signature::parse(&text)
-        .map_err(|e| format!("{}: {e}", sig_path.display()))
+        .map_err(|rule| crate::Distrust::BadSignatureFile {
+            signature: sig_path.clone(),
+            rule,
+        })
         .and_then(|sig| {
             trust
                 .check(layer, &sig, &digest.blake2b)
                 .map(|k| k.id.clone())
-                .map_err(|e| format!("{}: {e}", path.display()))
+                .map_err(|source| crate::Distrust::Signature {
+                    path: path.to_path_buf(),
+                    source,
+                })
         });
     match checked {
         Ok(key) => Ok(Some(AcceptedSignature {
             key,
             text: String::from_utf8_lossy(&text).into_owned(),
         })),
-        Err(reason) if required => Err(Error::Untrusted(reason)),
+        Err(reason) if required => Err(reason.into()),
         Err(_) => Ok(None),
     }
 }
@@ -141,10 +151,10 @@ pub(crate) fn offer_checked(
         pkg.verify_data()?;
     }
     if let Some(name) = reserved_name(pkg.toc().root().children().map(|c| c.name())) {
-        return Err(Error::Invalid(format!(
-            "{}: contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows",
-            path.display()
-        )));
+        return Err(Error::invalid(
+            path.display(),
+            format!("contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows"),
+        ));
     }
     let manifest = Manifest::from_package(&pkg)?;
     // The BLAKE2b digest a signature covers only when one must be checked.
@@ -156,17 +166,25 @@ pub(crate) fn offer_checked(
     let digest = match known {
         Some(d) => Some(d),
         None if has_signature || trust.requires_signature(layer) => {
-            Some(FileDigest::of_file(path).map_err(|e| Error::Io(path.display().to_string(), e))?)
+            Some(FileDigest::of_file(path).map_err(|e| Error::Io {
+                path: path.to_path_buf(),
+                source: e,
+            })?)
         }
         None => None,
     };
     let (sha256, size, signature) = match digest {
         Some(d) => (d.sha256, d.size, signature_for(path, layer, trust, &d)?),
         None => {
-            let sha = exos_root::Sha256::of_file(path)
-                .map_err(|e| Error::Io(path.display().to_string(), e))?;
+            let sha = exos_root::Sha256::of_file(path).map_err(|e| Error::Io {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
             let size = std::fs::metadata(path)
-                .map_err(|e| Error::Io(path.display().to_string(), e))?
+                .map_err(|e| Error::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                })?
                 .len();
             (sha, size, None)
         }
@@ -175,9 +193,7 @@ pub(crate) fn offer_checked(
         .file_name()
         .and_then(|n| PackageFile::new(n.to_string_lossy()).ok())
         .or_else(|| PackageFile::new(pkg.info().canonical_file_name()).ok())
-        .ok_or_else(|| {
-            Error::Invalid(format!("{}: no usable package file name", path.display()))
-        })?;
+        .ok_or_else(|| Error::invalid(path.display(), "no usable package file name"))?;
     Ok(Known {
         manifest,
         entry: None,

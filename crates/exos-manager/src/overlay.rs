@@ -29,19 +29,15 @@ fn active_layer(root: &Root, name: &str, layer: Option<Layer>) -> Result<Layer> 
     layers.sort();
     layers.dedup();
     match layers.as_slice() {
-        [] => Err(Error::Invalid(format!(
-            "{name}: no package of that name{} in the current state",
-            layer.map_or(String::new(), |l| format!(" in the {} layer", l.name()))
-        ))),
+        [] => Err(Error::NotActive {
+            name: name.to_string(),
+            layer,
+        }),
         [one] => Ok(*one),
-        several => Err(Error::Invalid(format!(
-            "{name} is installed in the {} layers: say which with --layer",
-            several
-                .iter()
-                .map(|l| l.name())
-                .collect::<Vec<_>>()
-                .join(" and ")
-        ))),
+        several => Err(Error::InSeveralLayers {
+            name: name.to_string(),
+            layers: several.to_vec(),
+        }),
     }
 }
 
@@ -58,18 +54,11 @@ pub fn add_overlay(
     let layer = active_layer(root, name, layer)?;
     let dir = std::fs::canonicalize(dir).at(dir)?;
     if !dir.is_dir() {
-        return Err(Error::Invalid(format!(
-            "{}: not a directory",
-            dir.display()
-        )));
+        return Err(Error::invalid(dir.display(), "not a directory"));
     }
     let trust = TrustStore::read(&root.layout)?;
     if trust.requires_signature(layer) && !force {
-        return Err(Error::Untrusted(format!(
-            "the {} layer accepts only signed packages, and an overlay is unsigned content (--force to add it anyway, or `exos trust policy {} any`)",
-            layer.name(),
-            layer.name()
-        )));
+        return Err(crate::Distrust::UnsignedOverlay(layer).into());
     }
     let mut all = overlays(root)?;
     all.overlays
@@ -99,13 +88,9 @@ pub fn remove_overlay(root: &Root, name: &str, layer: Option<Layer>) -> Result<R
         .map(|(i, _)| i)
         .collect();
     let i = match found.as_slice() {
-        [] => return Err(Error::Invalid(format!("{name}: no overlay"))),
+        [] => return Err(Error::NoOverlay(name.to_string())),
         [i] => *i,
-        _ => {
-            return Err(Error::Invalid(format!(
-                "{name} has overlays in several layers: say which with --layer"
-            )))
-        }
+        _ => return Err(Error::OverlaysInSeveralLayers(name.to_string())),
     };
     let removed = all.overlays.remove(i);
     let path = root.layout.overlays_file();

@@ -178,10 +178,11 @@ impl Plan {
                 continue;
             };
             if trust.requires_signature(n.layer) {
-                return Err(Error::Untrusted(format!(
-                    "{}: the {} layer accepts only signed packages, and a package signature covers the whole file, which a lazy install does not fetch (install it without --lazy, or `exos trust policy {} any`)",
-                    r.file(), n.layer, n.layer
-                )));
+                return Err(crate::Distrust::LazyInSignedLayer {
+                    file: r.file().to_string(),
+                    layer: n.layer,
+                }
+                .into());
             }
             todo.push((lazy, r.clone()));
         }
@@ -206,9 +207,8 @@ impl Plan {
             workers
                 .into_iter()
                 .flat_map(|w| {
-                    w.join().unwrap_or_else(|_| {
-                        vec![Err(Error::Invalid("a lazy check panicked".into()))]
-                    })
+                    w.join()
+                        .unwrap_or_else(|_| vec![Err(Error::Panicked("lazy check"))])
                 })
                 .collect()
         });
@@ -234,17 +234,17 @@ fn check_lazy(
     cache: &std::sync::Arc<exos_lazy::BlockCache>,
     timeouts: exos_repo::Timeouts,
 ) -> Result<()> {
-    let source = exos_lazy::RemoteSource::new(lazy.clone(), cache.clone(), timeouts)
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let source = exos_lazy::RemoteSource::new(lazy.clone(), cache.clone(), timeouts)?;
     let what = format!("{} ({})", r.file(), source.url());
     source
         .prefetch_metadata()
-        .map_err(|e| Error::Io(what.clone(), e))?;
+        .map_err(|e| Error::invalid(&what, format!("reading its metadata: {e}")))?;
     let pkg = Package::from_source(source, &what, &exos_hpkg::OpenOptions::default())?;
     if let Some(name) = reserved_name(pkg.toc().root().children().map(|c| c.name())) {
-        return Err(Error::Invalid(format!(
-            "{what}: contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows"
-        )));
+        return Err(Error::invalid(
+            what,
+            format!("contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows"),
+        ));
     }
     // Its attributes name the package the index describes (its
     // manifest.json is not read: the index's manifest, signed, is the one

@@ -129,11 +129,7 @@ impl Root {
     pub fn lock(path: &Path) -> Result<Root> {
         let layout = Layout::new(path);
         if !layout.exists() {
-            return Err(Error::Invalid(format!(
-                "{}: not an EXOS root (run `exos init {}`)",
-                path.display(),
-                path.display()
-            )));
+            return Err(Error::NotARoot(path.to_path_buf()));
         }
         let lock_path = layout.lock_file();
         let f = fs::OpenOptions::new()
@@ -142,8 +138,12 @@ impl Root {
             .write(true)
             .open(&lock_path)
             .at(&lock_path)?;
-        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| Error::Io(lock_path.display().to_string(), e.into()))?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+            Error::Io {
+                path: lock_path.to_path_buf(),
+                source: e.into(),
+            }
+        })?;
         Ok(Root {
             layout,
             _lock: Some(f),
@@ -155,11 +155,7 @@ impl Root {
     pub fn read_only(path: &Path) -> Result<Root> {
         let layout = Layout::new(path);
         if !layout.exists() {
-            return Err(Error::Invalid(format!(
-                "{}: not an EXOS root (run `exos init {}`)",
-                path.display(),
-                path.display()
-            )));
+            return Err(Error::NotARoot(path.to_path_buf()));
         }
         Ok(Root {
             layout,
@@ -289,8 +285,7 @@ impl Root {
         // (an interrupted install leaves records no state names; gc
         // removes them).
         for lazy in &plan.lazy {
-            lazy.write(&self.layout)
-                .map_err(|e| Error::Invalid(e.to_string()))?;
+            lazy.write(&self.layout)?;
             crash_point();
         }
         let origins: Vec<_> = plan
@@ -321,7 +316,10 @@ impl Root {
             // each), before any of them enters the store: a file in the
             // store is always durable.
             let d = File::open(&cache).at(&cache)?;
-            rustix::fs::syncfs(&d).map_err(|e| Error::Io(cache.display().to_string(), e.into()))?;
+            rustix::fs::syncfs(&d).map_err(|e| Error::Io {
+                path: cache.to_path_buf(),
+                source: e.into(),
+            })?;
         }
         for p in new {
             let stored = self.layout.stored(&p.sha256);
@@ -341,20 +339,22 @@ impl Root {
             if let Err(e) = copied {
                 // Remove the partial copy now: a full disk stays full otherwise.
                 let _ = fs::remove_file(&tmp);
-                return Err(Error::Io(
-                    format!("{} (copying {})", tmp.display(), p.source.display()),
-                    e,
+                return Err(Error::invalid(
+                    tmp.display(),
+                    format!("copying {}: {e}", p.source.display()),
                 ));
             }
             crash_point();
             let got = Sha256::of_file(&tmp).at(&tmp)?;
             if got != p.sha256 {
                 let _ = fs::remove_file(&tmp);
-                return Err(Error::Invalid(format!(
-                    "{}: changed while being installed (SHA-256 {got}, expected {})",
+                return Err(Error::invalid(
                     p.source.display(),
-                    p.sha256
-                )));
+                    format!(
+                        "changed while being installed (SHA-256 {got}, expected {})",
+                        p.sha256
+                    ),
+                ));
             }
             fs::rename(&tmp, &stored).at(&stored)?;
             crash_point();
@@ -396,10 +396,10 @@ impl Root {
         for e in &target {
             let placed_ok = current.entries.contains(e) && self.layout.placed(e).is_file();
             if !placed_ok && !self.layout.stored(&e.sha256).is_file() && !self.is_lazy(e) {
-                return Err(Error::Invalid(format!(
-                    "{}/{} ({}) is neither installed nor in the store",
-                    e.layer, e.file, e.sha256
-                )));
+                return Err(Error::invalid(
+                    format!("{}/{} ({})", e.layer, e.file, e.sha256),
+                    "neither installed nor in the store",
+                ));
             }
         }
         // 2. The new numbered state, then the commit.
@@ -655,7 +655,7 @@ fn is_sealed(path: &Path) -> bool {
 
 /// The manifest remembered for the package `sha`, if one was (see
 /// [`Layout::remembered_manifest`]); an error names the file and the rule.
-pub fn remembered_manifest(
+pub(crate) fn remembered_manifest(
     layout: &Layout,
     sha: &Sha256,
 ) -> Result<Option<exos_manifest::Manifest>> {
@@ -664,16 +664,21 @@ pub fn remembered_manifest(
     let file = match File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::Io(path.display().to_string(), e)),
+        Err(e) => {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                source: e,
+            })
+        }
     };
     let mut bytes = Vec::new();
     let limit = exos_manifest::MAX_MANIFEST_SIZE;
     file.take(limit + 1).read_to_end(&mut bytes).at(&path)?;
     if bytes.len() as u64 > limit {
-        return Err(Error::Invalid(format!(
-            "{}: larger than a manifest may be ({limit} bytes)",
-            path.display()
-        )));
+        return Err(Error::invalid(
+            path.display(),
+            format!("larger than a manifest may be ({limit} bytes)"),
+        ));
     }
     Ok(Some(exos_manifest::Manifest::parse(
         &bytes,

@@ -163,11 +163,10 @@ impl Transaction {
                             source: root.layout.download(&r.sha256()),
                             layer: extra_layer,
                             file: PackageFile::new(r.file()).map_err(|e| {
-                                Error::Invalid(format!(
-                                    "{}: {}: {e}",
-                                    r.origin.repository,
-                                    r.file()
-                                ))
+                                Error::invalid(
+                                    format!("{}: {}", r.origin.repository, r.file()),
+                                    e.to_string(),
+                                )
                             })?,
                             sha256: r.sha256(),
                             size: r.size(),
@@ -192,10 +191,10 @@ impl Transaction {
         for e in &target {
             if let Some(other) = seen.insert((e.layer, e.file.clone()), e.sha256) {
                 if other != e.sha256 {
-                    return Err(Error::Invalid(format!(
-                        "two packages would both be {}/{}",
-                        e.layer, e.file
-                    )));
+                    return Err(Error::SameFile {
+                        layer: e.layer,
+                        file: e.file.clone(),
+                    });
                 }
             }
         }
@@ -405,22 +404,19 @@ impl Transaction {
         let universe = Universe::new(candidates);
         let (plan, _) = exos_resolve::resolve(&universe, &request).map_err(|e| match e {
             e @ ResolveError::Unsatisfiable(_) => Error::Unsatisfiable(e),
-            ResolveError::BadRequest(m) => Error::Invalid(m),
+            e @ ResolveError::BadRequest(_) => Error::BadRequest(e),
         })?;
         let target = plan
             .result
             .iter()
             .map(|p: &PackageRef| {
-                let k = known.get(p.id.0 as usize).ok_or_else(|| {
-                    Error::Invalid(format!("{} {}: no package file for it", p.name, p.version))
-                })?;
+                let k = known
+                    .get(p.id.0 as usize)
+                    .ok_or_else(|| Error::NoFileFor(format!("{} {}", p.name, p.version)))?;
                 match (&k.entry, &k.new) {
                     (Some(e), _) => Ok(e.clone()),
                     (None, Some(n)) => Ok(n.entry()),
-                    _ => Err(Error::Invalid(format!(
-                        "{} {}: no package file for it",
-                        p.name, p.version
-                    ))),
+                    _ => Err(Error::NoFileFor(format!("{} {}", p.name, p.version))),
                 }
             })
             .collect::<Result<Vec<_>>>()?;
@@ -436,11 +432,7 @@ impl Transaction {
     ) -> Result<Vec<StateEntry>> {
         let mut target = current.entries.clone();
         match &self.request {
-            Request::InstallNames { .. } => {
-                return Err(Error::Invalid(
-                    "--force applies exactly the files named; installing by name needs the resolver (drop --force)".into(),
-                ))
-            }
+            Request::InstallNames { .. } => return Err(Error::ForcedByName),
             Request::Install { .. } => {
                 for n in requested.iter().filter_map(|&i| known[i].new.as_ref()) {
                     target.retain(|e| !(e.layer == n.layer && e.file == n.file));
@@ -453,9 +445,7 @@ impl Transaction {
                         .iter()
                         .any(|k| k.entry.is_some() && &k.manifest.name == n)
                     {
-                        return Err(Error::Invalid(format!(
-                            "{n} is not installed, so it cannot be removed"
-                        )));
+                        return Err(Error::NotInstalled(n.to_string()));
                     }
                 }
                 let doomed: Vec<&StateEntry> = known
@@ -465,11 +455,7 @@ impl Transaction {
                     .collect();
                 target.retain(|e| !doomed.contains(&e));
             }
-            Request::Upgrade { .. } => {
-                return Err(Error::Invalid(
-                    "upgrade cannot be forced: it needs a consistent plan".into(),
-                ))
-            }
+            Request::Upgrade { .. } => return Err(Error::ForcedUpgrade),
         }
         Ok(target)
     }

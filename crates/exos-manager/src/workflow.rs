@@ -83,9 +83,6 @@ pub struct Settings {
     pub timeouts: Timeouts,
 }
 
-/// Why no block cache: what [`Settings::block_cache`] being `None` means.
-pub const NO_BLOCK_CACHE: &str = exos_lazy::NO_DEFAULT_CACHE;
-
 /// How a change ended.
 #[derive(Debug)]
 pub enum Outcome {
@@ -179,13 +176,14 @@ fn make_lazy(
     settings: &Settings,
     frontend: &dyn Frontend,
 ) -> Result<()> {
-    let dir = settings
-        .block_cache
-        .clone()
-        .ok_or_else(|| Error::Invalid(NO_BLOCK_CACHE.into()))?;
+    let dir = settings.block_cache.clone().ok_or(Error::NoBlockCache)?;
     let cache = Arc::new(
-        exos_lazy::BlockCache::open(&dir, exos_lazy::cache::DEFAULT_CAPACITY)
-            .map_err(|e| Error::Io(format!("block cache {}", dir.display()), e))?,
+        exos_lazy::BlockCache::open(&dir, exos_lazy::cache::DEFAULT_CAPACITY).map_err(
+            |source| Error::Io {
+                path: dir.clone(),
+                source,
+            },
+        )?,
     );
     let wanted: Vec<&OfferedPackage> = plan.downloads.iter().collect();
     let lazy = parallel(&wanted, 16, |p| -> Result<exos_lazy::LazyPackage> {
@@ -230,9 +228,8 @@ fn parallel<T: Sync, R: Send>(
         workers
             .into_iter()
             .flat_map(|w| {
-                w.join().unwrap_or_else(|_| {
-                    vec![(usize::MAX, Err(Error::Invalid("a worker panicked".into())))]
-                })
+                w.join()
+                    .unwrap_or_else(|_| vec![(usize::MAX, Err(Error::Panicked("download worker")))])
             })
             .collect()
     });

@@ -69,6 +69,7 @@ impl Manifest {
         Ok(())
     }
 
+    /// The manifest a Haiku package's attributes describe (Haiku packages carry no `manifest.json`).
     pub fn from_package_info(info: &PackageInfo) -> Manifest {
         let dep = |r: &Resolvable| Dependency {
             api: r.name.clone(),

@@ -16,15 +16,20 @@ pub const MAX_MANIFEST_SIZE: u64 = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {}{message}", key.as_ref().map(|k| format!("key \"{k}\": ")).unwrap_or_default())]
 pub struct ManifestError {
+    /// The manifest's file (or package) name.
     pub file: String,
+    /// The key at fault, when one is.
     pub key: Option<String>,
+    /// The rule broken, in words.
     pub message: String,
 }
 
 /// An API contract a package offers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Provide {
+    /// The API (a package name, `lib:libfoo`, …).
     pub api: String,
+    /// The version of it provided; unversioned satisfies any range.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<Version>,
     /// Oldest version of the API this provider is still compatible with.
@@ -35,7 +40,9 @@ pub struct Provide {
 /// A need for an API in a version range.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Dependency {
+    /// The API needed.
     pub api: String,
+    /// The versions that do.
     pub range: VersionRange,
 }
 
@@ -103,28 +110,40 @@ impl fmt::Display for Requirement {
 /// equal manifest.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Manifest {
+    /// The package name.
     pub name: String,
+    /// The package version.
     pub version: Version,
+    /// One line about it.
     pub summary: String,
+    /// More about it.
     pub description: String,
+    /// Its licence (SPDX or free text).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
+    /// Its copyright line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub copyright: Option<String>,
+    /// Who publishes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
+    /// Who packaged it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub packager: Option<String>,
+    /// Its web page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub homepage: Option<String>,
+    /// The architecture it is built for (`any` for data).
     #[serde(serialize_with = "architecture_name")]
     pub architecture: Architecture,
     /// Always includes the package's own name (added when missing), so a
     /// requirement on a package name resolves like any API.
     pub provides: Vec<Provide>,
+    /// What it needs: each requirement a list of alternatives.
     pub requires: Vec<Requirement>,
     /// System APIs that must be present globally for the package to work.
     pub uses: Vec<Dependency>,
+    /// APIs it cannot be installed beside.
     pub conflicts: Vec<Dependency>,
     /// Packages (by name) this one supersedes; they are removed when it is
     /// installed.

@@ -168,12 +168,14 @@ impl fmt::Display for Key<'_> {
 /// version range, both checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DependencyRef<'a> {
+    /// The API needed.
     pub api: Cow<'a, str>,
     /// Range text, valid for [`VersionRange::parse`] (empty: any version).
     pub range: Cow<'a, str>,
 }
 
 impl DependencyRef<'_> {
+    /// The owned [`Dependency`].
     pub fn to_dependency(&self) -> Dependency {
         Dependency {
             api: self.api.to_string(),
@@ -186,13 +188,16 @@ impl DependencyRef<'_> {
 /// A provided API borrowed from manifest JSON, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvideRef<'a> {
+    /// The API provided.
     pub api: Cow<'a, str>,
     /// Version texts, valid for [`Version::parse`].
     pub version: Option<Cow<'a, str>>,
+    /// The oldest compatible version's text, if given.
     pub compatible: Option<Cow<'a, str>>,
 }
 
 impl ProvideRef<'_> {
+    /// The owned [`Provide`].
     pub fn to_provide(&self) -> Provide {
         let v = |t: &Option<Cow<str>>| t.as_deref().and_then(|t| Version::parse(t).ok());
         Provide {
@@ -209,9 +214,11 @@ impl ProvideRef<'_> {
 /// once); [`ManifestRef::to_manifest`] gives the owned [`Manifest`].
 #[derive(Debug, Clone)]
 pub struct ManifestRef<'a> {
+    /// The package name.
     pub name: Cow<'a, str>,
     /// Valid for [`Version::parse`].
     pub version: Cow<'a, str>,
+    /// The architecture it is built for.
     pub architecture: Architecture,
     /// As written: the package's own name is not added (see
     /// [`ManifestRef::provides_itself`]).
@@ -222,13 +229,19 @@ pub struct ManifestRef<'a> {
     pub requires: Vec<DependencyRef<'a>>,
     /// Where each requirement ends in `requires`.
     requirement_ends: Vec<u32>,
+    /// System APIs it uses.
     pub uses: Vec<DependencyRef<'a>>,
+    /// APIs it cannot be installed beside.
     pub conflicts: Vec<DependencyRef<'a>>,
+    /// Packages it supersedes.
     pub replaces: Vec<Cow<'a, str>>,
+    /// Whether the system cannot work without it.
     pub essential: bool,
     /// Checked relative paths.
     pub private: Vec<Cow<'a, str>>,
+    /// What `exos run NAME` starts.
     pub command: Option<Cow<'a, str>>,
+    /// The version as its origin wrote it.
     pub original_version: Option<Cow<'a, str>>,
     summary: Option<Cow<'a, str>>,
     description: Option<Cow<'a, str>>,

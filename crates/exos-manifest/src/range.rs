@@ -17,11 +17,17 @@ use exos_version::{natural_compare, Operator, Resolvable, Version, VersionRef};
 /// The operator of one [`Constraint`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RangeOp {
+    /// `=V`: exactly V.
     Eq,
+    /// `!=V`: anything but V.
     Ne,
+    /// `<V`
     Lt,
+    /// `<=V`
     Le,
+    /// `>V`
     Gt,
+    /// `>=V`
     Ge,
     /// `~V`: at least V, same major and (when V names one) same minor.
     Tilde,
@@ -30,6 +36,7 @@ pub enum RangeOp {
 }
 
 impl RangeOp {
+    /// The operator as written in a range (`>=`, `~`).
     pub fn symbol(self) -> &'static str {
         match self {
             RangeOp::Eq => "=",
@@ -54,7 +61,9 @@ impl RangeOp {
 /// One `OP VERSION` term of a range.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Constraint {
+    /// The comparison.
     pub op: RangeOp,
+    /// The version compared with.
     pub version: Version,
 }
 
@@ -122,6 +131,7 @@ impl Constraint {
         }
     }
 
+    /// The constraint a Haiku requirement's operator and version make.
     pub fn from_haiku(op: Operator, version: Version) -> Constraint {
         let op = match op {
             Operator::Less => RangeOp::Lt,
@@ -144,14 +154,17 @@ impl fmt::Display for Constraint {
 /// An intersection of constraints; empty means "any version".
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct VersionRange {
+    /// The terms, all of which must hold.
     pub constraints: Vec<Constraint>,
 }
 
 impl VersionRange {
+    /// The range every version is in.
     pub fn any() -> Self {
         Self::default()
     }
 
+    /// Whether every version is in it.
     pub fn is_any(&self) -> bool {
         self.constraints.is_empty()
     }
@@ -175,6 +188,7 @@ impl VersionRange {
         for_each_term(s, |_, _| {})
     }
 
+    /// Whether a provider of version `provided` (compatible back to `compatible`) satisfies the range; an unversioned provider satisfies any.
     pub fn matches(&self, provided: Option<&Version>, compatible: Option<&Version>) -> bool {
         match provided {
             // libsolv (RPM-like): an unversioned provider satisfies any range.

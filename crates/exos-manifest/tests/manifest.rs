@@ -1,3 +1,7 @@
+//! manifest.json against its schema and rules: what parses, what is
+//! refused and with which message, and that rendering gives back the same
+//! manifest.
+
 use exos_manifest::{Manifest, VersionRange, SCHEMA};
 
 fn parse(json: &str) -> Result<Manifest, String> {

@@ -871,7 +871,7 @@ impl Scanner {
             .opened_block_cache
             .get_or_init(|| {
                 let Some((dir, bytes)) = &self.block_cache else {
-                    return Err(exos_lazy::NO_DEFAULT_CACHE.to_string());
+                    return Err("no block cache was given to this mount".to_string());
                 };
                 exos_lazy::BlockCache::open(dir, *bytes)
                     .map(Arc::new)
@@ -962,7 +962,7 @@ impl Scanner {
         };
         dir.writers
             .admits(&opened.stat)
-            .map_err(RefusalReason::Unservable)?;
+            .map_err(|e| RefusalReason::Unservable(e.to_string()))?;
         Ok(Some((opened.file, FileIdentity::of_stat(&opened.stat))))
     }
 

@@ -81,7 +81,7 @@ impl BlockMap {
     /// is the package size the signed index gives: a map for another size
     /// is refused before anything is allocated from it.
     pub fn parse(bytes: &[u8], what: &str, expected_file_size: u64) -> Result<BlockMap, RepoError> {
-        let bad = |rule: String| RepoError::Invalid(format!("{what}: {rule}"));
+        let bad = |rule: String| RepoError::invalid(what, rule);
         if bytes.len() < HEADER_LEN {
             return Err(bad(format!(
                 "{} bytes, shorter than the {HEADER_LEN}-byte header",

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::metadata::{self, IndexDoc, IndexEntry, RootDoc, TimestampDoc, MAX_SMALL_DOC};
 use crate::transport::{Location, Timeouts, Transport};
-use crate::{now, utc, RepoError};
+use crate::{now, RepoError};
 use exos_root::pkgdb::RepoOrigin;
 
 /// One configured repository.
@@ -43,19 +43,21 @@ impl RepoConfig {
     /// Parses `repos.json`; `file` names it in errors. Names must be valid
     /// and unique, URLs supported, root keys real keys.
     pub fn parse(bytes: &[u8], file: &str) -> Result<RepoConfig, RepoError> {
-        let c: RepoConfig = serde_json::from_slice(bytes)
-            .map_err(|e| RepoError::Invalid(format!("{file}: {e}")))?;
+        let c: RepoConfig = serde_json::from_slice(bytes).map_err(|source| RepoError::Json {
+            file: file.to_string(),
+            source,
+        })?;
         for (i, r) in c.repositories.iter().enumerate() {
-            check_name(&r.name).map_err(|e| RepoError::Invalid(format!("{file}: {e}")))?;
+            check_name(&r.name).map_err(|e| RepoError::invalid(file, e.to_string()))?;
             if c.repositories[..i].iter().any(|o| o.name == r.name) {
-                return Err(RepoError::Invalid(format!(
-                    "{file}: repository {:?} is listed twice",
-                    r.name
-                )));
+                return Err(RepoError::invalid(
+                    file,
+                    format!("repository {:?} is listed twice", r.name),
+                ));
             }
-            Location::parse(&r.url).map_err(|e| RepoError::Invalid(format!("{file}: {e}")))?;
+            Location::parse(&r.url).map_err(|e| RepoError::invalid(file, e.to_string()))?;
             PublicKey::parse(r.root_key.as_bytes()).map_err(|e| {
-                RepoError::Invalid(format!("{file}: repository {:?}: root key: {e}", r.name))
+                RepoError::invalid(file, format!("repository {:?}: root key: {e}", r.name))
             })?;
         }
         Ok(c)
@@ -126,7 +128,7 @@ pub struct Client {
 }
 
 fn io(p: &Path, e: std::io::Error) -> RepoError {
-    RepoError::Io(p.display().to_string(), e)
+    RepoError::io(p, e)
 }
 
 fn check_name(name: &str) -> Result<(), RepoError> {
@@ -139,18 +141,19 @@ fn check_name(name: &str) -> Result<(), RepoError> {
     if ok {
         Ok(())
     } else {
-        Err(RepoError::Invalid(format!(
-            "repository name {name:?}: letters, digits, '-', '_' and '.', at most 64, not starting with '.'"
-        )))
+        Err(RepoError::invalid(
+            format!("repository name {name:?}"),
+            "letters, digits, '-', '_' and '.', at most 64, not starting with '.'",
+        ))
     }
 }
 
 fn unexpired(file: &str, expires: u64) -> Result<(), RepoError> {
     if expires <= now() {
-        return Err(RepoError::Untrusted(format!(
-            "{file} expired at {} (a repository that stopped updating, or a replay of old metadata; `exos repo refresh` when the publisher has re-signed it)",
-            utc(expires)
-        )));
+        return Err(RepoError::Expired {
+            file: file.to_string(),
+            at: expires,
+        });
     }
     Ok(())
 }
@@ -204,9 +207,7 @@ impl Client {
             .repositories
             .into_iter()
             .find(|r| r.name == name)
-            .ok_or_else(|| {
-                RepoError::Invalid(format!("no repository named {name:?} (exos repo list)"))
-            })
+            .ok_or_else(|| RepoError::UnknownRepository(name.to_string()))
     }
 
     fn transport(&self, r: &Repository) -> Result<Transport, RepoError> {
@@ -240,14 +241,14 @@ impl Client {
         let what = t.location.describe(file);
         let bytes = t
             .fetch(file, max)?
-            .ok_or_else(|| RepoError::Invalid(format!("{what}: not found")))?;
+            .ok_or_else(|| RepoError::invalid(&what, "not found"))?;
         let sig = t
             .fetch(
                 &format!("{file}.minisig"),
                 exos_trust::minisign::MAX_FILE as u64,
             )?
             .ok_or_else(|| {
-                RepoError::Untrusted(format!("{what}.minisig: not found (unsigned metadata)"))
+                RepoError::untrusted(format!("{what}.minisig"), "not found (unsigned metadata)")
             })?;
         metadata::check_signature(&bytes, &sig, keys, &what)?;
         Ok(bytes)
@@ -265,9 +266,7 @@ impl Client {
         check_name(name)?;
         let mut config = self.config()?;
         if config.repositories.iter().any(|r| r.name == name) {
-            return Err(RepoError::Invalid(format!(
-                "a repository named {name:?} exists (exos repo remove {name} first)"
-            )));
+            return Err(RepoError::RepositoryExists(name.to_string()));
         }
         // A directory is stored as an absolute file:// URL, so the root
         // works from anywhere.
@@ -293,11 +292,10 @@ impl Client {
         )?;
         let root = metadata::parse_root(&bytes, &t.location.describe("root.json"))?;
         if !root.keys.root.contains(&repo.root_key) {
-            return Err(RepoError::Untrusted(format!(
-                "{}: the pinned key {} is not among its root keys",
+            return Err(RepoError::untrusted(
                 t.location.describe("root.json"),
-                root_key.id
-            )));
+                format!("the pinned key {} is not among its root keys", root_key.id),
+            ));
         }
         unexpired(&t.location.describe("root.json"), root.expires)?;
         // Start clean: nothing left from an earlier repository of this name.
@@ -321,7 +319,7 @@ impl Client {
         let before = config.repositories.len();
         config.repositories.retain(|r| r.name != name);
         if config.repositories.len() == before {
-            return Err(RepoError::Invalid(format!("no repository named {name:?}")));
+            return Err(RepoError::UnknownRepository(name.to_string()));
         }
         self.write_config(&config)?;
         let dir = self.repo_dir(name);
@@ -330,9 +328,9 @@ impl Client {
     }
 
     fn trusted_root(&self, name: &str) -> Result<RootDoc, RepoError> {
-        let bytes = self.trusted(name, "root.json")?.ok_or_else(|| {
-            RepoError::Invalid(format!("{name}: no trusted root (exos repo add again)"))
-        })?;
+        let bytes = self
+            .trusted(name, "root.json")?
+            .ok_or_else(|| RepoError::NoTrustedRoot(name.to_string()))?;
         metadata::parse_root(
             &bytes,
             &self.repo_dir(name).join("root.json").display().to_string(),
@@ -379,18 +377,26 @@ impl Client {
                     &format!("{file}.minisig"),
                     exos_trust::minisign::MAX_FILE as u64,
                 )?
-                .ok_or_else(|| RepoError::Untrusted(format!("{what}.minisig: not found")))?;
+                .ok_or_else(|| RepoError::untrusted(format!("{what}.minisig"), "not found"))?;
             metadata::check_signature(&bytes, &sig, &root.keys.root, &what)?;
             let next = metadata::parse_root(&bytes, &what)?;
             let own = t
-                .fetch(&format!("{file}.new.minisig"), exos_trust::minisign::MAX_FILE as u64)?
-                .ok_or_else(|| RepoError::Untrusted(format!("{what}.new.minisig: not found (a new root must also be signed by its own key)")))?;
+                .fetch(
+                    &format!("{file}.new.minisig"),
+                    exos_trust::minisign::MAX_FILE as u64,
+                )?
+                .ok_or_else(|| {
+                    RepoError::untrusted(
+                        format!("{what}.new.minisig"),
+                        "not found (a new root must also be signed by its own key)",
+                    )
+                })?;
             metadata::check_signature(&bytes, &own, &next.keys.root, &what)?;
             if next.version != v {
-                return Err(RepoError::Untrusted(format!(
-                    "{what}: says version {}, expected {v}",
-                    next.version
-                )));
+                return Err(RepoError::untrusted(
+                    what,
+                    format!("says version {}, expected {v}", next.version),
+                ));
             }
             self.keep(name, "root.json", &bytes)?;
             root = next;
@@ -398,30 +404,25 @@ impl Client {
         let bytes = self.fetch_signed(&t, "root.json", MAX_SMALL_DOC, &root.keys.root)?;
         let served = metadata::parse_root(&bytes, &t.location.describe("root.json"))?;
         if served.version < root.version {
-            return Err(RepoError::Untrusted(format!(
-                "{}: version {} is older than version {} already seen (a rollback)",
+            return Err(RepoError::untrusted(
                 t.location.describe("root.json"),
-                served.version,
-                root.version
-            )));
+                format!(
+                    "version {} is older than version {} already seen (a rollback)",
+                    served.version, root.version
+                ),
+            ));
         }
         // A newer root is taken only through the chain above (each link
         // signed by the old and the new root key): one served directly,
         // signed by the current root key alone, is refused.
         if served.version > root.version {
-            return Err(RepoError::Untrusted(format!(
-                "{}: version {} is newer than the trusted version {}, but no {}.root.json link signed by the current root key and by the new one leads to it (a root is replaced only through such links)",
-                t.location.describe("root.json"),
-                served.version,
-                root.version,
-                root.version + 1
-            )));
+            return Err(RepoError::untrusted(t.location.describe("root.json"), format!("version {} is newer than the trusted version {}, but no {}.root.json link signed by the current root key and by the new one leads to it (a root is replaced only through such links)", served.version, root.version, root.version + 1)));
         }
         if served != root {
-            return Err(RepoError::Untrusted(format!(
-                "{}: changed without a new version",
-                t.location.describe("root.json")
-            )));
+            return Err(RepoError::untrusted(
+                t.location.describe("root.json"),
+                "changed without a new version",
+            ));
         }
         unexpired(&t.location.describe("root.json"), root.expires)?;
         // 2. Timestamp.
@@ -431,25 +432,32 @@ impl Client {
         let old_ts = self.trusted_timestamp(name)?;
         if let Some(old) = &old_ts {
             if ts.version < old.version {
-                return Err(RepoError::Untrusted(format!(
-                    "{ts_what}: version {} is older than version {} already seen (a rollback)",
-                    ts.version, old.version
-                )));
+                return Err(RepoError::untrusted(
+                    ts_what,
+                    format!(
+                        "version {} is older than version {} already seen (a rollback)",
+                        ts.version, old.version
+                    ),
+                ));
             }
             if ts.version == old.version && ts != *old {
-                return Err(RepoError::Untrusted(format!(
-                    "{ts_what}: changed without a new version"
-                )));
+                return Err(RepoError::untrusted(
+                    ts_what,
+                    "changed without a new version",
+                ));
             }
         }
         unexpired(&ts_what, ts.expires)?;
         let old_index = self.trusted_index(name)?;
         if let Some((idx, _)) = &old_index {
             if ts.index.version < idx.version {
-                return Err(RepoError::Untrusted(format!(
-                    "{ts_what}: names index version {}, older than version {} already seen (a rollback)",
-                    ts.index.version, idx.version
-                )));
+                return Err(RepoError::untrusted(
+                    ts_what,
+                    format!(
+                        "names index version {}, older than version {} already seen (a rollback)",
+                        ts.index.version, idx.version
+                    ),
+                ));
             }
         }
         // Recorded before anything it names is fetched or trusted.
@@ -464,16 +472,17 @@ impl Client {
             let what = t.location.describe("index.json");
             let bytes = self.fetch_signed(&t, "index.json", ts.index.size, &root.keys.index)?;
             if bytes.len() as u64 != ts.index.size || Sha256::of_bytes(&bytes) != ts.index.sha256 {
-                return Err(RepoError::Untrusted(format!(
-                    "{what}: not the index the timestamp names (size or SHA-256 differ: a mix of old and new metadata)"
-                )));
+                return Err(RepoError::untrusted(what, "not the index the timestamp names (size or SHA-256 differ: a mix of old and new metadata)"));
             }
             let idx = metadata::parse_index(&bytes, &what)?;
             if idx.version != ts.index.version {
-                return Err(RepoError::Untrusted(format!(
-                    "{what}: version {}, but the timestamp names version {}",
-                    idx.version, ts.index.version
-                )));
+                return Err(RepoError::untrusted(
+                    what,
+                    format!(
+                        "version {}, but the timestamp names version {}",
+                        idx.version, ts.index.version
+                    ),
+                ));
             }
             self.keep(name, "index.json", &bytes)?;
             idx
@@ -496,12 +505,12 @@ impl Client {
         let mut out = Vec::new();
         for r in self.config()?.repositories {
             let root = self.trusted_root(&r.name)?;
-            let ts = self.trusted_timestamp(&r.name)?.ok_or_else(|| {
-                RepoError::Invalid(format!("{}: never refreshed (exos repo refresh)", r.name))
-            })?;
-            let (index, _) = self.trusted_index(&r.name)?.ok_or_else(|| {
-                RepoError::Invalid(format!("{}: never refreshed (exos repo refresh)", r.name))
-            })?;
+            let ts = self
+                .trusted_timestamp(&r.name)?
+                .ok_or_else(|| RepoError::NeverRefreshed(r.name.clone()))?;
+            let (index, _) = self
+                .trusted_index(&r.name)?
+                .ok_or_else(|| RepoError::NeverRefreshed(r.name.clone()))?;
             let label = |f: &str| format!("{} ({f})", r.name);
             unexpired(&label("root.json"), root.expires)?;
             unexpired(&label("timestamp.json"), ts.expires)?;
@@ -513,8 +522,7 @@ impl Client {
             for entry in index.packages {
                 let text = entry.manifest.to_string();
                 let manifest =
-                    Manifest::parse(text.as_bytes(), &format!("{}: {}", r.name, entry.file))
-                        .map_err(|e| RepoError::Invalid(e.to_string()))?;
+                    Manifest::parse(text.as_bytes(), &format!("{}: {}", r.name, entry.file))?;
                 out.push(OfferedPackage {
                     origin: origin.clone(),
                     priority: r.priority,
@@ -531,11 +539,13 @@ impl Client {
     /// index's reference (size, SHA-256) and the package size.
     pub fn block_map(&self, p: &OfferedPackage) -> Result<crate::BlockMap, RepoError> {
         let Some(reference) = p.entry.blocks else {
-            return Err(RepoError::Invalid(format!(
-                "{}: {} has no block map in the index (republish with a newer exos repo index)",
-                p.origin.repository,
-                p.file()
-            )));
+            return Err(RepoError::invalid(
+                &p.origin.repository,
+                format!(
+                    "{} has no block map in the index (republish with a newer exos repo index)",
+                    p.file()
+                ),
+            ));
         };
         let repo = self.repository(&p.origin.repository)?;
         let t = self.transport(&repo)?;
@@ -543,13 +553,16 @@ impl Client {
         let what = t.location.describe(&file);
         let bytes = t
             .fetch(&file, reference.size)?
-            .ok_or_else(|| RepoError::Network(what.clone(), "not found (HTTP 404)".into()))?;
+            .ok_or_else(|| RepoError::network(what.clone(), crate::NetworkFailure::NotFound))?;
         let got = Sha256::of_bytes(&bytes);
         if bytes.len() as u64 != reference.size || got != reference.sha256 {
-            return Err(RepoError::Untrusted(format!(
-                "{what}: SHA-256 {got}, but the signed index says {}",
-                reference.sha256
-            )));
+            return Err(RepoError::untrusted(
+                what,
+                format!(
+                    "SHA-256 {got}, but the signed index says {}",
+                    reference.sha256
+                ),
+            ));
         }
         crate::BlockMap::parse(&bytes, &what, p.size())
     }
@@ -625,11 +638,7 @@ impl Client {
         let got = digest.sha256;
         if got != p.sha256() {
             let _ = std::fs::remove_file(&part);
-            return Err(RepoError::Untrusted(format!(
-                "{}: SHA-256 {got}, but the signed index says {} (a corrupted or substituted file; nothing was installed)",
-                t.location.describe(p.file()),
-                p.sha256()
-            )));
+            return Err(RepoError::untrusted(t.location.describe(p.file()), format!("SHA-256 {got}, but the signed index says {} (a corrupted or substituted file; nothing was installed)", p.sha256())));
         }
         self.fetch_signature(&t, p, &dest)?;
         std::fs::rename(&part, &dest).map_err(|e| io(&dest, e))?;
@@ -648,34 +657,40 @@ impl Client {
         dir: &Path,
     ) -> Result<exos_trust::FileDigest, RepoError> {
         if d.file.is_empty() || d.file.contains('/') || d.file.starts_with('.') {
-            return Err(RepoError::Invalid(format!(
-                "{}: delta file name {:?} is not a plain file name",
-                p.origin.repository, d.file
-            )));
+            return Err(RepoError::invalid(
+                &p.origin.repository,
+                format!("delta file name {:?} is not a plain file name", d.file),
+            ));
         }
         let part = dir.join(format!("{}.delta.part", d.sha256));
         let got = t.download(&d.file, d.size, &part, &|_| {});
         let result = (|| {
             let got = got?;
             if got.sha256 != d.sha256 {
-                return Err(RepoError::Untrusted(format!(
-                    "{}: SHA-256 {}, but the signed index says {}",
+                return Err(RepoError::untrusted(
                     t.location.describe(&d.file),
-                    got.sha256,
-                    d.sha256
-                )));
+                    format!(
+                        "SHA-256 {}, but the signed index says {}",
+                        got.sha256, d.sha256
+                    ),
+                ));
             }
             let out = dir.join(format!("{}.hpkg.delta-part", p.sha256()));
-            exos_delta::apply(old, &part, &out).map_err(|e| RepoError::Invalid(e.to_string()))?;
+            exos_delta::apply(old, &part, &out).map_err(|source| RepoError::Delta {
+                file: d.file.clone(),
+                source: Box::new(source),
+            })?;
             let digest = exos_trust::FileDigest::of_file(&out).map_err(|e| io(&out, e))?;
             if digest.sha256 != p.sha256() {
                 let _ = std::fs::remove_file(&out);
-                return Err(RepoError::Untrusted(format!(
-                    "{}: rebuilds a package with SHA-256 {}, but the signed index says {}",
-                    d.file,
-                    digest.sha256,
-                    p.sha256()
-                )));
+                return Err(RepoError::untrusted(
+                    &d.file,
+                    format!(
+                        "rebuilds a package with SHA-256 {}, but the signed index says {}",
+                        digest.sha256,
+                        p.sha256()
+                    ),
+                ));
             }
             Ok(digest)
         })();

@@ -19,6 +19,8 @@
 
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
+
 pub mod blocks;
 pub mod client;
 pub mod metadata;
@@ -30,21 +32,148 @@ pub use blocks::{BlockMap, BlockMapRef};
 pub use client::{Client, Fetched, OfferedPackage, RepoConfig, Repository};
 pub use transport::{Location, Timeouts, Transport};
 
+/// Why a repository operation failed. Every variant names the file, path
+/// or URL it is about; causes from other layers stay reachable as
+/// `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
-    #[error("{0}: {1}")]
-    Io(String, std::io::Error),
-    /// The network failed: what was fetched, then why.
-    #[error("{0}: {1}")]
-    Network(String, String),
-    /// A document or file broke a rule.
-    #[error("{0}")]
-    Invalid(String),
-    /// A signature, version or expiry check failed.
-    #[error("{0}")]
-    Untrusted(String),
+    /// Reading or writing a local file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Fetching from a URL failed.
+    #[error("{url}: {failure}")]
+    Network {
+        url: String,
+        #[source]
+        failure: NetworkFailure,
+    },
+    /// A document or file broke a rule of its format.
+    #[error("{file}: {rule}")]
+    Invalid { file: String, rule: String },
+    /// A JSON document does not parse.
+    #[error("{file}: {source}")]
+    Json {
+        file: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A package file does not read as HPKG.
+    #[error("{}: {source}", path.display())]
+    Package {
+        path: PathBuf,
+        #[source]
+        source: exos_hpkg::Error,
+    },
+    /// A manifest in an index does not parse.
+    #[error(transparent)]
+    Manifest(#[from] exos_manifest::ManifestError),
+    /// A delta did not apply.
+    #[error("{file}: {source}")]
+    Delta {
+        file: String,
+        #[source]
+        source: Box<exos_delta::DeltaError>,
+    },
+    /// A signature, version, size or digest check failed.
+    #[error("{file}: {rule}")]
+    Untrusted { file: String, rule: String },
+    /// Signed metadata is past its expiry: a repository that stopped
+    /// updating, or a replay of old metadata.
+    #[error("{file} expired at {} (a repository that stopped updating, or a replay of old metadata)", utc(*at))]
+    Expired { file: String, at: u64 },
+    /// No repository of this name is configured.
+    #[error("no repository named {0:?}")]
+    UnknownRepository(String),
+    /// A repository of this name is configured already.
+    #[error("a repository named {0:?} exists")]
+    RepositoryExists(String),
+    /// The repository's metadata was never fetched.
+    #[error("{0}: never refreshed")]
+    NeverRefreshed(String),
+    /// The repository has no pinned root.
+    #[error("{0}: no trusted root")]
+    NoTrustedRoot(String),
     #[error(transparent)]
     Trust(#[from] exos_trust::TrustError),
+}
+
+impl RepoError {
+    /// `file` broke `rule`.
+    pub fn invalid(file: impl std::fmt::Display, rule: impl Into<String>) -> RepoError {
+        RepoError::Invalid {
+            file: file.to_string(),
+            rule: rule.into(),
+        }
+    }
+
+    /// `file` failed the check `rule`.
+    pub fn untrusted(file: impl std::fmt::Display, rule: impl Into<String>) -> RepoError {
+        RepoError::Untrusted {
+            file: file.to_string(),
+            rule: rule.into(),
+        }
+    }
+
+    /// An I/O error at `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> RepoError {
+        RepoError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A failure fetching `url`.
+    pub fn network(url: impl Into<String>, failure: NetworkFailure) -> RepoError {
+        RepoError::Network {
+            url: url.into(),
+            failure,
+        }
+    }
+}
+
+/// How fetching from a URL failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkFailure {
+    /// The request did not complete (DNS, connection, TLS, timeout).
+    #[error("{0}")]
+    Request(#[source] Box<ureq::Error>),
+    /// The server answered with a status other than the one expected.
+    #[error("the server answered HTTP {0}")]
+    Status(u16),
+    /// The server answered a range request with another status.
+    #[error("the server answered HTTP {status} for bytes {start}-{end}")]
+    RangeStatus { status: u16, start: u64, end: u64 },
+    /// The server sent the whole file for a range request.
+    #[error("the server ignored the Range request (lazy mounts need HTTP Range support)")]
+    RangeIgnored,
+    /// The file is not on the server.
+    #[error("not found (HTTP 404)")]
+    NotFound,
+    /// Reading the body failed.
+    #[error("{source} after {got} of {size} bytes")]
+    Interrupted {
+        got: u64,
+        size: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection closed before the body was complete.
+    #[error("the connection ended after {got} of {size} bytes")]
+    EndedEarly { got: u64, size: u64 },
+}
+
+impl NetworkFailure {
+    /// Whether running the same command again resumes where this stopped.
+    pub fn resumable(&self) -> bool {
+        matches!(
+            self,
+            NetworkFailure::Interrupted { .. } | NetworkFailure::EndedEarly { .. }
+        )
+    }
 }
 
 /// Seconds since the epoch.

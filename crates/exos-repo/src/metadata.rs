@@ -151,13 +151,15 @@ pub fn parse<T: for<'de> Deserialize<'de>>(
     kind: &str,
     get_kind: impl Fn(&T) -> &str,
 ) -> Result<T, RepoError> {
-    let doc: T =
-        serde_json::from_slice(bytes).map_err(|e| RepoError::Invalid(format!("{file}: {e}")))?;
+    let doc: T = serde_json::from_slice(bytes).map_err(|source| RepoError::Json {
+        file: file.to_string(),
+        source,
+    })?;
     if get_kind(&doc) != kind {
-        return Err(RepoError::Invalid(format!(
-            "{file}: a {:?} document where {kind:?} is expected",
-            get_kind(&doc)
-        )));
+        return Err(RepoError::invalid(
+            file,
+            format!("a {:?} document where {kind:?} is expected", get_kind(&doc)),
+        ));
     }
     Ok(doc)
 }
@@ -166,13 +168,14 @@ pub fn parse_root(bytes: &[u8], file: &str) -> Result<RootDoc, RepoError> {
     let r: RootDoc = parse(bytes, file, ROOT_TYPE, |d: &RootDoc| &d.kind)?;
     for role in [Role::Root, Role::Index, Role::Timestamp] {
         if r.keys.of(role).is_empty() {
-            return Err(RepoError::Invalid(format!(
-                "{file}: no key for the {role:?} role"
-            )));
+            return Err(RepoError::invalid(
+                file,
+                format!("no key for the {role:?} role"),
+            ));
         }
         for k in r.keys.of(role) {
             PublicKey::parse(k.as_bytes())
-                .map_err(|e| RepoError::Invalid(format!("{file}: {role:?} key: {e}")))?;
+                .map_err(|e| RepoError::invalid(file, format!("{role:?} key: {e}")))?;
         }
     }
     Ok(r)
@@ -186,10 +189,13 @@ pub fn parse_index(bytes: &[u8], file: &str) -> Result<IndexDoc, RepoError> {
             || p.file.starts_with('.')
             || !p.file.ends_with(".hpkg")
         {
-            return Err(RepoError::Invalid(format!(
-                "{file}: package file name {:?} (one name ending in .hpkg, no directories)",
-                p.file
-            )));
+            return Err(RepoError::invalid(
+                file,
+                format!(
+                    "package file name {:?} (one name ending in .hpkg, no directories)",
+                    p.file
+                ),
+            ));
         }
     }
     Ok(idx)
@@ -207,11 +213,11 @@ pub fn check_signature(
     keys: &[String],
     file: &str,
 ) -> Result<(), RepoError> {
-    let sig =
-        Signature::parse(sig).map_err(|e| RepoError::Invalid(format!("{file}.minisig: {e}")))?;
+    let sig = Signature::parse(sig)
+        .map_err(|e| RepoError::invalid(format!("{file}.minisig"), e.to_string()))?;
     let digest = Blake2b512Digest::of_bytes(bytes);
     let mut last = format!(
-        "{file}: signed by key {}, which the repository's root does not list for this role",
+        "signed by key {}, which the repository's root does not list for this role",
         sig.id
     );
     for k in keys {
@@ -223,10 +229,10 @@ pub fn check_signature(
         }
         match key.verify(&sig, &digest) {
             Ok(()) => return Ok(()),
-            Err(e) => last = format!("{file}: {e}"),
+            Err(e) => last = e.to_string(),
         }
     }
-    Err(RepoError::Untrusted(last))
+    Err(RepoError::untrusted(file, last))
 }
 
 /// Serialises a document and signs it: (json bytes, signature text).
@@ -243,6 +249,6 @@ pub fn sign_doc<T: Serialize>(
             &format!("signature from exos repository key {}", key.id),
             &format!("file:{file}"),
         )
-        .map_err(|e| RepoError::Invalid(e.to_string()))?;
+        .map_err(|e| RepoError::invalid(file, e.to_string()))?;
     Ok((bytes, sig.render()))
 }

@@ -107,7 +107,7 @@ fn read_doc(dir: &Path, file: &str) -> Result<Option<Vec<u8>>, RepoError> {
     match std::fs::read(dir.join(file)) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(RepoError::Io(dir.join(file).display().to_string(), e)),
+        Err(e) => Err(RepoError::io(dir.join(file), e)),
     }
 }
 
@@ -122,10 +122,9 @@ fn write_doc<T: Serialize>(
     // signature (a reader between the two renames sees a mismatch and
     // retries, never a forged pair).
     let sig_path = dir.join(format!("{file}.minisig"));
-    write_public(&sig_path, sig.as_bytes())
-        .map_err(|e| RepoError::Io(sig_path.display().to_string(), e))?;
+    write_public(&sig_path, sig.as_bytes()).map_err(|e| RepoError::io(&sig_path, e))?;
     let path = dir.join(file);
-    write_public(&path, &bytes).map_err(|e| RepoError::Io(path.display().to_string(), e))
+    write_public(&path, &bytes).map_err(|e| RepoError::io(&path, e))
 }
 
 /// The repository's root: the existing one (which must list `key` for the
@@ -136,11 +135,10 @@ fn root_for(dir: &Path, key: &SecretKey, life: Lifetimes) -> Result<RootDoc, Rep
         let root = metadata::parse_root(&bytes, "root.json")?;
         for role in [metadata::Role::Index, metadata::Role::Timestamp] {
             if !root.keys.of(role).contains(&public) {
-                return Err(RepoError::Invalid(format!(
-                    "{}: key {} is not listed for the {role:?} role",
+                return Err(RepoError::invalid(
                     dir.join("root.json").display(),
-                    key.id
-                )));
+                    format!("key {} is not listed for the {role:?} role", key.id),
+                ));
             }
         }
         return Ok(root);
@@ -173,7 +171,7 @@ pub fn index(
     let mut hpkr_packages = Vec::new();
     let mut haiku_names: Vec<(PathBuf, String)> = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| RepoError::Io(dir.display().to_string(), e))?
+        .map_err(|e| RepoError::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "hpkg") && p.is_file())
         .collect();
@@ -187,17 +185,18 @@ pub fn index(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let pkg = exos_hpkg::Package::open(f)
-            .map_err(|e| RepoError::Invalid(format!("{}: {e}", f.display())))?;
+        let unreadable = |source| RepoError::Package {
+            path: f.clone(),
+            source,
+        };
+        let pkg = exos_hpkg::Package::open(f).map_err(unreadable)?;
         // Every chunk decompresses: clients trust these bytes by hash and
         // do not decompress them all again.
-        pkg.verify_data()
-            .map_err(|e| RepoError::Invalid(format!("{}: {e}", f.display())))?;
+        pkg.verify_data().map_err(unreadable)?;
         let manifest = Manifest::from_package(&pkg)
-            .map_err(|e| RepoError::Invalid(format!("{}: {e}", f.display())))?;
+            .map_err(|e| RepoError::invalid(f.display(), e.to_string()))?;
         let info = pkg.info().clone();
-        let digest =
-            FileDigest::of_file(f).map_err(|e| RepoError::Io(f.display().to_string(), e))?;
+        let digest = FileDigest::of_file(f).map_err(|e| RepoError::io(f, e))?;
         let sig_path = exos_trust::beside(f);
         if !sig_path.exists() {
             let sig = key.sign(
@@ -211,15 +210,14 @@ pub fn index(
                 ),
             )?;
             write_public(&sig_path, sig.render().as_bytes())
-                .map_err(|e| RepoError::Io(sig_path.display().to_string(), e))?;
+                .map_err(|e| RepoError::io(&sig_path, e))?;
             signed_now += 1;
         }
         // The block map lazy mounts verify each fetched block against.
         let blocks = crate::blocks::BlockMap::of_file(f, crate::blocks::DEFAULT_BLOCK_SIZE)
-            .map_err(|e| RepoError::Io(f.display().to_string(), e))?;
+            .map_err(|e| RepoError::io(f, e))?;
         let blocks_path = dir.join(format!("{name}.blocks"));
-        write_public(&blocks_path, &blocks.render())
-            .map_err(|e| RepoError::Io(blocks_path.display().to_string(), e))?;
+        write_public(&blocks_path, &blocks.render()).map_err(|e| RepoError::io(&blocks_path, e))?;
         haiku_names.push((f.clone(), info.canonical_file_name()));
         versions.push((manifest.name.clone(), manifest.version.clone()));
         hpkr_packages.push((info, digest.sha256.to_string()));
@@ -292,17 +290,14 @@ pub fn index(
     // hard links to the published files, made afresh each time.
     let links = dir.join("packages");
     if links.is_dir() {
-        for e in
-            std::fs::read_dir(&links).map_err(|e| RepoError::Io(links.display().to_string(), e))?
-        {
-            let e = e.map_err(|e| RepoError::Io(links.display().to_string(), e))?;
+        for e in std::fs::read_dir(&links).map_err(|e| RepoError::io(&links, e))? {
+            let e = e.map_err(|e| RepoError::io(&links, e))?;
             if e.file_name().to_string_lossy().ends_with(".hpkg") {
                 let _ = std::fs::remove_file(e.path());
             }
         }
     } else {
-        std::fs::create_dir_all(&links)
-            .map_err(|e| RepoError::Io(links.display().to_string(), e))?;
+        std::fs::create_dir_all(&links).map_err(|e| RepoError::io(&links, e))?;
     }
     for (file, canonical) in &haiku_names {
         if canonical.contains('/') || canonical.starts_with('.') {
@@ -315,7 +310,7 @@ pub fn index(
         }
         std::fs::hard_link(file, &to)
             .or_else(|_| std::fs::copy(file, &to).map(|_| ()))
-            .map_err(|e| RepoError::Io(to.display().to_string(), e))?;
+            .map_err(|e| RepoError::io(&to, e))?;
     }
     let hpkr = dir.join("repo");
     exos_hpkg::repo_writer::write_repository(
@@ -324,15 +319,14 @@ pub fn index(
         &hpkr_packages,
         exos_hpkg::BuildOptions::default(),
     )
-    .map_err(|e| RepoError::Invalid(format!("{}: {e}", hpkr.display())))?;
-    let sha = exos_root::Sha256::of_file(&hpkr)
-        .map_err(|e| RepoError::Io(hpkr.display().to_string(), e))?;
+    .map_err(|e| RepoError::invalid(hpkr.display(), e.to_string()))?;
+    let sha = exos_root::Sha256::of_file(&hpkr).map_err(|e| RepoError::io(&hpkr, e))?;
     for (file, text) in [
         ("repo.sha256", format!("{sha}\n")),
         ("repo.info", repo_info_text(&repo_info, &kept.other)),
     ] {
         let p = dir.join(file);
-        write_public(&p, text.as_bytes()).map_err(|e| RepoError::Io(p.display().to_string(), e))?;
+        write_public(&p, text.as_bytes()).map_err(|e| RepoError::io(&p, e))?;
     }
     let previous = |file: &str| -> Result<u64, RepoError> {
         Ok(match read_doc(dir, file)? {
@@ -406,10 +400,12 @@ fn publish_deltas(
                     &path,
                     &exos_delta::MakeOptions::default(),
                 )
-                .map_err(|e| RepoError::Invalid(e.to_string()))?;
+                .map_err(|source| RepoError::Delta {
+                    file: path.display().to_string(),
+                    source: Box::new(source),
+                })?;
             }
-            let digest = FileDigest::of_file(&path)
-                .map_err(|e| RepoError::Io(path.display().to_string(), e))?;
+            let digest = FileDigest::of_file(&path).map_err(|e| RepoError::io(&path, e))?;
             if digest.size >= packages[newest].size {
                 let _ = std::fs::remove_file(&path);
                 continue;
@@ -431,8 +427,8 @@ fn publish_deltas(
             });
         }
     }
-    for e in std::fs::read_dir(dir).map_err(|e| RepoError::Io(dir.display().to_string(), e))? {
-        let e = e.map_err(|e| RepoError::Io(dir.display().to_string(), e))?;
+    for e in std::fs::read_dir(dir).map_err(|e| RepoError::io(dir, e))? {
+        let e = e.map_err(|e| RepoError::io(dir, e))?;
         let n = e.file_name().to_string_lossy().into_owned();
         if n.ends_with(".delta") && !keep.contains(&n) {
             let _ = std::fs::remove_file(e.path());
@@ -449,8 +445,7 @@ pub fn write_timestamp(
     life: Lifetimes,
 ) -> Result<TimestampDoc, RepoError> {
     let index_path = dir.join("index.json");
-    let bytes = std::fs::read(&index_path)
-        .map_err(|e| RepoError::Io(index_path.display().to_string(), e))?;
+    let bytes = std::fs::read(&index_path).map_err(|e| RepoError::io(&index_path, e))?;
     let index = metadata::parse_index(&bytes, &index_path.display().to_string())?;
     let version = match read_doc(dir, "timestamp.json")? {
         Some(b) => metadata::parse_timestamp(&b, "timestamp.json")?.version + 1,
@@ -482,14 +477,13 @@ pub fn rotate_root(
     life: Lifetimes,
 ) -> Result<RootDoc, RepoError> {
     let path = dir.join("root.json");
-    let bytes = std::fs::read(&path).map_err(|e| RepoError::Io(path.display().to_string(), e))?;
+    let bytes = std::fs::read(&path).map_err(|e| RepoError::io(&path, e))?;
     let current = metadata::parse_root(&bytes, &path.display().to_string())?;
     if !current.keys.root.contains(&old.public().to_base64()) {
-        return Err(RepoError::Invalid(format!(
-            "{}: key {} is not its root key",
+        return Err(RepoError::invalid(
             path.display(),
-            old.id
-        )));
+            format!("key {} is not its root key", old.id),
+        ));
     }
     let public = new.public().to_base64();
     let next = RootDoc {
@@ -511,7 +505,7 @@ pub fn rotate_root(
         (versioned.clone(), &doc[..]),
     ] {
         let p = dir.join(&file);
-        write_public(&p, text).map_err(|e| RepoError::Io(p.display().to_string(), e))?;
+        write_public(&p, text).map_err(|e| RepoError::io(&p, e))?;
     }
     write_doc(dir, "root.json", &next, new)?;
     Ok(next)

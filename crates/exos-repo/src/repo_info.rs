@@ -84,10 +84,11 @@ impl RepoInfoText {
     /// Parses the file's bytes; `path` names it in errors.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<RepoInfoText, RepoError> {
         let err = |line: Option<usize>, why: String| {
-            RepoError::Invalid(match line {
-                Some(n) => format!("{}:{n}: {why}", path.display()),
-                None => format!("{}: {why}", path.display()),
-            })
+            let file = match line {
+                Some(n) => format!("{}:{n}", path.display()),
+                None => path.display().to_string(),
+            };
+            RepoError::invalid(file, why)
         };
         if bytes.len() > MAX_FILE {
             return Err(err(None, format!("larger than {MAX_FILE} bytes")));
@@ -138,12 +139,12 @@ impl RepoInfoText {
         let f = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(RepoError::Io(path.display().to_string(), e)),
+            Err(e) => return Err(RepoError::io(&path, e)),
         };
         let mut bytes = Vec::new();
         f.take(MAX_FILE as u64 + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| RepoError::Io(path.display().to_string(), e))?;
+            .map_err(|e| RepoError::io(&path, e))?;
         RepoInfoText::parse(&bytes, &path).map(Some)
     }
 }

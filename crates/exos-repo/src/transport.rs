@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use exos_trust::FileDigest;
 
-use crate::RepoError;
+use crate::{NetworkFailure, RepoError};
 
 /// How long to wait for a connection and for each response.
 #[derive(Debug, Clone, Copy)]
@@ -82,9 +82,10 @@ impl Location {
             return Ok(Location::Http(url.trim_end_matches('/').to_string()));
         }
         if url.contains("://") {
-            return Err(RepoError::Invalid(format!(
-                "{url}: unsupported URL (file://, http://, https:// or a path)"
-            )));
+            return Err(RepoError::invalid(
+                url,
+                "unsupported URL (file://, http://, https:// or a path)",
+            ));
         }
         Ok(Location::Dir(PathBuf::from(url)))
     }
@@ -109,8 +110,12 @@ pub struct Transport {
     agent: ureq::Agent,
 }
 
-fn io(what: &str, e: std::io::Error) -> RepoError {
-    RepoError::Io(what.to_string(), e)
+fn io(path: &Path, e: std::io::Error) -> RepoError {
+    RepoError::io(path, e)
+}
+
+fn request_failed(url: &str, e: ureq::Error) -> RepoError {
+    RepoError::network(url, NetworkFailure::Request(Box::new(e)))
 }
 
 impl Transport {
@@ -135,23 +140,18 @@ impl Transport {
             Location::Dir(d) => match File::open(d.join(file)) {
                 Ok(f) => Box::new(f),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(io(&what, e)),
+                Err(e) => return Err(io(&d.join(file), e)),
             },
             Location::Http(_) => {
                 let resp = self
                     .agent
                     .get(&what)
                     .call()
-                    .map_err(|e| RepoError::Network(what.clone(), e.to_string()))?;
+                    .map_err(|e| request_failed(&what, e))?;
                 match resp.status().as_u16() {
                     200 => {}
                     404 => return Ok(None),
-                    s => {
-                        return Err(RepoError::Network(
-                            what,
-                            format!("the server answered HTTP {s}"),
-                        ))
-                    }
+                    s => return Err(RepoError::network(what, NetworkFailure::Status(s))),
                 }
                 Box::new(resp.into_body().into_reader())
             }
@@ -160,11 +160,19 @@ impl Transport {
         reader
             .take(max + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| RepoError::Network(what.clone(), e.to_string()))?;
+            .map_err(|source| {
+                let failure = NetworkFailure::Interrupted {
+                    got: bytes.len() as u64,
+                    size: max,
+                    source,
+                };
+                RepoError::network(what.clone(), failure)
+            })?;
         if bytes.len() as u64 > max {
-            return Err(RepoError::Invalid(format!(
-                "{what}: more than the {max} bytes allowed for it"
-            )));
+            return Err(RepoError::invalid(
+                what,
+                format!("more than the {max} bytes allowed for it"),
+            ));
         }
         Ok(Some(bytes))
     }
@@ -181,8 +189,9 @@ impl Transport {
         match &self.location {
             Location::Dir(d) => {
                 use std::os::unix::fs::FileExt;
-                let f = File::open(d.join(file)).map_err(|e| io(&what, e))?;
-                f.read_exact_at(buf, start).map_err(|e| io(&what, e))
+                let path = d.join(file);
+                let f = File::open(&path).map_err(|e| io(&path, e))?;
+                f.read_exact_at(buf, start).map_err(|e| io(&path, e))
             }
             Location::Http(_) => {
                 let resp = self
@@ -190,20 +199,17 @@ impl Transport {
                     .get(&what)
                     .header("Range", &format!("bytes={start}-{}", end - 1))
                     .call()
-                    .map_err(|e| RepoError::Network(what.clone(), e.to_string()))?;
+                    .map_err(|e| request_failed(&what, e))?;
                 match resp.status().as_u16() {
                     206 => {}
-                    200 => {
-                        return Err(RepoError::Network(
-                            what,
-                            "the server ignored the Range request (lazy mounts need HTTP Range support)".into(),
-                        ))
-                    }
-                    s => {
-                        return Err(RepoError::Network(
-                            what,
-                            format!("the server answered HTTP {s} for bytes {start}-{}", end - 1),
-                        ))
+                    200 => return Err(RepoError::network(what, NetworkFailure::RangeIgnored)),
+                    status => {
+                        let failure = NetworkFailure::RangeStatus {
+                            status,
+                            start,
+                            end: end - 1,
+                        };
+                        return Err(RepoError::network(what, failure));
                     }
                 }
                 let mut body = resp.into_body().into_reader().take(buf.len() as u64 + 1);
@@ -214,23 +220,39 @@ impl Transport {
                         let mut extra = [0u8; 1];
                         return match body.read(&mut extra) {
                             Ok(0) => Ok(()),
-                            Ok(_) => Err(RepoError::Invalid(format!(
-                                "{what}: more than the {} bytes asked for",
-                                buf.len()
-                            ))),
-                            Err(e) => Err(RepoError::Network(what, e.to_string())),
+                            Ok(_) => Err(RepoError::invalid(
+                                what,
+                                format!("more than the {} bytes asked for", buf.len()),
+                            )),
+                            Err(source) => {
+                                let size = buf.len() as u64;
+                                let failure = NetworkFailure::Interrupted {
+                                    got: size,
+                                    size,
+                                    source,
+                                };
+                                Err(RepoError::network(what, failure))
+                            }
                         };
                     }
                     match body.read(&mut buf[got..]) {
                         Ok(0) => {
-                            return Err(RepoError::Network(
-                                what,
-                                format!("the connection ended after {got} of {} bytes", buf.len()),
-                            ))
+                            let failure = NetworkFailure::EndedEarly {
+                                got: got as u64,
+                                size: buf.len() as u64,
+                            };
+                            return Err(RepoError::network(what, failure));
                         }
                         Ok(n) => got += n,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(RepoError::Network(what, e.to_string())),
+                        Err(source) => {
+                            let failure = NetworkFailure::Interrupted {
+                                got: got as u64,
+                                size: buf.len() as u64,
+                                source,
+                            };
+                            return Err(RepoError::network(what, failure));
+                        }
                     }
                 }
             }
@@ -251,17 +273,18 @@ impl Transport {
         let what = self.location.describe(file);
         let have = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
         if have > size {
-            std::fs::remove_file(dest).map_err(|e| io(&dest.display().to_string(), e))?;
+            std::fs::remove_file(dest).map_err(|e| io(dest, e))?;
             return self.download(file, size, dest, progress);
         }
         if have == size {
-            return FileDigest::of_file(dest).map_err(|e| io(&dest.display().to_string(), e));
+            return FileDigest::of_file(dest).map_err(|e| io(dest, e));
         }
         let (reader, append): (Box<dyn Read>, bool) = match &self.location {
             Location::Dir(d) => {
-                let mut f = File::open(d.join(file)).map_err(|e| io(&what, e))?;
+                let path = d.join(file);
+                let mut f = File::open(&path).map_err(|e| io(&path, e))?;
                 std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(have))
-                    .map_err(|e| io(&what, e))?;
+                    .map_err(|e| io(&path, e))?;
                 (Box::new(f), true)
             }
             Location::Http(_) => {
@@ -269,18 +292,11 @@ impl Transport {
                 if have > 0 {
                     req = req.header("Range", &format!("bytes={have}-"));
                 }
-                let resp = req
-                    .call()
-                    .map_err(|e| RepoError::Network(what.clone(), e.to_string()))?;
+                let resp = req.call().map_err(|e| request_failed(&what, e))?;
                 let append = match resp.status().as_u16() {
                     206 if have > 0 => true,
                     200 => false,
-                    s => {
-                        return Err(RepoError::Network(
-                            what,
-                            format!("the server answered HTTP {s}"),
-                        ))
-                    }
+                    s => return Err(RepoError::network(what, NetworkFailure::Status(s))),
                 };
                 (Box::new(resp.into_body().into_reader()), append)
             }
@@ -291,18 +307,18 @@ impl Transport {
             .append(append)
             .truncate(!append)
             .open(dest)
-            .map_err(|e| io(&dest.display().to_string(), e))?;
+            .map_err(|e| io(dest, e))?;
         let start = if append { have } else { 0 };
         let mut hasher = exos_root::digest::Hasher::new();
         if append {
             // The part already here, hashed once more.
-            let mut prefix = File::open(dest).map_err(|e| io(&dest.display().to_string(), e))?;
+            let mut prefix = File::open(dest).map_err(|e| io(dest, e))?;
             let mut buf = vec![0u8; 256 * 1024];
             let mut left = have;
             while left > 0 {
                 let n = prefix
                     .read(&mut buf[..left.min(256 * 1024) as usize])
-                    .map_err(|e| io(&dest.display().to_string(), e))?;
+                    .map_err(|e| io(dest, e))?;
                 if n == 0 {
                     break;
                 }
@@ -320,35 +336,31 @@ impl Transport {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
+                Err(source) => {
                     let _ = out.sync_all();
-                    return Err(RepoError::Network(
-                        what,
-                        format!(
-                            "{e} after {got} of {size} bytes (run the command again to resume)"
-                        ),
-                    ));
+                    let failure = NetworkFailure::Interrupted { got, size, source };
+                    return Err(RepoError::network(what, failure));
                 }
             };
             got += n as u64;
             if got > size {
                 drop(out);
                 let _ = std::fs::remove_file(dest);
-                return Err(RepoError::Invalid(format!(
-                    "{what}: larger than the {size} bytes the index gives"
-                )));
+                return Err(RepoError::invalid(
+                    what,
+                    format!("larger than the {size} bytes the index gives"),
+                ));
             }
-            out.write_all(&buf[..n])
-                .map_err(|e| io(&dest.display().to_string(), e))?;
+            out.write_all(&buf[..n]).map_err(|e| io(dest, e))?;
             hasher.update(&buf[..n]);
             progress(got);
         }
         // Not synced here: the installer renames downloads into its store
         // and syncs them together before it commits.
         if got < size {
-            return Err(RepoError::Network(
+            return Err(RepoError::network(
                 what,
-                format!("the connection ended after {got} of {size} bytes (run the command again to resume)"),
+                NetworkFailure::EndedEarly { got, size },
             ));
         }
         Ok(hasher.finish())

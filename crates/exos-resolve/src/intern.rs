@@ -118,25 +118,25 @@ impl Default for Interner {
 }
 
 impl Interner {
-    pub fn get(&self, id: u32) -> &str {
+    pub(crate) fn get(&self, id: u32) -> &str {
         let (shard, index) = split(id);
         self.shards[shard].get(index)
     }
 
-    pub fn find(&self, s: &str) -> Option<u32> {
+    pub(crate) fn find(&self, s: &str) -> Option<u32> {
         let h = hash(s);
         let shard = shard_of(h);
         self.shards[shard].find(h, s).map(|i| id(shard, i))
     }
 
-    pub fn intern(&mut self, s: &str) -> u32 {
+    pub(crate) fn intern(&mut self, s: &str) -> u32 {
         let h = hash(s);
         let shard = shard_of(h);
         id(shard, self.shards[shard].intern(h, s).0)
     }
 
     /// One more than the largest id.
-    pub fn id_bound(&self) -> usize {
+    pub(crate) fn id_bound(&self) -> usize {
         let longest = self
             .shards
             .iter()
@@ -146,22 +146,22 @@ impl Interner {
         longest << SHARD_BITS
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.starts.len()).sum()
     }
 
-    pub fn reserve(&mut self, strings: usize, bytes: usize) {
+    pub(crate) fn reserve(&mut self, strings: usize, bytes: usize) {
         for s in &mut self.shards {
             s.reserve(strings / SHARDS, bytes / SHARDS);
         }
     }
 
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.shards.iter().map(Strings::bytes).sum()
     }
 
     /// Lends the shards to several threads (see [`Shared`]).
-    pub fn share(&mut self) -> Shared<'_> {
+    pub(crate) fn share(&mut self) -> Shared<'_> {
         Shared {
             shards: self.shards.iter_mut().map(Mutex::new).collect(),
         }
@@ -175,7 +175,7 @@ pub(crate) struct Shared<'a> {
 }
 
 impl Shared<'_> {
-    pub fn intern(&self, s: &str) -> u32 {
+    pub(crate) fn intern(&self, s: &str) -> u32 {
         let h = hash(s);
         let shard = shard_of(h);
         let mut strings = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
@@ -208,16 +208,16 @@ impl<T> Default for Parsed<T> {
 }
 
 impl<T: ToString> Parsed<T> {
-    pub fn get(&self, id: u32) -> &T {
+    pub(crate) fn get(&self, id: u32) -> &T {
         let (shard, index) = split(id);
         &self.values[shard][index]
     }
 
-    pub fn find(&self, value: &T) -> Option<u32> {
+    pub(crate) fn find(&self, value: &T) -> Option<u32> {
         self.canonical.find(&value.to_string())
     }
 
-    pub fn intern(&mut self, value: T) -> u32 {
+    pub(crate) fn intern(&mut self, value: T) -> u32 {
         let text = value.to_string();
         let h = hash(&text);
         let shard = shard_of(h);
@@ -228,11 +228,11 @@ impl<T: ToString> Parsed<T> {
         id(shard, index)
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.values.iter().map(Vec::len).sum()
     }
 
-    pub fn bytes(&self, value_bytes: impl Fn(&T) -> usize) -> usize {
+    pub(crate) fn bytes(&self, value_bytes: impl Fn(&T) -> usize) -> usize {
         self.canonical.bytes()
             + self.spellings.bytes()
             + self.spelling_ids.iter().map(|v| v.len() * 4).sum::<usize>()
@@ -240,7 +240,7 @@ impl<T: ToString> Parsed<T> {
     }
 
     /// Lends the tables to several threads (see [`SharedParsed`]).
-    pub fn share(&mut self) -> SharedParsed<'_, T> {
+    pub(crate) fn share(&mut self) -> SharedParsed<'_, T> {
         SharedParsed {
             canonical: self
                 .canonical
@@ -271,7 +271,7 @@ pub(crate) struct SharedParsed<'a, T> {
 
 impl<T: ToString> SharedParsed<'_, T> {
     /// The id of the value spelt `text`, parsing it the first time.
-    pub fn intern_text(
+    pub(crate) fn intern_text(
         &self,
         text: &str,
         parse: impl Fn(&str) -> Result<T, String>,

@@ -46,9 +46,15 @@ pub use plan::{Change, PackageRef, Plan, RemovalReason};
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Origin {
     /// Active on the system; `location` is e.g. `system/packages/foo.hpkg`.
-    Installed { location: String },
+    Installed {
+        /// Where it is (`system/packages/foo.hpkg`).
+        location: String,
+    },
     /// Can be installed from `source` (a package file, repository, index).
-    Available { source: String },
+    Available {
+        /// Where it comes from (a file, a repository, an index).
+        source: String,
+    },
     /// An API the host system offers (`--host-api`); never installed or removed.
     Host,
 }
@@ -67,12 +73,16 @@ impl CandidateId {
 /// One package the resolver may choose.
 #[derive(Debug, Clone)]
 pub struct Candidate {
+    /// Its manifest: what it provides and requires.
     pub manifest: Manifest,
+    /// Installed, or where it can be installed from.
     pub origin: Origin,
+    /// The caller's key for it, returned in the plan.
     pub id: CandidateId,
 }
 
 impl Candidate {
+    /// Whether it is installed now.
     pub fn is_installed(&self) -> bool {
         matches!(self.origin, Origin::Installed { .. })
     }
@@ -154,6 +164,7 @@ pub struct Universe {
 pub(crate) const ANCHOR: &str = "(installed set)";
 
 impl Universe {
+    /// The universe of these candidates (and the anchor of the installed set).
     pub fn new(candidates: Vec<Candidate>) -> Universe {
         let mut b = UniverseBuilder::new();
         for c in &candidates {
@@ -167,6 +178,7 @@ impl Universe {
         self.pool.solvables.len() - 1
     }
 
+    /// Whether there are no candidates.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -191,10 +203,12 @@ impl Default for UniverseBuilder {
 }
 
 impl UniverseBuilder {
+    /// An empty builder.
     pub fn new() -> UniverseBuilder {
         UniverseBuilder { pool: Pool::new() }
     }
 
+    /// Adds a candidate (copied into the pool's interned tables).
     pub fn add(&mut self, c: &Candidate) {
         self.pool.add(&c.manifest, c.origin.clone(), c.id);
     }
@@ -248,6 +262,7 @@ impl UniverseBuilder {
         Ok((next - first) as usize)
     }
 
+    /// The universe of the candidates added.
     pub fn finish(mut self) -> Universe {
         let pool = &mut self.pool;
         // Keep the first installed copy, else the first seen.
@@ -276,7 +291,9 @@ impl UniverseBuilder {
 /// Solver statistics for `--stats` output and benchmarks.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
+    /// Candidates in the universe.
     pub candidates: usize,
+    /// Time the solver took.
     pub solve_seconds: f64,
 }
 

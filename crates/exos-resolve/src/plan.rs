@@ -10,8 +10,11 @@ use crate::{CandidateId, Origin, Request, Universe};
 /// A package as the plan shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PackageRef {
+    /// The package name.
     pub name: String,
+    /// Its version.
     pub version: Version,
+    /// Installed, or where it is installed from.
     pub origin: Origin,
     /// The caller's key of the candidate.
     #[serde(skip)]
@@ -74,21 +77,30 @@ impl std::fmt::Display for RemovalReason {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "action", rename_all = "lowercase")]
 pub enum Change {
+    /// A package not installed before.
     Install {
+        /// The package installed.
         package: PackageRef,
     },
     /// Same package name, newer version.
     Upgrade {
+        /// The version installed now.
         from: PackageRef,
+        /// The version that replaces it.
         to: PackageRef,
     },
     /// Same package name, older version.
     Downgrade {
+        /// The version installed now.
         from: PackageRef,
+        /// The version that replaces it.
         to: PackageRef,
     },
+    /// An installed package removed.
     Remove {
+        /// The package removed.
         package: PackageRef,
+        /// Why it goes.
         reason: RemovalReason,
     },
 }
@@ -163,6 +175,7 @@ impl Plan {
         Plan { changes, result }
     }
 
+    /// Whether the plan changes nothing.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }

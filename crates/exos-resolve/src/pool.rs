@@ -62,8 +62,11 @@ impl Span {
 /// What a pool holds (see [`Pool::memory`]).
 #[derive(Debug, Clone, Copy)]
 pub struct PoolMemory {
+    /// Distinct package names.
     pub names: usize,
+    /// Distinct versions.
     pub versions: usize,
+    /// Distinct version ranges.
     pub ranges: usize,
     /// Bytes in use (a lower bound: arrays reserved ahead count what they
     /// hold, strings their capacity, not the allocator's rounding).
@@ -115,7 +118,7 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub fn new() -> Pool {
+    pub(crate) fn new() -> Pool {
         Pool {
             names: Interner::default(),
             versions: Parsed::default(),
@@ -129,74 +132,74 @@ impl Pool {
         }
     }
 
-    pub fn name(&self, s: Sym) -> &str {
+    pub(crate) fn name(&self, s: Sym) -> &str {
         self.names.get(s.0)
     }
 
-    pub fn find_name(&self, s: &str) -> Option<Sym> {
+    pub(crate) fn find_name(&self, s: &str) -> Option<Sym> {
         self.names.find(s).map(Sym)
     }
 
     /// Every name's `Sym` is below this: arrays can be indexed by it.
-    pub fn name_bound(&self) -> usize {
+    pub(crate) fn name_bound(&self) -> usize {
         self.names.id_bound()
     }
 
-    pub fn intern_name(&mut self, s: &str) -> Sym {
+    pub(crate) fn intern_name(&mut self, s: &str) -> Sym {
         Sym(self.names.intern(s))
     }
 
-    pub fn version(&self, v: VerId) -> &Version {
+    pub(crate) fn version(&self, v: VerId) -> &Version {
         self.versions.get(v.0)
     }
 
-    pub fn intern_version(&mut self, v: &Version) -> VerId {
+    pub(crate) fn intern_version(&mut self, v: &Version) -> VerId {
         VerId(self.versions.intern(v.clone()))
     }
 
-    pub fn range(&self, r: RangeId) -> &VersionRange {
+    pub(crate) fn range(&self, r: RangeId) -> &VersionRange {
         self.ranges.get(r.0)
     }
 
     /// The id of `r` if a candidate mentions it.
-    pub fn find_range(&self, r: &VersionRange) -> Option<RangeId> {
+    pub(crate) fn find_range(&self, r: &VersionRange) -> Option<RangeId> {
         self.ranges.find(r).map(RangeId)
     }
 
-    pub fn intern_range(&mut self, r: &VersionRange) -> RangeId {
+    pub(crate) fn intern_range(&mut self, r: &VersionRange) -> RangeId {
         RangeId(self.ranges.intern(r.clone()))
     }
 
-    pub fn origin(&self, s: &Solvable) -> &Origin {
+    pub(crate) fn origin(&self, s: &Solvable) -> &Origin {
         &self.origins[s.origin as usize]
     }
 
-    pub fn provides(&self, s: &Solvable) -> &[ProvideRec] {
+    pub(crate) fn provides(&self, s: &Solvable) -> &[ProvideRec] {
         s.provides.slice(&self.provides)
     }
 
     /// Each requirement as its alternatives.
-    pub fn requires<'p>(&'p self, s: &Solvable) -> impl Iterator<Item = &'p [DepRec]> + 'p {
+    pub(crate) fn requires<'p>(&'p self, s: &Solvable) -> impl Iterator<Item = &'p [DepRec]> + 'p {
         s.requires
             .slice(&self.groups)
             .iter()
             .map(|g| g.slice(&self.deps))
     }
 
-    pub fn uses(&self, s: &Solvable) -> &[DepRec] {
+    pub(crate) fn uses(&self, s: &Solvable) -> &[DepRec] {
         s.uses.slice(&self.deps)
     }
 
-    pub fn conflicts(&self, s: &Solvable) -> &[DepRec] {
+    pub(crate) fn conflicts(&self, s: &Solvable) -> &[DepRec] {
         s.conflicts.slice(&self.deps)
     }
 
-    pub fn replaces(&self, s: &Solvable) -> &[Sym] {
+    pub(crate) fn replaces(&self, s: &Solvable) -> &[Sym] {
         s.replaces.slice(&self.syms)
     }
 
     /// Does `provide` offer `dep`'s API in a matching version?
-    pub fn meets(&self, dep: DepRec, provide: &ProvideRec) -> bool {
+    pub(crate) fn meets(&self, dep: DepRec, provide: &ProvideRec) -> bool {
         provide.api == dep.api
             && self.range(dep.range).matches(
                 provide.version.map(|v| self.version(v)),
@@ -206,14 +209,14 @@ impl Pool {
 
     /// Is `provide` what the conflict `dep` names? A versioned conflict
     /// only hits versioned providers (see `Dependency::conflicts_with`).
-    pub fn conflicts_with(&self, dep: DepRec, provide: &ProvideRec) -> bool {
+    pub(crate) fn conflicts_with(&self, dep: DepRec, provide: &ProvideRec) -> bool {
         provide.api == dep.api
             && (self.range(dep.range).is_any()
                 || (provide.version.is_some() && self.meets(dep, provide)))
     }
 
     /// A dependency as text (`libfoo >=1.0`).
-    pub fn dep_text(&self, dep: DepRec) -> String {
+    pub(crate) fn dep_text(&self, dep: DepRec) -> String {
         Dependency {
             api: self.name(dep.api).to_string(),
             range: self.range(dep.range).clone(),
@@ -229,7 +232,7 @@ impl Pool {
     }
 
     /// The number standing for `origin` in solvables.
-    pub fn origin_id(&mut self, origin: Origin) -> u32 {
+    pub(crate) fn origin_id(&mut self, origin: Origin) -> u32 {
         // Candidates arrive grouped by source: the last one usually matches.
         if let Some(i) = self.origins.iter().rposition(|o| *o == origin) {
             return i as u32;
@@ -239,7 +242,7 @@ impl Pool {
     }
 
     /// Adds a candidate from an owned manifest.
-    pub fn add(&mut self, m: &Manifest, origin: Origin, id: CandidateId) {
+    pub(crate) fn add(&mut self, m: &Manifest, origin: Origin, id: CandidateId) {
         let name = self.intern_name(&m.name);
         let version = self.intern_version(&m.version);
         let provides: Vec<ProvideRec> = m.provides.iter().map(|p| self.provide(p)).collect();
@@ -280,7 +283,7 @@ impl Pool {
     }
 
     /// Lends the interners to threads that build [`Segment`]s at once.
-    pub fn share(&mut self) -> SharedTables<'_> {
+    pub(crate) fn share(&mut self) -> SharedTables<'_> {
         SharedTables {
             names: self.names.share(),
             versions: self.versions.share(),
@@ -289,7 +292,7 @@ impl Pool {
     }
 
     /// Appends what a thread built, numbering its candidates from `first`.
-    pub fn append(&mut self, seg: Segment, first: u32) {
+    pub(crate) fn append(&mut self, seg: Segment, first: u32) {
         let base = |list_len: usize| list_len as u32;
         let (provides, deps, groups, syms) = (
             base(self.provides.len()),
@@ -315,7 +318,7 @@ impl Pool {
     }
 
     /// What the pool holds and the bytes it takes (`--stats`).
-    pub fn memory(&self) -> PoolMemory {
+    pub(crate) fn memory(&self) -> PoolMemory {
         // What is in use: reserved room never touched takes no memory.
         fn bytes<T>(v: &[T]) -> usize {
             std::mem::size_of_val(v)
@@ -350,7 +353,7 @@ impl Pool {
     /// arrays never grow by copying (each copy leaves garbage the allocator
     /// keeps for a while: measured, it doubled the peak memory of loading
     /// Debian's index). Room never touched costs no memory.
-    pub fn reserve_for_json(&mut self, bytes: usize) {
+    pub(crate) fn reserve_for_json(&mut self, bytes: usize) {
         // Generous per-byte estimates from Debian's index (66,506 packages
         // in 19.5 MB: ~290 bytes, 1.3 provides and 5 dependencies each).
         self.solvables.reserve(bytes / 100);
@@ -388,7 +391,7 @@ pub(crate) struct Segment<'a> {
 }
 
 impl<'a> Segment<'a> {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.solvables.len()
     }
 
@@ -449,7 +452,7 @@ impl<'a> Segment<'a> {
 
     /// Adds a candidate from a checked, borrowed manifest (no `Manifest`
     /// is built).
-    pub fn add_ref(&mut self, t: &SharedTables, m: &ManifestRef<'a>, origin: u32) {
+    pub(crate) fn add_ref(&mut self, t: &SharedTables, m: &ManifestRef<'a>, origin: u32) {
         let name = self.name(t, &m.name);
         let version = self.version(t, &m.version);
         let start = self.provides.len() as u32;

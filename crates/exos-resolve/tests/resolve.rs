@@ -1,3 +1,6 @@
+//! The resolver against hand-made universes: requests, ranges, conflicts,
+//! replacements and what a plan reports.
+
 use exos_manifest::{Dependency, Manifest};
 use exos_resolve::{
     host_api, resolve, Candidate, CandidateId, Change, Origin, Plan, RemovalReason, Request,

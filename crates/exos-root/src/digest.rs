@@ -20,6 +20,7 @@ impl std::fmt::Debug for Blake2b512Digest {
 }
 
 impl Blake2b512Digest {
+    /// The digest of bytes in memory.
     pub fn of_bytes(bytes: &[u8]) -> Blake2b512Digest {
         use blake2::Digest;
         Blake2b512Digest(blake2::Blake2b512::digest(bytes).into())
@@ -29,8 +30,11 @@ impl Blake2b512Digest {
 /// A file's SHA-256 and BLAKE2b-512, computed in one pass.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct FileDigest {
+    /// SHA-256 of the contents (what states name packages by).
     pub sha256: Sha256,
+    /// BLAKE2b-512 of the contents (what a minisign signature covers).
     pub blake2b: Blake2b512Digest,
+    /// Bytes hashed.
     pub size: u64,
 }
 
@@ -43,10 +47,12 @@ pub struct Hasher {
 }
 
 impl Hasher {
+    /// A hasher of nothing yet.
     pub fn new() -> Hasher {
         Hasher::default()
     }
 
+    /// Hashes more bytes.
     pub fn update(&mut self, bytes: &[u8]) {
         use sha2::Digest;
         self.sha.update(bytes);
@@ -54,6 +60,7 @@ impl Hasher {
         self.size += bytes.len() as u64;
     }
 
+    /// The digests of everything hashed.
     pub fn finish(self) -> FileDigest {
         use sha2::Digest;
         FileDigest {
@@ -79,6 +86,7 @@ pub(crate) fn read_through(mut f: impl Read, mut each: impl FnMut(&[u8])) -> std
 }
 
 impl FileDigest {
+    /// The digests of a file, read once.
     pub fn of_file(path: &Path) -> std::io::Result<FileDigest> {
         FileDigest::of_reader(std::fs::File::open(path)?)
     }

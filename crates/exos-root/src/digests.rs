@@ -50,6 +50,7 @@ impl ContentDigests {
         Ok(ContentDigests(out))
     }
 
+    /// The file's bytes, as written.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(12 + self.0.len() * RECORD);
         out.extend_from_slice(MAGIC);

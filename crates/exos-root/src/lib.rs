@@ -46,8 +46,11 @@ use std::str::FromStr;
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Layer {
+    /// The system layer: the base system, root's.
     System,
+    /// The common layer: shared additions, root's.
     Common,
+    /// The user layer: seen by user processes only.
     User,
 }
 
@@ -55,6 +58,7 @@ impl Layer {
     /// Every layer, lowest priority first.
     pub const ALL: [Layer; 3] = [Layer::System, Layer::Common, Layer::User];
 
+    /// `system`, `common` or `user`.
     pub fn name(self) -> &'static str {
         match self {
             Layer::System => "system",
@@ -88,12 +92,16 @@ impl FromStr for Layer {
 /// One value per layer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PerLayer<T> {
+    /// The system layer's value.
     pub system: T,
+    /// The common layer's value.
     pub common: T,
+    /// The user layer's value.
     pub user: T,
 }
 
 impl<T> PerLayer<T> {
+    /// Each layer's value from `f`.
     pub fn from_fn(mut f: impl FnMut(Layer) -> T) -> PerLayer<T> {
         PerLayer {
             system: f(Layer::System),
@@ -102,6 +110,7 @@ impl<T> PerLayer<T> {
         }
     }
 
+    /// The value of `layer`.
     pub fn get(&self, layer: Layer) -> &T {
         match layer {
             Layer::System => &self.system,
@@ -110,6 +119,7 @@ impl<T> PerLayer<T> {
         }
     }
 
+    /// The value of `layer`, to change.
     pub fn get_mut(&mut self, layer: Layer) -> &mut T {
         match layer {
             Layer::System => &mut self.system,
@@ -192,6 +202,7 @@ impl<'de> serde::Deserialize<'de> for Sha256 {
 pub struct PackageFile(String);
 
 impl PackageFile {
+    /// Checks a package file name: one plain name ending in `.hpkg`.
     pub fn new(name: impl Into<String>) -> Result<PackageFile, String> {
         let name = name.into();
         let ok = name.len() > ".hpkg".len()
@@ -209,6 +220,7 @@ impl PackageFile {
         }
     }
 
+    /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -229,8 +241,11 @@ impl<'de> serde::Deserialize<'de> for PackageFile {
 /// One line of a state: this package file, with this content, in this layer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct StateEntry {
+    /// The layer the package is in.
     pub layer: Layer,
+    /// Its file name in the layer's packages directory.
     pub file: PackageFile,
+    /// Its contents' SHA-256.
     pub sha256: Sha256,
 }
 
@@ -244,6 +259,7 @@ pub struct StateEntry {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StateList {
+    /// The packages, in file order.
     pub entries: Vec<StateEntry>,
     /// What made this state (one line).
     pub change: String,
@@ -255,8 +271,11 @@ pub struct StateList {
 #[derive(Debug, thiserror::Error)]
 #[error("{}{}: {message}", path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
 pub struct StateError {
+    /// The state file.
     pub path: PathBuf,
+    /// The line at fault, when one is (1-based).
     pub line: Option<usize>,
+    /// The rule broken, in words.
     pub message: String,
 }
 
@@ -322,6 +341,7 @@ impl StateList {
         Ok(st)
     }
 
+    /// Reads and parses a state file.
     pub fn read(path: &Path) -> Result<StateList, StateError> {
         let text = std::fs::read_to_string(path).map_err(|e| StateError {
             path: path.to_path_buf(),
@@ -402,6 +422,7 @@ impl From<UserName> for String {
 }
 
 impl UserName {
+    /// Checks a user name: letters, digits, `.`, `_`, `-`, at most 32, not starting with `-` or `.`.
     pub fn new(name: impl Into<String>) -> Result<UserName, String> {
         let name = name.into();
         let ok = !name.is_empty()
@@ -419,6 +440,7 @@ impl UserName {
         }
     }
 
+    /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -433,10 +455,12 @@ impl fmt::Display for UserName {
 /// The paths of a root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
+    /// The root directory.
     pub root: PathBuf,
 }
 
 impl Layout {
+    /// The layout of the root at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Layout {
         Layout { root: root.into() }
     }
@@ -474,10 +498,12 @@ impl Layout {
         self.packages_dir(e.layer).join(e.file.as_str())
     }
 
+    /// `system/state/active.list`: the current state.
     pub fn active_list(&self) -> PathBuf {
         self.root.join(ACTIVE_LIST)
     }
 
+    /// `system/state/states/`: every numbered state.
     pub fn states_dir(&self) -> PathBuf {
         self.root.join(STATES_DIR)
     }
@@ -487,6 +513,7 @@ impl Layout {
         self.states_dir().join(format!("{n:06}.list"))
     }
 
+    /// `system/state/store/`: packages of other states, by SHA-256.
     pub fn store_dir(&self) -> PathBuf {
         self.root.join(STORE_DIR)
     }
@@ -496,6 +523,7 @@ impl Layout {
         self.store_dir().join(format!("{sha}.hpkg"))
     }
 
+    /// `system/state/lock`: held by whoever changes the root.
     pub fn lock_file(&self) -> PathBuf {
         self.root.join(LOCK_FILE)
     }
@@ -523,6 +551,7 @@ impl Layout {
         self.digests_dir().join(format!("{sha}.digests"))
     }
 
+    /// `system/state/digests/`: packages' remembered file digests.
     pub fn digests_dir(&self) -> PathBuf {
         self.state_dir().join("digests")
     }
@@ -545,6 +574,7 @@ impl Layout {
         self.manifests_dir().join(format!("{sha}.json"))
     }
 
+    /// `system/state/manifests/`: installed packages' remembered manifests.
     pub fn manifests_dir(&self) -> PathBuf {
         self.state_dir().join("manifests")
     }
@@ -566,6 +596,7 @@ impl Layout {
         self.lazy_dir().join(format!("{sha}.blocks"))
     }
 
+    /// `system/state/signatures/`: signatures kept at install.
     pub fn signatures_dir(&self) -> PathBuf {
         self.state_dir().join("signatures")
     }
@@ -581,6 +612,7 @@ impl Layout {
         self.cache_dir().join(format!("{sha}.hpkg"))
     }
 
+    /// `data/`: the only writable part of a booted system.
     pub fn data_dir(&self) -> PathBuf {
         self.root.join(DATA_DIR)
     }

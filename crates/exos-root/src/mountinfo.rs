@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 /// One line of mountinfo: where, what type, from what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
+    /// Where it is mounted.
     pub mount_point: PathBuf,
+    /// The file system type (`fuse.packagefs`, `squashfs`).
     pub fstype: String,
+    /// What is mounted (a device, or a FUSE file system's name).
     pub source: String,
 }
 

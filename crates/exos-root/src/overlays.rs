@@ -39,6 +39,7 @@ pub struct RuntimeOverlay {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeOverlays {
+    /// The overlays, by package and layer.
     pub overlays: Vec<RuntimeOverlay>,
 }
 
@@ -116,6 +117,7 @@ impl RuntimeOverlays {
         RuntimeOverlays::parse(&bytes, path)
     }
 
+    /// The file's bytes, as written.
     pub fn render(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
         v.push(b'\n');

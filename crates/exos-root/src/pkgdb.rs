@@ -26,6 +26,7 @@ pub const MAX_ORIGINS: usize = 1_000_000;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepoOrigin {
+    /// The repository's name.
     pub repository: String,
     /// The pinned root key (minisign's base64 public key line).
     pub key: String,
@@ -105,6 +106,7 @@ impl PackageDb {
         PackageDb::parse(&bytes, path)
     }
 
+    /// The file's bytes, as written.
     pub fn render(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
         v.push(b'\n');

@@ -56,9 +56,9 @@ impl Writers {
     /// of theirs or one everybody may read; where anyone can, only one
     /// everybody may read. So a link (hard or symbolic) to a file its
     /// planter could not read is never served.
-    pub fn admits(self, st: &Stat) -> Result<(), String> {
+    pub fn admits(self, st: &Stat) -> Result<(), NotAdmitted> {
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return Err("not a regular file".into());
+            return Err(NotAdmitted::NotARegularFile);
         }
         let readable_by_all = st.st_mode & 0o004 != 0;
         let ok = match self {
@@ -69,15 +69,11 @@ impl Writers {
         if ok {
             return Ok(());
         }
-        let who = match self {
-            Writers::RootAnd(uid) => format!("uid {uid} can add files to its directory"),
-            _ => "other users can add files to its directory".to_string(),
-        };
-        Err(format!(
-            "owned by uid {} with mode {:o}, and {who}: only a file they own or one everybody may read is used (a link to a file they could not read is refused)",
-            st.st_uid,
-            st.st_mode & 0o7777
-        ))
+        Err(NotAdmitted::Unreadable {
+            owner: st.st_uid,
+            mode: st.st_mode & 0o7777,
+            writers: self,
+        })
     }
 
     /// Whether root alone, or root and `uid`, control the directory.
@@ -90,12 +86,38 @@ impl Writers {
     }
 }
 
+/// Why [`Writers::admits`] refuses a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotAdmitted {
+    /// A device, FIFO, socket or directory where a file was expected.
+    #[error("not a regular file")]
+    NotARegularFile,
+    /// A file whoever could have put it there could not read themselves.
+    #[error("owned by uid {owner} with mode {mode:o}, and {}: only a file they own or one everybody may read is used (a link to a file they could not read is refused)", who_adds(*.writers))]
+    Unreadable {
+        /// The file's owner.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+        /// Who can add files where it was found.
+        writers: Writers,
+    },
+}
+
+fn who_adds(writers: Writers) -> String {
+    match writers {
+        Writers::RootAnd(uid) => format!("uid {uid} can add files to its directory"),
+        _ => "other users can add files to its directory".to_string(),
+    }
+}
+
 /// A directory opened by [`open_beneath`].
 #[derive(Debug)]
 pub struct WalkedDir {
     fd: OwnedFd,
     /// Its path, for messages (never opened again by it).
     pub path: PathBuf,
+    /// Its status, from the descriptor.
     pub stat: Stat,
     /// Who besides root can change what it holds.
     pub writers: Writers,
@@ -158,8 +180,11 @@ pub fn open_beneath(base: &Path, components: &[&str]) -> io::Result<WalkedDir> {
 /// A file opened by [`WalkedDir::open_file`].
 #[derive(Debug)]
 pub struct WalkedFile {
+    /// The open file.
     pub file: File,
+    /// Its path (for messages).
     pub path: PathBuf,
+    /// Its status, from the descriptor.
     pub stat: Stat,
 }
 

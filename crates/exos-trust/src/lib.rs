@@ -33,24 +33,36 @@ pub use minisign::{KeyId, PublicKey, SecretKey, Signature};
 /// Largest trust store read.
 const MAX_STORE: u64 = 1 << 20;
 
+/// Why a key, signature or trust store file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
     /// A file broke a rule of its format: the file, then the rule.
     #[error("{}: {rule}", path.display())]
-    Format { path: PathBuf, rule: FormatRule },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// The rule it broke.
+        rule: FormatRule,
+    },
     /// The operating system gave no random numbers (for a new key).
     #[error("no random numbers: {0}")]
     Random(String),
     /// A comment or name that must fit on one line does not.
     #[error("{what} must be a single line")]
-    MultiLine { what: String },
+    MultiLine {
+        /// What it is (`the trusted comment`).
+        what: String,
+    },
+    /// A comment longer than minisign accepts.
     #[error("a comment is too long")]
     CommentTooLong,
 }
@@ -78,6 +90,7 @@ impl TrustError {
 pub struct FormatRule(String);
 
 impl FormatRule {
+    /// A rule, in words (`a key id is 16 hex digits, not "x"`).
     pub fn new(rule: impl Into<String>) -> FormatRule {
         FormatRule(rule.into())
     }
@@ -98,24 +111,39 @@ impl From<&str> for FormatRule {
 /// Why a signature does not admit a package.
 #[derive(Debug, thiserror::Error)]
 pub enum SignatureError {
+    /// The signature's key id is not the key's.
     #[error("signed by key {signed_by}, not by key {key}")]
-    OtherKey { signed_by: KeyId, key: KeyId },
+    OtherKey {
+        /// The key id the signature names.
+        signed_by: KeyId,
+        /// The key it was checked with.
+        key: KeyId,
+    },
     #[error(
         "a legacy (not prehashed) minisign signature: sign again with `exos sign` or `minisign -S`"
     )]
+    /// minisign's legacy signature over the whole file, which exos does not accept.
     Legacy,
+    /// The signature is not over these bytes.
     #[error("the signature does not match the file's contents")]
     Contents,
+    /// The trusted comment was changed after signing.
     #[error("the trusted comment was altered (global signature mismatch)")]
     TrustedComment,
+    /// No key of the trust store has this id.
     #[error("signed by key {0}, which this root does not trust")]
     UntrustedKey(String),
+    /// The key is trusted, but not for this layer.
     #[error("signed by key {id} ({name}), which is not trusted for the {layer} layer")]
     WrongLayer {
+        /// The key id.
         id: String,
+        /// The key's name in the trust store.
         name: String,
+        /// The layer asked for.
         layer: Layer,
     },
+    /// No signature, in a layer that requires one.
     #[error("unsigned, and the {0} layer takes only packages signed by a trusted key")]
     Unsigned(Layer),
     /// A trusted key of the store could not be used.
@@ -164,10 +192,12 @@ pub struct TrustedKey {
     /// A name for people.
     #[serde(default)]
     pub name: String,
+    /// The layers whose packages this key may sign.
     pub layers: Vec<Layer>,
 }
 
 impl TrustedKey {
+    /// Trust `key`, named `name`, for `layers`.
     pub fn new(key: &PublicKey, name: &str, layers: Vec<Layer>) -> TrustedKey {
         TrustedKey {
             id: key.id.to_string(),
@@ -177,6 +207,7 @@ impl TrustedKey {
         }
     }
 
+    /// The public key, checked against the recorded id.
     pub fn key(&self) -> Result<PublicKey, FormatRule> {
         let k = PublicKey::parse(self.public_key.as_bytes())?;
         if k.id.to_string() != self.id {
@@ -194,8 +225,10 @@ impl TrustedKey {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustStore {
+    /// The trusted keys.
     #[serde(default)]
     pub keys: Vec<TrustedKey>,
+    /// Each layer's policy.
     #[serde(default)]
     pub policy: PerLayer<Policy>,
 }
@@ -273,6 +306,7 @@ impl TrustStore {
         TrustStore::parse(&bytes, &path.display().to_string())
     }
 
+    /// `trust.json` as written: pretty JSON and a newline.
     pub fn render(&self) -> String {
         let mut s = serde_json::to_string_pretty(self).expect("serialisable");
         s.push('\n');
@@ -286,6 +320,7 @@ impl TrustStore {
             .map_err(|e| TrustError::io(&path, e))
     }
 
+    /// Whether `layer` takes only signed packages.
     pub fn requires_signature(&self, layer: Layer) -> bool {
         *self.policy.get(layer) == Policy::Signed
     }
@@ -349,7 +384,12 @@ pub enum Verdict {
     /// The layer does not require a signature.
     Unsigned,
     /// Signed by this trusted key.
-    Signed { key: String, name: String },
+    Signed {
+        /// The key id.
+        key: String,
+        /// The key's name in the trust store.
+        name: String,
+    },
 }
 
 #[cfg(test)]

@@ -59,7 +59,9 @@ impl std::str::FromStr for KeyId {
 /// A public key: its id and the ed25519 key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublicKey {
+    /// The key id (minisign's, printed as 16 hex digits).
     pub id: KeyId,
+    /// The ed25519 key.
     pub key: VerifyingKey,
 }
 
@@ -71,6 +73,7 @@ impl fmt::Debug for PublicKey {
 
 /// A secret key with its public half.
 pub struct SecretKey {
+    /// The key id, shared with the public half.
     pub id: KeyId,
     key: SigningKey,
 }
@@ -85,15 +88,19 @@ impl fmt::Debug for SecretKey {
 /// A parsed signature file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Signature {
+    /// The id of the key that made it.
     pub id: KeyId,
     /// Over the file's BLAKE2b-512 digest ("ED") or, for minisign's legacy
     /// "Ed" signatures, over the file itself.
     pub prehashed: bool,
+    /// The ed25519 signature.
     pub signature: [u8; 64],
+    /// The comment line not covered by any signature.
     pub untrusted_comment: String,
     /// Covered by `global_signature`: minisign puts the time and file name
     /// here, exos adds the package's name and version.
     pub trusted_comment: String,
+    /// The signature over `signature` followed by `trusted_comment`.
     pub global_signature: [u8; 64],
 }
 
@@ -257,6 +264,7 @@ impl SecretKey {
         })
     }
 
+    /// The public half.
     pub fn public(&self) -> PublicKey {
         PublicKey {
             id: self.id,
@@ -385,6 +393,7 @@ impl Signature {
         })
     }
 
+    /// The signature file's text, as minisign writes it.
     pub fn render(&self) -> String {
         let mut raw = Vec::with_capacity(74);
         raw.extend_from_slice(if self.prehashed { b"ED" } else { b"Ed" });

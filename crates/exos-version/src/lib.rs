@@ -20,16 +20,27 @@ pub use version::{natural_compare, Version, VersionRef};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Architecture {
     #[default]
+    /// Any architecture (data, scripts).
     Any,
+    /// 32-bit x86.
     X86,
+    /// 32-bit x86 with Haiku's legacy GCC 2 ABI.
     X86Gcc2,
+    /// A source package.
     Source,
+    /// 64-bit x86.
     X86_64,
+    /// 32-bit PowerPC.
     Ppc,
+    /// 32-bit ARM.
     Arm,
+    /// Motorola 68000.
     M68k,
+    /// SPARC.
     Sparc,
+    /// 64-bit ARM (aarch64).
     Arm64,
+    /// 64-bit RISC-V.
     Riscv64,
 }
 
@@ -57,15 +68,19 @@ impl serde::Serialize for Architecture {
 }
 
 impl Architecture {
+    /// The architecture a stored attribute value names; `None` past the known ones.
     pub fn from_raw(v: u64) -> Option<Self> {
         ARCHS.get(usize::try_from(v).ok()?).copied()
     }
+    /// The value stored in a package attribute.
     pub fn raw(self) -> u64 {
         ARCHS.iter().position(|&a| a == self).unwrap() as u64
     }
+    /// Haiku's name (`x86_64`, `any`).
     pub fn name(self) -> &'static str {
         ARCH_NAMES[self.raw() as usize]
     }
+    /// The architecture of Haiku's name; `None` for an unknown name.
     pub fn from_name(s: &str) -> Option<Self> {
         ARCH_NAMES.iter().position(|&n| n == s).map(|i| ARCHS[i])
     }
@@ -94,11 +109,17 @@ impl fmt::Display for Architecture {
 /// Comparison operator of a requirement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operator {
+    /// `<`
     Less,
+    /// `<=`
     LessEqual,
+    /// `==`
     Equal,
+    /// `!=`
     NotEqual,
+    /// `>=`
     GreaterEqual,
+    /// `>`
     Greater,
 }
 
@@ -112,12 +133,15 @@ const OPS: [(Operator, &str); 6] = [
 ];
 
 impl Operator {
+    /// The operator a stored attribute value names; `None` past the known ones.
     pub fn from_raw(v: u64) -> Option<Self> {
         OPS.get(usize::try_from(v).ok()?).map(|o| o.0)
     }
+    /// The value stored in a package attribute.
     pub fn raw(self) -> u64 {
         OPS.iter().position(|o| o.0 == self).unwrap() as u64
     }
+    /// Haiku's token (`>=`, `==`).
     pub fn symbol(self) -> &'static str {
         OPS[self.raw() as usize].1
     }
@@ -133,15 +157,20 @@ impl Operator {
 /// A `provides` entry: `name [= version] [compatible >= version]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, serde::Serialize)]
 pub struct Provides {
+    /// The name provided (a package name or an API, `lib:libfoo`).
     pub name: String,
+    /// The version provided, if any.
     pub version: Option<Version>,
+    /// The oldest version this one is compatible with, if given.
     pub compatible: Option<Version>,
 }
 
 /// A `requires`/`supplements`/`conflicts`/`freshens` entry: `name [op version]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Resolvable {
+    /// The name required.
     pub name: String,
+    /// The version constraint, if any.
     pub constraint: Option<(Operator, Version)>,
 }
 

@@ -6,10 +6,15 @@ use std::fmt;
 /// Serialized as its text form (`1.2.3~beta1-4`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Version {
+    /// The major component (may hold letters: `r1`).
     pub major: String,
+    /// The minor component; empty when absent.
     pub minor: String,
+    /// The micro component (may hold more dots); empty when absent.
     pub micro: String,
+    /// The pre-release (`beta1` in `1.0~beta1`); sorts before the release.
     pub pre_release: String,
+    /// The package revision (`-4`); 0 when absent.
     pub revision: u32,
 }
 
@@ -24,10 +29,15 @@ impl serde::Serialize for Version {
 /// Index loaders check thousands of versions this way without allocating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VersionRef<'a> {
+    /// The major component.
     pub major: &'a str,
+    /// The minor component; empty when absent.
     pub minor: &'a str,
+    /// The micro component; empty when absent.
     pub micro: &'a str,
+    /// The pre-release; empty when absent.
     pub pre_release: &'a str,
+    /// The package revision; 0 when absent.
     pub revision: u32,
 }
 

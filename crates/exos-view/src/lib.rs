@@ -53,6 +53,7 @@ pub enum Audience {
 }
 
 impl Audience {
+    /// `system` or `user` (what `EXOS_VIEW` is set to).
     pub fn name(self) -> &'static str {
         match self {
             Audience::System => "system",
@@ -65,11 +66,17 @@ impl Audience {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Person {
+    /// The login name.
     pub name: String,
+    /// The user id.
     pub uid: u32,
+    /// The primary group id.
     pub gid: u32,
+    /// Supplementary group ids.
     pub groups: Vec<u32>,
+    /// The home directory.
     pub home: PathBuf,
+    /// The login shell.
     pub shell: PathBuf,
 }
 
@@ -118,6 +125,7 @@ impl Person {
         }
     }
 
+    /// Whether this is uid 0.
     pub fn is_root(&self) -> bool {
         self.uid == 0
     }
@@ -141,9 +149,11 @@ pub struct ViewSpec {
     pub root: PathBuf,
     /// Where that root's packagefs is mounted.
     pub mountpoint: PathBuf,
+    /// Which layers the view shows.
     pub audience: Audience,
     /// Who the command runs as.
     pub person: Person,
+    /// Sandbox settings; `None` for a plain view.
     pub sandbox: Option<Sandbox>,
     /// Directories (view paths) searched for libraries first: an app's
     /// private library directories.
@@ -153,8 +163,11 @@ pub struct ViewSpec {
 /// One directory entry seen at the top of a tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TopKind {
+    /// A directory.
     Dir,
+    /// Anything else that is not a link.
     File,
+    /// A symbolic link, with its target.
     Symlink(PathBuf),
 }
 
@@ -162,7 +175,12 @@ pub enum TopKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// Bind (recursively) this path of the host (as the caller sees it).
-    Bind { from: PathBuf, writable: bool },
+    Bind {
+        /// The host path.
+        from: PathBuf,
+        /// Whether the view may write through it.
+        writable: bool,
+    },
     /// A symbolic link.
     Symlink(PathBuf),
     /// A fresh, empty, writable tmpfs.
@@ -178,7 +196,9 @@ pub enum Source {
 /// One top-level entry of the new root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootEntry {
+    /// The name at the top of the new root.
     pub name: String,
+    /// How it is made.
     pub source: Source,
 }
 
@@ -445,26 +465,40 @@ pub fn top_entries(dir: &Path) -> std::io::Result<Vec<(String, TopKind)>> {
     Ok(out)
 }
 
+/// Why a view could not be made or entered.
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
+    /// The user (first) could not be looked up (second says why).
     #[error("user {0}: {1}")]
     User(String, String),
-    #[error("{root}: not mounted (start the mount first: exos mount {root} MOUNTPOINT --daemon --pid-file F)")]
-    NotMounted { root: String },
+    /// No packagefs serves the root.
+    #[error("{root}: not mounted")]
+    NotMounted {
+        /// The root.
+        root: String,
+    },
+    /// A non-root caller asked to run as another user.
     #[error("only root can run a view as another user ({0}); run it as that user instead")]
     OtherUser(String),
+    /// A system call failed while making the view.
     #[error("{what}: {source}")]
     Io {
+        /// What was being done.
         what: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
-    #[error("a sandbox never runs as root (give --user, or root's sandboxes run as nobody)")]
+    /// A sandbox was asked to run as root.
+    #[error("a sandbox never runs as root")]
     RootSandbox,
+    /// Landlock could not be applied (or is not enforced here).
     #[error("landlock: {0}")]
     Landlock(String),
+    /// The seccomp filter could not be built or applied.
     #[error("seccomp: {0}")]
     Seccomp(String),
+    /// The sandbox's init failed.
     #[error("sandbox init: {0}")]
     Init(String),
 }

@@ -44,8 +44,11 @@ const NEW_ROOT: &str = "/newroot";
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Launch {
+    /// The view to make.
     pub spec: ViewSpec,
+    /// The program to run (found in the view's `PATH`).
     pub program: OsString,
+    /// Its arguments.
     pub args: Vec<OsString>,
     /// `PATH` as the caller had it (the view's own directories go first).
     pub path: Option<OsString>,

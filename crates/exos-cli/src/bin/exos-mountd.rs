@@ -49,7 +49,10 @@ fn main() -> ExitCode {
         match keys::from_parent(fd) {
             Ok(more) => keys.extend(more),
             Err(e) => {
-                eprintln!("exos-mountd: {}", exos_cli::output::error_chain(&e));
+                eprintln!(
+                    "exos-mountd: {}",
+                    exos_cli::hints::with_hint(exos_cli::output::error_chain(&e), &e)
+                );
                 return ExitCode::FAILURE;
             }
         }
@@ -59,7 +62,10 @@ fn main() -> ExitCode {
     match serve::serve(&cli.mount, keys, &settings, cli.quiet) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("exos-mountd: {}", exos_cli::output::error_chain(&e));
+            eprintln!(
+                "exos-mountd: {}",
+                exos_cli::hints::with_hint(exos_cli::output::error_chain(&e), &e)
+            );
             ExitCode::FAILURE
         }
     }

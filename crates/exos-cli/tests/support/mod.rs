@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Runs the `exos` binary under test.
-pub fn exos(args: &[&str]) -> Output {
+pub(crate) fn exos(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_exos"))
         .args(args)
         .output()
@@ -17,7 +17,7 @@ pub fn exos(args: &[&str]) -> Output {
 
 /// Runs `exos` with extra environment variables.
 #[allow(dead_code)]
-pub fn exos_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn exos_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_exos"))
         .args(args)
         .envs(env.iter().copied())
@@ -26,7 +26,7 @@ pub fn exos_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// Runs `exos` in `dir`.
-pub fn exos_in(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn exos_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_exos"))
         .current_dir(dir)
         .args(args)
@@ -35,7 +35,7 @@ pub fn exos_in(dir: &Path, args: &[&str]) -> Output {
 }
 
 /// Runs `exos`, fails the test unless it succeeds, returns its stdout.
-pub fn ok(args: &[&str]) -> String {
+pub(crate) fn ok(args: &[&str]) -> String {
     let o = exos(args);
     assert!(
         o.status.success(),
@@ -46,16 +46,16 @@ pub fn ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-pub fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-pub fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
 /// `../shared/fixtures` beside the repository (or `$EXOS_FIXTURES`).
-pub fn fixtures_dir() -> PathBuf {
+pub(crate) fn fixtures_dir() -> PathBuf {
     if let Ok(p) = std::env::var("EXOS_FIXTURES") {
         return PathBuf::from(p);
     }
@@ -70,7 +70,7 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// Whether FUSE tests can run: without /dev/fuse they say so loudly and
 /// pass, unless CI=true, where they fail.
-pub fn fuse_available() -> bool {
+pub(crate) fn fuse_available() -> bool {
     if Path::new("/dev/fuse").exists() {
         return true;
     }
@@ -82,12 +82,12 @@ pub fn fuse_available() -> bool {
 }
 
 /// Is `p` a mount point (per /proc/self/mountinfo)?
-pub fn mounted(p: &Path) -> bool {
+pub(crate) fn mounted(p: &Path) -> bool {
     exos_root::mountinfo::is_mounted(p)
 }
 
 /// Polls `f` for up to ten seconds.
-pub fn wait_until(f: impl Fn() -> bool) -> bool {
+pub(crate) fn wait_until(f: impl Fn() -> bool) -> bool {
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(10) {
         if f() {
@@ -99,7 +99,7 @@ pub fn wait_until(f: impl Fn() -> bool) -> bool {
 }
 
 /// The manifest with the fields `exos build` requires filled in when absent.
-pub fn complete(manifest: &str) -> String {
+pub(crate) fn complete(manifest: &str) -> String {
     let mut v: serde_json::Value = serde_json::from_str(manifest).unwrap();
     for (key, value) in [
         ("summary", "A test package"),
@@ -115,7 +115,7 @@ pub fn complete(manifest: &str) -> String {
 
 /// Builds a package with `exos build` from a manifest and one file
 /// (`share/<name>` holding `content`) into `dir`, named NAME-VERSION.hpkg.
-pub fn package(work: &Path, dir: &Path, manifest: &str, content: &str) -> PathBuf {
+pub(crate) fn package(work: &Path, dir: &Path, manifest: &str, content: &str) -> PathBuf {
     let v: serde_json::Value = serde_json::from_str(manifest).unwrap();
     let id = format!(
         "{}-{}",
@@ -133,7 +133,7 @@ pub fn package(work: &Path, dir: &Path, manifest: &str, content: &str) -> PathBu
 }
 
 /// Writes a hostile case of crates/exos-hostile into `dir`.
-pub fn hostile(dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn hostile(dir: &Path, name: &str) -> PathBuf {
     let case = exos_hostile::cases()
         .into_iter()
         .find(|c| c.name == name)
@@ -146,7 +146,7 @@ pub fn hostile(dir: &Path, name: &str) -> PathBuf {
 /// Whether an external program a test needs is installed: without it the
 /// test says so loudly and passes, unless CI=true, where it fails
 /// (`.ci/run` installs it).
-pub fn tool_available(path: &str, what: &str) -> bool {
+pub(crate) fn tool_available(path: &str, what: &str) -> bool {
     let found = Path::new(path).exists();
     if !found {
         assert!(
@@ -159,14 +159,14 @@ pub fn tool_available(path: &str, what: &str) -> bool {
 }
 
 /// nginx serving `dir` on a free loopback port; stopped on drop.
-pub struct Nginx {
+pub(crate) struct Nginx {
     pub port: u16,
     child: Child,
     log: PathBuf,
     _conf: tempfile::TempDir,
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -174,12 +174,12 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub fn nginx_available() -> bool {
+pub(crate) fn nginx_available() -> bool {
     tool_available("/usr/sbin/nginx", "tests over HTTP")
 }
 
 /// The user nginx's workers run as, as Debian's nginx runs them.
-pub const NGINX_USER: &str = "www-data";
+pub(crate) const NGINX_USER: &str = "www-data";
 
 /// Lets others through every directory on the way to `dir` that a test
 /// made (`tempfile`'s are 0700), as a publisher's web root would: nginx's
@@ -204,7 +204,7 @@ impl Nginx {
     /// nginx serving `dir`, its workers running as [`NGINX_USER`]: what it
     /// serves must be readable by others (a file only root may read gets a
     /// 403, as from Debian's nginx).
-    pub fn serve(dir: &Path) -> Nginx {
+    pub(crate) fn serve(dir: &Path) -> Nginx {
         open_the_way(dir);
         let conf = tempfile::tempdir().unwrap();
         open_the_way(conf.path());
@@ -242,11 +242,11 @@ impl Nginx {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -262,7 +262,7 @@ impl Drop for Nginx {
 }
 
 /// Random bytes (xorshift), incompressible.
-pub fn noise(len: usize, mut x: u64) -> Vec<u8> {
+pub(crate) fn noise(len: usize, mut x: u64) -> Vec<u8> {
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -274,12 +274,12 @@ pub fn noise(len: usize, mut x: u64) -> Vec<u8> {
 }
 
 /// Runs `exos ARGS` as the real user `nobody`.
-pub fn exos_as_nobody(args: &[&str]) -> Output {
+pub(crate) fn exos_as_nobody(args: &[&str]) -> Output {
     as_nobody(env!("CARGO_BIN_EXE_exos"), args)
 }
 
 /// Runs `PROGRAM ARGS` as the real user `nobody` (from `/`).
-pub fn as_nobody(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Output {
+pub(crate) fn as_nobody(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Output {
     Command::new("setpriv")
         .args([
             "--reuid",
@@ -297,7 +297,7 @@ pub fn as_nobody(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Output 
 }
 
 /// `exos init ROOT`, then `exos repo add main URL -k PUBLIC -r ROOT`.
-pub fn root_with_repo(root: &Path, url: &str, public: &Path) {
+pub(crate) fn root_with_repo(root: &Path, url: &str, public: &Path) {
     ok(&["init", "-q", s(root)]);
     ok(&[
         "repo",

@@ -7,7 +7,7 @@ use exos_hpkg::{Entry, EntryKind, Package};
 
 /// `../shared/fixtures` beside the repository (or `$EXOS_FIXTURES`).
 /// Missing fixtures fail the test loudly rather than skipping it.
-pub fn fixtures_dir() -> PathBuf {
+pub(crate) fn fixtures_dir() -> PathBuf {
     if let Ok(p) = std::env::var("EXOS_FIXTURES") {
         return PathBuf::from(p);
     }
@@ -20,7 +20,7 @@ pub fn fixtures_dir() -> PathBuf {
     d.canonicalize().unwrap()
 }
 
-pub fn fixtures(ext: &str) -> Vec<PathBuf> {
+pub(crate) fn fixtures(ext: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -33,7 +33,7 @@ pub fn fixtures(ext: &str) -> Vec<PathBuf> {
 
 /// Everything observable about an entry, for comparisons.
 #[derive(Debug, PartialEq, Eq)]
-pub struct EntrySnapshot {
+pub(crate) struct EntrySnapshot {
     pub path: String,
     pub kind: EntryKind,
     pub mode: u32,
@@ -43,7 +43,7 @@ pub struct EntrySnapshot {
     pub attributes: Vec<(String, u32, Vec<u8>)>,
 }
 
-pub fn read_all(pkg: &Package, e: Entry<'_>) -> Vec<u8> {
+pub(crate) fn read_all(pkg: &Package, e: Entry<'_>) -> Vec<u8> {
     let mut v = vec![0u8; e.size() as usize];
     let mut off = 0;
     while off < v.len() {
@@ -54,7 +54,7 @@ pub fn read_all(pkg: &Package, e: Entry<'_>) -> Vec<u8> {
     v
 }
 
-pub fn snapshot(pkg: &Package) -> Vec<EntrySnapshot> {
+pub(crate) fn snapshot(pkg: &Package) -> Vec<EntrySnapshot> {
     pkg.toc()
         .walk()
         .map(|(_, e)| EntrySnapshot {
