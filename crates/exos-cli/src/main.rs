@@ -10,8 +10,6 @@
 
 #![forbid(unsafe_code)]
 
-// Shared with exos-mountd, which runs `serve::serve`.
-#[allow(dead_code)]
 use exos_cli::{
     deb, delta, inspect, keys, manage, mount, output, overlay, repo, resolve, serve, trust, view,
     RootArg,
@@ -30,6 +28,7 @@ use exos_cli::output::{ErrorBody, ErrorReport, Out};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The command line (its doc comments are `--help` text).
 #[derive(Parser)]
 #[command(
     name = "exos",

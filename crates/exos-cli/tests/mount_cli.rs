@@ -133,6 +133,59 @@ fn exos_unmount_ends_the_daemon() {
     assert!(!mounted(&mnt));
 }
 
+/// A daemon whose mount was taken away from outside tears down without
+/// touching the mount point: a new mount made there meanwhile stays. (The
+/// old daemon is held stopped while the mount point is unmounted and
+/// mounted again, then let go; fuser's teardown used to unmount the path
+/// whatever was mounted there by then.)
+#[test]
+fn a_daemon_tearing_down_late_leaves_the_next_mount_alone() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, mnt) = setup(tmp.path());
+    let daemon = |pid_file: &Path| {
+        let o = exos(&[
+            "mount",
+            "--daemon",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            root.to_str().unwrap(),
+            mnt.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        fs::read_to_string(pid_file).unwrap().trim().to_string()
+    };
+    let signal = |sig: &str, pid: &str| {
+        assert!(Command::new("kill")
+            .args([sig, pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    let first = daemon(&tmp.path().join("first.pid"));
+    signal("-STOP", &first);
+    let o = exos(&["unmount", mnt.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let second = daemon(&tmp.path().join("second.pid"));
+    signal("-CONT", &first);
+    let gone = Path::new("/proc").join(&first);
+    assert!(
+        wait_until(|| !gone.exists()),
+        "the first daemon did not exit"
+    );
+    assert!(
+        mounted(&mnt),
+        "the first daemon's teardown unmounted the second mount"
+    );
+    assert!(Path::new("/proc").join(&second).exists());
+    let out = Command::new(mnt.join("merged/bin/hi")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi from the mount\n");
+    let o = exos(&["unmount", mnt.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 #[test]
 fn relative_paths_work_with_daemon_and_the_log_stays_quiet() {
     if !fuse_available() {

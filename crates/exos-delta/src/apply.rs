@@ -18,9 +18,13 @@ use exos_root::Sha256;
 /// What applying a delta made.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Applied {
+    /// The rebuilt package's SHA-256.
     pub sha256: String,
+    /// Its size.
     pub size: u64,
+    /// Segments decompressed.
     pub segments: u64,
+    /// Chunks stored.
     pub chunks: u64,
 }
 

@@ -32,14 +32,18 @@ use exos_root::Sha256;
 
 use crate::error::{invalid, io, Result};
 
+/// The first bytes of every delta file.
 pub const MAGIC: [u8; 8] = *b"exosdlt1";
+/// Bytes of the header before the new package's HPKG header.
 pub const FIXED_HEADER: usize = 128;
+/// Largest HPKG header a delta carries.
 pub const MAX_PACKAGE_HEADER: u32 = 4096;
 /// Largest segment output: what applying holds decompressed at once.
 pub const MAX_SEGMENT: u32 = 16 << 20;
 /// Largest reference of one segment: what applying reads from the old
 /// package at once.
 pub const MAX_REFERENCE: u64 = 64 << 20;
+/// Most reference ranges one segment may have.
 pub const MAX_REFS: u16 = 4096;
 /// zstd's window limit for segment frames (reference + output < 128 MiB).
 pub const MAX_WINDOW_LOG: u32 = 27;
@@ -47,11 +51,14 @@ pub const MAX_WINDOW_LOG: u32 = 27;
 /// A file by size and SHA-256.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileId {
+    /// Its size in bytes.
     pub size: u64,
+    /// Its contents' SHA-256.
     pub sha256: Sha256,
 }
 
 impl FileId {
+    /// The size and SHA-256 of the file at `path`.
     pub fn of(path: &Path) -> Result<FileId> {
         Ok(FileId {
             size: std::fs::metadata(path).map_err(io(path))?.len(),
@@ -63,19 +70,26 @@ impl FileId {
 /// The fixed part of a delta.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeltaHeader {
+    /// The package the delta applies to.
     pub from: FileId,
+    /// The package it rebuilds.
     pub to: FileId,
+    /// The new package's chunk compression.
     pub compression: Compression,
     /// The level chunks marked "recompress" are compressed with.
     pub level: i32,
+    /// Size of the new package's heap uncompressed.
     pub heap_uncompressed: u64,
     /// The new package's bytes before its heap (its HPKG header).
     pub package_header: Vec<u8>,
+    /// Bytes of segments after the header.
     pub segments_length: u64,
+    /// Bytes of recipes after the segments.
     pub recipes_length: u64,
 }
 
 impl DeltaHeader {
+    /// The header's bytes.
     pub fn render(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(FIXED_HEADER + self.package_header.len());
         b.extend_from_slice(&MAGIC);
@@ -112,19 +126,25 @@ fn level_ok(c: Compression, level: i32) -> bool {
 /// One range of the old uncompressed heap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefRange {
+    /// Where it starts in the old heap.
     pub offset: u64,
+    /// Its length.
     pub len: u32,
 }
 
 /// A piece of the new uncompressed heap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
+    /// Bytes of the new heap the segment gives.
     pub out_len: u32,
+    /// The old heap's ranges, concatenated, that its frame refers to.
     pub refs: Vec<RefRange>,
+    /// A zstd frame compressed with the reference as prefix.
     pub frame: Vec<u8>,
 }
 
 impl Segment {
+    /// Appends the segment's bytes.
     pub fn render(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.out_len.to_le_bytes());
         out.extend_from_slice(&(self.refs.len() as u16).to_le_bytes());
@@ -136,6 +156,7 @@ impl Segment {
         out.extend_from_slice(&self.frame);
     }
 
+    /// Bytes of the old heap it refers to.
     pub fn reference_len(&self) -> u64 {
         self.refs.iter().map(|r| r.len as u64).sum()
     }
@@ -147,12 +168,16 @@ pub enum Recipe {
     /// Stored uncompressed.
     Raw,
     /// Compressed with the delta's compression and level, giving this many bytes.
-    Recompress { stored_len: u32 },
+    Recompress {
+        /// The stored length, checked after compressing.
+        stored_len: u32,
+    },
     /// These bytes, as the package stores them.
     Literal(Vec<u8>),
 }
 
 impl Recipe {
+    /// Appends the recipe's bytes.
     pub fn render(&self, out: &mut Vec<u8>) {
         match self {
             Recipe::Raw => out.push(0),
@@ -185,6 +210,7 @@ pub struct DeltaReader {
 }
 
 impl DeltaReader {
+    /// Opens a delta and parses its header (bounded by [`MAX_PACKAGE_HEADER`]).
     pub fn open(path: &Path) -> Result<DeltaReader> {
         let mut f = File::open(path).map_err(io(path))?;
         let size = f.metadata().map_err(io(path))?.len();
@@ -274,10 +300,12 @@ impl DeltaReader {
         })
     }
 
+    /// The parsed header.
     pub fn header(&self) -> &DeltaHeader {
         &self.header
     }
 
+    /// The delta's path.
     pub fn path(&self) -> &Path {
         &self.path
     }

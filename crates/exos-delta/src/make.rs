@@ -36,20 +36,31 @@ impl Default for MakeOptions {
 /// What making a delta found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DeltaStats {
+    /// The old package's SHA-256.
     pub from_sha256: String,
+    /// The old package's size.
     pub from_size: u64,
+    /// The new package's SHA-256.
     pub to_sha256: String,
+    /// The new package's size.
     pub to_size: u64,
+    /// The delta's size.
     pub delta_size: u64,
+    /// Segments in the delta.
     pub segments: u64,
     /// New files whose old counterpart was found (by path or by name).
     pub files_matched: u64,
+    /// New files with no old counterpart.
     pub files_new: u64,
+    /// Chunks stored uncompressed.
     pub chunks_raw: u64,
+    /// Chunks our compressor reproduces.
     pub chunks_recompressed: u64,
     /// Chunks our compressor does not reproduce, carried as stored.
     pub chunks_literal: u64,
+    /// The new package's compression.
     pub compression: String,
+    /// The level that reproduces its chunks.
     pub recompression_level: i32,
 }
 

@@ -12,69 +12,129 @@ use crate::header::MINOR_VERSION;
 
 /// Attribute IDs (spec §1.5).
 pub mod id {
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_DIRECTORY_ENTRY`.
     pub const DIRECTORY_ENTRY: u8 = 0;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_FILE_TYPE`.
     pub const FILE_TYPE: u8 = 1;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_FILE_PERMISSIONS`.
     pub const FILE_PERMISSIONS: u8 = 2;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_FILE_USER`.
     pub const FILE_USER: u8 = 3;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_FILE_GROUP`.
     pub const FILE_GROUP: u8 = 4;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_FILE_ATIME`.
     pub const FILE_ATIME: u8 = 5;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_FILE_MTIME`.
     pub const FILE_MTIME: u8 = 6;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_FILE_CRTIME`.
     pub const FILE_CRTIME: u8 = 7;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_FILE_ATIME_NANOS`.
     pub const FILE_ATIME_NANOS: u8 = 8;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_FILE_MTIME_NANOS`.
     pub const FILE_MTIME_NANOS: u8 = 9;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_FILE_CRTIME_NANOS`.
     pub const FILE_CRTIME_NANOS: u8 = 10;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_FILE_ATTRIBUTE`.
     pub const FILE_ATTRIBUTE: u8 = 11;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_FILE_ATTRIBUTE_TYPE`.
     pub const FILE_ATTRIBUTE_TYPE: u8 = 12;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_DATA`.
     pub const DATA: u8 = 13;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_SYMLINK_PATH`.
     pub const SYMLINK_PATH: u8 = 14;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_NAME`.
     pub const PACKAGE_NAME: u8 = 15;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_SUMMARY`.
     pub const PACKAGE_SUMMARY: u8 = 16;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_DESCRIPTION`.
     pub const PACKAGE_DESCRIPTION: u8 = 17;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_VENDOR`.
     pub const PACKAGE_VENDOR: u8 = 18;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_PACKAGER`.
     pub const PACKAGE_PACKAGER: u8 = 19;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_FLAGS`.
     pub const PACKAGE_FLAGS: u8 = 20;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_ARCHITECTURE`.
     pub const PACKAGE_ARCHITECTURE: u8 = 21;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_VERSION_MAJOR`.
     pub const PACKAGE_VERSION_MAJOR: u8 = 22;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_VERSION_MINOR`.
     pub const PACKAGE_VERSION_MINOR: u8 = 23;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_VERSION_MICRO`.
     pub const PACKAGE_VERSION_MICRO: u8 = 24;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_VERSION_REVISION`.
     pub const PACKAGE_VERSION_REVISION: u8 = 25;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_COPYRIGHT`.
     pub const PACKAGE_COPYRIGHT: u8 = 26;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_LICENSE`.
     pub const PACKAGE_LICENSE: u8 = 27;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_PROVIDES`.
     pub const PACKAGE_PROVIDES: u8 = 28;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_REQUIRES`.
     pub const PACKAGE_REQUIRES: u8 = 29;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_SUPPLEMENTS`.
     pub const PACKAGE_SUPPLEMENTS: u8 = 30;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_CONFLICTS`.
     pub const PACKAGE_CONFLICTS: u8 = 31;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_FRESHENS`.
     pub const PACKAGE_FRESHENS: u8 = 32;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_REPLACES`.
     pub const PACKAGE_REPLACES: u8 = 33;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_RESOLVABLE_OPERATOR`.
     pub const PACKAGE_RESOLVABLE_OPERATOR: u8 = 34;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_CHECKSUM`.
     pub const PACKAGE_CHECKSUM: u8 = 35;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_VERSION_PRE_RELEASE`.
     pub const PACKAGE_VERSION_PRE_RELEASE: u8 = 36;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_PROVIDES_COMPATIBLE`.
     pub const PACKAGE_PROVIDES_COMPATIBLE: u8 = 37;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_URL`.
     pub const PACKAGE_URL: u8 = 38;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_SOURCE_URL`.
     pub const PACKAGE_SOURCE_URL: u8 = 39;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_INSTALL_PATH`.
     pub const PACKAGE_INSTALL_PATH: u8 = 40;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_BASE_PACKAGE`.
     pub const PACKAGE_BASE_PACKAGE: u8 = 41;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_GLOBAL_WRITABLE_FILE`.
     pub const PACKAGE_GLOBAL_WRITABLE_FILE: u8 = 42;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_USER_SETTINGS_FILE`.
     pub const PACKAGE_USER_SETTINGS_FILE: u8 = 43;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_WRITABLE_FILE_UPDATE_TYPE`.
     pub const PACKAGE_WRITABLE_FILE_UPDATE_TYPE: u8 = 44;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_SETTINGS_FILE_TEMPLATE`.
     pub const PACKAGE_SETTINGS_FILE_TEMPLATE: u8 = 45;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_USER`.
     pub const PACKAGE_USER: u8 = 46;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_USER_REAL_NAME`.
     pub const PACKAGE_USER_REAL_NAME: u8 = 47;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_USER_HOME`.
     pub const PACKAGE_USER_HOME: u8 = 48;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_USER_SHELL`.
     pub const PACKAGE_USER_SHELL: u8 = 49;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_USER_GROUP`.
     pub const PACKAGE_USER_GROUP: u8 = 50;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_GROUP`.
     pub const PACKAGE_GROUP: u8 = 51;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_POST_INSTALL_SCRIPT`.
     pub const PACKAGE_POST_INSTALL_SCRIPT: u8 = 52;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_IS_WRITABLE_DIRECTORY`.
     pub const PACKAGE_IS_WRITABLE_DIRECTORY: u8 = 53;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE`.
     pub const PACKAGE: u8 = 54;
+    /// Haiku's `B_HPKG_ATTRIBUTE_ID_PACKAGE_PRE_UNINSTALL_SCRIPT`.
     pub const PACKAGE_PRE_UNINSTALL_SCRIPT: u8 = 55;
 }
 
 /// Value types of the attribute stream.
 pub mod ty {
+    /// A signed integer.
     pub const INT: u8 = 1;
+    /// An unsigned integer.
     pub const UINT: u8 = 2;
+    /// A string (inline or from the string table).
     pub const STRING: u8 = 3;
+    /// Raw data (inline or in the heap).
     pub const RAW: u8 = 4;
 }
 
@@ -97,19 +157,25 @@ pub const MAX_INLINE_DATA: usize = 8;
 /// A decoded attribute value, borrowing from the section bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Value<'a> {
+    /// A signed integer.
     Int(i64),
+    /// An unsigned integer.
     UInt(u64),
+    /// A string.
     String(&'a str),
     /// Raw data stored inline in the section (at most 8 bytes).
     Inline(&'a [u8]),
     /// Raw data stored in the heap.
     Heap {
+        /// Where it starts in the uncompressed heap.
         offset: u64,
+        /// Its length.
         size: u64,
     },
 }
 
 impl<'a> Value<'a> {
+    /// The value as an unsigned integer, if it is a non-negative integer.
     pub fn as_uint(&self) -> Option<u64> {
         match *self {
             Value::UInt(v) => Some(v),
@@ -118,6 +184,7 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// The value as a string, if it is one.
     pub fn as_str(&self) -> Option<&'a str> {
         match *self {
             Value::String(s) => Some(s),
@@ -129,8 +196,11 @@ impl<'a> Value<'a> {
 /// One attribute: its ID, value and whether a child list follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attr<'a> {
+    /// The attribute id (see [`id`]).
     pub id: u8,
+    /// Its value.
     pub value: Value<'a>,
+    /// Whether a list of child attributes follows.
     pub has_children: bool,
 }
 
@@ -154,6 +224,7 @@ pub fn read_uleb128(data: &[u8], pos: &mut usize) -> Result<u64> {
     }
 }
 
+/// Appends `v` as unsigned LEB128.
 pub fn write_uleb128(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let b = (v & 0x7f) as u8;
@@ -241,6 +312,7 @@ pub struct AttrParser<'a> {
 }
 
 impl<'a> AttrParser<'a> {
+    /// A parser of section `what` (`data`, with its string table `strings`), charging what it decodes to `budget`.
     pub fn new(
         what: &'static str,
         data: &'a [u8],
@@ -277,6 +349,7 @@ impl<'a> AttrParser<'a> {
         self.allow_unknown
     }
 
+    /// Bytes of the section read so far.
     pub fn position(&self) -> usize {
         self.pos
     }
@@ -442,21 +515,34 @@ pub const MAX_DEPTH: usize = 1024;
 /// A value to be written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WValue {
+    /// An unsigned integer.
     UInt(u64),
+    /// A string (put in the string table when used twice or more).
     String(String),
+    /// Raw data kept in the section (at most [`MAX_INLINE_DATA`] bytes).
     Inline(Vec<u8>),
-    Heap { offset: u64, size: u64 },
+    /// Raw data in the heap.
+    Heap {
+        /// Where it starts in the uncompressed heap.
+        offset: u64,
+        /// Its length.
+        size: u64,
+    },
 }
 
 /// One attribute of a tree being written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WAttr {
+    /// The attribute id (see [`id`]).
     pub id: u8,
+    /// Its value.
     pub value: WValue,
+    /// Its child attributes.
     pub children: Vec<WAttr>,
 }
 
 impl WAttr {
+    /// An attribute without children.
     pub fn new(id: u8, value: WValue) -> Self {
         WAttr {
             id,
@@ -465,14 +551,17 @@ impl WAttr {
         }
     }
 
+    /// A string attribute.
     pub fn string(id: u8, s: impl Into<String>) -> Self {
         WAttr::new(id, WValue::String(s.into()))
     }
 
+    /// An unsigned integer attribute.
     pub fn uint(id: u8, v: u64) -> Self {
         WAttr::new(id, WValue::UInt(v))
     }
 
+    /// The attribute with these children.
     pub fn with_children(mut self, children: Vec<WAttr>) -> Self {
         self.children = children;
         self
@@ -482,8 +571,11 @@ impl WAttr {
 /// A serialised section: the bytes plus the string-table figures the header needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedSection {
+    /// The section: string table, then attributes.
     pub bytes: Vec<u8>,
+    /// Bytes of the string table.
     pub strings_length: u64,
+    /// Strings in the string table.
     pub strings_count: u64,
 }
 

@@ -49,6 +49,7 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// The budget of opening a file of `file_size` bytes under `limits`.
     pub fn new(limits: Limits, file_size: u64) -> Budget {
         Budget {
             limit: limits.for_file(file_size),
@@ -104,6 +105,7 @@ impl Budget {
         self.used.get()
     }
 
+    /// Bytes that may be charged in all.
     pub fn limit(&self) -> u64 {
         self.limit
     }

@@ -44,8 +44,11 @@ use sha2::Digest;
 use crate::error::{corrupt, Error, ErrorKind, Result, ResultExt};
 use crate::source::Source;
 
+/// The first bytes of an encrypted package.
 pub const MAGIC: [u8; 8] = *b"EXOSENC1";
+/// Bytes of the envelope header.
 pub const HEADER_SIZE: usize = 80;
+/// Bytes of the GCM tag after each sealed unit.
 pub const TAG_SIZE: u64 = 16;
 /// The largest unit a reader accepts (what one read may decrypt at once).
 pub const MAX_UNIT: u32 = 1 << 20;
@@ -99,6 +102,7 @@ impl PackageKey {
         Ok(PackageKey { bytes })
     }
 
+    /// The key's id: a hash of it, never the key.
     pub fn id(&self) -> KeyId {
         let mut h = sha2::Sha256::new();
         h.update(b"exos package key id\0");
@@ -196,14 +200,17 @@ impl KeyRing {
         self.0.iter().find(|k| k.id() == id)
     }
 
+    /// Whether the ring holds no key.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// How many keys it holds.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Its keys.
     pub fn iter(&self) -> impl Iterator<Item = &PackageKey> {
         self.0.iter()
     }
@@ -217,8 +224,11 @@ pub fn is_encrypted(head: &[u8]) -> bool {
 /// The validated header of an encrypted package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnvelopeHeader {
+    /// The id of the key that sealed it.
     pub key_id: KeyId,
+    /// Salt of the per-package key derivation.
     pub salt: [u8; 32],
+    /// Size of the package decrypted.
     pub plain_size: u64,
     /// How many sealed units follow the unit table.
     pub units: u32,
@@ -495,6 +505,7 @@ pub fn seal(plain: &[u8], key: &PackageKey, salt: [u8; 32]) -> Result<Vec<u8>> {
 /// One unit of an encrypted file (see [`EncryptedSource::units`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedUnit {
+    /// Its number (part of its nonce).
     pub index: u32,
     /// Its bytes' place in the package.
     pub plain: std::ops::Range<u64>,

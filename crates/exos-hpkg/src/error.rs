@@ -11,12 +11,16 @@ use std::path::{Path, PathBuf};
 /// What went wrong, without saying where.
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorKind {
+    /// Reading failed.
     #[error("{0}")]
     Io(#[from] io::Error),
+    /// The first four bytes are neither `hpkg` nor `hpkr`.
     #[error("not an HPKG/HPKR file (bad magic {0:02x?})")]
     BadMagic([u8; 4]),
+    /// A version 1 file (of this kind).
     #[error("unsupported legacy v1 {0} file (only v2 is supported)")]
     LegacyV1(&'static str),
+    /// A format version other than 2.
     #[error("unsupported format version {0} (only 2 is supported)")]
     UnsupportedVersion(u16),
     /// The file violates the format; the message says which rule.
@@ -25,17 +29,24 @@ pub enum ErrorKind {
     /// A sanity limit that bounds memory use was exceeded.
     #[error("{what} is {size} bytes, larger than the limit of {limit} bytes")]
     TooLarge {
+        /// What is too large.
         what: &'static str,
+        /// Its size.
         size: u64,
+        /// The limit.
         limit: u64,
     },
     /// Decoding the file would take more memory than its size justifies
     /// (see [`crate::budget`]).
     #[error("{what} would need more than {needed} bytes of memory, over the limit of {limit} bytes for a {file_size}-byte file (opening a file may cost only a bounded multiple of its size)")]
     OverBudget {
+        /// What would need it.
         what: &'static str,
+        /// Bytes it would need.
         needed: u64,
+        /// The budget.
         limit: u64,
+        /// The file's size, which the budget is a multiple of.
         file_size: u64,
     },
     /// Input that is fine in itself but cannot be represented in a package.
@@ -53,13 +64,16 @@ pub struct Error {
     kind: ErrorKind,
 }
 
+/// A format operation's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// What went wrong.
     pub fn kind(&self) -> &ErrorKind {
         &self.kind
     }
 
+    /// The file it concerns, when known.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
@@ -120,6 +134,7 @@ pub(crate) use corrupt;
 
 /// Extension to attach a path to any result.
 pub trait ResultExt<T> {
+    /// Attaches `path` to an error (unless it has one).
     fn at(self, path: impl AsRef<Path>) -> Result<T>;
 }
 

@@ -2,10 +2,15 @@
 
 use crate::error::{corrupt, ErrorKind, Result};
 
+/// The first bytes of a package.
 pub const HPKG_MAGIC: [u8; 4] = *b"hpkg";
+/// The first bytes of a repository index.
 pub const HPKR_MAGIC: [u8; 4] = *b"hpkr";
+/// Bytes of a package header.
 pub const HPKG_HEADER_SIZE: usize = 80;
+/// Bytes of a repository header.
 pub const HPKR_HEADER_SIZE: usize = 72;
+/// The format version read and written.
 pub const FORMAT_VERSION: u16 = 2;
 /// The minor version this crate understands; unknown attribute IDs are
 /// tolerated only in files with a newer minor version.
@@ -15,19 +20,26 @@ pub const CHUNK_SIZE: u32 = 65536;
 
 /// Haiku caps these sections when reading; so do we, to bound memory.
 pub const MAX_TOC_LENGTH: u64 = 64 << 20;
+/// Largest package attributes section accepted.
 pub const MAX_ATTRIBUTES_LENGTH: u64 = 1 << 20;
+/// Largest repository info section accepted.
 pub const MAX_REPO_INFO_LENGTH: u64 = 4 << 20;
+/// Largest repository packages section accepted.
 pub const MAX_REPO_PACKAGES_LENGTH: u64 = 256 << 20;
 
 /// How the heap's chunks are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Compression {
+    /// Chunks stored as they are.
     None,
+    /// zlib (what Haiku's tools write).
     Zlib,
+    /// Zstandard.
     Zstd,
 }
 
 impl Compression {
+    /// The compression a header's field names.
     pub fn from_raw(v: u16) -> Result<Self> {
         match v {
             0 => Ok(Compression::None),
@@ -37,6 +49,7 @@ impl Compression {
         }
     }
 
+    /// The header field's value.
     pub fn raw(self) -> u16 {
         match self {
             Compression::None => 0,
@@ -45,6 +58,7 @@ impl Compression {
         }
     }
 
+    /// `none`, `zlib` or `zstd`.
     pub fn name(self) -> &'static str {
         match self {
             Compression::None => "none",
@@ -65,6 +79,7 @@ impl std::fmt::Display for Compression {
 pub struct HeapInfo {
     /// File offset where the heap starts (= header size).
     pub offset: u64,
+    /// How its chunks are compressed.
     pub compression: Compression,
     /// Bytes the heap occupies in the file, chunk-size table included.
     pub size_compressed: u64,
@@ -75,30 +90,50 @@ pub struct HeapInfo {
 /// The HPKG header, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackageHeader {
+    /// Bytes of the header.
     pub header_size: u16,
+    /// The format version (2).
     pub version: u16,
+    /// The file's size.
     pub total_size: u64,
+    /// The minor format version.
     pub minor_version: u16,
+    /// The heap.
     pub heap: HeapInfo,
+    /// Bytes of the attributes section.
     pub attributes_length: u32,
+    /// Bytes of its string table.
     pub attributes_strings_length: u32,
+    /// Strings in its string table.
     pub attributes_strings_count: u32,
+    /// Bytes of the TOC section.
     pub toc_length: u64,
+    /// Bytes of its string table.
     pub toc_strings_length: u64,
+    /// Strings in its string table.
     pub toc_strings_count: u64,
 }
 
 /// The HPKR header, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RepoHeader {
+    /// Bytes of the header.
     pub header_size: u16,
+    /// The format version (2).
     pub version: u16,
+    /// The file's size.
     pub total_size: u64,
+    /// The minor format version.
     pub minor_version: u16,
+    /// The heap.
     pub heap: HeapInfo,
+    /// Bytes of the repository info section.
     pub info_length: u32,
+    /// Bytes of the packages section.
     pub packages_length: u64,
+    /// Bytes of its string table.
     pub packages_strings_length: u64,
+    /// Strings in its string table.
     pub packages_strings_count: u64,
 }
 
@@ -426,10 +461,12 @@ impl RepoHeader {
         Ok(h)
     }
 
+    /// Where the packages section starts in the uncompressed heap.
     pub fn packages_offset(&self) -> u64 {
         self.heap.size_uncompressed - self.packages_length
     }
 
+    /// Where the repository info section starts in the uncompressed heap.
     pub fn info_offset(&self) -> u64 {
         self.packages_offset() - self.info_length as u64
     }

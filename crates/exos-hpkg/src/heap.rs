@@ -24,8 +24,11 @@ pub const DEFAULT_CACHE_CHUNKS: usize = 64;
 /// A chunk cache shared by many heaps (e.g. every package of a mounted
 /// view), bounded as a whole. `owner` tells the heaps apart.
 pub trait SharedChunkCache: Send + Sync {
+    /// The chunk `index` of heap `owner`, if cached.
     fn get(&self, owner: u64, index: u64) -> Option<Chunk>;
+    /// Whether it is cached.
     fn contains(&self, owner: u64, index: u64) -> bool;
+    /// Caches it.
     fn insert(&self, owner: u64, index: u64, chunk: Chunk);
     /// The cached chunk, or `load`'s result, cached. Implementations may
     /// make concurrent callers for the same chunk wait for one `load`.
@@ -82,10 +85,12 @@ impl HeapReader {
         })
     }
 
+    /// The heap's geometry.
     pub fn info(&self) -> &HeapInfo {
         &self.info
     }
 
+    /// The file it reads.
     pub fn source(&self) -> &Arc<dyn Source> {
         &self.file
     }
@@ -95,10 +100,12 @@ impl HeapReader {
         self.info.size_uncompressed
     }
 
+    /// Whether the heap is empty.
     pub fn is_empty(&self) -> bool {
         self.info.size_uncompressed == 0
     }
 
+    /// Chunks in the heap.
     pub fn chunk_count(&self) -> u64 {
         self.info.size_uncompressed.div_ceil(CHUNK_SIZE as u64)
     }

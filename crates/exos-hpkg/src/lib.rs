@@ -52,7 +52,9 @@ pub use writer::{
 /// Which kind of file a path holds, by magic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
+    /// An HPKG package.
     Package,
+    /// An HPKR repository index.
     Repository,
 }
 

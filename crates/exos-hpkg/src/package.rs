@@ -34,7 +34,9 @@ pub struct Package {
 /// sealed one may be decrypted with (none by default).
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
+    /// How much memory opening may allocate.
     pub limits: Limits,
+    /// Keys for sealed packages.
     pub keys: crate::crypt::KeyRing,
 }
 
@@ -205,26 +207,32 @@ impl Package {
         self.memory
     }
 
+    /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The validated header.
     pub fn header(&self) -> &PackageHeader {
         &self.header
     }
 
+    /// The package attributes.
     pub fn info(&self) -> &PackageInfo {
         &self.info
     }
 
+    /// The table of contents.
     pub fn toc(&self) -> &Toc {
         &self.toc
     }
 
+    /// The heap reader.
     pub fn heap(&self) -> &HeapReader {
         &self.heap
     }
 
+    /// The TOC entry `id`.
     pub fn entry(&self, id: EntryId) -> Entry<'_> {
         self.toc.entry(id)
     }

@@ -17,14 +17,23 @@ use crate::info::{Architecture, PackageInfo};
 /// The repository's own description.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RepositoryInfo {
+    /// The repository's name.
     pub name: String,
+    /// A URL naming it.
     pub identifier: String,
+    /// Where packages are fetched from.
     pub base_url: String,
+    /// Who publishes it.
     pub vendor: String,
+    /// One line about it.
     pub summary: String,
+    /// Its priority among repositories.
     pub priority: u8,
+    /// Its architecture.
     pub architecture: Architecture,
+    /// Names of licences it lists.
     pub license_names: Vec<String>,
+    /// Their texts.
     pub license_texts: Vec<String>,
 }
 
@@ -34,8 +43,11 @@ pub struct RepositoryInfo {
 /// list, search or convert packages never need them all at once.
 #[derive(Debug, Clone)]
 pub struct Repository {
+    /// The file's path.
     pub path: PathBuf,
+    /// The validated header.
     pub header: RepoHeader,
+    /// The repository's description.
     pub info: RepositoryInfo,
     /// The decompressed packages section.
     section: Vec<u8>,
@@ -95,6 +107,7 @@ impl Repository {
         self.count
     }
 
+    /// Whether it lists no package.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }

@@ -11,6 +11,7 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     /// The file's size in bytes.
     fn len(&self) -> io::Result<u64>;
 
+    /// Whether the file is empty.
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }

@@ -18,6 +18,7 @@ use crate::error::{corrupt, Result};
 
 /// Index of an entry in a [`Toc`]; the package root is [`ROOT`].
 pub type EntryId = u32;
+/// The package root's id.
 pub const ROOT: EntryId = 0;
 const NONE: u32 = u32::MAX;
 
@@ -28,10 +29,14 @@ pub const MAX_ENTRIES: usize = 4_000_000;
 /// Longest symlink target: what the kernel accepts (`PATH_MAX` - 1).
 pub const MAX_SYMLINK_TARGET: usize = 4095;
 
+/// What a TOC entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EntryKind {
+    /// A regular file.
     File,
+    /// A directory.
     Directory,
+    /// A symbolic link.
     Symlink,
 }
 
@@ -67,21 +72,27 @@ impl EntryKind {
 /// Where an entry's (or attribute's) data is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DataRef {
+    /// No data.
     None,
     /// Up to 8 bytes kept in the TOC; `start` is their offset in the TOC
     /// section of the package the reference came from.
     Inline {
+        /// Offset in the TOC section.
         start: u32,
+        /// Length.
         len: u8,
     },
     /// A range of the uncompressed heap.
     Heap {
+        /// Where it starts in the uncompressed heap.
         offset: u64,
+        /// Its length.
         size: u64,
     },
 }
 
 impl DataRef {
+    /// Bytes of data.
     pub fn size(&self) -> u64 {
         match *self {
             DataRef::None => 0,
@@ -94,7 +105,9 @@ impl DataRef {
 /// Seconds and nanoseconds since the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct Timestamp {
+    /// Seconds since the epoch.
     pub secs: u64,
+    /// Nanoseconds.
     pub nanos: u32,
 }
 
@@ -170,9 +183,11 @@ pub struct Entry<'a> {
 /// A BeOS/Haiku file attribute of an entry.
 #[derive(Debug, Clone, Copy)]
 pub struct FileAttribute<'a> {
+    /// The attribute's name.
     pub name: &'a str,
     /// Haiku type code, e.g. `'MIMS'` = 0x4d494d53.
     pub type_code: u32,
+    /// Where its data is.
     pub data: DataRef,
     toc: &'a Toc,
 }
@@ -591,14 +606,17 @@ impl Toc {
         !self.attrs.is_empty()
     }
 
+    /// Entries in the TOC (the root included).
     pub fn len(&self) -> usize {
         self.records.len()
     }
 
+    /// Whether it has no entries.
     pub fn is_empty(&self) -> bool {
         self.records.len() <= 1
     }
 
+    /// The package root.
     pub fn root(&self) -> Entry<'_> {
         self.entry(ROOT)
     }
@@ -687,6 +705,7 @@ impl<'a> Iterator for Walk<'a> {
 }
 
 impl<'a> Entry<'a> {
+    /// Its id.
     pub fn id(&self) -> EntryId {
         self.id
     }
@@ -696,10 +715,12 @@ impl<'a> Entry<'a> {
         std::str::from_utf8(self.toc.name_bytes(self.rec)).unwrap_or_default()
     }
 
+    /// File, directory or symlink.
     pub fn kind(&self) -> EntryKind {
         self.rec.kind
     }
 
+    /// Whether it is a directory.
     pub fn is_dir(&self) -> bool {
         self.rec.kind == EntryKind::Directory
     }
@@ -730,6 +751,7 @@ impl<'a> Entry<'a> {
             .map_or_else(|| self.mtime(), |x| x.atime)
     }
 
+    /// Modification time.
     pub fn mtime(&self) -> Timestamp {
         Timestamp {
             secs: self.rec.mtime_secs,
@@ -737,6 +759,7 @@ impl<'a> Entry<'a> {
         }
     }
 
+    /// Creation time (the modification time when absent).
     pub fn crtime(&self) -> Timestamp {
         self.toc
             .extra(self.rec)
@@ -748,10 +771,12 @@ impl<'a> Entry<'a> {
         self.toc.extra(self.rec).and_then(|x| self.toc.str(x.user))
     }
 
+    /// Owning group name, if set.
     pub fn group(&self) -> Option<&'a str> {
         self.toc.extra(self.rec).and_then(|x| self.toc.str(x.group))
     }
 
+    /// Where its data is.
     pub fn data(&self) -> DataRef {
         self.rec.data
     }
@@ -779,10 +804,12 @@ impl<'a> Entry<'a> {
         )
     }
 
+    /// Its parent (`None` for the root).
     pub fn parent(&self) -> Option<Entry<'a>> {
         (self.id != ROOT).then(|| self.toc.entry(self.rec.parent))
     }
 
+    /// Its children, in stored order.
     pub fn children(&self) -> Children<'a> {
         Children {
             toc: self.toc,
@@ -790,6 +817,7 @@ impl<'a> Entry<'a> {
         }
     }
 
+    /// Its file attributes.
     pub fn attributes(&self) -> impl ExactSizeIterator<Item = FileAttribute<'a>> + 'a {
         let toc = self.toc;
         let (start, len) = toc

@@ -45,7 +45,9 @@ struct ScanEntry {
 /// What a scan found, for progress reporting before the build starts.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ScanTotals {
+    /// Entries found.
     pub entries: u64,
+    /// Bytes of regular files.
     pub file_bytes: u64,
 }
 
@@ -284,6 +286,7 @@ pub fn escape_attr_name(name: &str) -> String {
     name.replace('%', "%%").replace('/', "%\\")
 }
 
+/// Undoes [`escape_attr_name`].
 pub fn unescape_attr_name(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut it = s.chars();

@@ -33,6 +33,7 @@ use crate::toc::{check_entry_name, EntryKind, Timestamp};
 /// How to build a package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BuildOptions {
+    /// How chunks are compressed.
     pub compression: Compression,
     /// zlib: 1–9; zstd: 1–22. Ignored for `Compression::None`.
     pub level: i32,
@@ -53,10 +54,13 @@ impl Default for BuildOptions {
     }
 }
 
+/// The zlib level used unless told (Haiku's).
 pub const DEFAULT_ZLIB_LEVEL: i32 = 9;
+/// The zstd level used unless told.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 19;
 
 impl BuildOptions {
+    /// The defaults with this compression (and its default level).
     pub fn with_compression(compression: Compression) -> Self {
         BuildOptions {
             compression,
@@ -95,17 +99,25 @@ impl BuildOptions {
 /// Figures about a finished build.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BuildStats {
+    /// Entries written.
     pub entries: u64,
+    /// Regular files.
     pub files: u64,
+    /// Directories.
     pub directories: u64,
+    /// Symbolic links.
     pub symlinks: u64,
     /// Sum of all regular files' sizes.
     pub file_bytes: u64,
     /// Bytes not stored again because an identical file was already in the heap.
     pub deduplicated_bytes: u64,
+    /// Bytes of the heap uncompressed.
     pub heap_uncompressed: u64,
+    /// Chunks of the heap.
     pub chunks: u64,
+    /// Chunks stored uncompressed (compression did not pay).
     pub raw_chunks: u64,
+    /// The package's size.
     pub package_size: u64,
 }
 
@@ -114,10 +126,12 @@ pub struct BuildStats {
 pub struct EntryMeta {
     /// Permission bits; `None` means the kind's default.
     pub permissions: Option<u16>,
+    /// Modification time.
     pub mtime: Timestamp,
     /// Defaults to `mtime` when `None` (keeps builds reproducible: a source
     /// tree's atime changes when it is read).
     pub atime: Option<Timestamp>,
+    /// Creation time; `mtime` when `None`.
     pub crtime: Option<Timestamp>,
     /// Haiku file attributes: name, type code, bytes.
     pub attributes: Vec<(String, u32, Vec<u8>)>,
@@ -125,12 +139,16 @@ pub struct EntryMeta {
 
 /// Where a regular file's bytes come from.
 pub enum FileData<'a> {
+    /// Bytes in memory.
     Bytes(&'a [u8]),
     /// A reader yielding exactly `size` bytes; `hash` (BLAKE3 of the
     /// content), when given, lets identical files be stored once.
     Reader {
+        /// The reader.
         reader: &'a mut dyn Read,
+        /// Bytes it yields.
         size: u64,
+        /// BLAKE3 of the content, if known.
         hash: Option<[u8; 32]>,
     },
 }
@@ -274,6 +292,7 @@ impl PackageBuilder {
         Ok(())
     }
 
+    /// Ends the directory the last `begin_directory` started.
     pub fn end_directory(&mut self) -> Result<()> {
         if self.open_dirs.len() <= 1 {
             return Err(
@@ -284,6 +303,7 @@ impl PackageBuilder {
         Ok(())
     }
 
+    /// Adds a symbolic link to the current directory.
     pub fn add_symlink(&mut self, name: &str, meta: EntryMeta, target: &str) -> Result<()> {
         let idx = self.add_node(name, EntryKind::Symlink, meta)?;
         self.nodes[idx].symlink = target.to_string();
@@ -291,6 +311,7 @@ impl PackageBuilder {
         Ok(())
     }
 
+    /// Adds a regular file to the current directory.
     pub fn add_file(&mut self, name: &str, meta: EntryMeta, data: FileData<'_>) -> Result<()> {
         let idx = self.add_node(name, EntryKind::File, meta)?;
         self.stats.files += 1;

@@ -53,26 +53,48 @@ pub enum Error {
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
     /// A package, record or name broke a rule.
     #[error("{what}: {rule}")]
-    Invalid { what: String, rule: String },
+    Invalid {
+        /// What broke it (a file, an entry).
+        what: String,
+        /// The rule, in words.
+        rule: String,
+    },
     /// The directory is not an EXOS root.
     #[error("{}: not an EXOS root", .0.display())]
     NotARoot(PathBuf),
     /// A package the current state names is gone from the root.
     #[error("{layer}/{file} of the current state is missing")]
-    MissingFromState { layer: Layer, file: PackageFile },
+    MissingFromState {
+        /// Its layer.
+        layer: Layer,
+        /// Its file name.
+        file: PackageFile,
+    },
     /// No active package has this name (in this layer).
     #[error("{name}: no package of that name{} in the current state", in_layer(*.layer))]
-    NotActive { name: String, layer: Option<Layer> },
+    NotActive {
+        /// The name asked for.
+        name: String,
+        /// The layer asked for, if one was.
+        layer: Option<Layer>,
+    },
     /// A name is active in several layers and the request did not say
     /// which.
     #[error("{name} is installed in the {} layers", layer_list(.layers))]
-    InSeveralLayers { name: String, layers: Vec<Layer> },
+    InSeveralLayers {
+        /// The name asked for.
+        name: String,
+        /// The layers it is in.
+        layers: Vec<Layer>,
+    },
     /// No overlay of this package exists.
     #[error("{0}: no overlay")]
     NoOverlay(String),
@@ -93,7 +115,12 @@ pub enum Error {
     ForcedUpgrade,
     /// Two packages of a plan would have the same file name in a layer.
     #[error("two packages would both be {layer}/{file}")]
-    SameFile { layer: Layer, file: PackageFile },
+    SameFile {
+        /// The layer.
+        layer: Layer,
+        /// The file name both would have.
+        file: PackageFile,
+    },
     /// A package the resolver chose has no file to install it from.
     #[error("{0}: no package file for it")]
     NoFileFor(String),
@@ -103,10 +130,13 @@ pub enum Error {
     /// A worker thread panicked.
     #[error("a {0} panicked")]
     Panicked(&'static str),
+    /// The state file does not parse.
     #[error(transparent)]
     State(#[from] exos_root::StateError),
+    /// A package does not read.
     #[error(transparent)]
     Package(#[from] exos_hpkg::Error),
+    /// A manifest does not parse.
     #[error(transparent)]
     Manifest(#[from] exos_manifest::ManifestError),
     /// No consistent set of packages exists for the request.
@@ -121,10 +151,13 @@ pub enum Error {
     /// The root's trust policy refuses a package.
     #[error(transparent)]
     Untrusted(#[from] Distrust),
+    /// A key, signature or trust store file could not be used.
     #[error(transparent)]
     Trust(#[from] exos_trust::TrustError),
+    /// A repository could not be used.
     #[error(transparent)]
     Repo(#[from] exos_repo::RepoError),
+    /// A lazy record could not be read or written.
     #[error(transparent)]
     Lazy(#[from] exos_lazy::LazyError),
     /// The plan removes packages the request did not name.
@@ -132,7 +165,12 @@ pub enum Error {
     NeedsConsent(String),
     /// A download is not the package its signed index entry describes.
     #[error("{file} from {repository}: not the package its index entry describes")]
-    NotTheIndexedPackage { file: String, repository: String },
+    NotTheIndexedPackage {
+        /// The package file.
+        file: String,
+        /// The repository it came from.
+        repository: String,
+    },
 }
 
 /// Why a root's trust policy refuses a package.
@@ -141,20 +179,27 @@ pub enum Distrust {
     /// The layer takes only signed packages and this one has no signature.
     #[error("{}: unsigned (no {}), and the {layer} layer takes only packages signed by a trusted key", .path.display(), .signature.display())]
     Unsigned {
+        /// The package file.
         path: PathBuf,
+        /// Where its signature would be.
         signature: PathBuf,
+        /// The layer asked for.
         layer: Layer,
     },
     /// The signature file does not parse.
     #[error("{}: {rule}", .signature.display())]
     BadSignatureFile {
+        /// The signature file.
         signature: PathBuf,
+        /// The rule it broke.
         rule: exos_trust::FormatRule,
     },
     /// The signature does not verify, or its key is not trusted here.
     #[error("{}: {source}", .path.display())]
     Signature {
+        /// The package file.
         path: PathBuf,
+        /// Why the signature does not admit it.
         #[source]
         source: exos_trust::SignatureError,
     },
@@ -164,7 +209,12 @@ pub enum Distrust {
     UnsignedOverlay(Layer),
     /// A lazy install does not fetch the whole file a signature covers.
     #[error("{file}: the {layer} layer accepts only signed packages, and a package signature covers the whole file, which a lazy install does not fetch")]
-    LazyInSignedLayer { file: String, layer: Layer },
+    LazyInSignedLayer {
+        /// The package file.
+        file: String,
+        /// The layer asked for.
+        layer: Layer,
+    },
 }
 
 impl Error {
@@ -189,6 +239,7 @@ fn layer_list(layers: &[Layer]) -> String {
         .join(" and ")
 }
 
+/// A manager operation's result.
 pub type Result<T> = std::result::Result<T, Error>;
 
 pub(crate) trait Ctx<T> {

@@ -15,15 +15,20 @@ use crate::{Error, Result};
 /// A package a plan takes from a repository.
 #[derive(Debug, Clone)]
 pub struct FromRepository {
+    /// The package's SHA-256.
     pub sha256: exos_root::Sha256,
+    /// Its name and version.
     pub package: PackageName,
+    /// The repository and its root key, recorded in `packages.json`.
     pub origin: RepoOrigin,
 }
 
 /// A package as a plan names it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PackageName {
+    /// The package name.
     pub name: String,
+    /// Its version.
     pub version: exos_hpkg::Version,
 }
 
@@ -48,6 +53,7 @@ pub struct Plan {
     /// The state after the change.
     #[serde(skip)]
     pub target: Vec<StateEntry>,
+    /// Bytes of new package files copied into the root.
     pub bytes_copied: u64,
     /// Essential packages this plan removes (needs `force`).
     pub essential_removed: Vec<PackageName>,
@@ -137,6 +143,7 @@ impl Plan {
 pub struct AdmittedPlan(Plan);
 
 impl AdmittedPlan {
+    /// The plan that was admitted.
     pub fn plan(&self) -> &Plan {
         &self.0
     }

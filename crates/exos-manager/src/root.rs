@@ -15,10 +15,15 @@ use crate::{Ctx, Error, Result};
 /// A new package file to install: where it is now, and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NewPackage {
+    /// Where the file is now.
     pub source: PathBuf,
+    /// The layer it goes to.
     pub layer: Layer,
+    /// Its file name there.
     pub file: PackageFile,
+    /// Its SHA-256, checked again when copied.
     pub sha256: Sha256,
+    /// Its size.
     pub size: u64,
     /// A signature checked against the root's trust store when the package
     /// was offered (`SOURCE.minisig`), kept with the package.
@@ -33,12 +38,15 @@ pub struct NewPackage {
 /// A signature accepted at install: its text, and the trusted key that made it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AcceptedSignature {
+    /// The id of the trusted key that made it.
     pub key: String,
+    /// The signature file's text.
     #[serde(skip)]
     pub text: String,
 }
 
 impl NewPackage {
+    /// The state entry it becomes.
     pub fn entry(&self) -> StateEntry {
         StateEntry {
             layer: self.layer,
@@ -51,19 +59,25 @@ impl NewPackage {
 /// One file-level difference between two states.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FileChange {
+    /// Added or removed.
     pub action: FileAction,
+    /// The package file.
     #[serde(flatten)]
     pub entry: StateEntry,
 }
 
+/// Whether a file comes or goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileAction {
+    /// The file is in the first state, not the second.
     Remove,
+    /// The file is in the second state, not the first.
     Add,
 }
 
 impl FileAction {
+    /// `-` or `+`, as a diff shows it.
     pub fn sign(self) -> char {
         match self {
             FileAction::Add => '+',
@@ -75,14 +89,18 @@ impl FileAction {
 /// What `gc` removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GcReport {
+    /// Numbered states deleted.
     pub states_removed: usize,
+    /// Package files deleted from the store.
     pub files_removed: usize,
+    /// Bytes freed (store files and cached downloads).
     pub bytes_freed: u64,
 }
 
 /// An EXOS root, locked for writing while this value lives (unless opened
 /// read-only).
 pub struct Root {
+    /// Where everything is.
     pub layout: Layout,
     _lock: Option<File>,
 }
@@ -163,10 +181,12 @@ impl Root {
         })
     }
 
+    /// The root directory.
     pub fn path(&self) -> &Path {
         &self.layout.root
     }
 
+    /// The current state (`active.list`).
     pub fn current(&self) -> Result<StateList> {
         Ok(StateList::read(&self.layout.active_list())?)
     }
@@ -183,6 +203,7 @@ impl Root {
         Ok(out)
     }
 
+    /// Numbered state `n`.
     pub fn state(&self, n: u64) -> Result<StateList> {
         Ok(StateList::read(&self.layout.state_file(n))?)
     }

@@ -24,16 +24,31 @@ use crate::{Error, Result};
 #[derive(Debug, Clone)]
 pub enum Request {
     /// Install exactly these package files into `layer`.
-    Install { files: Vec<PathBuf>, layer: Layer },
+    Install {
+        /// The package files.
+        files: Vec<PathBuf>,
+        /// The layer they go to.
+        layer: Layer,
+    },
     /// Remove installed packages by name, with what can no longer work.
-    Remove { names: Vec<String> },
+    Remove {
+        /// The package names.
+        names: Vec<String>,
+    },
     /// Move the named installed packages (all when empty) to newer releases
     /// from the available files; packages newly needed go to `layer`.
-    Upgrade { names: Vec<String>, layer: Layer },
+    Upgrade {
+        /// The package names (all installed ones when empty).
+        names: Vec<String>,
+        /// Where newly needed packages go.
+        layer: Layer,
+    },
     /// Install packages by name and version range, from the available
     /// files and the remote packages, into `layer`.
     InstallNames {
+        /// The names and ranges asked for.
         names: Vec<exos_manifest::Dependency>,
+        /// The layer they go to.
         layer: Layer,
     },
 }
@@ -63,6 +78,7 @@ impl Request {
 /// A change to plan against a root.
 #[derive(Debug, Clone)]
 pub struct Transaction {
+    /// What to change.
     pub request: Request,
     /// Package files, or directories of them, that may be installed to
     /// satisfy the request.

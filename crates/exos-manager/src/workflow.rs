@@ -30,7 +30,9 @@ pub trait Frontend: Sync {
 
 /// Progress of downloads, fed from several threads.
 pub trait Progress: Sync {
+    /// Counts `bytes` more received.
     fn advance(&self, bytes: u64);
+    /// All downloads ended.
     fn finish(&self);
 }
 
@@ -43,20 +45,41 @@ pub enum Event {
     Note(String),
     /// A published delta could not be used: the package was downloaded
     /// whole.
-    DeltaNotUsed { file: String, why: String },
+    DeltaNotUsed {
+        /// The package file.
+        file: String,
+        /// Why the delta failed.
+        why: String,
+    },
     /// A package was rebuilt from a delta of `delta` bytes instead of
     /// downloading its `size`.
-    RebuiltFromDelta { file: String, delta: u64, size: u64 },
+    RebuiltFromDelta {
+        /// The package file.
+        file: String,
+        /// Bytes of the delta fetched.
+        delta: u64,
+        /// Bytes of the package.
+        size: u64,
+    },
     /// Downloads done: `fetched` bytes for `packages` packages (`by_delta`
     /// of them rebuilt from deltas) that weigh `total`.
     Downloaded {
+        /// Packages downloaded or rebuilt.
         packages: usize,
+        /// Bytes fetched.
         fetched: u64,
+        /// Packages rebuilt from deltas.
         by_delta: usize,
+        /// Bytes of the packages.
         total: u64,
     },
     /// `packages` packages installed lazily, their blocks cached in `cache`.
-    Lazy { packages: usize, cache: PathBuf },
+    Lazy {
+        /// Packages installed lazily.
+        packages: usize,
+        /// The block cache.
+        cache: PathBuf,
+    },
 }
 
 /// How a change is carried out.
@@ -80,6 +103,7 @@ pub struct ChangeOptions {
 pub struct Settings {
     /// The block cache of lazy installs; `None`: none (lazy installs fail).
     pub block_cache: Option<PathBuf>,
+    /// Network timeouts.
     pub timeouts: Timeouts,
 }
 
@@ -91,10 +115,16 @@ pub enum Outcome {
     /// A dry run: the plan, not carried out.
     DryRun(Plan),
     /// Committed as this state.
-    Committed { state: u64, plan: AdmittedPlan },
+    Committed {
+        /// The new state's number.
+        state: u64,
+        /// What it did.
+        plan: AdmittedPlan,
+    },
 }
 
 impl Outcome {
+    /// The plan, whatever the outcome.
     pub fn plan(&self) -> &Plan {
         match self {
             Outcome::Unchanged(p) | Outcome::DryRun(p) => p,
@@ -105,7 +135,9 @@ impl Outcome {
 
 /// A change's root (for rendering: where its files are) and outcome.
 pub struct Change {
+    /// The root, still locked.
     pub root: Root,
+    /// How it ended.
     pub outcome: Outcome,
 }
 

@@ -31,13 +31,18 @@ pub use crate::refusal::RefusalReason;
 /// A package file's identity on disk: a replaced file is a new package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileIdentity {
+    /// Device of the file system holding it.
     pub dev: u64,
+    /// Inode number.
     pub ino: u64,
+    /// Size in bytes.
     pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
     pub mtime_ns: i128,
 }
 
 impl FileIdentity {
+    /// The identity of a file by its metadata.
     pub fn of(meta: &std::fs::Metadata) -> FileIdentity {
         FileIdentity {
             dev: meta.dev(),
@@ -66,7 +71,9 @@ impl FileIdentity {
 /// read — would read through the mount what the key protects.
 #[derive(Debug, Clone)]
 pub struct MountKeys {
+    /// The keys.
     pub ring: KeyRing,
+    /// Per layer, whether the keys decrypt its packages.
     pub layers: PerLayer<bool>,
 }
 
@@ -151,7 +158,9 @@ pub const VIEW_BYTES_PER_ENTRY: u64 = 2 * 80;
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
 )]
 pub struct Owner {
+    /// User id.
     pub uid: u32,
+    /// Group id.
     pub gid: u32,
 }
 
@@ -159,11 +168,17 @@ pub struct Owner {
 pub struct ActivePackage {
     /// Unique for the life of the mount; part of its files' inode numbers.
     pub id: u64,
+    /// The layer it is active in.
     pub layer: Layer,
+    /// Where its file was found.
     pub path: PathBuf,
+    /// Its file name.
     pub file_name: String,
+    /// The file's identity when opened.
     pub identity: FileIdentity,
+    /// The opened package.
     pub package: Package,
+    /// Its manifest.
     pub manifest: Manifest,
     /// SHA-256 of the file, when it was verified against the state.
     pub sha256: Option<Sha256>,
@@ -257,8 +272,11 @@ impl ActivePackage {
 /// A package file that was not activated, and why.
 #[derive(Debug, Clone)]
 pub struct Refused {
+    /// The layer it was found in.
     pub layer: Layer,
+    /// Its file.
     pub path: PathBuf,
+    /// Why it was refused.
     pub reason: RefusalReason,
 }
 
@@ -267,6 +285,7 @@ pub struct Refused {
 pub struct Activation {
     /// Per layer, sorted by file name.
     pub layers: PerLayer<Vec<Arc<ActivePackage>>>,
+    /// Package files not activated, and why.
     pub refused: Vec<Refused>,
     /// Per layer, who owns its files in the view.
     pub owners: PerLayer<Owner>,
@@ -289,9 +308,13 @@ pub struct Activation {
 pub struct ActiveOverlay {
     /// [`ActivePackage::id`] of the package it covers.
     pub package_id: u64,
+    /// Its name.
     pub package: String,
+    /// Its layer.
     pub layer: Layer,
+    /// The overlay directory.
     pub dir: PathBuf,
+    /// Added with `--force` to a layer that requires signed content.
     pub forced: bool,
     /// Every entry below `dir`, parents before children.
     pub entries: Vec<OverlayEntry>,
@@ -302,16 +325,21 @@ pub struct ActiveOverlay {
 pub struct OverlayEntry {
     /// Path relative to the overlay directory (`bin/hello`).
     pub path: String,
+    /// Directory, file or symlink.
     pub kind: OverlayKind,
     /// Modification time (ns) and size when scanned: a change makes a new
     /// view, and a new inode, so no stale page is ever served.
     pub stamp: (i128, u64),
 }
 
+/// What an overlay entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OverlayKind {
+    /// A directory.
     Dir,
+    /// A regular file.
     File,
+    /// A symbolic link.
     Symlink,
 }
 
@@ -430,9 +458,11 @@ impl Activation {
 
 /// How to scan a root.
 pub struct Scanner {
+    /// The EXOS root.
     pub root: PathBuf,
     /// APIs the host provides (for `uses`).
     pub host_apis: Vec<Provide>,
+    /// The chunk cache every opened package shares.
     pub cache: Arc<ChunkCache>,
     /// A state list to mount instead of the root's active list.
     pub state_list: Option<PathBuf>,
@@ -526,6 +556,7 @@ fn user_layer(users: &WalkedDir, user: &UserName) -> Result<WalkedDir, String> {
 }
 
 impl Scanner {
+    /// A scanner of `root`: no state list, keys or block cache; the default memory budget.
     pub fn new(root: PathBuf, host_apis: Vec<Provide>, cache: Arc<ChunkCache>) -> Scanner {
         Scanner {
             root,

@@ -50,6 +50,7 @@ pub enum ExecCacheServe {
     Passthrough,
 }
 
+/// Decompressed programs and libraries kept on disk by content (see the module documentation).
 pub struct ExecCache {
     dir: PathBuf,
     max_bytes: u64,
@@ -171,6 +172,7 @@ impl ExecCache {
         Some(file)
     }
 
+    /// Whether an entry for this content exists (verified or not).
     pub fn contains(&self, digest: &[u8; 16], size: u64) -> bool {
         self.path(digest, size).exists()
     }
@@ -236,6 +238,7 @@ impl ExecCache {
             .unwrap_or(0)
     }
 
+    /// The cache directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

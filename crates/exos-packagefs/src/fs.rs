@@ -41,6 +41,7 @@ pub const XATTR_PREFIX: &str = "user.haiku.";
 pub struct ViewSlot(Arc<arc_swap::ArcSwap<View>>);
 
 impl ViewSlot {
+    /// The current view.
     pub fn get(&self) -> Arc<View> {
         self.0.load_full()
     }
@@ -209,6 +210,7 @@ pub fn time(t: Timestamp) -> SystemTime {
 }
 
 impl PackageFs {
+    /// The file system serving `view`, with attribute and entry TTL `ttl`.
     pub fn new(view: View, ttl: Duration) -> PackageFs {
         PackageFs {
             view: ViewSlot(Arc::new(arc_swap::ArcSwap::from_pointee(view))),
@@ -274,6 +276,7 @@ impl PackageFs {
         Some(file)
     }
 
+    /// Sets how extended attributes are answered.
     pub fn with_xattrs(mut self, policy: XattrPolicy) -> PackageFs {
         self.xattrs = policy;
         self

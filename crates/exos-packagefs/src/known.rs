@@ -31,6 +31,7 @@ impl Known {
         }
     }
 
+    /// The inode numbers the kernel holds.
     pub fn inodes(&self) -> impl Iterator<Item = u64> + '_ {
         self.0.keys().copied()
     }

@@ -131,11 +131,15 @@ impl Scan {
 
 /// A read the FUSE handler answered, as read-ahead sees it.
 pub struct Served<'a> {
+    /// The view it was answered from.
     pub view: &'a Arc<View>,
     /// Its node in the view (`None`: a file of a package that left it).
     pub node: Option<u32>,
+    /// The package the file is in.
     pub package: &'a Arc<ActivePackage>,
+    /// The file's entry.
     pub entry: exos_hpkg::Entry<'a>,
+    /// Where the read started in the file.
     pub offset: u64,
     /// What was answered.
     pub bytes: &'a [u8],
@@ -146,7 +150,9 @@ pub struct Served<'a> {
 /// Counters for tests and logs.
 #[derive(Default)]
 pub struct PushStats {
+    /// Files stored into the page cache.
     pub files: AtomicU64,
+    /// Bytes stored into the page cache.
     pub bytes: AtomicU64,
     /// Windows of files asked for (jobs the worker took on).
     pub windows: AtomicU64,
@@ -162,15 +168,22 @@ pub struct PushStats {
 /// A copy of [`PushStats`] at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PushCounts {
+    /// Files stored.
     pub files: u64,
+    /// Bytes stored.
     pub bytes: u64,
+    /// Windows asked for.
     pub windows: u64,
+    /// Windows dropped (queue full).
     pub windows_dropped: u64,
+    /// Files left out: inode not held.
     pub not_held: u64,
+    /// Stores the kernel refused.
     pub store_failed: u64,
 }
 
 impl PushStats {
+    /// The counters now.
     pub fn counts(&self) -> PushCounts {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         PushCounts {
@@ -193,6 +206,7 @@ pub struct ReadAhead {
     /// (node → where the header read ended.)
     headers: Mutex<FxHashMap<u32, u64>>,
     notifier: Arc<OnceLock<Notifier>>,
+    /// What it has done.
     pub stats: Arc<PushStats>,
 }
 
@@ -230,6 +244,7 @@ impl ReadAhead {
         })
     }
 
+    /// Lets the thread store pages (once the session has a notifier).
     pub fn set_notifier(&self, notifier: Notifier) {
         let _ = self.notifier.set(notifier);
     }

@@ -18,10 +18,18 @@ pub enum RefusalReason {
     Manifest(Arc<exos_manifest::ManifestError>),
     /// It ships a top-level name packagefs generates.
     #[error("contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows")]
-    ReservedName { name: String },
+    ReservedName {
+        /// The name.
+        name: String,
+    },
     /// Its bytes are not the ones the state recorded.
     #[error("checksum mismatch: SHA-256 is {got}, the state expects {want}")]
-    Checksum { got: Sha256, want: Sha256 },
+    Checksum {
+        /// What the file hashes to.
+        got: Sha256,
+        /// What the state says.
+        want: Sha256,
+    },
     /// The layer's trust policy refuses it.
     #[error("{0}")]
     Signature(Arc<exos_trust::SignatureError>),
@@ -47,8 +55,11 @@ pub enum RefusalReason {
     /// Past the mount's memory budget.
     #[error("the mount's memory budget is used up: this package needs {needs_kib} KiB, {left_kib} KiB of {budget_kib} KiB remain (raise it with --max-memory-mib)")]
     MemoryBudget {
+        /// What the package costs.
         needs_kib: u64,
+        /// What is left of the budget.
         left_kib: u64,
+        /// The whole budget.
         budget_kib: u64,
     },
     /// It `uses` a system API nothing active provides.
@@ -68,7 +79,12 @@ pub enum RefusalReason {
     OverlayFile(Arc<exos_root::StateError>),
     /// A runtime overlay that cannot be shown.
     #[error("overlay of {package}: {reason}")]
-    Overlay { package: String, reason: String },
+    Overlay {
+        /// The package.
+        package: String,
+        /// Why, in words.
+        reason: String,
+    },
 }
 
 impl From<exos_hpkg::Error> for RefusalReason {

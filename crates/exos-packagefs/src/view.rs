@@ -62,6 +62,7 @@ pub struct ViewSettings {
     pub epoch: SystemTime,
     /// The secret key of inode numbers.
     pub inode_key: RandomState,
+    /// Whether setuid/setgid bits may be served.
     pub privileges: Privileges,
     /// Owner of made-up nodes (the serving process's).
     pub owner: Owner,
@@ -71,6 +72,7 @@ pub struct ViewSettings {
 }
 
 impl ViewSettings {
+    /// Settings for a new mount: a fresh inode key, now as epoch, the serving process as owner, sharing on.
     pub fn new(privileges: Privileges) -> ViewSettings {
         ViewSettings {
             epoch: SystemTime::now(),
@@ -89,21 +91,40 @@ impl ViewSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// An entry of `view.packages[pkg]`.
-    Entry { pkg: u32, entry: EntryId },
+    Entry {
+        /// The package's index in `view.packages`.
+        pkg: u32,
+        /// The entry in its TOC.
+        entry: EntryId,
+    },
     /// A directory made up by the view (layer roots, `.packages/...`).
-    Dir { name: u32 },
+    Dir {
+        /// Its name, in the view's names.
+        name: u32,
+    },
     /// A file made up by the view: `view.data[data]`.
-    File { name: u32, data: u32 },
+    File {
+        /// Its name, in the view's names.
+        name: u32,
+        /// Its bytes, in `view.data`.
+        data: u32,
+    },
     /// A file, directory or symlink of a runtime overlay: `view.host[host]`,
     /// read from the host as it is now (live).
-    Host { host: u32 },
+    Host {
+        /// Its index in `view.host`.
+        host: u32,
+    },
 }
 
 /// A node of a runtime overlay: where it is on the host.
 #[derive(Debug, Clone)]
 pub struct HostNode {
+    /// The host path.
     pub path: std::path::PathBuf,
+    /// Its name in the view.
     pub name: Box<str>,
+    /// Directory, file or symlink.
     pub kind: Kind,
     /// Modification time and size when the view was built (in its inode
     /// number: a changed file is a new inode).
@@ -112,10 +133,14 @@ pub struct HostNode {
     pub layer: Layer,
 }
 
+/// One node of the view.
 #[derive(Debug, Clone, Copy)]
 pub struct Node {
+    /// Its inode number.
     pub ino: u64,
+    /// Its parent's index.
     pub parent: u32,
+    /// Where its content comes from.
     pub source: Source,
     children_start: u32,
     children_len: u32,
@@ -124,13 +149,19 @@ pub struct Node {
 /// A file entry hidden by another one in the same layer.
 #[derive(Debug, Clone)]
 pub struct Conflict {
+    /// The layer.
     pub layer: Layer,
+    /// The path inside the layer.
     pub path: String,
+    /// The package whose file is shown.
     pub winner: String,
+    /// The package whose file is hidden.
     pub loser: String,
 }
 
+/// An immutable tree of everything a mount shows (see the module documentation).
 pub struct View {
+    /// The active packages, by index.
     pub packages: Vec<Arc<ActivePackage>>,
     nodes: Vec<Node>,
     children: Vec<u32>,
@@ -139,14 +170,18 @@ pub struct View {
     /// Nodes of runtime overlays.
     pub host: Vec<HostNode>,
     by_ino: FxHashMap<u64, u32>,
+    /// Files hidden by another in the same layer.
     pub conflicts: Vec<Conflict>,
+    /// What every view of the mount shares.
     pub settings: ViewSettings,
     /// Per layer: who owns its files, and whether its setuid/setgid bits
     /// are served.
     pub owners: PerLayer<Owner>,
+    /// Per layer, whether setuid/setgid bits are served.
     pub setuid: PerLayer<bool>,
 }
 
+/// The root directory's inode number.
 pub const ROOT_INO: u64 = 1;
 
 /// The directory holding every layer, `user` over `common` over `system`:
@@ -168,25 +203,32 @@ const METADATA_FILES: [&str; 2] = [exos_manifest::MANIFEST_FILE, ".PackageInfo"]
 /// Node kind as the filesystem reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A directory.
     Dir,
+    /// A regular file.
     File,
+    /// A symbolic link.
     Symlink,
 }
 
 impl View {
+    /// Node `index`.
     pub fn node(&self, index: u32) -> &Node {
         &self.nodes[index as usize]
     }
 
+    /// The index of the node with inode number `ino`.
     pub fn lookup_ino(&self, ino: u64) -> Option<u32> {
         self.by_ino.get(&ino).copied()
     }
 
+    /// The children of directory `index`.
     pub fn children(&self, index: u32) -> &[u32] {
         let n = &self.nodes[index as usize];
         &self.children[n.children_start as usize..(n.children_start + n.children_len) as usize]
     }
 
+    /// The name of node `index`.
     pub fn name(&self, index: u32) -> &str {
         match self.nodes[index as usize].source {
             Source::Entry { pkg, entry } => self.packages[pkg as usize].package.entry(entry).name(),
@@ -195,6 +237,7 @@ impl View {
         }
     }
 
+    /// Its kind.
     pub fn kind(&self, index: u32) -> Kind {
         match self.nodes[index as usize].source {
             Source::Entry { pkg, entry } => {
@@ -218,6 +261,7 @@ impl View {
         }
     }
 
+    /// The bytes of a made-up file.
     pub fn data(&self, index: u32) -> Option<&Arc<[u8]>> {
         match self.nodes[index as usize].source {
             Source::File { data, .. } => Some(&self.data[data as usize]),
@@ -266,6 +310,7 @@ impl View {
         Some(at)
     }
 
+    /// Nodes in the view.
     pub fn node_count(&self) -> usize {
         self.nodes.len()
     }

@@ -23,7 +23,9 @@ use exos_root::Sha256;
 
 use crate::RepoError;
 
+/// The first bytes of a block map.
 pub const MAGIC: &[u8; 8] = b"exosblk1";
+/// Bytes before the hashes: magic, block size, reserved, file size.
 pub const HEADER_LEN: usize = 24;
 /// The block size `exos repo index` publishes with: small enough that
 /// opening a package (its header, then attributes and TOC at the end)
@@ -31,7 +33,9 @@ pub const HEADER_LEN: usize = 24;
 /// package. Requests fetch runs of blocks, so small blocks cost no round
 /// trips.
 pub const DEFAULT_BLOCK_SIZE: u32 = 16 * 1024;
+/// Smallest block size accepted.
 pub const MIN_BLOCK_SIZE: u32 = 4 * 1024;
+/// Largest block size accepted.
 pub const MAX_BLOCK_SIZE: u32 = 16 * 1024 * 1024;
 
 /// Where a package's block map is and what it must be, as the signed
@@ -39,7 +43,9 @@ pub const MAX_BLOCK_SIZE: u32 = 16 * 1024 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockMapRef {
+    /// The map file's size.
     pub size: u64,
+    /// The map file's SHA-256.
     pub sha256: Sha256,
 }
 
@@ -127,6 +133,7 @@ impl BlockMap {
         })
     }
 
+    /// The map file's bytes.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(map_len(self.file_size, self.block_size) as usize);
         out.extend_from_slice(MAGIC);
@@ -139,14 +146,17 @@ impl BlockMap {
         out
     }
 
+    /// Bytes per block (the last may be shorter).
     pub fn block_size(&self) -> u32 {
         self.block_size
     }
 
+    /// The package's size.
     pub fn file_size(&self) -> u64 {
         self.file_size
     }
 
+    /// Blocks in the package.
     pub fn block_count(&self) -> u64 {
         self.hashes.len() as u64
     }

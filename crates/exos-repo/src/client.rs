@@ -22,7 +22,9 @@ use exos_root::pkgdb::RepoOrigin;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Repository {
+    /// The name it is known by (`exos repo add NAME`).
     pub name: String,
+    /// Where it is (`file://`, a path, `http(s)://`).
     pub url: String,
     /// The root key pinned at `exos repo add` (minisign's base64 line).
     pub root_key: String,
@@ -36,6 +38,7 @@ pub struct Repository {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepoConfig {
+    /// The repositories, in the order they were added.
     pub repositories: Vec<Repository>,
 }
 
@@ -88,10 +91,12 @@ impl OfferedPackage {
         &self.entry.file
     }
 
+    /// The package's SHA-256, as signed.
     pub fn sha256(&self) -> Sha256 {
         self.entry.sha256
     }
 
+    /// The package's size, as signed.
     pub fn size(&self) -> u64 {
         self.entry.size
     }
@@ -103,27 +108,41 @@ pub enum Fetched {
     /// It was there already.
     Cached,
     /// Downloaded whole (`delta_failed`: why a delta that was tried did not do).
-    Whole { delta_failed: Option<String> },
+    Whole {
+        /// Why a delta that was tried did not do, if one was.
+        delta_failed: Option<String>,
+    },
     /// Rebuilt from an installed older version and a delta of this size.
-    Delta { bytes: u64 },
+    Delta {
+        /// The delta's size.
+        bytes: u64,
+    },
 }
 
 /// What a refresh found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Refreshed {
+    /// The repository.
     pub name: String,
+    /// The trusted root's version.
     pub root_version: u64,
+    /// The timestamp's version.
     pub timestamp_version: u64,
+    /// The index's version.
     pub index_version: u64,
+    /// Packages the index offers.
     pub packages: usize,
     /// Whether a new index was fetched.
     pub index_changed: bool,
+    /// When the first of its documents expires (seconds since the epoch).
     pub expires: u64,
 }
 
 /// A root's repositories.
 pub struct Client {
+    /// The root's paths.
     pub layout: Layout,
+    /// Network timeouts.
     pub timeouts: Timeouts,
 }
 
@@ -180,10 +199,12 @@ impl Client {
         self.layout.state_dir().join("repos").join(name)
     }
 
+    /// Where downloads are kept until installed.
     pub fn cache_dir(&self) -> PathBuf {
         self.layout.cache_dir()
     }
 
+    /// `repos.json`; empty when the root has none.
     pub fn config(&self) -> Result<RepoConfig, RepoError> {
         let path = self.config_path();
         match std::fs::metadata(&path) {
@@ -202,6 +223,7 @@ impl Client {
         write_atomically(&path, &s).map_err(|e| io(&path, e))
     }
 
+    /// The repository named `name`.
     pub fn repository(&self, name: &str) -> Result<Repository, RepoError> {
         self.config()?
             .repositories
@@ -314,6 +336,7 @@ impl Client {
         }
     }
 
+    /// Forgets a repository and its trusted metadata.
     pub fn remove(&self, name: &str) -> Result<(), RepoError> {
         let mut config = self.config()?;
         let before = config.repositories.len();

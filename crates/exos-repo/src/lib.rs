@@ -40,31 +40,44 @@ pub enum RepoError {
     /// Reading or writing a local file failed.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
     /// Fetching from a URL failed.
     #[error("{url}: {failure}")]
     Network {
+        /// The URL.
         url: String,
+        /// How it failed.
         #[source]
         failure: NetworkFailure,
     },
     /// A document or file broke a rule of its format.
     #[error("{file}: {rule}")]
-    Invalid { file: String, rule: String },
+    Invalid {
+        /// The document or file.
+        file: String,
+        /// The rule, in words.
+        rule: String,
+    },
     /// A JSON document does not parse.
     #[error("{file}: {source}")]
     Json {
+        /// The document.
         file: String,
+        /// Where and how it does not parse.
         #[source]
         source: serde_json::Error,
     },
     /// A package file does not read as HPKG.
     #[error("{}: {source}", path.display())]
     Package {
+        /// The package file.
         path: PathBuf,
+        /// Why it does not read.
         #[source]
         source: exos_hpkg::Error,
     },
@@ -74,17 +87,29 @@ pub enum RepoError {
     /// A delta did not apply.
     #[error("{file}: {source}")]
     Delta {
+        /// The delta.
         file: String,
+        /// Why it did not apply.
         #[source]
         source: Box<exos_delta::DeltaError>,
     },
     /// A signature, version, size or digest check failed.
     #[error("{file}: {rule}")]
-    Untrusted { file: String, rule: String },
+    Untrusted {
+        /// The document or file.
+        file: String,
+        /// The check it failed, in words.
+        rule: String,
+    },
     /// Signed metadata is past its expiry: a repository that stopped
     /// updating, or a replay of old metadata.
     #[error("{file} expired at {} (a repository that stopped updating, or a replay of old metadata)", utc(*at))]
-    Expired { file: String, at: u64 },
+    Expired {
+        /// The document.
+        file: String,
+        /// When it expired (seconds since the epoch).
+        at: u64,
+    },
     /// No repository of this name is configured.
     #[error("no repository named {0:?}")]
     UnknownRepository(String),
@@ -97,6 +122,7 @@ pub enum RepoError {
     /// The repository has no pinned root.
     #[error("{0}: no trusted root")]
     NoTrustedRoot(String),
+    /// A key or signature file could not be used.
     #[error(transparent)]
     Trust(#[from] exos_trust::TrustError),
 }
@@ -146,7 +172,14 @@ pub enum NetworkFailure {
     Status(u16),
     /// The server answered a range request with another status.
     #[error("the server answered HTTP {status} for bytes {start}-{end}")]
-    RangeStatus { status: u16, start: u64, end: u64 },
+    RangeStatus {
+        /// The status.
+        status: u16,
+        /// The first byte asked for.
+        start: u64,
+        /// The last byte asked for.
+        end: u64,
+    },
     /// The server sent the whole file for a range request.
     #[error("the server ignored the Range request (lazy mounts need HTTP Range support)")]
     RangeIgnored,
@@ -156,14 +189,22 @@ pub enum NetworkFailure {
     /// Reading the body failed.
     #[error("{source} after {got} of {size} bytes")]
     Interrupted {
+        /// Bytes received.
         got: u64,
+        /// Bytes expected.
         size: u64,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
     /// The connection closed before the body was complete.
     #[error("the connection ended after {got} of {size} bytes")]
-    EndedEarly { got: u64, size: u64 },
+    EndedEarly {
+        /// Bytes received.
+        got: u64,
+        /// Bytes expected.
+        size: u64,
+    },
 }
 
 impl NetworkFailure {

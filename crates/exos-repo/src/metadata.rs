@@ -26,12 +26,16 @@ pub const MAX_INDEX: u64 = 256 << 20;
 /// The roles whose keys a root names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// `root.json`: which keys sign which role.
     Root,
+    /// `index.json`: the packages.
     Index,
+    /// `timestamp.json`: which index is current.
     Timestamp,
 }
 
 impl Role {
+    /// The role's document file name.
     pub fn file(self) -> &'static str {
         match self {
             Role::Root => "root.json",
@@ -45,12 +49,16 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoleKeys {
+    /// Keys that sign `root.json` (and its successors).
     pub root: Vec<String>,
+    /// Keys that sign `index.json`.
     pub index: Vec<String>,
+    /// Keys that sign `timestamp.json`.
     pub timestamp: Vec<String>,
 }
 
 impl RoleKeys {
+    /// The keys of `role`.
     pub fn of(&self, role: Role) -> &[String] {
         match role {
             Role::Root => &self.root,
@@ -60,6 +68,7 @@ impl RoleKeys {
     }
 }
 
+/// `root.json`: the keys of each role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RootDoc {
@@ -67,29 +76,38 @@ pub struct RootDoc {
     /// replayed as another.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Goes up by one at each key change.
     pub version: u64,
     /// Seconds since the epoch.
     pub expires: u64,
+    /// The keys of each role.
     pub keys: RoleKeys,
 }
 
+/// `index.json`: every package the repository offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexDoc {
     /// Always `"exos-index"`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Goes up at each publication; never down.
     pub version: u64,
+    /// Seconds since the epoch.
     pub expires: u64,
+    /// The packages.
     pub packages: Vec<IndexEntry>,
 }
 
+/// One package of the index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexEntry {
     /// File name in the repository (no directories).
     pub file: String,
+    /// Its size.
     pub size: u64,
+    /// Its SHA-256.
     pub sha256: Sha256,
     /// Whether `FILE.minisig` (a package signature for trust policies) is
     /// published beside it.
@@ -116,18 +134,24 @@ pub struct DeltaRef {
     pub from: Sha256,
     /// File name in the repository (no directories).
     pub file: String,
+    /// The delta's size.
     pub size: u64,
+    /// The delta's SHA-256.
     pub sha256: Sha256,
 }
 
+/// `timestamp.json`: which index is current, re-signed often so a frozen mirror is noticed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimestampDoc {
     /// Always `"exos-timestamp"`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Goes up at each signing; never down.
     pub version: u64,
+    /// Seconds since the epoch (short: a day by default).
     pub expires: u64,
+    /// The current index.
     pub index: DocRef,
 }
 
@@ -135,13 +159,19 @@ pub struct TimestampDoc {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DocRef {
+    /// The document's version.
     pub version: u64,
+    /// Its size.
     pub size: u64,
+    /// Its SHA-256.
     pub sha256: Sha256,
 }
 
+/// `root.json`'s `type`.
 pub const ROOT_TYPE: &str = "exos-root";
+/// `index.json`'s `type`.
 pub const INDEX_TYPE: &str = "exos-index";
+/// `timestamp.json`'s `type`.
 pub const TIMESTAMP_TYPE: &str = "exos-timestamp";
 
 /// Parses a document and checks its type tag.
@@ -164,6 +194,7 @@ pub fn parse<T: for<'de> Deserialize<'de>>(
     Ok(doc)
 }
 
+/// Parses `root.json` (every role has a key, every key parses); `file` names it in errors.
 pub fn parse_root(bytes: &[u8], file: &str) -> Result<RootDoc, RepoError> {
     let r: RootDoc = parse(bytes, file, ROOT_TYPE, |d: &RootDoc| &d.kind)?;
     for role in [Role::Root, Role::Index, Role::Timestamp] {
@@ -181,6 +212,7 @@ pub fn parse_root(bytes: &[u8], file: &str) -> Result<RootDoc, RepoError> {
     Ok(r)
 }
 
+/// Parses `index.json` (package file names are plain `.hpkg` names); `file` names it in errors.
 pub fn parse_index(bytes: &[u8], file: &str) -> Result<IndexDoc, RepoError> {
     let idx: IndexDoc = parse(bytes, file, INDEX_TYPE, |d: &IndexDoc| &d.kind)?;
     for p in &idx.packages {
@@ -201,6 +233,7 @@ pub fn parse_index(bytes: &[u8], file: &str) -> Result<IndexDoc, RepoError> {
     Ok(idx)
 }
 
+/// Parses `timestamp.json`; `file` names it in errors.
 pub fn parse_timestamp(bytes: &[u8], file: &str) -> Result<TimestampDoc, RepoError> {
     parse(bytes, file, TIMESTAMP_TYPE, |d: &TimestampDoc| &d.kind)
 }

@@ -18,8 +18,11 @@ const DAY: u64 = 86_400;
 /// How long documents stay valid.
 #[derive(Debug, Clone, Copy)]
 pub struct Lifetimes {
+    /// How long `root.json` is valid.
     pub root_days: u64,
+    /// How long `index.json` is valid.
     pub index_days: u64,
+    /// How long `timestamp.json` is valid.
     pub timestamp_days: u64,
 }
 
@@ -37,13 +40,19 @@ impl Default for Lifetimes {
 /// repository info). Empty fields get defaults from the directory name.
 #[derive(Debug, Clone, Default)]
 pub struct HaikuInfo {
+    /// The repository's name.
     pub name: String,
+    /// Who publishes it.
     pub vendor: String,
+    /// One line about it.
     pub summary: String,
     /// `baseUrl`: where Haiku's package kit fetches packages from.
     pub base_url: String,
+    /// Haiku's identifier (a URL naming the repository).
     pub identifier: String,
+    /// Haiku's priority.
     pub priority: u8,
+    /// The architecture; when `None`, a kept `repo.info`'s, else the host's.
     pub architecture: Option<exos_hpkg::Architecture>,
 }
 
@@ -81,10 +90,15 @@ fn repo_info_text(i: &exos_hpkg::RepositoryInfo, other: &[String]) -> String {
 /// A delta `exos repo index` published.
 #[derive(Debug, Clone, Serialize)]
 pub struct PublishedDelta {
+    /// The delta's file name.
     pub file: String,
+    /// The old package's file name.
     pub from: String,
+    /// The new package's file name.
     pub to: String,
+    /// The delta's size.
     pub size: u64,
+    /// The new package's size.
     pub package_size: u64,
     /// Already made by an earlier run (same old and new packages).
     pub reused: bool,
@@ -93,13 +107,19 @@ pub struct PublishedDelta {
 /// What `exos repo index` wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct Published {
+    /// The repository directory.
     pub dir: PathBuf,
+    /// Packages indexed.
     pub packages: usize,
     /// Packages this run signed (their `.minisig` was missing).
     pub signed_now: usize,
+    /// The new index's version.
     pub index_version: u64,
+    /// The new timestamp's version.
     pub timestamp_version: u64,
+    /// When the timestamp expires (seconds since the epoch).
     pub expires: u64,
+    /// Deltas made or kept.
     pub deltas: Vec<PublishedDelta>,
 }
 

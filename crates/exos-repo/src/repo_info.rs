@@ -18,12 +18,19 @@ const MAX_LINES: usize = 256;
 /// field for are kept as they were, to be written back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepoInfoText {
+    /// `name`.
     pub name: String,
+    /// `vendor`.
     pub vendor: String,
+    /// `summary`.
     pub summary: String,
+    /// `priority`.
     pub priority: Option<u8>,
+    /// `baseurl`.
     pub base_url: String,
+    /// `identifier`.
     pub identifier: String,
+    /// `architecture`.
     pub architecture: String,
     /// Settings of other names, as written (`license "MIT"`, …).
     pub other: Vec<String>,

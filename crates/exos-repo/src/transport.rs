@@ -16,6 +16,7 @@ use crate::{NetworkFailure, RepoError};
 /// How long to wait for a connection and for each response.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
+    /// For the connection.
     pub connect: Duration,
     /// For the response head and for each read of the body.
     pub response: Duration,
@@ -69,11 +70,14 @@ const URL_NAME: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERI
 /// Where a repository is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
+    /// A local directory.
     Dir(PathBuf),
+    /// An `http://` or `https://` URL (no trailing `/`).
     Http(String),
 }
 
 impl Location {
+    /// Parses `file://PATH`, `http(s)://…` or a plain path.
     pub fn parse(url: &str) -> Result<Location, RepoError> {
         if let Some(p) = url.strip_prefix("file://") {
             return Ok(Location::Dir(PathBuf::from(p)));
@@ -106,6 +110,7 @@ impl Location {
 
 /// A client for one repository location.
 pub struct Transport {
+    /// Where the repository is.
     pub location: Location,
     agent: ureq::Agent,
 }
@@ -119,6 +124,7 @@ fn request_failed(url: &str, e: ureq::Error) -> RepoError {
 }
 
 impl Transport {
+    /// A transport to `location` with these timeouts.
     pub fn new(location: Location, timeouts: Timeouts) -> Transport {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_connect(Some(timeouts.connect))

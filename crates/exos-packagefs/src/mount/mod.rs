@@ -252,6 +252,7 @@ pub struct Mount {
     mountpoint: PathBuf,
     unmounter: SessionUnmounter,
     session: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    /// The report of the first build.
     pub initial: BuildReport,
     /// Receives a report after every live rebuild.
     pub reports: mpsc::Receiver<BuildReport>,

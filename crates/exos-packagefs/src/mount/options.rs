@@ -77,7 +77,9 @@ pub fn io_uring_available() -> Result<(), String> {
 /// How to mount.
 #[derive(Debug, Clone)]
 pub struct MountOptions {
+    /// The EXOS root.
     pub root: PathBuf,
+    /// Where to mount it.
     pub mountpoint: PathBuf,
     /// Decompressed-chunk cache, in bytes, shared by all packages.
     pub cache_bytes: u64,
@@ -85,6 +87,7 @@ pub struct MountOptions {
     pub threads: usize,
     /// How long the kernel may cache names and attributes.
     pub ttl: Duration,
+    /// APIs the host provides (for `uses`).
     pub host_apis: Vec<Provide>,
     /// Let users other than root see the mount (per-user views need it).
     pub allow_other: bool,
@@ -95,7 +98,9 @@ pub struct MountOptions {
     pub privileges: Privileges,
     /// Memory all active packages together may cost.
     pub memory_budget: u64,
+    /// How changes to the root are noticed.
     pub watch: WatchMode,
+    /// How extended attributes are answered.
     pub xattrs: XattrPolicy,
     /// Compute content digests in the background and serve identical files
     /// of different packages as one inode (one copy in the page cache).
@@ -114,12 +119,14 @@ pub struct MountOptions {
     /// (readers still go first: theirs are separate requests), so the
     /// mount soon works offline and a full read runs at the link's speed.
     pub prefetch: bool,
+    /// Whether to use FUSE over io_uring.
     pub io_uring: IoUringMode,
     /// Keys for sealed packages, and the layers they serve.
     pub keys: crate::activate::MountKeys,
 }
 
 impl MountOptions {
+    /// The defaults for mounting `root` at `mountpoint`.
     pub fn new(root: PathBuf, mountpoint: PathBuf) -> MountOptions {
         MountOptions {
             root,

@@ -207,9 +207,12 @@ fn is_mounted(fuse_device: &DevFuse) -> bool {
         let res = poll(slice::from_mut(&mut poll_fd), PollTimeout::ZERO);
         break match res {
             Ok(0) => true,
+            // The kernel's fuse_dev_poll reports POLLERR once the
+            // connection is dead (unmounted or aborted): mounted only
+            // without it (EXOS: upstream had this inverted, see EXOS.md).
             Ok(1) => poll_fd
                 .revents()
-                .is_some_and(|r| r.contains(PollFlags::POLLERR)),
+                .is_some_and(|r| !r.contains(PollFlags::POLLERR)),
             Ok(_) => unreachable!(),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(err) => {
@@ -299,5 +302,27 @@ mod test {
 
         // Filesystem may have been lazy unmounted, so we can't assert this:
         // assert!(!is_mounted(&file));
+    }
+
+    /// EXOS: once unmounted from outside, the device says so, and the
+    /// teardown leaves the mount point alone (a new file system may be
+    /// mounted there by then). Needs root (umount(2)).
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn unmounted_from_outside_is_not_mounted() {
+        use std::mem::ManuallyDrop;
+
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED: umount(2) needs root");
+            return;
+        }
+        let tmp = ManuallyDrop::new(tempfile::tempdir().unwrap());
+        let (file, mount) = Mount::new(tmp.path(), &[], SessionACL::default()).unwrap();
+        assert!(is_mounted(&file));
+        let path = std::ffi::CString::new(tmp.path().to_str().unwrap()).unwrap();
+        crate::mnt::libc_umount(&path).unwrap();
+        assert!(!is_mounted(&file), "the device still says mounted after umount(2)");
+        drop(mount);
+        std::mem::ManuallyDrop::<_>::into_inner(tmp);
     }
 }
