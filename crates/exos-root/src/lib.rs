@@ -80,13 +80,30 @@ impl fmt::Display for Layer {
 }
 
 impl FromStr for Layer {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Layer, String> {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Layer, NameError> {
         Layer::ALL
             .into_iter()
             .find(|l| l.name() == s)
-            .ok_or_else(|| format!("unknown layer {s:?} (system, common or user)"))
+            .ok_or_else(|| NameError::Layer(s.to_string()))
     }
+}
+
+/// A name, file name or digest that breaks its rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Not `system`, `common` or `user`.
+    #[error("unknown layer {0:?} (system, common or user)")]
+    Layer(String),
+    /// Not 64 hex digits.
+    #[error("{0:?} is not a SHA-256 (64 hex digits)")]
+    Sha256(String),
+    /// Not a plain `NAME.hpkg`.
+    #[error("{0:?} is not a package file name (NAME.hpkg, not hidden, no '/', spaces or control characters)")]
+    PackageFile(String),
+    /// Not a user name.
+    #[error("{0:?} is not a user name (letters, digits, '.', '_', '-', at most 32, not starting with '-' or '.')")]
+    UserName(String),
 }
 
 /// One value per layer.
@@ -173,11 +190,11 @@ impl fmt::Debug for Sha256 {
 }
 
 impl FromStr for Sha256 {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Sha256, String> {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Sha256, NameError> {
         hex::decode(s)
             .map(Sha256)
-            .ok_or_else(|| format!("{s:?} is not a SHA-256 (64 hex digits)"))
+            .ok_or_else(|| NameError::Sha256(s.to_string()))
     }
 }
 
@@ -203,7 +220,7 @@ pub struct PackageFile(String);
 
 impl PackageFile {
     /// Checks a package file name: one plain name ending in `.hpkg`.
-    pub fn new(name: impl Into<String>) -> Result<PackageFile, String> {
+    pub fn new(name: impl Into<String>) -> Result<PackageFile, NameError> {
         let name = name.into();
         let ok = name.len() > ".hpkg".len()
             && name.len() <= 255
@@ -214,9 +231,7 @@ impl PackageFile {
         if ok {
             Ok(PackageFile(name))
         } else {
-            Err(format!(
-                "{name:?} is not a package file name (NAME.hpkg, not hidden, no '/', spaces or control characters)"
-            ))
+            Err(NameError::PackageFile(name))
         }
     }
 
@@ -409,8 +424,8 @@ pub const TEMP_PREFIX: &str = ".exos-new-";
 pub struct UserName(String);
 
 impl TryFrom<String> for UserName {
-    type Error = String;
-    fn try_from(s: String) -> Result<UserName, String> {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<UserName, NameError> {
         UserName::new(s)
     }
 }
@@ -423,7 +438,7 @@ impl From<UserName> for String {
 
 impl UserName {
     /// Checks a user name: letters, digits, `.`, `_`, `-`, at most 32, not starting with `-` or `.`.
-    pub fn new(name: impl Into<String>) -> Result<UserName, String> {
+    pub fn new(name: impl Into<String>) -> Result<UserName, NameError> {
         let name = name.into();
         let ok = !name.is_empty()
             && name.len() <= 32
@@ -434,9 +449,7 @@ impl UserName {
         if ok {
             Ok(UserName(name))
         } else {
-            Err(format!(
-                "{name:?} is not a user name (letters, digits, '.', '_', '-', at most 32, not starting with '-' or '.')"
-            ))
+            Err(NameError::UserName(name))
         }
     }
 
