@@ -48,6 +48,7 @@ fn manager(e: &ManagerError) -> Option<String> {
             "say which with --layer".into()
         }
         ManagerError::ForcedByName => "drop --force".into(),
+        ManagerError::Held(names) => format!("`exos unhold {}` first", names.join(" ")),
         ManagerError::NoBlockCache => {
             "$HOME is not set: set EXOS_BLOCK_CACHE or give --block-cache DIR".into()
         }

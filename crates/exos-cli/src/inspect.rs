@@ -58,7 +58,16 @@ pub struct BuildArgs {
 
 #[derive(Args)]
 pub struct ListArgs {
-    file: PathBuf,
+    /// A package or repository index file (not with --installed).
+    #[arg(required_unless_present = "installed")]
+    file: Option<PathBuf>,
+    /// List the packages installed in a root instead: by layer, with
+    /// version, origin, size and whether installed by name or as a
+    /// dependency.
+    #[arg(long, conflicts_with_all = ["file", "attributes", "info", "paths"])]
+    installed: bool,
+    #[command(flatten)]
+    root: crate::RootArg,
     /// Also list each entry's file attributes.
     #[arg(short, long)]
     attributes: bool,
@@ -217,7 +226,9 @@ pub fn build(args: &BuildArgs, out: Out) -> Result<()> {
 }
 
 pub fn list(args: &ListArgs, out: Out) -> Result<()> {
-    let file = &args.file;
+    let Some(file) = &args.file else {
+        return crate::query::list_installed(args.root.path()?, out);
+    };
     let opts = listing::ListOptions {
         attributes: args.attributes,
         info_only: args.info,

@@ -21,11 +21,13 @@ pub mod manage;
 pub mod mount;
 pub mod output;
 pub mod overlay;
+pub mod query;
 pub mod repo;
 pub mod resolve;
 pub mod serve;
 pub mod settings;
 pub mod sources;
+pub mod suggest;
 pub mod trust;
 pub mod view;
 
@@ -36,5 +38,14 @@ use std::path::PathBuf;
 pub struct RootArg {
     /// The EXOS root (default: $EXOS_ROOT).
     #[arg(short, long, env = "EXOS_ROOT")]
-    pub root: PathBuf,
+    pub root: Option<PathBuf>,
+}
+
+impl RootArg {
+    /// The root given, or why there is none.
+    pub fn path(&self) -> anyhow::Result<&std::path::Path> {
+        self.root
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("which EXOS root? give -r ROOT or set $EXOS_ROOT"))
+    }
 }

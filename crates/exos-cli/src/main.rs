@@ -72,11 +72,66 @@ enum Command {
     Build(inspect::BuildArgs),
     /// List a package's attributes and entries (like Haiku's `package list`), or a repository's packages.
     List(inspect::ListArgs),
-    /// Show header, compression, sizes and package attributes.
+    /// Show an installed or available package by name (version, origin,
+    /// what it needs and what needs it), or a package or index file's
+    /// header, sizes and attributes.
     Info {
-        file: PathBuf,
+        #[arg(value_name = "NAME|FILE")]
+        target: PathBuf,
+        #[command(flatten)]
+        root: RootArg,
         #[command(flatten)]
         keys: keys::KeyArgs,
+    },
+    /// List the files an installed package holds (like `dpkg -L`).
+    Files {
+        name: String,
+        #[command(flatten)]
+        root: RootArg,
+        #[command(flatten)]
+        keys: keys::KeyArgs,
+    },
+    /// Which installed package holds a path (like `dpkg -S`): a path in a
+    /// layer (`/bin/hello`), or any file under an exos mount.
+    Owner {
+        path: String,
+        #[command(flatten)]
+        root: RootArg,
+        #[command(flatten)]
+        keys: keys::KeyArgs,
+    },
+    /// Why a package is installed: by name or as a dependency, and which
+    /// installed packages need it (by which requirement).
+    Why {
+        name: String,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Every state with its date, the command that made it and the
+    /// package files it added and removed.
+    History {
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Hold packages at their installed version (or within a range,
+    /// `'hello<2'`): upgrades leave them alone. No names: list the holds.
+    Hold {
+        names: Vec<String>,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Lift holds.
+    Unhold {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Remove packages installed as dependencies that nothing needs any
+    /// more (asks first, as apt does).
+    Autoremove {
+        #[command(flatten)]
+        change: manage::ChangeArgs,
     },
     /// Extract a package (or one path of it) into DIR.
     Extract {
@@ -378,7 +433,35 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
     match &cli.command {
         Command::Build(args) => inspect::build(args, out),
         Command::List(args) => inspect::list(args, out),
-        Command::Info { file, keys } => inspect::info(file, &keys.ring()?, out),
+        Command::Info { target, root, keys } => {
+            if exos_cli::query::looks_like_file(target) {
+                inspect::info(target, &keys.ring()?, out)
+            } else if root.root.is_none() {
+                anyhow::bail!(
+                    "{}: no such file; to show a package by name give -r ROOT or set $EXOS_ROOT",
+                    target.display()
+                )
+            } else {
+                exos_cli::query::info_name(&target.to_string_lossy(), root.path()?, out)
+            }
+        }
+        Command::Files { name, root, keys } => {
+            exos_cli::query::files(name, root.path()?, keys.ring()?, settings, out)
+        }
+        Command::Owner { path, root, keys } => {
+            exos_cli::query::owner(path, root.root.as_deref(), keys.ring()?, settings, out)
+        }
+        Command::Why { name, root } => exos_cli::query::why(name, root.path()?, out),
+        Command::History { root } => exos_cli::query::history(root.path()?, out),
+        Command::Hold { names, root } => exos_cli::query::hold(names, false, root.path()?, out),
+        Command::Unhold { names, root } => exos_cli::query::hold(names, true, root.path()?, out),
+        Command::Autoremove { change } => manage::change(
+            change,
+            exos_manager::Request::Autoremove,
+            Default::default(),
+            settings,
+            out,
+        ),
         Command::Extract {
             package,
             dir,
@@ -478,18 +561,18 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             settings,
             out,
         ),
-        Command::Rollback { state, root } => manage::rollback(&root.root, *state, out),
+        Command::Rollback { state, root } => manage::rollback(root.path()?, *state, out),
         Command::State(cmd) => manage::state(cmd, out),
         Command::Fetch {
             names,
             root,
             block_cache,
-        } => repo::fetch(&root.root, names, block_cache.as_deref(), settings, out),
-        Command::Gc { root, keep } => manage::gc(&root.root, *keep, out),
-        Command::Check { root, keys } => manage::check(&root.root, &keys.ring()?, out),
+        } => repo::fetch(root.path()?, names, block_cache.as_deref(), settings, out),
+        Command::Gc { root, keep } => manage::gc(root.path()?, *keep, out),
+        Command::Check { root, keys } => manage::check(root.path()?, &keys.ring()?, out),
         Command::Key(cmd) => trust::key(cmd, out),
         Command::Repo(cmd) => repo::repo(cmd, settings, out),
-        Command::Search { text, root } => repo::search(text, &root.root, out),
+        Command::Search { text, root } => repo::search(text, root.path()?, out),
         Command::Sign(args) => trust::sign(args, out),
         Command::Verify(args) => trust::verify(args, out),
         Command::Trust(cmd) => trust::trust(cmd, out),

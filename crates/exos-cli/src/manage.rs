@@ -79,6 +79,10 @@ pub struct ChangeReport<'a> {
     /// The new state's number; `null` for a dry run or when nothing changed.
     pub state: Option<u64>,
     pub plan: &'a Plan,
+    /// After a removal: packages installed as dependencies that nothing
+    /// needs any more (`exos autoremove` removes them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub autoremovable: Vec<String>,
 }
 
 /// Asks on the terminal, as apt does; false without one.
@@ -135,7 +139,9 @@ pub fn change(
         keys: args.keys.ring()?,
         from,
     };
+    check_names(args, &tx.request, repositories, settings)?;
     let described = tx.request.describe();
+    let removing = matches!(tx.request, Request::Remove { .. });
     let options = ChangeOptions {
         dry_run: args.dry_run,
         yes: args.yes,
@@ -145,7 +151,7 @@ pub fn change(
     };
     let frontend = Terminal { out };
     let changed = workflow::change(
-        &args.root.root,
+        args.root.path()?,
         tx,
         &options,
         &settings.for_changes(),
@@ -158,10 +164,18 @@ pub fn change(
     })?;
     let root = &changed.root;
     let plan = changed.outcome.plan();
+    // After a removal, what it left unneeded (as apt says).
+    let autoremovable = match (&changed.outcome, removing) {
+        (Outcome::Committed { .. }, true) => exos_manager::query::installed_packages(root)
+            .map(|all| exos_manager::query::autoremovable(&all))
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
     let report = |state| ChangeReport {
         dry_run: args.dry_run,
         state,
         plan,
+        autoremovable: autoremovable.clone(),
     };
     match &changed.outcome {
         Outcome::Unchanged(_) => out.report(&report(None), |_| "Nothing to do.\n".into()),
@@ -173,14 +187,108 @@ pub fn change(
                 )
         }),
         Outcome::Committed { state, .. } => out.report(&report(Some(*state)), |r| {
-            render_change(r, root)
+            let mut s = render_change(r, root)
                 + &format!(
                     "State {state}: {} ({} copied).\n",
                     plan.change,
                     bytes(plan.bytes_copied)
-                )
+                );
+            if !r.autoremovable.is_empty() {
+                s += &format!(
+                    "No longer needed (installed as dependencies): {}; `exos autoremove` removes them.\n",
+                    r.autoremovable.join(", ")
+                );
+            }
+            s
         }),
     }
+}
+
+/// Refuses a request naming a package nothing offers (and nothing
+/// installed has), with the names close to it — before any planning, so
+/// that the answer is "did you mean", never "--force".
+fn check_names(
+    args: &ChangeArgs,
+    request: &Request,
+    repositories: bool,
+    settings: &crate::settings::Settings,
+) -> Result<()> {
+    let asked: Vec<&str> = match request {
+        Request::InstallNames { names, .. } => names.iter().map(|d| d.api.as_str()).collect(),
+        Request::Remove { names } | Request::Upgrade { names, .. } => {
+            names.iter().map(String::as_str).collect()
+        }
+        _ => return Ok(()),
+    };
+    if asked.is_empty() {
+        return Ok(());
+    }
+    let root = args.root.path()?;
+    let mut known: Vec<(String, Option<String>, Vec<String>)> = Vec::new();
+    // A root that cannot be read is the workflow's to report.
+    let Ok(r) = Root::read_only(root) else {
+        return Ok(());
+    };
+    {
+        for p in exos_manager::query::installed_packages(&r)? {
+            let provides = p.manifest.provides.iter().map(|x| x.api.clone()).collect();
+            known.push((p.name, p.manifest.original_name, provides));
+        }
+    }
+    if matches!(
+        request,
+        Request::InstallNames { .. } | Request::Upgrade { .. }
+    ) {
+        for path in &args.available {
+            let files = if path.is_dir() {
+                exos_manager::package_files(path)?
+            } else {
+                vec![path.clone()]
+            };
+            for f in files {
+                let options = exos_hpkg::OpenOptions::with_keys(args.keys.ring()?);
+                if let Ok(pkg) = exos_hpkg::Package::open_with(&f, &options) {
+                    if let Ok(m) = exos_manifest::Manifest::from_package(&pkg) {
+                        let provides = m.provides.iter().map(|x| x.api.clone()).collect();
+                        known.push((m.name, m.original_name, provides));
+                    }
+                }
+            }
+        }
+        if repositories {
+            let client = exos_repo::Client::with_timeouts(root, settings.timeouts);
+            for o in client.offered().unwrap_or_default() {
+                let provides = o.manifest.provides.iter().map(|x| x.api.clone()).collect();
+                known.push((o.manifest.name, o.manifest.original_name, provides));
+            }
+        }
+    }
+    let matches = |n: &str| {
+        known.iter().any(|(name, original, provides)| {
+            name == n
+                || original.as_deref() == Some(n)
+                || (matches!(request, Request::InstallNames { .. })
+                    && provides.iter().any(|p| p == n))
+        })
+    };
+    for n in asked {
+        if !matches(n) {
+            let names: Vec<String> = known
+                .iter()
+                .map(|(name, original, _)| original.clone().unwrap_or_else(|| name.clone()))
+                .collect();
+            let scope = match request {
+                Request::Remove { .. } => " installed",
+                _ => "",
+            };
+            let mut e = crate::suggest::unknown_package(n, &names);
+            if !scope.is_empty() {
+                e = e.replacen("no package named", &format!("no{scope} package named"), 1);
+            }
+            bail!("{e}");
+        }
+    }
+    Ok(())
 }
 
 /// The terminal as a change's front end: asks as apt does, draws a
@@ -198,6 +306,7 @@ impl Frontend for Terminal {
             dry_run: false,
             state: None,
             plan,
+            autoremovable: Vec::new(),
         };
         eprint!("{}", render_change(&report, root));
         confirm("Do you want to continue?")
@@ -278,7 +387,7 @@ pub fn install_missing(
     settings: &crate::settings::Settings,
     out: Out,
 ) -> Result<()> {
-    let root = Root::read_only(&args.root.root)?;
+    let root = Root::read_only(args.root.path()?)?;
     let installed = exos_manager::installed(&root, &root.current()?)?;
     let host: Vec<exos_manifest::Provide> = args
         .host_api
@@ -479,7 +588,7 @@ pub struct StateSummary {
 pub fn state(cmd: &StateCommand, out: Out) -> Result<()> {
     match cmd {
         StateCommand::List { root } => {
-            let r = Root::read_only(&root.root)?;
+            let r = Root::read_only(root.path()?)?;
             let current = r.current_number()?;
             let rows = r
                 .states()?
@@ -511,7 +620,7 @@ pub fn state(cmd: &StateCommand, out: Out) -> Result<()> {
             })
         }
         StateCommand::Show { number, root } => {
-            let r = Root::read_only(&root.root)?;
+            let r = Root::read_only(root.path()?)?;
             let s = match number {
                 Some(n) => r.state(*n)?,
                 None => r.current()?,
@@ -519,7 +628,7 @@ pub fn state(cmd: &StateCommand, out: Out) -> Result<()> {
             out.result(&s, StateList::render)
         }
         StateCommand::Diff { a, b, root } => {
-            let r = Root::read_only(&root.root)?;
+            let r = Root::read_only(root.path()?)?;
             let sa = r.state(*a)?;
             let sb = match b {
                 Some(n) => r.state(*n)?,

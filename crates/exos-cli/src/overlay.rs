@@ -59,7 +59,7 @@ pub fn overlay(cmd: &OverlayCommand, out: Out) -> Result<()> {
             force,
             root,
         } => {
-            let r = exos_manager::Root::lock(&root.root)?;
+            let r = exos_manager::Root::lock(root.path()?)?;
             (
                 Some(exos_manager::add_overlay(&r, name, dir, *layer, *force)?),
                 "added",
@@ -67,7 +67,7 @@ pub fn overlay(cmd: &OverlayCommand, out: Out) -> Result<()> {
             )
         }
         OverlayCommand::Remove { name, layer, root } => {
-            let r = exos_manager::Root::lock(&root.root)?;
+            let r = exos_manager::Root::lock(root.path()?)?;
             (
                 Some(exos_manager::remove_overlay(&r, name, *layer)?),
                 "removed",
@@ -76,7 +76,7 @@ pub fn overlay(cmd: &OverlayCommand, out: Out) -> Result<()> {
         }
         OverlayCommand::List { root } => (None, "", root),
     };
-    let r = exos_manager::Root::read_only(&root.root)?;
+    let r = exos_manager::Root::read_only(root.path()?)?;
     let report = OverlayReport {
         changed,
         overlays: exos_manager::overlays(&r)?.overlays,

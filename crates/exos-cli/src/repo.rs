@@ -121,6 +121,9 @@ pub struct Found {
     pub summary: String,
     pub repository: String,
     pub size: u64,
+    /// The version installed, when the package is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub installed: Option<String>,
 }
 
 fn refreshed_text(r: &RefreshReport) -> String {
@@ -237,23 +240,23 @@ pub fn repo(cmd: &RepoCommand, settings: &crate::settings::Settings, out: Out) -
             priority,
             root,
         } => {
-            let _lock = exos_manager::Root::lock(&root.root)?;
+            let _lock = exos_manager::Root::lock(root.path()?)?;
             let key = crate::trust::public_key(key)?;
-            let r = client(&root.root).add(name, url, &key, *priority)?;
+            let r = client(root.path()?).add(name, url, &key, *priority)?;
             out.report(&RefreshReport { refreshed: vec![r] }, refreshed_text)
         }
         RepoCommand::Remove { name, root } => {
-            let _lock = exos_manager::Root::lock(&root.root)?;
-            Client::new(&root.root).remove(name)?;
+            let _lock = exos_manager::Root::lock(root.path()?)?;
+            Client::new(root.path()?).remove(name)?;
             out.report(
                 &RepoListing {
-                    repositories: Client::new(&root.root).config()?.repositories,
+                    repositories: Client::new(root.path()?).config()?.repositories,
                 },
                 |_| format!("removed repository {name}\n"),
             )
         }
         RepoCommand::List { root } => {
-            let c = Client::new(&root.root).config()?;
+            let c = Client::new(root.path()?).config()?;
             out.result(
                 &RepoListing {
                     repositories: c.repositories,
@@ -267,8 +270,8 @@ pub fn repo(cmd: &RepoCommand, settings: &crate::settings::Settings, out: Out) -
             )
         }
         RepoCommand::Refresh { names, root } => {
-            let _lock = exos_manager::Root::lock(&root.root)?;
-            let client = client(&root.root);
+            let _lock = exos_manager::Root::lock(root.path()?)?;
+            let client = client(root.path()?);
             let names: Vec<String> = if names.is_empty() {
                 client
                     .config()?
@@ -296,28 +299,54 @@ pub fn repo(cmd: &RepoCommand, settings: &crate::settings::Settings, out: Out) -
 /// (case-insensitive), newest first per name.
 pub fn search(text: &str, root: &Path, out: Out) -> Result<()> {
     let needle = text.to_lowercase();
-    let mut packages: Vec<Found> = Client::new(root)
+    let installed: std::collections::BTreeMap<String, String> = exos_manager::Root::read_only(root)
+        .and_then(|r| exos_manager::query::installed_packages(&r))
+        .map(|all| all.into_iter().map(|p| (p.name, p.version)).collect())
+        .unwrap_or_default();
+    let mut offered: Vec<exos_repo::OfferedPackage> = Client::new(root)
         .offered()?
         .into_iter()
         .filter(|p| {
-            p.manifest.name.to_lowercase().contains(&needle)
-                || p.manifest.summary.to_lowercase().contains(&needle)
+            let m = &p.manifest;
+            m.name.to_lowercase().contains(&needle)
+                || m.original_name
+                    .as_ref()
+                    .is_some_and(|n| n.to_lowercase().contains(&needle))
+                || m.summary.to_lowercase().contains(&needle)
         })
+        .collect();
+    offered.sort_by(|a, b| {
+        a.manifest
+            .name
+            .cmp(&b.manifest.name)
+            .then(b.manifest.version.compare(&a.manifest.version))
+    });
+    let packages: Vec<Found> = offered
+        .into_iter()
         .map(|p| Found {
-            name: p.manifest.name.clone(),
-            version: p.manifest.version.to_string(),
+            name: p
+                .manifest
+                .original_name
+                .clone()
+                .unwrap_or_else(|| p.manifest.name.clone()),
+            version: exos_manager::query::display_version(&p.manifest),
             summary: p.manifest.summary.clone(),
             repository: p.origin.repository.clone(),
             size: p.size(),
+            installed: installed.get(&p.manifest.name).cloned(),
         })
         .collect();
-    packages.sort_by(|a, b| a.name.cmp(&b.name).then(b.version.cmp(&a.version)));
     out.result(&SearchReport { packages }, |r| {
         r.packages
             .iter()
             .map(|p| {
+                let installed = match &p.installed {
+                    Some(v) if *v == p.version => ", installed".to_string(),
+                    Some(v) => format!(", {v} installed"),
+                    None => String::new(),
+                };
                 format!(
-                    "{} {}  {}  [{}, {}]\n",
+                    "{} {}  {}  [{}, {}{installed}]\n",
                     p.name,
                     p.version,
                     p.summary,

@@ -402,7 +402,7 @@ pub fn trust(cmd: &TrustCommand, out: Out) -> Result<()> {
         TrustCommand::Add { root, .. }
         | TrustCommand::Remove { root, .. }
         | TrustCommand::List { root }
-        | TrustCommand::Policy { root, .. } => &root.root,
+        | TrustCommand::Policy { root, .. } => root.path()?,
     };
     let layout = Layout::new(root);
     if !layout.exists() {

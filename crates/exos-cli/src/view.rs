@@ -86,11 +86,10 @@ pub fn shell(view: &ViewArgs) -> Result<()> {
 }
 
 fn spec(args: &ViewArgs) -> Result<ViewSpec> {
-    let root = args
-        .root
-        .root
+    let given = args.root.path()?;
+    let root = given
         .canonicalize()
-        .with_context(|| format!("{}: not an EXOS root", args.root.root.display()))?;
+        .with_context(|| format!("{}: not an EXOS root", given.display()))?;
     if !exos_root::Layout::new(&root).exists() {
         bail!("{}: not an EXOS root (exos init makes one)", root.display());
     }

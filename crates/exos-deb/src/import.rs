@@ -383,6 +383,11 @@ fn manifest_json(
     if value["homepage"].is_null() {
         value.as_object_mut().map(|m| m.remove("homepage"));
     }
+    // Debian names may hold '-', Haiku's may not: the name people type
+    // and read is kept beside the mapped one.
+    if let Some(debian) = p.get("package").filter(|d| *d != name) {
+        value["original_name"] = serde_json::Value::String(debian.to_string());
+    }
     Ok(value.to_string())
 }
 

@@ -31,6 +31,7 @@
 mod offer;
 mod overlay;
 mod plan;
+pub mod query;
 mod root;
 mod transaction;
 pub mod workflow;
@@ -110,8 +111,9 @@ pub enum Error {
         "a forced change applies exactly the files named; installing by name needs the resolver"
     )]
     ForcedByName,
-    /// An upgrade needs a consistent plan, which forcing skips.
-    #[error("upgrade cannot be forced: it needs a consistent plan")]
+    /// An upgrade (or autoremove) needs a consistent plan, which forcing
+    /// skips.
+    #[error("upgrade and autoremove cannot be forced: they need a consistent plan")]
     ForcedUpgrade,
     /// Two packages of a plan would have the same file name in a layer.
     #[error("two packages would both be {layer}/{file}")]
@@ -160,6 +162,9 @@ pub enum Error {
     /// A lazy record could not be read or written.
     #[error(transparent)]
     Lazy(#[from] exos_lazy::LazyError),
+    /// The plan would change or remove held packages.
+    #[error("held: {} (a held package is neither upgraded nor removed)", .0.join(", "))]
+    Held(Vec<String>),
     /// The plan removes packages the request did not name.
     #[error("this would also remove {0}")]
     NeedsConsent(String),

@@ -75,8 +75,15 @@ pub struct Plan {
     #[serde(skip)]
     pub origins: Vec<FromRepository>,
     /// What was offered and not taken, and why (a newer release from
-    /// another origin than the installed package's, for one).
+    /// another origin than the installed package's, a held package's).
     pub notes: Vec<String>,
+    /// Packages this plan installs only because others need them: marked
+    /// automatic at the commit (`exos autoremove` removes them once nothing
+    /// needs them).
+    pub automatic: Vec<String>,
+    /// Packages the request named: marked manual at the commit.
+    #[serde(skip)]
+    pub manual: Vec<String>,
 }
 
 impl Plan {

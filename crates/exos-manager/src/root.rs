@@ -314,7 +314,7 @@ impl Root {
             .iter()
             .map(|f| (f.sha256, f.origin.clone()))
             .collect();
-        self.record_origins(&origins)?;
+        self.record(&origins, &plan.automatic, &plan.manual)?;
         self.switch(plan.target.clone(), &plan.new, &plan.change)
     }
 
@@ -647,21 +647,47 @@ impl Root {
         Ok(report)
     }
 
-    /// Records where package files came from (in `packages.json`, before
-    /// any state names them: a crash may leave an origin no state uses,
-    /// which gc removes, never a state whose origins are unknown).
-    pub fn record_origins(&self, origins: &[(Sha256, exos_root::pkgdb::RepoOrigin)]) -> Result<()> {
-        if origins.is_empty() {
+    /// Records where package files came from and which packages were
+    /// installed automatically or by name (in `packages.json`, before any
+    /// state names them: a crash may leave an origin no state uses, which
+    /// gc removes, or a mark of a package not installed, which nothing
+    /// reads — never a state whose origins are unknown).
+    pub fn record(
+        &self,
+        origins: &[(Sha256, exos_root::pkgdb::RepoOrigin)],
+        automatic: &[String],
+        manual: &[String],
+    ) -> Result<()> {
+        if origins.is_empty() && automatic.is_empty() && manual.is_empty() {
             return Ok(());
         }
+        self.change_db(|db| {
+            for (sha, origin) in origins {
+                db.origins.insert(*sha, origin.clone());
+            }
+            db.automatic.extend(automatic.iter().cloned());
+            for name in manual {
+                db.automatic.remove(name);
+            }
+        })
+    }
+
+    /// Reads `packages.json`, changes it with `f` and writes it back
+    /// atomically (the root must be locked).
+    pub fn change_db(&self, f: impl FnOnce(&mut exos_root::pkgdb::PackageDb)) -> Result<()> {
         let path = self.layout.package_db();
         let mut db = exos_root::pkgdb::PackageDb::read(&path)?;
-        for (sha, origin) in origins {
-            db.origins.insert(*sha, origin.clone());
-        }
+        f(&mut db);
         write_atomically(&path, &db.render()).at(&path)?;
         crash_point();
         Ok(())
+    }
+
+    /// `packages.json`: origins, automatic marks, holds.
+    pub fn package_db(&self) -> Result<exos_root::pkgdb::PackageDb> {
+        Ok(exos_root::pkgdb::PackageDb::read(
+            &self.layout.package_db(),
+        )?)
     }
 }
 

@@ -5,7 +5,7 @@
 //! — including what it removes that nobody asked for and which essential
 //! packages it touches, so a front end can ask first.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use exos_manifest::Provide;
@@ -51,6 +51,9 @@ pub enum Request {
         /// The layer they go to.
         layer: Layer,
     },
+    /// Remove the automatic packages nothing kept needs any more (each
+    /// removal needs consent: the request names none of them).
+    Autoremove,
 }
 
 impl Request {
@@ -69,6 +72,7 @@ impl Request {
                 )
             }
             Request::Remove { names } => format!("remove {}", names.join(", ")),
+            Request::Autoremove => "autoremove".into(),
             Request::Upgrade { names, .. } if names.is_empty() => "upgrade".into(),
             Request::Upgrade { names, .. } => format!("upgrade {}", names.join(", ")),
         }
@@ -142,12 +146,30 @@ impl Transaction {
         };
         let change = self.describe(&requested);
         let requested_ids: Vec<usize> = (known.len()..known.len() + requested.len()).collect();
+        let installed_names: BTreeSet<String> = known
+            .iter()
+            .filter(|k| k.entry.is_some())
+            .map(|k| k.manifest.name.clone())
+            .collect();
+        let held = |name: &str| installed_names.contains(name) && db.holds.contains_key(name);
+        let mut held_asked: Vec<String> = requested
+            .iter()
+            .map(|k| k.manifest.name.clone())
+            .filter(|n| held(n))
+            .collect();
+        if let Request::Remove { names } = &self.request {
+            held_asked.extend(names.iter().filter(|n| held(n)).cloned());
+        }
+        if !held_asked.is_empty() {
+            return Err(Error::Held(held_asked));
+        }
         known.extend(requested);
+        let offers_start = known.len();
         let extra_layer = match &self.request {
             Request::Install { layer, .. }
             | Request::Upgrade { layer, .. }
             | Request::InstallNames { layer, .. } => *layer,
-            Request::Remove { .. } => Layer::System,
+            Request::Remove { .. } | Request::Autoremove => Layer::System,
         };
         known.extend(offers(
             &self.available,
@@ -195,10 +217,58 @@ impl Transaction {
                 .collect::<Result<Vec<_>>>()?,
         );
 
+        // A held package keeps its installed release, or moves only within
+        // its hold's range: other releases are no candidates.
+        let mut notes = notes;
+        let offered = known.split_off(offers_start);
+        for k in offered {
+            let name = &k.manifest.name;
+            let allowed = match db.holds.get(name) {
+                Some(range) if installed_names.contains(name) => {
+                    !range.is_empty()
+                        && exos_manifest::VersionRange::parse(range)
+                            .is_ok_and(|r| r.matches(Some(&k.manifest.version), None))
+                }
+                _ => true,
+            };
+            if allowed {
+                known.push(k);
+            } else {
+                let note = format!("{name} is held: {name} {} not taken", k.manifest.version);
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
+            }
+        }
         let (target, resolution) = if self.force {
             (self.forced_target(&current, &known, &requested_ids)?, None)
         } else {
-            let (target, mut plan) = self.resolved_target(&known, &requested_ids)?;
+            // Automatic packages nothing kept needs (`exos autoremove`).
+            let unneeded = match self.request {
+                Request::Autoremove => {
+                    let installed: Vec<&exos_manifest::Manifest> = known
+                        .iter()
+                        .filter(|k| k.entry.is_some())
+                        .map(|k| &k.manifest)
+                        .collect();
+                    let keep: Vec<bool> = installed
+                        .iter()
+                        .map(|m| !db.automatic.contains(&m.name) || held(&m.name))
+                        .collect();
+                    crate::query::unneeded(&installed, &keep)
+                }
+                _ => Vec::new(),
+            };
+            let (target, mut plan) = self.resolved_target(&known, &requested_ids, &unneeded)?;
+            for c in &mut plan.changes {
+                if let Change::Remove { reason, .. } = c {
+                    if matches!(self.request, Request::Autoremove)
+                        && *reason == exos_resolve::RemovalReason::Requested
+                    {
+                        *reason = exos_resolve::RemovalReason::Unneeded;
+                    }
+                }
+            }
             show_switches(&mut plan, &switched);
             (target, Some(plan))
         };
@@ -258,6 +328,14 @@ impl Transaction {
                 }) || target_has_name(&target, &known, &k.manifest.name),
             })
             .collect();
+        let held_leaving: Vec<String> = leaving
+            .iter()
+            .filter(|l| !l.upgraded && held(&l.known.manifest.name))
+            .map(|l| l.known.manifest.name.clone())
+            .collect();
+        if !held_leaving.is_empty() {
+            return Err(Error::Held(held_leaving));
+        }
         let name_of = |l: &Leaving| PackageName {
             name: l.known.manifest.name.clone(),
             version: l.known.manifest.version.clone(),
@@ -289,7 +367,36 @@ impl Transaction {
                 origin: r.origin.clone(),
             })
             .collect();
+        // Marks: what the request named is manual; what else arrives was
+        // pulled in, automatic.
+        let target_names: BTreeSet<&str> = known
+            .iter()
+            .filter(|k| {
+                k.entry.as_ref().is_some_and(|e| target.contains(e))
+                    || k.new.as_ref().is_some_and(|n| target.contains(&n.entry()))
+            })
+            .map(|k| k.manifest.name.as_str())
+            .collect();
+        let named: BTreeSet<String> = match &self.request {
+            Request::Install { .. } => requested_ids
+                .iter()
+                .map(|&i| known[i].manifest.name.clone())
+                .collect(),
+            Request::InstallNames { names, .. } => names.iter().map(|d| d.api.clone()).collect(),
+            _ => BTreeSet::new(),
+        };
+        let automatic = target_names
+            .iter()
+            .filter(|n| !installed_names.contains(**n) && !named.contains(**n))
+            .map(|n| n.to_string())
+            .collect();
+        let manual = named
+            .into_iter()
+            .filter(|n| target_names.contains(n.as_str()))
+            .collect();
         Ok(Plan {
+            automatic,
+            manual,
             downloads,
             change,
             resolution,
@@ -380,6 +487,7 @@ impl Transaction {
         &self,
         known: &[Known],
         requested: &[usize],
+        unneeded: &[String],
     ) -> Result<(Vec<StateEntry>, exos_resolve::Plan)> {
         let mut candidates: Vec<Candidate> = known
             .iter()
@@ -414,6 +522,7 @@ impl Transaction {
                     .collect(),
             ),
             Request::Remove { names } => exos_resolve::Request::Remove(names.clone()),
+            Request::Autoremove => exos_resolve::Request::Remove(unneeded.to_vec()),
             Request::Upgrade { names, .. } => exos_resolve::Request::Upgrade(names.clone()),
             Request::InstallNames { names, .. } => exos_resolve::Request::Install(names.clone()),
         };
@@ -471,7 +580,7 @@ impl Transaction {
                     .collect();
                 target.retain(|e| !doomed.contains(&e));
             }
-            Request::Upgrade { .. } => return Err(Error::ForcedUpgrade),
+            Request::Upgrade { .. } | Request::Autoremove => return Err(Error::ForcedUpgrade),
         }
         Ok(target)
     }

@@ -168,6 +168,24 @@ pub fn change(
         frontend.event(Event::Note(note.clone()));
     }
     if plan.is_empty() {
+        // Asking by name for a package installed as a dependency makes it
+        // manual, though nothing else changes (as apt does).
+        if !options.dry_run && !plan.manual.is_empty() {
+            let db = root.package_db()?;
+            let newly: Vec<String> = plan
+                .manual
+                .iter()
+                .filter(|n| db.automatic.contains(*n))
+                .cloned()
+                .collect();
+            if !newly.is_empty() {
+                root.record(&[], &[], &newly)?;
+                frontend.event(Event::Note(format!(
+                    "marked as installed by name: {}",
+                    newly.join(", ")
+                )));
+            }
+        }
         return Ok(Change {
             root,
             outcome: Outcome::Unchanged(plan),

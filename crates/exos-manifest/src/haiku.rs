@@ -117,6 +117,7 @@ impl Manifest {
             private: Vec::new(),
             command: None,
             original_version: None,
+            original_name: None,
         }
     }
 

@@ -32,3 +32,7 @@ pub const SCHEMA: &str = include_str!("../../../schema/manifest.schema.json");
 
 /// Name of the manifest file at a package's root.
 pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Files at a package's root that are metadata, not content: mounts keep
+/// them out of the layers' unions and show them under `.packages/NAME/`.
+pub const METADATA_FILES: [&str; 2] = [MANIFEST_FILE, ".PackageInfo"];

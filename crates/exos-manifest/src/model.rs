@@ -165,6 +165,20 @@ pub struct Manifest {
     /// with its epoch, `1:2.3-4`), when it had to be mapped to a Haiku one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub original_version: Option<String>,
+    /// The name as the package's origin wrote it (a Debian name with `-`,
+    /// which Haiku names cannot hold), when it had to be mapped. Accepted
+    /// wherever a name is typed, and shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_name: Option<String>,
+}
+
+impl Manifest {
+    /// Whether the package was made from another format whose versions it
+    /// keeps in `original_version` (an imported Debian package): ranges
+    /// typed against it are read in that format's syntax.
+    pub fn is_imported(&self) -> bool {
+        self.original_version.is_some()
+    }
 }
 
 fn architecture_name<S: serde::Serializer>(a: &Architecture, s: S) -> Result<S::Ok, S::Error> {

@@ -59,6 +59,8 @@ struct Raw<'a> {
     command: Present<'a>,
     #[serde(borrow, default)]
     original_version: Present<'a>,
+    #[serde(borrow, default)]
+    original_name: Present<'a>,
 }
 
 /// An optional string key. Unlike `Option`, `null` is refused: a key is
@@ -243,6 +245,8 @@ pub struct ManifestRef<'a> {
     pub command: Option<Cow<'a, str>>,
     /// The version as its origin wrote it.
     pub original_version: Option<Cow<'a, str>>,
+    /// The name as its origin wrote it.
+    pub original_name: Option<Cow<'a, str>>,
     summary: Option<Cow<'a, str>>,
     description: Option<Cow<'a, str>>,
     license: Option<Cow<'a, str>>,
@@ -314,6 +318,7 @@ impl<'a> ManifestRef<'a> {
             private: self.private.iter().map(|p| p.to_string()).collect(),
             command: self.command.as_deref().map(str::to_string),
             original_version: self.original_version.as_deref().map(str::to_string),
+            original_name: self.original_name.as_deref().map(str::to_string),
         };
         m.compact();
         m
@@ -560,6 +565,7 @@ fn check(raw: Raw) -> Result<ManifestRef, Invalid> {
             .map(|c| relative_path(&Key::Field("command"), c))
             .transpose()?,
         original_version: raw.original_version.0,
+        original_name: raw.original_name.0,
         summary: raw.summary.0,
         description: raw.description.0,
         license: raw.license.0,

@@ -33,6 +33,10 @@ use crate::view::{Kind, Source, View};
 /// Prefix under which Haiku file attributes appear as extended attributes
 /// (the convention of Haiku's Linux host tools; `exos build` reads it back).
 pub const XATTR_PREFIX: &str = "user.haiku.";
+/// The extended attribute naming the package a file comes from: `NAME
+/// VERSION LAYER /PATH` (`exos owner` reads it). Served whenever the mount
+/// serves extended attributes (see [`XattrPolicy`]).
+pub const PACKAGE_XATTR: &str = "user.exos.package";
 
 /// The current view, shared between the FUSE threads and whoever swaps in
 /// new views. Readers never wait (arc-swap): every request loads the view
@@ -398,6 +402,38 @@ impl PackageFs {
         let view = self.view();
         let index = view.lookup_ino(ino.0)?;
         Some((view, index))
+    }
+
+    /// The value of [`PACKAGE_XATTR`] for a package's entry: `NAME
+    /// VERSION LAYER /PATH` (the version as people know it, the path in
+    /// the package).
+    fn owner(view: &View, index: u32) -> Option<String> {
+        let Source::Entry { pkg, entry } = view.node(index).source else {
+            return None;
+        };
+        let p = &view.packages[pkg as usize];
+        let version = p
+            .manifest
+            .original_version
+            .clone()
+            .unwrap_or_else(|| p.manifest.version.to_string());
+        Some(format!(
+            "{} {version} {} /{}",
+            p.manifest.name,
+            p.layer,
+            p.package.entry(entry).path()
+        ))
+    }
+
+    /// Answers a getxattr: the size when asked for it, else the bytes.
+    fn reply_value(value: &[u8], size: u32, reply: ReplyXattr) {
+        if size == 0 {
+            reply.size(value.len() as u32)
+        } else if value.len() > size as usize {
+            reply.error(Errno::ERANGE)
+        } else {
+            reply.data(value)
+        }
     }
 
     fn xattrs(view: &View, index: u32) -> Vec<(String, Arc<ActivePackage>, usize)> {
@@ -828,6 +864,12 @@ impl Filesystem for PackageFs {
         let Some(name) = name.to_str() else {
             return reply.error(Errno::NO_XATTR);
         };
+        if name == PACKAGE_XATTR {
+            return match Self::owner(&view, index) {
+                Some(value) => Self::reply_value(value.as_bytes(), size, reply),
+                None => reply.error(Errno::NO_XATTR),
+            };
+        }
         let attrs = Self::xattrs(&view, index);
         let Some((_, package, i)) = attrs.iter().find(|(n, _, _)| n == name) else {
             return reply.error(Errno::NO_XATTR);
@@ -847,13 +889,7 @@ impl Filesystem for PackageFs {
                 return reply.error(Errno::EIO);
             }
         }
-        if size == 0 {
-            reply.size(value.len() as u32)
-        } else if value.len() > size as usize {
-            reply.error(Errno::ERANGE)
-        } else {
-            reply.data(&value)
-        }
+        Self::reply_value(&value, size, reply)
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
@@ -864,6 +900,10 @@ impl Filesystem for PackageFs {
             return reply.error(Errno::ENOENT);
         };
         let mut list = Vec::new();
+        if Self::owner(&view, index).is_some() {
+            list.extend_from_slice(PACKAGE_XATTR.as_bytes());
+            list.push(0);
+        }
         for (name, _, _) in Self::xattrs(&view, index) {
             list.extend_from_slice(name.as_bytes());
             list.push(0);

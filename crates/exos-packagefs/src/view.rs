@@ -196,9 +196,7 @@ pub const USERS: &str = "users";
 pub const MERGED_USERS: &str = "merged-users";
 const ROOT: u32 = 0;
 
-/// Files at a package's root that are metadata, not content: hidden from
-/// the union and shown under `.packages/<name>/`.
-const METADATA_FILES: [&str; 2] = [exos_manifest::MANIFEST_FILE, ".PackageInfo"];
+use exos_manifest::METADATA_FILES;
 
 /// Node kind as the filesystem reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -118,6 +118,7 @@ pub fn host_api(api: &str, version: Option<Version>) -> Candidate {
         private: Vec::new(),
         command: None,
         original_version: None,
+        original_name: None,
     };
     Candidate {
         manifest,

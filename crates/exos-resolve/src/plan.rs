@@ -50,6 +50,9 @@ pub enum RemovalReason {
     ConflictsWith(String),
     /// One of its requirements is no longer met (the requirement's text).
     Unmet(String),
+    /// Installed only as a dependency, and nothing needs it any more
+    /// (set by the package manager for `autoremove`).
+    Unneeded,
     /// It could not stay beside the new set (e.g. its slot is taken by the
     /// version another package needs).
     Displaced,
@@ -69,6 +72,7 @@ impl std::fmt::Display for RemovalReason {
             RemovalReason::ConflictsWith(p) => write!(f, "conflicts with {p}"),
             RemovalReason::Unmet(r) => write!(f, "its requirement {r} can no longer be met"),
             RemovalReason::Displaced => f.write_str("cannot stay beside the new set"),
+            RemovalReason::Unneeded => f.write_str("no longer needed"),
         }
     }
 }

@@ -1,24 +1,32 @@
 //! `system/state/packages.json`: what the root remembers about installed
 //! packages outside the numbered states, so that a rollback keeps it —
 //! where each installed package file came from (its *origin*: the
-//! repository and the root key pinned for it when it was installed).
+//! repository and the root key pinned for it when it was installed), which
+//! packages were installed only as dependencies (*automatic*: `exos
+//! autoremove` removes them once nothing needs them), and which are *held*
+//! (`exos hold`: upgrades leave them alone).
 //!
 //! ```json
-//! {"origins": {"<sha256>": {"repository": "main", "key": "RWQ…"}}}
+//! {"origins": {"<sha256>": {"repository": "main", "key": "RWQ…"}},
+//!  "automatic": ["libfoo"],
+//!  "holds": {"hello": ""}}
 //! ```
 //!
-//! One parser ([`PackageDb::parse`]), bounded (4 MiB, 1,000,000 origins),
-//! unknown fields refused; written atomically by the package manager.
+//! One parser ([`PackageDb::parse`]), bounded (4 MiB, 1,000,000 origins,
+//! marks and holds), unknown fields refused; written atomically by the
+//! package manager.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::{Sha256, StateError};
 
 /// Larger files are refused before parsing.
 pub const MAX_FILE: u64 = 4 << 20;
-/// At most this many origins.
+/// At most this many origins (and as many automatic marks, and holds).
 pub const MAX_ORIGINS: usize = 1_000_000;
+/// Longest package name or hold range kept.
+const MAX_NAME: usize = 255;
 
 /// Where a package file came from: a repository, known by its name and
 /// the root key pinned for it (`exos repo add`). A repository removed and
@@ -46,6 +54,15 @@ pub struct PackageDb {
     /// installed from a path have none.
     #[serde(default)]
     pub origins: BTreeMap<Sha256, RepoOrigin>,
+    /// Names of packages installed only because others needed them.
+    /// Packages not listed were asked for (or installed before marks
+    /// existed): they stay until removed by name.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub automatic: BTreeSet<String>,
+    /// Held packages, by name: upgrades leave them alone. The value is a
+    /// version range they may still move within (`<2`), empty for none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub holds: BTreeMap<String, String>,
 }
 
 impl PackageDb {
@@ -68,6 +85,23 @@ impl PackageDb {
                 "{} origins, at most {MAX_ORIGINS}",
                 db.origins.len()
             )));
+        }
+        if db.automatic.len() > MAX_ORIGINS || db.holds.len() > MAX_ORIGINS {
+            return Err(err(format!(
+                "{} automatic marks and {} holds, at most {MAX_ORIGINS} each",
+                db.automatic.len(),
+                db.holds.len()
+            )));
+        }
+        let bad_name =
+            |n: &str| n.is_empty() || n.len() > MAX_NAME || n.chars().any(|c| c.is_control());
+        if let Some(n) = db.automatic.iter().find(|n| bad_name(n)) {
+            return Err(err(format!("automatic: package name {n:?}")));
+        }
+        for (name, range) in &db.holds {
+            if bad_name(name) || range.len() > MAX_NAME || range.chars().any(|c| c.is_control()) {
+                return Err(err(format!("holds: {name:?} {range:?}")));
+            }
         }
         for (sha, o) in &db.origins {
             let name_ok = !o.repository.is_empty()
@@ -139,6 +173,8 @@ mod tests {
                 key: "RWQabc".into(),
             },
         );
+        db.automatic.insert("libfoo".into());
+        db.holds.insert("hello".into(), "<2".into());
         let text = String::from_utf8(db.render()).unwrap();
         assert_eq!(parse(&text).unwrap(), db);
         assert_eq!(parse("{}").unwrap(), PackageDb::default());
@@ -156,6 +192,8 @@ mod tests {
                 "not a SHA-256",
             ),
             (r#"{"extra":1}"#.to_string(), "unknown field"),
+            (r#"{"automatic":[""]}"#.to_string(), "automatic"),
+            (r#"{"holds":{"a\u0001":""}}"#.to_string(), "holds"),
             ("[".to_string(), "EOF"),
         ];
         for (text, rule) in cases {

@@ -1,0 +1,278 @@
+//! The daily loop of a package manager, as a user types it: what is
+//! installed and why, its files, which package holds a path, the history,
+//! holds, automatic packages and autoremove, "did you mean".
+
+mod support;
+use support::*;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A root with app (requires lib) installed by name from a directory of
+/// packages, lib pulled in, and other installed from its file.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    pk: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path();
+    let pk = work.join("pk");
+    package(work, &pk, r#"{"name":"lib","version":"1.0"}"#, "lib");
+    package(
+        work,
+        &pk,
+        r#"{"name":"app","version":"1.0","requires":["lib>=1.0"]}"#,
+        "app",
+    );
+    package(work, &pk, r#"{"name":"other","version":"1.0"}"#, "other");
+    let newer = work.join("newer");
+    package(
+        work,
+        &newer,
+        r#"{"name":"other","version":"2.0"}"#,
+        "other 2",
+    );
+    let root = work.join("root");
+    ok(&["init", "-q", s(&root)]);
+    ok(&["install", "-q", "app", "-a", s(&pk), "-r", s(&root)]);
+    ok(&[
+        "install",
+        "-q",
+        s(&pk.join("other-1.0.hpkg")),
+        "-r",
+        s(&root),
+    ]);
+    Fixture {
+        _tmp: tmp,
+        root,
+        pk,
+    }
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(&all)).unwrap()
+}
+
+fn installed(root: &Path) -> Vec<(String, bool, bool)> {
+    json(&["list", "--installed", "-r", s(root)])["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["automatic"].as_bool().unwrap(),
+                p.get("held").is_some(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn what_is_installed_why_and_what_it_holds() {
+    let f = fixture();
+    let r = s(&f.root);
+    assert_eq!(
+        installed(&f.root),
+        [
+            ("app".to_string(), false, false),
+            ("lib".to_string(), true, false),
+            ("other".to_string(), false, false)
+        ]
+    );
+    let text = ok(&["list", "--installed", "-r", r]);
+    assert!(
+        text.contains("lib 1.0  [local, ") && text.contains("automatic]"),
+        "{text}"
+    );
+    // why: lib was pulled in by app's requirement.
+    let why = json(&["why", "lib", "-r", r]);
+    assert_eq!(why["installed"], "automatic");
+    assert_eq!(why["required_by"][0]["package"], "app");
+    assert_eq!(why["required_by"][0]["requirement"], "lib >=1.0");
+    // info of an installed package by name.
+    let info = json(&["info", "lib", "-r", r]);
+    assert_eq!(info["kind"], "installed");
+    assert_eq!(info["layer"], "system");
+    assert_eq!(info["required_by"][0]["package"], "app");
+    // files, like dpkg -L: metadata under .packages/NAME/.
+    let files = ok(&["files", "app", "-r", r]);
+    assert!(files.lines().any(|l| l == "/share/app"), "{files}");
+    assert!(
+        files.lines().any(|l| l == "/.packages/app/manifest.json"),
+        "{files}"
+    );
+    // owner, like dpkg -S.
+    let owner = json(&["owner", "/share/lib", "-r", r]);
+    assert_eq!(owner["owners"][0]["package"], "lib");
+    let o = exos(&["owner", "/share/nothing", "-r", r]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text_of(&o).contains("no installed package holds it"));
+    // history names each state's change and files.
+    let h = json(&["history", "-r", r]);
+    let last = h.as_array().unwrap().last().unwrap();
+    assert_eq!(last["current"], true);
+    assert!(last["change"]
+        .as_str()
+        .unwrap()
+        .starts_with("install other"));
+    assert_eq!(last["added"][0], "system/other-1.0.hpkg");
+}
+
+fn text_of(o: &std::process::Output) -> String {
+    format!("{}{}", text(&o.stdout), text(&o.stderr))
+}
+
+#[test]
+fn a_misspelled_name_gets_a_suggestion_and_never_force() {
+    let f = fixture();
+    let r = s(&f.root);
+    for args in [
+        vec!["info", "aap", "-r", r],
+        vec!["why", "aap", "-r", r],
+        vec!["files", "aap", "-r", r],
+    ] {
+        let o = exos(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let t = text_of(&o);
+        assert!(
+            t.contains("no package named aap; did you mean app?"),
+            "{args:?}: {t}"
+        );
+    }
+    let pk = s(&f.pk);
+    for args in [
+        vec!["install", "aap", "-a", pk, "-r", r],
+        vec!["remove", "aap", "-r", r],
+    ] {
+        let o = exos(&args);
+        assert_ne!(o.status.code(), Some(0), "{args:?}");
+        let t = text_of(&o);
+        assert!(t.contains("did you mean app?"), "{args:?}: {t}");
+        assert!(!t.contains("--force"), "{args:?}: {t}");
+    }
+}
+
+#[test]
+fn autoremove_removes_what_only_removed_packages_needed_after_asking() {
+    let f = fixture();
+    let r = s(&f.root);
+    let out = ok(&["remove", "app", "-r", r]);
+    assert!(
+        out.contains("No longer needed (installed as dependencies): lib"),
+        "{out}"
+    );
+    // Without a terminal and without --yes, autoremove asks and so
+    // refuses, as a removal of what was not named does.
+    let o = exos(&["autoremove", "-r", r]);
+    assert_eq!(o.status.code(), Some(1), "{}", text_of(&o));
+    assert!(text_of(&o).contains("--yes"), "{}", text_of(&o));
+    let plan = json(&["autoremove", "--dry-run", "-r", r]);
+    assert_eq!(
+        plan["plan"]["resolution"]["changes"][0]["reason"],
+        "no longer needed"
+    );
+    ok(&["autoremove", "-y", "-r", r]);
+    assert_eq!(installed(&f.root), [("other".to_string(), false, false)]);
+    // Installing an automatic package by name makes it manual.
+    ok(&["install", "-q", "app", "-a", s(&f.pk), "-r", r]);
+    ok(&["install", "-q", "lib", "-a", s(&f.pk), "-r", r]);
+    assert!(installed(&f.root).contains(&("lib".to_string(), false, false)));
+}
+
+#[test]
+fn a_held_package_is_neither_upgraded_nor_removed_and_the_hold_survives_rollback() {
+    let f = fixture();
+    let r = s(&f.root);
+    let newer = f.pk.parent().unwrap().join("newer");
+    ok(&["hold", "other", "-r", r]);
+    assert!(installed(&f.root).contains(&("other".to_string(), false, true)));
+    let plan = json(&["upgrade", "-a", s(&newer), "-r", r]);
+    assert!(
+        plan["plan"]["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("other is held"),
+        "{plan}"
+    );
+    assert!(plan["state"].is_null(), "{plan}");
+    let o = exos(&["remove", "other", "-r", r]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text_of(&o).contains("`exos unhold other` first"),
+        "{}",
+        text_of(&o)
+    );
+    // A rollback does not lift it.
+    ok(&["rollback", "-q", "-r", r]);
+    ok(&["rollback", "-q", "2", "-r", r]);
+    assert_eq!(json(&["hold", "-r", r])["holds"]["other"], "");
+    // A hold with a range lets upgrades within it through.
+    ok(&["hold", "other<3", "-r", r]);
+    ok(&["upgrade", "-q", "-a", s(&newer), "-r", r]);
+    let info = json(&["info", "other", "-r", r]);
+    assert_eq!(info["version"], "2.0");
+    assert_eq!(info["held"], "<3");
+    ok(&["unhold", "other", "-r", r]);
+    ok(&["remove", "-q", "other", "-r", r]);
+    let o = exos(&["unhold", "other", "-r", r]);
+    assert!(text_of(&o).contains("not held"));
+}
+
+#[test]
+fn a_missing_root_says_how_to_give_one() {
+    let o = exos_env(&["list", "--installed"], &[]);
+    let t = text_of(&o);
+    if std::env::var_os("EXOS_ROOT").is_none() {
+        assert!(t.contains("give -r ROOT or set $EXOS_ROOT"), "{t}");
+    }
+}
+
+#[test]
+fn the_owner_of_a_mounted_file_is_read_from_the_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let f = fixture();
+    let mnt = f.root.parent().unwrap().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    for xattrs in [false, true] {
+        let pid = f.root.parent().unwrap().join("m.pid");
+        let mut args = vec![
+            "mount",
+            s(&f.root),
+            s(&mnt),
+            "--daemon",
+            "--pid-file",
+            s(&pid),
+        ];
+        if xattrs {
+            args.push("--xattrs");
+        }
+        ok(&args);
+        let file = mnt.join("merged/share/lib");
+        let said = json(&["owner", s(&file)]);
+        assert_eq!(
+            said["owners"][0]["package"], "lib",
+            "xattrs {xattrs}: {said}"
+        );
+        assert_eq!(said["owners"][0]["path"], "/share/lib");
+        if xattrs {
+            // Tools ask the file system directly (getfattr is in attr,
+            // which scripts/setup.sh installs).
+            let v = std::process::Command::new("getfattr")
+                .args(["--only-values", "-n", "user.exos.package", s(&file)])
+                .output()
+                .expect("getfattr runs");
+            assert!(v.status.success(), "{}", text(&v.stderr));
+            assert_eq!(text(&v.stdout), "lib 1.0 system /share/lib");
+        }
+        ok(&["unmount", s(&mnt)]);
+        assert!(wait_until(|| !pid.exists()));
+    }
+}
