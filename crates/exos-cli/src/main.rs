@@ -430,6 +430,9 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
 fn run(cli: &Cli, out: Out) -> Result<()> {
     // The environment, read once here and passed down.
     let settings = &exos_cli::settings::Settings::from_env();
+    for problem in &settings.problems {
+        out.note(format_args!("{problem}"));
+    }
     match &cli.command {
         Command::Build(args) => inspect::build(args, out),
         Command::List(args) => inspect::list(args, out),
@@ -502,65 +505,43 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             ..
         } => {
             // A name, unless it is a file or looks like one.
-            let is_file = |p: &PathBuf| p.exists() || p.to_string_lossy().ends_with(".hpkg");
-            let request = if packages.iter().all(is_file) {
-                exos_manager::Request::Install {
+            let is_file = |p: &PathBuf| {
+                p.exists() || p.extension().is_some_and(|e| e == "hpkg" || e == "deb")
+            };
+            if let Some(deb) = packages
+                .iter()
+                .find(|p| p.extension().is_some_and(|e| e == "deb"))
+            {
+                anyhow::bail!(
+                    "{}: a Debian package; convert it first: exos import-deb {} -o DIR, then install DIR's .hpkg",
+                    deb.display(),
+                    deb.display()
+                );
+            }
+            if packages.iter().all(is_file) {
+                let request = exos_manager::Request::Install {
                     files: packages.clone(),
                     layer: *layer,
-                }
+                };
+                manage::change(change, request, Default::default(), settings, out)
             } else if packages.iter().any(is_file) {
                 anyhow::bail!(
                     "install: give package files or package names, not both (files can go to -a)"
                 );
             } else {
-                // `REPO/NAME`: take NAME from repository REPO.
-                let mut from = std::collections::BTreeMap::new();
-                let mut names = Vec::new();
-                for p in packages {
-                    let text = p.to_string_lossy();
-                    let spec = match text.split_once('/') {
-                        Some((repo, spec)) if !repo.is_empty() => {
-                            let dep = exos_manifest::Dependency::parse(spec)
-                                .map_err(|e| anyhow::anyhow!("install: {e}"))?;
-                            from.insert(dep.api.clone(), repo.to_string());
-                            dep
-                        }
-                        _ => exos_manifest::Dependency::parse(&text)
-                            .map_err(|e| anyhow::anyhow!("install: {e}"))?,
-                    };
-                    names.push(spec);
-                }
-                let request = exos_manager::Request::InstallNames {
-                    names,
-                    layer: *layer,
-                };
-                return manage::change(change, request, from, settings, out);
-            };
-            manage::change(change, request, Default::default(), settings, out)
+                let specs: Vec<String> = packages
+                    .iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect();
+                manage::install_names(change, &specs, *layer, settings, out)
+            }
         }
-        Command::Remove { names, change } => manage::change(
-            change,
-            exos_manager::Request::Remove {
-                names: names.clone(),
-            },
-            Default::default(),
-            settings,
-            out,
-        ),
+        Command::Remove { names, change } => manage::by_names(change, names, None, settings, out),
         Command::Upgrade {
             names,
             layer,
             change,
-        } => manage::change(
-            change,
-            exos_manager::Request::Upgrade {
-                names: names.clone(),
-                layer: *layer,
-            },
-            Default::default(),
-            settings,
-            out,
-        ),
+        } => manage::by_names(change, names, Some(*layer), settings, out),
         Command::Rollback { state, root } => manage::rollback(root.path()?, *state, out),
         Command::State(cmd) => manage::state(cmd, out),
         Command::Fetch {

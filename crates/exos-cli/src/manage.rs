@@ -38,14 +38,20 @@ pub struct ChangeArgs {
     #[arg(long = "host-api", value_name = "API[=VERSION]")]
     host_api: Vec<String>,
     /// Install packages from repositories without downloading them: a
-    /// mount fetches each verified 64 KiB block when it is first read
-    /// (HTTP Range) into the block cache (`exos fetch` gets the rest).
+    /// mount fetches each verified block (16 KiB unless the repository
+    /// chose another size) when it is first read (HTTP Range) into the
+    /// block cache (`exos fetch` gets the rest).
     #[arg(long)]
     pub lazy: bool,
     /// Take the named packages from this repository, whatever repository
     /// the installed ones came from (like `exos install REPO/NAME`).
     #[arg(long, value_name = "REPO")]
     pub from: Option<String>,
+    /// Refresh every repository's metadata first, however recent (by
+    /// default an install by name or an upgrade refreshes metadata older
+    /// than $EXOS_METADATA_MAX_AGE, one day unless set).
+    #[arg(long)]
+    pub refresh: bool,
     #[command(flatten)]
     pub keys: crate::keys::KeyArgs,
 }
@@ -83,6 +89,11 @@ pub struct ChangeReport<'a> {
     /// needs any more (`exos autoremove` removes them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub autoremovable: Vec<String>,
+    /// For installs by name and upgrades: the repositories configured and
+    /// those whose metadata is stale (older than the maximum age, and the
+    /// refresh failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<workflow::MetadataFreshness>,
 }
 
 /// Asks on the terminal, as apt does; false without one.
@@ -99,10 +110,51 @@ fn confirm(question: &str) -> bool {
     matches!(line.trim(), "y" | "Y" | "yes" | "Yes")
 }
 
+/// Carries out `request` on the root of `args`; `typed` is the request
+/// as the user typed it, for the state's history (default: described
+/// from the request).
 pub fn change(
     args: &ChangeArgs,
     request: Request,
     mut from: std::collections::BTreeMap<String, String>,
+    settings: &crate::settings::Settings,
+    out: Out,
+) -> Result<()> {
+    change_typed(args, request, &mut from, None, None, settings, out)
+}
+
+/// Before an install by name or an upgrade from repositories: refreshes
+/// metadata older than the maximum age (all of it with `--refresh`; none
+/// on a dry run). `None` when the root cannot be read (the change says so).
+fn refresh_stale(
+    args: &ChangeArgs,
+    settings: &crate::settings::Settings,
+    out: Out,
+) -> Result<Option<workflow::MetadataFreshness>> {
+    let root = args.root.path()?;
+    if Root::read_only(root).is_err() {
+        return Ok(None);
+    }
+    let max_age = match (args.dry_run, args.refresh) {
+        (true, _) => None,
+        (false, true) => Some(std::time::Duration::ZERO),
+        (false, false) => settings.metadata_max_age,
+    };
+    let frontend = Terminal { out };
+    Ok(Some(workflow::refresh_stale(
+        root,
+        max_age,
+        settings.timeouts,
+        &frontend,
+    )?))
+}
+
+fn change_typed(
+    args: &ChangeArgs,
+    request: Request,
+    from: &mut std::collections::BTreeMap<String, String>,
+    typed: Option<String>,
+    metadata: Option<&workflow::MetadataFreshness>,
     settings: &crate::settings::Settings,
     out: Out,
 ) -> Result<()> {
@@ -137,11 +189,12 @@ pub fn change(
         force: args.force,
         remote: Vec::new(),
         keys: args.keys.ring()?,
-        from,
+        from: std::mem::take(from),
+        typed,
     };
-    check_names(args, &tx.request, repositories, settings)?;
     let described = tx.request.describe();
     let removing = matches!(tx.request, Request::Remove { .. });
+    let upgrading = matches!(tx.request, Request::Upgrade { .. });
     let options = ChangeOptions {
         dry_run: args.dry_run,
         yes: args.yes,
@@ -176,9 +229,10 @@ pub fn change(
         state,
         plan,
         autoremovable: autoremovable.clone(),
+        metadata: metadata.cloned(),
     };
     match &changed.outcome {
-        Outcome::Unchanged(_) => out.report(&report(None), |_| "Nothing to do.\n".into()),
+        Outcome::Unchanged(_) => out.report(&report(None), |r| nothing_to_do(r, upgrading)),
         Outcome::DryRun(_) => out.result(&report(None), |r| {
             render_change(r, root)
                 + &format!(
@@ -204,91 +258,290 @@ pub fn change(
     }
 }
 
-/// Refuses a request naming a package nothing offers (and nothing
-/// installed has), with the names close to it — before any planning, so
-/// that the answer is "did you mean", never "--force".
-fn check_names(
-    args: &ChangeArgs,
-    request: &Request,
-    repositories: bool,
-    settings: &crate::settings::Settings,
-) -> Result<()> {
-    let asked: Vec<&str> = match request {
-        Request::InstallNames { names, .. } => names.iter().map(|d| d.api.as_str()).collect(),
-        Request::Remove { names } | Request::Upgrade { names, .. } => {
-            names.iter().map(String::as_str).collect()
-        }
-        _ => return Ok(()),
+/// "2 hours ago", for a time in seconds since the epoch.
+fn since(at: Option<u64>) -> String {
+    let Some(at) = at else {
+        return "never (it was never refreshed)".into();
     };
-    if asked.is_empty() {
-        return Ok(());
-    }
-    let root = args.root.path()?;
-    let mut known: Vec<(String, Option<String>, Vec<String>)> = Vec::new();
-    // A root that cannot be read is the workflow's to report.
-    let Ok(r) = Root::read_only(root) else {
-        return Ok(());
+    let age = exos_repo::now().saturating_sub(at);
+    let (n, unit) = match age {
+        0..=119 => (age, "second"),
+        120..=7199 => (age / 60, "minute"),
+        7200..=172_799 => (age / 3600, "hour"),
+        _ => (age / 86_400, "day"),
     };
-    {
-        for p in exos_manager::query::installed_packages(&r)? {
-            let provides = p.manifest.provides.iter().map(|x| x.api.clone()).collect();
-            known.push((p.name, p.manifest.original_name, provides));
-        }
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
+/// "Nothing to do", never hiding why an install or upgrade found nothing
+/// new: no repositories, or metadata that could not be refreshed.
+fn nothing_to_do(r: &ChangeReport, upgrading: bool) -> String {
+    let mut s = String::from("Nothing to do.\n");
+    let Some(m) = &r.metadata else {
+        return s;
+    };
+    if m.repositories == 0 && upgrading {
+        s += "No repositories are configured, so nothing newer is known (`exos repo add NAME URL` adds one; -a DIR offers package files).\n";
     }
-    if matches!(
-        request,
-        Request::InstallNames { .. } | Request::Upgrade { .. }
-    ) {
-        for path in &args.available {
-            let files = if path.is_dir() {
-                exos_manager::package_files(path)?
-            } else {
-                vec![path.clone()]
-            };
-            for f in files {
-                let options = exos_hpkg::OpenOptions::with_keys(args.keys.ring()?);
-                if let Ok(pkg) = exos_hpkg::Package::open_with(&f, &options) {
-                    if let Ok(m) = exos_manifest::Manifest::from_package(&pkg) {
-                        let provides = m.provides.iter().map(|x| x.api.clone()).collect();
-                        known.push((m.name, m.original_name, provides));
+    for stale in &m.stale {
+        s += &format!(
+            "{}'s metadata is stale: it was refreshed {} and refreshing failed ({}); newer packages may exist.\n",
+            stale.repository,
+            since(stale.refreshed),
+            stale.why
+        );
+    }
+    s
+}
+
+/// The packages a request may name: installed ones, and for installs
+/// and upgrades the `-a` files and the repositories' offers.
+struct Catalog {
+    /// (name, original name, provides, imported).
+    known: Vec<(String, Option<String>, Vec<String>, bool)>,
+    /// Why the repositories' offers could not be read, if they could not:
+    /// an unknown name then reports this instead of "no package named".
+    offers_failed: Option<anyhow::Error>,
+}
+
+impl Catalog {
+    /// What `args` and the root make known for `request`; `None` when
+    /// the root cannot be read (the workflow reports that).
+    fn gather(
+        args: &ChangeArgs,
+        installs: bool,
+        repositories: bool,
+        settings: &crate::settings::Settings,
+    ) -> Result<Option<Catalog>> {
+        let root = args.root.path()?;
+        let Ok(r) = Root::read_only(root) else {
+            return Ok(None);
+        };
+        let entry = |m: exos_manifest::Manifest| {
+            let provides = m.provides.iter().map(|x| x.api.clone()).collect();
+            let imported = m.is_imported();
+            (m.name, m.original_name, provides, imported)
+        };
+        let mut known: Vec<_> = exos_manager::query::installed_packages(&r)?
+            .into_iter()
+            .map(|p| entry(p.manifest))
+            .collect();
+        let mut offers_failed = None;
+        if installs {
+            for path in &args.available {
+                let files = if path.is_dir() {
+                    exos_manager::package_files(path)?
+                } else {
+                    vec![path.clone()]
+                };
+                for f in files {
+                    let options = exos_hpkg::OpenOptions::with_keys(args.keys.ring()?);
+                    if let Ok(pkg) = exos_hpkg::Package::open_with(&f, &options) {
+                        if let Ok(m) = exos_manifest::Manifest::from_package(&pkg) {
+                            known.push(entry(m));
+                        }
                     }
                 }
             }
-        }
-        if repositories {
-            let client = exos_repo::Client::with_timeouts(root, settings.timeouts);
-            for o in client.offered().unwrap_or_default() {
-                let provides = o.manifest.provides.iter().map(|x| x.api.clone()).collect();
-                known.push((o.manifest.name, o.manifest.original_name, provides));
+            if repositories {
+                let client = exos_repo::Client::with_timeouts(root, settings.timeouts);
+                match client.offered() {
+                    Ok(offers) => known.extend(offers.into_iter().map(|o| entry(o.manifest))),
+                    Err(e) => offers_failed = Some(e.into()),
+                }
             }
         }
+        Ok(Some(Catalog {
+            known,
+            offers_failed,
+        }))
     }
-    let matches = |n: &str| {
-        known.iter().any(|(name, original, provides)| {
-            name == n
-                || original.as_deref() == Some(n)
-                || (matches!(request, Request::InstallNames { .. })
-                    && provides.iter().any(|p| p == n))
+
+    /// The name packages use for `typed` (an imported package's Debian
+    /// name maps to its stored one), and whether that package was
+    /// imported (its ranges are in Debian's syntax).
+    fn name(&self, typed: &str) -> (String, bool) {
+        let by_original = self
+            .known
+            .iter()
+            .find(|k| k.1.as_deref() == Some(typed))
+            .map(|k| k.0.clone());
+        let name = by_original.unwrap_or_else(|| typed.to_string());
+        let imported = self.known.iter().any(|k| k.0 == name && k.3);
+        (name, imported)
+    }
+
+    /// Whether anything answers to `name` (by name, or for installs by an
+    /// API it provides).
+    fn knows(&self, name: &str, by_api: bool) -> bool {
+        self.known.iter().any(|(n, original, provides, _)| {
+            n == name
+                || original.as_deref() == Some(name)
+                || (by_api && provides.iter().any(|p| p == name))
         })
-    };
-    for n in asked {
-        if !matches(n) {
-            let names: Vec<String> = known
-                .iter()
-                .map(|(name, original, _)| original.clone().unwrap_or_else(|| name.clone()))
-                .collect();
-            let scope = match request {
-                Request::Remove { .. } => " installed",
-                _ => "",
-            };
-            let mut e = crate::suggest::unknown_package(n, &names);
-            if !scope.is_empty() {
-                e = e.replacen("no package named", &format!("no{scope} package named"), 1);
+    }
+
+    /// "no package named X; did you mean Y?"
+    fn unknown(&mut self, name: &str, installed_only: bool) -> anyhow::Error {
+        if let Some(e) = self.offers_failed.take() {
+            return e.context(format!(
+                "{name} is not installed and the repositories' offers cannot be read"
+            ));
+        }
+        let names: Vec<String> = self
+            .known
+            .iter()
+            .map(|(n, original, _, _)| original.clone().unwrap_or_else(|| n.clone()))
+            .collect();
+        let mut e = crate::suggest::unknown_package(name, &names);
+        if installed_only {
+            e = e.replacen("no package named", "no installed package named", 1);
+        }
+        anyhow::anyhow!("{e}")
+    }
+}
+
+/// Splits `name<range>` at the range's first operator.
+fn split_spec(spec: &str) -> (&str, &str) {
+    let at = spec
+        .find(|c: char| "<>=!~^ ".contains(c))
+        .unwrap_or(spec.len());
+    (spec[..at].trim(), spec[at..].trim())
+}
+
+/// A range typed in Debian's syntax (`>=1.6`, `=1.6-2.1+deb12u3`, `<<2`,
+/// several joined by `,`) as the same range over the packages' mapped
+/// versions, which order exactly as dpkg orders Debian's.
+fn debian_range(range: &str) -> Result<String> {
+    let mut terms = Vec::new();
+    for term in range.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let (op, version) = [
+            ("<<", "<"),
+            (">>", ">"),
+            (">=", ">="),
+            ("<=", "<="),
+            ("!=", "!="),
+            ("=", "="),
+            ("<", "<"),
+            (">", ">"),
+        ]
+        .iter()
+        .find_map(|(typed, ours)| term.strip_prefix(typed).map(|v| (*ours, v.trim())))
+        .ok_or_else(|| {
+            anyhow::anyhow!("{term:?}: an imported package's range takes <<, <=, =, >=, >> (or <, >, !=) and a Debian version")
+        })?;
+        let v = exos_deb::version::DebVersion::parse(version)
+            .map_err(|e| anyhow::anyhow!("{version:?}: not a Debian version: {e}"))?;
+        terms.push(format!("{op}{}", v.to_haiku()));
+    }
+    Ok(terms.join(", "))
+}
+
+impl Catalog {
+    /// `spec` (`name`, `name>=1.0`, an imported package's Debian name and
+    /// range) as a dependency on the name packages use.
+    fn dependency(&self, spec: &str) -> Result<exos_manifest::Dependency> {
+        let (typed, range) = split_spec(spec);
+        let (name, imported) = self.name(typed);
+        let range = if imported && !range.is_empty() {
+            debian_range(range)?
+        } else {
+            range.to_string()
+        };
+        exos_manifest::Dependency::parse(&format!("{name}{range}"))
+            .map_err(|e| anyhow::anyhow!("{spec}: {e}"))
+    }
+}
+
+/// `exos install NAME[RANGE]...` (and `REPO/NAME`): names and ranges read
+/// against what is known (Debian names and ranges for imported packages),
+/// an unknown name refused with the names close to it.
+pub fn install_names(
+    args: &ChangeArgs,
+    specs: &[String],
+    layer: exos_root::Layer,
+    settings: &crate::settings::Settings,
+    out: Out,
+) -> Result<()> {
+    let metadata = refresh_stale(args, settings, out)?;
+    let mut catalog = Catalog::gather(args, true, true, settings)?;
+    let mut from = std::collections::BTreeMap::new();
+    let mut names = Vec::new();
+    for text in specs {
+        let (repo, spec) = match text.split_once('/') {
+            Some((repo, spec)) if !repo.is_empty() => (Some(repo), spec),
+            _ => (None, text.as_str()),
+        };
+        let dep = match &mut catalog {
+            Some(c) => {
+                let dep = c.dependency(spec)?;
+                if !c.knows(&dep.api, true) {
+                    return Err(c.unknown(split_spec(spec).0, false));
+                }
+                dep
             }
-            bail!("{e}");
+            None => exos_manifest::Dependency::parse(spec)
+                .map_err(|e| anyhow::anyhow!("install: {e}"))?,
+        };
+        if let Some(repo) = repo {
+            from.insert(dep.api.clone(), repo.to_string());
+        }
+        names.push(dep);
+    }
+    change_typed(
+        args,
+        Request::InstallNames { names, layer },
+        &mut from,
+        Some(format!("install {}", specs.join(", "))),
+        metadata.as_ref(),
+        settings,
+        out,
+    )
+}
+
+/// `exos remove NAME...` / `exos upgrade [NAME...]`: names read against
+/// what is installed (and for upgrades offered), Debian names included.
+pub fn by_names(
+    args: &ChangeArgs,
+    names: &[String],
+    upgrade: Option<exos_root::Layer>,
+    settings: &crate::settings::Settings,
+    out: Out,
+) -> Result<()> {
+    let from_repositories = upgrade.is_some() && args.available.is_empty();
+    let metadata = match from_repositories {
+        true => refresh_stale(args, settings, out)?,
+        false => None,
+    };
+    let mut catalog = Catalog::gather(args, upgrade.is_some(), upgrade.is_some(), settings)?;
+    let mut mapped = Vec::new();
+    for n in names {
+        match &mut catalog {
+            Some(c) => {
+                if !c.knows(n, false) {
+                    return Err(c.unknown(n, upgrade.is_none()));
+                }
+                mapped.push(c.name(n).0);
+            }
+            None => mapped.push(n.clone()),
         }
     }
-    Ok(())
+    let request = match upgrade {
+        Some(layer) => Request::Upgrade {
+            names: mapped,
+            layer,
+        },
+        None => Request::Remove { names: mapped },
+    };
+    change_typed(
+        args,
+        request,
+        &mut Default::default(),
+        None,
+        metadata.as_ref(),
+        settings,
+        out,
+    )
 }
 
 /// The terminal as a change's front end: asks as apt does, draws a
@@ -307,6 +560,7 @@ impl Frontend for Terminal {
             state: None,
             plan,
             autoremovable: Vec::new(),
+            metadata: None,
         };
         eprint!("{}", render_change(&report, root));
         confirm("Do you want to continue?")
@@ -340,6 +594,27 @@ impl Frontend for Terminal {
                 } else {
                     String::new()
                 }
+            )),
+            Event::Refreshed {
+                repository,
+                index_changed,
+            } => out.note(format_args!(
+                "refreshed {repository}'s metadata ({})",
+                if index_changed {
+                    "a new index"
+                } else {
+                    "unchanged"
+                }
+            )),
+            Event::RefreshFailed(stale) => out.note(format_args!(
+                "could not refresh {}'s metadata ({}); using what it said {}",
+                stale.repository,
+                stale.why,
+                since(stale.refreshed)
+            )),
+            Event::FromStore { packages } => out.note(format_args!(
+                "{packages} package{} taken from the root's store (installed before), not downloaded",
+                if packages == 1 { "" } else { "s" }
             )),
             Event::Lazy { packages, cache } => out.note(format_args!(
                 "{packages} packages installed lazily (blocks fetched when read, cached in {})",
@@ -457,10 +732,18 @@ fn render_change(r: &ChangeReport, root: &Root) -> String {
                         format!("install   {package}{}\n", from(package))
                     }
                     exos_resolve::Change::Upgrade { from: old, to } => {
-                        format!("upgrade   {old} -> {}{}\n", to.version, from(to))
+                        format!(
+                            "upgrade   {old} -> {}{}\n",
+                            crate::resolve::shown_version(to),
+                            from(to)
+                        )
                     }
                     exos_resolve::Change::Downgrade { from: old, to } => {
-                        format!("downgrade {old} -> {}{}\n", to.version, from(to))
+                        format!(
+                            "downgrade {old} -> {}{}\n",
+                            crate::resolve::shown_version(to),
+                            from(to)
+                        )
                     }
                     exos_resolve::Change::Remove { package, reason } => {
                         format!("remove    {package} ({reason})\n")

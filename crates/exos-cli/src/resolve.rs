@@ -90,6 +90,7 @@ pub fn run(args: &ResolveArgs, out: Out) -> Result<()> {
         loader.add(host.manifest, host.origin);
     }
     let installed = loader.installed;
+    let originals = std::mem::take(&mut loader.originals);
     let universe = loader.finish();
     let load_seconds = load_started.elapsed().as_secs_f64();
     let outcome = exos_resolve::resolve(&universe, &request);
@@ -109,10 +110,18 @@ pub fn run(args: &ResolveArgs, out: Out) -> Result<()> {
             m.bytes as f64 / (1 << 20) as f64
         );
     }
-    let (plan, _) = outcome?;
+    let (mut plan, _) = outcome?;
+    plan.name_originals(|id| originals.get(&id.0).cloned().unwrap_or((None, None)));
     out.result(&ResolveReport { plan: &plan }, |r| {
         render(r.plan, out.quiet)
     })
+}
+
+/// A package's version as people know it (its origin's, when mapped).
+pub fn shown_version(p: &exos_resolve::PackageRef) -> String {
+    p.original_version
+        .clone()
+        .unwrap_or_else(|| p.version.to_string())
 }
 
 fn origin_text(o: &Origin) -> String {
@@ -135,7 +144,7 @@ pub fn render(plan: &Plan, quiet: bool) -> String {
         .map(|c| match c {
             Change::Install { package } => package.to_string().len(),
             Change::Upgrade { from, to } | Change::Downgrade { from, to } => {
-                format!("{from} -> {}", to.version).len()
+                format!("{from} -> {}", shown_version(to)).len()
             }
             Change::Remove { package, .. } => package.to_string().len(),
         })
@@ -156,7 +165,7 @@ pub fn render(plan: &Plan, quiet: bool) -> String {
                 n_upgrade += 1;
                 (
                     "upgrade",
-                    format!("{from} -> {}", to.version),
+                    format!("{from} -> {}", shown_version(to)),
                     format!("from {}", origin_text(&to.origin)),
                 )
             }
@@ -164,7 +173,7 @@ pub fn render(plan: &Plan, quiet: bool) -> String {
                 n_upgrade += 1;
                 (
                     "downgrade",
-                    format!("{from} -> {}", to.version),
+                    format!("{from} -> {}", shown_version(to)),
                     format!("from {}", origin_text(&to.origin)),
                 )
             }

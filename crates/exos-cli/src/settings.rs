@@ -1,10 +1,12 @@
 //! Settings resolved once, at the edge: everything the environment decides
-//! (`EXOS_BLOCK_CACHE`, `EXOS_EXEC_CACHE`, `EXOS_NET_TIMEOUT`, `HOME`,
+//! (`EXOS_BLOCK_CACHE`, `EXOS_EXEC_CACHE`, `EXOS_NET_TIMEOUT`,
+//! `EXOS_METADATA_MAX_AGE`, `HOME`,
 //! `XDG_CACHE_HOME`, whether the process is root) is read here and passed
 //! down; no library reads the environment.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use exos_repo::Timeouts;
 
@@ -26,6 +28,44 @@ pub struct Settings {
     /// Network timeouts: `EXOS_NET_TIMEOUT` seconds for each, else the
     /// defaults.
     pub timeouts: Timeouts,
+    /// How old repository metadata may be before an install by name or an
+    /// upgrade refreshes it: `EXOS_METADATA_MAX_AGE` (`90`, `30m`, `6h`,
+    /// `2d`; `0`: always; `never`: only `exos repo refresh`), else a day.
+    pub metadata_max_age: Option<Duration>,
+    /// Variables that were set but could not be read (said once, defaults
+    /// used instead).
+    pub problems: Vec<String>,
+}
+
+/// The default [`Settings::metadata_max_age`]: a day, as apt's daily
+/// update timer and dnf's `metadata_expire` (48 h) are of that order.
+pub const DEFAULT_METADATA_MAX_AGE: Duration = Duration::from_secs(86_400);
+
+/// `90`, `90s`, `30m`, `6h`, `2d` or `never` (`None`).
+pub fn parse_age(text: &str) -> Result<Option<Duration>, String> {
+    let text = text.trim();
+    if text == "never" {
+        return Ok(None);
+    }
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?}: an age is a number with s, m, h or d, or \"never\""
+            ))
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: an age is a number with s, m, h or d, or \"never\""))?;
+    Ok(Some(Duration::from_secs(n.saturating_mul(scale))))
 }
 
 /// What [`Settings`] are made from: the variables and who runs.
@@ -37,6 +77,7 @@ pub struct Environment {
     pub block_cache: Option<OsString>,
     pub exec_cache: Option<OsString>,
     pub net_timeout: Option<OsString>,
+    pub metadata_max_age: Option<OsString>,
 }
 
 impl Environment {
@@ -50,6 +91,7 @@ impl Environment {
             block_cache: var("EXOS_BLOCK_CACHE"),
             exec_cache: var("EXOS_EXEC_CACHE"),
             net_timeout: var("EXOS_NET_TIMEOUT"),
+            metadata_max_age: var("EXOS_METADATA_MAX_AGE"),
         }
     }
 }
@@ -82,10 +124,23 @@ impl Settings {
             .and_then(|v| v.to_str()?.parse::<u64>().ok())
             .map(Timeouts::all)
             .unwrap_or_default();
+        let mut problems = Vec::new();
+        let metadata_max_age = match &env.metadata_max_age {
+            None => Some(DEFAULT_METADATA_MAX_AGE),
+            Some(v) => match parse_age(&v.to_string_lossy()) {
+                Ok(age) => age,
+                Err(e) => {
+                    problems.push(format!("EXOS_METADATA_MAX_AGE={e}; using a day"));
+                    Some(DEFAULT_METADATA_MAX_AGE)
+                }
+            },
+        };
         Settings {
             block_cache: cache(&env.block_cache, "blocks"),
             exec_cache: cache(&env.exec_cache, "exec"),
             timeouts,
+            metadata_max_age,
+            problems,
         }
     }
 
@@ -140,5 +195,22 @@ mod tests {
         });
         assert_eq!(s.block_cache.unwrap(), PathBuf::from("/b"));
         assert_eq!(s.timeouts.connect, std::time::Duration::from_secs(3));
+        assert_eq!(s.metadata_max_age, Some(DEFAULT_METADATA_MAX_AGE));
+    }
+
+    #[test]
+    fn metadata_age_is_read_with_units_and_bad_values_are_said() {
+        assert_eq!(parse_age("90"), Ok(Some(Duration::from_secs(90))));
+        assert_eq!(parse_age("30m"), Ok(Some(Duration::from_secs(1800))));
+        assert_eq!(parse_age("2d"), Ok(Some(Duration::from_secs(172_800))));
+        assert_eq!(parse_age("0"), Ok(Some(Duration::ZERO)));
+        assert_eq!(parse_age("never"), Ok(None));
+        assert!(parse_age("1w").is_err() && parse_age("h").is_err());
+        let s = Settings::from(&Environment {
+            metadata_max_age: Some("soon".into()),
+            ..Default::default()
+        });
+        assert_eq!(s.metadata_max_age, Some(DEFAULT_METADATA_MAX_AGE));
+        assert!(s.problems[0].contains("EXOS_METADATA_MAX_AGE"));
     }
 }

@@ -19,6 +19,9 @@ pub struct Loader {
     builder: UniverseBuilder,
     /// Candidates loaded as installed.
     pub installed: usize,
+    /// Original names and versions (imported Debian packages'), by
+    /// candidate, for showing plans.
+    pub originals: std::collections::HashMap<u32, (Option<String>, Option<String>)>,
 }
 
 impl Loader {
@@ -28,6 +31,7 @@ impl Loader {
             quiet,
             builder: UniverseBuilder::new(),
             installed: 0,
+            originals: Default::default(),
         }
     }
 
@@ -41,6 +45,15 @@ impl Loader {
 
     pub fn add(&mut self, manifest: Manifest, origin: Origin) {
         let id = self.next_id(&origin);
+        if manifest.original_name.is_some() || manifest.original_version.is_some() {
+            self.originals.insert(
+                id.0,
+                (
+                    manifest.original_name.clone(),
+                    manifest.original_version.clone(),
+                ),
+            );
+        }
         self.builder.add(&Candidate {
             manifest,
             origin,

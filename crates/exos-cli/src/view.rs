@@ -151,13 +151,18 @@ fn exec(spec: &ViewSpec, program: OsString, args: Vec<OsString>) -> Result<()> {
     let mut command = std::process::Command::new(&program);
     command
         .args(&args)
-        .envs(entered.env)
+        .envs(entered.env.iter().cloned())
         .current_dir(&entered.cwd);
+    let path = entered
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone());
     let error = command.exec();
     if error.kind() == std::io::ErrorKind::NotFound {
         eprintln!(
-            "exos: {}: not found in the view",
-            Path::new(&program).display()
+            "exos: {}",
+            exos_view::not_found_reason(&program, path.as_deref())
         );
         std::process::exit(127);
     }

@@ -937,3 +937,103 @@ fn repo_index_keeps_a_hand_written_repo_info() {
         "repo.info:2: an unterminated quote",
     );
 }
+
+/// Makes the root's kept metadata of `main` look `days` old.
+fn age_metadata(root: &Path, days: u32) {
+    let kept = root.join("system/state/repos/main/timestamp.json");
+    let st = Command::new("touch")
+        .args(["-d", &format!("{days} days ago"), s(&kept)])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn old_metadata_is_refreshed_stale_metadata_is_named_and_the_store_serves_offline() {
+    if !nginx_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let repo = publish(w);
+    let nginx = Nginx::serve(&repo.dir);
+    let r = root(w, "root");
+    add_repo(s(&r), &nginx.url(), s(&repo.public));
+    ok(&["install", "-q", "app", "-r", s(&r)]);
+    let publish_lib = |version: &str| {
+        package(
+            w,
+            &repo.dir,
+            &format!(
+                r#"{{"name":"lib","version":"{version}","provides":[{{"api":"libapi","version":"1.0"}}]}}"#
+            ),
+            "lib\n",
+        );
+        ok(&["repo", "index", "-q", s(&repo.dir), "-k", s(&repo.key)]);
+    };
+    // Metadata younger than the maximum age (a day) is used as it is, as
+    // apt uses its lists until `apt update`…
+    publish_lib("1.1");
+    let out = ok(&["upgrade", "-r", s(&r)]);
+    assert!(out.contains("Nothing to do"), "{out}");
+    assert!(!state(&r).contains("lib-1.1"));
+    // …older metadata is refreshed first, as flatpak and dnf do.
+    age_metadata(&r, 2);
+    let o = exos(&["upgrade", "-r", s(&r)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("refreshed main's metadata (a new index)"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(state(&r).contains("lib-1.1"), "{}", state(&r));
+    // A maximum age of 0 (or --refresh) refreshes whatever the age.
+    publish_lib("1.2");
+    let o = exos_env(&["upgrade", "-r", s(&r)], &[("EXOS_METADATA_MAX_AGE", "0")]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(state(&r).contains("lib-1.2"), "{}", state(&r));
+    publish_lib("1.3");
+    ok(&["upgrade", "-q", "--refresh", "-r", s(&r)]);
+    assert!(state(&r).contains("lib-1.3"), "{}", state(&r));
+    // A bad maximum age is said, and the default used.
+    let o = exos_env(
+        &["upgrade", "-r", s(&r)],
+        &[("EXOS_METADATA_MAX_AGE", "soon")],
+    );
+    assert!(o.status.success() && text(&o.stderr).contains("EXOS_METADATA_MAX_AGE"));
+
+    // The server is gone and the metadata is old: "Nothing to do" says
+    // the metadata is stale instead of hiding it.
+    drop(nginx);
+    age_metadata(&r, 3);
+    let o = exos(&["upgrade", "-r", s(&r)]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("could not refresh main's metadata"), "{err}");
+    assert!(
+        out.contains("Nothing to do") && out.contains("main's metadata is stale"),
+        "{out}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["upgrade", "--json", "-r", s(&r)])).unwrap();
+    assert_eq!(json["metadata"]["repositories"], 1);
+    assert_eq!(json["metadata"]["stale"][0]["repository"], "main");
+
+    // Offline: what an earlier state had is taken from the store.
+    ok(&["remove", "-q", "app", "-r", s(&r)]);
+    assert!(!state(&r).contains("app-2.0"));
+    let o = exos(&["install", "app", "-r", s(&r)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("1 package taken from the root's store"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(state(&r).contains("app-2.0"));
+    ok(&["check", "-q", "-r", s(&r)]);
+
+    // A root with no repositories says so instead of a bare "Nothing to do".
+    let bare = root(w, "bare");
+    let out = ok(&["upgrade", "-r", s(&bare)]);
+    assert!(out.contains("No repositories are configured"), "{out}");
+}

@@ -240,7 +240,14 @@ pub fn import_limited(
             ));
         }
     }
-    let manifest = manifest_json(&p, &name, &debian_version, architecture, &control_file)?;
+    let manifest = manifest_json(
+        &p,
+        &name,
+        &debian_version,
+        architecture,
+        &control_file,
+        !extracted.loaders.is_empty(),
+    )?;
     let manifest = Manifest::parse(manifest.as_bytes(), &control_file)
         .map_err(|e| DebError::Format(file.clone(), e.to_string()))?;
     let mut json = serde_json::to_vec_pretty(&manifest.to_json()).unwrap_or_default();
@@ -279,6 +286,11 @@ pub fn import_limited(
     })
 }
 
+/// The name of the package holding the merged-/usr links; imported
+/// packages whose programs need loaders under `/lib*`, `/bin` or `/sbin`
+/// require it.
+pub const USR_LINKS: &str = "usr_links";
+
 /// The package with the top-level links of a merged-/usr system
 /// (`bin -> usr/bin`, …): every imported userland needs exactly one.
 pub fn usr_links_package(out_dir: &Path) -> Result<PathBuf, DebError> {
@@ -314,6 +326,7 @@ fn manifest_json(
     version: &DebVersion,
     architecture: &str,
     file: &str,
+    needs_links: bool,
 ) -> Result<String, DebError> {
     let fmt = |e: String| DebError::Format(file.to_string(), e);
     let dep = |r: &Relation| -> serde_json::Value {
@@ -334,6 +347,11 @@ fn manifest_json(
                 serde_json::json!({"any": group.iter().map(dep).collect::<Vec<_>>()})
             });
         }
+    }
+    // Its programs name loaders under /lib64, /bin, …: the merged-/usr
+    // links make those paths (and nothing else provides them).
+    if needs_links {
+        requires.push(serde_json::json!({"api": USR_LINKS}));
     }
     let mut conflicts = Vec::new();
     for field in ["conflicts", "breaks"] {
@@ -446,6 +464,10 @@ struct Extracted {
     /// Directories made (relative): the only parents anything is written
     /// into, so no entry is ever written through a link.
     dirs: HashSet<PathBuf>,
+    /// Interpreters (program loaders, `#!` programs) its files ask for
+    /// under `/bin`, `/lib*` or `/sbin`: paths a merged-/usr tree reaches
+    /// only through the top-level links of `usr_links`.
+    loaders: std::collections::BTreeSet<String>,
 }
 
 /// `path` inside the package after the merged-/usr move; None for paths
@@ -518,6 +540,7 @@ fn extract(
         skipped: Vec::new(),
         moved: Vec::new(),
         dirs: HashSet::from([PathBuf::new()]),
+        loaders: Default::default(),
     };
     let bad = |e: io::Error| match over_limit(&e) {
         Some(limit) => DebError::OverLimit {
@@ -598,6 +621,12 @@ fn extract(
                 io::copy(&mut (&mut entry).take(size), &mut f).map_err(io)?;
                 f.set_permissions(fs::Permissions::from_mode(mode))
                     .map_err(io)?;
+                drop(f);
+                if let Some(i) = exos_root::elf::interpreter_of(&target) {
+                    if exos_root::elf::under_merged_usr(&i) {
+                        out.loaders.insert(i);
+                    }
+                }
                 out.files += 1;
             }
             tar::EntryType::Symlink => {

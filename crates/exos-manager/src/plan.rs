@@ -2,10 +2,12 @@
 //! before it is committed: consent, lazy installs, and the admission of
 //! its downloads ([`AdmittedPlan`]: the only plan a commit takes).
 
+use std::collections::BTreeMap;
+
 use exos_hpkg::Package;
 use exos_repo::OfferedPackage;
 use exos_root::pkgdb::RepoOrigin;
-use exos_root::{reserved_name, StateEntry};
+use exos_root::{reserved_name, Layer, StateEntry};
 use exos_trust::{FileDigest, TrustStore};
 
 use crate::offer::offer_checked;
@@ -30,11 +32,35 @@ pub struct PackageName {
     pub name: String,
     /// Its version.
     pub version: exos_hpkg::Version,
+    /// The name as the package's origin wrote it (an imported Debian
+    /// package's), when mapped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_name: Option<String>,
+    /// The version as the package's origin wrote it, when mapped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_version: Option<String>,
 }
 
+impl PackageName {
+    /// The name and version of `m`, with its origin's when it has them.
+    pub fn of(m: &exos_manifest::Manifest) -> PackageName {
+        PackageName {
+            name: m.name.clone(),
+            version: m.version.clone(),
+            original_name: m.original_name.clone(),
+            original_version: m.original_version.clone(),
+        }
+    }
+}
+
+/// As people know the package: its origin's name and version if mapped.
 impl std::fmt::Display for PackageName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.name, self.version)
+        let name = self.original_name.as_deref().unwrap_or(&self.name);
+        match &self.original_version {
+            Some(v) => write!(f, "{name} {v}"),
+            None => write!(f, "{name} {}", self.version),
+        }
     }
 }
 
@@ -113,6 +139,60 @@ fn join(p: &[PackageName]) -> String {
 }
 
 impl Plan {
+    /// Top-level names that one package of a layer has as a directory and
+    /// another as a file or symlink, where the plan brings one of them in:
+    /// mounts show the directory (see exos-packagefs's overlay rule), so
+    /// the other package's entry is hidden. One sentence each, naming both
+    /// packages. Packages whose files are not here yet (lazy ones) are
+    /// left out.
+    pub fn layer_clashes(&self, root: &Root) -> Vec<String> {
+        let options = exos_hpkg::OpenOptions::with_keys(self.keys.clone());
+        /// A package holding a top-level name.
+        struct Holder {
+            package: String,
+            is_dir: bool,
+            new: bool,
+        }
+        let mut tops: BTreeMap<(Layer, String), Vec<Holder>> = BTreeMap::new();
+        for e in &self.target {
+            let new = self.new.iter().find(|n| n.entry() == *e);
+            let path = match new {
+                Some(n) if n.source.is_file() => Some(n.source.clone()),
+                _ => root.locate(e),
+            };
+            let Some(pkg) = path.and_then(|p| Package::open_with(&p, &options).ok()) else {
+                continue;
+            };
+            let name = pkg.info().name.clone();
+            for c in pkg.toc().root().children() {
+                if exos_manifest::METADATA_FILES.contains(&c.name()) {
+                    continue;
+                }
+                tops.entry((e.layer, c.name().to_string()))
+                    .or_default()
+                    .push(Holder {
+                        package: name.clone(),
+                        is_dir: c.is_dir(),
+                        new: new.is_some(),
+                    });
+            }
+        }
+        let mut out = Vec::new();
+        for ((layer, top), holders) in tops {
+            let dir = holders.iter().find(|h| h.is_dir);
+            let other = holders.iter().find(|h| !h.is_dir);
+            if let (Some(d), Some(o)) = (dir, other) {
+                if d.package != o.package && (d.new || o.new) {
+                    out.push(format!(
+                        "{layer}/{top}: a directory in {} and a file or link in {}; mounts show the directory, so {}'s {top} is hidden",
+                        d.package, o.package, o.package
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// Checks the downloads of [`Plan::downloads`] as offered files are
     /// checked (every chunk, reserved names, the layer's signature policy)
     /// and that each is the package the index named, and records the

@@ -98,17 +98,24 @@ pub struct Transaction {
     /// Packages (by name) to take from this repository, whatever their
     /// installed origin (`exos install REPO/NAME`, `--from REPO`).
     pub from: BTreeMap<String, String>,
+    /// The request as the user typed it, for the state's history (an
+    /// imported package's Debian name and range rather than their
+    /// mapping); `None`: described from the request.
+    pub typed: Option<String>,
 }
 
 impl Transaction {
     /// One line describing the request, for the state's history.
     fn describe(&self, offered: &[Known]) -> String {
+        if let Some(typed) = &self.typed {
+            return typed.clone();
+        }
         match &self.request {
             Request::Install { .. } => format!(
                 "install {}",
                 offered
                     .iter()
-                    .map(|k| format!("{} {}", k.manifest.name, k.manifest.version))
+                    .map(|k| PackageName::of(&k.manifest).to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -260,6 +267,14 @@ impl Transaction {
                 _ => Vec::new(),
             };
             let (target, mut plan) = self.resolved_target(&known, &requested_ids, &unneeded)?;
+            plan.name_originals(|id| {
+                known.get(id.0 as usize).map_or((None, None), |k| {
+                    (
+                        k.manifest.original_name.clone(),
+                        k.manifest.original_version.clone(),
+                    )
+                })
+            });
             for c in &mut plan.changes {
                 if let Change::Remove { reason, .. } = c {
                     if matches!(self.request, Request::Autoremove)
@@ -336,10 +351,7 @@ impl Transaction {
         if !held_leaving.is_empty() {
             return Err(Error::Held(held_leaving));
         }
-        let name_of = |l: &Leaving| PackageName {
-            name: l.known.manifest.name.clone(),
-            version: l.known.manifest.version.clone(),
-        };
+        let name_of = |l: &Leaving| PackageName::of(&l.known.manifest);
         let essential_removed = leaving
             .iter()
             .filter(|l| l.known.manifest.essential && !l.upgraded)
@@ -360,10 +372,7 @@ impl Transaction {
             .iter()
             .map(|r| FromRepository {
                 sha256: r.sha256(),
-                package: PackageName {
-                    name: r.manifest.name.clone(),
-                    version: r.manifest.version.clone(),
-                },
+                package: PackageName::of(&r.manifest),
                 origin: r.origin.clone(),
             })
             .collect();
@@ -610,6 +619,8 @@ fn show_switches(plan: &mut exos_resolve::Plan, switched: &[Known]) {
                     .map(|e| format!("{}/{}", e.layer, e.file))
                     .unwrap_or_default(),
             },
+            original_name: old.manifest.original_name.clone(),
+            original_version: old.manifest.original_version.clone(),
             id: package.id,
         };
         let to = package.clone();

@@ -73,6 +73,23 @@ pub enum Event {
         /// Bytes of the packages.
         total: u64,
     },
+    /// A repository's metadata was older than the maximum age and was
+    /// refreshed.
+    Refreshed {
+        /// The repository.
+        repository: String,
+        /// Whether it now offers a new index.
+        index_changed: bool,
+    },
+    /// A repository's metadata was older than the maximum age, but could
+    /// not be refreshed: what it last said is used while it is unexpired.
+    RefreshFailed(StaleRepository),
+    /// `packages` packages were installed before and are still in the
+    /// root's store: taken from there, not downloaded.
+    FromStore {
+        /// Packages taken from the store.
+        packages: usize,
+    },
     /// `packages` packages installed lazily, their blocks cached in `cache`.
     Lazy {
         /// Packages installed lazily.
@@ -105,6 +122,90 @@ pub struct Settings {
     pub block_cache: Option<PathBuf>,
     /// Network timeouts.
     pub timeouts: Timeouts,
+}
+
+/// A repository whose metadata is older than the maximum age and could
+/// not be refreshed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StaleRepository {
+    /// The repository.
+    pub repository: String,
+    /// When its metadata was last refreshed (seconds since the epoch), if
+    /// ever.
+    pub refreshed: Option<u64>,
+    /// Why the refresh failed.
+    pub why: String,
+}
+
+/// What the repositories' metadata was like when a change began.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MetadataFreshness {
+    /// Repositories configured.
+    pub repositories: usize,
+    /// Repositories whose metadata is stale (refresh failed).
+    pub stale: Vec<StaleRepository>,
+}
+
+/// Refreshes every repository of the root at `path` whose metadata is
+/// older than `max_age` (all of them when `max_age` is zero; none when
+/// `None`), as flatpak refreshes before it installs and dnf when its
+/// metadata expired. A failed refresh is not an error: the change goes on
+/// with what the repository last said (an offline install from what is
+/// known), and the repository is reported stale.
+pub fn refresh_stale(
+    path: &Path,
+    max_age: Option<std::time::Duration>,
+    timeouts: Timeouts,
+    frontend: &dyn Frontend,
+) -> Result<MetadataFreshness> {
+    let client = Client::with_timeouts(path, timeouts);
+    let repositories = client.config()?.repositories;
+    let mut freshness = MetadataFreshness {
+        repositories: repositories.len(),
+        stale: Vec::new(),
+    };
+    let Some(max_age) = max_age else {
+        return Ok(freshness);
+    };
+    let now = exos_repo::now();
+    for r in repositories {
+        let refreshed = client.refreshed_at(&r.name);
+        let fresh = refreshed.is_some_and(|t| now.saturating_sub(t) < max_age.as_secs());
+        if fresh && !max_age.is_zero() {
+            continue;
+        }
+        match client.refresh(&r.name) {
+            Ok(done) => frontend.event(Event::Refreshed {
+                repository: r.name,
+                index_changed: done.index_changed,
+            }),
+            Err(e) => {
+                let stale = StaleRepository {
+                    repository: r.name,
+                    refreshed,
+                    why: error_chain(&e),
+                };
+                frontend.event(Event::RefreshFailed(stale.clone()));
+                freshness.stale.push(stale);
+            }
+        }
+    }
+    Ok(freshness)
+}
+
+/// `e` and its causes on one line, a cause its message already holds not
+/// repeated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text = format!("{text}: {t}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// How a change ended.
@@ -192,6 +293,11 @@ pub fn change(
         });
     }
     if options.dry_run {
+        let clashes = plan.layer_clashes(&root);
+        for c in &clashes {
+            frontend.event(Event::Note(c.clone()));
+        }
+        plan.notes.extend(clashes);
         return Ok(Change {
             root,
             outcome: Outcome::DryRun(plan),
@@ -204,6 +310,11 @@ pub fn change(
         make_lazy(&root, &mut plan, &client, settings, frontend)?;
     }
     let digests = download(&root, &client, &plan.downloads, frontend)?;
+    let clashes = plan.layer_clashes(&root);
+    for c in &clashes {
+        frontend.event(Event::Note(c.clone()));
+    }
+    plan.notes.extend(clashes);
     let admitted = plan.admit_downloads(&root, &digests)?;
     let state = root.commit(&admitted)?;
     Ok(Change {
@@ -303,7 +414,13 @@ fn download(
     let local = local_packages(root, client);
     let total: u64 = downloads.iter().map(|d| d.size()).sum();
     let progress = frontend.downloading(downloads.len(), total);
+    let from_store = AtomicUsize::new(0);
     let results = parallel(downloads, 4, |d| {
+        if let Some(digest) = from_store_copy(root, client, d)? {
+            progress.advance(d.size());
+            from_store.fetch_add(1, Ordering::Relaxed);
+            return Ok((digest, Fetched::Cached));
+        }
         let done = AtomicU64::new(0);
         let have = |sha: &Sha256| local.iter().find(|(s, _)| s == sha).map(|(_, p)| p.clone());
         let (_, digest, how) = client.download_with_deltas(d, &have, &|n| {
@@ -316,6 +433,12 @@ fn download(
     });
     progress.finish();
     let results = results?;
+    let from_store = from_store.into_inner();
+    if from_store > 0 {
+        frontend.event(Event::FromStore {
+            packages: from_store,
+        });
+    }
     let (mut fetched, mut by_delta) = (0u64, 0usize);
     for (d, (_, how)) in downloads.iter().zip(&results) {
         match how {
@@ -351,6 +474,43 @@ fn download(
 
 /// Packages present locally that a delta may apply to: those of the
 /// root's current state, and the download cache.
+/// A package the root's store still holds (an earlier state had it) is
+/// linked into the download cache instead of fetched, with the signature
+/// kept for it: what was installed before installs again offline. It is
+/// admitted like any download. `None`: not in the store (or the stored
+/// copy is not the offered file), or already in the cache.
+fn from_store_copy(root: &Root, client: &Client, d: &OfferedPackage) -> Result<Option<FileDigest>> {
+    let sha = d.sha256();
+    let stored = root.layout.stored(&sha);
+    let dest = client.cached(&sha);
+    let plain_file = std::fs::symlink_metadata(&stored).is_ok_and(|m| m.is_file());
+    if !plain_file || dest.exists() {
+        return Ok(None);
+    }
+    let at = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let digest = FileDigest::of_file(&stored).map_err(at(&stored))?;
+    if digest.sha256 != sha || digest.size != d.size() {
+        return Ok(None);
+    }
+    let dir = client.cache_dir();
+    std::fs::create_dir_all(&dir).map_err(at(&dir))?;
+    let part = dir.join(format!("{sha}.hpkg.from-store"));
+    let _ = std::fs::remove_file(&part);
+    if std::fs::hard_link(&stored, &part).is_err() {
+        std::fs::copy(&stored, &part).map_err(at(&part))?;
+    }
+    let signature = root.layout.signature(&sha);
+    if signature.is_file() {
+        let beside = exos_trust::beside(&dest);
+        std::fs::copy(&signature, &beside).map_err(at(&beside))?;
+    }
+    std::fs::rename(&part, &dest).map_err(at(&dest))?;
+    Ok(Some(digest))
+}
+
 fn local_packages(root: &Root, client: &Client) -> Vec<(Sha256, PathBuf)> {
     let mut v = Vec::new();
     if let Ok(current) = root.current() {

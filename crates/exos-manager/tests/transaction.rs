@@ -70,6 +70,7 @@ fn tx(request: Request) -> Transaction {
         remote: Vec::new(),
         keys: Default::default(),
         from: Default::default(),
+        typed: None,
     }
 }
 

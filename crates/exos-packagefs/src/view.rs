@@ -491,11 +491,16 @@ fn resolve(group: &[Candidate]) -> Resolved {
     let mut conflicts = Vec::new();
     for &layer in layers.iter().rev() {
         let in_layer = || group.iter().filter(move |c| c.prio.layer == layer);
-        let Some(&best) = in_layer().max_by_key(|c| c.prio) else {
+        // Inside the layer a directory wins over a file or symlink of the
+        // same name whatever their times (a native package's `lib/` and the
+        // merged-/usr link `lib -> usr/lib` of imported Debian packages:
+        // the directory is kept, the conflict reported); among entries of
+        // one kind the newest wins.
+        let Some(&best) = in_layer().max_by_key(|c| (c.is_dir, c.prio)) else {
             continue;
         };
-        // Inside the layer: a winning directory merges with the layer's
-        // other directories; everything else loses to the best.
+        // A winning directory merges with the layer's other directories;
+        // everything else loses to the best.
         for c in in_layer() {
             let merges = best.is_dir && c.is_dir;
             if !merges && (c.pkg, c.entry) != (best.pkg, best.entry) {

@@ -522,6 +522,17 @@ impl Client {
         })
     }
 
+    /// When `name`'s metadata was last refreshed (seconds since the epoch:
+    /// when its timestamp was last fetched and checked); `None` if never.
+    pub fn refreshed_at(&self, name: &str) -> Option<u64> {
+        let kept = self.repo_dir(name).join("timestamp.json");
+        let modified = std::fs::symlink_metadata(kept).ok()?.modified().ok()?;
+        modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs())
+    }
+
     /// The packages every repository offers, from trusted, unexpired
     /// metadata (refresh first to update it).
     pub fn offered(&self) -> Result<Vec<OfferedPackage>, RepoError> {

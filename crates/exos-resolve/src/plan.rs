@@ -16,6 +16,13 @@ pub struct PackageRef {
     pub version: Version,
     /// Installed, or where it is installed from.
     pub origin: Origin,
+    /// The name as the package's origin wrote it (an imported Debian
+    /// package's), when the caller filled it in ([`Plan::name_originals`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_name: Option<String>,
+    /// The version as the package's origin wrote it, likewise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_version: Option<String>,
     /// The caller's key of the candidate.
     #[serde(skip)]
     pub id: CandidateId,
@@ -27,14 +34,22 @@ impl PackageRef {
             name: pool.name(s.name).to_string(),
             version: pool.version(s.version).clone(),
             origin: pool.origin(s).clone(),
+            original_name: None,
+            original_version: None,
             id: s.id,
         }
     }
 }
 
+/// The package as people know it: its origin's name and version when it
+/// has them.
 impl std::fmt::Display for PackageRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.name, self.version)
+        let name = self.original_name.as_deref().unwrap_or(&self.name);
+        match &self.original_version {
+            Some(v) => write!(f, "{name} {v}"),
+            None => write!(f, "{name} {}", self.version),
+        }
     }
 }
 
@@ -119,6 +134,31 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Fills in each package's original name and version from `lookup`
+    /// (by the caller's key), for showing.
+    pub fn name_originals(
+        &mut self,
+        lookup: impl Fn(CandidateId) -> (Option<String>, Option<String>),
+    ) {
+        let fill = |p: &mut PackageRef| {
+            let (name, version) = lookup(p.id);
+            p.original_name = name;
+            p.original_version = version;
+        };
+        for c in &mut self.changes {
+            match c {
+                Change::Install { package } | Change::Remove { package, .. } => fill(package),
+                Change::Upgrade { from, to } | Change::Downgrade { from, to } => {
+                    fill(from);
+                    fill(to);
+                }
+            }
+        }
+        for p in &mut self.result {
+            fill(p);
+        }
+    }
+
     pub(crate) fn new(universe: &Universe, request: &Request, chosen: &[usize]) -> Plan {
         let pool = &universe.pool;
         let cands = &pool.solvables;

@@ -29,6 +29,7 @@
 pub mod cache_dir;
 pub mod digest;
 pub mod digests;
+pub mod elf;
 pub mod hex;
 pub mod mountinfo;
 pub mod overlays;

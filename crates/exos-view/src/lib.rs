@@ -512,6 +512,37 @@ impl ViewError {
     }
 }
 
+/// Why `program` could not be started in the view when exec said "not
+/// found": the program is missing, or — a found program whose interpreter
+/// is missing — the loader it names (an imported Debian program's
+/// `/lib64/ld-linux-x86-64.so.2` when the merged-/usr links are not
+/// installed). Looks in the view (call it after entering).
+pub fn not_found_reason(program: &std::ffi::OsStr, path: Option<&std::ffi::OsStr>) -> String {
+    let shown = Path::new(program).display();
+    let found = if program.as_encoded_bytes().contains(&b'/') {
+        Some(PathBuf::from(program))
+    } else {
+        path.into_iter()
+            .flat_map(std::env::split_paths)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    };
+    let Some(found) = found.filter(|p| p.is_file()) else {
+        return format!("{shown}: not found in the view");
+    };
+    match exos_root::elf::interpreter_of(&found) {
+        Some(loader) if !Path::new(&loader).exists() => {
+            let via = if exos_root::elf::under_merged_usr(&loader) {
+                " (imported Debian programs reach it through the usr_links package)"
+            } else {
+                ""
+            };
+            format!("{shown}: the program loader {loader} is missing in the view{via}")
+        }
+        _ => format!("{shown}: not found in the view"),
+    }
+}
+
 /// Finds the packagefs mount serving `root` (canonical) in this process's
 /// mount table.
 pub fn find_mount(root: &Path) -> Result<PathBuf, ViewError> {

@@ -287,9 +287,10 @@ pub fn init(fd: i32, ready: i32) -> Result<i32, ViewError> {
     {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let path = std::env::var_os("PATH");
             eprintln!(
-                "exos: {}: not found in the view",
-                Path::new(&launch.program).display()
+                "exos: {}",
+                crate::not_found_reason(&launch.program, path.as_deref())
             );
             return Ok(127);
         }
