@@ -58,6 +58,12 @@ fn manager(e: &ManagerError) -> Option<String> {
         ManagerError::Untrusted(Distrust::LazyInSignedLayer { layer, .. }) => {
             format!("install it without --lazy, or `exos trust policy {layer} any`")
         }
+        ManagerError::Io { path, source }
+            if source.kind() == std::io::ErrorKind::PermissionDenied
+                && path.ends_with("system/state/lock") =>
+        {
+            "changing the root's layers needs root; --user changes your own layer".into()
+        }
         ManagerError::Repo(e) => return repo(e),
         ManagerError::Lazy(e) => return lazy(e),
         ManagerError::Package(e) => return package(e),

@@ -68,6 +68,8 @@ pub struct ListArgs {
     installed: bool,
     #[command(flatten)]
     root: crate::RootArg,
+    #[command(flatten)]
+    mine: crate::users::Mine,
     /// Also list each entry's file attributes.
     #[arg(short, long)]
     attributes: bool,
@@ -227,7 +229,7 @@ pub fn build(args: &BuildArgs, out: Out) -> Result<()> {
 
 pub fn list(args: &ListArgs, out: Out) -> Result<()> {
     let Some(file) = &args.file else {
-        return crate::query::list_installed(args.root.path()?, out);
+        return crate::query::list_installed(args.root.path()?, args.mine.name()?.as_ref(), out);
     };
     let opts = listing::ListOptions {
         attributes: args.attributes,

@@ -29,6 +29,7 @@ pub mod settings;
 pub mod sources;
 pub mod suggest;
 pub mod trust;
+pub mod users;
 pub mod view;
 
 use std::path::PathBuf;

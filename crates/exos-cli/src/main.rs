@@ -66,6 +66,20 @@ struct RunCli {
     args: view::RunArgs,
 }
 
+/// `exos user`.
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Give a user a layer of their own (root only): ROOT/users/NAME/packages
+    /// and ROOT/users/NAME/state, theirs; they then install, remove,
+    /// upgrade and roll back their own packages with --user.
+    Add {
+        /// The user's login name.
+        name: String,
+        #[command(flatten)]
+        root: RootArg,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Build a package from DIR; metadata comes from DIR/manifest.json.
@@ -112,6 +126,8 @@ enum Command {
     History {
         #[command(flatten)]
         root: RootArg,
+        #[command(flatten)]
+        mine: exos_cli::users::Mine,
     },
     /// Hold packages at their installed version (or within a range,
     /// `'hello<2'`): upgrades leave them alone. No names: list the holds.
@@ -234,7 +250,12 @@ enum Command {
         state: Option<u64>,
         #[command(flatten)]
         root: RootArg,
+        #[command(flatten)]
+        mine: exos_cli::users::Mine,
     },
+    /// Give users layers of their own.
+    #[command(subcommand)]
+    User(UserCommand),
     /// List, show and compare states.
     #[command(subcommand)]
     State(manage::StateCommand),
@@ -455,7 +476,9 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             exos_cli::query::owner(path, root.root.as_deref(), keys.ring()?, settings, out)
         }
         Command::Why { name, root } => exos_cli::query::why(name, root.path()?, out),
-        Command::History { root } => exos_cli::query::history(root.path()?, out),
+        Command::History { root, mine } => {
+            exos_cli::query::history(root.path()?, mine.name()?.as_ref(), out)
+        }
         Command::Hold { names, root } => exos_cli::query::hold(names, false, root.path()?, out),
         Command::Unhold { names, root } => exos_cli::query::hold(names, true, root.path()?, out),
         Command::Autoremove { change } => manage::change(
@@ -542,7 +565,12 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             layer,
             change,
         } => manage::by_names(change, names, Some(*layer), settings, out),
-        Command::Rollback { state, root } => manage::rollback(root.path()?, *state, out),
+        Command::Rollback { state, root, mine } => {
+            manage::rollback(root.path()?, mine.name()?.as_ref(), *state, out)
+        }
+        Command::User(UserCommand::Add { name, root }) => {
+            exos_cli::users::add(name, root.path()?, out)
+        }
         Command::State(cmd) => manage::state(cmd, out),
         Command::Fetch {
             names,

@@ -53,6 +53,8 @@ pub struct ChangeArgs {
     #[arg(long)]
     pub refresh: bool,
     #[command(flatten)]
+    pub mine: crate::users::Mine,
+    #[command(flatten)]
     pub keys: crate::keys::KeyArgs,
 }
 
@@ -62,12 +64,16 @@ pub enum StateCommand {
     List {
         #[command(flatten)]
         root: RootArg,
+        #[command(flatten)]
+        mine: crate::users::Mine,
     },
     /// The packages of one state (default: the current one).
     Show {
         number: Option<u64>,
         #[command(flatten)]
         root: RootArg,
+        #[command(flatten)]
+        mine: crate::users::Mine,
     },
     /// What changes from state A to state B (default B: the current one).
     Diff {
@@ -75,6 +81,8 @@ pub enum StateCommand {
         b: Option<u64>,
         #[command(flatten)]
         root: RootArg,
+        #[command(flatten)]
+        mine: crate::users::Mine,
     },
 }
 
@@ -136,6 +144,8 @@ fn refresh_stale(
         return Ok(None);
     }
     let max_age = match (args.dry_run, args.refresh) {
+        // A user reads the root's repositories; only root refreshes them.
+        _ if args.mine.user => None,
         (true, _) => None,
         (false, true) => Some(std::time::Duration::ZERO),
         (false, false) => settings.metadata_max_age,
@@ -151,7 +161,7 @@ fn refresh_stale(
 
 fn change_typed(
     args: &ChangeArgs,
-    request: Request,
+    mut request: Request,
     from: &mut std::collections::BTreeMap<String, String>,
     typed: Option<String>,
     metadata: Option<&workflow::MetadataFreshness>,
@@ -178,6 +188,16 @@ fn change_typed(
         Request::Upgrade { .. } => args.available.is_empty(),
         _ => false,
     };
+    let user = args.mine.name()?;
+    if user.is_some() {
+        // A user's change goes to their own layer.
+        match &mut request {
+            Request::Install { layer, .. }
+            | Request::InstallNames { layer, .. }
+            | Request::Upgrade { layer, .. } => *layer = exos_root::Layer::User,
+            Request::Remove { .. } | Request::Autoremove => {}
+        }
+    }
     let tx = Transaction {
         request,
         available: args.available.clone(),
@@ -201,6 +221,7 @@ fn change_typed(
         force: args.force,
         lazy: args.lazy,
         repositories,
+        user,
     };
     let frontend = Terminal { out };
     let changed = workflow::change(
@@ -314,7 +335,8 @@ impl Catalog {
         settings: &crate::settings::Settings,
     ) -> Result<Option<Catalog>> {
         let root = args.root.path()?;
-        let Ok(r) = Root::read_only(root) else {
+        let user = args.mine.name()?;
+        let Ok(r) = crate::users::read(root, user.as_ref()) else {
             return Ok(None);
         };
         let entry = |m: exos_manifest::Manifest| {
@@ -326,6 +348,16 @@ impl Catalog {
             .into_iter()
             .map(|p| entry(p.manifest))
             .collect();
+        if user.is_some() {
+            // A user's packages resolve against the shared layers.
+            let shared = Root::read_only(root)?;
+            known.extend(
+                exos_manager::query::installed_packages(&shared)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| entry(p.manifest)),
+            );
+        }
         let mut offers_failed = None;
         if installs {
             for path in &args.available {
@@ -813,8 +845,13 @@ pub struct RollbackReport {
     pub files: Vec<FileChange>,
 }
 
-pub fn rollback(root: &Path, to: Option<u64>, out: Out) -> Result<()> {
-    let r = Root::lock(root)?;
+pub fn rollback(
+    root: &Path,
+    user: Option<&exos_root::UserName>,
+    to: Option<u64>,
+    out: Out,
+) -> Result<()> {
+    let r = crate::users::lock(root, user)?;
     r.recover()?;
     let states = r.states()?;
     let current = r.current_number()?;
@@ -870,8 +907,8 @@ pub struct StateSummary {
 
 pub fn state(cmd: &StateCommand, out: Out) -> Result<()> {
     match cmd {
-        StateCommand::List { root } => {
-            let r = Root::read_only(root.path()?)?;
+        StateCommand::List { root, mine } => {
+            let r = crate::users::read(root.path()?, mine.name()?.as_ref())?;
             let current = r.current_number()?;
             let rows = r
                 .states()?
@@ -902,16 +939,16 @@ pub fn state(cmd: &StateCommand, out: Out) -> Result<()> {
                     .collect()
             })
         }
-        StateCommand::Show { number, root } => {
-            let r = Root::read_only(root.path()?)?;
+        StateCommand::Show { number, root, mine } => {
+            let r = crate::users::read(root.path()?, mine.name()?.as_ref())?;
             let s = match number {
                 Some(n) => r.state(*n)?,
                 None => r.current()?,
             };
             out.result(&s, StateList::render)
         }
-        StateCommand::Diff { a, b, root } => {
-            let r = Root::read_only(root.path()?)?;
+        StateCommand::Diff { a, b, root, mine } => {
+            let r = crate::users::read(root.path()?, mine.name()?.as_ref())?;
             let sa = r.state(*a)?;
             let sb = match b {
                 Some(n) => r.state(*n)?,

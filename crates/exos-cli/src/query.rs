@@ -38,8 +38,8 @@ fn marks(p: &InstalledPackage) -> String {
 }
 
 /// `exos list --installed`: every installed package, by layer.
-pub fn list_installed(root: &Path, out: Out) -> Result<()> {
-    let r = Root::read_only(root)?;
+pub fn list_installed(root: &Path, user: Option<&exos_root::UserName>, out: Out) -> Result<()> {
+    let r = crate::users::read(root, user)?;
     let mut packages = query::installed_packages(&r)?;
     packages.sort_by(|a, b| a.layer.cmp(&b.layer).then(a.name.cmp(&b.name)));
     out.result(&InstalledReport { packages }, |r| {
@@ -467,8 +467,8 @@ pub fn why(name: &str, root: &Path, out: Out) -> Result<()> {
 }
 
 /// `exos history`: every state and what it changed (like `dnf history`).
-pub fn history(root: &Path, out: Out) -> Result<()> {
-    let r = Root::read_only(root)?;
+pub fn history(root: &Path, user: Option<&exos_root::UserName>, out: Out) -> Result<()> {
+    let r = crate::users::read(root, user)?;
     let entries: Vec<HistoryEntry> = query::history(&r)?;
     out.result(&entries, |rows| {
         let mut s = String::new();

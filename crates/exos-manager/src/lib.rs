@@ -71,6 +71,22 @@ pub enum Error {
     /// The directory is not an EXOS root.
     #[error("{}: not an EXOS root", .0.display())]
     NotARoot(PathBuf),
+    /// A user has no layer of their own in the root.
+    #[error("{user} has no layer of their own in this root ({} is missing; root makes it: exos user add {user})", .path.display())]
+    NoUserLayer {
+        /// The user.
+        user: String,
+        /// The missing directory.
+        path: PathBuf,
+    },
+    /// A user's change would alter the shared layers.
+    #[error("{package} is in the shared {layer} layer: only root changes it (a user's changes touch only their own layer)")]
+    SharedPackage {
+        /// The package.
+        package: String,
+        /// Its layer.
+        layer: Layer,
+    },
     /// A package the current state names is gone from the root.
     #[error("{layer}/{file} of the current state is missing")]
     MissingFromState {

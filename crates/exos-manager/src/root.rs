@@ -109,8 +109,11 @@ fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomically(path, bytes).at(path)
+/// States and the current state list are readable by all (0644 under the
+/// usual umask): they name only package files anyone can list, and users
+/// resolve their own installs against the root's current state.
+fn write_state(path: &Path, bytes: &[u8]) -> Result<()> {
+    exos_root::write_public(path, bytes).at(path)
 }
 
 impl Root {
@@ -137,15 +140,53 @@ impl Root {
                 change: "init".into(),
                 created: now(),
             };
-            write(&layout.state_file(0), st.render().as_bytes())?;
-            write(&layout.active_list(), st.render().as_bytes())?;
+            write_state(&layout.state_file(0), st.render().as_bytes())?;
+            write_state(&layout.active_list(), st.render().as_bytes())?;
+        }
+        Ok(root)
+    }
+
+    /// Makes `user`'s own states in the root at `path` (idempotent): their
+    /// layer `users/NAME/packages` must exist (root makes it and gives it
+    /// to them: `exos user add`); `users/NAME/state` is made with an empty
+    /// state 0 when missing. Run by the user (or root for them).
+    pub fn init_user(path: &Path, user: &exos_root::UserName) -> Result<Root> {
+        let layout = Layout::for_user(path, user.clone());
+        if !layout.shared().exists() {
+            return Err(Error::NotARoot(path.to_path_buf()));
+        }
+        let packages = layout.packages_dir(Layer::User);
+        if !packages.is_dir() {
+            return Err(Error::NoUserLayer {
+                user: user.to_string(),
+                path: packages,
+            });
+        }
+        for d in [layout.states_dir(), layout.store_dir()] {
+            fs::create_dir_all(&d).at(&d)?;
+        }
+        let root = Root::lock_layout(layout.clone())?;
+        if !layout.active_list().exists() {
+            let st = StateList {
+                entries: Vec::new(),
+                change: "init".into(),
+                created: now(),
+            };
+            write_state(&layout.state_file(0), st.render().as_bytes())?;
+            write_state(&layout.active_list(), st.render().as_bytes())?;
         }
         Ok(root)
     }
 
     /// Opens an initialised root and takes the writer lock (waits for it).
     pub fn lock(path: &Path) -> Result<Root> {
-        let layout = Layout::new(path);
+        Root::lock_layout(Layout::new(path))
+    }
+
+    /// [`Root::lock`] for any layout (a user's own states: their lock, not
+    /// the root's).
+    pub fn lock_layout(layout: Layout) -> Result<Root> {
+        let path = &layout.root;
         if !layout.exists() {
             return Err(Error::NotARoot(path.to_path_buf()));
         }
@@ -171,7 +212,12 @@ impl Root {
     /// Opens a root for reading only (no lock: readers only ever see whole
     /// files, because every file is replaced by rename).
     pub fn read_only(path: &Path) -> Result<Root> {
-        let layout = Layout::new(path);
+        Root::read_only_layout(Layout::new(path))
+    }
+
+    /// [`Root::read_only`] for any layout.
+    pub fn read_only_layout(layout: Layout) -> Result<Root> {
+        let path = &layout.root;
         if !layout.exists() {
             return Err(Error::NotARoot(path.to_path_buf()));
         }
@@ -189,6 +235,22 @@ impl Root {
     /// The current state (`active.list`).
     pub fn current(&self) -> Result<StateList> {
         Ok(StateList::read(&self.layout.active_list())?)
+    }
+
+    /// For a user's own states: the shared layers' packages of the root's
+    /// current state (system and common), which the user's packages are
+    /// resolved against and which a user's change never alters. Empty for
+    /// the root's own layout.
+    pub fn shared_base(&self) -> Result<Vec<StateEntry>> {
+        if self.layout.user.is_none() {
+            return Ok(Vec::new());
+        }
+        let shared = StateList::read(&self.layout.shared().active_list())?;
+        Ok(shared
+            .entries
+            .into_iter()
+            .filter(|e| e.layer != Layer::User)
+            .collect())
     }
 
     /// Numbers of all kept states, ascending.
@@ -246,7 +308,7 @@ impl Root {
     pub fn recover(&self) -> Result<Vec<String>> {
         let current = self.current()?;
         let mut notes = Vec::new();
-        for layer in Layer::ALL {
+        for &layer in self.layout.layers() {
             let dir = self.layout.packages_dir(layer);
             let Ok(rd) = fs::read_dir(&dir) else { continue };
             for e in rd.filter_map(|e| e.ok()) {
@@ -259,7 +321,7 @@ impl Root {
         // Temporary files of interrupted atomic writes (states, the list).
         for dir in [
             self.layout.states_dir(),
-            self.layout.root.join("system/state"),
+            self.layout.state_dir(),
             self.layout.lazy_dir(),
         ] {
             let Ok(rd) = fs::read_dir(&dir) else { continue };
@@ -431,9 +493,9 @@ impl Root {
             created: now(),
         };
         let text = st.render();
-        write(&self.layout.state_file(n), text.as_bytes())?;
+        write_state(&self.layout.state_file(n), text.as_bytes())?;
         crash_point();
-        write(&self.layout.active_list(), text.as_bytes())?;
+        write_state(&self.layout.active_list(), text.as_bytes())?;
         crash_point();
         // 3. Placement: renames only.
         self.place(&target, &current)?;
@@ -448,7 +510,7 @@ impl Root {
     fn place(&self, target: &[StateEntry], known: &StateList) -> Result<Vec<String>> {
         let mut notes = Vec::new();
         let store_has = |sha: &Sha256| self.layout.stored(sha).is_file();
-        for layer in Layer::ALL {
+        for &layer in self.layout.layers() {
             let dir = self.layout.packages_dir(layer);
             let Ok(rd) = fs::read_dir(&dir) else { continue };
             for e in rd.filter_map(|e| e.ok()) {
@@ -510,7 +572,7 @@ impl Root {
             notes.push(format!("moved {} into place", e.file));
             crash_point();
         }
-        for layer in Layer::ALL {
+        for &layer in self.layout.layers() {
             fsync_dir(&self.layout.packages_dir(layer))?;
         }
         fsync_dir(&self.layout.store_dir())?;
@@ -678,7 +740,7 @@ impl Root {
         let path = self.layout.package_db();
         let mut db = exos_root::pkgdb::PackageDb::read(&path)?;
         f(&mut db);
-        write_atomically(&path, &db.render()).at(&path)?;
+        exos_root::write_public(&path, &db.render()).at(&path)?;
         crash_point();
         Ok(())
     }

@@ -127,7 +127,34 @@ impl Transaction {
     pub fn plan(&self, root: &Root) -> Result<Plan> {
         let current = root.current()?;
         let trust = TrustStore::read(&root.layout)?;
-        let known: Vec<Known> = installed(root, &current)?
+        // A user's change resolves against the shared layers too, which it
+        // never changes.
+        let base = root.shared_base()?;
+        let mut installed_now = installed(root, &current)?;
+        if !base.is_empty() {
+            let shared = Root::read_only_layout(root.layout.shared())?;
+            let base_list = StateList {
+                entries: base.clone(),
+                ..Default::default()
+            };
+            // One by one: a shared package whose manifest a user may not
+            // read (a sealed one's is root's) is left out, not fatal.
+            for e in base_list.entries {
+                let one = StateList {
+                    entries: vec![e],
+                    ..Default::default()
+                };
+                if let Ok(found) = installed(&shared, &one) {
+                    installed_now.extend(found);
+                }
+            }
+        }
+        let base_names: BTreeSet<String> = installed_now
+            .iter()
+            .filter(|(e, _)| base.contains(e))
+            .map(|(_, m)| m.name.clone())
+            .collect();
+        let known: Vec<Known> = installed_now
             .into_iter()
             .map(|(entry, manifest)| Known {
                 manifest,
@@ -230,6 +257,10 @@ impl Transaction {
         let offered = known.split_off(offers_start);
         for k in offered {
             let name = &k.manifest.name;
+            if base_names.contains(name) {
+                // The shared layers are root's to upgrade.
+                continue;
+            }
             let allowed = match db.holds.get(name) {
                 Some(range) if installed_names.contains(name) => {
                     !range.is_empty()
@@ -248,7 +279,14 @@ impl Transaction {
             }
         }
         let (target, resolution) = if self.force {
-            (self.forced_target(&current, &known, &requested_ids)?, None)
+            let with_base = StateList {
+                entries: current.entries.iter().chain(&base).cloned().collect(),
+                ..current.clone()
+            };
+            (
+                self.forced_target(&with_base, &known, &requested_ids)?,
+                None,
+            )
         } else {
             // Automatic packages nothing kept needs (`exos autoremove`).
             let unneeded = match self.request {
@@ -287,6 +325,26 @@ impl Transaction {
             show_switches(&mut plan, &switched);
             (target, Some(plan))
         };
+        // A user's change keeps every shared package as it is, and its
+        // states list only the user's own layer.
+        let target = if base.is_empty() {
+            target
+        } else {
+            if let Some(gone) = base.iter().find(|e| !target.contains(e)) {
+                let package = known
+                    .iter()
+                    .find(|k| k.entry.as_ref() == Some(gone))
+                    .map_or_else(
+                        || gone.file.to_string(),
+                        |k| PackageName::of(&k.manifest).to_string(),
+                    );
+                return Err(Error::SharedPackage {
+                    package,
+                    layer: gone.layer,
+                });
+            }
+            target.into_iter().filter(|e| !base.contains(e)).collect()
+        };
         // Two packages may not share a file name in one layer.
         let mut seen = HashMap::new();
         for e in &target {
@@ -310,6 +368,15 @@ impl Transaction {
                 ..n.clone()
             })
             .collect();
+        if let Some(n) = new
+            .iter()
+            .find(|n| !root.layout.layers().contains(&n.layer))
+        {
+            return Err(Error::SharedPackage {
+                package: n.file.to_string(),
+                layer: n.layer,
+            });
+        }
         let files = diff(
             &current,
             &StateList {
@@ -328,7 +395,11 @@ impl Transaction {
         }
         let leaving: Vec<Leaving> = known
             .iter()
-            .filter(|k| k.entry.as_ref().is_some_and(|e| !target.contains(e)))
+            .filter(|k| {
+                k.entry
+                    .as_ref()
+                    .is_some_and(|e| !target.contains(e) && !base.contains(e))
+            })
             .map(|k| Leaving {
                 known: k,
                 named: match &self.request {

@@ -112,6 +112,9 @@ pub struct ChangeOptions {
     pub lazy: bool,
     /// Take the repositories' offers into account.
     pub repositories: bool,
+    /// Change this user's own installs (their layer and states), resolved
+    /// against the root's shared layers, instead of the root's.
+    pub user: Option<exos_root::UserName>,
 }
 
 /// What a change needs from its surroundings, resolved once by the front
@@ -250,16 +253,29 @@ pub fn change(
     settings: &Settings,
     frontend: &dyn Frontend,
 ) -> Result<Change> {
+    let layout = match &options.user {
+        Some(user) => exos_root::Layout::for_user(path, user.clone()),
+        None => exos_root::Layout::new(path),
+    };
+    if options.user.is_some() && options.lazy {
+        return Err(Error::invalid(
+            "a lazy install into a user's own layer",
+            "lazy packages are served from the root's own records; a user's layer takes whole packages",
+        ));
+    }
     let root = if options.dry_run {
-        Root::read_only(path)?
+        Root::read_only_layout(layout)?
     } else {
-        let r = Root::lock(path)?;
+        let r = match &options.user {
+            Some(user) => Root::init_user(path, user)?,
+            None => Root::lock(path)?,
+        };
         for note in r.recover()? {
             frontend.event(Event::Recovered(note));
         }
         r
     };
-    let client = Client::with_timeouts(path, settings.timeouts);
+    let client = Client::with_timeouts(path, settings.timeouts).with_cache_of(&root.layout);
     if options.repositories {
         tx.remote = client.offered()?;
     }

@@ -144,6 +144,9 @@ pub struct Client {
     pub layout: Layout,
     /// Network timeouts.
     pub timeouts: Timeouts,
+    /// Whose download cache packages go to: the root's, or a user's own
+    /// ([`Client::with_cache_of`]).
+    pub cache_layout: Layout,
 }
 
 fn io(p: &Path, e: std::io::Error) -> RepoError {
@@ -188,6 +191,7 @@ impl Client {
         Client {
             layout: Layout::new(root),
             timeouts,
+            cache_layout: Layout::new(root),
         }
     }
 
@@ -199,9 +203,17 @@ impl Client {
         self.layout.state_dir().join("repos").join(name)
     }
 
+    /// This client, with downloads kept in `layout`'s cache: a user's
+    /// installs read the root's repositories and download into their own
+    /// cache.
+    pub fn with_cache_of(mut self, layout: &Layout) -> Client {
+        self.cache_layout = layout.clone();
+        self
+    }
+
     /// Where downloads are kept until installed.
     pub fn cache_dir(&self) -> PathBuf {
-        self.layout.cache_dir()
+        self.cache_layout.cache_dir()
     }
 
     /// `repos.json`; empty when the root has none.
@@ -603,7 +615,7 @@ impl Client {
 
     /// Where a package is cached once downloaded (and its signature beside it).
     pub fn cached(&self, sha256: &Sha256) -> PathBuf {
-        self.layout.download(sha256)
+        self.cache_layout.download(sha256)
     }
 
     /// Downloads a package into the cache (resuming a partial download),

@@ -466,22 +466,65 @@ impl fmt::Display for UserName {
     }
 }
 
-/// The paths of a root.
+/// The paths of a root — or of one user's own installs in it
+/// ([`Layout::for_user`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     /// The root directory.
     pub root: PathBuf,
+    /// Whose installs these are: `None` for the root's own (the shared
+    /// layers, `system/state`), a user for that user's layer
+    /// (`users/NAME/packages`) and states (`users/NAME/state`).
+    pub user: Option<UserName>,
 }
 
 impl Layout {
     /// The layout of the root at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Layout {
-        Layout { root: root.into() }
+        Layout {
+            root: root.into(),
+            user: None,
+        }
     }
 
-    /// `ROOT/<layer>/packages`.
+    /// The layout of `user`'s own installs in the root at `root`: their
+    /// layer `users/NAME/packages` and, in `users/NAME/state`, their own
+    /// states, store, lock, marks and download cache. The shared layers'
+    /// directories are the root's (read, never changed, through this
+    /// layout), and so is the trust store.
+    pub fn for_user(root: impl Into<PathBuf>, user: UserName) -> Layout {
+        Layout {
+            root: root.into(),
+            user: Some(user),
+        }
+    }
+
+    /// The root's own layout (the same one unless this is a user's).
+    pub fn shared(&self) -> Layout {
+        Layout::new(self.root.clone())
+    }
+
+    /// The layers this layout's states hold: all of them for the root's
+    /// own, only [`Layer::User`] (the user's own directory) for a user's.
+    pub fn layers(&self) -> &'static [Layer] {
+        match self.user {
+            None => &Layer::ALL,
+            Some(_) => &[Layer::User],
+        }
+    }
+
+    /// `ROOT/<layer>/packages`; for a user's layout, the user layer is
+    /// `ROOT/users/NAME/packages`.
     pub fn packages_dir(&self, layer: Layer) -> PathBuf {
-        self.root.join(layer.name()).join("packages")
+        match (&self.user, layer) {
+            (Some(user), Layer::User) => self.user_packages_dir(user),
+            _ => self.root.join(layer.name()).join("packages"),
+        }
+    }
+
+    /// `ROOT/users/NAME/state` of a user's layout.
+    pub fn user_state_dir(&self, user: &UserName) -> PathBuf {
+        self.users_dir().join(user.as_str()).join("state")
     }
 
     /// `ROOT/users`: one directory per user with a layer of their own.
@@ -514,12 +557,18 @@ impl Layout {
 
     /// `system/state/active.list`: the current state.
     pub fn active_list(&self) -> PathBuf {
-        self.root.join(ACTIVE_LIST)
+        match &self.user {
+            None => self.root.join(ACTIVE_LIST),
+            Some(_) => self.state_dir().join("active.list"),
+        }
     }
 
     /// `system/state/states/`: every numbered state.
     pub fn states_dir(&self) -> PathBuf {
-        self.root.join(STATES_DIR)
+        match &self.user {
+            None => self.root.join(STATES_DIR),
+            Some(_) => self.state_dir().join("states"),
+        }
     }
 
     /// `ROOT/system/state/states/NNNNNN.list`.
@@ -529,7 +578,10 @@ impl Layout {
 
     /// `system/state/store/`: packages of other states, by SHA-256.
     pub fn store_dir(&self) -> PathBuf {
-        self.root.join(STORE_DIR)
+        match &self.user {
+            None => self.root.join(STORE_DIR),
+            Some(_) => self.state_dir().join("store"),
+        }
     }
 
     /// `ROOT/system/state/store/<sha>.hpkg`.
@@ -539,18 +591,25 @@ impl Layout {
 
     /// `system/state/lock`: held by whoever changes the root.
     pub fn lock_file(&self) -> PathBuf {
-        self.root.join(LOCK_FILE)
+        match &self.user {
+            None => self.root.join(LOCK_FILE),
+            Some(_) => self.state_dir().join("lock"),
+        }
     }
 
-    /// `ROOT/system/state`.
+    /// `ROOT/system/state` (a user's: `ROOT/users/NAME/state`).
     pub fn state_dir(&self) -> PathBuf {
-        self.root.join("system").join("state")
+        match &self.user {
+            None => self.root.join("system").join("state"),
+            Some(user) => self.user_state_dir(user),
+        }
     }
 
     /// `ROOT/system/state/trust.json`: the keys the root trusts and each
-    /// layer's signature policy (format: `exos-trust`).
+    /// layer's signature policy (format: `exos-trust`) — the root's, for a
+    /// user's layout too.
     pub fn trust_store(&self) -> PathBuf {
-        self.state_dir().join("trust.json")
+        self.root.join("system/state/trust.json")
     }
 
     /// `ROOT/system/state/signatures/<sha>.minisig`: the signature accepted
