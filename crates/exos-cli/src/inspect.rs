@@ -113,6 +113,17 @@ pub struct BuildReport {
 pub fn build(args: &BuildArgs, out: Out) -> Result<()> {
     let dir = &args.dir;
     let manifest_path = dir.join("manifest.json");
+    if !dir.is_dir() {
+        bail!(
+            "{}: {}; exos build takes a package directory (files and a manifest.json)",
+            dir.display(),
+            if dir.exists() {
+                "not a directory"
+            } else {
+                "no such directory"
+            }
+        );
+    }
     if !manifest_path.exists() {
         bail!(
             "{}: missing; a package directory needs a manifest.json with at least \"name\" and \"version\"",

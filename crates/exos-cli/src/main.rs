@@ -203,8 +203,13 @@ enum Command {
     },
     /// Unmount an exos mount.
     Unmount { mountpoint: PathBuf },
-    /// Show what a mount has active and refused, and why.
-    Status { mountpoint: PathBuf },
+    /// Show what a mount has active and refused, and why (the mount point,
+    /// or -r ROOT: where that root is mounted).
+    Status {
+        mountpoint: Option<PathBuf>,
+        #[command(flatten)]
+        root: RootArg,
+    },
     /// Convert Debian packages (.deb) to EXOS packages (merged /usr, dpkg's version order, dependencies).
     ImportDeb(deb::ImportDebArgs),
     /// Run a command, or an app by package name, in a view of a mounted root (own mount namespace).
@@ -510,10 +515,13 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
         Command::Resolve(args) => resolve::run(args, out),
         Command::Mount { args, keys } => mount::mount(args, &keys.load()?, settings, out),
         Command::Unmount { mountpoint } => mount::unmount(mountpoint, out),
-        Command::Status { mountpoint } => mount::status(mountpoint, out),
+        Command::Status { mountpoint, root } => match mountpoint {
+            Some(m) => mount::status(m, out),
+            None => mount::status(&exos_view::find_mount(root.path()?)?, out),
+        },
         Command::ImportDeb(args) => deb::import(args, out),
         Command::Run(args) => view::run(args),
-        Command::Shell(args) => view::shell(args),
+        Command::Shell(args) => view::shell(args, settings.shell.as_deref()),
         Command::Init { root } => manage::init(root, out),
         Command::Install {
             missing: true,

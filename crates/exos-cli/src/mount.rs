@@ -43,6 +43,7 @@ pub fn mount(
     if !args.root.is_dir() {
         bail!("{}: not a directory (an EXOS root has system/packages, common/packages, user/packages)", args.root.display());
     }
+    abandoned(&args.mountpoint)?;
     if !args.mountpoint.is_dir() {
         bail!(
             "{}: mount point must be an existing directory",
@@ -337,7 +338,28 @@ fn processes_using(dir: &Path) -> Vec<String> {
     out
 }
 
+/// An error if `mountpoint` is a FUSE mount whose daemon is gone (it
+/// answers every access with ENOTCONN): say so and how to clean up,
+/// rather than "not a directory" or "not an exos mount".
+pub fn abandoned(mountpoint: &Path) -> Result<()> {
+    // statfs always reaches the daemon (a stat may be answered from the
+    // kernel's attribute cache for a while after the daemon died). While
+    // the dying daemon's io_uring is torn down, requests end ECANCELED or
+    // ECONNABORTED; once it is gone, ENOTCONN.
+    match rustix::fs::statfs(mountpoint) {
+        Err(
+            rustix::io::Errno::NOTCONN | rustix::io::Errno::CANCELED | rustix::io::Errno::CONNABORTED,
+        ) => bail!(
+            "{}: a mount whose daemon is gone (it crashed or was killed); `exos unmount {}` cleans it up",
+            mountpoint.display(),
+            mountpoint.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 pub fn status(mountpoint: &Path, out: Out) -> Result<()> {
+    abandoned(mountpoint)?;
     let path = mountpoint.join(".exos/status.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{}: is an exos mount there?", path.display()))?;

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use exos_repo::publish::Lifetimes;
 use exos_repo::Client;
@@ -241,6 +241,19 @@ pub fn repo(cmd: &RepoCommand, settings: &crate::settings::Settings, out: Out) -
             root,
         } => {
             let _lock = exos_manager::Root::lock(root.path()?)?;
+            if !url.contains("://") && !Path::new(url).is_dir() {
+                bail!(
+                    "{url}: not a directory, nor a URL (a server's repository is http://HOST/PATH or https://HOST/PATH)"
+                );
+            }
+            let secret = std::fs::read_to_string(key).unwrap_or_default();
+            if secret
+                .lines()
+                .next()
+                .is_some_and(|l| l.contains("secret key"))
+            {
+                bail!("{key}: a secret key; repo add pins the public key (the .pub file beside it); keep the secret key with the publisher");
+            }
             let key = crate::trust::public_key(key)?;
             let r = client(root.path()?).add(name, url, &key, *priority)?;
             out.report(&RefreshReport { refreshed: vec![r] }, refreshed_text)

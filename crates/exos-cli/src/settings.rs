@@ -1,6 +1,6 @@
 //! Settings resolved once, at the edge: everything the environment decides
 //! (`EXOS_BLOCK_CACHE`, `EXOS_EXEC_CACHE`, `EXOS_NET_TIMEOUT`,
-//! `EXOS_METADATA_MAX_AGE`, `HOME`,
+//! `EXOS_METADATA_MAX_AGE`, `HOME`, `SHELL`,
 //! `XDG_CACHE_HOME`, whether the process is root) is read here and passed
 //! down; no library reads the environment.
 
@@ -32,6 +32,8 @@ pub struct Settings {
     /// upgrade refreshes it: `EXOS_METADATA_MAX_AGE` (`90`, `30m`, `6h`,
     /// `2d`; `0`: always; `never`: only `exos repo refresh`), else a day.
     pub metadata_max_age: Option<Duration>,
+    /// The caller's shell, `$SHELL` (an absolute path), for `exos shell`.
+    pub shell: Option<PathBuf>,
     /// Variables that were set but could not be read (said once, defaults
     /// used instead).
     pub problems: Vec<String>,
@@ -78,6 +80,7 @@ pub struct Environment {
     pub exec_cache: Option<OsString>,
     pub net_timeout: Option<OsString>,
     pub metadata_max_age: Option<OsString>,
+    pub shell: Option<OsString>,
 }
 
 impl Environment {
@@ -92,6 +95,7 @@ impl Environment {
             exec_cache: var("EXOS_EXEC_CACHE"),
             net_timeout: var("EXOS_NET_TIMEOUT"),
             metadata_max_age: var("EXOS_METADATA_MAX_AGE"),
+            shell: var("SHELL"),
         }
     }
 }
@@ -140,6 +144,11 @@ impl Settings {
             exec_cache: cache(&env.exec_cache, "exec"),
             timeouts,
             metadata_max_age,
+            shell: env
+                .shell
+                .as_ref()
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute()),
             problems,
         }
     }

@@ -211,6 +211,12 @@ pub fn key(cmd: &KeyCommand, out: Out) -> Result<()> {
     if name.is_empty() || name.contains('/') {
         bail!("key name {name:?}: one file name, without '/'");
     }
+    if !dir.is_dir() {
+        bail!(
+            "-d {}: no such directory (make it first; without -d, keys go to the current directory)",
+            dir.display()
+        );
+    }
     if *encryption {
         let key = exos_hpkg::crypt::PackageKey::generate()?;
         let path = dir.join(format!("{name}.pkey"));
@@ -314,6 +320,13 @@ pub fn public_key(arg: &str) -> Result<PublicKey> {
     let path = Path::new(arg);
     if path.exists() {
         return Ok(exos_trust::read_public_key(path)?);
+    }
+    // A key's text is base64 (letters, digits, '+', '/', '='), possibly
+    // after a comment line: anything with another character, like a '/'
+    // at the start or a '.', was meant as a file.
+    let looks_like_path = arg.starts_with(['/', '.', '~']) || arg.ends_with(".pub");
+    if looks_like_path && !arg.contains('\n') {
+        bail!("public key {arg}: no such file (give the key's .pub file, or its text)");
     }
     PublicKey::parse(arg.as_bytes()).map_err(|e| anyhow::anyhow!("public key {arg:?}: {e}"))
 }

@@ -73,15 +73,20 @@ pub fn run(args: &RunArgs) -> Result<()> {
     exec(&spec, program, rest)
 }
 
-/// `exos shell`: the user's shell (if the view has it, else /bin/sh).
-pub fn shell(view: &ViewArgs) -> Result<()> {
+/// `exos shell`: the caller's `$SHELL` (`login_shell`), else the user's
+/// login shell (if the view has it, else /bin/sh); with `--user`, that
+/// user's login shell.
+pub fn shell(view: &ViewArgs, login_shell: Option<&Path>) -> Result<()> {
     let mut spec = spec(view)?;
     if let Some(s) = &mut spec.sandbox {
         if view.data.is_none() {
             s.data_name = "shell".into();
         }
     }
-    let shell = spec.person.shell.clone();
+    let shell = match (login_shell, &view.user) {
+        (Some(own), None) => own.to_path_buf(),
+        _ => spec.person.shell.clone(),
+    };
     exec(&spec, shell.into_os_string(), Vec::new())
 }
 
@@ -94,11 +99,14 @@ fn spec(args: &ViewArgs) -> Result<ViewSpec> {
         bail!("{}: not an EXOS root (exos init makes one)", root.display());
     }
     let mountpoint = match &args.mount {
-        Some(m) => m
-            .canonicalize()
-            .with_context(|| format!("{}", m.display()))?,
+        Some(m) => {
+            crate::mount::abandoned(m)?;
+            m.canonicalize()
+                .with_context(|| format!("{}", m.display()))?
+        }
         None => exos_view::find_mount(&root)?,
     };
+    crate::mount::abandoned(&mountpoint)?;
     if !mountpoint.join(".exos/status.json").exists() {
         bail!("{}: not an exos mount", mountpoint.display());
     }

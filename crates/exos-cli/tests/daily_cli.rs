@@ -255,6 +255,10 @@ fn the_owner_of_a_mounted_file_is_read_from_the_mount() {
             args.push("--xattrs");
         }
         ok(&args);
+        // `exos status -r ROOT` finds where the root is mounted.
+        let by_root = json(&["status", "-r", s(&f.root)]);
+        let by_mountpoint = json(&["status", s(&mnt)]);
+        assert_eq!(by_root["active"], by_mountpoint["active"], "{by_root}");
         let file = mnt.join("merged/share/lib");
         let said = json(&["owner", s(&file)]);
         assert_eq!(
@@ -275,4 +279,118 @@ fn the_owner_of_a_mounted_file_is_read_from_the_mount() {
         ok(&["unmount", s(&mnt)]);
         assert!(wait_until(|| !pid.exists()));
     }
+}
+
+#[test]
+fn mistakes_are_answered_with_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let said = |args: &[&str]| {
+        let o = exos(args);
+        assert!(!o.status.success(), "exos {args:?} succeeded");
+        text(&o.stderr)
+    };
+    let missing = w.join("nonexist");
+    let e = said(&["build", s(&missing)]);
+    assert!(
+        e.contains("no such directory") && !e.contains("manifest.json: missing"),
+        "{e}"
+    );
+    let e = said(&["key", "generate", "k", "-d", s(&w.join("missing/"))]);
+    assert!(e.contains("no such directory (make it first"), "{e}");
+    ok(&["key", "generate", "-q", "k", "-d", s(w)]);
+    let root = w.join("root");
+    ok(&["init", "-q", s(&root)]);
+    let e = said(&[
+        "repo",
+        "add",
+        "main",
+        "example.com/repo",
+        "-k",
+        s(&w.join("k.pub")),
+        "-r",
+        s(&root),
+    ]);
+    assert!(
+        e.contains("not a directory, nor a URL") && e.contains("https://"),
+        "{e}"
+    );
+    let e = said(&[
+        "repo",
+        "add",
+        "main",
+        s(w),
+        "-k",
+        s(&w.join("k.key")),
+        "-r",
+        s(&root),
+    ]);
+    assert!(e.contains("a secret key") && e.contains(".pub"), "{e}");
+    let e = said(&[
+        "repo",
+        "add",
+        "main",
+        s(w),
+        "-k",
+        s(&w.join("nope.pub")),
+        "-r",
+        s(&root),
+    ]);
+    assert!(e.contains("no such file"), "{e}");
+    let e = said(&["install", s(&w.join("x.deb")), "-r", s(&root)]);
+    assert!(e.contains("exos import-deb"), "{e}");
+    let e = said(&["status"]);
+    if std::env::var_os("EXOS_ROOT").is_none() {
+        assert!(e.contains("$EXOS_ROOT"), "{e}");
+    }
+}
+
+#[test]
+fn a_mount_whose_daemon_died_says_how_to_clean_up() {
+    if !fuse_available() {
+        return;
+    }
+    let f = fixture();
+    let w = f.root.parent().unwrap();
+    let mnt = w.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let pid = w.join("m.pid");
+    ok(&[
+        "mount",
+        s(&f.root),
+        s(&mnt),
+        "--daemon",
+        "--pid-file",
+        s(&pid),
+        "--no-exec-cache",
+    ]);
+    let daemon = fs::read_to_string(&pid).unwrap().trim().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &daemon])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(wait_until(|| fs::metadata(&mnt).is_err()));
+    for args in [
+        vec![
+            "mount",
+            s(&f.root),
+            s(&mnt),
+            "--daemon",
+            "--pid-file",
+            s(&pid),
+        ],
+        vec!["status", s(&mnt)],
+        vec!["run", "-r", s(&f.root), "-m", s(&mnt), "--", "true"],
+    ] {
+        let o = exos(&args);
+        let e = text(&o.stderr);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(
+            e.contains("a mount whose daemon is gone") && e.contains("exos unmount"),
+            "{args:?}: {e}"
+        );
+    }
+    ok(&["unmount", s(&mnt)]);
+    assert!(mnt.is_dir() && !mounted(&mnt));
 }
