@@ -110,6 +110,35 @@ pub struct BuildReport {
     pub seconds: f64,
 }
 
+/// Haiku's `package` and `package_repo` refuse a package without a
+/// summary, a license and a copyright ("incomplete package-info"), and
+/// `package_repo` takes a package only into a repository of the same
+/// vendor. A manifest may leave them out (the design's own example does):
+/// they get stated defaults, and each default is said.
+fn fill_haiku_defaults(m: &mut Manifest) -> Vec<String> {
+    let mut said = Vec::new();
+    if m.summary.trim().is_empty() {
+        m.summary = m.name.clone();
+        said.push(format!(
+            "no \"summary\": {:?} used (Haiku's tools need one)",
+            m.name
+        ));
+    }
+    let blank = |v: &Option<String>| v.as_deref().is_none_or(|t| t.trim().is_empty());
+    if blank(&m.license) {
+        m.license = Some("Unknown".into());
+        said.push("no \"license\": \"Unknown\" used (Haiku's tools need one; say which)".into());
+    }
+    if blank(&m.copyright) {
+        m.copyright = Some("Unknown".into());
+        said.push("no \"copyright\": \"Unknown\" used (Haiku's tools need one)".into());
+    }
+    if blank(&m.vendor) {
+        said.push("no \"vendor\": \"EXOS\" used; Haiku's package_repo takes a package only into a repository of the same vendor".into());
+    }
+    said
+}
+
 pub fn build(args: &BuildArgs, out: Out) -> Result<()> {
     let dir = &args.dir;
     let manifest_path = dir.join("manifest.json");
@@ -130,40 +159,9 @@ pub fn build(args: &BuildArgs, out: Out) -> Result<()> {
             manifest_path.display()
         );
     }
-    let manifest = Manifest::load(&manifest_path)?;
-    // Haiku's `package` and `package_repo` refuse a package without these
-    // ("incomplete package-info"); vendor, packager and description have
-    // defaults.
-    let missing: Vec<&str> = [
-        ("summary", manifest.summary.trim().is_empty()),
-        (
-            "license",
-            manifest
-                .license
-                .as_deref()
-                .is_none_or(|l| l.trim().is_empty()),
-        ),
-        (
-            "copyright",
-            manifest
-                .copyright
-                .as_deref()
-                .is_none_or(|c| c.trim().is_empty()),
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(key, absent)| absent.then_some(key))
-    .collect();
-    if !missing.is_empty() {
-        bail!(
-            "{}: missing {}: every package needs \"summary\", \"license\" and \"copyright\" (Haiku's tools refuse a package without them)",
-            manifest_path.display(),
-            missing
-                .iter()
-                .map(|k| format!("\"{k}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+    let mut manifest = Manifest::load(&manifest_path)?;
+    for warning in fill_haiku_defaults(&mut manifest) {
+        out.note(format_args!("{}: {warning}", manifest_path.display()));
     }
     for reserved in exos_root::RESERVED_NAMES {
         if std::fs::symlink_metadata(dir.join(reserved)).is_ok() {
