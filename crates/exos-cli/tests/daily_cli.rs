@@ -394,3 +394,20 @@ fn a_mount_whose_daemon_died_says_how_to_clean_up() {
     ok(&["unmount", s(&mnt)]);
     assert!(mnt.is_dir() && !mounted(&mnt));
 }
+
+#[test]
+fn bytes_copied_count_only_what_is_copied() {
+    let f = fixture();
+    let work = f.root.parent().unwrap();
+    // A second app needing lib, offered beside lib again: lib is installed
+    // already, so only the new app is copied.
+    let more = package(
+        work,
+        &f.pk,
+        r#"{"name":"app2","version":"1.0","requires":["lib>=1.0"]}"#,
+        "app2",
+    );
+    let size = fs::metadata(&more).unwrap().len();
+    let done = json(&["install", "app2", "-a", s(&f.pk), "-r", s(&f.root)]);
+    assert_eq!(done["plan"]["bytes_copied"], size, "{done}");
+}

@@ -362,7 +362,9 @@ impl Transaction {
         let new: Vec<NewPackage> = known
             .iter()
             .filter_map(|k| Some((k.new.as_ref()?, &k.manifest)))
-            .filter(|(n, _)| target.contains(&n.entry()))
+            // Offered again but installed already (the same file in the
+            // same place): nothing to copy.
+            .filter(|(n, _)| target.contains(&n.entry()) && !current.entries.contains(&n.entry()))
             .map(|(n, manifest)| NewPackage {
                 manifest: Some(manifest.clone()),
                 ..n.clone()
