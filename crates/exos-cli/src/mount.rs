@@ -163,12 +163,14 @@ fn spawn_daemon(args: &MountArgs, keys: &[PackageKey], out: Out) -> Result<()> {
     // The keys' pipe stays open until the child is started: it inherits it.
     let (argv, keys_fd) = daemon_command(args, keys, out.quiet)?;
     let log = match &args.log_file {
-        Some(p) => std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .with_context(|| p.display().to_string())?,
-        None => std::fs::File::create("/dev/null")?,
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| p.display().to_string())?,
+        ),
+        None => None,
     };
     let pid_file = std::path::absolute(
         args.pid_file
@@ -176,27 +178,63 @@ fn spawn_daemon(args: &MountArgs, keys: &[PackageKey], out: Out) -> Result<()> {
             .context("--daemon needs --pid-file")?,
     )?;
     let _ = std::fs::remove_file(&pid_file);
+    // Without a log file, what the daemon says while it starts is read
+    // here (a pipe), so a failure is shown; once it is mounted this end
+    // closes and its later messages are dropped, as with /dev/null.
+    let (stdout, stderr) = match &log {
+        Some(f) => (
+            std::process::Stdio::from(f.try_clone()?),
+            std::process::Stdio::from(f.try_clone()?),
+        ),
+        None => (std::process::Stdio::null(), std::process::Stdio::piped()),
+    };
     let mut child = std::process::Command::new(exe)
         .args(&argv)
         .current_dir("/")
         .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
+        .stdout(stdout)
+        .stderr(stderr)
         .process_group(0)
         .spawn()
         .context("starting the background mount")?;
     drop(keys_fd);
+    let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    if let Some(mut pipe) = child.stderr.take() {
+        let said = said.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                let mut all = said.lock().unwrap_or_else(|e| e.into_inner());
+                if all.len() < 64 * 1024 {
+                    all.extend_from_slice(&buf[..n]);
+                }
+            }
+        });
+    }
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
         if let Some(status) = child.try_wait()? {
-            bail!(
-                "the background mount exited ({status}); see {}",
-                args.log_file
-                    .as_ref()
-                    .map_or("its log (use --log-file)".to_string(), |p| p
-                        .display()
-                        .to_string())
-            );
+            // Let the reader drain what the daemon wrote before it exited.
+            std::thread::sleep(Duration::from_millis(50));
+            let text = String::from_utf8_lossy(&said.lock().unwrap_or_else(|e| e.into_inner()))
+                .trim()
+                .to_string();
+            let fuse = if text.contains("fuse") || text.contains("ermission") {
+                format!("; /dev/fuse is {}", describe_device("/dev/fuse"))
+            } else {
+                String::new()
+            };
+            match &args.log_file {
+                Some(p) => bail!(
+                    "the background mount exited ({status}){fuse}; see {}",
+                    p.display()
+                ),
+                None if text.is_empty() => {
+                    bail!("the background mount exited ({status}) without a word{fuse}")
+                }
+                None => bail!("the background mount exited ({status}){fuse}:\n{text}"),
+            }
         }
         if pid_file.exists() && is_mounted(&args.mountpoint) {
             let report = MountReport {
@@ -213,12 +251,52 @@ fn spawn_daemon(args: &MountArgs, keys: &[PackageKey], out: Out) -> Result<()> {
                 args.mountpoint.display(),
                 child.id()
             ));
+            warn_refused(&args.mountpoint, out);
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
     bail!("the background mount did not come up within 30 s")
+}
+
+/// Says which packages the mount at `mountpoint` refused, and why (the
+/// daemon logs them too, but a background mount's log is elsewhere).
+fn warn_refused(mountpoint: &Path, out: Out) {
+    let path = mountpoint.join(".exos/status.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let Ok(status) = serde_json::from_str::<Status>(&text) else {
+        return;
+    };
+    for r in &status.refused {
+        out.note(format_args!(
+            "refused {}: {} (`exos status {}`)",
+            r.file.display(),
+            r.reason,
+            mountpoint.display()
+        ));
+    }
+}
+
+/// `crw-rw-rw- root:root` — or why it cannot be looked at.
+fn describe_device(path: &str) -> String {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    match std::fs::metadata(path) {
+        Err(e) => format!("not usable ({e})"),
+        Ok(m) => format!(
+            "{}{:o}, owner uid {} gid {}",
+            if m.file_type().is_char_device() {
+                "a character device, mode "
+            } else {
+                "not a character device, mode "
+            },
+            m.mode() & 0o7777,
+            m.uid(),
+            m.gid()
+        ),
+    }
 }
 
 pub fn unmount(mountpoint: &Path, out: Out) -> Result<()> {

@@ -155,6 +155,9 @@ fn exec(spec: &ViewSpec, program: OsString, args: Vec<OsString>) -> Result<()> {
         let code = exos_view::sandbox::launch(&launch, &init)?;
         std::process::exit(code);
     }
+    // Read before entering the view: packages the mount refused, to say so
+    // if the program turns out to be missing.
+    let refused = refused_packages(&spec.mountpoint);
     let entered = exos_view::enter(spec)?;
     let mut command = std::process::Command::new(&program);
     command
@@ -169,10 +172,75 @@ fn exec(spec: &ViewSpec, program: OsString, args: Vec<OsString>) -> Result<()> {
     let error = command.exec();
     if error.kind() == std::io::ErrorKind::NotFound {
         eprintln!(
-            "exos: {}",
-            exos_view::not_found_reason(&program, path.as_deref())
+            "exos: {}{}",
+            exos_view::not_found_reason(&program, path.as_deref()),
+            refused_holder(&refused, &program).unwrap_or_default()
         );
         std::process::exit(127);
     }
     Err(error).with_context(|| format!("{}", Path::new(&program).display()))
+}
+
+/// A package the mount refused: its file, why, and the paths of the files
+/// it holds (read before entering the view, where the root's files may not
+/// be visible).
+struct Refused {
+    file: PathBuf,
+    reason: String,
+    paths: Vec<String>,
+}
+
+/// The packages the mount at `mountpoint` refused (the first 16).
+fn refused_packages(mountpoint: &Path) -> Vec<Refused> {
+    let Some(status) = std::fs::read_to_string(mountpoint.join(".exos/status.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<exos_packagefs::Status>(&t).ok())
+    else {
+        return Vec::new();
+    };
+    status
+        .refused
+        .into_iter()
+        .take(16)
+        .map(|r| Refused {
+            paths: file_paths(&r.file),
+            file: r.file,
+            reason: r.reason,
+        })
+        .collect()
+}
+
+/// The paths of the files (not directories) a package holds; none if it
+/// cannot be read (e.g. sealed).
+fn file_paths(file: &Path) -> Vec<String> {
+    let Ok(pkg) = exos_hpkg::Package::open(file) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut path: Vec<&str> = Vec::new();
+    for (depth, entry) in pkg.toc().walk() {
+        path.truncate(depth);
+        path.push(entry.name());
+        if !entry.is_dir() {
+            out.push(path.join("/"));
+        }
+    }
+    out
+}
+
+/// "; gpuapp.hpkg holds share/gpu-tool but the mount refused it: REASON",
+/// when a refused package holds a file named like `program`.
+fn refused_holder(refused: &[Refused], program: &std::ffi::OsStr) -> Option<String> {
+    let name = Path::new(program).file_name()?.to_str()?;
+    refused.iter().find_map(|r| {
+        let held = r
+            .paths
+            .iter()
+            .find(|p| p.rsplit('/').next() == Some(name))?;
+        Some(format!(
+            "; {} holds {held} but the mount refused it: {}",
+            r.file.file_name()?.to_string_lossy(),
+            r.reason
+        ))
+    })
 }

@@ -411,3 +411,89 @@ fn bytes_copied_count_only_what_is_copied() {
     let done = json(&["install", "app2", "-a", s(&f.pk), "-r", s(&f.root)]);
     assert_eq!(done["plan"]["bytes_copied"], size, "{done}");
 }
+
+#[test]
+fn refused_packages_and_failed_background_mounts_are_explained() {
+    if !fuse_available() {
+        return;
+    }
+    let f = fixture();
+    let w = f.root.parent().unwrap();
+    // A package whose system API nobody provides: installed (the host
+    // said it had the API), refused by the mount.
+    let gpu = package(
+        w,
+        &w.join("gpu"),
+        r#"{"name":"gpuapp","version":"1","uses":["system.gpu >=1"]}"#,
+        "gpu",
+    );
+    ok(&[
+        "install",
+        "-q",
+        s(&gpu),
+        "--host-api",
+        "system.gpu=1",
+        "-r",
+        s(&f.root),
+    ]);
+    let mnt = w.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let pid = w.join("m.pid");
+    let mount = |extra: &[&str]| {
+        let mut a = vec![
+            "mount",
+            s(&f.root),
+            s(&mnt),
+            "--daemon",
+            "--pid-file",
+            s(&pid),
+            "--no-exec-cache",
+        ];
+        a.extend_from_slice(extra);
+        exos(&a)
+    };
+    let o = mount(&[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let said = text(&o.stderr);
+    assert!(
+        said.contains("refused") && said.contains("gpuapp") && said.contains("system.gpu"),
+        "{said}"
+    );
+    let o = exos(&["run", "-r", s(&f.root), "--", "gpuapp"]);
+    let said = text(&o.stderr);
+    ok(&["unmount", s(&mnt)]);
+    assert_eq!(o.status.code(), Some(127), "{said}");
+    assert!(
+        said.contains("holds share/gpuapp but the mount refused it: uses system API system.gpu"),
+        "{said}"
+    );
+
+    // A daemon that fails at start: its own words, not "see its log".
+    let o = mount(&["--state", "99"]);
+    let said = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(said.contains("no state 99"), "{said}");
+    // /dev/fuse that is not the device (in a mount namespace of this
+    // test's own): named, with its mode.
+    let fake = w.join("fake-fuse");
+    fs::write(&fake, "").unwrap();
+    let script = format!(
+        "mount --bind {} /dev/fuse && exec {} mount {} {} --daemon --pid-file {}",
+        s(&fake),
+        env!("CARGO_BIN_EXE_exos"),
+        s(&f.root),
+        s(&mnt),
+        s(&pid)
+    );
+    let o = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let said = text(&o.stderr);
+    assert!(!o.status.success(), "{said}");
+    assert!(
+        said.contains("/dev/fuse is not a character device, mode"),
+        "{said}"
+    );
+    assert!(!mounted(&mnt));
+}
