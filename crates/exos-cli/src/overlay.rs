@@ -59,6 +59,14 @@ pub fn overlay(cmd: &OverlayCommand, out: Out) -> Result<()> {
             force,
             root,
         } => {
+            // The mount (root's) would refuse it: refuse it now, with
+            // the mount's reason.
+            exos_packagefs::activate::check_overlay_dir(dir).map_err(|why| {
+                anyhow::anyhow!(
+                    "{}: a mount would refuse this overlay: {why}",
+                    dir.display()
+                )
+            })?;
             let r = exos_manager::Root::lock(root.path()?)?;
             (
                 Some(exos_manager::add_overlay(&r, name, dir, *layer, *force)?),

@@ -198,6 +198,27 @@ fn overlays_show_over_one_package_live_and_leave_no_trace() {
         "{}",
         text(&o.stderr)
     );
+    // A directory the mount would refuse (others may write in it) is
+    // refused when it is added, with the mount's reason.
+    let open = w.join("open-overlay");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let o = exos(&[
+        "overlay",
+        "add",
+        "tool",
+        s(&open),
+        "--force",
+        "-r",
+        s(&root),
+    ]);
+    assert!(!o.status.success());
+    let said = text(&o.stderr);
+    assert!(
+        said.contains("a mount would refuse this overlay")
+            && said.contains("writable by no one else"),
+        "{said}"
+    );
 }
 
 #[test]

@@ -360,6 +360,14 @@ impl ActiveOverlay {
     }
 }
 
+/// Whether a mount running as this process's user would serve `dir` as
+/// an overlay (the check the mount makes; `exos overlay add` makes it
+/// first so that a directory the mount would refuse is refused at once):
+/// the number of entries it holds, or why not.
+pub fn check_overlay_dir(dir: &Path) -> Result<usize, String> {
+    scan_overlay_dir(dir).map(|entries| entries.len())
+}
+
 /// Lists `dir` (not following symlinks; sockets, devices and FIFOs are
 /// left out), bounded in entries and depth. Every entry must belong to
 /// the serving user and be writable by no one else: what an overlay shows
