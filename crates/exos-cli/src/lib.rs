@@ -10,6 +10,7 @@
 #![allow(missing_docs)]
 
 pub mod apps;
+pub mod completion;
 pub mod deb;
 pub mod delta;
 pub mod extract;

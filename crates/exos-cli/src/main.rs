@@ -145,6 +145,13 @@ enum Command {
     },
     /// Remove packages installed as dependencies that nothing needs any
     /// more (asks first, as apt does).
+    #[command(
+        mut_arg("keys", |a| a.hide(true)),
+        mut_arg("age_identities", |a| a.hide(true)),
+        mut_arg("lazy", |a| a.hide(true)),
+        mut_arg("from", |a| a.hide(true)),
+        mut_arg("refresh", |a| a.hide(true))
+    )]
     Autoremove {
         #[command(flatten)]
         change: manage::ChangeArgs,
@@ -235,6 +242,13 @@ enum Command {
         change: manage::ChangeArgs,
     },
     /// Remove packages by name, with whatever can no longer work without them.
+    #[command(
+        mut_arg("keys", |a| a.hide(true)),
+        mut_arg("age_identities", |a| a.hide(true)),
+        mut_arg("lazy", |a| a.hide(true)),
+        mut_arg("from", |a| a.hide(true)),
+        mut_arg("refresh", |a| a.hide(true))
+    )]
     Remove {
         #[arg(required = true)]
         names: Vec<String>,
@@ -311,8 +325,18 @@ enum Command {
         #[command(flatten)]
         root: RootArg,
     },
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell);
+    /// bash, zsh and fish also complete package names.
     Completions { shell: clap_complete::Shell },
+    /// The package names a completion offers (used by the completion
+    /// scripts; the root from WORDS, else $EXOS_ROOT).
+    #[command(name = "__complete-names", hide = true)]
+    CompleteNames {
+        kind: exos_cli::completion::NameKind,
+        /// The words of the command line being completed.
+        #[arg(last = true)]
+        words: Vec<String>,
+    },
     /// Print the manual page (roff), or with --dir write exos.1 and one exos-COMMAND.1 per command.
     Manual {
         /// Write every page into DIR (e.g. /usr/local/share/man/man1) instead of printing exos(1).
@@ -598,8 +622,13 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             let mut cmd = Cli::command();
             let mut buf = Vec::new();
             clap_complete::generate(*shell, &mut cmd, "exos", &mut buf);
-            output::write_stdout(&String::from_utf8_lossy(&buf))
+            let script = String::from_utf8_lossy(&buf).into_owned()
+                + &exos_cli::completion::names_script(*shell);
+            output::write_stdout(&script)
         }
+        Command::CompleteNames { kind, words } => output::write_stdout(
+            &exos_cli::completion::names(*kind, words, settings.exos_root.clone()),
+        ),
         Command::Manual { dir: None } => {
             let mut buf = Vec::new();
             clap_mangen::Man::new(Cli::command()).render(&mut buf)?;

@@ -34,6 +34,8 @@ pub struct Settings {
     pub metadata_max_age: Option<Duration>,
     /// The caller's shell, `$SHELL` (an absolute path), for `exos shell`.
     pub shell: Option<PathBuf>,
+    /// `$EXOS_ROOT`, for completions (commands read it through clap).
+    pub exos_root: Option<PathBuf>,
     /// Variables that were set but could not be read (said once, defaults
     /// used instead).
     pub problems: Vec<String>,
@@ -81,6 +83,7 @@ pub struct Environment {
     pub net_timeout: Option<OsString>,
     pub metadata_max_age: Option<OsString>,
     pub shell: Option<OsString>,
+    pub exos_root: Option<OsString>,
 }
 
 impl Environment {
@@ -96,6 +99,7 @@ impl Environment {
             net_timeout: var("EXOS_NET_TIMEOUT"),
             metadata_max_age: var("EXOS_METADATA_MAX_AGE"),
             shell: var("SHELL"),
+            exos_root: var("EXOS_ROOT"),
         }
     }
 }
@@ -149,6 +153,7 @@ impl Settings {
                 .as_ref()
                 .map(PathBuf::from)
                 .filter(|p| p.is_absolute()),
+            exos_root: env.exos_root.as_ref().map(PathBuf::from),
             problems,
         }
     }

@@ -497,3 +497,82 @@ fn refused_packages_and_failed_background_mounts_are_explained() {
     );
     assert!(!mounted(&mnt));
 }
+
+#[test]
+fn help_lists_what_a_command_uses() {
+    let remove = ok(&["remove", "--help"]);
+    for unused in ["--key", "--age-identity", "--lazy", "--refresh", "--from"] {
+        assert!(!remove.contains(unused), "remove --help shows {unused}");
+    }
+    let install = ok(&["install", "--help"]);
+    assert!(install.contains("--key") && install.contains("--user"));
+    assert!(
+        install.contains("16 KiB") && !install.contains("64 KiB"),
+        "{install}"
+    );
+}
+
+#[test]
+fn shells_complete_package_names() {
+    let f = fixture();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_exos"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let dir = f.root.parent().unwrap();
+    let script = |shell: &str| {
+        let p = dir.join(format!("exos.{shell}"));
+        fs::write(&p, ok(&["completions", shell])).unwrap();
+        p
+    };
+    let run = |program: &str, args: &[&str]| {
+        let o = std::process::Command::new(program)
+            .args(args)
+            .env("PATH", &path)
+            .env_remove("EXOS_ROOT")
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e} (scripts/setup.sh installs it)"));
+        assert!(o.status.success(), "{program}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    // bash: installed names for remove, options still from clap's script.
+    let bash = script("bash");
+    let said = run(
+        "bash",
+        &[
+            "-c",
+            &format!(
+                ". {}; COMP_WORDS=(exos remove -r {} ''); COMP_CWORD=4; _exos_names exos '' {}; printf '%s\\n' \"${{COMPREPLY[@]}}\"; \
+                 COMP_WORDS=(exos remove --dry); COMP_CWORD=2; COMP_LINE='exos remove --dry'; COMP_POINT=17; _exos_names exos --dry remove; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                s(&bash),
+                s(&f.root),
+                s(&f.root)
+            ),
+        ],
+    );
+    assert_eq!(said, "app\nlib\nother\n--dry-run\n");
+    // fish: the same, read by fish's own completion machinery.
+    let fish = script("fish");
+    let said = run(
+        "fish",
+        &[
+            "-c",
+            &format!(
+                "source {}; complete -C 'exos info -r {} '",
+                s(&fish),
+                s(&f.root)
+            ),
+        ],
+    );
+    assert_eq!(said, "app\nlib\nother\n");
+    // zsh: the script parses.
+    let zsh = script("zsh");
+    run("zsh", &["-n", s(&zsh)]);
+    assert!(fs::read_to_string(&zsh)
+        .unwrap()
+        .contains("compdef _exos_names exos"));
+}
