@@ -161,7 +161,10 @@ fn spawn_daemon(args: &MountArgs, keys: &[PackageKey], out: Out) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = mountd()?;
     // The keys' pipe stays open until the child is started: it inherits it.
-    let (argv, keys_fd) = daemon_command(args, keys, out.quiet)?;
+    let (mut argv, keys_fd) = daemon_command(args, keys, out.quiet)?;
+    if args.log_file.is_none() {
+        argv.insert(0, "--stderr-until-ready".into());
+    }
     let log = match &args.log_file {
         Some(p) => Some(
             std::fs::OpenOptions::new()
@@ -179,8 +182,9 @@ fn spawn_daemon(args: &MountArgs, keys: &[PackageKey], out: Out) -> Result<()> {
     )?;
     let _ = std::fs::remove_file(&pid_file);
     // Without a log file, what the daemon says while it starts is read
-    // here (a pipe), so a failure is shown; once it is mounted this end
-    // closes and its later messages are dropped, as with /dev/null.
+    // here (a pipe), so a failure is shown; once serving, the daemon points
+    // its stderr at /dev/null (--stderr-until-ready), so that nothing it
+    // says later goes into a pipe nobody reads.
     let (stdout, stderr) = match &log {
         Some(f) => (
             std::process::Stdio::from(f.try_clone()?),

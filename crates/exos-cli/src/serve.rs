@@ -207,6 +207,7 @@ pub fn serve(
     keys: exos_hpkg::crypt::KeyRing,
     settings: &crate::settings::Settings,
     quiet: bool,
+    stderr_until_ready: bool,
 ) -> Result<()> {
     init_logging(args.log_file.as_deref(), quiet)?;
     let mut options = MountOptions::new(args.root.canonicalize()?, args.mountpoint.canonicalize()?);
@@ -291,6 +292,14 @@ pub fn serve(
     if let Some(pid_file) = &args.pid_file {
         exos_root::write_atomically(pid_file, format!("{}\n", std::process::id()).as_bytes())
             .with_context(|| pid_file.display().to_string())?;
+    }
+    if stderr_until_ready {
+        let null = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .context("/dev/null")?;
+        rustix::stdio::dup2_stderr(&null).context("pointing stderr at /dev/null")?;
+        rustix::stdio::dup2_stdout(&null).context("pointing stdout at /dev/null")?;
     }
     // Wait for a signal, or for the mount to go away (exos unmount, umount).
     let (tx, rx) = std::sync::mpsc::channel();

@@ -29,6 +29,12 @@ struct Cli {
     /// hands them over, age-wrapped ones unwrapped).
     #[arg(long = "keys-fd", value_name = "FD")]
     keys_fd: Option<i32>,
+    /// Once serving, point stderr and stdout at /dev/null (how `exos mount
+    /// --daemon` without --log-file starts it: it reads the daemon's stderr
+    /// through a pipe until then, to show why a start failed, and a pipe
+    /// nobody reads any more would make every later message fail).
+    #[arg(long, hide = true)]
+    stderr_until_ready: bool,
     #[command(flatten)]
     mount: serve::MountArgs,
 }
@@ -59,7 +65,13 @@ fn main() -> ExitCode {
     }
     let keys = exos_hpkg::crypt::KeyRing::new(keys);
     let settings = exos_cli::settings::Settings::from_env();
-    match serve::serve(&cli.mount, keys, &settings, cli.quiet) {
+    match serve::serve(
+        &cli.mount,
+        keys,
+        &settings,
+        cli.quiet,
+        cli.stderr_until_ready,
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!(
