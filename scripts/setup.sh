@@ -3,7 +3,7 @@
 # builds the release binary. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(build-essential pkg-config zlib1g-dev fuse3 attr squashfs-tools squashfuse erofs-utils python3-solv time bc diffutils minisign age nginx bubblewrap curl util-linux util-linux-extra dpkg-dev fish zsh)
+pkgs=(build-essential pkg-config zlib1g-dev fuse3 attr squashfs-tools squashfuse erofs-utils python3-solv time bc diffutils minisign age nginx bubblewrap curl util-linux util-linux-extra dpkg-dev fish zsh systemd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -52,7 +52,12 @@ if [ -n "$prefix" ]; then
     target/release/exos completions bash > "$prefix/share/bash-completion/completions/exos"
     target/release/exos completions zsh > "$prefix/share/zsh/site-functions/_exos"
     target/release/exos completions fish > "$prefix/share/fish/vendor_completions.d/exos.fish"
-    echo "setup: installed exos, exos-mountd, man page (man exos) and bash/zsh/fish completions under $prefix"
+    # systemd's unit (searched under /usr/local/lib/systemd/system too),
+    # its ExecStart pointing at this prefix.
+    mkdir -p "$prefix/lib/systemd/system"
+    sed "s|/usr/local/bin/|$prefix/bin/|" contrib/systemd/exos-mount@.service \
+      > "$prefix/lib/systemd/system/exos-mount@.service"
+    echo "setup: installed exos, exos-mountd, man page (man exos), bash/zsh/fish completions and exos-mount@.service under $prefix"
   else
     echo "setup: $prefix is not writable; not installing (set EXOS_PREFIX=DIR, or run as root)"
   fi

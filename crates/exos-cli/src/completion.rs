@@ -56,6 +56,18 @@ pub fn names(kind: NameKind, words: &[String], env_root: Option<PathBuf>) -> Str
 /// The commands whose arguments are installed packages' names.
 const INSTALLED: &str = "remove info files why hold unhold upgrade";
 
+/// clap's completion script for `shell` with package names added. zsh's
+/// ends by running or registering `_exos`; that ending moves after the
+/// names' wrapper, which takes its place.
+pub fn complete_script(shell: clap_complete::Shell, clap_script: &str) -> String {
+    let ending = "if [ \"$funcstack[1]\" = \"_exos\" ]; then\n    _exos \"$@\"\nelse\n    compdef _exos exos\nfi\n";
+    let body = match shell {
+        clap_complete::Shell::Zsh => clap_script.replacen(ending, "", 1),
+        _ => clap_script.to_string(),
+    };
+    body + &names_script(shell)
+}
+
 /// What is added to clap's script for `shell` (empty for shells without
 /// name completion).
 pub fn names_script(shell: clap_complete::Shell) -> String {
@@ -80,7 +92,8 @@ complete -F _exos_names -o bashdefault -o default -o nosort exos
         ),
         clap_complete::Shell::Zsh => format!(
             r#"
-# Package names (exos __complete-names), then clap's completion.
+# Package names (exos __complete-names), then clap's completion. (Also
+# when this file is autoloaded from fpath as _exos: see complete_script.)
 _exos_names() {{
     local sub=${{words[2]}} kind=""
     case " {INSTALLED} " in *" $sub "*) kind=installed ;; esac
@@ -92,7 +105,11 @@ _exos_names() {{
     fi
     _exos "$@"
 }}
-compdef _exos_names exos
+if [ "$funcstack[1]" = "_exos" ]; then
+    _exos_names "$@"
+else
+    compdef _exos_names exos
+fi
 "#
         ),
         clap_complete::Shell::Fish => format!(

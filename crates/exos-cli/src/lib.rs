@@ -20,6 +20,7 @@ pub mod keys;
 pub mod listing;
 pub mod manage;
 pub mod mount;
+pub mod notify;
 pub mod output;
 pub mod overlay;
 pub mod query;

@@ -622,8 +622,8 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             let mut cmd = Cli::command();
             let mut buf = Vec::new();
             clap_complete::generate(*shell, &mut cmd, "exos", &mut buf);
-            let script = String::from_utf8_lossy(&buf).into_owned()
-                + &exos_cli::completion::names_script(*shell);
+            let script =
+                exos_cli::completion::complete_script(*shell, &String::from_utf8_lossy(&buf));
             output::write_stdout(&script)
         }
         Command::CompleteNames { kind, words } => output::write_stdout(

@@ -301,6 +301,16 @@ pub fn serve(
         rustix::stdio::dup2_stderr(&null).context("pointing stderr at /dev/null")?;
         rustix::stdio::dup2_stdout(&null).context("pointing stdout at /dev/null")?;
     }
+    // A service manager (systemd's Type=notify) learns it is serving.
+    let manager = crate::notify::ServiceManager::new(settings.notify_socket.clone());
+    if let Err(e) = manager.notify(&format!(
+        "READY=1\nMAINPID={}\nSTATUS=serving {} packages at {}",
+        std::process::id(),
+        r.active,
+        args.mountpoint.display()
+    )) {
+        tracing::warn!("telling the service manager it is ready: {e}");
+    }
     // Wait for a signal, or for the mount to go away (exos unmount, umount).
     let (tx, rx) = std::sync::mpsc::channel();
     let tx2 = tx.clone();
@@ -319,6 +329,7 @@ pub fn serve(
         Ok(Some(sig)) => tracing::info!("signal {sig}: unmounting"),
         _ => tracing::info!("unmounted from outside"),
     }
+    let _ = manager.notify("STOPPING=1\nSTATUS=unmounting");
     handle.close();
     let r = mounted.unmount();
     if let Some(pid_file) = &args.pid_file {

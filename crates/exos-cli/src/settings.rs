@@ -1,6 +1,6 @@
 //! Settings resolved once, at the edge: everything the environment decides
 //! (`EXOS_BLOCK_CACHE`, `EXOS_EXEC_CACHE`, `EXOS_NET_TIMEOUT`,
-//! `EXOS_METADATA_MAX_AGE`, `HOME`, `SHELL`,
+//! `EXOS_METADATA_MAX_AGE`, `HOME`, `SHELL`, `NOTIFY_SOCKET`,
 //! `XDG_CACHE_HOME`, whether the process is root) is read here and passed
 //! down; no library reads the environment.
 
@@ -36,6 +36,8 @@ pub struct Settings {
     pub shell: Option<PathBuf>,
     /// `$EXOS_ROOT`, for completions (commands read it through clap).
     pub exos_root: Option<PathBuf>,
+    /// `$NOTIFY_SOCKET`: where a service manager waits for readiness.
+    pub notify_socket: Option<OsString>,
     /// Variables that were set but could not be read (said once, defaults
     /// used instead).
     pub problems: Vec<String>,
@@ -84,6 +86,7 @@ pub struct Environment {
     pub metadata_max_age: Option<OsString>,
     pub shell: Option<OsString>,
     pub exos_root: Option<OsString>,
+    pub notify_socket: Option<OsString>,
 }
 
 impl Environment {
@@ -100,6 +103,7 @@ impl Environment {
             metadata_max_age: var("EXOS_METADATA_MAX_AGE"),
             shell: var("SHELL"),
             exos_root: var("EXOS_ROOT"),
+            notify_socket: var("NOTIFY_SOCKET"),
         }
     }
 }
@@ -154,6 +158,7 @@ impl Settings {
                 .map(PathBuf::from)
                 .filter(|p| p.is_absolute()),
             exos_root: env.exos_root.as_ref().map(PathBuf::from),
+            notify_socket: env.notify_socket.clone(),
             problems,
         }
     }
