@@ -52,12 +52,15 @@ if [ -n "$prefix" ]; then
     target/release/exos completions bash > "$prefix/share/bash-completion/completions/exos"
     target/release/exos completions zsh > "$prefix/share/zsh/site-functions/_exos"
     target/release/exos completions fish > "$prefix/share/fish/vendor_completions.d/exos.fish"
+    # The JSON reference (every --json output) and the README.
+    install -D -m 644 docs/json.md "$prefix/share/doc/exos/json.md"
+    install -D -m 644 README.md "$prefix/share/doc/exos/README.md"
     # systemd's unit (searched under /usr/local/lib/systemd/system too),
     # its ExecStart pointing at this prefix.
     mkdir -p "$prefix/lib/systemd/system"
     sed "s|/usr/local/bin/|$prefix/bin/|" contrib/systemd/exos-mount@.service \
       > "$prefix/lib/systemd/system/exos-mount@.service"
-    echo "setup: installed exos, exos-mountd, man page (man exos), bash/zsh/fish completions and exos-mount@.service under $prefix"
+    echo "setup: installed exos, exos-mountd, man page (man exos), bash/zsh/fish completions, exos-mount@.service and docs (share/doc/exos) under $prefix"
   else
     echo "setup: $prefix is not writable; not installing (set EXOS_PREFIX=DIR, or run as root)"
   fi

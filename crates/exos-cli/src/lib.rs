@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod keys;
 pub mod listing;
 pub mod manage;
+pub mod manual;
 pub mod mount;
 pub mod notify;
 pub mod output;

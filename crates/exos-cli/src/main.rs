@@ -356,7 +356,15 @@ fn write_manual_pages(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
         for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
             write(sub, dir, pages)?;
         }
-        pages.push(clap_mangen::Man::new(cmd).generate_to(dir)?);
+        let man = clap_mangen::Man::new(cmd);
+        let file = dir.join(man.get_filename());
+        let mut roff = Vec::new();
+        man.render(&mut roff)?;
+        let page = man.get_filename();
+        let name = page.strip_suffix(".1").unwrap_or(&page);
+        roff.extend_from_slice(exos_cli::manual::extra_sections(name).as_bytes());
+        std::fs::write(&file, roff)?;
+        pages.push(file);
         Ok(())
     }
     std::fs::create_dir_all(dir)?;
@@ -632,6 +640,7 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
         Command::Manual { dir: None } => {
             let mut buf = Vec::new();
             clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
+            buf.extend_from_slice(exos_cli::manual::extra_sections("exos").as_bytes());
             output::write_stdout(&String::from_utf8_lossy(&buf))
         }
         Command::Manual { dir: Some(dir) } => {
