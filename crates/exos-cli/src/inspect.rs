@@ -244,6 +244,7 @@ pub fn list(args: &ListArgs, out: Out) -> Result<()> {
         attributes: args.attributes,
         info_only: args.info,
         paths_only: args.paths,
+        escape_names: std::io::stdout().is_terminal(),
     };
     match exos_hpkg::detect(file)? {
         FileKind::Package => {

@@ -17,6 +17,11 @@ pub struct ListOptions {
     pub info_only: bool,
     /// Only entry paths, one per line.
     pub paths_only: bool,
+    /// Escape control characters and backslashes in names (`ls -b`): on a
+    /// terminal, where a name could move the cursor or forge a line.
+    /// Otherwise names are written as they are, byte for byte as Haiku's
+    /// `package list` writes them.
+    pub escape_names: bool,
 }
 
 /// Streams a listing to standard output; a closed pipe is success.
@@ -145,7 +150,7 @@ impl Serialize for RepositoryPackages<'_> {
 pub fn render_package(pkg: &Package, opts: ListOptions, out: &mut dyn io::Write) -> io::Result<()> {
     if opts.paths_only {
         for (_, e) in pkg.toc().walk() {
-            writeln!(out, "{}", escape(&e.path()))?;
+            writeln!(out, "{}", opts.shown(&e.path()))?;
         }
         return Ok(());
     }
@@ -158,7 +163,7 @@ pub fn render_package(pkg: &Package, opts: ListOptions, out: &mut dyn io::Write)
     for (depth, e) in pkg.toc().walk() {
         let indent = depth * 2;
         // Haiku pads with printf("%-*s"): by bytes, not characters.
-        let name = escape(e.name());
+        let name = opts.shown(e.name());
         let pad = 32usize.saturating_sub(indent).saturating_sub(name.len());
         write!(out, "{:indent$}{name}{:pad$}  {:>8}", "", "", e.size())?;
         write!(out, "  {}", format_utc(e.mtime().secs))?;
@@ -174,13 +179,13 @@ pub fn render_package(pkg: &Package, opts: ListOptions, out: &mut dyn io::Write)
         line.push_str(&permission_triplet(mode, false));
         if let Some(t) = e.symlink_target() {
             line.push_str("  -> ");
-            line.push_str(&escape(t));
+            line.push_str(&opts.shown(t));
         }
         writeln!(out, "{line}")?;
         if opts.attributes {
             for a in e.attributes() {
                 let indent = (depth + 1) * 2;
-                let name = escape(a.name);
+                let name = opts.shown(a.name);
                 let pad = 31usize.saturating_sub(indent).saturating_sub(name.len());
                 write!(
                     out,
@@ -202,6 +207,17 @@ pub fn render_package(pkg: &Package, opts: ListOptions, out: &mut dyn io::Write)
         }
     }
     Ok(())
+}
+
+impl ListOptions {
+    /// `name` as this listing writes it (escaped only when asked).
+    fn shown<'n>(&self, name: &'n str) -> std::borrow::Cow<'n, str> {
+        if self.escape_names {
+            escape(name)
+        } else {
+            std::borrow::Cow::Borrowed(name)
+        }
+    }
 }
 
 /// A name as `ls -b` shows it: control characters and backslashes as C

@@ -268,22 +268,37 @@ fn exit_codes_distinguish_invalid_files_from_other_errors() {
 // Hostile input and Haiku fidelity (issue: hardening).
 
 #[test]
-fn listings_escape_control_characters_and_pad_by_bytes() {
+fn listings_escape_control_characters_on_a_terminal_and_pad_by_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let p = hostile(tmp.path(), "control-char-names");
+    // Into a pipe or a file: names byte for byte, as Haiku's `package
+    // list` writes them.
     let out = stdout(&exos(&["list", p.to_str().unwrap()]));
+    for raw in ["new\nline", "esc\x1b[31mred", "tab\there"] {
+        assert!(out.contains(raw), "{raw:?} missing in {out:?}");
+    }
+    let paths = stdout(&exos(&["list", "-p", p.to_str().unwrap()]));
+    assert!(paths.contains("new\nline\n"), "{paths:?}");
+    // On a terminal (a pty, from script(1)): escaped like `ls -b`, so no
+    // name moves the cursor or forges a line; every line is one entry.
+    let o = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} list {}", env!("CARGO_BIN_EXE_exos"), s(&p)),
+            "/dev/null",
+        ])
+        .output()
+        .expect("script (bsdutils) runs");
+    let out = stdout(&o).replace("\r\n", "\n");
     assert!(!out.contains('\x1b'), "{out:?}");
     for escaped in ["new\\nline", "esc\\033[31mred", "tab\\there"] {
         assert!(out.contains(escaped), "{escaped} missing in {out:?}");
     }
-    // Apart from the attribute block's tabs, every line is one entry.
     let entry_lines = out
         .lines()
         .filter(|l| !l.starts_with('\t') && !l.starts_with("package-attributes"))
         .count();
     assert_eq!(entry_lines, 3, "{out}");
-    let paths = stdout(&exos(&["list", "-p", p.to_str().unwrap()]));
-    assert_eq!(paths.lines().count(), 3, "{paths:?}");
 
     // UTF-8 names are padded to 32 bytes (printf's %-32s), not characters;
     // the sticky bit is not shown; attribute type 0 prints as 0.
