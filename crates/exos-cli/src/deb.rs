@@ -52,11 +52,27 @@ pub fn import(args: &ImportDebArgs, out: Out) -> Result<()> {
         max_file: args.max_file_mib.saturating_mul(1 << 20),
         max_package: args.max_package_mib.saturating_mul(1 << 20),
     };
+    let pb = crate::output::progress_bar(
+        out,
+        args.debs.len() as u64,
+        "importing",
+        crate::output::Counting::Items,
+    );
     let packages = args
         .debs
         .par_iter()
-        .map(|deb| exos_deb::import_limited(deb, &args.output, &options, limits))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|deb| {
+            let imported = exos_deb::import_limited(deb, &args.output, &options, limits);
+            if let Some(pb) = &pb {
+                pb.inc(1);
+            }
+            imported
+        })
+        .collect::<Result<Vec<_>, _>>();
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    let packages = packages?;
     let usr_links = exos_deb::usr_links_package(&args.output)?;
     let report = ImportReport {
         packages,

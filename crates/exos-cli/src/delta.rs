@@ -11,7 +11,18 @@ pub fn make(old: &Path, new: &Path, output: &Path, level: i32, out: Out) -> Resu
         level,
         ..Default::default()
     };
-    let stats = exos_delta::make(old, new, output, &opts)?;
+    let pb =
+        crate::output::progress_bar(out, 0, "making the delta", crate::output::Counting::Items);
+    let stats = exos_delta::make_with_progress(old, new, output, &opts, &|done, total| {
+        if let Some(pb) = &pb {
+            pb.set_length(total);
+            pb.set_position(done);
+        }
+    });
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    let stats = stats?;
     out.result(&stats, |s| {
         let literal = if s.chunks_literal > 0 {
             format!(

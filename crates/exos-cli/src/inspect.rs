@@ -13,7 +13,7 @@ use exos_hpkg::{
     BuildOptions, Compression, FileKind, OpenOptions, Package, PackageInfo, Repository,
 };
 use exos_manifest::Manifest;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::listing;
@@ -84,19 +84,7 @@ pub struct ListArgs {
 }
 
 fn progress_bar(out: Out, total: u64, what: &str) -> Option<ProgressBar> {
-    if out.quiet || out.json || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let pb = ProgressBar::new(total);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
-    pb.set_message(what.to_string());
-    Some(pb)
+    crate::output::progress_bar(out, total, what, crate::output::Counting::Bytes)
 }
 
 /// What `exos build` made.

@@ -144,3 +144,38 @@ mod tests {
         assert_eq!(error_chain(&plain), "top: middle: root");
     }
 }
+
+/// What a progress bar counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counting {
+    /// Bytes (shown with a rate).
+    Bytes,
+    /// Items of work (files, packages, parts).
+    Items,
+}
+
+/// A progress bar on the terminal (stderr) for `total` units of `what`;
+/// none when quiet, with --json or when stderr is not a terminal.
+pub fn progress_bar(
+    out: Out,
+    total: u64,
+    what: &str,
+    counting: Counting,
+) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if out.quiet || out.json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let template = match counting {
+        Counting::Bytes => "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        Counting::Items => "{msg} [{bar:30}] {pos}/{len} eta {eta}",
+    };
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    Some(pb)
+}

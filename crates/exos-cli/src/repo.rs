@@ -169,7 +169,38 @@ pub fn repo(cmd: &RepoCommand, settings: &crate::settings::Settings, out: Out) -
                 base_url: base_url.clone(),
                 ..Default::default()
             };
-            let p = exos_repo::publish::index(dir, &key, life, &haiku, *deltas)?;
+            // One bar per delta made (a big package's takes a while).
+            let bar: std::sync::Mutex<Option<(String, indicatif::ProgressBar)>> =
+                std::sync::Mutex::new(None);
+            let p = exos_repo::publish::index_with_progress(
+                dir,
+                &key,
+                life,
+                &haiku,
+                *deltas,
+                &|file, done, total| {
+                    let mut bar = bar.lock().unwrap_or_else(|e| e.into_inner());
+                    if bar.as_ref().is_none_or(|(f, _)| f != file) {
+                        if let Some((_, old)) = bar.take() {
+                            old.finish_and_clear();
+                        }
+                        *bar = crate::output::progress_bar(
+                            out,
+                            total,
+                            &format!("delta {file}"),
+                            crate::output::Counting::Items,
+                        )
+                        .map(|pb| (file.to_string(), pb));
+                    }
+                    if let Some((_, pb)) = bar.as_ref() {
+                        pb.set_position(done);
+                    }
+                },
+            );
+            if let Some((_, pb)) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                pb.finish_and_clear();
+            }
+            let p = p?;
             out.report(&p, |p| {
                 let mut s = String::new();
                 for d in &p.deltas {
@@ -430,10 +461,23 @@ pub fn fetch(
         }
         named.retain(|n| **n != name);
         let blocks = lazy.blocks.block_count();
+        let size = lazy.record.size;
         let source = exos_lazy::RemoteSource::new(lazy, cache.clone(), timeouts)?;
-        source
-            .fetch_all(&|_| {})
-            .with_context(|| format!("fetching {}", source.url()))?;
+        let pb = crate::output::progress_bar(
+            out,
+            size,
+            &format!("fetching {}", e.file),
+            crate::output::Counting::Bytes,
+        );
+        let fetched = source.fetch_all(&|n| {
+            if let Some(pb) = &pb {
+                pb.set_position(n);
+            }
+        });
+        if let Some(pb) = &pb {
+            pb.finish_and_clear();
+        }
+        fetched.with_context(|| format!("fetching {}", source.url()))?;
         let bytes_fetched = source.stats().bytes_fetched;
         if bytes_fetched > 0 {
             out.note(format_args!("{}: {} fetched", e.file, bytes(bytes_fetched)));

@@ -32,4 +32,4 @@ pub mod make;
 pub use apply::{apply, Applied};
 pub use error::{DeltaError, Result};
 pub use format::{DeltaHeader, DeltaReader, FileId, Recipe, Segment};
-pub use make::{make, DeltaStats, MakeOptions};
+pub use make::{make, make_with_progress, DeltaStats, MakeOptions};

@@ -94,6 +94,19 @@ struct Piece {
 /// Makes a delta from `old` to `new` at `out` (written to a temporary file,
 /// then renamed).
 pub fn make(old: &Path, new: &Path, out: &Path, opts: &MakeOptions) -> Result<DeltaStats> {
+    make_with_progress(old, new, out, opts, &|_, _| {})
+}
+
+/// [`make`], calling `progress(done, total)` as its parts are made (from
+/// several threads): each group of files compressed against the old
+/// package, then each chunk's recipe.
+pub fn make_with_progress(
+    old: &Path,
+    new: &Path,
+    out: &Path,
+    opts: &MakeOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<DeltaStats> {
     if !(1..=22).contains(&opts.level) {
         return Err(invalid(out, format!("zstd level {} (1 to 22)", opts.level)));
     }
@@ -112,10 +125,20 @@ pub fn make(old: &Path, new: &Path, out: &Path, opts: &MakeOptions) -> Result<De
         .num_threads(threads)
         .build()
         .map_err(|e| invalid(out, e.to_string()))?;
+    let total = plans.len() as u64 + newp.heap().chunk_count();
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let step = || {
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        progress(n, total);
+    };
     let segments: Vec<Segment> = pool.install(|| {
         plans
             .par_iter()
-            .map(|p| compress_segment(p, oldp.heap(), newp.heap(), opts.level, old, new))
+            .map(|p| {
+                let s = compress_segment(p, oldp.heap(), newp.heap(), opts.level, old, new);
+                step();
+                s
+            })
             .collect::<Result<_>>()
     })?;
     let compression = newp.header().heap.compression;
@@ -124,7 +147,11 @@ pub fn make(old: &Path, new: &Path, out: &Path, opts: &MakeOptions) -> Result<De
         .install(|| {
             (0..newp.heap().chunk_count())
                 .into_par_iter()
-                .map(|i| recipe(newp.heap(), compression, level, i))
+                .map(|i| {
+                    let r = recipe(newp.heap(), compression, level, i);
+                    step();
+                    r
+                })
                 .collect::<exos_hpkg::Result<_>>()
         })
         .map_err(package(new))?;

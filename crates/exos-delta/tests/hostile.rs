@@ -324,3 +324,32 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn making_a_delta_reports_every_part_once() {
+    let f = fixture();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let out = f.dir.join("again.delta");
+    exos_delta::make_with_progress(
+        &f.old,
+        &f.new,
+        &out,
+        &MakeOptions::default(),
+        &|done, total| {
+            seen.lock().unwrap().push((done, total));
+        },
+    )
+    .unwrap();
+    let mut seen = seen.into_inner().unwrap();
+    seen.sort();
+    let total = seen[0].1;
+    assert!(total > 1, "{seen:?}");
+    assert_eq!(seen.len() as u64, total, "one report per part");
+    assert!(seen.iter().all(|&(_, t)| t == total));
+    assert_eq!(
+        seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
+    // The same bytes as without progress.
+    assert_eq!(fs::read(&out).unwrap(), fs::read(&f.delta).unwrap());
+}

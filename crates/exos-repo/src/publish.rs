@@ -187,6 +187,22 @@ pub fn index(
     haiku: &HaikuInfo,
     deltas: usize,
 ) -> Result<Published, RepoError> {
+    index_with_progress(dir, key, life, haiku, deltas, &|_, _, _| {})
+}
+
+/// Progress of making one delta: its file, parts done, parts in all.
+pub type DeltaProgress<'a> = &'a (dyn Fn(&str, u64, u64) + Sync);
+
+/// [`index`], reporting the making of each delta (which can take a while
+/// for big packages) through `progress`.
+pub fn index_with_progress(
+    dir: &Path,
+    key: &SecretKey,
+    life: Lifetimes,
+    haiku: &HaikuInfo,
+    deltas: usize,
+    progress: DeltaProgress<'_>,
+) -> Result<Published, RepoError> {
     root_for(dir, key, life)?;
     let mut hpkr_packages = Vec::new();
     let mut haiku_names: Vec<(PathBuf, String)> = Vec::new();
@@ -252,7 +268,7 @@ pub fn index(
             deltas: Vec::new(),
         });
     }
-    let deltas_published = publish_deltas(dir, &mut packages, &versions, deltas)?;
+    let deltas_published = publish_deltas(dir, &mut packages, &versions, deltas, progress)?;
     // Haiku's own index of the same packages: `repo` (HPKR, what
     // `package_repo` and pkgman read), `repo.info`, `repo.sha256`.
     let dir_name = std::fs::canonicalize(dir)
@@ -385,6 +401,7 @@ fn publish_deltas(
     packages: &mut [IndexEntry],
     versions: &[(String, exos_hpkg::Version)],
     per_package: usize,
+    progress: DeltaProgress<'_>,
 ) -> Result<Vec<PublishedDelta>, RepoError> {
     let mut made = Vec::new();
     let mut keep: Vec<String> = Vec::new();
@@ -414,11 +431,12 @@ fn publish_deltas(
                 .ok()
                 .is_some_and(|r| r.header().from.sha256 == from && r.header().to.sha256 == to);
             if !current {
-                exos_delta::make(
+                exos_delta::make_with_progress(
                     &dir.join(&packages[o].file),
                     &dir.join(&packages[newest].file),
                     &path,
                     &exos_delta::MakeOptions::default(),
+                    &|done, total| progress(&file, done, total),
                 )
                 .map_err(|source| RepoError::Delta {
                     file: path.display().to_string(),
