@@ -103,6 +103,8 @@ enum Command {
         #[command(flatten)]
         root: RootArg,
         #[command(flatten)]
+        mine: exos_cli::users::Mine,
+        #[command(flatten)]
         keys: keys::KeyArgs,
     },
     /// Which installed package holds a path (like `dpkg -S`): a path in a
@@ -120,6 +122,8 @@ enum Command {
         name: String,
         #[command(flatten)]
         root: RootArg,
+        #[command(flatten)]
+        mine: exos_cli::users::Mine,
     },
     /// Every state with its date, the command that made it and the
     /// package files it added and removed.
@@ -135,6 +139,8 @@ enum Command {
         names: Vec<String>,
         #[command(flatten)]
         root: RootArg,
+        #[command(flatten)]
+        mine: exos_cli::users::Mine,
     },
     /// Lift holds.
     Unhold {
@@ -142,6 +148,8 @@ enum Command {
         names: Vec<String>,
         #[command(flatten)]
         root: RootArg,
+        #[command(flatten)]
+        mine: exos_cli::users::Mine,
     },
     /// Remove packages installed as dependencies that nothing needs any
     /// more (asks first, as apt does).
@@ -506,18 +514,34 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
                 exos_cli::query::info_name(&target.to_string_lossy(), root.path()?, out)
             }
         }
-        Command::Files { name, root, keys } => {
-            exos_cli::query::files(name, root.path()?, keys.ring()?, settings, out)
-        }
+        Command::Files {
+            name,
+            root,
+            mine,
+            keys,
+        } => exos_cli::query::files(
+            name,
+            root.path()?,
+            mine.name()?.as_ref(),
+            keys.ring()?,
+            settings,
+            out,
+        ),
         Command::Owner { path, root, keys } => {
             exos_cli::query::owner(path, root.root.as_deref(), keys.ring()?, settings, out)
         }
-        Command::Why { name, root } => exos_cli::query::why(name, root.path()?, out),
+        Command::Why { name, root, mine } => {
+            exos_cli::query::why(name, root.path()?, mine.name()?.as_ref(), out)
+        }
         Command::History { root, mine } => {
             exos_cli::query::history(root.path()?, mine.name()?.as_ref(), out)
         }
-        Command::Hold { names, root } => exos_cli::query::hold(names, false, root.path()?, out),
-        Command::Unhold { names, root } => exos_cli::query::hold(names, true, root.path()?, out),
+        Command::Hold { names, root, mine } => {
+            exos_cli::query::hold(names, false, root.path()?, mine.name()?.as_ref(), out)
+        }
+        Command::Unhold { names, root, mine } => {
+            exos_cli::query::hold(names, true, root.path()?, mine.name()?.as_ref(), out)
+        }
         Command::Autoremove { change } => manage::change(
             change,
             exos_manager::Request::Autoremove,

@@ -247,11 +247,12 @@ pub struct FilesReport<'a> {
 pub fn files(
     name: &str,
     root: &Path,
+    user: Option<&exos_root::UserName>,
     keys: exos_hpkg::crypt::KeyRing,
     settings: &crate::settings::Settings,
     out: Out,
 ) -> Result<()> {
-    let r = Root::read_only(root)?;
+    let r = crate::users::read(root, user)?;
     let p = one_installed(&r, name)?;
     let pkg = reader(keys, settings).open(&r, &p)?;
     let report = FilesReport {
@@ -434,8 +435,8 @@ pub struct WhyReport<'a> {
 }
 
 /// `exos why NAME`: what needs an installed package.
-pub fn why(name: &str, root: &Path, out: Out) -> Result<()> {
-    let r = Root::read_only(root)?;
+pub fn why(name: &str, root: &Path, user: Option<&exos_root::UserName>, out: Out) -> Result<()> {
+    let r = crate::users::read(root, user)?;
     let all = query::installed_packages(&r)?;
     let p = one_installed(&r, name)?;
     let report = WhyReport {
@@ -500,13 +501,19 @@ pub struct HoldReport {
 }
 
 /// `exos hold NAME[RANGE]...` / `exos unhold NAME...`; no names: list.
-pub fn hold(specs: &[String], release: bool, root: &Path, out: Out) -> Result<()> {
+pub fn hold(
+    specs: &[String],
+    release: bool,
+    root: &Path,
+    user: Option<&exos_root::UserName>,
+    out: Out,
+) -> Result<()> {
     if specs.is_empty() {
-        let r = Root::read_only(root)?;
+        let r = crate::users::read(root, user)?;
         let holds = r.package_db()?.holds;
         return out.result(&HoldReport { holds }, render_holds);
     }
-    let r = Root::lock(root)?;
+    let r = crate::users::lock(root, user)?;
     let installed = query::installed_packages(&r)?;
     for spec in specs {
         if release {

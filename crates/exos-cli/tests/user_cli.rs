@@ -142,6 +142,18 @@ fn a_user_installs_upgrades_and_rolls_back_their_own_layer_without_root() {
     );
     let (done, _, err) = nobody(&world, &["install", "-q", "--user", "app", "-a", pkgs]);
     assert!(done, "{err}");
+    // Their own holds, files and reasons.
+    let (_, files, _) = nobody(&world, &["files", "--user", "app"]);
+    assert!(files.contains("/share/app"), "{files}");
+    let (done, _, err) = nobody(&world, &["hold", "-q", "--user", "app"]);
+    assert!(done, "{err}");
+    let (_, out, _) = nobody(&world, &["upgrade", "--user", "-a", s(&newer)]);
+    assert!(out.contains("Nothing to do"), "{out}");
+    assert!(mine(&world).join("app-2.0.hpkg").is_file());
+    let (done, _, err) = nobody(&world, &["unhold", "-q", "--user", "app"]);
+    assert!(done, "{err}");
+    let (_, why, _) = nobody(&world, &["why", "--user", "app"]);
+    assert!(why.contains("app"), "{why}");
     let (done, out, err) = nobody(&world, &["upgrade", "--user", "-a", s(&newer)]);
     assert!(done, "{err}");
     assert!(
