@@ -299,7 +299,7 @@ fn tampered_stale_and_untrusted_repositories_are_refused() {
             "-r",
             s(&r4),
         ],
-        "does not list for this role",
+        "but the key trusted for it is",
     );
     fs::write(repo.dir.join("index.json.minisig"), saved).unwrap();
     // A repository added with another root key than the one that signed it.
@@ -316,6 +316,33 @@ fn tampered_stale_and_untrusted_repositories_are_refused() {
             s(&r4),
         ],
         "root.json",
+    );
+    // The message names the pinned key, so the mistake is plain.
+    let wrong_id = fs::read_to_string(w.join("wrong.pub"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let said = fails(
+        &[
+            "repo",
+            "add",
+            "main",
+            &url,
+            "-k",
+            s(&w.join("wrong.pub")),
+            "-r",
+            s(&r4),
+        ],
+        "pinned",
+    );
+    assert!(
+        said.contains(&format!("trusted for it is {wrong_id}")),
+        "{said}"
     );
     assert!(
         ok(&["repo", "list", "-r", s(&r4)]).is_empty(),

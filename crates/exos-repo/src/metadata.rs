@@ -249,9 +249,21 @@ pub fn check_signature(
     let sig = Signature::parse(sig)
         .map_err(|e| RepoError::invalid(format!("{file}.minisig"), e.to_string()))?;
     let digest = Blake2b512Digest::of_bytes(bytes);
+    let trusted: Vec<String> = keys
+        .iter()
+        .filter_map(|k| PublicKey::parse(k.as_bytes()).ok())
+        .map(|k| k.id.to_string())
+        .collect();
     let mut last = format!(
-        "signed by key {}, which the repository's root does not list for this role",
-        sig.id
+        "signed by key {}, but the key{} trusted for it {} {} (a root.json is checked against the root key pinned by `repo add -k`, the other documents against the keys the root lists for their role)",
+        sig.id,
+        if trusted.len() == 1 { "" } else { "s" },
+        if trusted.len() == 1 { "is" } else { "are" },
+        if trusted.is_empty() {
+            "none".to_string()
+        } else {
+            trusted.join(", ")
+        }
     );
     for k in keys {
         let Ok(key) = PublicKey::parse(k.as_bytes()) else {
