@@ -296,6 +296,8 @@ fn a_users_layer_serves_only_what_its_owner_could_read() {
         .refused("link.hpkg")
         .expect("the symbolic link is refused");
     assert!(why.contains("symbolic link"), "{why}");
+    // The refusal names the file once: its reason does not repeat it.
+    assert!(!why.contains("link.hpkg"), "{why}");
     let why = world
         .refused("hard.hpkg")
         .expect("the hard link is refused");

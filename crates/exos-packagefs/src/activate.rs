@@ -997,7 +997,15 @@ impl Scanner {
         let opened = match dir.open_file(name) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(RefusalReason::Unservable(e.to_string())),
+            // The refusal names the file already: its reason does not.
+            Err(e) => {
+                let path = dir.path.join(name);
+                let text = e.to_string();
+                let reason = text
+                    .strip_prefix(&format!("{}: ", path.display()))
+                    .unwrap_or(&text);
+                return Err(RefusalReason::Unservable(reason.to_string()));
+            }
         };
         dir.writers
             .admits(&opened.stat)
@@ -1050,7 +1058,8 @@ impl Scanner {
         keys: KeyRing,
     ) -> Result<ActivePackage, RefusalReason> {
         let path = dir.path.join(name);
-        let io = |e: std::io::Error| RefusalReason::Unservable(format!("{}: {e}", path.display()));
+        // The refusal names the file already: its reason does not.
+        let io = |e: std::io::Error| RefusalReason::Unservable(e.to_string());
         let signed = trust.requires_signature(layer);
         // One read gives both digests when a signature must be checked.
         let digest = if signed {
