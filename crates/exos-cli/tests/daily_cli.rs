@@ -339,6 +339,8 @@ fn mistakes_are_answered_with_what_to_do() {
     assert!(e.contains("no such file"), "{e}");
     let e = said(&["install", s(&w.join("x.deb")), "-r", s(&root)]);
     assert!(e.contains("exos import-deb"), "{e}");
+    let e = said(&["import-deb", s(&w.join("nosuch.deb")), "-o", s(&w.join("out"))]);
+    assert_eq!(e.matches("nosuch.deb").count(), 1, "said once: {e}");
     let e = said(&["status"]);
     if std::env::var_os("EXOS_ROOT").is_none() {
         assert!(e.contains("$EXOS_ROOT"), "{e}");
@@ -577,4 +579,40 @@ fn shells_complete_package_names() {
     assert!(fs::read_to_string(&zsh)
         .unwrap()
         .contains("compdef _exos_names exos"));
+}
+
+#[test]
+fn exos_shell_starts_the_callers_shell() {
+    if !fuse_available() {
+        return;
+    }
+    let f = fixture();
+    let w = f.root.parent().unwrap();
+    let mnt = w.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let pid = w.join("m.pid");
+    ok(&[
+        "mount",
+        s(&f.root),
+        s(&mnt),
+        "--daemon",
+        "--pid-file",
+        s(&pid),
+        "--no-exec-cache",
+    ]);
+    // $SHELL (here env(1), which shows it ran in the view), not the
+    // account's login shell.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_exos"))
+        .args(["shell", "-r", s(&f.root)])
+        .env("SHELL", "/usr/bin/env")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    ok(&["unmount", s(&mnt)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("EXOS_VIEW=user"),
+        "{}",
+        text(&o.stdout)
+    );
 }
