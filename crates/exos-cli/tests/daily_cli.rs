@@ -339,7 +339,12 @@ fn mistakes_are_answered_with_what_to_do() {
     assert!(e.contains("no such file"), "{e}");
     let e = said(&["install", s(&w.join("x.deb")), "-r", s(&root)]);
     assert!(e.contains("exos import-deb"), "{e}");
-    let e = said(&["import-deb", s(&w.join("nosuch.deb")), "-o", s(&w.join("out"))]);
+    let e = said(&[
+        "import-deb",
+        s(&w.join("nosuch.deb")),
+        "-o",
+        s(&w.join("out")),
+    ]);
     assert_eq!(e.matches("nosuch.deb").count(), 1, "said once: {e}");
     let e = said(&["status"]);
     if std::env::var_os("EXOS_ROOT").is_none() {

@@ -291,7 +291,16 @@ fn a_users_layer_serves_only_what_its_owner_could_read() {
     // before a chmod) is simulated by root.
     fs::hard_link(&hidden, mine.join("hard.hpkg")).unwrap();
     fs::hard_link(&public, mine.join("hard-public.hpkg")).unwrap();
+    // A package anybody may rewrite (root's, mode 0666): whoever rewrote
+    // it would choose what nobody's view serves.
+    let open = secret_package(w, &w.join("open"), "open", "anyone's\n");
+    fs::copy(&open, mine.join("open.hpkg")).unwrap();
+    chmod(&mine.join("open.hpkg"), 0o666);
     world.mount(&[]);
+    let why = world
+        .refused("open.hpkg")
+        .expect("a world-writable package is refused");
+    assert!(why.contains("writable by others"), "{why}");
     let why = world
         .refused("link.hpkg")
         .expect("the symbolic link is refused");

@@ -791,3 +791,18 @@ fn essential_packages_and_cascades_are_protected() {
     assert!(!root.join("system/packages/core-1.0.hpkg").exists());
     assert_consistent(&root);
 }
+
+#[test]
+fn an_installed_package_is_0644_whatever_its_source_allowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let p = packages(tmp.path());
+    fs::set_permissions(&p.tool, fs::Permissions::from_mode(0o666)).unwrap();
+    let root = tmp.path().join("root");
+    ok(&["init", "-q", s(&root)]);
+    ok(&["install", "-q", s(&p.tool), "-r", s(&root)]);
+    let installed = root
+        .join("system/packages")
+        .join(p.tool.file_name().unwrap());
+    assert_eq!(fs::metadata(&installed).unwrap().mode() & 0o7777, 0o644);
+}

@@ -418,7 +418,15 @@ impl Root {
                 .layout
                 .packages_dir(p.layer)
                 .join(format!("{TEMP_PREFIX}{}", p.sha256));
-            let copied = fs::copy(&p.source, &tmp).and_then(|_| File::open(&tmp)?.sync_all());
+            // fs::copy copies the source's mode: an installed package is
+            // 0644 whatever the file it came from allowed (a world-writable
+            // source would let anyone rewrite what every mount serves).
+            let copied = fs::copy(&p.source, &tmp)
+                .and_then(|_| {
+                    use std::os::unix::fs::PermissionsExt;
+                    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))
+                })
+                .and_then(|_| File::open(&tmp)?.sync_all());
             if let Err(e) = copied {
                 // Remove the partial copy now: a full disk stays full otherwise.
                 let _ = fs::remove_file(&tmp);

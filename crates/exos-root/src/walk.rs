@@ -60,6 +60,15 @@ impl Writers {
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
             return Err(NotAdmitted::NotARegularFile);
         }
+        // A package anybody else may rewrite would change under the mount
+        // what it serves (to everyone, or to the layer's user).
+        let group_writable = st.st_mode & 0o020 != 0 && st.st_gid != 0;
+        if st.st_mode & 0o002 != 0 || group_writable {
+            return Err(NotAdmitted::WritableByOthers {
+                owner: st.st_uid,
+                mode: st.st_mode & 0o7777,
+            });
+        }
         let readable_by_all = st.st_mode & 0o004 != 0;
         let ok = match self {
             Writers::Root => true,
@@ -101,6 +110,15 @@ pub enum NotAdmitted {
         mode: u32,
         /// Who can add files where it was found.
         writers: Writers,
+    },
+    /// A file others may write (mode o+w, or g+w for a group other than
+    /// root's): anyone could change what it serves while it is served.
+    #[error("owned by uid {owner} with mode {mode:o}: writable by others, who could change what it serves (chmod go-w it)")]
+    WritableByOthers {
+        /// The file's owner.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
     },
 }
 
@@ -309,6 +327,19 @@ mod tests {
         assert!(Writers::RootAnd(65534).admits(&file(1000, 0o640)).is_err());
         assert!(Writers::Anyone.admits(&file(65534, 0o600)).is_err());
         assert!(Writers::Anyone.admits(&file(0, 0o444)).is_ok());
+        // Files others may rewrite: never (a group-writable file of
+        // root's group is root's).
+        for writers in [Writers::Root, Writers::RootAnd(65534), Writers::Anyone] {
+            assert!(matches!(
+                writers.admits(&file(0, 0o666)),
+                Err(NotAdmitted::WritableByOthers { .. })
+            ));
+        }
+        let mut group = file(65534, 0o664);
+        group.st_gid = 100;
+        assert!(Writers::RootAnd(65534).admits(&group).is_err());
+        group.st_gid = 0;
+        assert!(Writers::RootAnd(65534).admits(&group).is_ok());
         // Not regular files.
         assert!(Writers::Root.admits(&stat(0, 0o040755)).is_err());
         assert!(Writers::Root.admits(&stat(0, 0o010644)).is_err());
