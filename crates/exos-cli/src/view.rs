@@ -155,9 +155,10 @@ fn exec(spec: &ViewSpec, program: OsString, args: Vec<OsString>) -> Result<()> {
         let code = exos_view::sandbox::launch(&launch, &init)?;
         std::process::exit(code);
     }
-    // Read before entering the view: packages the mount refused, to say so
-    // if the program turns out to be missing.
-    let refused = refused_packages(&spec.mountpoint);
+    // Opened before entering the view (where the mount point may not be
+    // reachable) but read only if the program turns out to be missing: this
+    // is on the start-up path of every program run.
+    let status = std::fs::File::open(spec.mountpoint.join(".exos/status.json")).ok();
     let entered = exos_view::enter(spec)?;
     let mut command = std::process::Command::new(&program);
     command
@@ -174,73 +175,48 @@ fn exec(spec: &ViewSpec, program: OsString, args: Vec<OsString>) -> Result<()> {
         eprintln!(
             "exos: {}{}",
             exos_view::not_found_reason(&program, path.as_deref()),
-            refused_holder(&refused, &program).unwrap_or_default()
+            status
+                .and_then(|f| refused_holder(&refused_packages(f), &program))
+                .unwrap_or_default()
         );
         std::process::exit(127);
     }
     Err(error).with_context(|| format!("{}", Path::new(&program).display()))
 }
 
-/// A package the mount refused: its file, why, and the paths of the files
-/// it holds (read before entering the view, where the root's files may not
-/// be visible).
-struct Refused {
-    file: PathBuf,
-    reason: String,
-    paths: Vec<String>,
+/// The packages the mount refused, from its status file: (file, reason).
+fn refused_packages(status: std::fs::File) -> Vec<(PathBuf, String)> {
+    serde_json::from_reader::<_, exos_packagefs::Status>(std::io::BufReader::new(status))
+        .map(|st| st.refused.into_iter().map(|r| (r.file, r.reason)).collect())
+        .unwrap_or_default()
 }
 
-/// The packages the mount at `mountpoint` refused (the first 16).
-fn refused_packages(mountpoint: &Path) -> Vec<Refused> {
-    let Some(status) = std::fs::read_to_string(mountpoint.join(".exos/status.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<exos_packagefs::Status>(&t).ok())
-    else {
-        return Vec::new();
-    };
-    status
-        .refused
-        .into_iter()
-        .take(16)
-        .map(|r| Refused {
-            paths: file_paths(&r.file),
-            file: r.file,
-            reason: r.reason,
-        })
-        .collect()
-}
-
-/// The paths of the files (not directories) a package holds; none if it
-/// cannot be read (e.g. sealed).
-fn file_paths(file: &Path) -> Vec<String> {
-    let Ok(pkg) = exos_hpkg::Package::open(file) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
+/// Whether the package at `file` holds a file (not a directory) named
+/// `name`, and its path; `None` if not, or if it cannot be read (sealed,
+/// or out of sight of the view).
+fn held_by(file: &Path, name: &str) -> Option<String> {
+    let pkg = exos_hpkg::Package::open(file).ok()?;
     let mut path: Vec<&str> = Vec::new();
     for (depth, entry) in pkg.toc().walk() {
         path.truncate(depth);
         path.push(entry.name());
-        if !entry.is_dir() {
-            out.push(path.join("/"));
+        if entry.name() == name && !entry.is_dir() {
+            return Some(path.join("/"));
         }
     }
-    out
+    None
 }
 
 /// "; gpuapp.hpkg holds share/gpu-tool but the mount refused it: REASON",
-/// when a refused package holds a file named like `program`.
-fn refused_holder(refused: &[Refused], program: &std::ffi::OsStr) -> Option<String> {
+/// when one of the first 16 refused packages holds a file named like
+/// `program`.
+fn refused_holder(refused: &[(PathBuf, String)], program: &std::ffi::OsStr) -> Option<String> {
     let name = Path::new(program).file_name()?.to_str()?;
-    refused.iter().find_map(|r| {
-        let held = r
-            .paths
-            .iter()
-            .find(|p| p.rsplit('/').next() == Some(name))?;
+    refused.iter().take(16).find_map(|(file, reason)| {
+        let held = held_by(file, name)?;
         Some(format!(
-            "; {} holds {held} but the mount refused it: {}",
-            r.file.file_name()?.to_string_lossy(),
-            r.reason
+            "; {} holds {held} but the mount refused it: {reason}",
+            file.file_name()?.to_string_lossy()
         ))
     })
 }

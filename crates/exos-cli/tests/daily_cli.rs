@@ -52,6 +52,27 @@ fn fixture() -> Fixture {
     }
 }
 
+impl Fixture {
+    /// The root mounted in the background at `mnt` beside it (no exec
+    /// cache): (mount point, pid file).
+    fn mount(&self) -> (PathBuf, PathBuf) {
+        let w = self.root.parent().unwrap();
+        let mnt = w.join("mnt");
+        fs::create_dir(&mnt).unwrap();
+        let pid = w.join("m.pid");
+        ok(&[
+            "mount",
+            s(&self.root),
+            s(&mnt),
+            "--daemon",
+            "--pid-file",
+            s(&pid),
+            "--no-exec-cache",
+        ]);
+        (mnt, pid)
+    }
+}
+
 fn json(args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
@@ -358,19 +379,7 @@ fn a_mount_whose_daemon_died_says_how_to_clean_up() {
         return;
     }
     let f = fixture();
-    let w = f.root.parent().unwrap();
-    let mnt = w.join("mnt");
-    fs::create_dir(&mnt).unwrap();
-    let pid = w.join("m.pid");
-    ok(&[
-        "mount",
-        s(&f.root),
-        s(&mnt),
-        "--daemon",
-        "--pid-file",
-        s(&pid),
-        "--no-exec-cache",
-    ]);
+    let (mnt, pid) = f.mount();
     let daemon = fs::read_to_string(&pid).unwrap().trim().to_string();
     let killed = std::process::Command::new("kill")
         .args(["-KILL", &daemon])
@@ -592,19 +601,7 @@ fn exos_shell_starts_the_callers_shell() {
         return;
     }
     let f = fixture();
-    let w = f.root.parent().unwrap();
-    let mnt = w.join("mnt");
-    fs::create_dir(&mnt).unwrap();
-    let pid = w.join("m.pid");
-    ok(&[
-        "mount",
-        s(&f.root),
-        s(&mnt),
-        "--daemon",
-        "--pid-file",
-        s(&pid),
-        "--no-exec-cache",
-    ]);
+    let (mnt, _) = f.mount();
     // $SHELL (here env(1), which shows it ran in the view), not the
     // account's login shell.
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_exos"))

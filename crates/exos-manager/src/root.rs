@@ -133,17 +133,7 @@ impl Root {
         ] {
             fs::create_dir_all(&d).at(&d)?;
         }
-        let root = Root::lock(path)?;
-        if !layout.active_list().exists() {
-            let st = StateList {
-                entries: Vec::new(),
-                change: "init".into(),
-                created: now(),
-            };
-            write_state(&layout.state_file(0), st.render().as_bytes())?;
-            write_state(&layout.active_list(), st.render().as_bytes())?;
-        }
-        Ok(root)
+        Root::lock(path)?.with_first_state()
     }
 
     /// Makes `user`'s own states in the root at `path` (idempotent): their
@@ -165,7 +155,13 @@ impl Root {
         for d in [layout.states_dir(), layout.store_dir()] {
             fs::create_dir_all(&d).at(&d)?;
         }
-        let root = Root::lock_layout(layout.clone())?;
+        Root::lock_layout(layout)?.with_first_state()
+    }
+
+    /// Writes the empty state 0, current, when this (locked) root has no
+    /// state yet.
+    fn with_first_state(self) -> Result<Root> {
+        let layout = &self.layout;
         if !layout.active_list().exists() {
             let st = StateList {
                 entries: Vec::new(),
@@ -175,7 +171,7 @@ impl Root {
             write_state(&layout.state_file(0), st.render().as_bytes())?;
             write_state(&layout.active_list(), st.render().as_bytes())?;
         }
-        Ok(root)
+        Ok(self)
     }
 
     /// Opens an initialised root and takes the writer lock (waits for it).
