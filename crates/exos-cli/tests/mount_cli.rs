@@ -533,7 +533,12 @@ fn the_exec_cache_keeps_programs_verified_and_serves_them_after_a_remount() {
                 })
                 .collect()
         };
-        assert!(wait_until(|| entries().len() == 1), "nothing cached");
+        assert!(
+            wait_until(|| entries().len() == 1),
+            "nothing cached\n{}\n{}",
+            ok(&["status", s(&mnt)]),
+            fs::read_to_string(&log).unwrap_or_default()
+        );
         let entry = entries().remove(0);
         assert!(
             entry.to_string_lossy().ends_with(&format!("-{size}")),

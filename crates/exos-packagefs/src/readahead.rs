@@ -19,7 +19,8 @@
 //!   read, then the file is mapped and faulted in page by page, each fault
 //!   a round trip. At the header read the file's stored bytes are asked
 //!   from the disk in one go (`POSIX_FADV_WILLNEED`, in `fs`); when a read
-//!   past the start follows, the whole file (up to [`MAX_PUSHED_PROGRAM`])
+//!   past the start comes with it (before or after: the kernel sends a
+//!   small program's reads at once), the whole file (up to [`MAX_PUSHED_PROGRAM`])
 //!   is stored at once: its last megabyte first when the read jumped
 //!   (a loader: its relocations land there), its first megabyte first when
 //!   the read continued the header read (a copy). A tool that only reads
@@ -56,6 +57,9 @@ pub const MAX_PUSHED_PROGRAM: u64 = 32 << 20;
 const WINDOW_BYTES: u64 = 1 << 20;
 /// …and this many files.
 const WINDOW_FILES: usize = 256;
+/// Header reads and early later reads remembered for pairing (forgotten
+/// all at once beyond that: a pairing lost costs only speed).
+const REMEMBERED_READS: usize = 1024;
 /// A read counts as sequential when its file is one of the next this many
 /// files after a file read before (or after the end of a push).
 const NEAR: usize = 2;
@@ -93,6 +97,18 @@ enum StoreOrder {
     /// A loader: it relocates first, touching the data segment at the end
     /// of the file, then runs code from the middle.
     FromEnd,
+}
+
+impl StoreOrder {
+    /// The order for a program whose header read ended at `header_end`
+    /// and which was then read at `offset`.
+    fn after(header_end: u64, offset: u64) -> StoreOrder {
+        if offset == header_end {
+            StoreOrder::FromStart
+        } else {
+            StoreOrder::FromEnd
+        }
+    }
 }
 
 /// Where sequential readers are heading, per view: the files right after
@@ -201,10 +217,9 @@ impl PushStats {
 pub struct ReadAhead {
     jobs: SyncSender<Job>,
     scan: Arc<Mutex<Scan>>,
-    /// Programs and libraries whose header was read last (see
-    /// [`ReadAhead::after_program_header`]), by node.
-    /// (node → where the header read ended.)
-    headers: Mutex<FxHashMap<u32, u64>>,
+    /// Header reads of programs and later reads, paired (see
+    /// [`ReadAhead::after_program_header`]).
+    pairs: Mutex<ReadPairs>,
     notifier: Arc<OnceLock<Notifier>>,
     /// What it has done.
     pub stats: Arc<PushStats>,
@@ -238,7 +253,7 @@ impl ReadAhead {
         Ok(ReadAhead {
             jobs,
             scan,
-            headers: Mutex::default(),
+            pairs: Mutex::default(),
             notifier,
             stats,
         })
@@ -296,7 +311,7 @@ impl ReadAhead {
         if !s.package.package.fetched_on_demand() && size <= MAX_PUSHED_PROGRAM {
             s.package.package.will_read(s.entry);
         }
-        self.after_program_header(node, n);
+        self.after_program_header(s.view, node, n);
     }
 
     /// After a read of heap bytes `[start, end)` of `package`: if it
@@ -336,12 +351,11 @@ impl ReadAhead {
     /// maps the file next and faults its pages in one round trip at a time;
     /// a tool like `file` stops here. Which one it was shows at the next
     /// read ([`ReadAhead::after_later_read`]).
-    fn after_program_header(&self, node: u32, end: u64) {
-        let mut headers = self.headers.lock().unwrap_or_else(|e| e.into_inner());
-        if headers.len() >= 1024 {
-            headers.clear();
+    fn after_program_header(&self, view: &Arc<View>, node: u32, end: u64) {
+        let paired = self.pairs().header(node, end);
+        if let Some(order) = paired {
+            self.queue_whole(view, node, order);
         }
-        headers.insert(node, end);
     }
 
     /// After a read at `offset` past the start of `node`: a program or
@@ -349,20 +363,23 @@ impl ReadAhead {
     /// copied, when the read continues where the header read ended); the
     /// whole file is stored at once instead of page by page.
     fn after_later_read(&self, view: &Arc<View>, node: u32, offset: u64) {
-        let header_end = self
-            .headers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&node);
-        if let (Some(end), Some(_)) = (header_end, self.notifier.get()) {
+        let paired = self.pairs().later(node, offset);
+        if let Some(order) = paired {
+            self.queue_whole(view, node, order);
+        }
+    }
+
+    fn pairs(&self) -> std::sync::MutexGuard<'_, ReadPairs> {
+        self.pairs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues program `node` to be stored whole.
+    fn queue_whole(&self, view: &Arc<View>, node: u32, order: StoreOrder) {
+        if self.notifier.get().is_some() {
             let _ = self.jobs.try_send(Job::Whole {
                 view: view.clone(),
                 node,
-                order: if offset == end {
-                    StoreOrder::FromStart
-                } else {
-                    StoreOrder::FromEnd
-                },
+                order,
             });
         }
     }
@@ -407,6 +424,52 @@ impl ReadAhead {
             scan.expect_after(view, node);
         }
     }
+}
+
+/// Pairs a program's header read with a read past it, in either order:
+/// the kernel sends a small program's reads at once and their answers reach
+/// [`ReadAhead::after_read`] on several threads, so the later read may be
+/// seen first. A pairing forgotten (beyond [`REMEMBERED_READS`]) costs
+/// only speed.
+#[derive(Default)]
+struct ReadPairs {
+    /// node → where its header read ended.
+    headers: FxHashMap<u32, u64>,
+    /// node → where a read past the start began, no header read seen yet.
+    early: FxHashMap<u32, u64>,
+}
+
+impl ReadPairs {
+    /// A header read of `node` ended at `end`: the order to store the
+    /// program in if a later read was seen already.
+    fn header(&mut self, node: u32, end: u64) -> Option<StoreOrder> {
+        if let Some(offset) = self.early.remove(&node) {
+            return Some(StoreOrder::after(end, offset));
+        }
+        remember(&mut self.headers, node, end);
+        None
+    }
+
+    /// A read of `node` began at `offset` past its start: the order to
+    /// store the program in if its header read was seen.
+    fn later(&mut self, node: u32, offset: u64) -> Option<StoreOrder> {
+        match self.headers.remove(&node) {
+            Some(end) => Some(StoreOrder::after(end, offset)),
+            None => {
+                if !self.early.contains_key(&node) {
+                    remember(&mut self.early, node, offset);
+                }
+                None
+            }
+        }
+    }
+}
+
+fn remember(map: &mut FxHashMap<u32, u64>, node: u32, at: u64) {
+    if map.len() >= REMEMBERED_READS {
+        map.clear();
+    }
+    map.insert(node, at);
 }
 
 /// The next file (not directory or symlink) after `node` in walk order,
@@ -572,6 +635,7 @@ impl Worker {
             Some(_) => vec![0u8; e.size() as usize],
             None => Vec::new(),
         };
+        let mut storing = true;
         for at in pieces {
             let len = PIECE.min(e.size() - at) as usize;
             self.buf.resize(len, 0);
@@ -585,15 +649,23 @@ impl Worker {
             if !read {
                 return;
             }
-            if notifier.store(INodeNo(n.ino), at, &self.buf).is_err() {
-                return;
+            // A refused store (the kernel dropped the inode meanwhile) ends
+            // the pushing, not the keeping: the exec cache still gets it.
+            if storing && notifier.store(INodeNo(n.ino), at, &self.buf).is_err() {
+                self.stats.store_failed.fetch_add(1, Ordering::Relaxed);
+                if to_cache.is_none() {
+                    return;
+                }
+                storing = false;
             }
             if to_cache.is_some() {
                 whole[at as usize..at as usize + len].copy_from_slice(&self.buf);
             }
         }
-        self.stats.files.fetch_add(1, Ordering::Relaxed);
-        self.stats.bytes.fetch_add(e.size(), Ordering::Relaxed);
+        if storing {
+            self.stats.files.fetch_add(1, Ordering::Relaxed);
+            self.stats.bytes.fetch_add(e.size(), Ordering::Relaxed);
+        }
         if let Some((cache, digest)) = to_cache {
             if let Err(err) = cache.put(&digest, &whole) {
                 tracing::warn!("exec cache {}: {err}", cache.dir().display());
@@ -649,5 +721,43 @@ impl Worker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .holds(ino)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_read_pairs_with_a_later_read_in_either_order() {
+        let mut pairs = ReadPairs::default();
+        // A loader: header, then a jump.
+        assert_eq!(pairs.header(1, 832), None);
+        assert_eq!(pairs.later(1, 20_480), Some(StoreOrder::FromEnd));
+        // The same reads answered the other way round.
+        assert_eq!(pairs.later(2, 20_480), None);
+        assert_eq!(pairs.header(2, 832), Some(StoreOrder::FromEnd));
+        // A copy: the later read continues the header read.
+        assert_eq!(pairs.later(3, 4096), None);
+        assert_eq!(pairs.header(3, 4096), Some(StoreOrder::FromStart));
+        // Each pairing is used once; a header alone (`file`) pairs nothing.
+        assert_eq!(pairs.header(4, 832), None);
+        assert_eq!(pairs.later(1, 40_960), None);
+        assert!(pairs.headers.contains_key(&4) && pairs.headers.len() == 1);
+        // The first early read is the one paired.
+        assert_eq!(pairs.later(5, 8192), None);
+        assert_eq!(pairs.later(5, 832), None);
+        assert_eq!(pairs.header(5, 832), Some(StoreOrder::FromEnd));
+    }
+
+    #[test]
+    fn remembered_reads_stay_bounded() {
+        let mut pairs = ReadPairs::default();
+        for node in 0..10 * REMEMBERED_READS as u32 {
+            pairs.later(node, 4096);
+            pairs.header(node + 1_000_000, 64);
+        }
+        assert!(pairs.early.len() <= REMEMBERED_READS);
+        assert!(pairs.headers.len() <= REMEMBERED_READS);
     }
 }
