@@ -58,7 +58,7 @@ pub fn extract(
     // merge; anything else, a planted symlink included, is a conflict).
     let mut taken = Vec::new();
     for e in &tops {
-        conflicts(*e, &dest.join(e.name()), &mut taken);
+        conflicts(*e, &dest.join(e.file_name()), &mut taken);
     }
     if !taken.is_empty() {
         let more = taken.len().saturating_sub(10);
@@ -83,7 +83,11 @@ pub fn extract(
     let mut placed: Vec<String> = Vec::new();
     let done = write_tree(pkg, &tops, &staging, progress).and_then(|stats| {
         for e in &tops {
-            move_into(&staging.join(e.name()), &dest.join(e.name()), &mut placed)?;
+            move_into(
+                &staging.join(e.file_name()),
+                &dest.join(e.file_name()),
+                &mut placed,
+            )?;
         }
         Ok(stats)
     });
@@ -118,7 +122,7 @@ fn conflicts(e: Entry<'_>, at: &Path, out: &mut Vec<String>) {
     };
     if e.is_dir() && meta.is_dir() {
         for c in e.children() {
-            conflicts(c, &at.join(c.name()), out);
+            conflicts(c, &at.join(c.file_name()), out);
         }
     } else {
         out.push(at.display().to_string());
@@ -164,7 +168,7 @@ struct Plan<'p> {
 
 impl<'p> Plan<'p> {
     fn add(&mut self, e: Entry<'p>, parent: &Path) {
-        let path = parent.join(e.name());
+        let path = parent.join(e.file_name());
         match e.kind() {
             EntryKind::Directory => {
                 self.dirs.push((path.clone(), e));
@@ -205,7 +209,7 @@ fn write_tree(
         |buf, (path, e)| write_file(pkg, *e, path, buf, &counts, progress),
     )?;
     for (path, e) in &plan.symlinks {
-        std::os::unix::fs::symlink(e.symlink_target().unwrap_or(""), path)
+        std::os::unix::fs::symlink(e.symlink_target_path().unwrap_or(Path::new("")), path)
             .with_context(|| path.display().to_string())?;
         finish_entry(pkg, *e, path, &counts)?;
     }

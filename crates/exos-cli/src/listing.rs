@@ -63,7 +63,13 @@ pub struct Entries<'a> {
 /// One entry of a listing.
 #[derive(serde::Serialize)]
 struct EntryView<'a> {
+    /// The path; `ls -b` style (see [`escape_bytes`]) when `escaped`.
     path: String,
+    /// Set when the path or the symlink target is not UTF-8: both are then
+    /// written escaped, `\ooo` for each byte that is not UTF-8 (JSON
+    /// strings cannot hold them) and `\\` for a backslash.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    escaped: bool,
     kind: &'static str,
     size: u64,
     /// Seconds since the epoch.
@@ -72,7 +78,7 @@ struct EntryView<'a> {
     /// Permission bits, e.g. 493 (0o755).
     permissions: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
-    symlink_target: Option<&'a str>,
+    symlink_target: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attributes: Option<Vec<AttributeView<'a>>>,
 }
@@ -89,8 +95,17 @@ impl Serialize for Entries<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(None)?;
         for (_, e) in self.pkg.toc().walk() {
+            let path = e.path_bytes();
+            let target = e.symlink_target_bytes();
+            let escaped = std::str::from_utf8(&path).is_err()
+                || target.is_some_and(|t| std::str::from_utf8(t).is_err());
+            let text = |b: &[u8]| match escaped {
+                true => escape_bytes(b).into_owned(),
+                false => String::from_utf8_lossy(b).into_owned(),
+            };
             seq.serialize_element(&EntryView {
-                path: e.path(),
+                path: text(&path),
+                escaped,
                 kind: match e.kind() {
                     EntryKind::File => "file",
                     EntryKind::Directory => "directory",
@@ -100,7 +115,7 @@ impl Serialize for Entries<'_> {
                 mtime: e.mtime().secs,
                 mtime_nanos: e.mtime().nanos,
                 permissions: e.permissions(),
-                symlink_target: e.symlink_target(),
+                symlink_target: target.map(text),
                 attributes: self.attributes.then(|| {
                     e.attributes()
                         .map(|a| AttributeView {
@@ -150,7 +165,8 @@ impl Serialize for RepositoryPackages<'_> {
 pub fn render_package(pkg: &Package, opts: ListOptions, out: &mut dyn io::Write) -> io::Result<()> {
     if opts.paths_only {
         for (_, e) in pkg.toc().walk() {
-            writeln!(out, "{}", opts.shown(&e.path()))?;
+            out.write_all(&opts.shown(&e.path_bytes()))?;
+            out.write_all(b"\n")?;
         }
         return Ok(());
     }
@@ -163,37 +179,36 @@ pub fn render_package(pkg: &Package, opts: ListOptions, out: &mut dyn io::Write)
     for (depth, e) in pkg.toc().walk() {
         let indent = depth * 2;
         // Haiku pads with printf("%-*s"): by bytes, not characters.
-        let name = opts.shown(e.name());
+        let name = opts.shown(e.name_bytes());
         let pad = 32usize.saturating_sub(indent).saturating_sub(name.len());
-        write!(out, "{:indent$}{name}{:pad$}  {:>8}", "", "", e.size())?;
+        write!(out, "{:indent$}", "")?;
+        out.write_all(&name)?;
+        write!(out, "{:pad$}  {:>8}", "", e.size())?;
         write!(out, "  {}", format_utc(e.mtime().secs))?;
         let mode = e.mode();
-        let mut line = String::from(match e.kind() {
+        let mut line = Vec::from(match e.kind() {
             EntryKind::File => "  -",
             EntryKind::Directory => "  d",
             EntryKind::Symlink => "  l",
         });
-        line.push_str(&permission_triplet(mode >> 6, mode & 0o4000 != 0));
-        line.push_str(&permission_triplet(mode >> 3, mode & 0o2000 != 0));
+        line.extend_from_slice(permission_triplet(mode >> 6, mode & 0o4000 != 0).as_bytes());
+        line.extend_from_slice(permission_triplet(mode >> 3, mode & 0o2000 != 0).as_bytes());
         // Haiku never shows the sticky bit.
-        line.push_str(&permission_triplet(mode, false));
-        if let Some(t) = e.symlink_target() {
-            line.push_str("  -> ");
-            line.push_str(&opts.shown(t));
+        line.extend_from_slice(permission_triplet(mode, false).as_bytes());
+        if let Some(t) = e.symlink_target_bytes() {
+            line.extend_from_slice(b"  -> ");
+            line.extend_from_slice(&opts.shown(t));
         }
-        writeln!(out, "{line}")?;
+        line.push(b'\n');
+        out.write_all(&line)?;
         if opts.attributes {
             for a in e.attributes() {
                 let indent = (depth + 1) * 2;
-                let name = opts.shown(a.name);
+                let name = opts.shown(a.name.as_bytes());
                 let pad = 31usize.saturating_sub(indent).saturating_sub(name.len());
-                write!(
-                    out,
-                    "{:indent$}<{name}{:pad$}  {:>8}",
-                    "",
-                    "",
-                    a.data.size()
-                )?;
+                write!(out, "{:indent$}<", "")?;
+                out.write_all(&name)?;
+                write!(out, "{:pad$}  {:>8}", "", a.data.size())?;
                 let t = a.type_code.to_be_bytes();
                 if t.iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
                     writeln!(out, "  '{}'>", String::from_utf8_lossy(&t))?;
@@ -210,45 +225,22 @@ pub fn render_package(pkg: &Package, opts: ListOptions, out: &mut dyn io::Write)
 }
 
 impl ListOptions {
-    /// `name` as this listing writes it (escaped only when asked).
-    fn shown<'n>(&self, name: &'n str) -> std::borrow::Cow<'n, str> {
+    /// `name` as this listing writes it: its bytes as stored (as Haiku
+    /// writes them), or escaped when asked.
+    fn shown<'n>(&self, name: &'n [u8]) -> std::borrow::Cow<'n, [u8]> {
+        use std::borrow::Cow;
         if self.escape_names {
-            escape(name)
+            match escape_bytes(name) {
+                Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            }
         } else {
-            std::borrow::Cow::Borrowed(name)
+            Cow::Borrowed(name)
         }
     }
 }
 
-/// A name as `ls -b` shows it: control characters and backslashes as C
-/// escapes, so no name can move the cursor or forge a line of output.
-/// Names without them are unchanged (and match Haiku's output).
-pub fn escape(name: &str) -> std::borrow::Cow<'_, str> {
-    if !name.chars().any(|c| c.is_control() || c == '\\') {
-        return std::borrow::Cow::Borrowed(name);
-    }
-    let mut s = String::with_capacity(name.len() + 8);
-    for c in name.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            '\t' => s.push_str("\\t"),
-            '\r' => s.push_str("\\r"),
-            '\u{7}' => s.push_str("\\a"),
-            '\u{8}' => s.push_str("\\b"),
-            '\u{b}' => s.push_str("\\v"),
-            '\u{c}' => s.push_str("\\f"),
-            c if c.is_control() => {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    s.push_str(&format!("\\{b:03o}"));
-                }
-            }
-            c => s.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(s)
-}
+pub use exos_hpkg::toc::{escape, escape_bytes};
 
 fn permission_triplet(bits: u32, special: bool) -> String {
     let mut s = String::with_capacity(3);
@@ -435,6 +427,10 @@ mod tests {
         assert_eq!(escape("back\\slash"), "back\\\\slash");
         assert_eq!(escape("del\u{7f}"), "del\\177");
         assert_eq!(escape("c1\u{85}"), "c1\\302\\205");
+        // Bytes that are not UTF-8, alone and amid characters.
+        assert_eq!(escape_bytes(b"caf\xe9"), "caf\\351");
+        assert_eq!(escape_bytes(b"\xff\xfe\xc3\xa9\\"), "\\377\\376\u{e9}\\\\");
+        assert_eq!(escape_bytes(b"plain"), "plain");
     }
 
     #[test]

@@ -196,12 +196,12 @@ fn refused_packages(status: std::fs::File) -> Vec<(PathBuf, String)> {
 /// or out of sight of the view).
 fn held_by(file: &Path, name: &str) -> Option<String> {
     let pkg = exos_hpkg::Package::open(file).ok()?;
-    let mut path: Vec<&str> = Vec::new();
+    let mut path: Vec<&[u8]> = Vec::new();
     for (depth, entry) in pkg.toc().walk() {
         path.truncate(depth);
-        path.push(entry.name());
-        if entry.name() == name && !entry.is_dir() {
-            return Some(path.join("/"));
+        path.push(entry.name_bytes());
+        if entry.name_bytes() == name.as_bytes() && !entry.is_dir() {
+            return Some(String::from_utf8_lossy(&path.join(&b'/')).into_owned());
         }
     }
     None

@@ -343,6 +343,88 @@ fn listings_escape_control_characters_on_a_terminal_and_pad_by_bytes() {
 }
 
 #[test]
+fn names_that_are_not_utf8_are_listed_extracted_and_rebuilt_as_bytes() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    // Made as Haiku's writer makes it: names are whatever bytes the file
+    // system had (Latin-1 "café", a byte-order mark, half UTF-8).
+    let p = hostile(tmp.path(), "non-utf8-names");
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    // Into a pipe: the bytes, as Haiku's `package list` writes them.
+    let o = exos(&["list", s(&p)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for raw in [
+        &b"caf\xe9 "[..],
+        b"\xff\xfe ",
+        b"mixed-\xc3\xa9-\xe9 ",
+        b"-> caf\xe9\n",
+    ] {
+        assert!(contains(&o.stdout, raw), "{raw:?} missing");
+    }
+    let o = exos(&["list", "-p", s(&p)]);
+    assert!(contains(&o.stdout, b"\nr\xe9p/caf\xe9\n"), "{:?}", o.stdout);
+    // On a terminal: escaped like `ls -b`.
+    let o = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} list {}", env!("CARGO_BIN_EXE_exos"), s(&p)),
+            "/dev/null",
+        ])
+        .output()
+        .expect("script (bsdutils) runs");
+    let shown = stdout(&o);
+    for escaped in ["caf\\351", "\\377\\376", "mixed-é-\\351", "-> caf\\351"] {
+        assert!(shown.contains(escaped), "{escaped} missing in {shown}");
+    }
+    // JSON: escaped the same way, and said so.
+    let v: serde_json::Value = serde_json::from_slice(&exos(&["list", "--json", s(&p)]).stdout)
+        .expect("the listing is JSON");
+    let entries = v["entries"].as_array().unwrap();
+    let find = |path: &str| entries.iter().find(|e| e["path"] == path).cloned();
+    let cafe = find("caf\\351").expect("caf\\351 listed");
+    assert_eq!(cafe["escaped"], true);
+    let link = find("link").expect("link listed");
+    assert_eq!(
+        (&link["symlink_target"], &link["escaped"]),
+        (&"caf\\351".into(), &true.into())
+    );
+    assert!(find("r\\351p/caf\\351").is_some(), "{entries:?}");
+    // Extracted with the same bytes as names, the link pointing at one.
+    let out = tmp.path().join("out");
+    let o = exos(&["extract", "-q", s(&p), s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let at = |name: &[u8]| out.join(OsStr::from_bytes(name));
+    assert_eq!(fs::read(at(b"caf\xe9")).unwrap(), b"latin-1");
+    assert_eq!(
+        fs::read(at(b"r\xe9p").join(OsStr::from_bytes(b"caf\xe9"))).unwrap(),
+        b"inner"
+    );
+    assert_eq!(fs::read(at(b"\xff\xfe")).unwrap(), b"bom");
+    assert_eq!(
+        fs::read_link(at(b"link")).unwrap().as_os_str().as_bytes(),
+        b"caf\xe9"
+    );
+    // And built again from that tree, names unchanged.
+    fs::write(
+        out.join("manifest.json"),
+        r#"{"name":"latin1","version":"1","summary":"s","license":"MIT","copyright":"c"}"#,
+    )
+    .unwrap();
+    let again = tmp.path().join("again.hpkg");
+    let o = exos(&["build", "-q", s(&out), "-o", s(&again)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = exos(&["list", "-p", s(&again)]);
+    for raw in [&b"\ncaf\xe9\n"[..], b"\nr\xe9p/caf\xe9\n", b"\n\xff\xfe\n"] {
+        assert!(
+            contains(&o.stdout, raw),
+            "{raw:?} missing in {:?}",
+            o.stdout
+        );
+    }
+}
+
+#[test]
 fn build_extract_build_gives_the_same_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");

@@ -587,12 +587,33 @@ fn shells_complete_package_names() {
         ],
     );
     assert_eq!(said, "app\nlib\nother\n");
-    // zsh: the script parses.
+    // zsh: the script parses, registers itself, and its wrapper, run by
+    // zsh with the completion system's builtins captured, offers installed
+    // names for remove and leaves options to clap's `_exos`.
     let zsh = script("zsh");
     run("zsh", &["-n", s(&zsh)]);
     assert!(fs::read_to_string(&zsh)
         .unwrap()
         .contains("compdef _exos_names exos"));
+    let driver = dir.join("drive.zsh");
+    fs::write(
+        &driver,
+        r#"compdef() { print -r -- "compdef $*" }
+source $1
+_exos() { print -r -- "clap:${words[CURRENT]}" }
+compadd() { [[ $1 == -a ]] && print -rl -- ${(P)2} }
+words=(exos remove -r $2 '') CURRENT=5 _exos_names
+words=(exos remove --dry) CURRENT=3 _exos_names
+words=(exos install -r $2 '') CURRENT=5 _exos_names
+"#,
+    )
+    .unwrap();
+    let said = run("zsh", &["-f", s(&driver), s(&zsh), s(&f.root)]);
+    assert_eq!(
+        said,
+        "compdef _exos_names exos\napp\nlib\nother\nclap:--dry\napp\nlib\nother\n",
+        "installed names for remove, options from clap's completion, available names for install"
+    );
 }
 
 #[test]

@@ -1004,3 +1004,79 @@ fn the_exec_cache_is_on_by_default_and_a_bad_default_is_skipped() {
     assert!(status()["exec_cache"].is_null());
     ok(&["unmount", s(&mnt)]);
 }
+
+#[test]
+fn names_that_are_not_utf8_are_served_as_bytes() {
+    if !fuse_available() {
+        return;
+    }
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let at = |dir: &Path, name: &[u8]| dir.join(OsStr::from_bytes(name));
+    // A tree with Latin-1 names, built as Haiku's `package create` would.
+    let src = tmp.path().join("src");
+    fs::create_dir_all(at(&src, b"r\xe9p")).unwrap();
+    fs::write(at(&src, b"caf\xe9"), "latin-1").unwrap();
+    fs::write(at(&at(&src, b"r\xe9p"), b"caf\xe9"), "inner").unwrap();
+    std::os::unix::fs::symlink(OsStr::from_bytes(b"caf\xe9"), src.join("link")).unwrap();
+    fs::write(
+        src.join("manifest.json"),
+        complete(r#"{"name": "latin1", "version": "1"}"#),
+    )
+    .unwrap();
+    let pkg = tmp.path().join("latin1.hpkg");
+    ok(&["build", "-q", s(&src), "-o", s(&pkg)]);
+    let root = tmp.path().join("root");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    ok(&["init", s(&root)]);
+    ok(&["install", "-q", "-r", s(&root), s(&pkg)]);
+    let _unmount = LazyUnmount(&mnt);
+    ok(&[
+        "mount",
+        s(&root),
+        s(&mnt),
+        "--daemon",
+        "--pid-file",
+        s(&tmp.path().join("pid")),
+    ]);
+    let merged = mnt.join("merged");
+    // Listed with their bytes, looked up and read by them.
+    let mut names: Vec<Vec<u8>> = fs::read_dir(&merged)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+        .collect();
+    names.sort();
+    for name in [&b"caf\xe9"[..], b"link", b"r\xe9p"] {
+        assert!(names.iter().any(|n| n == name), "{name:?} not in {names:?}");
+    }
+    assert_eq!(fs::read(at(&merged, b"caf\xe9")).unwrap(), b"latin-1");
+    let inner = at(&at(&merged, b"r\xe9p"), b"caf\xe9");
+    assert_eq!(fs::read(&inner).unwrap(), b"inner");
+    assert_eq!(
+        fs::read_link(merged.join("link"))
+            .unwrap()
+            .as_os_str()
+            .as_bytes(),
+        b"caf\xe9"
+    );
+    assert_eq!(fs::read(merged.join("link")).unwrap(), b"latin-1");
+    // The UTF-8 spelling of the name is another name: not found.
+    assert!(!merged.join("café").exists());
+    // `exos files` shows them escaped, and says so in JSON.
+    let files = ok(&["files", "-r", s(&root), "latin1"]);
+    assert!(files.contains("/r\\351p/caf\\351\n"), "{files}");
+    assert!(files.contains("/link -> caf\\351\n"), "{files}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["files", "--json", "-r", s(&root), "latin1"])).unwrap();
+    let cafe = v["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["path"] == "/caf\\351")
+        .cloned()
+        .expect("listed");
+    assert_eq!(cafe["escaped"], true);
+    ok(&["unmount", s(&mnt)]);
+}

@@ -215,12 +215,14 @@ pub fn make_with_progress(
 
 /// Every file's data range in a package, and the metadata (TOC and
 /// attributes, at the end of the heap) as one more range.
-fn data_ranges(p: &Package) -> Vec<(Span, String, Option<EntryId>)> {
+/// Paths are bytes, as stored: two names that are not UTF-8 never match by
+/// looking alike.
+fn data_ranges(p: &Package) -> Vec<(Span, Vec<u8>, Option<EntryId>)> {
     let mut v = Vec::new();
     for (_, e) in p.toc().walk() {
         if let DataRef::Heap { offset, size } = e.data() {
             if size > 0 {
-                v.push((Span { offset, len: size }, e.path(), Some(e.id())));
+                v.push((Span { offset, len: size }, e.path_bytes(), Some(e.id())));
             }
         }
     }
@@ -232,11 +234,16 @@ fn data_ranges(p: &Package) -> Vec<(Span, String, Option<EntryId>)> {
                 offset: meta,
                 len: heap_len - meta,
             },
-            "\0metadata".into(),
+            b"\0metadata".to_vec(),
             None,
         ));
     }
     v
+}
+
+/// The last component of a `/`-separated path.
+fn file_name(path: &[u8]) -> &[u8] {
+    path.rsplit(|&b| b == b'/').next().unwrap_or(path)
 }
 
 /// Cuts the new heap, start to end, into pieces with their old
@@ -245,12 +252,11 @@ fn data_ranges(p: &Package) -> Vec<(Span, String, Option<EntryId>)> {
 /// matched or not.
 fn plan_pieces(oldp: &Package, newp: &Package) -> Result<(Vec<Piece>, u64, u64)> {
     let old_ranges = data_ranges(oldp);
-    let mut by_path: HashMap<&str, Span> = HashMap::new();
-    let mut by_name: HashMap<&str, Span> = HashMap::new();
+    let mut by_path: HashMap<&[u8], Span> = HashMap::new();
+    let mut by_name: HashMap<&[u8], Span> = HashMap::new();
     for (span, path, _) in &old_ranges {
-        by_path.entry(path.as_str()).or_insert(*span);
-        let name = path.rsplit('/').next().unwrap_or(path);
-        by_name.entry(name).or_insert(*span);
+        by_path.entry(path.as_slice()).or_insert(*span);
+        by_name.entry(file_name(path)).or_insert(*span);
     }
     let mut new_ranges = data_ranges(newp);
     new_ranges.sort_by_key(|(s, _, _)| s.offset);
@@ -258,8 +264,8 @@ fn plan_pieces(oldp: &Package, newp: &Package) -> Result<(Vec<Piece>, u64, u64)>
     // (they cost a pass over both heaps).
     let renamed = new_ranges.iter().any(|(_, path, id)| {
         id.is_some()
-            && !by_path.contains_key(path.as_str())
-            && !by_name.contains_key(path.rsplit('/').next().unwrap_or(path))
+            && !by_path.contains_key(path.as_slice())
+            && !by_name.contains_key(file_name(path))
     });
     let (mut by_digest, mut new_digest) = (HashMap::new(), HashMap::new());
     if renamed {
@@ -297,10 +303,9 @@ fn plan_pieces(oldp: &Package, newp: &Package) -> Result<(Vec<Piece>, u64, u64)>
             });
             pos = span.offset;
         }
-        let name = path.rsplit('/').next().unwrap_or(path);
         let old = by_path
-            .get(path.as_str())
-            .or_else(|| by_name.get(name))
+            .get(path.as_slice())
+            .or_else(|| by_name.get(file_name(path)))
             .or_else(|| {
                 id.and_then(|id| new_digest.get(&id))
                     .and_then(|d| by_digest.get(d))

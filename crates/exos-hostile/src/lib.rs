@@ -231,12 +231,12 @@ pub fn attrs_named(name: &str) -> EncodedSection {
 }
 
 /// A `dir:entry` with the given children.
-pub fn entry(name: &str, children: Vec<WAttr>) -> WAttr {
+pub fn entry(name: impl AsRef<[u8]>, children: Vec<WAttr>) -> WAttr {
     WAttr::string(id::DIRECTORY_ENTRY, name).with_children(children)
 }
 
 /// A regular file entry with inline content and a modification time.
-pub fn file(name: &str, content: &[u8], mtime: u64) -> WAttr {
+pub fn file(name: impl AsRef<[u8]>, content: &[u8], mtime: u64) -> WAttr {
     let mut kids = vec![WAttr::uint(id::FILE_MTIME, mtime)];
     if !content.is_empty() {
         kids.push(WAttr::new(id::DATA, WValue::Inline(content.to_vec())));
@@ -245,7 +245,7 @@ pub fn file(name: &str, content: &[u8], mtime: u64) -> WAttr {
 }
 
 /// A directory entry.
-pub fn dir(name: &str, mut children: Vec<WAttr>) -> WAttr {
+pub fn dir(name: impl AsRef<[u8]>, mut children: Vec<WAttr>) -> WAttr {
     children.insert(0, WAttr::uint(id::FILE_TYPE, 1));
     entry(name, children)
 }
@@ -581,6 +581,30 @@ pub fn cases() -> Vec<Case> {
                     file("new\nline", b"1", 1),
                     file("esc\x1b[31mred", b"2", 1),
                     file("tab\there", b"3", 1),
+                ],
+            ),
+            expect: Expect::Accepted,
+        },
+        Case {
+            name: "non-utf8-names",
+            class: "entry names and a symlink target that are not UTF-8 (as Haiku stores them)",
+            extension: "hpkg",
+            bytes: package_of(
+                "latin1",
+                vec![
+                    // Latin-1 "café": used twice, so it lands in the
+                    // string table; the others are inline.
+                    file(b"caf\xe9", b"latin-1", 1),
+                    file(b"mixed-\xc3\xa9-\xe9", b"half", 1),
+                    dir(b"r\xe9p", vec![file(b"caf\xe9", b"inner", 1)]),
+                    entry(
+                        "link",
+                        vec![
+                            WAttr::uint(id::FILE_TYPE, 2),
+                            WAttr::string(id::SYMLINK_PATH, b"caf\xe9"),
+                        ],
+                    ),
+                    file(b"\xff\xfe", b"bom", 1),
                 ],
             ),
             expect: Expect::Accepted,

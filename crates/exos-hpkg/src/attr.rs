@@ -163,6 +163,10 @@ pub enum Value<'a> {
     UInt(u64),
     /// A string.
     String(&'a str),
+    /// A string that is not valid UTF-8, as its bytes: file names and
+    /// symlink targets on systems that do not enforce an encoding (Haiku's
+    /// writer stores whatever bytes a name has).
+    NonUtf8(&'a [u8]),
     /// Raw data stored inline in the section (at most 8 bytes).
     Inline(&'a [u8]),
     /// Raw data stored in the heap.
@@ -184,11 +188,28 @@ impl<'a> Value<'a> {
         }
     }
 
-    /// The value as a string, if it is one.
+    /// The value as a string, if it is one and valid UTF-8.
     pub fn as_str(&self) -> Option<&'a str> {
         match *self {
             Value::String(s) => Some(s),
             _ => None,
+        }
+    }
+
+    /// The bytes of a string value, valid UTF-8 or not.
+    pub fn as_string_bytes(&self) -> Option<&'a [u8]> {
+        match *self {
+            Value::String(s) => Some(s.as_bytes()),
+            Value::NonUtf8(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The string value for `bytes` (a C string without its NUL).
+    fn string(bytes: &'a [u8]) -> Value<'a> {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Value::String(s),
+            Err(_) => Value::NonUtf8(bytes),
         }
     }
 }
@@ -239,10 +260,11 @@ pub fn write_uleb128(out: &mut Vec<u8>, mut v: u64) {
 
 /// What [`parse_string_table`] charges for a table of `count` strings.
 pub fn string_table_cost(count: u64) -> u64 {
-    count.saturating_mul(std::mem::size_of::<&str>() as u64)
+    count.saturating_mul(std::mem::size_of::<&[u8]>() as u64)
 }
 
-/// Parses a strings subsection: `count` NUL-terminated UTF-8 strings, then
+/// Parses a strings subsection: `count` NUL-terminated strings (bytes, UTF-8
+/// or not: see [`Value::NonUtf8`]), then
 /// one more NUL, filling exactly `data`. The strings borrow from `data`;
 /// the table of them is charged to `budget`.
 pub fn parse_string_table<'a>(
@@ -250,7 +272,7 @@ pub fn parse_string_table<'a>(
     data: &'a [u8],
     count: u64,
     budget: &Budget,
-) -> Result<Vec<&'a str>> {
+) -> Result<Vec<&'a [u8]>> {
     // Each string needs at least its NUL, so count <= len bounds the allocation.
     if count > data.len() as u64 {
         return Err(corrupt!(
@@ -275,9 +297,7 @@ pub fn parse_string_table<'a>(
                 "{what}: string table holds more than the declared {count} strings"
             ));
         }
-        let s = std::str::from_utf8(&data[pos..pos + nul])
-            .map_err(|_| corrupt!("{what}: string {} is not valid UTF-8", strings.len()))?;
-        strings.push(s);
+        strings.push(&data[pos..pos + nul]);
         pos += nul + 1;
     }
     if (strings.len() as u64) != count {
@@ -302,7 +322,7 @@ pub struct AttrParser<'a> {
     what: &'static str,
     data: &'a [u8],
     pos: usize,
-    strings: &'a [&'a str],
+    strings: &'a [&'a [u8]],
     /// Unknown IDs are allowed (and skipped by callers) only in files newer
     /// than what we know.
     allow_unknown: bool,
@@ -316,7 +336,7 @@ impl<'a> AttrParser<'a> {
     pub fn new(
         what: &'static str,
         data: &'a [u8],
-        strings: &'a [&'a str],
+        strings: &'a [&'a [u8]],
         minor_version: u16,
         heap_size: u64,
         budget: &'a Budget,
@@ -442,10 +462,8 @@ impl<'a> AttrParser<'a> {
                         .iter()
                         .position(|&b| b == 0)
                         .ok_or_else(|| self.err("unterminated inline string"))?;
-                    let s = std::str::from_utf8(&rest[..nul])
-                        .map_err(|_| self.err("inline string is not valid UTF-8"))?;
                     self.pos += nul + 1;
-                    Ok(Value::String(s))
+                    Ok(Value::string(&rest[..nul]))
                 }
                 1 => {
                     let idx = read_uleb128(self.data, &mut self.pos).map_err(|e| self.err(e))?;
@@ -455,7 +473,7 @@ impl<'a> AttrParser<'a> {
                             self.strings.len()
                         ))
                     })?;
-                    Ok(Value::String(s))
+                    Ok(Value::string(s))
                 }
                 e => Err(self.err(format!("invalid string encoding {e}"))),
             },
@@ -517,8 +535,9 @@ pub const MAX_DEPTH: usize = 1024;
 pub enum WValue {
     /// An unsigned integer.
     UInt(u64),
-    /// A string (put in the string table when used twice or more).
-    String(String),
+    /// A string (put in the string table when used twice or more): its
+    /// bytes, UTF-8 or not.
+    String(Vec<u8>),
     /// Raw data kept in the section (at most [`MAX_INLINE_DATA`] bytes).
     Inline(Vec<u8>),
     /// Raw data in the heap.
@@ -552,8 +571,8 @@ impl WAttr {
     }
 
     /// A string attribute.
-    pub fn string(id: u8, s: impl Into<String>) -> Self {
-        WAttr::new(id, WValue::String(s.into()))
+    pub fn string(id: u8, s: impl AsRef<[u8]>) -> Self {
+        WAttr::new(id, WValue::String(s.as_ref().to_vec()))
     }
 
     /// An unsigned integer attribute.
@@ -586,26 +605,26 @@ pub struct EncodedSection {
 pub fn encode_section(attrs: &[WAttr]) -> EncodedSection {
     use std::collections::HashMap;
     // Count string uses in visit order; remember first use for tie-breaking.
-    let mut uses: HashMap<&str, (u64, usize)> = HashMap::new();
-    fn count<'a>(attrs: &'a [WAttr], uses: &mut HashMap<&'a str, (u64, usize)>) {
+    let mut uses: HashMap<&[u8], (u64, usize)> = HashMap::new();
+    fn count<'a>(attrs: &'a [WAttr], uses: &mut HashMap<&'a [u8], (u64, usize)>) {
         for a in attrs {
             if let WValue::String(s) = &a.value {
                 if !s.is_empty() {
                     let n = uses.len();
-                    uses.entry(s.as_str()).or_insert((0, n)).0 += 1;
+                    uses.entry(s.as_slice()).or_insert((0, n)).0 += 1;
                 }
             }
             count(&a.children, uses);
         }
     }
     count(attrs, &mut uses);
-    let mut table: Vec<(&str, u64, usize)> = uses
+    let mut table: Vec<(&[u8], u64, usize)> = uses
         .iter()
         .filter(|(_, &(n, _))| n >= 2)
         .map(|(&s, &(n, first))| (s, n, first))
         .collect();
     table.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)));
-    let index: HashMap<&str, u64> = table
+    let index: HashMap<&[u8], u64> = table
         .iter()
         .enumerate()
         .map(|(i, &(s, _, _))| (s, i as u64))
@@ -613,13 +632,13 @@ pub fn encode_section(attrs: &[WAttr]) -> EncodedSection {
 
     let mut out = Vec::new();
     for &(s, _, _) in &table {
-        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(s);
         out.push(0);
     }
     out.push(0);
     let strings_length = out.len() as u64;
 
-    fn emit(out: &mut Vec<u8>, attrs: &[WAttr], index: &HashMap<&str, u64>) {
+    fn emit(out: &mut Vec<u8>, attrs: &[WAttr], index: &HashMap<&[u8], u64>) {
         for a in attrs {
             let (ty, enc) = match &a.value {
                 WValue::UInt(v) => (
@@ -633,7 +652,11 @@ pub fn encode_section(attrs: &[WAttr]) -> EncodedSection {
                 ),
                 WValue::String(s) => (
                     ty::STRING,
-                    if index.contains_key(s.as_str()) { 1 } else { 0 },
+                    if index.contains_key(s.as_slice()) {
+                        1
+                    } else {
+                        0
+                    },
                 ),
                 WValue::Inline(_) => (ty::RAW, 0),
                 WValue::Heap { .. } => (ty::RAW, 1),
@@ -647,10 +670,10 @@ pub fn encode_section(attrs: &[WAttr]) -> EncodedSection {
                     let n = 1usize << enc;
                     out.extend_from_slice(&v.to_be_bytes()[8 - n..]);
                 }
-                WValue::String(s) => match index.get(s.as_str()) {
+                WValue::String(s) => match index.get(s.as_slice()) {
                     Some(&i) => write_uleb128(out, i),
                     None => {
-                        out.extend_from_slice(s.as_bytes());
+                        out.extend_from_slice(s);
                         out.push(0);
                     }
                 },
@@ -682,7 +705,7 @@ pub fn encode_section(attrs: &[WAttr]) -> EncodedSection {
 mod tests {
     use super::*;
 
-    fn parse_string_table_<'a>(what: &str, data: &'a [u8], count: u64) -> Result<Vec<&'a str>> {
+    fn parse_string_table_<'a>(what: &str, data: &'a [u8], count: u64) -> Result<Vec<&'a [u8]>> {
         parse_string_table(what, data, count, &Budget::unlimited())
     }
 
@@ -710,7 +733,12 @@ mod tests {
         assert_eq!(parse_string_table_("t", b"\0", 0).unwrap().len(), 0);
         assert_eq!(
             parse_string_table_("t", b"a\0bc\0\0", 2).unwrap(),
-            vec!["a", "bc"]
+            vec![&b"a"[..], b"bc"]
+        );
+        // Strings are bytes: not UTF-8 is not an error (file names).
+        assert_eq!(
+            parse_string_table_("t", b"\xff\xfe\0\0", 1).unwrap(),
+            vec![&b"\xff\xfe"[..]]
         );
         assert!(parse_string_table_("t", b"a\0bc\0\0", 1).is_err());
         assert!(parse_string_table_("t", b"a\0bc\0\0", 3).is_err());
@@ -751,6 +779,30 @@ mod tests {
         assert_eq!(p.next_attr().unwrap().unwrap().value, Value::String(""));
         assert!(p.next_attr().unwrap().is_none());
         p.expect_end().unwrap();
+    }
+
+    #[test]
+    fn strings_that_are_not_utf8_are_kept_as_bytes() {
+        let name = &b"caf\xe9"[..];
+        let attrs = vec![
+            WAttr::string(id::DIRECTORY_ENTRY, name),
+            WAttr::string(id::DIRECTORY_ENTRY, name),
+            WAttr::string(id::DIRECTORY_ENTRY, b"\xff"),
+        ];
+        let enc = encode_section(&attrs);
+        // Used twice: in the table; used once: inline.
+        assert_eq!(enc.strings_count, 1);
+        let strings =
+            parse_string_table_("t", &enc.bytes[..enc.strings_length as usize], 1).unwrap();
+        let budget = Budget::unlimited();
+        let body = &enc.bytes[enc.strings_length as usize..];
+        let mut p = AttrParser::new("t", body, &strings, 1, 0, &budget);
+        for expected in [name, name, b"\xff"] {
+            let v = p.next_attr().unwrap().unwrap().value;
+            assert_eq!(v, Value::NonUtf8(expected));
+            assert_eq!(v.as_str(), None);
+            assert_eq!(v.as_string_bytes(), Some(expected));
+        }
     }
 
     #[test]

@@ -148,7 +148,7 @@ impl Repository {
 struct PackageDecoder<'a> {
     repo: &'a Repository,
     body: &'a [u8],
-    strings: Vec<&'a str>,
+    strings: Vec<&'a [u8]>,
     position: usize,
     done: bool,
 }
@@ -191,7 +191,12 @@ impl PackageDecoder<'_> {
                 a.id
             ));
         }
-        let name = a.value.as_str().unwrap_or_default();
+        let name = a.value.as_str().ok_or_else(|| {
+            corrupt!(
+                "repository packages at byte {}: the package name is not a UTF-8 string",
+                p.position()
+            )
+        })?;
         crate::info::check_name(name).map_err(|e| {
             corrupt!(
                 "repository packages at byte {}: package name {name:?} is invalid: {e}",

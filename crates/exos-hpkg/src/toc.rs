@@ -275,10 +275,10 @@ impl Toc {
                     continue;
                 };
                 if a.id == id::DIRECTORY_ENTRY {
-                    let name = a.value.as_str().unwrap_or_default();
+                    let name = a.value.as_string_bytes().unwrap_or_default();
                     check_entry_name(name)
                         .map_err(|e| corrupt!("TOC at byte {}: {e}", p.position()))?;
-                    toc.add_entry(&mut stack, span(name.as_bytes()), a.has_children, budget)?;
+                    toc.add_entry(&mut stack, span(name), a.has_children, budget)?;
                     continue;
                 }
                 if current == ROOT {
@@ -435,7 +435,14 @@ impl Toc {
                 .filter(|&n| n < 1_000_000_000)
                 .ok_or_else(|| corrupt!("TOC at byte {pos}: nanoseconds {n} out of range"))
         };
-        let string = |v: Value| span(v.as_str().unwrap_or_default().as_bytes());
+        let string = |v: Value| -> Result<Span> {
+            match v {
+                Value::NonUtf8(_) => Err(corrupt!(
+                    "TOC at byte {pos}: attribute {aid} is not valid UTF-8"
+                )),
+                v => Ok(span(v.as_str().unwrap_or_default().as_bytes())),
+            }
+        };
         match aid {
             id::FILE_TYPE => {
                 let t = uint(v)?;
@@ -445,8 +452,8 @@ impl Toc {
             id::FILE_PERMISSIONS => {
                 self.records[e as usize].permissions = (uint(v)? & 0o7777) as u16;
             }
-            id::FILE_USER => self.extra_mut(e, budget)?.user = string(v),
-            id::FILE_GROUP => self.extra_mut(e, budget)?.group = string(v),
+            id::FILE_USER => self.extra_mut(e, budget)?.user = string(v)?,
+            id::FILE_GROUP => self.extra_mut(e, budget)?.group = string(v)?,
             id::FILE_ATIME => open.atime.secs = uint(v)?,
             id::FILE_MTIME => self.records[e as usize].mtime_secs = uint(v)?,
             id::FILE_CRTIME => open.crtime.secs = uint(v)?,
@@ -455,17 +462,22 @@ impl Toc {
             id::FILE_CRTIME_NANOS => open.crtime.nanos = nanos(v)?,
             id::DATA => self.records[e as usize].data = Self::data_ref(v, span)?,
             id::SYMLINK_PATH => {
-                let target = v.as_str().unwrap_or_default();
+                // Bytes, like a name: a link may point at a non-UTF-8 name.
+                let target = v.as_string_bytes().unwrap_or_default();
                 if target.len() > MAX_SYMLINK_TARGET {
                     return Err(corrupt!(
                         "TOC at byte {pos}: symlink target of {} bytes is longer than {MAX_SYMLINK_TARGET}",
                         target.len()
                     ));
                 }
-                self.extra_mut(e, budget)?.symlink = span(target.as_bytes());
+                self.extra_mut(e, budget)?.symlink = span(target);
             }
             id::FILE_ATTRIBUTE => {
-                let name = v.as_str().unwrap_or_default();
+                // Haiku's attribute names are ASCII ("BEOS:TYPE"); they are
+                // handed out as text (xattr names, listings).
+                let name = v.as_str().ok_or_else(|| {
+                    corrupt!("TOC at byte {pos}: a file attribute's name is not UTF-8 text")
+                })?;
                 if name.is_empty() {
                     return Err(corrupt!(
                         "TOC at byte {pos}: file attribute with an empty name"
@@ -582,8 +594,9 @@ impl Toc {
         if s.len == u32::MAX {
             return None;
         }
-        // Only validated UTF-8 is ever referenced as a string.
-        Some(std::str::from_utf8(self.bytes(s.start, s.len as usize)).unwrap_or_default())
+        // Only validated UTF-8 is referenced as a string (names and symlink
+        // targets are bytes, read with `bytes`).
+        std::str::from_utf8(self.bytes(s.start, s.len as usize)).ok()
     }
 
     /// The bytes of an inline data reference of this TOC.
@@ -635,14 +648,19 @@ impl Toc {
     }
 
     /// Finds `name` among the children of `dir` (linear in the directory size).
-    pub fn lookup(&self, dir: EntryId, name: &str) -> Option<Entry<'_>> {
-        self.entry(dir).children().find(|c| c.name() == name)
+    pub fn lookup(&self, dir: EntryId, name: impl AsRef<[u8]>) -> Option<Entry<'_>> {
+        let name = name.as_ref();
+        self.entry(dir).children().find(|c| c.name_bytes() == name)
     }
 
     /// Finds a `/`-separated path relative to the package root.
-    pub fn lookup_path(&self, path: &str) -> Option<Entry<'_>> {
+    pub fn lookup_path(&self, path: impl AsRef<[u8]>) -> Option<Entry<'_>> {
         let mut cur = self.root();
-        for comp in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        for comp in path
+            .as_ref()
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+        {
             cur = self.lookup(cur.id, comp)?;
         }
         Some(cur)
@@ -710,9 +728,22 @@ impl<'a> Entry<'a> {
         self.id
     }
 
-    /// The name; empty for the root.
-    pub fn name(&self) -> &'a str {
-        std::str::from_utf8(self.toc.name_bytes(self.rec)).unwrap_or_default()
+    /// The name as text, for showing it (bytes that are not UTF-8 become
+    /// U+FFFD); empty for the root. What the name *is* is
+    /// [`Entry::name_bytes`].
+    pub fn name(&self) -> std::borrow::Cow<'a, str> {
+        String::from_utf8_lossy(self.toc.name_bytes(self.rec))
+    }
+
+    /// The name as stored: any bytes but `/` and NUL (Haiku's writer keeps
+    /// a file system's names as they are, UTF-8 or not); empty for the root.
+    pub fn name_bytes(&self) -> &'a [u8] {
+        self.toc.name_bytes(self.rec)
+    }
+
+    /// The name as a file name of this system (its bytes).
+    pub fn file_name(&self) -> &'a std::ffi::OsStr {
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(self.name_bytes())
     }
 
     /// File, directory or symlink.
@@ -791,17 +822,26 @@ impl<'a> Entry<'a> {
         self.toc.inline(self.rec.data)
     }
 
-    /// The symlink target (empty if none was stored).
-    pub fn symlink_target(&self) -> Option<&'a str> {
+    /// The symlink target as text, for showing it (see [`Entry::name`]).
+    pub fn symlink_target(&self) -> Option<std::borrow::Cow<'a, str>> {
+        self.symlink_target_bytes().map(String::from_utf8_lossy)
+    }
+
+    /// The symlink target as a path of this system (its bytes).
+    pub fn symlink_target_path(&self) -> Option<&'a std::path::Path> {
+        self.symlink_target_bytes().map(|t| {
+            std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(t))
+        })
+    }
+
+    /// The symlink target as stored (empty if none was stored).
+    pub fn symlink_target_bytes(&self) -> Option<&'a [u8]> {
         if self.rec.kind != EntryKind::Symlink {
             return None;
         }
-        Some(
-            self.toc
-                .extra(self.rec)
-                .and_then(|x| self.toc.str(x.symlink))
-                .unwrap_or(""),
-        )
+        Some(self.toc.extra(self.rec).map_or(&[][..], |x| {
+            self.toc.bytes(x.symlink.start, x.symlink.len as usize)
+        }))
     }
 
     /// Its parent (`None` for the root).
@@ -835,19 +875,28 @@ impl<'a> Entry<'a> {
             })
     }
 
-    /// Path relative to the package root, `/`-separated.
+    /// Path relative to the package root, `/`-separated, as text for
+    /// showing it (see [`Entry::name`]).
     pub fn path(&self) -> String {
+        match String::from_utf8(self.path_bytes()) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
+    }
+
+    /// Path relative to the package root, `/`-separated, as stored.
+    pub fn path_bytes(&self) -> Vec<u8> {
         let mut parts = Vec::new();
         let mut cur = *self;
         while cur.id != ROOT {
-            parts.push(cur.name());
+            parts.push(cur.name_bytes());
             match cur.parent() {
                 Some(p) => cur = p,
                 None => break,
             }
         }
         parts.reverse();
-        parts.join("/")
+        parts.join(&b'/')
     }
 }
 
@@ -882,16 +931,66 @@ impl<'a> Iterator for Children<'a> {
     }
 }
 
-/// One path component: non-empty, not `.`/`..`, no `/` or NUL.
-pub fn check_entry_name(name: &str) -> std::result::Result<(), String> {
+/// A name as `ls -b` shows it: control characters and backslashes as C
+/// escapes, so no name can move the cursor or forge a line of output.
+/// Names without them are unchanged (and match Haiku's output).
+pub fn escape(name: &str) -> std::borrow::Cow<'_, str> {
+    escape_bytes(name.as_bytes())
+}
+
+/// [`escape`] for a name that may not be UTF-8: each byte that is not part
+/// of a UTF-8 character is written `\ooo` too, as `ls -b` does.
+pub fn escape_bytes(name: &[u8]) -> std::borrow::Cow<'_, str> {
+    if let Ok(text) = std::str::from_utf8(name) {
+        if !text.chars().any(|c| c.is_control() || c == '\\') {
+            return std::borrow::Cow::Borrowed(text);
+        }
+    }
+    let mut s = String::with_capacity(name.len() + 8);
+    for chunk in name.utf8_chunks() {
+        escape_chars(&mut s, chunk.valid());
+        for b in chunk.invalid() {
+            s.push_str(&format!("\\{b:03o}"));
+        }
+    }
+    std::borrow::Cow::Owned(s)
+}
+
+fn escape_chars(s: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '\n' => s.push_str("\\n"),
+            '\t' => s.push_str("\\t"),
+            '\r' => s.push_str("\\r"),
+            '\u{7}' => s.push_str("\\a"),
+            '\u{8}' => s.push_str("\\b"),
+            '\u{b}' => s.push_str("\\v"),
+            '\u{c}' => s.push_str("\\f"),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    s.push_str(&format!("\\{b:03o}"));
+                }
+            }
+            c => s.push(c),
+        }
+    }
+}
+
+/// One path component: non-empty, not `.`/`..`, no `/` or NUL; any other
+/// bytes, UTF-8 or not.
+pub fn check_entry_name(name: impl AsRef<[u8]>) -> std::result::Result<(), String> {
+    let name = name.as_ref();
+    let shown = || String::from_utf8_lossy(name);
     if name.is_empty() {
         return Err("empty entry name".into());
     }
-    if name == "." || name == ".." {
-        return Err(format!("invalid entry name {name:?}"));
+    if name == b"." || name == b".." {
+        return Err(format!("invalid entry name {:?}", shown()));
     }
-    if name.contains('/') || name.contains('\0') {
-        return Err(format!("entry name {name:?} contains '/' or NUL"));
+    if name.contains(&b'/') || name.contains(&0) {
+        return Err(format!("entry name {:?} contains '/' or NUL", shown()));
     }
     if name.len() > 255 {
         return Err(format!(

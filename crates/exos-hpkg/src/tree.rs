@@ -8,7 +8,7 @@
 
 use std::fs::{self, File};
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -30,13 +30,14 @@ pub const PACKAGE_INFO_FILE: &str = ".PackageInfo";
 enum ScanKind {
     Dir(Vec<ScanEntry>),
     File,
-    Symlink(String),
+    Symlink(Vec<u8>),
     /// A file made by the build (the generated `.PackageInfo`).
     Generated(Vec<u8>),
 }
 
 struct ScanEntry {
-    name: String,
+    /// As the file system has it: bytes, UTF-8 or not (as Haiku's tools).
+    name: Vec<u8>,
     path: PathBuf,
     meta: EntryMeta,
     kind: ScanKind,
@@ -73,7 +74,7 @@ pub fn build_from_dir(
     }
     let mut entries = scan_dir(dir, &mut totals, 0)?;
     if let Err(at) =
-        entries.binary_search_by(|e| e.name.as_bytes().cmp(PACKAGE_INFO_FILE.as_bytes()))
+        entries.binary_search_by(|e| e.name.as_slice().cmp(PACKAGE_INFO_FILE.as_bytes()))
     {
         // Generated in its sorted place, dated like the manifest it comes
         // from: extracting and rebuilding then gives the same bytes.
@@ -81,7 +82,7 @@ pub fn build_from_dir(
         entries.insert(
             at,
             ScanEntry {
-                name: PACKAGE_INFO_FILE.to_string(),
+                name: PACKAGE_INFO_FILE.into(),
                 path: dir.join(PACKAGE_INFO_FILE),
                 meta: EntryMeta {
                     mtime: timestamp(dated.mtime(), dated.mtime_nsec()),
@@ -126,10 +127,7 @@ fn scan_dir(dir: &Path, totals: &mut ScanTotals, depth: usize) -> Result<Vec<Sca
     let mut out = Vec::with_capacity(names.len());
     for os_name in names {
         let path = dir.join(&os_name);
-        let name = os_name
-            .to_str()
-            .ok_or_else(|| Error::unsupported("file name is not valid UTF-8").with_path(&path))?
-            .to_string();
+        let name = os_name.into_vec();
         check_entry_name(&name).map_err(|e| Error::unsupported(e).with_path(&path))?;
         let md = fs::symlink_metadata(&path).at(&path)?;
         let ft = md.file_type();
@@ -147,13 +145,7 @@ fn scan_dir(dir: &Path, totals: &mut ScanTotals, depth: usize) -> Result<Vec<Sca
             ScanKind::File
         } else if ft.is_symlink() {
             let target = fs::read_link(&path).at(&path)?;
-            let target = target
-                .to_str()
-                .ok_or_else(|| {
-                    Error::unsupported("symlink target is not valid UTF-8").with_path(&path)
-                })?
-                .to_string();
-            ScanKind::Symlink(target)
+            ScanKind::Symlink(target.into_os_string().into_vec())
         } else {
             return Err(Error::unsupported(
                 "cannot be packaged: not a regular file, directory or symlink (device, FIFO or socket)",

@@ -162,11 +162,11 @@ enum NodeData {
 
 #[derive(Debug)]
 struct Node {
-    name: String,
+    name: Vec<u8>,
     kind: EntryKind,
     meta: EntryMeta,
     data: NodeData,
-    symlink: String,
+    symlink: Vec<u8>,
     attrs: Vec<(String, u32, NodeData)>,
     children: Vec<usize>,
 }
@@ -207,11 +207,11 @@ impl PackageBuilder {
             tmp_path,
             heap: Some(heap),
             nodes: vec![Node {
-                name: String::new(),
+                name: Vec::new(),
                 kind: EntryKind::Directory,
                 meta: EntryMeta::default(),
                 data: NodeData::None,
-                symlink: String::new(),
+                symlink: Vec::new(),
                 attrs: Vec::new(),
                 children: Vec::new(),
             }],
@@ -226,7 +226,7 @@ impl PackageBuilder {
         self.heap.as_mut().expect("builder used after finish")
     }
 
-    fn add_node(&mut self, name: &str, kind: EntryKind, meta: EntryMeta) -> Result<usize> {
+    fn add_node(&mut self, name: &[u8], kind: EntryKind, meta: EntryMeta) -> Result<usize> {
         check_entry_name(name).map_err(|e| Error::unsupported(e).with_path(&self.path))?;
         let parent = *self.open_dirs.last().unwrap();
         let dup = self.nodes[parent]
@@ -234,9 +234,11 @@ impl PackageBuilder {
             .iter()
             .any(|&c| self.nodes[c].name == name);
         if dup {
-            return Err(
-                Error::unsupported(format!("duplicate entry {name:?}")).with_path(&self.path)
-            );
+            return Err(Error::unsupported(format!(
+                "duplicate entry {:?}",
+                String::from_utf8_lossy(name)
+            ))
+            .with_path(&self.path));
         }
         let mut attrs = Vec::with_capacity(meta.attributes.len());
         for (aname, ty, bytes) in &meta.attributes {
@@ -245,14 +247,14 @@ impl PackageBuilder {
         }
         let idx = self.nodes.len();
         self.nodes.push(Node {
-            name: name.to_string(),
+            name: name.to_vec(),
             kind,
             meta: EntryMeta {
                 attributes: Vec::new(),
                 ..meta
             },
             data: NodeData::None,
-            symlink: String::new(),
+            symlink: Vec::new(),
             attrs,
             children: Vec::new(),
         });
@@ -282,11 +284,12 @@ impl PackageBuilder {
     }
 
     /// Opens a directory; following entries go into it until `end_directory`.
-    pub fn begin_directory(&mut self, name: &str, meta: EntryMeta) -> Result<()> {
+    /// Names are bytes (any but `/` and NUL, UTF-8 or not), as in Haiku.
+    pub fn begin_directory(&mut self, name: impl AsRef<[u8]>, meta: EntryMeta) -> Result<()> {
         if self.open_dirs.len() > crate::attr::MAX_DEPTH {
             return Err(Error::unsupported("directories nested too deeply").with_path(&self.path));
         }
-        let idx = self.add_node(name, EntryKind::Directory, meta)?;
+        let idx = self.add_node(name.as_ref(), EntryKind::Directory, meta)?;
         self.open_dirs.push(idx);
         self.stats.directories += 1;
         Ok(())
@@ -304,16 +307,26 @@ impl PackageBuilder {
     }
 
     /// Adds a symbolic link to the current directory.
-    pub fn add_symlink(&mut self, name: &str, meta: EntryMeta, target: &str) -> Result<()> {
-        let idx = self.add_node(name, EntryKind::Symlink, meta)?;
-        self.nodes[idx].symlink = target.to_string();
+    pub fn add_symlink(
+        &mut self,
+        name: impl AsRef<[u8]>,
+        meta: EntryMeta,
+        target: impl AsRef<[u8]>,
+    ) -> Result<()> {
+        let idx = self.add_node(name.as_ref(), EntryKind::Symlink, meta)?;
+        self.nodes[idx].symlink = target.as_ref().to_vec();
         self.stats.symlinks += 1;
         Ok(())
     }
 
     /// Adds a regular file to the current directory.
-    pub fn add_file(&mut self, name: &str, meta: EntryMeta, data: FileData<'_>) -> Result<()> {
-        let idx = self.add_node(name, EntryKind::File, meta)?;
+    pub fn add_file(
+        &mut self,
+        name: impl AsRef<[u8]>,
+        meta: EntryMeta,
+        data: FileData<'_>,
+    ) -> Result<()> {
+        let idx = self.add_node(name.as_ref(), EntryKind::File, meta)?;
         self.stats.files += 1;
         let stored = match data {
             FileData::Bytes(b) => {
@@ -869,17 +882,19 @@ pub fn repack(src: &crate::Package, out: &Path, options: BuildOptions) -> Result
             let meta = meta_of(src, e)?;
             match e.kind() {
                 EntryKind::Directory => {
-                    b.begin_directory(e.name(), meta)?;
+                    b.begin_directory(e.name_bytes(), meta)?;
                     copy(src, b, e)?;
                     b.end_directory()?;
                 }
-                EntryKind::Symlink => {
-                    b.add_symlink(e.name(), meta, e.symlink_target().unwrap_or(""))?
-                }
+                EntryKind::Symlink => b.add_symlink(
+                    e.name_bytes(),
+                    meta,
+                    e.symlink_target_bytes().unwrap_or(b""),
+                )?,
                 EntryKind::File => {
                     let mut r = src.open_file(e);
                     b.add_file(
-                        e.name(),
+                        e.name_bytes(),
                         meta,
                         FileData::Reader {
                             reader: &mut r,

@@ -45,7 +45,7 @@ fn package_contents_agree_with_hpkg_crate() {
                     exos_hpkg::EntryKind::Directory => 1,
                     exos_hpkg::EntryKind::Symlink => 2,
                 };
-                (e.path(), t, e.symlink_target().map(str::to_string))
+                (e.path(), t, e.symlink_target().map(|t| t.into_owned()))
             })
             .collect();
         // Known hpkg 1.0.0 bug: an empty regular file (no data attribute) is

@@ -150,7 +150,7 @@ pub(crate) fn offer_checked(
     if verify_data {
         pkg.verify_data()?;
     }
-    if let Some(name) = reserved_name(pkg.toc().root().children().map(|c| c.name())) {
+    if let Some(name) = reserved_name(pkg.toc().root().children().map(|c| c.name_bytes())) {
         return Err(Error::invalid(
             path.display(),
             format!("contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows"),

@@ -153,7 +153,8 @@ impl Plan {
             is_dir: bool,
             new: bool,
         }
-        let mut tops: BTreeMap<(Layer, String), Vec<Holder>> = BTreeMap::new();
+        // By the names' bytes: two names shown alike may differ.
+        let mut tops: BTreeMap<(Layer, Vec<u8>), Vec<Holder>> = BTreeMap::new();
         for e in &self.target {
             let new = self.new.iter().find(|n| n.entry() == *e);
             let path = match new {
@@ -165,10 +166,10 @@ impl Plan {
             };
             let name = pkg.info().name.clone();
             for c in pkg.toc().root().children() {
-                if exos_manifest::METADATA_FILES.contains(&c.name()) {
+                if exos_manifest::METADATA_FILES.contains(&&*c.name()) {
                     continue;
                 }
-                tops.entry((e.layer, c.name().to_string()))
+                tops.entry((e.layer, c.name_bytes().to_vec()))
                     .or_default()
                     .push(Holder {
                         package: name.clone(),
@@ -183,6 +184,7 @@ impl Plan {
             let other = holders.iter().find(|h| !h.is_dir);
             if let (Some(d), Some(o)) = (dir, other) {
                 if d.package != o.package && (d.new || o.new) {
+                    let top = String::from_utf8_lossy(&top);
                     out.push(format!(
                         "{layer}/{top}: a directory in {} and a file or link in {}; mounts show the directory, so {}'s {top} is hidden",
                         d.package, o.package, o.package
@@ -334,7 +336,7 @@ fn check_lazy(
         .prefetch_metadata()
         .map_err(|e| Error::invalid(&what, format!("reading its metadata: {e}")))?;
     let pkg = Package::from_source(source, &what, &exos_hpkg::OpenOptions::default())?;
-    if let Some(name) = reserved_name(pkg.toc().root().children().map(|c| c.name())) {
+    if let Some(name) = reserved_name(pkg.toc().root().children().map(|c| c.name_bytes())) {
         return Err(Error::invalid(
             what,
             format!("contains the top-level entry {name:?}, a name packagefs reserves for the metadata it shows"),

@@ -156,8 +156,14 @@ impl Reader {
 /// One entry of a package, as `exos files` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PackagePath {
-    /// Where it appears in the layer (`/bin/hello`).
+    /// Where it appears in the layer (`/bin/hello`); `ls -b` style when
+    /// `escaped`.
     pub path: String,
+    /// Set when the path or target is not UTF-8: both are then written
+    /// escaped (`\ooo` per byte that is not UTF-8, `\\` for a backslash;
+    /// see [`exos_hpkg::toc::escape_bytes`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub escaped: bool,
     /// `file`, `directory` or `symlink`.
     pub kind: &'static str,
     /// Bytes of a file.
@@ -189,7 +195,14 @@ pub fn package_paths(pkg: &Package, manifest: &Manifest) -> Vec<PackagePath> {
         .toc()
         .walk()
         .map(|(_, e)| {
-            let rel = e.path();
+            let (rel, target) = (e.path_bytes(), e.symlink_target_bytes());
+            let escaped = std::str::from_utf8(&rel).is_err()
+                || target.is_some_and(|t| std::str::from_utf8(t).is_err());
+            let text = |b: &[u8]| match escaped {
+                true => exos_hpkg::toc::escape_bytes(b).into_owned(),
+                false => String::from_utf8_lossy(b).into_owned(),
+            };
+            let rel = text(&rel);
             let path = if private(&rel) {
                 format!("/.packages/{}/{rel}", manifest.name)
             } else {
@@ -197,9 +210,10 @@ pub fn package_paths(pkg: &Package, manifest: &Manifest) -> Vec<PackagePath> {
             };
             PackagePath {
                 path,
+                escaped,
                 kind: kind_name(e.kind()),
                 size: e.data().size(),
-                target: e.symlink_target().map(str::to_string),
+                target: target.map(text),
             }
         })
         .collect();

@@ -206,7 +206,7 @@ pub struct ActivePackage {
 /// Refuses a package that ships a name packagefs generates at the top of
 /// every layer (it could replace or hide other packages' metadata).
 pub fn check_reserved_names(package: &Package) -> Result<(), RefusalReason> {
-    match exos_root::reserved_name(package.toc().root().children().map(|c| c.name())) {
+    match exos_root::reserved_name(package.toc().root().children().map(|c| c.name_bytes())) {
         Some(name) => Err(RefusalReason::ReservedName {
             name: name.to_string(),
         }),

@@ -12,6 +12,7 @@
 //! as an *orphan* until the kernel forgets it, so open files keep reading.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -495,10 +496,7 @@ impl Filesystem for PackageFs {
         let Some((view, dir)) = self.find(parent) else {
             return reply.error(Errno::ENOENT);
         };
-        let Some(name) = name.to_str() else {
-            return reply.error(Errno::ENOENT);
-        };
-        match view.lookup(dir, name) {
+        match view.lookup(dir, name.as_bytes()) {
             Some(child) => {
                 let ttl = self.ttl_for(&view, child);
                 known.add(view.node(child).ino);
@@ -538,14 +536,14 @@ impl Filesystem for PackageFs {
                 match view.packages[pkg as usize]
                     .package
                     .entry(entry)
-                    .symlink_target()
+                    .symlink_target_bytes()
                 {
-                    Some(t) => reply.data(t.as_bytes()),
+                    Some(t) => reply.data(t),
                     None => reply.error(Errno::EINVAL),
                 }
             }
             Source::Host { host } => match std::fs::read_link(&view.host[host as usize].path) {
-                Ok(t) => reply.data(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str())),
+                Ok(t) => reply.data(t.as_os_str().as_bytes()),
                 Err(_) => reply.error(Errno::EIO),
             },
             _ => reply.error(Errno::EINVAL),
@@ -806,7 +804,12 @@ impl Filesystem for PackageFs {
                         Kind::File => FileType::RegularFile,
                         Kind::Symlink => FileType::Symlink,
                     };
-                    reply.add(INodeNo(view.node(c).ino), i as u64 + 1, kind, view.name(c))
+                    reply.add(
+                        INodeNo(view.node(c).ino),
+                        i as u64 + 1,
+                        kind,
+                        OsStr::from_bytes(view.name(c)),
+                    )
                 }
             };
             if full {
@@ -837,9 +840,9 @@ impl Filesystem for PackageFs {
         let kids = view.children(dir);
         for i in offset as usize..kids.len() + 2 {
             let (index, name) = match i {
-                0 => (dir, "."),
-                1 => (parent, ".."),
-                _ => (kids[i - 2], view.name(kids[i - 2])),
+                0 => (dir, OsStr::new(".")),
+                1 => (parent, OsStr::new("..")),
+                _ => (kids[i - 2], OsStr::from_bytes(view.name(kids[i - 2]))),
             };
             let ttl = self.ttl_for(&view, index);
             let attr = Self::attr(&view, index);
@@ -956,7 +959,7 @@ fn entry_attr(attr: &mut FileAttr, view: &View, pkg: &ActivePackage, e: exos_hpk
         }
         exos_hpkg::EntryKind::Symlink => {
             attr.kind = FileType::Symlink;
-            attr.size = e.symlink_target().map_or(0, |t| t.len() as u64);
+            attr.size = e.symlink_target_bytes().map_or(0, |t| t.len() as u64);
             attr.nlink = 1;
         }
     }

@@ -226,12 +226,18 @@ impl View {
         &self.children[n.children_start as usize..(n.children_start + n.children_len) as usize]
     }
 
-    /// The name of node `index`.
-    pub fn name(&self, index: u32) -> &str {
+    /// The name of node `index`: bytes, as packages store names (UTF-8 or
+    /// not).
+    pub fn name(&self, index: u32) -> &[u8] {
         match self.nodes[index as usize].source {
-            Source::Entry { pkg, entry } => self.packages[pkg as usize].package.entry(entry).name(),
-            Source::Dir { name } | Source::File { name, .. } => &self.names[name as usize],
-            Source::Host { host } => &self.host[host as usize].name,
+            Source::Entry { pkg, entry } => self.packages[pkg as usize]
+                .package
+                .entry(entry)
+                .name_bytes(),
+            Source::Dir { name } | Source::File { name, .. } => {
+                self.names[name as usize].as_bytes()
+            }
+            Source::Host { host } => self.host[host as usize].name.as_bytes(),
         }
     }
 
@@ -268,9 +274,9 @@ impl View {
     }
 
     /// The child of directory `dir` called `name`.
-    pub fn lookup(&self, dir: u32, name: &str) -> Option<u32> {
-        let kids = self.children(dir);
-        kids.binary_search_by(|&c| self.name(c).as_bytes().cmp(name.as_bytes()))
+    pub fn lookup(&self, dir: u32, name: impl AsRef<[u8]>) -> Option<u32> {
+        let (kids, name) = (self.children(dir), name.as_ref());
+        kids.binary_search_by(|&c| self.name(c).cmp(name))
             .ok()
             .map(|i| kids[i])
     }
@@ -287,9 +293,9 @@ impl View {
         while at != ROOT {
             let parent = self.nodes[at as usize].parent;
             let siblings = self.children(parent);
-            let name = self.name(at).as_bytes();
+            let name = self.name(at);
             let here = siblings
-                .binary_search_by(|&c| self.name(c).as_bytes().cmp(name))
+                .binary_search_by(|&c| self.name(c).cmp(name))
                 .ok()?;
             if let Some(&next) = siblings.get(here + 1) {
                 return Some(next);
@@ -300,9 +306,13 @@ impl View {
     }
 
     /// Resolves a path relative to the mount root (`merged/bin/ls`).
-    pub fn lookup_path(&self, path: &str) -> Option<u32> {
+    pub fn lookup_path(&self, path: impl AsRef<[u8]>) -> Option<u32> {
         let mut at = ROOT;
-        for part in path.split('/').filter(|p| !p.is_empty()) {
+        for part in path
+            .as_ref()
+            .split(|&b| b == b'/')
+            .filter(|p| !p.is_empty())
+        {
             at = self.lookup(at, part)?;
         }
         Some(at)
@@ -395,8 +405,13 @@ impl View {
             if o.layer <= Layer::Common {
                 trees.push(merged_system);
                 for (user, _) in &activation.users {
-                    if let Some(d) = b.index.get(&(ROOT, MERGED_USERS.into())).copied() {
-                        if let Some(u) = b.index.get(&(d, user.as_str().into())).copied() {
+                    if let Some(d) = b
+                        .index
+                        .get(&(ROOT, MERGED_USERS.as_bytes().into()))
+                        .copied()
+                    {
+                        if let Some(u) = b.index.get(&(d, user.as_str().as_bytes().into())).copied()
+                        {
                             trees.push(u);
                         }
                     }
@@ -555,7 +570,7 @@ struct Builder {
     nodes: Vec<Node>,
     kids: Vec<Vec<u32>>,
     path_hash: Vec<u64>,
-    index: FxHashMap<(u32, Box<str>), u32>,
+    index: FxHashMap<(u32, Box<[u8]>), u32>,
     names: Vec<Box<str>>,
     data: Vec<Arc<[u8]>>,
     host: Vec<HostNode>,
@@ -597,11 +612,16 @@ impl Builder {
         self.names.len() as u32 - 1
     }
 
-    fn node_name(&self, index: u32) -> &str {
+    fn node_name(&self, index: u32) -> &[u8] {
         match self.nodes[index as usize].source {
-            Source::Entry { pkg, entry } => self.packages[pkg as usize].package.entry(entry).name(),
-            Source::Dir { name } | Source::File { name, .. } => &self.names[name as usize],
-            Source::Host { host } => &self.host[host as usize].name,
+            Source::Entry { pkg, entry } => self.packages[pkg as usize]
+                .package
+                .entry(entry)
+                .name_bytes(),
+            Source::Dir { name } | Source::File { name, .. } => {
+                self.names[name as usize].as_bytes()
+            }
+            Source::Host { host } => self.host[host as usize].name.as_bytes(),
         }
     }
 
@@ -676,12 +696,11 @@ impl Builder {
                 Source::Entry { pkg, entry } => self.packages[pkg as usize]
                     .package
                     .entry(entry)
-                    .name()
-                    .to_string(),
+                    .name_bytes(),
                 Source::Dir { name } | Source::File { name, .. } => {
-                    self.names[name as usize].to_string()
+                    self.names[name as usize].as_bytes()
                 }
-                Source::Host { host } => self.host[host as usize].name.to_string(),
+                Source::Host { host } => self.host[host as usize].name.as_bytes(),
             };
             hash2(
                 &self.settings.inode_key,
@@ -710,12 +729,12 @@ impl Builder {
     }
 
     fn synthetic_dir(&mut self, parent: u32, name: &str) -> u32 {
-        if let Some(&existing) = self.index.get(&(parent, name.into())) {
+        if let Some(&existing) = self.index.get(&(parent, name.as_bytes().into())) {
             return existing;
         }
         let n = self.name(name);
         let node = self.add_node(parent, Source::Dir { name: n });
-        self.index.insert((parent, name.into()), node);
+        self.index.insert((parent, name.as_bytes().into()), node);
         node
     }
 
@@ -724,7 +743,7 @@ impl Builder {
         self.data.push(content);
         let d = self.data.len() as u32 - 1;
         let node = self.add_node(parent, Source::File { name: n, data: d });
-        self.index.insert((parent, name.into()), node);
+        self.index.insert((parent, name.as_bytes().into()), node);
         node
     }
 
@@ -782,10 +801,10 @@ impl Builder {
         for pkg in order {
             let p = Arc::clone(&self.packages[pkg as usize]);
             let mut dir_name = p.manifest.name.clone();
-            if self.index.contains_key(&(meta, dir_name.as_str().into())) {
+            if self.index.contains_key(&(meta, dir_name.as_bytes().into())) {
                 dir_name = format!("{}-{}", p.manifest.name, p.manifest.version);
             }
-            if self.index.contains_key(&(meta, dir_name.as_str().into())) {
+            if self.index.contains_key(&(meta, dir_name.as_bytes().into())) {
                 continue;
             }
             let d = self.synthetic_dir(meta, &dir_name);
@@ -797,7 +816,7 @@ impl Builder {
                     if e.kind() == EntryKind::File {
                         has_manifest |= name == exos_manifest::MANIFEST_FILE;
                         let node = self.add_node(d, Source::Entry { pkg, entry: e.id() });
-                        self.index.insert((d, name.into()), node);
+                        self.index.insert((d, name.as_bytes().into()), node);
                     }
                 }
             }
@@ -825,7 +844,10 @@ impl Builder {
             for part in &parts[..parts.len() - 1] {
                 parent = self.synthetic_dir(parent, part);
             }
-            if self.index.contains_key(&(parent, entry.name().into())) {
+            if self
+                .index
+                .contains_key(&(parent, entry.name_bytes().into()))
+            {
                 continue;
             }
             let node = self.add_node(
@@ -835,7 +857,7 @@ impl Builder {
                     entry: entry.id(),
                 },
             );
-            self.index.insert((parent, entry.name().into()), node);
+            self.index.insert((parent, entry.name_bytes().into()), node);
             if entry.is_dir() {
                 let m = entry.mtime();
                 let source = Candidate {
@@ -871,18 +893,18 @@ impl Builder {
     ) {
         let packages = self.packages.clone();
         let private = std::mem::take(&mut self.private);
-        let name_of = |c: &Candidate| packages[c.pkg as usize].package.entry(c.entry).name();
+        let name_of = |c: &Candidate| packages[c.pkg as usize].package.entry(c.entry).name_bytes();
         let mut stack = vec![(dir, sources, at_package_root)];
         while let Some((target, sources, at_root)) = stack.pop() {
             let mut candidates = Vec::new();
             for s in &sources {
                 let toc = packages[s.pkg as usize].package.toc();
                 for child in toc.entry(s.entry).children() {
-                    let name = child.name();
+                    let name = child.name_bytes();
                     // Activation refuses packages shipping reserved names;
                     // skip them here too, so generated metadata always wins.
-                    if at_root && (METADATA_FILES.contains(&name) || RESERVED_NAMES.contains(&name))
-                    {
+                    let listed = |names: &[&str]| names.iter().any(|n| n.as_bytes() == name);
+                    if at_root && (listed(&METADATA_FILES) || listed(&RESERVED_NAMES)) {
                         continue;
                     }
                     // Private entries appear only under `.packages/<name>/`.
@@ -901,7 +923,7 @@ impl Builder {
                     });
                 }
             }
-            candidates.sort_by(|a, b| name_of(a).as_bytes().cmp(name_of(b).as_bytes()));
+            candidates.sort_by(|a, b| name_of(a).cmp(name_of(b)));
             for group in candidates.chunk_by(|a, b| name_of(a) == name_of(b)) {
                 let resolved = resolve(group);
                 let node = self.add_node(
@@ -949,7 +971,7 @@ impl Builder {
             let existing = self.kids[parent as usize]
                 .iter()
                 .copied()
-                .find(|&k| self.node_name(k) == name);
+                .find(|&k| self.node_name(k) == name.as_bytes());
             let host = |b: &mut Builder| {
                 b.host.push(HostNode {
                     path: o.dir.join(&e.path),
@@ -1011,7 +1033,7 @@ impl Builder {
     fn path_of(&self, mut index: u32) -> String {
         let mut parts = Vec::new();
         while index != ROOT {
-            parts.push(self.node_name(index).to_string());
+            parts.push(String::from_utf8_lossy(self.node_name(index)).into_owned());
             index = self.nodes[index as usize].parent;
         }
         parts.reverse();
@@ -1027,11 +1049,7 @@ impl Builder {
         let mut stack = vec![ROOT];
         while let Some(n) = stack.pop() {
             let mut kids = std::mem::take(&mut self.kids[n as usize]);
-            kids.sort_by(|&a, &b| {
-                self.node_name(a)
-                    .as_bytes()
-                    .cmp(self.node_name(b).as_bytes())
-            });
+            kids.sort_by(|&a, &b| self.node_name(a).cmp(self.node_name(b)));
             let node = &mut self.nodes[n as usize];
             node.children_start = children.len() as u32;
             node.children_len = kids.len() as u32;

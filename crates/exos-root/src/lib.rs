@@ -397,9 +397,10 @@ impl StateList {
 /// package may ship one (it could replace or hide the metadata of others).
 pub const RESERVED_NAMES: [&str; 2] = [".packages", ".exos"];
 
-/// The first reserved name among a package's top-level entry names.
-pub fn reserved_name<'a>(mut names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    names.find(|n| RESERVED_NAMES.contains(n))
+/// The first reserved name among a package's top-level entry names (names
+/// are bytes, as packages store them).
+pub fn reserved_name<'a>(mut names: impl Iterator<Item = &'a [u8]>) -> Option<&'static str> {
+    names.find_map(|n| RESERVED_NAMES.into_iter().find(|r| r.as_bytes() == n))
 }
 
 /// The current state, relative to the root.

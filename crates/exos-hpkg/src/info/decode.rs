@@ -108,12 +108,21 @@ impl PackageInfo {
 }
 
 fn string_of(p: &AttrParser, v: Value, what: &str) -> Result<String> {
-    let s = v.as_str().ok_or_else(|| {
-        corrupt!(
-            "package attributes at byte {}: {what} is not a string",
-            p.position()
-        )
-    })?;
+    let s = match v {
+        Value::String(s) => s,
+        Value::NonUtf8(_) => {
+            return Err(corrupt!(
+                "package attributes at byte {}: {what} is not valid UTF-8",
+                p.position()
+            ))
+        }
+        _ => {
+            return Err(corrupt!(
+                "package attributes at byte {}: {what} is not a string",
+                p.position()
+            ))
+        }
+    };
     // Strings may be shared in the section's table: each copy is charged.
     p.charge(s.len())?;
     Ok(s.to_string())

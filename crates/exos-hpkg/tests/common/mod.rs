@@ -62,7 +62,7 @@ pub(crate) fn snapshot(pkg: &Package) -> Vec<EntrySnapshot> {
             kind: e.kind(),
             mode: e.mode(),
             mtime: (e.mtime().secs, e.mtime().nanos),
-            symlink: e.symlink_target().map(str::to_string),
+            symlink: e.symlink_target().map(|t| t.into_owned()),
             data: read_all(pkg, e),
             attributes: e
                 .attributes()

@@ -3,6 +3,8 @@
 //! after a burst of changes settles, swaps it in and tells the kernel what
 //! changed.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -316,7 +318,7 @@ pub(super) fn invalidate(notifier: &Notifier, old: &View, new: &View) {
             let still = new_dir.and_then(|d| new.lookup(d, name));
             let same = still.is_some_and(|c| new.node(c).ino == old.node(child).ino);
             if !same {
-                let _ = notifier.inval_entry(fuser::INodeNo(ino), std::ffi::OsStr::new(name));
+                let _ = notifier.inval_entry(fuser::INodeNo(ino), OsStr::from_bytes(name));
             } else if old.kind(child) == crate::view::Kind::Dir {
                 stack.push(child);
             }
@@ -327,15 +329,15 @@ pub(super) fn invalidate(notifier: &Notifier, old: &View, new: &View) {
             for &child in new.children(d) {
                 let name = new.name(child);
                 if old.lookup(dir, name).is_none() {
-                    let _ = notifier.inval_entry(fuser::INodeNo(ino), std::ffi::OsStr::new(name));
+                    let _ = notifier.inval_entry(fuser::INodeNo(ino), OsStr::from_bytes(name));
                 }
             }
             // The kernel caches listings (no opendir): drop this one if any
             // child was added, removed or replaced.
-            let listing = |v: &View, d: u32| -> Vec<(u64, String)> {
+            let listing = |v: &View, d: u32| -> Vec<(u64, Vec<u8>)> {
                 v.children(d)
                     .iter()
-                    .map(|&c| (v.node(c).ino, v.name(c).to_string()))
+                    .map(|&c| (v.node(c).ino, v.name(c).to_vec()))
                     .collect()
             };
             if listing(new, d) != listing(old, dir) {
