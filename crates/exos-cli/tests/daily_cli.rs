@@ -610,8 +610,7 @@ words=(exos install -r $2 '') CURRENT=5 _exos_names
     .unwrap();
     let said = run("zsh", &["-f", s(&driver), s(&zsh), s(&f.root)]);
     assert_eq!(
-        said,
-        "compdef _exos_names exos\napp\nlib\nother\nclap:--dry\napp\nlib\nother\n",
+        said, "compdef _exos_names exos\napp\nlib\nother\nclap:--dry\napp\nlib\nother\n",
         "installed names for remove, options from clap's completion, available names for install"
     );
 }
