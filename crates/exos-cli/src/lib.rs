@@ -10,6 +10,7 @@
 #![allow(missing_docs)]
 
 pub mod apps;
+pub mod boot;
 pub mod completion;
 pub mod deb;
 pub mod delta;
@@ -38,7 +39,7 @@ pub mod view;
 use std::path::PathBuf;
 
 /// `-r/--root`, falling back to `$EXOS_ROOT`.
-#[derive(clap::Args)]
+#[derive(Debug, clap::Args)]
 pub struct RootArg {
     /// The EXOS root (default: $EXOS_ROOT).
     #[arg(short, long, env = "EXOS_ROOT")]

@@ -272,6 +272,8 @@ enum Command {
         #[command(flatten)]
         change: manage::ChangeArgs,
     },
+    /// Boot a state of a root as a container (systemd-nspawn, systemd as PID 1): /usr from an exos mount of the state, /etc, /var, /root and /home persistent in the machine's directory (ROOT/data/machine), the packages' /etc and /var copied in where missing. A current state that failed --max-tries boots in a row is passed over for the newest that booted well
+    Boot(exos_cli::boot::BootArgs),
     /// Make an earlier state current again (default: the one before the current).
     Rollback {
         state: Option<u64>,
@@ -629,6 +631,7 @@ fn run(cli: &Cli, out: Out) -> Result<()> {
             layer,
             change,
         } => manage::by_names(change, names, Some(*layer), settings, out),
+        Command::Boot(args) => exos_cli::boot::boot(args, out),
         Command::Rollback { state, root, mine } => {
             manage::rollback(root.path()?, mine.name()?.as_ref(), *state, out)
         }

@@ -26,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod boot;
 pub mod cache_dir;
 pub mod digest;
 pub mod digests;
@@ -604,6 +605,11 @@ impl Layout {
             None => self.root.join("system").join("state"),
             Some(user) => self.user_state_dir(user),
         }
+    }
+
+    /// `ROOT/system/state/boot.json`: how each state booted (see [`boot`]).
+    pub fn boot_record(&self) -> PathBuf {
+        self.root.join("system").join("state").join("boot.json")
     }
 
     /// `ROOT/system/state/trust.json`: the keys the root trusts and each

@@ -266,12 +266,85 @@ impl WalkedDir {
     pub fn fd(&self) -> impl AsFd + '_ {
         &self.fd
     }
+
+    /// Opens the subdirectory `name`, made with `mode` first if missing;
+    /// never follows a link (a link there is an error).
+    pub fn make_dir(&self, name: &str, mode: u32) -> io::Result<WalkedDir> {
+        let c = c_name(name)?;
+        match rustix::fs::mkdirat(&self.fd, c.as_c_str(), Mode::from_raw_mode(mode)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => self.open_dir(name),
+            Err(e) => Err(with_path(&self.path.join(name), e.into())),
+        }
+    }
+
+    /// Writes `bytes` as the regular file `name` (created with `mode`, or
+    /// truncated): a link, a FIFO or a directory there is an error, never
+    /// followed or opened.
+    pub fn write_file(&self, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
+        use std::io::Write;
+        let path = self.path.join(name);
+        let c = c_name(name)?;
+        let flags = OFlags::WRONLY
+            | OFlags::CREATE
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::NOCTTY
+            | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&self.fd, c.as_c_str(), flags, Mode::from_raw_mode(mode))
+            .map_err(|e| with_path(&path, e.into()))?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| with_path(&path, e.into()))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: not a regular file", path.display()),
+            ));
+        }
+        rustix::fs::ftruncate(&fd, 0).map_err(|e| with_path(&path, e.into()))?;
+        let mut file = File::from(fd);
+        file.write_all(bytes).map_err(|e| with_path(&path, e))
+    }
+
+    /// Makes the symbolic link `name` → `target` unless something is
+    /// there already; says whether it made it.
+    pub fn symlink_if_missing(&self, target: &str, name: &str) -> io::Result<bool> {
+        let c = c_name(name)?;
+        match rustix::fs::symlinkat(target, &self.fd, c.as_c_str()) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::EXIST) => Ok(false),
+            Err(e) => Err(with_path(&self.path.join(name), e.into())),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn writes_beneath_a_directory_never_follow_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path();
+        let victim = base.join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::fs::create_dir(base.join("m")).unwrap();
+        std::os::unix::fs::symlink(&victim, base.join("m/planted")).unwrap();
+        std::os::unix::fs::symlink(base, base.join("m/dirlink")).unwrap();
+        let m = open_beneath(base, &["m"]).unwrap();
+        let e = m.write_file("planted", b"owned", 0o644).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(m.make_dir("dirlink", 0o755).is_err());
+        let etc = m.make_dir("etc", 0o755).unwrap();
+        etc.write_file("f", b"one", 0o600).unwrap();
+        etc.write_file("f", b"2", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(base.join("m/etc/f")).unwrap(), "2");
+        assert!(m.symlink_if_missing("usr/bin", "bin").unwrap());
+        assert!(!m.symlink_if_missing("elsewhere", "bin").unwrap());
+        assert!(!m.symlink_if_missing("elsewhere", "planted").unwrap());
+        assert_eq!(std::fs::read_link(base.join("m/bin")).unwrap(), Path::new("usr/bin"));
+    }
+
 
     #[test]
     fn links_are_never_followed_and_writers_add_up() {

@@ -41,7 +41,7 @@ pub mod seccomp;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-pub use namespace::{enter, Entered};
+pub use namespace::{enter, private_mounts, Entered};
 
 /// What a view shows of the layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -27,6 +27,20 @@ const OLD_ROOT: &str = "/oldroot";
 /// Where the new root is built.
 const NEW_ROOT: &str = "/newroot";
 
+/// Gives this (single-threaded, root) process a mount namespace of its own
+/// whose mounts are private: what it mounts afterwards (and what its
+/// children see) never reaches the host's, and leaves with its last process
+/// (`exos boot`'s mount of a state and its binds).
+pub fn private_mounts() -> Result<(), ViewError> {
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS)
+        .map_err(|e| ViewError::io("unshare (mount namespace)", e))?;
+    mount_change(
+        "/",
+        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+    )
+    .map_err(|e| ViewError::io("making / private", e))
+}
+
 /// Makes `spec`'s view in new namespaces of this (single-threaded) process
 /// and switches to its user. The caller then executes the command.
 pub fn enter(spec: &ViewSpec) -> Result<Entered, ViewError> {

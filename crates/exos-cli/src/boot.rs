@@ -1,0 +1,487 @@
+//! `exos boot`: boots a state of an EXOS root as a container with
+//! `systemd-nspawn`, systemd as PID 1 — `/usr` served by an exos mount of
+//! that state, everything else (`/etc`, `/var`, `/root`, `/home`) in the
+//! machine's persistent directory (`ROOT/data/machine`).
+//!
+//! * **Factory defaults.** The packages' own `/etc` and `/var` are the
+//!   factory defaults: they are shown read-only at `/run/exos/factory` and
+//!   a tmpfiles.d file written into the machine's `/etc` makes
+//!   `systemd-tmpfiles` copy every one that is missing at each boot (an
+//!   empty `/etc` boots; a changed file is kept; a file new in an upgrade
+//!   appears). Users and groups come from systemd-sysusers, the machine id
+//!   from systemd's first boot.
+//! * **Boot counting.** A boot of state N counts a try first; a unit the
+//!   machine runs once `boot-complete.target` is reached marks N good (a
+//!   file in a directory bound for this boot only). A current state that
+//!   failed `--max-tries` boots in a row and never booted well is passed
+//!   over for the newest state below it that did (see
+//!   [`exos_root::boot::BootRecord::choose`]).
+//! * **Hostile machine.** The machine's root user owns its `/etc`: what
+//!   this writes there is written beneath directory descriptors without
+//!   following links ([`exos_root::walk`]), and its verdict is only whether
+//!   a regular file exists where the unit writes it.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use exos_root::boot::{BootChoice, BootRecord};
+use exos_root::walk::{open_beneath, WalkedDir};
+use exos_root::Layout;
+use serde::Serialize;
+
+use crate::output::Out;
+
+/// Where the packages' `/etc` and `/var` are shown inside the machine.
+pub const FACTORY: &str = "/run/exos/factory";
+/// Where the boot-complete unit leaves its verdict inside the machine.
+const VERDICT_DIR: &str = "/run/exos/boot";
+/// The tmpfiles.d file that copies the factory defaults into place: named
+/// to sort last, and naming no path another tmpfiles.d file names (those
+/// lines win, as systemd's own and the packages' rules should).
+const TMPFILES_NAME: &str = "zz-exos-factory.conf";
+/// The unit that marks a boot good.
+const COMPLETE_UNIT: &str = "exos-boot-complete.service";
+
+/// Options of `exos boot`.
+#[derive(Debug, clap::Args)]
+pub struct BootArgs {
+    #[command(flatten)]
+    pub root: crate::RootArg,
+    /// The state to boot (default: the current one, unless it failed
+    /// --max-tries boots in a row and never booted well: then the newest
+    /// state below it that did).
+    #[arg(long)]
+    pub state: Option<u64>,
+    /// Failed boots of the current state before it is passed over.
+    #[arg(long, default_value_t = exos_root::boot::DEFAULT_MAX_TRIES)]
+    pub max_tries: u32,
+    /// The machine's persistent directory: its /etc, /var, /root and /home
+    /// (default: ROOT/data/machine).
+    #[arg(long, value_name = "DIR")]
+    pub machine: Option<PathBuf>,
+    /// The machine's name (nspawn's --machine; default: the root directory's
+    /// name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// More systemd-nspawn arguments (after `--`), e.g. `--console=pipe`.
+    #[arg(last = true, value_name = "NSPAWN_ARG")]
+    pub nspawn: Vec<OsString>,
+}
+
+/// What `exos boot` did.
+#[derive(Debug, Serialize)]
+pub struct BootReport {
+    /// The state booted, and the one passed over for it if any.
+    pub choice: BootChoice,
+    /// Whether the machine reached `boot-complete.target`.
+    pub booted_well: bool,
+    /// systemd-nspawn's exit code (0: the machine powered off).
+    pub exit_code: Option<i32>,
+}
+
+/// `exos boot`.
+pub fn boot(args: &BootArgs, out: Out) -> Result<()> {
+    let root = std::fs::canonicalize(args.root.path()?)
+        .with_context(|| format!("{}", args.root.path().unwrap_or(Path::new("")).display()))?;
+    let layout = Layout::new(&root);
+    let r = crate::users::read(&root, None)?;
+    let states = r.states()?;
+    let record_path = layout.boot_record();
+    let _lock = lock_boots(&layout)?;
+    let mut record = BootRecord::read(&record_path)?;
+    let choice = match args.state {
+        Some(n) if states.contains(&n) => BootChoice {
+            state: n,
+            passed_over: None,
+        },
+        Some(n) => bail!(
+            "{}: there is no state {n} (exos state list shows them)",
+            root.display()
+        ),
+        None => {
+            let Some(current) = r.current_number()? else {
+                bail!(
+                    "{}: the current state is not a numbered one; boot one with --state N",
+                    root.display()
+                );
+            };
+            record.choose(current, &states, args.max_tries)
+        }
+    };
+    if let Some(p) = choice.passed_over {
+        out.note(format!(
+            "state {} failed {} boots in a row and never booted well: booting state {}, the newest that did",
+            p.state, p.tries, choice.state
+        ));
+    }
+    record.tried(choice.state, now());
+    record
+        .write(&record_path)
+        .with_context(|| record_path.display().to_string())?;
+
+    let machine = machine_dir(&root, args.machine.as_deref())?;
+    let runtime = tempfile::Builder::new()
+        .prefix("exos-boot-")
+        .tempdir_in(runtime_base())
+        .context("making the boot's runtime directory")?;
+    let mnt = runtime.path().join("mnt");
+    let verdict = runtime.path().join("verdict");
+    std::fs::create_dir(&mnt)?;
+    std::fs::create_dir(&verdict)?;
+
+    // The mount and the binds exist only for this boot's processes.
+    exos_view::private_mounts().context("exos boot runs as root")?;
+    mount_state(&root, &mnt, runtime.path(), choice.state)?;
+    let result = run_machine(args, &root, &machine, &mnt, &verdict, out);
+    unmount(&mnt);
+    let exit_code = result?;
+
+    let booted_well = verdict_given(&verdict);
+    let mut record = BootRecord::read(&record_path)?;
+    if booted_well {
+        record.booted_well(choice.state);
+        record
+            .write(&record_path)
+            .with_context(|| record_path.display().to_string())?;
+    }
+    let report = BootReport {
+        choice,
+        booted_well,
+        exit_code,
+    };
+    out.report(&report, |r| {
+        if r.booted_well {
+            format!("State {} booted well.\n", r.choice.state)
+        } else {
+            let tries = record
+                .states
+                .get(&r.choice.state)
+                .map_or(0, |o| o.tries);
+            format!(
+                "State {} did not reach boot-complete.target ({tries} failed {} in a row).\n",
+                r.choice.state,
+                if tries == 1 { "boot" } else { "boots" }
+            )
+        }
+    })
+}
+
+/// Holds `system/state/boot.lock`: one boot of a root at a time.
+fn lock_boots(layout: &Layout) -> Result<std::fs::File> {
+    let path = layout.state_dir().join("boot.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| path.display().to_string())?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            bail!("{}: another exos boot of this root is running", path.display())
+        }
+        Err(e) => Err(std::io::Error::from(e)).with_context(|| path.display().to_string()),
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn runtime_base() -> PathBuf {
+    let run = Path::new("/run");
+    if run.is_dir() {
+        run.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// Opens (making it if missing) the machine's persistent directory and
+/// lays out what a merged-/usr system needs at its top; `/usr` itself is a
+/// mount point.
+fn machine_dir(root: &Path, chosen: Option<&Path>) -> Result<WalkedDir> {
+    let dir = match chosen {
+        None => open_beneath(root, &[exos_root::DATA_DIR])?.make_dir("machine", 0o755)?,
+        Some(path) => {
+            std::fs::create_dir_all(path).with_context(|| path.display().to_string())?;
+            open_beneath(path, &[])?
+        }
+    };
+    if dir.stat.st_uid != 0 || dir.stat.st_mode & 0o022 != 0 {
+        bail!(
+            "{}: the machine's directory must be root's and writable by no one else",
+            dir.path.display()
+        );
+    }
+    for name in ["usr", "etc", "var", "home", "srv", "opt", "mnt", "media"] {
+        dir.make_dir(name, 0o755)?;
+    }
+    dir.make_dir("root", 0o700)?;
+    for name in exos_deb::import::MERGED_INTO_USR {
+        dir.symlink_if_missing(&format!("usr/{name}"), name)?;
+    }
+    Ok(dir)
+}
+
+fn mount_state(root: &Path, mnt: &Path, runtime: &Path, state: u64) -> Result<()> {
+    let exe = std::env::current_exe().context("locating the exos binary")?;
+    let o = Command::new(exe)
+        .arg("mount")
+        .arg(root)
+        .arg(mnt)
+        .args(["--state", &state.to_string(), "--daemon", "-q"])
+        .arg("--pid-file")
+        .arg(runtime.join("mount.pid"))
+        .arg("--log-file")
+        .arg(runtime.join("mount.log"))
+        .output()
+        .context("starting exos mount")?;
+    if !o.status.success() {
+        bail!(
+            "mounting state {state} of {}: {}",
+            root.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn unmount(mnt: &Path) {
+    if let Ok(exe) = std::env::current_exe() {
+        let _ = Command::new(exe)
+            .args(["unmount", "-q"])
+            .arg(mnt)
+            .status();
+    }
+}
+
+/// Writes the machine's factory-defaults file and boot-complete unit,
+/// binds the state's `/usr`, and runs systemd-nspawn until the machine
+/// powers off; its exit code.
+fn run_machine(
+    args: &BootArgs,
+    root: &Path,
+    machine: &WalkedDir,
+    mnt: &Path,
+    verdict: &Path,
+    out: Out,
+) -> Result<Option<i32>> {
+    let view = mnt.join(exos_packagefs::view::MERGED_SYSTEM);
+    let etc = machine.make_dir("etc", 0o755)?;
+    let tmpfiles = etc.make_dir("tmpfiles.d", 0o755)?;
+    tmpfiles.write_file(TMPFILES_NAME, &factory_lines(&view)?, 0o644)?;
+    let system = etc
+        .make_dir("systemd", 0o755)?
+        .make_dir("system", 0o755)?;
+    system.write_file(COMPLETE_UNIT, complete_unit().as_bytes(), 0o644)?;
+    system
+        .make_dir("multi-user.target.wants", 0o755)?
+        .symlink_if_missing(&format!("../{COMPLETE_UNIT}"), COMPLETE_UNIT)?;
+    rustix::mount::mount_bind(&view.join("usr"), &machine.path.join("usr"))
+        .with_context(|| format!("binding {}/usr", view.display()))?;
+    let name = args.name.clone().unwrap_or_else(|| machine_name(root));
+    let mut cmd = Command::new("systemd-nspawn");
+    cmd.arg("--directory")
+        .arg(&machine.path)
+        .args(["--boot", "--register=no", "--keep-unit", "--machine", &name]);
+    for part in ["etc", "var"] {
+        let mut bind = OsString::from("--bind-ro=");
+        bind.push(view.join(part));
+        bind.push(format!(":{FACTORY}/{part}"));
+        cmd.arg(bind);
+    }
+    let mut bind = OsString::from("--bind=");
+    bind.push(verdict);
+    bind.push(format!(":{VERDICT_DIR}"));
+    cmd.arg(bind).args(&args.nspawn);
+    // Arguments of systemd itself: no first-boot questions on the console
+    // (users and groups come from sysusers, the machine id from the boot).
+    cmd.arg("systemd.firstboot=off");
+    out.note(format!(
+        "booting state {} of {} as machine {name}",
+        args.state.map_or_else(|| "chosen".to_string(), |s| s.to_string()),
+        root.display()
+    ));
+    let status = cmd.status().map_err(|e| {
+        anyhow::anyhow!("systemd-nspawn: {e} (Debian's systemd-container package has it)")
+    })?;
+    Ok(status.code())
+}
+
+/// The machine's name from the root's directory name: letters, digits and
+/// `-` only.
+fn machine_name(root: &Path) -> String {
+    let base = root
+        .file_name()
+        .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let name: String = base
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .trim_matches('-')
+        .chars()
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "exos".to_string()
+    } else {
+        name
+    }
+}
+
+fn complete_unit() -> String {
+    format!(
+        "# Written by exos boot: tells it this boot reached boot-complete.target.\n\
+         [Unit]\n\
+         Description=Tell exos boot this state booted well\n\
+         Requires=boot-complete.target\n\
+         After=boot-complete.target\n\
+         ConditionPathIsDirectory={VERDICT_DIR}\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         ExecStart=/bin/sh -c 'echo good > {VERDICT_DIR}/complete'\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n"
+    )
+}
+
+/// Whether the unit left a regular file (never a link) as its verdict.
+fn verdict_given(dir: &Path) -> bool {
+    open_beneath(dir, &[])
+        .and_then(|d| d.open_file("complete"))
+        .is_ok_and(|f| f.stat.st_mode & 0o170000 == 0o100000)
+}
+
+/// The tmpfiles.d lines that copy every missing factory default into
+/// place: a `d` line per directory, an `L` line per symlink, a `C` line per
+/// file, for the view's `etc` and `var`.
+fn factory_lines(view: &Path) -> Result<Vec<u8>> {
+    let taken = paths_in_tmpfiles(&view.join("usr/lib/tmpfiles.d"));
+    let mut out = b"# Written by exos boot at every boot: the packages' /etc and /var are the\n\
+# factory defaults; whatever is missing is copied into place.\n"
+        .to_vec();
+    for part in ["etc", "var"] {
+        let mut stack = vec![PathBuf::from(part)];
+        while let Some(rel) = stack.pop() {
+            let dir = view.join(&rel);
+            let mut names: Vec<_> = std::fs::read_dir(&dir)
+                .with_context(|| dir.display().to_string())?
+                .filter_map(|e| e.ok())
+                .collect();
+            names.sort_by_key(|e| e.file_name());
+            for e in names.iter().rev() {
+                let path = rel.join(e.file_name());
+                let md = std::fs::symlink_metadata(view.join(&path))
+                    .with_context(|| path.display().to_string())?;
+                let mut absolute = b"/".to_vec();
+                absolute.extend_from_slice(path.as_os_str().as_bytes());
+                let target = quote(&absolute);
+                if md.is_dir() {
+                    stack.push(path.clone());
+                }
+                if taken.contains(&absolute) {
+                    continue;
+                }
+                if md.is_dir() {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = md.permissions().mode() & 0o7777;
+                    out.extend_from_slice(format!("d {target} {mode:04o} - - -\n").as_bytes());
+                } else if md.file_type().is_symlink() {
+                    // tmpfiles' C follows a link in its source: a link is
+                    // made as the link it is.
+                    let to = std::fs::read_link(view.join(&path))
+                        .with_context(|| path.display().to_string())?;
+                    let to = argument(to.as_os_str().as_bytes());
+                    out.extend_from_slice(format!("L {target} - - - - {to}\n").as_bytes());
+                } else {
+                    let mut from = format!("{FACTORY}/").into_bytes();
+                    from.extend_from_slice(path.as_os_str().as_bytes());
+                    let from = argument(&from);
+                    out.extend_from_slice(format!("C {target} - - - - {from}\n").as_bytes());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The paths the tmpfiles.d files in `dir` name (their second field, as
+/// written: the packages' files name plain paths).
+fn paths_in_tmpfiles(dir: &Path) -> std::collections::HashSet<Vec<u8>> {
+    let mut taken = std::collections::HashSet::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return taken;
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let Ok(text) = std::fs::read(e.path()) else {
+            continue;
+        };
+        for line in text.split(|&b| b == b'\n') {
+            let mut fields = line
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|f| !f.is_empty());
+            if let (Some(kind), Some(path)) = (fields.next(), fields.next()) {
+                if !kind.starts_with(b"#") {
+                    let path = path.strip_suffix(b"/").unwrap_or(path);
+                    taken.insert(path.to_vec());
+                }
+            }
+        }
+    }
+    taken
+}
+
+/// A path as a tmpfiles.d field: quoted, with C escapes for quotes,
+/// backslashes and every byte that is not printable ASCII (names are
+/// bytes), `%` doubled (specifiers).
+fn quote(bytes: &[u8]) -> String {
+    format!("\"{}\"", escape_field(bytes))
+}
+
+/// A path as a tmpfiles.d argument, which is never quoted: spaces escaped
+/// too.
+fn argument(bytes: &[u8]) -> String {
+    escape_field(bytes).replace(' ', "\\x20")
+}
+
+fn escape_field(bytes: &[u8]) -> String {
+    let mut s = String::new();
+    for &b in bytes {
+        match b {
+            b'"' => s.push_str("\\\""),
+            b'\\' => s.push_str("\\\\"),
+            b'%' => s.push_str("%%"),
+            0x21..=0x7e | b' ' => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmpfiles_fields_are_quoted_and_escaped() {
+        assert_eq!(quote(b"/etc/a b"), "\"/etc/a b\"");
+        assert_eq!(quote(b"/etc/q\"\\%"), "\"/etc/q\\\"\\\\%%\"");
+        assert_eq!(quote(b"/etc/caf\xe9\n"), "\"/etc/caf\\xe9\\x0a\"");
+        assert_eq!(argument(b"/run/a b%"), "/run/a\\x20b%%");
+    }
+
+    #[test]
+    fn machine_names_are_letters_digits_and_dashes() {
+        assert_eq!(machine_name(Path::new("/srv/my_root.2")), "my-root-2");
+        assert_eq!(machine_name(Path::new("/")), "exos");
+    }
+}
