@@ -3,7 +3,8 @@
 //! parser), a mount's status.json, a package's remembered content
 //! digests (`system/state/digests/<sha>.digests`), the runtime
 //! overlays (`system/state/overlays.json`), the package records
-//! (`system/state/packages.json`: origins) and a sandbox's launch (what
+//! (`system/state/packages.json`: origins), the boot record
+//! (`system/state/boot.json`) and a sandbox's launch (what
 //! `exos run --sandbox` hands its init through a pipe).
 #![no_main]
 
@@ -22,6 +23,17 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(db) = exos_root::pkgdb::PackageDb::parse(data, db_path) {
         let again = exos_root::pkgdb::PackageDb::parse(&db.render(), db_path);
         assert_eq!(again.ok(), Some(db));
+    }
+    let boot_path = std::path::Path::new("fuzz-boot.json");
+    if let Ok(b) = exos_root::boot::BootRecord::parse(data, boot_path) {
+        let again = exos_root::boot::BootRecord::parse(&b.render(), boot_path);
+        assert_eq!(again.ok().as_ref(), Some(&b));
+        // Choosing never panics and names a state it was given (or the one asked).
+        let states: Vec<u64> = b.states.keys().copied().collect();
+        for (&wanted, _) in b.states.iter().take(4) {
+            let c = b.choose(wanted, &states, 3);
+            assert!(c.state == wanted || states.contains(&c.state));
+        }
     }
     let digests_path = std::path::Path::new("fuzz.digests");
     if let Ok(d) = exos_root::digests::ContentDigests::parse(data, digests_path) {

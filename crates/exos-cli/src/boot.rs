@@ -122,6 +122,9 @@ pub fn boot(args: &BootArgs, out: Out) -> Result<()> {
         .write(&record_path)
         .with_context(|| record_path.display().to_string())?;
 
+    // The mount and the binds exist only for this boot's processes (and
+    // descriptors opened before this would name the host's mounts).
+    exos_view::private_mounts().context("exos boot runs as root")?;
     let machine = machine_dir(&root, args.machine.as_deref())?;
     let runtime = tempfile::Builder::new()
         .prefix("exos-boot-")
@@ -132,8 +135,6 @@ pub fn boot(args: &BootArgs, out: Out) -> Result<()> {
     std::fs::create_dir(&mnt)?;
     std::fs::create_dir(&verdict)?;
 
-    // The mount and the binds exist only for this boot's processes.
-    exos_view::private_mounts().context("exos boot runs as root")?;
     mount_state(&root, &mnt, runtime.path(), choice.state)?;
     let result = run_machine(args, &root, &machine, &mnt, &verdict, out);
     unmount(&mnt);
@@ -152,20 +153,20 @@ pub fn boot(args: &BootArgs, out: Out) -> Result<()> {
         booted_well,
         exit_code,
     };
+    if !booted_well {
+        let tries = record.states.get(&choice.state).map_or(0, |o| o.tries);
+        bail!(
+            "state {} did not reach boot-complete.target ({tries} failed {} in a row{})",
+            choice.state,
+            if tries == 1 { "boot" } else { "boots" },
+            match exit_code {
+                Some(0) | None => String::new(),
+                Some(code) => format!("; systemd-nspawn exited with {code}"),
+            }
+        );
+    }
     out.report(&report, |r| {
-        if r.booted_well {
-            format!("State {} booted well.\n", r.choice.state)
-        } else {
-            let tries = record
-                .states
-                .get(&r.choice.state)
-                .map_or(0, |o| o.tries);
-            format!(
-                "State {} did not reach boot-complete.target ({tries} failed {} in a row).\n",
-                r.choice.state,
-                if tries == 1 { "boot" } else { "boots" }
-            )
-        }
+        format!("State {} booted well.\n", r.choice.state)
     })
 }
 
@@ -181,7 +182,10 @@ fn lock_boots(layout: &Layout) -> Result<std::fs::File> {
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(file),
         Err(rustix::io::Errno::WOULDBLOCK) => {
-            bail!("{}: another exos boot of this root is running", path.display())
+            bail!(
+                "{}: another exos boot of this root is running",
+                path.display()
+            )
         }
         Err(e) => Err(std::io::Error::from(e)).with_context(|| path.display().to_string()),
     }
@@ -254,10 +258,7 @@ fn mount_state(root: &Path, mnt: &Path, runtime: &Path, state: u64) -> Result<()
 
 fn unmount(mnt: &Path) {
     if let Ok(exe) = std::env::current_exe() {
-        let _ = Command::new(exe)
-            .args(["unmount", "-q"])
-            .arg(mnt)
-            .status();
+        let _ = Command::new(exe).args(["unmount", "-q"]).arg(mnt).status();
     }
 }
 
@@ -276,20 +277,29 @@ fn run_machine(
     let etc = machine.make_dir("etc", 0o755)?;
     let tmpfiles = etc.make_dir("tmpfiles.d", 0o755)?;
     tmpfiles.write_file(TMPFILES_NAME, &factory_lines(&view)?, 0o644)?;
-    let system = etc
-        .make_dir("systemd", 0o755)?
-        .make_dir("system", 0o755)?;
+    let system = etc.make_dir("systemd", 0o755)?.make_dir("system", 0o755)?;
     system.write_file(COMPLETE_UNIT, complete_unit().as_bytes(), 0o644)?;
     system
         .make_dir("multi-user.target.wants", 0o755)?
         .symlink_if_missing(&format!("../{COMPLETE_UNIT}"), COMPLETE_UNIT)?;
-    rustix::mount::mount_bind(&view.join("usr"), &machine.path.join("usr"))
+    // Onto the directory opened without following links (the machine's
+    // root user could have left a link named usr): through its descriptor.
+    let usr = machine.make_dir("usr", 0o755)?;
+    let usr_fd = {
+        use std::os::fd::{AsFd, AsRawFd};
+        format!("/proc/self/fd/{}", usr.fd().as_fd().as_raw_fd())
+    };
+    rustix::mount::mount_bind(view.join("usr"), usr_fd.as_str())
         .with_context(|| format!("binding {}/usr", view.display()))?;
     let name = args.name.clone().unwrap_or_else(|| machine_name(root));
     let mut cmd = Command::new("systemd-nspawn");
-    cmd.arg("--directory")
-        .arg(&machine.path)
-        .args(["--boot", "--register=no", "--keep-unit", "--machine", &name]);
+    cmd.arg("--directory").arg(&machine.path).args([
+        "--boot",
+        "--register=no",
+        "--keep-unit",
+        "--machine",
+        &name,
+    ]);
     for part in ["etc", "var"] {
         let mut bind = OsString::from("--bind-ro=");
         bind.push(view.join(part));
@@ -305,7 +315,8 @@ fn run_machine(
     cmd.arg("systemd.firstboot=off");
     out.note(format!(
         "booting state {} of {} as machine {name}",
-        args.state.map_or_else(|| "chosen".to_string(), |s| s.to_string()),
+        args.state
+            .map_or_else(|| "chosen".to_string(), |s| s.to_string()),
         root.display()
     ));
     let status = cmd.status().map_err(|e| {

@@ -903,13 +903,24 @@ pub struct StateSummary {
     pub created: u64,
     pub change: String,
     pub packages: usize,
+    /// How it booted with `exos boot` (a root's own states only; absent
+    /// when never booted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot: Option<exos_root::boot::BootOutcome>,
 }
 
 pub fn state(cmd: &StateCommand, out: Out) -> Result<()> {
     match cmd {
         StateCommand::List { root, mine } => {
-            let r = crate::users::read(root.path()?, mine.name()?.as_ref())?;
+            let user = mine.name()?;
+            let r = crate::users::read(root.path()?, user.as_ref())?;
             let current = r.current_number()?;
+            let boots = match user {
+                Some(_) => exos_root::boot::BootRecord::default(),
+                None => exos_root::boot::BootRecord::read(
+                    &exos_root::Layout::new(root.path()?).boot_record(),
+                )?,
+            };
             let rows = r
                 .states()?
                 .into_iter()
@@ -921,14 +932,27 @@ pub fn state(cmd: &StateCommand, out: Out) -> Result<()> {
                         created: s.created,
                         change: s.change,
                         packages: s.entries.len(),
+                        boot: boots.states.get(&n).copied(),
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
             out.result(&rows, |rows| {
                 rows.iter()
                     .map(|s| {
+                        let boot = match s.boot {
+                            Some(b) if b.good && b.tries == 0 => "  [booted well]".to_string(),
+                            Some(b) if b.good => {
+                                format!("  [booted well; {} failed since]", b.tries)
+                            }
+                            Some(b) if b.tries > 0 => format!(
+                                "  [{} failed {}]",
+                                b.tries,
+                                if b.tries == 1 { "boot" } else { "boots" }
+                            ),
+                            _ => String::new(),
+                        };
                         format!(
-                            "{} {:>6}  {}  {:>3} packages  {}\n",
+                            "{} {:>6}  {}  {:>3} packages{boot}  {}\n",
                             if s.current { "*" } else { " " },
                             s.state,
                             crate::listing::format_utc(s.created),

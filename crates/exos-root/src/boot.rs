@@ -110,11 +110,16 @@ impl BootRecord {
         BootRecord::parse(&bytes, path)
     }
 
+    /// The file's bytes, as written.
+    pub fn render(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
     /// Writes it to `path` atomically.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let mut text = serde_json::to_string_pretty(self).expect("a boot record serializes");
-        text.push('\n');
-        crate::write_atomically(path, text.as_bytes())
+        crate::write_atomically(path, &self.render())
     }
 
     /// The state to boot when `wanted` is asked for (or is current):

@@ -342,9 +342,11 @@ mod tests {
         assert!(m.symlink_if_missing("usr/bin", "bin").unwrap());
         assert!(!m.symlink_if_missing("elsewhere", "bin").unwrap());
         assert!(!m.symlink_if_missing("elsewhere", "planted").unwrap());
-        assert_eq!(std::fs::read_link(base.join("m/bin")).unwrap(), Path::new("usr/bin"));
+        assert_eq!(
+            std::fs::read_link(base.join("m/bin")).unwrap(),
+            Path::new("usr/bin")
+        );
     }
-
 
     #[test]
     fn links_are_never_followed_and_writers_add_up() {
