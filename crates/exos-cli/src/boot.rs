@@ -66,6 +66,14 @@ pub struct BootArgs {
     /// name).
     #[arg(long)]
     pub name: Option<String>,
+    /// From an initramfs: make DIR (the machine's root file system, as the
+    /// initramfs mounted it) bootable instead of running systemd-nspawn —
+    /// the state mounted at /run/exos/mnt by the root storage daemon
+    /// (`@exos-mountd`), its /usr bound onto DIR/usr, the factory defaults
+    /// and the boot-complete verdict under /run/exos — then return, for the
+    /// initramfs to switch root into DIR. ROOT must be on DIR's file system.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["machine", "name", "nspawn"])]
+    pub switch_root: Option<PathBuf>,
     /// More systemd-nspawn arguments (after `--`), e.g. `--console=pipe`.
     #[arg(last = true, value_name = "NSPAWN_ARG")]
     pub nspawn: Vec<OsString>,
@@ -92,6 +100,10 @@ pub fn boot(args: &BootArgs, out: Out) -> Result<()> {
     let record_path = layout.boot_record();
     let _lock = lock_boots(&layout)?;
     let mut record = BootRecord::read(&record_path)?;
+    if args.switch_root.is_some() {
+        // The verdict of the previous boot, left on disk by its unit.
+        take_persistent_verdict(&root, &mut record)?;
+    }
     let choice = match args.state {
         Some(n) if states.contains(&n) => BootChoice {
             state: n,
@@ -121,6 +133,9 @@ pub fn boot(args: &BootArgs, out: Out) -> Result<()> {
     record
         .write(&record_path)
         .with_context(|| record_path.display().to_string())?;
+    if let Some(dir) = &args.switch_root {
+        return switch_root(&root, dir, choice, out);
+    }
 
     // The mount and the binds exist only for this boot's processes (and
     // descriptors opened before this would name the host's mounts).
@@ -168,6 +183,98 @@ pub fn boot(args: &BootArgs, out: Out) -> Result<()> {
     out.report(&report, |r| {
         format!("State {} booted well.\n", r.choice.state)
     })
+}
+
+/// Where a machine booted through an initramfs leaves its verdict
+/// (persistent: it is read at the next boot): `ROOT/data/boot-verdict`.
+fn persistent_verdict_dir(root: &Path) -> Result<WalkedDir> {
+    Ok(open_beneath(root, &[exos_root::DATA_DIR])?.make_dir("boot-verdict", 0o700)?)
+}
+
+/// Marks the state tried last as good if its boot left a verdict, and
+/// clears the verdict.
+fn take_persistent_verdict(root: &Path, record: &mut BootRecord) -> Result<()> {
+    let dir = persistent_verdict_dir(root)?;
+    if !verdict_given(&dir.path) {
+        return Ok(());
+    }
+    let last = record
+        .states
+        .iter()
+        .max_by_key(|(n, o)| (o.last_try, **n))
+        .map(|(n, _)| *n);
+    if let Some(state) = last {
+        record.booted_well(state);
+    }
+    let complete = dir.path.join("complete");
+    std::fs::remove_file(&complete).with_context(|| complete.display().to_string())?;
+    Ok(())
+}
+
+/// `--switch-root DIR`: everything but the machine's start, for an
+/// initramfs (mounts in its namespace, under its /run, which it moves into
+/// DIR before switching root).
+fn switch_root(root: &Path, dir: &Path, choice: BootChoice, out: Out) -> Result<()> {
+    // The daemon serves from inside DIR (--chroot): once DIR is the root
+    // file system and the initramfs is emptied, its paths still resolve.
+    // Its mount point is DIR's /run/exos/mnt, covered later by the /run the
+    // initramfs moves there (the binds below hold the mount).
+    let machine = machine_dir(root, Some(dir))?;
+    let served = dir.join("run/exos");
+    let mnt = served.join("mnt");
+    std::fs::create_dir_all(&mnt).with_context(|| mnt.display().to_string())?;
+    // It opens /dev/fuse inside DIR, whose /dev the initramfs fills only
+    // later: lent for the start, taken back at once (it keeps the device).
+    let dev = dir.join("dev");
+    rustix::mount::mount_bind_recursive("/dev", &dev)
+        .with_context(|| format!("binding /dev onto {}", dev.display()))?;
+    let started = Command::new(std::env::current_exe().context("locating the exos binary")?)
+        .arg("mount")
+        .arg(root)
+        .arg(&mnt)
+        .args(["--state", &choice.state.to_string()])
+        .args(["--daemon", "--storage-daemon", "--no-exec-cache", "-q"])
+        .arg("--chroot")
+        .arg(dir)
+        .arg("--block-cache")
+        .arg(root.join("data/cache/blocks"))
+        .arg("--pid-file")
+        .arg(served.join("mountd.pid"))
+        .arg("--log-file")
+        .arg(served.join("mountd.log"))
+        .output()
+        .context("starting exos mount");
+    rustix::mount::unmount(&dev, rustix::mount::UnmountFlags::DETACH)
+        .with_context(|| format!("unmounting {}", dev.display()))?;
+    let o = started?;
+    if !o.status.success() {
+        bail!(
+            "mounting state {} of {}: {}",
+            choice.state,
+            root.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    let view = mnt.join(exos_packagefs::view::MERGED_SYSTEM);
+    prepare_machine(&machine, &view)?;
+    let run = Path::new("/run/exos");
+    for part in ["etc", "var"] {
+        let at = run.join("factory").join(part);
+        std::fs::create_dir_all(&at).with_context(|| at.display().to_string())?;
+        rustix::mount::mount_bind(view.join(part), &at)
+            .with_context(|| format!("binding {}", at.display()))?;
+    }
+    let verdict = run.join("boot");
+    std::fs::create_dir_all(&verdict)?;
+    rustix::mount::mount_bind(&persistent_verdict_dir(root)?.path, &verdict)
+        .with_context(|| format!("binding {}", verdict.display()))?;
+    out.note(format!(
+        "state {} of {} is ready in {} (/usr from its packages)",
+        choice.state,
+        root.display(),
+        dir.display()
+    ));
+    Ok(())
 }
 
 /// Holds `system/state/boot.lock`: one boot of a root at a time.
@@ -223,10 +330,22 @@ fn machine_dir(root: &Path, chosen: Option<&Path>) -> Result<WalkedDir> {
             dir.path.display()
         );
     }
-    for name in ["usr", "etc", "var", "home", "srv", "opt", "mnt", "media"] {
+    // (dev, proc, sys and run are mount points: systemd-nspawn makes
+    // them itself, an initramfs needs them there.)
+    for name in [
+        "usr", "etc", "var", "home", "srv", "opt", "mnt", "media", "dev", "proc", "sys", "run",
+    ] {
         dir.make_dir(name, 0o755)?;
     }
     dir.make_dir("root", 0o700)?;
+    if dir.open_dir("tmp").is_err() {
+        // Made here (mkdir's mode goes through the umask): its mode set on
+        // the directory opened without following links. One that was there
+        // is the machine's own, left as it is.
+        let tmp = dir.make_dir("tmp", 0o1777)?;
+        rustix::fs::fchmod(tmp.fd(), rustix::fs::Mode::from_raw_mode(0o1777))
+            .with_context(|| tmp.path.display().to_string())?;
+    }
     for name in exos_deb::import::MERGED_INTO_USR {
         dir.symlink_if_missing(&format!("usr/{name}"), name)?;
     }
@@ -274,23 +393,7 @@ fn run_machine(
     out: Out,
 ) -> Result<Option<i32>> {
     let view = mnt.join(exos_packagefs::view::MERGED_SYSTEM);
-    let etc = machine.make_dir("etc", 0o755)?;
-    let tmpfiles = etc.make_dir("tmpfiles.d", 0o755)?;
-    tmpfiles.write_file(TMPFILES_NAME, &factory_lines(&view)?, 0o644)?;
-    let system = etc.make_dir("systemd", 0o755)?.make_dir("system", 0o755)?;
-    system.write_file(COMPLETE_UNIT, complete_unit().as_bytes(), 0o644)?;
-    system
-        .make_dir("multi-user.target.wants", 0o755)?
-        .symlink_if_missing(&format!("../{COMPLETE_UNIT}"), COMPLETE_UNIT)?;
-    // Onto the directory opened without following links (the machine's
-    // root user could have left a link named usr): through its descriptor.
-    let usr = machine.make_dir("usr", 0o755)?;
-    let usr_fd = {
-        use std::os::fd::{AsFd, AsRawFd};
-        format!("/proc/self/fd/{}", usr.fd().as_fd().as_raw_fd())
-    };
-    rustix::mount::mount_bind(view.join("usr"), usr_fd.as_str())
-        .with_context(|| format!("binding {}/usr", view.display()))?;
+    prepare_machine(machine, &view)?;
     let name = args.name.clone().unwrap_or_else(|| machine_name(root));
     let mut cmd = Command::new("systemd-nspawn");
     cmd.arg("--directory").arg(&machine.path).args([
@@ -323,6 +426,29 @@ fn run_machine(
         anyhow::anyhow!("systemd-nspawn: {e} (Debian's systemd-container package has it)")
     })?;
     Ok(status.code())
+}
+
+/// Writes the machine's factory-defaults file and boot-complete unit and
+/// binds the view's `/usr` onto the machine's.
+fn prepare_machine(machine: &WalkedDir, view: &Path) -> Result<()> {
+    let etc = machine.make_dir("etc", 0o755)?;
+    let tmpfiles = etc.make_dir("tmpfiles.d", 0o755)?;
+    tmpfiles.write_file(TMPFILES_NAME, &factory_lines(view)?, 0o644)?;
+    let system = etc.make_dir("systemd", 0o755)?.make_dir("system", 0o755)?;
+    system.write_file(COMPLETE_UNIT, complete_unit().as_bytes(), 0o644)?;
+    system
+        .make_dir("multi-user.target.wants", 0o755)?
+        .symlink_if_missing(&format!("../{COMPLETE_UNIT}"), COMPLETE_UNIT)?;
+    // Onto the directory opened without following links (the machine's
+    // root user could have left a link named usr): through its descriptor.
+    let usr = machine.make_dir("usr", 0o755)?;
+    let usr_fd = {
+        use std::os::fd::{AsFd, AsRawFd};
+        format!("/proc/self/fd/{}", usr.fd().as_fd().as_raw_fd())
+    };
+    rustix::mount::mount_bind(view.join("usr"), usr_fd.as_str())
+        .with_context(|| format!("binding {}/usr", view.display()))?;
+    Ok(())
 }
 
 /// The machine's name from the root's directory name: letters, digits and

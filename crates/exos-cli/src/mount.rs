@@ -192,7 +192,11 @@ fn spawn_daemon(args: &MountArgs, keys: &[PackageKey], out: Out) -> Result<()> {
         ),
         None => (std::process::Stdio::null(), std::process::Stdio::piped()),
     };
-    let mut child = std::process::Command::new(exe)
+    let mut command = std::process::Command::new(exe);
+    if args.storage_daemon {
+        command.arg0("@exos-mountd");
+    }
+    let mut child = command
         .args(&argv)
         .current_dir("/")
         .stdin(std::process::Stdio::null())

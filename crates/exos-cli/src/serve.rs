@@ -117,6 +117,18 @@ pub struct MountArgs {
     /// Run in the background; requires --pid-file, logs go to --log-file.
     #[arg(long, requires = "pid_file")]
     pub daemon: bool,
+    /// With --daemon: serve the root file system from an initramfs — the
+    /// daemon runs as `@exos-mountd` (argv[0] starting with `@`: systemd's
+    /// shutdown leaves storage daemons of the root file system running
+    /// until it unmounts them).
+    #[arg(long, requires = "daemon")]
+    pub storage_daemon: bool,
+    /// Serve from inside DIR: the serving process changes its root
+    /// directory to DIR first (every path given must be inside it), so the
+    /// mount keeps working when an initramfs makes DIR the root file system
+    /// (switch_root) and empties its own.
+    #[arg(long, value_name = "DIR")]
+    pub chroot: Option<PathBuf>,
     /// Write the serving process's pid here (removed on exit).
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
@@ -196,6 +208,35 @@ fn init_logging(log_file: Option<&Path>, quiet: bool) -> Result<()> {
         }
         None => builder.with_writer(std::io::stderr).init(),
     }
+    Ok(())
+}
+
+/// `--chroot DIR`: changes this process's root directory to DIR and its
+/// paths to what they are inside it. Called by `exos-mountd` before it
+/// serves, once its binary and libraries are loaded.
+pub fn enter_chroot(args: &mut MountArgs) -> Result<()> {
+    let Some(dir) = args.chroot.clone() else {
+        return Ok(());
+    };
+    let dir = dir.canonicalize().with_context(|| dir.display().to_string())?;
+    let inside = |p: &Path| -> Result<PathBuf> {
+        let p = std::path::absolute(p)?;
+        let rest = p.strip_prefix(&dir).map_err(|_| {
+            anyhow::anyhow!("--chroot {}: {} is not inside it", dir.display(), p.display())
+        })?;
+        Ok(Path::new("/").join(rest))
+    };
+    args.root = inside(&args.root)?;
+    args.mountpoint = inside(&args.mountpoint)?;
+    for p in [&mut args.pid_file, &mut args.log_file, &mut args.block_cache, &mut args.exec_cache]
+        .into_iter()
+        .flatten()
+    {
+        *p = inside(p)?;
+    }
+    rustix::process::chroot(&dir).with_context(|| format!("--chroot {}", dir.display()))?;
+    std::env::set_current_dir("/")?;
+    args.chroot = None;
     Ok(())
 }
 
@@ -410,6 +451,10 @@ impl MountArgs {
         a.push(format!("--key-layers={}", layers.join(",")).into());
         if let Some(ms) = self.poll_ms {
             a.push(format!("--poll-ms={ms}").into());
+        }
+        if let Some(d) = &self.chroot {
+            a.push("--chroot".into());
+            a.push(abs(d)?.into());
         }
         if let Some(p) = &self.pid_file {
             a.push("--pid-file".into());

@@ -40,7 +40,11 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Err(e) = serve::enter_chroot(&mut cli.mount) {
+        eprintln!("exos-mountd: {}", exos_cli::output::error_chain(&e));
+        return ExitCode::FAILURE;
+    }
     let mut keys = Vec::new();
     for k in &cli.keys {
         match exos_hpkg::crypt::PackageKey::read(k) {
