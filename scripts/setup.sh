@@ -3,7 +3,7 @@
 # builds the release binary. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(build-essential pkg-config zlib1g-dev fuse3 attr squashfs-tools squashfuse erofs-utils python3-solv time bc diffutils minisign age nginx bubblewrap curl util-linux util-linux-extra dpkg-dev fish zsh systemd systemd-container)
+pkgs=(build-essential pkg-config zlib1g-dev fuse3 attr squashfs-tools squashfuse erofs-utils python3-solv time bc diffutils minisign age nginx bubblewrap curl util-linux util-linux-extra dpkg-dev fish zsh systemd systemd-container qemu-system-x86 linux-image-amd64 initramfs-tools)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

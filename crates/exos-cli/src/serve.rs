@@ -218,19 +218,30 @@ pub fn enter_chroot(args: &mut MountArgs) -> Result<()> {
     let Some(dir) = args.chroot.clone() else {
         return Ok(());
     };
-    let dir = dir.canonicalize().with_context(|| dir.display().to_string())?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| dir.display().to_string())?;
     let inside = |p: &Path| -> Result<PathBuf> {
         let p = std::path::absolute(p)?;
         let rest = p.strip_prefix(&dir).map_err(|_| {
-            anyhow::anyhow!("--chroot {}: {} is not inside it", dir.display(), p.display())
+            anyhow::anyhow!(
+                "--chroot {}: {} is not inside it",
+                dir.display(),
+                p.display()
+            )
         })?;
         Ok(Path::new("/").join(rest))
     };
     args.root = inside(&args.root)?;
     args.mountpoint = inside(&args.mountpoint)?;
-    for p in [&mut args.pid_file, &mut args.log_file, &mut args.block_cache, &mut args.exec_cache]
-        .into_iter()
-        .flatten()
+    for p in [
+        &mut args.pid_file,
+        &mut args.log_file,
+        &mut args.block_cache,
+        &mut args.exec_cache,
+    ]
+    .into_iter()
+    .flatten()
     {
         *p = inside(p)?;
     }

@@ -302,3 +302,190 @@ fn a_debian_system_boots_from_its_packages_and_falls_back_to_the_last_good_state
     let said = failed_boot(&root, &["--state", "1"]);
     assert!(said.contains("links are not followed here"), "{said}");
 }
+
+/// What a VM boot needs from the host: qemu, a Debian kernel, mkinitramfs.
+fn can_boot_a_vm() -> Option<PathBuf> {
+    if !can_boot() {
+        return None;
+    }
+    let kernel = fs::read_dir("/boot").ok().and_then(|d| {
+        d.flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().contains("vmlinuz-"))
+            .max()
+    });
+    let qemu = Command::new("qemu-system-x86_64").arg("--version").output();
+    let mkinitramfs = Path::new("/usr/sbin/mkinitramfs").exists();
+    match (kernel, qemu.is_ok_and(|o| o.status.success()), mkinitramfs) {
+        (Some(kernel), true, true) => Some(kernel),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "qemu-system-x86, a kernel in /boot or initramfs-tools is missing (scripts/setup.sh installs them)"
+            );
+            eprintln!("SKIPPED: qemu-system-x86_64, /boot/vmlinuz-* or mkinitramfs is missing");
+            None
+        }
+    }
+}
+
+#[test]
+fn a_debian_system_boots_from_its_packages_in_a_vm_through_the_initramfs_hook() {
+    let Some(kernel) = can_boot_a_vm() else {
+        return;
+    };
+    let version = kernel
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("vmlinuz-")
+        .to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let system = tmp.path().join("debian");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/debian-system.sh");
+    let o = Command::new(&script)
+        .arg(&system)
+        .env("EXOS", env!("CARGO_BIN_EXE_exos"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // The disk: its root file system is the machine's (/etc, /var, …), the
+    // EXOS root at /exos on it.
+    let disk = tmp.path().join("disk");
+    let root = disk.join("exos");
+    ok(&["init", "-q", s(&root)]);
+    let names = fs::read_to_string(system.join("names")).unwrap();
+    let packages = system.join("packages");
+    let mut install = vec!["install", "-q", "-r", s(&root), "-a", s(&packages)];
+    install.extend(names.lines());
+    ok(&install);
+    // A check the machine runs once up, on its serial console, then off.
+    let units = disk.join("etc/systemd/system");
+    fs::create_dir_all(units.join("multi-user.target.wants")).unwrap();
+    fs::write(
+        units.join("exos-vm-check.service"),
+        r#"[Unit]
+Description=EXOS VM check
+After=multi-user.target exos-boot-complete.service
+
+[Service]
+Type=oneshot
+StandardOutput=tty
+TTYPath=/dev/ttyS0
+ExecStart=/bin/sh -c 'echo "EXOS-CHECK multi-user=$(systemctl is-active multi-user.target) failed=$(systemctl --failed --plain --no-legend | wc -l) usr=$(findmnt -n -o FSTYPE /usr) verdict=$(ls /run/exos/boot) daemons=$(grep -l -a "^@exos-mountd" /proc/[0-9]*/cmdline | wc -l) etc=$(test -f /etc/pam.d/login && echo factory) answer=$((6 * 7))"'
+ExecStartPost=/bin/systemctl poweroff
+"#,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "../exos-vm-check.service",
+        units.join("multi-user.target.wants/exos-vm-check.service"),
+    )
+    .unwrap();
+    let image = tmp.path().join("disk.img");
+    let o = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&disk)
+        .arg(&image)
+        .arg("1G")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // The initramfs: the system's initramfs-tools configuration plus the
+    // hook and script contrib/initramfs-tools ships.
+    let conf = tmp.path().join("initramfs-tools");
+    let o = Command::new("cp")
+        .args(["-r", "/etc/initramfs-tools"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/initramfs-tools");
+    fs::create_dir_all(conf.join("scripts/local-bottom")).unwrap();
+    fs::copy(contrib.join("hooks/exos"), conf.join("hooks/exos")).unwrap();
+    fs::copy(
+        contrib.join("scripts/local-bottom/exos"),
+        conf.join("scripts/local-bottom/exos"),
+    )
+    .unwrap();
+    let initrd = tmp.path().join("initrd.img");
+    let bin = Path::new(env!("CARGO_BIN_EXE_exos")).parent().unwrap();
+    let o = Command::new("mkinitramfs")
+        .arg("-d")
+        .arg(&conf)
+        .arg("-o")
+        .arg(&initrd)
+        .arg(&version)
+        .env("EXOS_BIN_DIR", bin)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let serial = tmp.path().join("serial.log");
+    let o = Command::new("timeout")
+        .arg("900")
+        .args([
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-m",
+            "1536",
+            "-smp",
+            "2",
+        ])
+        .arg("-kernel")
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio", image.display()))
+        .args([
+            "-append",
+            "root=/dev/vda rw console=ttyS0 exos.root=/exos systemd.firstboot=off panic=1",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-net",
+            "none",
+        ])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let console = String::from_utf8_lossy(&fs::read(&serial).unwrap_or_default()).into_owned();
+    assert!(o.status.success(), "qemu: {}\n{console}", text(&o.stderr));
+    let check = console
+        .lines()
+        .find(|l| l.starts_with("EXOS-CHECK"))
+        .unwrap_or_else(|| panic!("the machine never ran its check:\n{console}"));
+    assert_eq!(
+        check.trim_end(),
+        "EXOS-CHECK multi-user=active failed=0 usr=fuse verdict=complete daemons=1 etc=factory answer=42",
+        "{console}"
+    );
+    assert!(
+        console.contains("exos: state 1 of /root/exos is ready in /root"),
+        "{console}"
+    );
+    assert!(console.contains("reboot: Power down"), "{console}");
+    // The boot was counted, and its verdict waits on the disk for the next
+    // boot (which marks state 1 good).
+    let o = Command::new("debugfs")
+        .args(["-R", "cat /exos/system/state/boot.json"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("boot.json on the disk: {e}: {}", text(&o.stdout)));
+    assert_eq!(record["states"]["1"]["tries"], 1, "{record}");
+    let o = Command::new("debugfs")
+        .args(["-R", "stat /exos/data/boot-verdict/complete"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        text(&o.stdout).contains("Type: regular"),
+        "{}",
+        text(&o.stdout)
+    );
+}
