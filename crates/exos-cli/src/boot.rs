@@ -152,6 +152,12 @@ pub fn boot(args: &BootArgs, out: Out) -> Result<()> {
 
     mount_state(&root, &mnt, runtime.path(), choice.state)?;
     let result = run_machine(args, &root, &machine, &mnt, &verdict, out);
+    // The bind of /usr holds the mount: gone first, or the unmount finds
+    // it busy and the daemon lives on.
+    let _ = rustix::mount::unmount(
+        machine.path.join("usr"),
+        rustix::mount::UnmountFlags::DETACH,
+    );
     unmount(&mnt);
     let exit_code = result?;
 
