@@ -94,20 +94,10 @@ impl BootRecord {
 
     /// Reads `path`; a missing file is an empty record.
     pub fn read(path: &Path) -> Result<BootRecord, StateError> {
-        use std::io::Read;
-        let io = |e: std::io::Error| StateError {
-            path: path.to_path_buf(),
-            line: None,
-            message: e.to_string(),
-        };
-        let f = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BootRecord::default()),
-            Err(e) => return Err(io(e)),
-        };
-        let mut bytes = Vec::new();
-        f.take(MAX_FILE + 1).read_to_end(&mut bytes).map_err(io)?;
-        BootRecord::parse(&bytes, path)
+        match crate::read_state_file(path, MAX_FILE)? {
+            Some(bytes) => BootRecord::parse(&bytes, path),
+            None => Ok(BootRecord::default()),
+        }
     }
 
     /// The file's bytes, as written.

@@ -404,6 +404,25 @@ pub fn reserved_name<'a>(mut names: impl Iterator<Item = &'a [u8]>) -> Option<&'
     names.find_map(|n| RESERVED_NAMES.into_iter().find(|r| r.as_bytes() == n))
 }
 
+/// The bytes of a state file (`packages.json`, `overlays.json`,
+/// `boot.json`), at most `max` + 1 of them (so its parser can refuse a
+/// larger one); `None` when it does not exist.
+pub(crate) fn read_state_file(path: &Path, max: u64) -> Result<Option<Vec<u8>>, StateError> {
+    let io = |e: std::io::Error| StateError {
+        path: path.to_path_buf(),
+        line: None,
+        message: e.to_string(),
+    };
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let mut bytes = Vec::new();
+    f.take(max + 1).read_to_end(&mut bytes).map_err(io)?;
+    Ok(Some(bytes))
+}
+
 /// The current state, relative to the root.
 pub const ACTIVE_LIST: &str = "system/state/active.list";
 /// Numbered states, relative to the root.

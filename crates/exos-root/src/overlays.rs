@@ -92,29 +92,10 @@ impl RuntimeOverlays {
 
     /// Reads `path`; a missing file is no overlays.
     pub fn read(path: &Path) -> Result<RuntimeOverlays, StateError> {
-        use std::io::Read;
-        let f = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(RuntimeOverlays::default())
-            }
-            Err(e) => {
-                return Err(StateError {
-                    path: path.to_path_buf(),
-                    line: None,
-                    message: e.to_string(),
-                })
-            }
-        };
-        let mut bytes = Vec::new();
-        f.take(MAX_FILE + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| StateError {
-                path: path.to_path_buf(),
-                line: None,
-                message: e.to_string(),
-            })?;
-        RuntimeOverlays::parse(&bytes, path)
+        match crate::read_state_file(path, MAX_FILE)? {
+            Some(bytes) => RuntimeOverlays::parse(&bytes, path),
+            None => Ok(RuntimeOverlays::default()),
+        }
     }
 
     /// The file's bytes, as written.

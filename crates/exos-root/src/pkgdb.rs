@@ -124,20 +124,10 @@ impl PackageDb {
 
     /// Reads `path`; a missing file is an empty database.
     pub fn read(path: &Path) -> Result<PackageDb, StateError> {
-        use std::io::Read;
-        let io = |e: std::io::Error| StateError {
-            path: path.to_path_buf(),
-            line: None,
-            message: e.to_string(),
-        };
-        let f = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PackageDb::default()),
-            Err(e) => return Err(io(e)),
-        };
-        let mut bytes = Vec::new();
-        f.take(MAX_FILE + 1).read_to_end(&mut bytes).map_err(io)?;
-        PackageDb::parse(&bytes, path)
+        match crate::read_state_file(path, MAX_FILE)? {
+            Some(bytes) => PackageDb::parse(&bytes, path),
+            None => Ok(PackageDb::default()),
+        }
     }
 
     /// The file's bytes, as written.
