@@ -156,6 +156,25 @@ impl Machine {
     }
 }
 
+/// Makes the Debian 12 system of scripts/debian-system.sh (in `work`) and
+/// installs it into a new root at `root`, as docs/boot.md shows.
+fn install_debian_system(work: &Path, root: &Path) {
+    let system = work.join("debian");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/debian-system.sh");
+    let o = Command::new(&script)
+        .arg(&system)
+        .env("EXOS", env!("CARGO_BIN_EXE_exos"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    ok(&["init", "-q", s(root)]);
+    let names = fs::read_to_string(system.join("names")).unwrap();
+    let packages = system.join("packages");
+    let mut install = vec!["install", "-q", "-r", s(root), "-a", s(&packages)];
+    install.extend(names.lines());
+    ok(&install);
+}
+
 /// Boots `args` and expects a failed boot (exos boot says so and fails).
 fn failed_boot(root: &Path, args: &[&str]) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_exos"))
@@ -174,21 +193,8 @@ fn a_debian_system_boots_from_its_packages_and_falls_back_to_the_last_good_state
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let system = tmp.path().join("debian");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/debian-system.sh");
-    let o = Command::new(&script)
-        .arg(&system)
-        .env("EXOS", env!("CARGO_BIN_EXE_exos"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o.stderr));
     let root = tmp.path().join("root");
-    ok(&["init", "-q", s(&root)]);
-    let names = fs::read_to_string(system.join("names")).unwrap();
-    let packages = system.join("packages");
-    let mut install = vec!["install", "-q", "-r", s(&root), "-a", s(&packages)];
-    install.extend(names.lines());
-    ok(&install);
+    install_debian_system(tmp.path(), &root);
     // One package per set of alternatives: the resolver chose.
     let installed = ok(&["list", "--installed", "-r", s(&root)]);
     for chosen in ["libsystemd0", "mawk"] {
@@ -341,24 +347,11 @@ fn a_debian_system_boots_from_its_packages_in_a_vm_through_the_initramfs_hook() 
         .trim_start_matches("vmlinuz-")
         .to_string();
     let tmp = tempfile::tempdir().unwrap();
-    let system = tmp.path().join("debian");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/debian-system.sh");
-    let o = Command::new(&script)
-        .arg(&system)
-        .env("EXOS", env!("CARGO_BIN_EXE_exos"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o.stderr));
     // The disk: its root file system is the machine's (/etc, /var, …), the
     // EXOS root at /exos on it.
     let disk = tmp.path().join("disk");
     let root = disk.join("exos");
-    ok(&["init", "-q", s(&root)]);
-    let names = fs::read_to_string(system.join("names")).unwrap();
-    let packages = system.join("packages");
-    let mut install = vec!["install", "-q", "-r", s(&root), "-a", s(&packages)];
-    install.extend(names.lines());
-    ok(&install);
+    install_debian_system(tmp.path(), &root);
     // A check the machine runs once up, on its serial console, then off.
     let units = disk.join("etc/systemd/system");
     fs::create_dir_all(units.join("multi-user.target.wants")).unwrap();
