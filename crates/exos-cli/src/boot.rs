@@ -31,6 +31,7 @@ use exos_root::boot::{BootChoice, BootRecord};
 use exos_root::walk::{open_beneath, WalkedDir};
 use exos_root::Layout;
 use serde::Serialize;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::output::Out;
 
@@ -58,6 +59,12 @@ pub struct BootArgs {
     /// Failed boots of the current state before it is passed over.
     #[arg(long, default_value_t = exos_root::boot::DEFAULT_MAX_TRIES)]
     pub max_tries: u32,
+    /// Serve the setuid and setgid bits of the system layer's programs
+    /// (sudo, su, passwd) — `exos mount --allow-setuid`, with its rules:
+    /// only while the system packages directory and its parents are root's
+    /// and writable by root alone. Without it /usr is nosuid.
+    #[arg(long)]
+    pub allow_setuid: bool,
     /// The machine's persistent directory: its /etc, /var, /root and /home
     /// (default: ROOT/data/machine).
     #[arg(long, value_name = "DIR")]
@@ -134,7 +141,7 @@ pub fn boot(args: &BootArgs, out: Out) -> Result<()> {
         .write(&record_path)
         .with_context(|| record_path.display().to_string())?;
     if let Some(dir) = &args.switch_root {
-        return switch_root(&root, dir, choice, out);
+        return switch_root(&root, dir, choice, args.allow_setuid, out);
     }
 
     // The mount and the binds exist only for this boot's processes (and
@@ -150,7 +157,7 @@ pub fn boot(args: &BootArgs, out: Out) -> Result<()> {
     std::fs::create_dir(&mnt)?;
     std::fs::create_dir(&verdict)?;
 
-    mount_state(&root, &mnt, runtime.path(), choice.state)?;
+    mount_state(&root, &mnt, runtime.path(), choice.state, args.allow_setuid)?;
     let result = run_machine(args, &root, &machine, &mnt, &verdict, out);
     // The bind of /usr holds the mount: gone first, or the unmount finds
     // it busy and the daemon lives on.
@@ -220,7 +227,13 @@ fn take_persistent_verdict(root: &Path, record: &mut BootRecord) -> Result<()> {
 /// `--switch-root DIR`: everything but the machine's start, for an
 /// initramfs (mounts in its namespace, under its /run, which it moves into
 /// DIR before switching root).
-fn switch_root(root: &Path, dir: &Path, choice: BootChoice, out: Out) -> Result<()> {
+fn switch_root(
+    root: &Path,
+    dir: &Path,
+    choice: BootChoice,
+    allow_setuid: bool,
+    out: Out,
+) -> Result<()> {
     // The daemon serves from inside DIR (--chroot): once DIR is the root
     // file system and the initramfs is emptied, its paths still resolve.
     // Its mount point is DIR's /run/exos/mnt, covered later by the /run the
@@ -240,6 +253,7 @@ fn switch_root(root: &Path, dir: &Path, choice: BootChoice, out: Out) -> Result<
         .arg(&mnt)
         .args(["--state", &choice.state.to_string()])
         .args(["--daemon", "--storage-daemon", "--no-exec-cache", "-q"])
+        .args(allow_setuid.then_some("--allow-setuid"))
         .arg("--chroot")
         .arg(dir)
         .arg("--block-cache")
@@ -274,6 +288,11 @@ fn switch_root(root: &Path, dir: &Path, choice: BootChoice, out: Out) -> Result<
     std::fs::create_dir_all(&verdict)?;
     rustix::mount::mount_bind(&persistent_verdict_dir(root)?.path, &verdict)
         .with_context(|| format!("binding {}", verdict.display()))?;
+    // The binds hold the file system: the mount itself is detached, or
+    // the /run moved over it would hide a mount nothing can unmount at
+    // shutdown. Unmounting the last bind ends the daemon.
+    rustix::mount::unmount(&mnt, rustix::mount::UnmountFlags::DETACH)
+        .with_context(|| format!("detaching {}", mnt.display()))?;
     out.note(format!(
         "state {} of {} is ready in {} (/usr from its packages)",
         choice.state,
@@ -358,13 +377,20 @@ fn machine_dir(root: &Path, chosen: Option<&Path>) -> Result<WalkedDir> {
     Ok(dir)
 }
 
-fn mount_state(root: &Path, mnt: &Path, runtime: &Path, state: u64) -> Result<()> {
+fn mount_state(
+    root: &Path,
+    mnt: &Path,
+    runtime: &Path,
+    state: u64,
+    allow_setuid: bool,
+) -> Result<()> {
     let exe = std::env::current_exe().context("locating the exos binary")?;
     let o = Command::new(exe)
         .arg("mount")
         .arg(root)
         .arg(mnt)
         .args(["--state", &state.to_string(), "--daemon", "-q"])
+        .args(allow_setuid.then_some("--allow-setuid"))
         .arg("--pid-file")
         .arg(runtime.join("mount.pid"))
         .arg("--log-file")
@@ -428,10 +454,28 @@ fn run_machine(
             .map_or_else(|| "chosen".to_string(), |s| s.to_string()),
         root.display()
     ));
-    let status = cmd.status().map_err(|e| {
+    // Asked to stop (SIGTERM, ^C, a hang-up), this waits for the machine
+    // to power off, which is what systemd-nspawn makes of the signal passed
+    // on, and then unmounts the state: ended at once, it would leave its
+    // mount daemon behind.
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("catching signals")?;
+    let handle = signals.handle();
+    let mut child = cmd.spawn().map_err(|e| {
         anyhow::anyhow!("systemd-nspawn: {e} (Debian's systemd-container package has it)")
     })?;
-    Ok(status.code())
+    let nspawn = rustix::process::Pid::from_child(&child);
+    let forwarder = std::thread::spawn(move || {
+        for sig in signals.forever() {
+            if let Some(sig) = rustix::process::Signal::from_named_raw(sig) {
+                let _ = rustix::process::kill_process(nspawn, sig);
+            }
+        }
+    });
+    let status = child.wait();
+    handle.close();
+    let _ = forwarder.join();
+    Ok(status.context("waiting for systemd-nspawn")?.code())
 }
 
 /// Writes the machine's factory-defaults file and boot-complete unit and

@@ -14,6 +14,7 @@ pub mod boot;
 pub mod completion;
 pub mod deb;
 pub mod delta;
+pub mod exitrd;
 pub mod extract;
 pub mod hints;
 pub mod inspect;

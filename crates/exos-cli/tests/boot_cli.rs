@@ -136,9 +136,21 @@ impl Machine {
     }
 
     /// Powers the machine off; what `exos boot` said on stdout.
-    fn power_off(mut self) -> String {
+    fn power_off(self) -> String {
         // The machine goes away under this call: its result is not the test.
         let _ = self.run(&["/usr/bin/systemctl", "poweroff"]);
+        self.wait_for_exit()
+    }
+
+    /// Asks `exos boot` to stop, as a service manager or ^C would (it
+    /// passes the signal on: the machine powers off); what it said.
+    fn terminate(self) -> String {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        self.wait_for_exit()
+    }
+
+    fn wait_for_exit(mut self) -> String {
         let start = Instant::now();
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -154,6 +166,30 @@ impl Machine {
         assert!(status.success(), "exos boot: {status}\n{said}");
         fs::read_to_string(self.log.with_extension("out")).unwrap()
     }
+}
+
+impl Drop for Machine {
+    /// A failed test leaves no machine running: its init is killed, which
+    /// ends systemd-nspawn, and `exos boot` unmounts.
+    fn drop(&mut self) {
+        if self.child.try_wait().is_ok_and(|s| s.is_none()) {
+            if let Some(init) = rustix::process::Pid::from_raw(self.init as i32) {
+                let _ = rustix::process::kill_process(init, rustix::process::Signal::KILL);
+            }
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The mount daemons serving `root`, by their command lines.
+fn daemons_of(root: &Path) -> Vec<String> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("exos-mountd") && c.contains(s(root)))
+        .collect()
 }
 
 /// Makes the Debian 12 system of scripts/debian-system.sh (in `work`) and
@@ -173,6 +209,18 @@ fn install_debian_system(work: &Path, root: &Path) {
     let mut install = vec!["install", "-q", "-r", s(root), "-a", s(&packages)];
     install.extend(names.lines());
     ok(&install);
+}
+
+/// `command` run as the machine's nobody (uid and gid 65534, no groups).
+fn as_nobody<'a>(command: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "/usr/bin/setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ];
+    v.extend_from_slice(command);
+    v
 }
 
 /// Boots `args` and expects a failed boot (exos boot says so and fails).
@@ -209,7 +257,7 @@ fn a_debian_system_boots_from_its_packages_and_falls_back_to_the_last_good_state
 
     // The machine's /etc starts empty: the packages' own are its factory
     // defaults.
-    let m = Machine::boot(&root, tmp.path().join("boot1.log"), &[]);
+    let m = Machine::boot(&root, tmp.path().join("boot1.log"), &["--allow-setuid"]);
     assert_eq!(
         m.ok(&["/usr/bin/systemctl", "is-system-running", "--wait"]),
         "running\n"
@@ -235,11 +283,22 @@ fn a_debian_system_boots_from_its_packages_and_falls_back_to_the_last_good_state
         m.ok(&["/usr/bin/readlink", "/etc/os-release"]),
         "../usr/lib/os-release\n"
     );
+    // With --allow-setuid the system layer's setuid programs work: an
+    // ordinary user becomes another through su (a password-less account).
+    let usr_options = m.ok(&["/usr/bin/findmnt", "-n", "-o", "OPTIONS", "/usr"]);
+    assert!(!usr_options.contains("nosuid"), "{usr_options}");
+    m.ok(&["/usr/sbin/useradd", "-m", "alice"]);
+    m.ok(&["/usr/bin/passwd", "-q", "-d", "alice"]);
+    assert_eq!(
+        m.ok(&as_nobody(&["/usr/bin/su", "alice", "-c", "id -un"])),
+        "alice\n"
+    );
     // A change to /etc is the machine's: kept across boots.
     m.ok(&["/usr/bin/sh", "-c", "echo changed > /etc/issue"]);
     // (The machine's console comes first: nspawn passes it through.)
     let said = m.power_off();
     assert!(said.ends_with("\nState 1 booted well.\n"), "{said}");
+    assert_eq!(daemons_of(&root), Vec::<String>::new());
     let states = ok(&["state", "list", "-r", s(&root)]);
     assert!(
         states
@@ -277,9 +336,16 @@ fn a_debian_system_boots_from_its_packages_and_falls_back_to_the_last_good_state
         "running\n"
     );
     assert_eq!(m.ok(&["/usr/bin/cat", "/etc/issue"]), "changed\n");
-    // (The machine's console comes first: nspawn passes it through.)
-    let said = m.power_off();
+    // Without it /usr is nosuid: su cannot become anyone.
+    let usr_options = m.ok(&["/usr/bin/findmnt", "-n", "-o", "OPTIONS", "/usr"]);
+    assert!(usr_options.contains("nosuid"), "{usr_options}");
+    let o = m.run(&as_nobody(&["/usr/bin/su", "alice", "-c", "id -un"]));
+    assert!(!o.status.success(), "{}", text(&o.stdout));
+    assert_eq!(text(&o.stdout), "");
+    // Stopped by a signal, exos boot powers the machine off and unmounts.
+    let said = m.terminate();
     assert!(said.ends_with("\nState 1 booted well.\n"), "{said}");
+    assert_eq!(daemons_of(&root), Vec::<String>::new());
     let said = fs::read_to_string(tmp.path().join("boot2.log")).unwrap();
     assert!(
         said.contains("state 2 failed 3 boots in a row and never booted well: booting state 1"),
