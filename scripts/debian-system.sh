@@ -39,7 +39,9 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/root/etc/pam.d" "$stage/root/var/lib/pam" "$stage/pkg/etc/pam.d" "$stage/pkg/var/lib"
 for deb in "$dir"/debs/*.deb; do
-  if dpkg-deb -c "$deb" | grep -q '/usr/share/pam-configs/.'; then
+  # (grep reads it all: -q would stop early and, under pipefail, fail the
+  # listing with SIGPIPE.)
+  if dpkg-deb -c "$deb" | grep '/usr/share/pam-configs/.' >/dev/null; then
     dpkg-deb -x "$deb" "$stage/root"
   fi
 done

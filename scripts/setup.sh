@@ -37,30 +37,15 @@ if [ -f "$uring" ] && [ "$(cat "$uring")" != Y ]; then
   fi
 fi
 cargo build --release -q -p exos-cli
-echo "setup: built target/release/exos and target/release/exos-mountd"
+echo "setup: built target/release/exos, exos-mountd and exos-shutdown"
 
 # Install the binaries, the manual page and shell completions under
 # $EXOS_PREFIX (default /usr/local; EXOS_PREFIX= skips this step).
 prefix=${EXOS_PREFIX-/usr/local}
 if [ -n "$prefix" ]; then
   if [ -w "$(dirname "$prefix")" ] || [ -w "$prefix" ]; then
-    install -D -m 755 target/release/exos "$prefix/bin/exos"
-    install -D -m 755 target/release/exos-mountd "$prefix/bin/exos-mountd"
-    mkdir -p "$prefix/share/man/man1" "$prefix/share/bash-completion/completions" \
-      "$prefix/share/zsh/site-functions" "$prefix/share/fish/vendor_completions.d"
-    target/release/exos -q manual --dir "$prefix/share/man/man1"
-    target/release/exos completions bash > "$prefix/share/bash-completion/completions/exos"
-    target/release/exos completions zsh > "$prefix/share/zsh/site-functions/_exos"
-    target/release/exos completions fish > "$prefix/share/fish/vendor_completions.d/exos.fish"
-    # The JSON reference (every --json output) and the README.
-    install -D -m 644 docs/json.md "$prefix/share/doc/exos/json.md"
-    install -D -m 644 README.md "$prefix/share/doc/exos/README.md"
-    # systemd's unit (searched under /usr/local/lib/systemd/system too),
-    # its ExecStart pointing at this prefix.
-    mkdir -p "$prefix/lib/systemd/system"
-    sed "s|/usr/local/bin/|$prefix/bin/|" contrib/systemd/exos-mount@.service \
-      > "$prefix/lib/systemd/system/exos-mount@.service"
-    echo "setup: installed exos, exos-mountd, man page (man exos), bash/zsh/fish completions, exos-mount@.service and docs (share/doc/exos) under $prefix"
+    scripts/install.sh "$prefix"
+    echo "setup: installed exos, exos-mountd, exos-shutdown, man page (man exos), bash/zsh/fish completions, exos-mount@.service and docs (share/doc/exos) under $prefix"
   else
     echo "setup: $prefix is not writable; not installing (set EXOS_PREFIX=DIR, or run as root)"
   fi

@@ -14,7 +14,7 @@
 //!   machine runs once `boot-complete.target` is reached marks N good (a
 //!   file in a directory bound for this boot only). A current state that
 //!   failed `--max-tries` boots in a row and never booted well is passed
-//!   over for the newest state below it that did (see
+//!   over for the state that booted well most recently (see
 //!   [`exos_root::boot::BootRecord::choose`]).
 //! * **Hostile machine.** The machine's root user owns its `/etc`: what
 //!   this writes there is written beneath directory descriptors without
@@ -37,8 +37,14 @@ use crate::output::Out;
 
 /// Where the packages' `/etc` and `/var` are shown inside the machine.
 pub const FACTORY: &str = "/run/exos/factory";
+/// Where the root a machine booted from is shown inside it (writable: its
+/// `exos install`, `upgrade` and `rollback` make states for the next
+/// boot); exos's default root there.
+pub const BOOTED_ROOT: &str = "/run/exos/root";
+/// The number of the state a machine booted, inside it.
+pub const BOOTED_STATE: &str = "/run/exos/booted-state";
 /// Where the boot-complete unit leaves its verdict inside the machine.
-const VERDICT_DIR: &str = "/run/exos/boot";
+pub const VERDICT_DIR: &str = "/run/exos/boot";
 /// The tmpfiles.d file that copies the factory defaults into place: named
 /// to sort last, and naming no path another tmpfiles.d file names (those
 /// lines win, as systemd's own and the packages' rules should).
@@ -52,8 +58,8 @@ pub struct BootArgs {
     #[command(flatten)]
     pub root: crate::RootArg,
     /// The state to boot (default: the current one, unless it failed
-    /// --max-tries boots in a row and never booted well: then the newest
-    /// state below it that did).
+    /// --max-tries boots in a row and never booted well: then the state
+    /// that booted well most recently).
     #[arg(long)]
     pub state: Option<u64>,
     /// Failed boots of the current state before it is passed over.
@@ -81,6 +87,17 @@ pub struct BootArgs {
     /// initramfs to switch root into DIR. ROOT must be on DIR's file system.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["machine", "name", "nspawn"])]
     pub switch_root: Option<PathBuf>,
+    /// With --switch-root: the program the initramfs starts in DIR (its
+    /// `init=`). A state in which it is not a program is refused — the
+    /// boot fails, counted as a failed try of that state — instead of
+    /// leaving the initramfs to start a shell as PID 1.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/sbin/init",
+        requires = "switch_root"
+    )]
+    pub init: PathBuf,
     /// More systemd-nspawn arguments (after `--`), e.g. `--console=pipe`.
     #[arg(last = true, value_name = "NSPAWN_ARG")]
     pub nspawn: Vec<OsString>,
@@ -132,7 +149,7 @@ pub fn boot(args: &BootArgs, out: Out) -> Result<()> {
     };
     if let Some(p) = choice.passed_over {
         out.note(format!(
-            "state {} failed {} boots in a row and never booted well: booting state {}, the newest that did",
+            "state {} failed {} boots in a row and never booted well: booting state {}, the last that booted well",
             p.state, p.tries, choice.state
         ));
     }
@@ -141,7 +158,7 @@ pub fn boot(args: &BootArgs, out: Out) -> Result<()> {
         .write(&record_path)
         .with_context(|| record_path.display().to_string())?;
     if let Some(dir) = &args.switch_root {
-        return switch_root(&root, dir, choice, args.allow_setuid, out);
+        return switch_root(&root, dir, choice, args.allow_setuid, &args.init, out);
     }
 
     // The mount and the binds exist only for this boot's processes (and
@@ -156,6 +173,10 @@ pub fn boot(args: &BootArgs, out: Out) -> Result<()> {
     let verdict = runtime.path().join("verdict");
     std::fs::create_dir(&mnt)?;
     std::fs::create_dir(&verdict)?;
+    std::fs::write(
+        runtime.path().join("booted-state"),
+        format!("{}\n", choice.state),
+    )?;
 
     mount_state(&root, &mnt, runtime.path(), choice.state, args.allow_setuid)?;
     let result = run_machine(args, &root, &machine, &mnt, &verdict, out);
@@ -232,6 +253,7 @@ fn switch_root(
     dir: &Path,
     choice: BootChoice,
     allow_setuid: bool,
+    init: &Path,
     out: Out,
 ) -> Result<()> {
     // The daemon serves from inside DIR (--chroot): once DIR is the root
@@ -277,6 +299,18 @@ fn switch_root(
     }
     let view = mnt.join(exos_packagefs::view::MERGED_SYSTEM);
     prepare_machine(&machine, &view)?;
+    if let Err(why) = check_init(&machine, init) {
+        // Nothing of this state stays mounted: the daemon ends with the
+        // last of its mounts.
+        let _ = rustix::mount::unmount(dir.join("usr"), rustix::mount::UnmountFlags::DETACH);
+        let _ = rustix::mount::unmount(&mnt, rustix::mount::UnmountFlags::DETACH);
+        bail!(
+            "state {} of {} has no init: {} ({why}); this boot counts as a failed try of it",
+            choice.state,
+            root.display(),
+            init.display()
+        );
+    }
     let run = Path::new("/run/exos");
     for part in ["etc", "var"] {
         let at = run.join("factory").join(part);
@@ -288,6 +322,11 @@ fn switch_root(
     std::fs::create_dir_all(&verdict)?;
     rustix::mount::mount_bind(&persistent_verdict_dir(root)?.path, &verdict)
         .with_context(|| format!("binding {}", verdict.display()))?;
+    let shown = Path::new(BOOTED_ROOT);
+    std::fs::create_dir_all(shown)?;
+    rustix::mount::mount_bind(root, shown).with_context(|| format!("binding {BOOTED_ROOT}"))?;
+    std::fs::write(BOOTED_STATE, format!("{}\n", choice.state))
+        .with_context(|| BOOTED_STATE.to_string())?;
     // The binds hold the file system: the mount itself is detached, or
     // the /run moved over it would hide a mount nothing can unmount at
     // shutdown. Unmounting the last bind ends the daemon.
@@ -300,6 +339,59 @@ fn switch_root(
         dir.display()
     ));
     Ok(())
+}
+
+/// Whether `init` names a program in the machine: resolved as the machine
+/// will resolve it (its links taken inside it, as after the switch), a
+/// regular file someone may execute.
+fn check_init(machine: &WalkedDir, init: &Path) -> std::result::Result<(), String> {
+    use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+    let relative = init.strip_prefix("/").unwrap_or(init);
+    let fd = rustix::fs::openat2(
+        machine.fd(),
+        relative,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| std::io::Error::from(e).to_string())?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| std::io::Error::from(e).to_string())?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Err("not a regular file".into());
+    }
+    if stat.st_mode & 0o111 == 0 {
+        return Err("not executable".into());
+    }
+    Ok(())
+}
+
+/// The boot this system is running, seen from inside a machine `exos boot`
+/// booted, when `root` is the root it booted from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunningBoot {
+    /// The state booted.
+    pub state: u64,
+    /// Whether this boot already reached `boot-complete.target`.
+    pub booted_well: bool,
+}
+
+/// [`RunningBoot`] for `root`, if this system booted from it.
+pub fn running_boot(root: &Path) -> Option<RunningBoot> {
+    let booted = std::fs::canonicalize(BOOTED_ROOT).ok()?;
+    if std::fs::canonicalize(root).ok()? != booted {
+        return None;
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(std::fs::File::open(BOOTED_STATE).ok()?, 64),
+        &mut text,
+    )
+    .ok()?;
+    let state = text.trim().parse().ok()?;
+    Some(RunningBoot {
+        state,
+        booted_well: verdict_given(Path::new(VERDICT_DIR)),
+    })
 }
 
 /// Holds `system/state/boot.lock`: one boot of a root at a time.
@@ -444,6 +536,16 @@ fn run_machine(
     let mut bind = OsString::from("--bind=");
     bind.push(verdict);
     bind.push(format!(":{VERDICT_DIR}"));
+    cmd.arg(bind);
+    let mut bind = OsString::from("--bind-ro=");
+    bind.push(verdict.with_file_name("booted-state"));
+    bind.push(format!(":{BOOTED_STATE}"));
+    cmd.arg(bind);
+    // The root itself, for exos inside the machine (states for the next
+    // boot).
+    let mut bind = OsString::from("--bind=");
+    bind.push(root);
+    bind.push(format!(":{BOOTED_ROOT}"));
     cmd.arg(bind).args(&args.nspawn);
     // Arguments of systemd itself: no first-boot questions on the console
     // (users and groups come from sysusers, the machine id from the boot).

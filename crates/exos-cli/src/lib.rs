@@ -39,10 +39,12 @@ pub mod view;
 
 use std::path::PathBuf;
 
-/// `-r/--root`, falling back to `$EXOS_ROOT`.
+/// `-r/--root`, falling back to `$EXOS_ROOT`, then to the root the running
+/// system booted from.
 #[derive(Debug, clap::Args)]
 pub struct RootArg {
-    /// The EXOS root (default: $EXOS_ROOT).
+    /// The EXOS root (default: $EXOS_ROOT; in a system `exos boot` booted,
+    /// the root it booted from, shown at /run/exos/root).
     #[arg(short, long, env = "EXOS_ROOT")]
     pub root: Option<PathBuf>,
 }
@@ -50,8 +52,13 @@ pub struct RootArg {
 impl RootArg {
     /// The root given, or why there is none.
     pub fn path(&self) -> anyhow::Result<&std::path::Path> {
-        self.root
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("which EXOS root? give -r ROOT or set $EXOS_ROOT"))
+        if let Some(root) = self.root.as_deref() {
+            return Ok(root);
+        }
+        let booted = std::path::Path::new(boot::BOOTED_ROOT);
+        if booted.is_dir() {
+            return Ok(booted);
+        }
+        anyhow::bail!("which EXOS root? give -r ROOT or set $EXOS_ROOT")
     }
 }

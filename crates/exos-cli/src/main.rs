@@ -272,7 +272,7 @@ enum Command {
         #[command(flatten)]
         change: manage::ChangeArgs,
     },
-    /// Boot a state of a root as a container (systemd-nspawn, systemd as PID 1): /usr from an exos mount of the state, /etc, /var, /root and /home persistent in the machine's directory (ROOT/data/machine), the packages' /etc and /var copied in where missing. A current state that failed --max-tries boots in a row is passed over for the newest that booted well
+    /// Boot a state of a root as a container (systemd-nspawn, systemd as PID 1): /usr from an exos mount of the state, /etc, /var, /root and /home persistent in the machine's directory (ROOT/data/machine), the packages' /etc and /var copied in where missing. A current state that failed --max-tries boots in a row is passed over for the one that booted well most recently
     Boot(exos_cli::boot::BootArgs),
     /// Make an earlier state current again (default: the one before the current).
     Rollback {

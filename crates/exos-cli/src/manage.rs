@@ -904,9 +904,12 @@ pub struct StateSummary {
     pub change: String,
     pub packages: usize,
     /// How it booted with `exos boot` (a root's own states only; absent
-    /// when never booted).
+    /// when never booted). The boot running now is not counted as failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boot: Option<exos_root::boot::BootOutcome>,
+    /// Whether the system this runs in booted this state (inside a machine
+    /// `exos boot` booted from this root).
+    pub running: bool,
 }
 
 pub fn state(cmd: &StateCommand, out: Out) -> Result<()> {
@@ -921,18 +924,35 @@ pub fn state(cmd: &StateCommand, out: Out) -> Result<()> {
                     &exos_root::Layout::new(root.path()?).boot_record(),
                 )?,
             };
+            let running = match user {
+                Some(_) => None,
+                None => crate::boot::running_boot(root.path()?),
+            };
             let rows = r
                 .states()?
                 .into_iter()
                 .map(|n| {
                     let s = r.state(n)?;
+                    let this_boot = running.filter(|b| b.state == n);
+                    let mut boot = boots.states.get(&n).copied();
+                    if let (Some(b), Some(now)) = (boot.as_mut(), this_boot) {
+                        // Its try was counted as it started: not a failure
+                        // while it runs.
+                        b.tries = b.tries.saturating_sub(1);
+                        if now.booted_well {
+                            b.good = true;
+                            b.tries = 0;
+                            b.last_good = b.last_try;
+                        }
+                    }
                     Ok(StateSummary {
                         state: n,
                         current: Some(n) == current,
                         created: s.created,
                         change: s.change,
                         packages: s.entries.len(),
-                        boot: boots.states.get(&n).copied(),
+                        boot,
+                        running: this_boot.is_some(),
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -951,8 +971,9 @@ pub fn state(cmd: &StateCommand, out: Out) -> Result<()> {
                             ),
                             _ => String::new(),
                         };
+                        let running = if s.running { "  [running now]" } else { "" };
                         format!(
-                            "{} {:>6}  {}  {:>3} packages{boot}  {}\n",
+                            "{} {:>6}  {}  {:>3} packages{running}{boot}  {}\n",
                             if s.current { "*" } else { " " },
                             s.state,
                             crate::listing::format_utc(s.created),

@@ -194,18 +194,30 @@ fn daemons_of(root: &Path) -> Vec<String> {
 
 /// Makes the Debian 12 system of scripts/debian-system.sh (in `work`) and
 /// installs it into a new root at `root`, as docs/boot.md shows.
-fn install_debian_system(work: &Path, root: &Path) {
+/// With `with_exos`, exos itself is one of the system's packages
+/// (scripts/exos-package.sh), to manage the system from inside.
+fn install_debian_system(work: &Path, root: &Path, with_exos: bool) {
     let system = work.join("debian");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/debian-system.sh");
-    let o = Command::new(&script)
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts");
+    let o = Command::new(scripts.join("debian-system.sh"))
         .arg(&system)
         .env("EXOS", env!("CARGO_BIN_EXE_exos"))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
-    ok(&["init", "-q", s(root)]);
-    let names = fs::read_to_string(system.join("names")).unwrap();
     let packages = system.join("packages");
+    let mut names = fs::read_to_string(system.join("names")).unwrap();
+    if with_exos {
+        let bin = Path::new(env!("CARGO_BIN_EXE_exos")).parent().unwrap();
+        let o = Command::new(scripts.join("exos-package.sh"))
+            .arg(&packages)
+            .env("EXOS_BIN_DIR", bin)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        names.push_str("exos\n");
+    }
+    ok(&["init", "-q", s(root)]);
     let mut install = vec!["install", "-q", "-r", s(root), "-a", s(&packages)];
     install.extend(names.lines());
     ok(&install);
@@ -242,7 +254,7 @@ fn a_debian_system_boots_from_its_packages_and_falls_back_to_the_last_good_state
     }
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
-    install_debian_system(tmp.path(), &root);
+    install_debian_system(tmp.path(), &root, false);
     // One package per set of alternatives: the resolver chose.
     let installed = ok(&["list", "--installed", "-r", s(&root)]);
     for chosen in ["libsystemd0", "mawk"] {
@@ -348,7 +360,7 @@ fn a_debian_system_boots_from_its_packages_and_falls_back_to_the_last_good_state
     assert_eq!(daemons_of(&root), Vec::<String>::new());
     let said = fs::read_to_string(tmp.path().join("boot2.log")).unwrap();
     assert!(
-        said.contains("state 2 failed 3 boots in a row and never booted well: booting state 1"),
+        said.contains("state 2 failed 3 boots in a row and never booted well: booting state 1, the last that booted well"),
         "{said}"
     );
     // Asked for by number, a state is booted whatever its record.
@@ -401,150 +413,305 @@ fn can_boot_a_vm() -> Option<PathBuf> {
     }
 }
 
+/// A disk whose root file system is a machine's (/etc, /var, …) with an
+/// EXOS root at /exos on it, and an initramfs made with the hook
+/// contrib/initramfs-tools ships.
+struct VmDisk {
+    kernel: PathBuf,
+    initrd: PathBuf,
+    image: PathBuf,
+    work: PathBuf,
+    boots: usize,
+}
+
+/// What the machine's check prints on its serial console at every boot
+/// (`exos.test=STEP` on the kernel command line picks what it changes).
+const VM_CHECK: &str = r#"#!/bin/sh
+step=$(sed -n 's/.*exos\.test=\([a-z-]*\).*/\1/p' /proc/cmdline)
+id alice >/dev/null 2>&1 || { useradd -m alice && passwd -q -d alice; }
+echo "EXOS-CHECK step=$step state=$(cat /run/exos/booted-state) multi-user=$(systemctl is-active multi-user.target) failed=$(systemctl --failed --plain --no-legend | wc -l) usr=$(findmnt -n -o FSTYPE /usr) verdict=$(ls /run/exos/boot) daemons=$(grep -l -a "^@exos-mountd" /proc/[0-9]*/cmdline | wc -l) etc=$(test -f /etc/pam.d/login && echo factory) su=$(setpriv --reuid=65534 --regid=65534 --clear-groups su alice -c "id -un") hello=$(exos-vm-hello 2>/dev/null || echo none) answer=$((6 * 7))"
+# Changes made from inside are states for the next boot.
+case $step in
+first) exos install -q /srv/exos-vm-hello.hpkg ;;
+installed) exos rollback -q ;;
+rolled-back) exos remove -q -y --force systemd_sysv systemd ;;
+esac
+exos state list | sed 's/^/EXOS-STATE /'
+echo "EXOS-NOW hello=$(exos-vm-hello 2>/dev/null || echo none)"
+"#;
+
+impl VmDisk {
+    fn new(kernel: PathBuf, work: &Path) -> VmDisk {
+        let version = kernel
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("vmlinuz-")
+            .to_string();
+        let disk = work.join("disk");
+        let root = disk.join("exos");
+        install_debian_system(work, &root, true);
+        // The check, run once the machine is up, then off.
+        let units = disk.join("etc/systemd/system");
+        fs::create_dir_all(units.join("multi-user.target.wants")).unwrap();
+        fs::write(disk.join("etc/exos-vm-check"), VM_CHECK).unwrap();
+        fs::write(
+            units.join("exos-vm-check.service"),
+            "[Unit]\nDescription=EXOS VM check\nAfter=multi-user.target exos-boot-complete.service\n\n\
+             [Service]\nType=oneshot\nStandardOutput=tty\nStandardError=tty\nTTYPath=/dev/ttyS0\n\
+             ExecStart=/bin/sh /etc/exos-vm-check\nExecStopPost=/bin/systemctl poweroff\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            "../exos-vm-check.service",
+            units.join("multi-user.target.wants/exos-vm-check.service"),
+        )
+        .unwrap();
+        // A package to install from inside.
+        let hello = work.join("hello");
+        fs::create_dir_all(hello.join("usr/bin")).unwrap();
+        fs::write(
+            hello.join("usr/bin/exos-vm-hello"),
+            "#!/bin/sh\necho installed-from-inside\n",
+        )
+        .unwrap();
+        fs::set_permissions(
+            hello.join("usr/bin/exos-vm-hello"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        fs::write(
+            hello.join("manifest.json"),
+            r#"{"name": "exos_vm_hello", "version": "1", "summary": "A package installed from inside a booted machine", "license": "MIT", "copyright": "2026 The EXOS authors"}"#,
+        )
+        .unwrap();
+        fs::create_dir_all(disk.join("srv")).unwrap();
+        ok(&[
+            "build",
+            "-q",
+            s(&hello),
+            "-o",
+            s(&disk.join("srv/exos-vm-hello.hpkg")),
+        ]);
+        let image = work.join("disk.img");
+        let o = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-d"])
+            .arg(&disk)
+            .arg(&image)
+            .arg("1G")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        // The initramfs: the system's initramfs-tools configuration plus
+        // the hook and script contrib/initramfs-tools ships.
+        let conf = work.join("initramfs-tools");
+        let o = Command::new("cp")
+            .args(["-r", "/etc/initramfs-tools"])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/initramfs-tools");
+        fs::create_dir_all(conf.join("scripts/local-bottom")).unwrap();
+        fs::copy(contrib.join("hooks/exos"), conf.join("hooks/exos")).unwrap();
+        fs::copy(
+            contrib.join("scripts/local-bottom/exos"),
+            conf.join("scripts/local-bottom/exos"),
+        )
+        .unwrap();
+        let initrd = work.join("initrd.img");
+        let bin = Path::new(env!("CARGO_BIN_EXE_exos")).parent().unwrap();
+        let o = Command::new("mkinitramfs")
+            .arg("-d")
+            .arg(&conf)
+            .arg("-o")
+            .arg(&initrd)
+            .arg(&version)
+            .env("EXOS_BIN_DIR", bin)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        VmDisk {
+            kernel,
+            initrd,
+            image,
+            work: work.to_path_buf(),
+            boots: 0,
+        }
+    }
+
+    /// Boots the machine with `more` on the kernel command line until it
+    /// powers off (or, failing, panics: the initramfs reboots, qemu stops);
+    /// its serial console.
+    fn boot(&mut self, more: &str) -> String {
+        self.boots += 1;
+        let serial = self.work.join(format!("serial{}.log", self.boots));
+        let o = Command::new("timeout")
+            .arg("900")
+            .args([
+                "qemu-system-x86_64",
+                "-accel",
+                "tcg",
+                "-m",
+                "1536",
+                "-smp",
+                "2",
+            ])
+            .arg("-kernel")
+            .arg(&self.kernel)
+            .arg("-initrd")
+            .arg(&self.initrd)
+            .arg("-drive")
+            .arg(format!(
+                "file={},format=raw,if=virtio",
+                self.image.display()
+            ))
+            .args([
+                "-append",
+                &format!(
+                    "root=/dev/vda rw console=ttyS0 exos.root=/exos exos.allow-setuid \
+                     systemd.firstboot=off panic=1 {more}"
+                ),
+                "-display",
+                "none",
+                "-no-reboot",
+                "-net",
+                "none",
+            ])
+            .arg("-serial")
+            .arg(format!("file:{}", serial.display()))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let console =
+            String::from_utf8_lossy(&fs::read(&serial).unwrap_or_default()).replace('\r', "");
+        assert!(o.status.success(), "qemu: {}\n{console}", text(&o.stderr));
+        console
+    }
+
+    /// Boots with `exos.test=STEP` and checks the machine came up on its
+    /// packages and shut down cleanly; the console.
+    fn good_boot(&mut self, step: &str, state: u64, hello: &str) -> String {
+        let console = self.boot(&format!("exos.test={step}"));
+        let check = console
+            .lines()
+            .find(|l| l.starts_with("EXOS-CHECK"))
+            .unwrap_or_else(|| panic!("the machine never ran its check:\n{console}"));
+        assert_eq!(
+            check.trim_end(),
+            format!(
+                "EXOS-CHECK step={step} state={state} multi-user=active failed=0 usr=fuse \
+                 verdict=complete daemons=1 etc=factory su=alice hello={hello} answer=42"
+            ),
+            "{console}"
+        );
+        assert!(
+            console.contains(&format!(
+                "exos: state {state} of /root/exos is ready in /root"
+            )),
+            "{console}"
+        );
+        // Shut down cleanly: systemd's units unmount what they can, the
+        // exitrd (exos-shutdown) unmounts /usr — which ends the daemon —
+        // and the root.
+        assert!(!console.contains("Failed unmounting"), "{console}");
+        for said in [
+            "Returning to initrd",
+            "exos-shutdown: unmounted /oldroot/usr\n",
+            "exos-shutdown: unmounted /oldroot\n",
+            "exos-shutdown: everything under /oldroot is unmounted",
+            "reboot: Power down",
+        ] {
+            assert!(console.contains(said), "{said:?} missing:\n{console}");
+        }
+        let o = Command::new("dumpe2fs")
+            .arg("-h")
+            .arg(&self.image)
+            .output()
+            .unwrap();
+        assert!(
+            text(&o.stdout).contains("Filesystem state:         clean\n"),
+            "{}",
+            text(&o.stdout)
+        );
+        console
+    }
+}
+
+/// The `exos state list` a boot's check printed.
+fn states_in(console: &str) -> String {
+    console
+        .lines()
+        .filter_map(|l| l.strip_prefix("EXOS-STATE "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The line of state `n` in `exos state list`.
+fn state_line(states: &str, n: u64) -> &str {
+    states
+        .lines()
+        .find(|l| l.split_whitespace().find(|w| *w != "*") == Some(&n.to_string()))
+        .unwrap_or_else(|| panic!("no state {n}:\n{states}"))
+}
+
 #[test]
-fn a_debian_system_boots_from_its_packages_in_a_vm_through_the_initramfs_hook() {
+fn a_debian_system_boots_from_its_packages_in_a_vm_updates_from_inside_and_falls_back() {
     let Some(kernel) = can_boot_a_vm() else {
         return;
     };
-    let version = kernel
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .trim_start_matches("vmlinuz-")
-        .to_string();
     let tmp = tempfile::tempdir().unwrap();
-    // The disk: its root file system is the machine's (/etc, /var, …), the
-    // EXOS root at /exos on it.
-    let disk = tmp.path().join("disk");
-    let root = disk.join("exos");
-    install_debian_system(tmp.path(), &root);
-    // A check the machine runs once up, on its serial console, then off.
-    let units = disk.join("etc/systemd/system");
-    fs::create_dir_all(units.join("multi-user.target.wants")).unwrap();
-    fs::write(
-        units.join("exos-vm-check.service"),
-        r#"[Unit]
-Description=EXOS VM check
-After=multi-user.target exos-boot-complete.service
+    let mut vm = VmDisk::new(kernel, tmp.path());
 
-[Service]
-Type=oneshot
-StandardOutput=tty
-TTYPath=/dev/ttyS0
-ExecStart=/bin/sh -c 'echo "EXOS-CHECK multi-user=$(systemctl is-active multi-user.target) failed=$(systemctl --failed --plain --no-legend | wc -l) usr=$(findmnt -n -o FSTYPE /usr) verdict=$(ls /run/exos/boot) daemons=$(grep -l -a "^@exos-mountd" /proc/[0-9]*/cmdline | wc -l) etc=$(test -f /etc/pam.d/login && echo factory) answer=$((6 * 7))"'
-ExecStartPost=/bin/systemctl poweroff
-"#,
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(
-        "../exos-vm-check.service",
-        units.join("multi-user.target.wants/exos-vm-check.service"),
-    )
-    .unwrap();
-    let image = tmp.path().join("disk.img");
-    let o = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-d"])
-        .arg(&disk)
-        .arg(&image)
-        .arg("1G")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    // The initramfs: the system's initramfs-tools configuration plus the
-    // hook and script contrib/initramfs-tools ships.
-    let conf = tmp.path().join("initramfs-tools");
-    let o = Command::new("cp")
-        .args(["-r", "/etc/initramfs-tools"])
-        .arg(&conf)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/initramfs-tools");
-    fs::create_dir_all(conf.join("scripts/local-bottom")).unwrap();
-    fs::copy(contrib.join("hooks/exos"), conf.join("hooks/exos")).unwrap();
-    fs::copy(
-        contrib.join("scripts/local-bottom/exos"),
-        conf.join("scripts/local-bottom/exos"),
-    )
-    .unwrap();
-    let initrd = tmp.path().join("initrd.img");
-    let bin = Path::new(env!("CARGO_BIN_EXE_exos")).parent().unwrap();
-    let o = Command::new("mkinitramfs")
-        .arg("-d")
-        .arg(&conf)
-        .arg("-o")
-        .arg(&initrd)
-        .arg(&version)
-        .env("EXOS_BIN_DIR", bin)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let serial = tmp.path().join("serial.log");
-    let o = Command::new("timeout")
-        .arg("900")
-        .args([
-            "qemu-system-x86_64",
-            "-accel",
-            "tcg",
-            "-m",
-            "1536",
-            "-smp",
-            "2",
-        ])
-        .arg("-kernel")
-        .arg(&kernel)
-        .arg("-initrd")
-        .arg(&initrd)
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", image.display()))
-        .args([
-            "-append",
-            "root=/dev/vda rw console=ttyS0 exos.root=/exos systemd.firstboot=off panic=1",
-            "-display",
-            "none",
-            "-no-reboot",
-            "-net",
-            "none",
-        ])
-        .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let console = String::from_utf8_lossy(&fs::read(&serial).unwrap_or_default()).into_owned();
-    assert!(o.status.success(), "qemu: {}\n{console}", text(&o.stderr));
-    let check = console
-        .lines()
-        .find(|l| l.starts_with("EXOS-CHECK"))
-        .unwrap_or_else(|| panic!("the machine never ran its check:\n{console}"));
-    assert_eq!(
-        check.trim_end(),
-        "EXOS-CHECK multi-user=active failed=0 usr=fuse verdict=complete daemons=1 etc=factory answer=42",
+    // State 1. exos inside installs a package: state 2, for the next boot
+    // (the running /usr does not change under its programs).
+    let console = vm.good_boot("first", 1, "none");
+    assert!(console.contains("EXOS-NOW hello=none"), "{console}");
+    let states = states_in(&console);
+    assert!(state_line(&states, 1).contains("[running now]"), "{states}");
+    assert!(state_line(&states, 2).starts_with('*'), "{states}");
+    // (Shown with --nocapture: how the machine shuts down.)
+    let from = console.find("systemd-shutdown[1]: Syncing").unwrap_or(0);
+    println!("{}", &console[from..]);
+
+    // State 2 boots; inside, a rollback makes a state 3 with state 1's
+    // packages, current for the next boot.
+    let console = vm.good_boot("installed", 2, "installed-from-inside");
+    let states = states_in(&console);
+    assert!(state_line(&states, 1).contains("[booted well]"), "{states}");
+    assert!(state_line(&states, 2).contains("[running now]"), "{states}");
+    let rollback = state_line(&states, 3);
+    assert!(
+        rollback.starts_with('*') && rollback.contains("rollback to state 1"),
+        "{states}"
+    );
+
+    // State 3; inside, a state without init is made (4).
+    vm.good_boot("rolled-back", 3, "none");
+
+    // State 4 cannot boot: counted three times, then the boot falls back
+    // to state 3, the last that booted well (not 2, rolled back from).
+    for n in 1..=3 {
+        let console = vm.boot("");
+        assert!(
+            console.contains(
+                "exos: state 4 of /root/exos has no init: /sbin/init (No such file or directory"
+            ) && console.contains("Rebooting automatically due to panic= boot argument"),
+            "boot {n}:\n{console}"
+        );
+        assert!(!console.contains("EXOS-CHECK"), "boot {n}:\n{console}");
+    }
+    let console = vm.good_boot("fallback", 3, "none");
+    assert!(
+        console.contains(
+            "exos: state 4 failed 3 boots in a row and never booted well: booting state 3, the last that booted well"
+        ),
         "{console}"
     );
+    let states = states_in(&console);
+    let failed = state_line(&states, 4);
     assert!(
-        console.contains("exos: state 1 of /root/exos is ready in /root"),
-        "{console}"
-    );
-    assert!(console.contains("reboot: Power down"), "{console}");
-    // The boot was counted, and its verdict waits on the disk for the next
-    // boot (which marks state 1 good).
-    let o = Command::new("debugfs")
-        .args(["-R", "cat /exos/system/state/boot.json"])
-        .arg(&image)
-        .output()
-        .unwrap();
-    let record: serde_json::Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("boot.json on the disk: {e}: {}", text(&o.stdout)));
-    assert_eq!(record["states"]["1"]["tries"], 1, "{record}");
-    let o = Command::new("debugfs")
-        .args(["-R", "stat /exos/data/boot-verdict/complete"])
-        .arg(&image)
-        .output()
-        .unwrap();
-    assert!(
-        text(&o.stdout).contains("Type: regular"),
-        "{}",
-        text(&o.stdout)
+        failed.starts_with('*') && failed.contains("[3 failed boots]"),
+        "{states}"
     );
 }

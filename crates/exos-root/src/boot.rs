@@ -4,10 +4,10 @@
 //! A boot of state N counts a try before it starts; reaching
 //! `boot-complete.target` marks N good. A state tried [`BootRecord::choose`]'s
 //! `max_tries` times without ever booting well is passed over for the
-//! newest state below it that did.
+//! state that booted well most recently.
 //!
 //! ```json
-//! {"states": {"3": {"tries": 1, "good": true, "last_try": 1765080000}}}
+//! {"states": {"3": {"tries": 0, "good": true, "last_try": 1765080000, "last_good": 1765080000}}}
 //! ```
 //!
 //! One parser ([`BootRecord::parse`]), bounded (1 MiB, 100,000 states),
@@ -36,6 +36,10 @@ pub struct BootOutcome {
     pub good: bool,
     /// When it was last started (seconds since the epoch).
     pub last_try: u64,
+    /// When the last boot that went well started (seconds since the epoch;
+    /// 0: never, or before this was recorded).
+    #[serde(default)]
+    pub last_good: u64,
 }
 
 /// The whole file.
@@ -114,8 +118,10 @@ impl BootRecord {
 
     /// The state to boot when `wanted` is asked for (or is current):
     /// `wanted` itself unless it failed `max_tries` boots and never booted
-    /// well, then the newest of `states` below it that booted well (none:
-    /// `wanted` all the same). An explicit choice is the caller's to
+    /// well, then the one of `states` that booted well most recently (the
+    /// system as it last worked, as greenboot goes back to the deployment
+    /// booted before: not a state rolled back from because it was newer;
+    /// of equal times the newest) — none: `wanted` all the same. An explicit choice is the caller's to
     /// honour: it is not passed through here.
     pub fn choose(&self, wanted: u64, states: &[u64], max_tries: u32) -> BootChoice {
         let outcome = self.states.get(&wanted).copied().unwrap_or_default();
@@ -128,8 +134,12 @@ impl BootRecord {
         let fallback = states
             .iter()
             .copied()
-            .filter(|&s| s < wanted && self.states.get(&s).is_some_and(|o| o.good))
-            .max();
+            .filter_map(|s| {
+                let o = self.states.get(&s).filter(|o| o.good && s != wanted)?;
+                Some((o.last_good, s))
+            })
+            .max()
+            .map(|(_, s)| s);
         match fallback {
             Some(state) => BootChoice {
                 state,
@@ -157,6 +167,7 @@ impl BootRecord {
         let o = self.states.entry(state).or_default();
         o.good = true;
         o.tries = 0;
+        o.last_good = o.last_try;
     }
 
     /// Forgets states that no longer exist (after `exos gc`).
@@ -188,6 +199,16 @@ mod tests {
         r.booted_well(3);
         assert_eq!(r.choose(3, &states, 3).state, 3);
         // With no good state to fall back to, the state is tried anyway.
+        // Rolled back from 4 to 1, then 5 made from 1 keeps failing: back
+        // to 1, the system as it last worked, not to 4.
+        r.tried(4, 20);
+        r.booted_well(4);
+        r.tried(1, 30);
+        r.booted_well(1);
+        for n in 1..=3 {
+            r.tried(5, 40 + n);
+        }
+        assert_eq!(r.choose(5, &[1, 2, 3, 4, 5], 3).state, 1);
         let mut fresh = BootRecord::default();
         for _ in 0..5 {
             fresh.tried(2, 1);
