@@ -18,7 +18,7 @@
 # and print a table comparing it with the default (FUSE over io_uring,
 # which the script turns on for its run, see bench/fslib.sh).
 #
-# TREEs are names known to bench/trees.sh (python, boost, userland) or
+# TREEs are names known to bench/trees.sh (python, boost, userland, include, perldoc, locale, cargo) or
 # directories; the default is all three names. Images: `exos build` (zlib
 # 9), `mksquashfs -comp gzip` (zlib 9), and `mkfs.erofs -zlz4hc` (Debian
 # 12's erofs-utils has no deflate). Every cold measurement starts from a

@@ -10,6 +10,13 @@
 #             coreutils, python3.11, perl, git and what they need: binaries,
 #             libraries, modules, docs, man pages, symlinks); it is also
 #             what bench/startup.sh chroots into
+#   include   /usr/include as installed (headers: about 8,000 files)
+#   perldoc   Perl's library (/usr/share/perl, /usr/share/perl5) and
+#             /usr/share/doc, copied together (small texts and
+#             already-compressed changelogs: about 6,500 files)
+#   locale    /usr/share/locale as installed (message catalogs, ~4,000)
+#   cargo     the cargo registry's unpacked sources (~/.cargo/registry/src:
+#             Rust source trees, ~14,000 files)
 #   DIR       any directory, used as it is
 #
 #   bench/trees.sh NAME...        (downloads with apt-get; run apt-get update first)
@@ -62,8 +69,23 @@ for name in "$@"; do
         touch "$dir.done"
       fi
       echo "$dir" ;;
+    include|locale)
+      dir=/usr/$([ "$name" = include ] && echo include || echo share/locale)
+      [ -d "$dir" ] || { echo "$dir missing" >&2; exit 1; }
+      echo "$dir" ;;
+    perldoc)
+      dir=$work/perldoc
+      if [ ! -e "$dir.done" ]; then
+        rm -rf "$dir" && mkdir -p "$dir"
+        cp -a /usr/share/perl /usr/share/perl5 /usr/share/doc "$dir/" && touch "$dir.done"
+      fi
+      echo "$dir" ;;
+    cargo)
+      dir=${CARGO_HOME:-$HOME/.cargo}/registry/src
+      [ -d "$dir" ] || { echo "$dir missing: build the project once (cargo fetch)" >&2; exit 1; }
+      echo "$dir" ;;
     *)
-      [ -d "$name" ] || { echo "unknown tree $name (python, boost, userland or a directory)" >&2; exit 1; }
+      [ -d "$name" ] || { echo "unknown tree $name (python, boost, userland, include, perldoc, locale, cargo or a directory)" >&2; exit 1; }
       (cd "$name" && pwd) ;;
   esac
 done
