@@ -173,13 +173,15 @@ pub fn boot(args: &BootArgs, out: Out) -> Result<()> {
     let verdict = runtime.path().join("verdict");
     std::fs::create_dir(&mnt)?;
     std::fs::create_dir(&verdict)?;
-    std::fs::write(
-        runtime.path().join("booted-state"),
-        format!("{}\n", choice.state),
-    )?;
+    let booted_state = runtime.path().join("booted-state");
+    std::fs::write(&booted_state, format!("{}\n", choice.state))?;
 
     mount_state(&root, &mnt, runtime.path(), choice.state, args.allow_setuid)?;
-    let result = run_machine(args, &root, &machine, &mnt, &verdict, out);
+    let shown = Shown {
+        verdict: &verdict,
+        booted_state: &booted_state,
+    };
+    let result = run_machine(args, &root, &machine, &mnt, shown, out);
     // The bind of /usr holds the mount: gone first, or the unmount finds
     // it busy and the daemon lives on.
     let _ = rustix::mount::unmount(
@@ -508,12 +510,20 @@ fn unmount(mnt: &Path) {
 /// Writes the machine's factory-defaults file and boot-complete unit,
 /// binds the state's `/usr`, and runs systemd-nspawn until the machine
 /// powers off; its exit code.
+/// What `exos boot` binds into the machine under `/run/exos` besides the
+/// root: the verdict directory (writable) and the booted state's number.
+#[derive(Clone, Copy)]
+struct Shown<'a> {
+    verdict: &'a Path,
+    booted_state: &'a Path,
+}
+
 fn run_machine(
     args: &BootArgs,
     root: &Path,
     machine: &WalkedDir,
     mnt: &Path,
-    verdict: &Path,
+    shown: Shown<'_>,
     out: Out,
 ) -> Result<Option<i32>> {
     let view = mnt.join(exos_packagefs::view::MERGED_SYSTEM);
@@ -534,11 +544,11 @@ fn run_machine(
         cmd.arg(bind);
     }
     let mut bind = OsString::from("--bind=");
-    bind.push(verdict);
+    bind.push(shown.verdict);
     bind.push(format!(":{VERDICT_DIR}"));
     cmd.arg(bind);
     let mut bind = OsString::from("--bind-ro=");
-    bind.push(verdict.with_file_name("booted-state"));
+    bind.push(shown.booted_state);
     bind.push(format!(":{BOOTED_STATE}"));
     cmd.arg(bind);
     // The root itself, for exos inside the machine (states for the next

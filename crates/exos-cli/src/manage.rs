@@ -918,7 +918,7 @@ pub fn state(cmd: &StateCommand, out: Out) -> Result<()> {
             let user = mine.name()?;
             let r = crate::users::read(root.path()?, user.as_ref())?;
             let current = r.current_number()?;
-            let boots = match user {
+            let mut boots = match user {
                 Some(_) => exos_root::boot::BootRecord::default(),
                 None => exos_root::boot::BootRecord::read(
                     &exos_root::Layout::new(root.path()?).boot_record(),
@@ -928,31 +928,22 @@ pub fn state(cmd: &StateCommand, out: Out) -> Result<()> {
                 Some(_) => None,
                 None => crate::boot::running_boot(root.path()?),
             };
+            if let Some(now) = running {
+                boots.while_running(now.state, now.booted_well);
+            }
             let rows = r
                 .states()?
                 .into_iter()
                 .map(|n| {
                     let s = r.state(n)?;
-                    let this_boot = running.filter(|b| b.state == n);
-                    let mut boot = boots.states.get(&n).copied();
-                    if let (Some(b), Some(now)) = (boot.as_mut(), this_boot) {
-                        // Its try was counted as it started: not a failure
-                        // while it runs.
-                        b.tries = b.tries.saturating_sub(1);
-                        if now.booted_well {
-                            b.good = true;
-                            b.tries = 0;
-                            b.last_good = b.last_try;
-                        }
-                    }
                     Ok(StateSummary {
                         state: n,
                         current: Some(n) == current,
                         created: s.created,
                         change: s.change,
                         packages: s.entries.len(),
-                        boot,
-                        running: this_boot.is_some(),
+                        boot: boots.states.get(&n).copied(),
+                        running: running.is_some_and(|b| b.state == n),
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;

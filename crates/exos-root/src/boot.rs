@@ -121,8 +121,9 @@ impl BootRecord {
     /// well, then the one of `states` that booted well most recently (the
     /// system as it last worked, as greenboot goes back to the deployment
     /// booted before: not a state rolled back from because it was newer;
-    /// of equal times the newest) — none: `wanted` all the same. An explicit choice is the caller's to
-    /// honour: it is not passed through here.
+    /// of equal times the newest) — none: `wanted` all the same. An
+    /// explicit choice is the caller's to honour: it is not passed through
+    /// here.
     pub fn choose(&self, wanted: u64, states: &[u64], max_tries: u32) -> BootChoice {
         let outcome = self.states.get(&wanted).copied().unwrap_or_default();
         if outcome.good || outcome.tries < max_tries.max(1) {
@@ -170,6 +171,20 @@ impl BootRecord {
         o.last_good = o.last_try;
     }
 
+    /// The record as seen from inside a running boot of `state`: its try
+    /// was counted as it started, so it is no failure while it runs, and
+    /// once it reached `boot-complete.target` (`booted_well`) it is good —
+    /// what the next boot will record.
+    pub fn while_running(&mut self, state: u64, booted_well: bool) {
+        let Some(o) = self.states.get_mut(&state) else {
+            return;
+        };
+        o.tries = o.tries.saturating_sub(1);
+        if booted_well {
+            self.booted_well(state);
+        }
+    }
+
     /// Forgets states that no longer exist (after `exos gc`).
     pub fn keep_only(&mut self, states: &[u64]) {
         self.states.retain(|s, _| states.contains(s));
@@ -198,7 +213,6 @@ mod tests {
         // Once it boots well, it is chosen again whatever it failed before.
         r.booted_well(3);
         assert_eq!(r.choose(3, &states, 3).state, 3);
-        // With no good state to fall back to, the state is tried anyway.
         // Rolled back from 4 to 1, then 5 made from 1 keeps failing: back
         // to 1, the system as it last worked, not to 4.
         r.tried(4, 20);
@@ -209,11 +223,30 @@ mod tests {
             r.tried(5, 40 + n);
         }
         assert_eq!(r.choose(5, &[1, 2, 3, 4, 5], 3).state, 1);
+        // With no good state to fall back to, the state is tried anyway.
         let mut fresh = BootRecord::default();
         for _ in 0..5 {
             fresh.tried(2, 1);
         }
         assert_eq!(fresh.choose(2, &states, 3).state, 2);
+    }
+
+    #[test]
+    fn a_running_boot_is_no_failure_and_good_once_complete() {
+        let mut r = BootRecord::default();
+        r.tried(2, 10);
+        r.tried(2, 20);
+        let mut seen = r.clone();
+        seen.while_running(2, false);
+        assert_eq!(seen.states[&2].tries, 1);
+        assert!(!seen.states[&2].good);
+        seen = r.clone();
+        seen.while_running(2, true);
+        let o = seen.states[&2];
+        assert!(o.good && o.tries == 0 && o.last_good == 20);
+        // A state never tried is left as it is.
+        seen.while_running(7, true);
+        assert!(!seen.states.contains_key(&7));
     }
 
     #[test]
