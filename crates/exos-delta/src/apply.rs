@@ -12,7 +12,7 @@ use sha2::Digest;
 use zstd::zstd_safe::{self, DParameter};
 
 use crate::error::{invalid, io, package, DeltaError, Result};
-use crate::format::{DeltaReader, FileId, Recipe, MAX_WINDOW_LOG};
+use crate::format::{DeltaReader, FileId, Recipe, SegmentData, MAX_WINDOW_LOG};
 use exos_root::Sha256;
 
 /// What applying a delta made.
@@ -86,6 +86,9 @@ pub fn apply(old: &Path, delta: &Path, out: &Path) -> Result<Applied> {
             ));
         }
         reference.clear();
+        // One decompressed chunk kept across ranges: copies list many
+        // small neighbouring ranges.
+        let mut last = None;
         for r in &seg.refs {
             if r.offset
                 .checked_add(r.len as u64)
@@ -103,37 +106,29 @@ pub fn apply(old: &Path, delta: &Path, out: &Path) -> Result<Applied> {
             }
             let start = reference.len();
             reference.resize(start + r.len as usize, 0);
-            let mut last = None;
             old_heap
                 .read_exact_at_uncached(r.offset, &mut reference[start..], &mut last)
                 .map_err(package(old))?;
         }
-        let zerr = |c: usize| {
-            invalid(
-                delta,
-                format!("segment {segments}: zstd: {}", zstd_safe::get_error_name(c)),
-            )
-        };
-        let mut dctx = zstd_safe::DCtx::create();
-        dctx.set_parameter(DParameter::WindowLogMax(MAX_WINDOW_LOG))
-            .map_err(zerr)?;
-        if !reference.is_empty() {
-            dctx.ref_prefix(&reference).map_err(zerr)?;
+        match &seg.data {
+            SegmentData::Copy => {
+                if reference.len() != seg.out_len as usize {
+                    return Err(invalid(
+                        delta,
+                        format!(
+                            "segment {segments}: a copy of {} bytes for {}",
+                            reference.len(),
+                            seg.out_len
+                        ),
+                    ));
+                }
+                pending.extend_from_slice(&reference);
+            }
+            SegmentData::Frame(frame) => {
+                let out = decompress_segment(frame, &reference, seg.out_len, segments, delta)?;
+                pending.extend_from_slice(&out);
+            }
         }
-        let mut seg_out: Vec<u8> = Vec::with_capacity(seg.out_len as usize);
-        let n = dctx.decompress(&mut seg_out, &seg.frame).map_err(zerr)?;
-        if n != seg.out_len as usize {
-            return Err(invalid(
-                delta,
-                format!(
-                    "segment {segments} decompresses to {n} bytes, not its {}",
-                    seg.out_len
-                ),
-            ));
-        }
-        drop(dctx);
-        pending.extend_from_slice(&seg_out);
-        drop(seg_out);
         let whole = BATCH_CHUNKS * CHUNK_SIZE as usize;
         while pending.len() >= whole {
             store.batch(&pending[..whole], &mut reader, &mut w, delta, out)?;
@@ -198,6 +193,37 @@ pub fn apply(old: &Path, delta: &Path, out: &Path) -> Result<Applied> {
         segments,
         chunks: store.chunk,
     })
+}
+
+/// Decompresses one segment's frame against its reference.
+fn decompress_segment(
+    frame: &[u8],
+    reference: &[u8],
+    out_len: u32,
+    segments: u64,
+    delta: &Path,
+) -> Result<Vec<u8>> {
+    let zerr = |c: usize| {
+        invalid(
+            delta,
+            format!("segment {segments}: zstd: {}", zstd_safe::get_error_name(c)),
+        )
+    };
+    let mut dctx = zstd_safe::DCtx::create();
+    dctx.set_parameter(DParameter::WindowLogMax(MAX_WINDOW_LOG))
+        .map_err(zerr)?;
+    if !reference.is_empty() {
+        dctx.ref_prefix(reference).map_err(zerr)?;
+    }
+    let mut seg_out: Vec<u8> = Vec::with_capacity(out_len as usize);
+    let n = dctx.decompress(&mut seg_out, frame).map_err(zerr)?;
+    if n != out_len as usize {
+        return Err(invalid(
+            delta,
+            format!("segment {segments} decompresses to {n} bytes, not its {out_len}"),
+        ));
+    }
+    Ok(seg_out)
 }
 
 /// Writes through to `inner`, hashing, and refuses to grow past `limit`

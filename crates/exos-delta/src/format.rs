@@ -1,7 +1,7 @@
 //! The delta file (`.delta`), all integers little-endian:
 //!
 //! ```text
-//! 0    magic "exosdlt1"
+//! 0    magic "exosdlt2" ("exosdlt1": version 1, no copy segments)
 //! 8    from: size u64, SHA-256 [32]      the old package
 //! 48   to:   size u64, SHA-256 [32]      the package the delta rebuilds
 //! 88   compression u16 (HPKG's code), recompression level u16
@@ -15,7 +15,10 @@
 //! A segment: `out_len u32`, `ref_count u16`, `ref_count × (offset u64,
 //! len u32)` ranges of the old uncompressed heap, `frame_len u32`, a zstd
 //! frame that decompresses, with the concatenated ranges as its prefix, to
-//! exactly `out_len` bytes. A recipe: tag `0` raw; `1` recompress, then
+//! exactly `out_len` bytes. Since version 2, a `frame_len` of 0 (no zstd
+//! frame is empty) makes a *copy* segment: its output is the concatenated
+//! ranges themselves, which must be `out_len` bytes — unchanged files cost
+//! a range each instead of a compression against themselves. A recipe: tag `0` raw; `1` recompress, then
 //! the stored length u32; `2` literal, then length u32 and the bytes.
 //!
 //! [`DeltaReader`] is the one parser. It allocates only what it has read
@@ -32,8 +35,11 @@ use exos_root::Sha256;
 
 use crate::error::{invalid, io, Result};
 
-/// The first bytes of every delta file.
-pub const MAGIC: [u8; 8] = *b"exosdlt1";
+/// The first bytes of every delta file this version writes.
+pub const MAGIC: [u8; 8] = *b"exosdlt2";
+/// The first bytes of a version-1 delta (read, never written): no copy
+/// segments.
+pub const MAGIC_V1: [u8; 8] = *b"exosdlt1";
 /// Bytes of the header before the new package's HPKG header.
 pub const FIXED_HEADER: usize = 128;
 /// Largest HPKG header a delta carries.
@@ -132,15 +138,25 @@ pub struct RefRange {
     pub len: u32,
 }
 
+/// How a segment gives its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SegmentData {
+    /// The reference itself, unchanged (version 2).
+    Copy,
+    /// A zstd frame compressed with the reference as prefix.
+    Frame(Vec<u8>),
+}
+
 /// A piece of the new uncompressed heap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
     /// Bytes of the new heap the segment gives.
     pub out_len: u32,
-    /// The old heap's ranges, concatenated, that its frame refers to.
+    /// The old heap's ranges, concatenated: the frame's prefix, or the
+    /// output of a copy.
     pub refs: Vec<RefRange>,
-    /// A zstd frame compressed with the reference as prefix.
-    pub frame: Vec<u8>,
+    /// A copy of the reference or a frame against it.
+    pub data: SegmentData,
 }
 
 impl Segment {
@@ -152,8 +168,12 @@ impl Segment {
             out.extend_from_slice(&r.offset.to_le_bytes());
             out.extend_from_slice(&r.len.to_le_bytes());
         }
-        out.extend_from_slice(&(self.frame.len() as u32).to_le_bytes());
-        out.extend_from_slice(&self.frame);
+        let frame: &[u8] = match &self.data {
+            SegmentData::Copy => &[],
+            SegmentData::Frame(f) => f,
+        };
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(frame);
     }
 
     /// Bytes of the old heap it refers to.
@@ -204,6 +224,8 @@ struct Section {
 /// Reads a delta: its header on open, then segments and recipes in order.
 pub struct DeltaReader {
     path: PathBuf,
+    /// 1 or 2 (which segment kinds are allowed).
+    version: u8,
     header: DeltaHeader,
     segments: Section,
     recipes: Section,
@@ -222,9 +244,16 @@ impl DeltaReader {
             ));
         }
         f.read_exact(&mut fixed).map_err(io(path))?;
-        if fixed[0..8] != MAGIC {
-            return Err(invalid(path, "no \"exosdlt1\" magic (not an exos delta)"));
-        }
+        let version = if fixed[0..8] == MAGIC {
+            2
+        } else if fixed[0..8] == MAGIC_V1 {
+            1
+        } else {
+            return Err(invalid(
+                path,
+                "no \"exosdlt2\" or \"exosdlt1\" magic (not an exos delta)",
+            ));
+        };
         let u64_at = |o: usize| u64::from_le_bytes(fixed[o..o + 8].try_into().unwrap());
         let id_at = |o: usize| FileId {
             size: u64_at(o),
@@ -285,6 +314,7 @@ impl DeltaReader {
         let seg_start = FIXED_HEADER as u64 + header_len as u64;
         Ok(DeltaReader {
             path: path.to_path_buf(),
+            version,
             segments: section(seg_start, segments_length, "segments")?,
             recipes: section(seg_start + segments_length, recipes_length, "recipes")?,
             header: DeltaHeader {
@@ -352,6 +382,25 @@ impl DeltaReader {
             refs.push(r);
         }
         let frame_len = read_u32(s, p)?;
+        if frame_len == 0 {
+            if self.version < 2 {
+                return Err(invalid(
+                    p,
+                    "an empty zstd frame (copy segments need version 2)",
+                ));
+            }
+            if total != out_len as u64 {
+                return Err(invalid(
+                    p,
+                    format!("a copy segment of {out_len} bytes from {total} bytes of reference"),
+                ));
+            }
+            return Ok(Some(Segment {
+                out_len,
+                refs,
+                data: SegmentData::Copy,
+            }));
+        }
         let bound = zstd::zstd_safe::compress_bound(out_len as usize) as u64;
         if frame_len as u64 > bound {
             return Err(invalid(
@@ -363,7 +412,7 @@ impl DeltaReader {
         Ok(Some(Segment {
             out_len,
             refs,
-            frame,
+            data: SegmentData::Frame(frame),
         }))
     }
 

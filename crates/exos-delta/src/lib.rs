@@ -31,5 +31,5 @@ pub mod make;
 
 pub use apply::{apply, Applied};
 pub use error::{DeltaError, Result};
-pub use format::{DeltaHeader, DeltaReader, FileId, Recipe, Segment};
+pub use format::{DeltaHeader, DeltaReader, FileId, Recipe, Segment, SegmentData};
 pub use make::{make, make_with_progress, DeltaStats, MakeOptions};

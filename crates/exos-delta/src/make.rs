@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use zstd::zstd_safe::{self, CParameter};
 
 use crate::error::{invalid, io, package, Result};
-use crate::format::{window_log, DeltaHeader, FileId, Recipe, RefRange, Segment};
+use crate::format::{window_log, DeltaHeader, FileId, Recipe, RefRange, Segment, SegmentData};
 
 /// How to make a delta.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +48,8 @@ pub struct DeltaStats {
     pub delta_size: u64,
     /// Segments in the delta.
     pub segments: u64,
+    /// Of them, copies of unchanged old bytes (nothing compressed).
+    pub segments_copied: u64,
     /// New files whose old counterpart was found (by path or by name).
     pub files_matched: u64,
     /// New files with no old counterpart.
@@ -64,13 +66,24 @@ pub struct DeltaStats {
     pub recompression_level: i32,
 }
 
-/// The largest piece of one file a segment takes, the segment size aimed
-/// at, and the reference size aimed at (caps in `format` are twice these).
-const PIECE: u64 = 4 << 20;
-const SEGMENT_TARGET: u64 = 8 << 20;
+/// The largest piece of one file a segment takes, and the old bytes
+/// around a changed piece of a large file (for content that moved a
+/// little), to which the difference in the file's sizes (content that
+/// moved further) is added up to [`MAX_SHIFT`]. Pieces are small so that
+/// the work spreads over the cores; wider references cost time (zstd
+/// indexes every reference byte) for little: on libssl3, 1 MiB pieces
+/// with 1 MiB around made the same delta in 4.5 s as 512 KiB with 256 KiB
+/// around in 3.2 s (BENCHMARKS.md).
+const PIECE: u64 = 512 << 10;
+const SLACK: u64 = 256 << 10;
+const MAX_SHIFT: u64 = 8 << 20;
+/// New bytes one task reads and compares with their counterparts at once.
+const WINDOW: u64 = 8 << 20;
+/// The new bytes and the reference a compressed segment aims at (the caps
+/// in `format` are larger): small enough that a package whose files all
+/// changed still keeps every core busy.
+const SEGMENT_TARGET: u64 = 1 << 20;
 const REFERENCE_TARGET: u64 = 24 << 20;
-/// Old bytes around a large file's piece, for content that moved a little.
-const SLACK: u64 = 1 << 20;
 
 /// A range of a heap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,10 +98,15 @@ impl Span {
     }
 }
 
-/// A run of the new heap and the old bytes it likely resembles.
+/// A run of the new heap and where its old counterpart is.
 struct Piece {
     new: Span,
-    old: Option<Span>,
+    /// The counterpart's bytes at the same place and of the same length:
+    /// when they are equal, the piece is copied instead of compressed.
+    aligned: Option<Span>,
+    /// The old bytes a changed piece likely resembles (the aligned bytes
+    /// with slack around).
+    near: Option<Span>,
 }
 
 /// Makes a delta from `old` to `new` at `out` (written to a temporary file,
@@ -115,7 +133,7 @@ pub fn make_with_progress(
     let oldp = Package::open(old).map_err(package(old))?;
     let newp = Package::open(new).map_err(package(new))?;
     let (pieces, matched, unmatched) = plan_pieces(&oldp, &newp)?;
-    let plans = group(pieces);
+    let windows = windows(&pieces);
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -125,22 +143,32 @@ pub fn make_with_progress(
         .num_threads(threads)
         .build()
         .map_err(|e| invalid(out, e.to_string()))?;
-    let total = plans.len() as u64 + newp.heap().chunk_count();
+    let total = windows.len() as u64 + newp.heap().chunk_count();
     let done = std::sync::atomic::AtomicU64::new(0);
     let step = || {
         let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         progress(n, total);
     };
-    let segments: Vec<Segment> = pool.install(|| {
-        plans
-            .par_iter()
-            .map(|p| {
-                let s = compress_segment(p, oldp.heap(), newp.heap(), opts.level, old, new);
-                step();
-                s
-            })
-            .collect::<Result<_>>()
-    })?;
+    let heaps = Heaps {
+        old: oldp.heap(),
+        new: newp.heap(),
+        old_path: old,
+        new_path: new,
+    };
+    let segments: Vec<Segment> = pool
+        .install(|| {
+            windows
+                .par_iter()
+                .map(|w| {
+                    let s = make_window(w, &heaps, opts.level);
+                    step();
+                    s
+                })
+                .collect::<Result<Vec<Vec<Segment>>>>()
+        })?
+        .into_iter()
+        .flatten()
+        .collect();
     let compression = newp.header().heap.compression;
     let level = recompression_level(newp.heap(), compression).map_err(package(new))?;
     let recipes: Vec<Recipe> = pool
@@ -203,6 +231,10 @@ pub fn make_with_progress(
         to_size: to.size,
         delta_size: (header.render().len() + seg_bytes.len() + recipe_bytes.len()) as u64,
         segments: segments.len() as u64,
+        segments_copied: segments
+            .iter()
+            .filter(|s| s.data == SegmentData::Copy)
+            .count() as u64,
         files_matched: matched,
         files_new: unmatched,
         chunks_raw: count(|r| matches!(r, Recipe::Raw)),
@@ -294,13 +326,7 @@ fn plan_pieces(oldp: &Package, newp: &Package) -> Result<(Vec<Piece>, u64, u64)>
             continue; // data shared with an earlier file (stored once)
         }
         if span.offset > pos {
-            pieces.push(Piece {
-                new: Span {
-                    offset: pos,
-                    len: span.offset - pos,
-                },
-                old: None,
-            });
+            push_unmatched(&mut pieces, pos, span.offset);
             pos = span.offset;
         }
         let old = by_path
@@ -319,12 +345,19 @@ fn plan_pieces(oldp: &Package, newp: &Package) -> Result<(Vec<Piece>, u64, u64)>
         // The part not yet covered, cut into pieces; a large file's piece
         // is matched to the same place in its counterpart, with slack.
         let skip = pos - span.offset;
+        let slack = SLACK + old.map_or(0, |o| o.len.abs_diff(span.len).min(MAX_SHIFT));
         let mut rel = skip;
         while rel < span.len {
             let len = (span.len - rel).min(PIECE);
-            let old_piece = old.and_then(|o| {
-                let start = rel.saturating_sub(SLACK).min(o.len);
-                let end = (rel + len + SLACK).min(o.len);
+            let aligned = old.and_then(|o| {
+                (rel + len <= o.len).then(|| Span {
+                    offset: o.offset + rel,
+                    len,
+                })
+            });
+            let near = old.and_then(|o| {
+                let start = rel.saturating_sub(slack).min(o.len);
+                let end = (rel + len + slack).min(o.len);
                 (end > start).then(|| Span {
                     offset: o.offset + start,
                     len: end - start,
@@ -335,79 +368,191 @@ fn plan_pieces(oldp: &Package, newp: &Package) -> Result<(Vec<Piece>, u64, u64)>
                     offset: span.offset + rel,
                     len,
                 },
-                old: old_piece,
+                aligned,
+                near,
             });
             rel += len;
         }
         pos = span.end();
     }
     if pos < heap_len {
-        pieces.push(Piece {
-            new: Span {
-                offset: pos,
-                len: heap_len - pos,
-            },
-            old: None,
-        });
+        push_unmatched(&mut pieces, pos, heap_len);
     }
     Ok((pieces, matched, unmatched))
 }
 
-/// A segment to be made: a range of the new heap and its reference.
-struct SegmentPlan {
-    new: Span,
-    refs: Vec<Span>,
+/// Heap bytes `start..end` that belong to no file, in pieces.
+fn push_unmatched(pieces: &mut Vec<Piece>, start: u64, end: u64) {
+    let mut pos = start;
+    while pos < end {
+        let len = (end - pos).min(PIECE);
+        pieces.push(Piece {
+            new: Span { offset: pos, len },
+            aligned: None,
+            near: None,
+        });
+        pos += len;
+    }
 }
 
-/// Groups consecutive pieces into segments of about `SEGMENT_TARGET`
-/// bytes, their references merged where they touch.
-fn group(pieces: Vec<Piece>) -> Vec<SegmentPlan> {
-    let mut out: Vec<SegmentPlan> = Vec::new();
-    let mut cur: Option<SegmentPlan> = None;
-    for p in pieces {
-        let start_new = |p: &Piece| SegmentPlan {
-            new: p.new,
-            refs: p.old.into_iter().collect(),
-        };
-        let Some(c) = cur.as_mut() else {
-            cur = Some(start_new(&p));
-            continue;
-        };
-        let ref_total: u64 = c.refs.iter().map(|r| r.len).sum();
-        let add = p.old.map_or(0, |o| o.len);
-        if c.new.len + p.new.len > SEGMENT_TARGET
-            || ref_total + add > REFERENCE_TARGET
-            || c.refs.len() >= crate::format::MAX_REFS as usize
-        {
-            out.push(cur.take().unwrap());
-            cur = Some(start_new(&p));
-            continue;
+/// The two heaps a delta is made between, and their packages' paths (for
+/// errors).
+struct Heaps<'a> {
+    old: &'a HeapReader,
+    new: &'a HeapReader,
+    old_path: &'a Path,
+    new_path: &'a Path,
+}
+
+/// Consecutive pieces of about [`WINDOW`] new bytes: the unit of parallel
+/// work.
+fn windows(pieces: &[Piece]) -> Vec<&[Piece]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, p) in pieces.iter().enumerate() {
+        if i > start && bytes + p.new.len > WINDOW {
+            out.push(&pieces[start..i]);
+            (start, bytes) = (i, 0);
         }
-        c.new.len += p.new.len;
-        if let Some(o) = p.old {
-            match c.refs.last_mut() {
-                // Touching or overlapping the last range: extend it.
-                Some(l) if o.offset >= l.offset && o.offset <= l.end() + CHUNK_SIZE as u64 => {
-                    let end = l.end().max(o.end());
-                    l.len = end - l.offset;
-                }
-                _ => c.refs.push(o),
-            }
+        bytes += p.new.len;
+    }
+    if start < pieces.len() {
+        out.push(&pieces[start..]);
+    }
+    out
+}
+
+/// A segment to be made.
+#[derive(Debug, PartialEq, Eq)]
+enum SegmentPlan {
+    /// New bytes equal to these old ranges, in order.
+    Copy { new: Span, refs: Vec<Span> },
+    /// New bytes compressed against these old ranges.
+    Compress { new: Span, refs: Vec<Span> },
+}
+
+impl SegmentPlan {
+    fn new_span(&self) -> Span {
+        match self {
+            SegmentPlan::Copy { new, .. } | SegmentPlan::Compress { new, .. } => *new,
         }
     }
-    out.extend(cur);
-    // A merged range can outgrow a u32 only past the caps; split to be safe.
-    for s in &mut out {
-        let mut refs = Vec::new();
-        for r in s.refs.drain(..) {
-            let mut off = r.offset;
-            while off < r.end() {
-                let len = (r.end() - off).min(u32::MAX as u64);
-                refs.push(Span { offset: off, len });
-                off += len;
+}
+
+/// Adds a piece to the plans: to the last one if it is of the same kind
+/// and has room, else as a new one. Copies take their ranges exactly
+/// (merged only where they continue each other); compressed segments
+/// take the slack around them, merged where they touch or overlap.
+fn plan(plans: &mut Vec<SegmentPlan>, new: Span, copy_of: Option<Span>, near: Option<Span>) {
+    let limits = |n: &Span, refs: &[Span], add: u64, target: u64, reference: u64| {
+        n.len + new.len <= target
+            && refs.iter().map(|r| r.len).sum::<u64>() + add <= reference
+            && refs.len() < crate::format::MAX_REFS as usize
+    };
+    match (plans.last_mut(), copy_of) {
+        (Some(SegmentPlan::Copy { new: n, refs }), Some(o))
+            if limits(n, refs, o.len, crate::format::MAX_SEGMENT as u64, u64::MAX) =>
+        {
+            n.len += new.len;
+            match refs.last_mut() {
+                Some(l) if l.end() == o.offset => l.len += o.len,
+                _ => refs.push(o),
             }
         }
-        s.refs = refs;
+        (Some(SegmentPlan::Compress { new: n, refs }), None)
+            if limits(
+                n,
+                refs,
+                near.map_or(0, |o| o.len),
+                SEGMENT_TARGET,
+                REFERENCE_TARGET,
+            ) =>
+        {
+            n.len += new.len;
+            if let Some(o) = near {
+                match refs.last_mut() {
+                    // Touching or overlapping the last range: extend it.
+                    Some(l) if o.offset >= l.offset && o.offset <= l.end() + CHUNK_SIZE as u64 => {
+                        let end = l.end().max(o.end());
+                        l.len = end - l.offset;
+                    }
+                    _ => refs.push(o),
+                }
+            }
+        }
+        (_, Some(o)) => plans.push(SegmentPlan::Copy { new, refs: vec![o] }),
+        (_, None) => plans.push(SegmentPlan::Compress {
+            new,
+            refs: near.into_iter().collect(),
+        }),
+    }
+}
+
+/// Reads a window's new bytes, finds which pieces are unchanged, and makes
+/// its segments: copies for unchanged runs, compressed segments (in
+/// parallel) for the rest.
+fn make_window(pieces: &[Piece], heaps: &Heaps, level: i32) -> Result<Vec<Segment>> {
+    let (Some(first), Some(last)) = (pieces.first(), pieces.last()) else {
+        return Ok(Vec::new());
+    };
+    let start = first.new.offset;
+    let mut data = Vec::new();
+    read_heap(
+        heaps.new,
+        Span {
+            offset: start,
+            len: last.new.end() - start,
+        },
+        &mut data,
+    )
+    .map_err(package(heaps.new_path))?;
+    let mut plans = Vec::new();
+    let (mut old_bytes, mut cached) = (Vec::new(), None);
+    for p in pieces {
+        let mine = &data[(p.new.offset - start) as usize..][..p.new.len as usize];
+        let unchanged = match p.aligned {
+            Some(a) => {
+                old_bytes.resize(a.len as usize, 0);
+                heaps
+                    .old
+                    .read_exact_at_uncached(a.offset, &mut old_bytes, &mut cached)
+                    .map_err(package(heaps.old_path))?;
+                old_bytes == mine
+            }
+            None => false,
+        };
+        plan(&mut plans, p.new, p.aligned.filter(|_| unchanged), p.near);
+    }
+    plans
+        .par_iter()
+        .map(|pl| {
+            let new = pl.new_span();
+            let mine = &data[(new.offset - start) as usize..][..new.len as usize];
+            match pl {
+                SegmentPlan::Copy { refs, .. } => Ok(Segment {
+                    out_len: new.len as u32,
+                    refs: ranges(refs),
+                    data: SegmentData::Copy,
+                }),
+                SegmentPlan::Compress { refs, .. } => compress_segment(mine, refs, heaps, level),
+            }
+        })
+        .collect()
+}
+
+/// A plan's ranges as the format stores them (a range's length is a u32).
+fn ranges(refs: &[Span]) -> Vec<RefRange> {
+    let mut out = Vec::new();
+    for r in refs {
+        let mut off = r.offset;
+        while off < r.end() {
+            let len = (r.end() - off).min(u32::MAX as u64);
+            out.push(RefRange {
+                offset: off,
+                len: len as u32,
+            });
+            off += len;
+        }
     }
     out
 }
@@ -419,33 +564,17 @@ fn read_heap(heap: &HeapReader, span: Span, into: &mut Vec<u8>) -> exos_hpkg::Re
     heap.read_exact_at_uncached(span.offset, &mut into[start..], &mut last)
 }
 
-fn compress_segment(
-    plan: &SegmentPlan,
-    old_heap: &HeapReader,
-    new_heap: &HeapReader,
-    level: i32,
-    old: &Path,
-    new: &Path,
-) -> Result<Segment> {
+fn compress_segment(data: &[u8], refs: &[Span], heaps: &Heaps, level: i32) -> Result<Segment> {
     let mut reference = Vec::new();
-    for r in &plan.refs {
-        read_heap(old_heap, *r, &mut reference).map_err(package(old))?;
+    for r in refs {
+        read_heap(heaps.old, *r, &mut reference).map_err(package(heaps.old_path))?;
     }
-    let mut data = Vec::new();
-    read_heap(new_heap, plan.new, &mut data).map_err(package(new))?;
-    let frame = compress_with_prefix(&data, &reference, level)
-        .map_err(|e| invalid(new, format!("zstd: {e}")))?;
+    let frame = compress_with_prefix(data, &reference, level)
+        .map_err(|e| invalid(heaps.new_path, format!("zstd: {e}")))?;
     Ok(Segment {
         out_len: data.len() as u32,
-        refs: plan
-            .refs
-            .iter()
-            .map(|r| RefRange {
-                offset: r.offset,
-                len: r.len as u32,
-            })
-            .collect(),
-        frame,
+        refs: ranges(refs),
+        data: SegmentData::Frame(frame),
     })
 }
 
@@ -471,8 +600,15 @@ pub(crate) fn compress_with_prefix(
     Ok(out)
 }
 
-/// The level our compressor reproduces the package's chunks with: tried on
-/// its first compressed chunk, the usual level first. Packages built by
+/// Compressed chunks sampled to find the level: spread over the heap.
+const LEVEL_SAMPLES: u64 = 8;
+
+/// The level our compressor reproduces the package's chunks with: the
+/// first, the usual level first, that reproduces every sampled chunk (a
+/// small chunk can come out the same at several levels, so one chunk is
+/// not enough: tzdata's first chunk matched level 7 of a level-9
+/// package), else the one that reproduces the most of them in a row (from
+/// the first: a level is dropped at its first miss). Packages built by
 /// another compressor match none; their chunks become literals.
 fn recompression_level(heap: &HeapReader, c: Compression) -> exos_hpkg::Result<i32> {
     let (default, levels) = match c {
@@ -480,20 +616,45 @@ fn recompression_level(heap: &HeapReader, c: Compression) -> exos_hpkg::Result<i
         Compression::Zlib => (exos_hpkg::writer::DEFAULT_ZLIB_LEVEL, 1..=9),
         Compression::Zstd => (exos_hpkg::writer::DEFAULT_ZSTD_LEVEL, 1..=22),
     };
-    for i in 0..heap.chunk_count() {
-        let (stored, raw) = heap.stored_chunk(i)?;
-        if raw {
-            continue;
+    let samples = level_samples(heap)?;
+    let mut best = (0, default);
+    for level in std::iter::once(default).chain(levels.filter(|l| *l != default)) {
+        let reproduced = samples
+            .iter()
+            .take_while(|(data, stored)| {
+                exos_hpkg::compress_chunk(c, level, data).as_deref() == Some(&stored[..])
+            })
+            .count();
+        if reproduced == samples.len() {
+            return Ok(level);
         }
-        let data = heap.chunk(i)?;
-        for level in std::iter::once(default).chain(levels.filter(|l| *l != default)) {
-            if exos_hpkg::compress_chunk(c, level, &data).as_deref() == Some(&stored[..]) {
-                return Ok(level);
+        if reproduced > best.0 {
+            best = (reproduced, level);
+        }
+    }
+    Ok(best.1)
+}
+
+/// Up to [`LEVEL_SAMPLES`] compressed chunks, (uncompressed, stored), from
+/// places spread over the heap, the first compressed chunk first.
+fn level_samples(heap: &HeapReader) -> exos_hpkg::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let count = heap.chunk_count();
+    let mut out = Vec::new();
+    let mut next = 0;
+    for k in 0..LEVEL_SAMPLES {
+        // The first compressed chunk at or after this place.
+        let mut i = next.max(k * count / LEVEL_SAMPLES);
+        while i < count {
+            let (stored, raw) = heap.stored_chunk(i)?;
+            i += 1;
+            if !raw {
+                out.push((heap.chunk(i - 1)?.to_vec(), stored));
+                break;
             }
         }
-        return Ok(default);
+        next = i;
     }
-    Ok(default)
+    Ok(out)
 }
 
 fn recipe(heap: &HeapReader, c: Compression, level: i32, i: u64) -> exos_hpkg::Result<Recipe> {

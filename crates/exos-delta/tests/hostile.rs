@@ -5,29 +5,40 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use exos_delta::format::{RefRange, MAX_SEGMENT};
-use exos_delta::{apply, make, DeltaHeader, DeltaReader, MakeOptions, Recipe, Segment};
+use exos_delta::format::{RefRange, MAGIC_V1, MAX_SEGMENT};
+use exos_delta::{
+    apply, make, DeltaHeader, DeltaReader, MakeOptions, Recipe, Segment, SegmentData,
+};
 use exos_hpkg::{build_from_dir, BuildOptions, Compression, PackageInfo};
 
 fn build(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+    build_files(dir, name, &[("file", content)], Compression::Zlib, None)
+}
+
+/// A package of `data/NAME` files, with this compression (and level).
+fn build_files(
+    dir: &Path,
+    name: &str,
+    files: &[(&str, &[u8])],
+    compression: Compression,
+    level: Option<i32>,
+) -> PathBuf {
     let src = dir.join(format!("src-{name}"));
     fs::create_dir_all(src.join("data")).unwrap();
-    fs::write(src.join("data/file"), content).unwrap();
+    for (file, content) in files {
+        fs::write(src.join("data").join(file), content).unwrap();
+    }
+    let mut options = BuildOptions::with_compression(compression);
+    if let Some(l) = level {
+        options.level = l;
+    }
     let out = dir.join(format!("{name}.hpkg"));
     let info = PackageInfo {
         name: "p".into(),
         version: exos_hpkg::Version::parse("1").unwrap(),
         ..Default::default()
     };
-    build_from_dir(
-        &src,
-        &out,
-        &info,
-        BuildOptions::with_compression(Compression::Zlib),
-        &mut |_| {},
-        &mut |_| {},
-    )
-    .unwrap();
+    build_from_dir(&src, &out, &info, options, &mut |_| {}, &mut |_| {}).unwrap();
     out
 }
 
@@ -121,6 +132,122 @@ fn the_good_delta_applies() {
 }
 
 #[test]
+fn a_version_1_delta_still_applies() {
+    let f = fixture();
+    let (h, mut s, r) = parts(&f);
+    // Version 1 has no copies: the same bytes as a frame.
+    let old = exos_hpkg::Package::open(&f.old).unwrap();
+    for seg in &mut s {
+        if seg.data == SegmentData::Copy {
+            let mut bytes = Vec::new();
+            for r in &seg.refs {
+                let mut b = vec![0; r.len as usize];
+                old.heap()
+                    .read_exact_at_uncached(r.offset, &mut b, &mut None)
+                    .unwrap();
+                bytes.extend(b);
+            }
+            seg.refs.clear();
+            seg.data = SegmentData::Frame(zstd::bulk::compress(&bytes, 3).unwrap());
+        }
+    }
+    let mut b = assemble(h, &s, &r);
+    b[..8].copy_from_slice(&MAGIC_V1);
+    let path = f.dir.join("v1.delta");
+    fs::write(&path, &b).unwrap();
+    let out = f.dir.join("out.hpkg");
+    apply(&f.old, &path, &out).unwrap();
+    assert_eq!(fs::read(&out).unwrap(), fs::read(&f.new).unwrap());
+}
+
+#[test]
+fn unchanged_files_are_copied_and_changed_ones_compressed() {
+    let d = tempfile::tempdir().unwrap();
+    // Large enough for several pieces; only part of the second file changes.
+    let (a, b) = (text(1_500_000, 1), text(1_200_000, 2));
+    let mut b2 = b.clone();
+    b2[1_000_000..1_000_010].copy_from_slice(b"CHANGED!!!");
+    let old = build_files(
+        d.path(),
+        "old",
+        &[("a", &a), ("b", &b)],
+        Compression::Zlib,
+        None,
+    );
+    let new = build_files(
+        d.path(),
+        "new",
+        &[("a", &a), ("b", &b2)],
+        Compression::Zlib,
+        None,
+    );
+    let delta = d.path().join("d.delta");
+    let stats = make(&old, &new, &delta, &MakeOptions::default()).unwrap();
+    let mut r = DeltaReader::open(&delta).unwrap();
+    let (mut copied, mut compressed) = (0u64, 0u64);
+    while let Some(s) = r.next_segment().unwrap() {
+        match s.data {
+            SegmentData::Copy => {
+                copied += s.out_len as u64;
+                assert_eq!(s.reference_len(), s.out_len as u64);
+            }
+            SegmentData::Frame(_) => compressed += s.out_len as u64,
+        }
+    }
+    assert!(stats.segments_copied >= 2, "{stats:?}");
+    // a whole, and b but for the piece holding the change (and the metadata).
+    assert!(
+        copied >= 1_500_000 + 600_000,
+        "copied {copied}, compressed {compressed}"
+    );
+    assert!(
+        compressed < 1_000_000,
+        "copied {copied}, compressed {compressed}"
+    );
+    let out = d.path().join("out.hpkg");
+    apply(&old, &delta, &out).unwrap();
+    assert_eq!(fs::read(&out).unwrap(), fs::read(&new).unwrap());
+}
+
+#[test]
+fn the_recompression_level_holds_for_more_than_the_first_chunk() {
+    // The first chunk compresses the same at several levels (a repeated
+    // line); the rest only at the level the package was built with. One
+    // chunk is not enough to find it (tzdata's delta carried every chunk
+    // as stored that way).
+    let d = tempfile::tempdir().unwrap();
+    let first: Vec<u8> = b"same line\n".repeat(6_600);
+    let rest: Vec<u8> = (0..600_000u32)
+        .flat_map(|i| format!("{} {}\n", i.wrapping_mul(2_654_435_761) % 1000, i % 7).into_bytes())
+        .collect();
+    let build = |name: &str, rest: &[u8]| {
+        build_files(
+            d.path(),
+            name,
+            &[("0", &first), ("1", rest)],
+            Compression::Zstd,
+            Some(9),
+        )
+    };
+    let old = build("old", &rest);
+    let mut rest2 = rest.clone();
+    rest2[100..104].copy_from_slice(b"XXXX");
+    let new = build("new", &rest2);
+    let stats = make(
+        &old,
+        &new,
+        &d.path().join("d.delta"),
+        &MakeOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        (stats.recompression_level, stats.chunks_literal),
+        (9, 0),
+        "{stats:?}"
+    );
+}
+
+#[test]
 fn crafted_headers_are_refused() {
     let f = fixture();
     let good = fs::read(&f.delta).unwrap();
@@ -162,6 +289,11 @@ fn crafted_headers_are_refused() {
 fn crafted_segments_are_refused() {
     let f = fixture();
     let (h, s, r) = parts(&f);
+    // The first compressed segment (the fixture's first is a copy).
+    let k = s
+        .iter()
+        .position(|x| matches!(x.data, SegmentData::Frame(_)))
+        .unwrap();
     let with = |g: &dyn Fn(&mut Vec<Segment>)| {
         let mut s = s.clone();
         g(&mut s);
@@ -169,19 +301,19 @@ fn crafted_segments_are_refused() {
     };
     refused(
         &f,
-        &with(&|s| s[0].out_len = MAX_SEGMENT + 1),
+        &with(&|s| s[k].out_len = MAX_SEGMENT + 1),
         "segment of 16777217 bytes",
     );
-    refused(&f, &with(&|s| s[0].out_len = 0), "segment of 0 bytes");
+    refused(&f, &with(&|s| s[k].out_len = 0), "segment of 0 bytes");
     refused(
         &f,
-        &with(&|s| s[0].refs = vec![RefRange { offset: 0, len: 1 }; 5000]),
+        &with(&|s| s[k].refs = vec![RefRange { offset: 0, len: 1 }; 5000]),
         "5000 reference ranges",
     );
     refused(
         &f,
         &with(&|s| {
-            s[0].refs = vec![
+            s[k].refs = vec![
                 RefRange {
                     offset: 0,
                     len: u32::MAX
@@ -194,7 +326,7 @@ fn crafted_segments_are_refused() {
     refused(
         &f,
         &with(&|s| {
-            s[0].refs = vec![RefRange {
+            s[k].refs = vec![RefRange {
                 offset: u64::MAX - 2,
                 len: 100,
             }]
@@ -203,16 +335,36 @@ fn crafted_segments_are_refused() {
     );
     refused(
         &f,
-        &with(&|s| s[0].refs = vec![RefRange { offset: 0, len: 0 }]),
+        &with(&|s| s[k].refs = vec![RefRange { offset: 0, len: 0 }]),
         "empty reference range",
     );
-    refused(&f, &with(&|s| s[0].frame = vec![7; 4000]), "zstd");
-    // A frame claiming far more output than its segment.
-    refused(&f, &with(&|s| s[0].out_len -= 1), "zstd");
+    refused(
+        &f,
+        &with(&|s| s[k].data = SegmentData::Frame(vec![7; 4000])),
+        "zstd",
+    );
+    // A copy of a reference that is not the segment's length.
     refused(
         &f,
         &with(&|s| {
-            let extra = s[0].clone();
+            s[k].refs = vec![RefRange {
+                offset: 0,
+                len: s[k].out_len + 1,
+            }];
+            s[k].data = SegmentData::Copy
+        }),
+        "a copy segment of",
+    );
+    // A copy (an empty frame) in a version-1 delta.
+    let mut v1 = with(&|s| s[k].data = SegmentData::Copy);
+    v1[..8].copy_from_slice(&MAGIC_V1);
+    refused(&f, &v1, "copy segments need version 2");
+    // A frame claiming far more output than its segment.
+    refused(&f, &with(&|s| s[k].out_len -= 1), "zstd");
+    refused(
+        &f,
+        &with(&|s| {
+            let extra = s[k].clone();
             s.push(extra)
         }),
         "more than the",
@@ -221,8 +373,8 @@ fn crafted_segments_are_refused() {
     refused(
         &f,
         &with(&|s| {
-            s[0].out_len = 10;
-            s[0].frame = vec![0; 2000]
+            s[k].out_len = 10;
+            s[k].data = SegmentData::Frame(vec![0; 2000])
         }),
         "zstd never needs more",
     );

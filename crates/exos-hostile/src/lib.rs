@@ -674,9 +674,11 @@ pub fn delta_pair(
         }
         std::fs::write(src.join("lib/big"), &big)?;
         std::fs::write(src.join("lib/small"), format!("version {v}\n"))?;
+        // Unchanged: the delta copies it (a copy segment for the fuzzer).
+        std::fs::write(src.join("lib/same"), text(20_000, 5))?;
         // Fixed times: the same bytes on every run (timestamps are in the TOC).
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_764_000_000);
-        for p in ["lib/big", "lib/small", "lib", ""] {
+        for p in ["lib/big", "lib/small", "lib/same", "lib", ""] {
             std::fs::File::open(src.join(p))?.set_modified(t)?;
         }
         let pkg = dir.join(format!("delta-{v}.hpkg"));
