@@ -4,8 +4,11 @@
 #
 #   bench/delta.sh [-l LEVEL] [-c zlib|zstd|none] [PAIR...]
 #       PAIR: a Debian package name (its two newest versions in the apt
-#       sources), or OLDNAME:NEWNAME (the newest version of each, e.g. two
-#       kernel images). Default: the pairs in BENCHMARKS.md.
+#       sources), OLDNAME:NEWNAME (the newest version of each, e.g. two
+#       kernel images), or tree:TREE (a tree of bench/trees.sh, e.g.
+#       tree:boost, built with `exos build` twice, the second time with one
+#       line of its middle file changed). Default: the pairs in
+#       BENCHMARKS.md.
 #
 # Each .deb is fetched with `apt-get download` and imported with
 # `exos import-deb` (zlib 9, what a repository publishes; with -c, then
@@ -29,7 +32,7 @@ done
 shift $((OPTIND - 1))
 pairs=("$@")
 [ ${#pairs[@]} -gt 0 ] || pairs=(libpython3.11-minimal libpython3.11-stdlib libssl3 firefox-esr
-  tzdata libxml2 git postgresql-15 openjdk-17-jre-headless linux-image-6.1.0-50-amd64:linux-image-6.1.0-56-amd64)
+  tzdata libxml2 git postgresql-15 openjdk-17-jre-headless linux-image-6.1.0-50-amd64:linux-image-6.1.0-56-amd64 tree:boost)
 (cd "$top" && cargo build --release -q -p exos-cli)
 for t in zstd bsdiff /usr/bin/time; do
   command -v "$t" >/dev/null || { echo "delta.sh: $t is missing (apt-get install zstd bsdiff time)" >&2; exit 1; }
@@ -70,9 +73,30 @@ fetch() { # NAME VERSION -> path of the .hpkg
   fi
   echo "$pkg"
 }
+# tree:NAME -> "OLD NEW" packages of the tree, one line changed in NEW.
+tree_pair() {
+  local src t=$work/tree-$1
+  src=$("$here/trees.sh" "$1")
+  if [ ! -f "$t/new.hpkg" ]; then
+    rm -rf "$t" && mkdir -p "$t"
+    cp -a "$src" "$t/old" && cp -a "$src" "$t/new"
+    local f
+    f=$(cd "$t/new" && find . -type f -size +1k | sort | awk '{ a[NR] = $0 } END { print a[int(NR / 2) + 1] }')
+    sed -i '3s/$/ (changed)/' "$t/new/$f"
+    for v in old new; do
+      printf '{"name":"%s","version":"1.%s","summary":"delta bench","license":"MIT","copyright":"bench"}' \
+        "$1" "$([ $v = old ] && echo 0 || echo 1)" > "$t/$v/manifest.json"
+      "$exos" build -q "$t/$v" -o "$t/$v.hpkg"
+    done
+  fi
+  echo "$t/old.hpkg $t/new.hpkg"
+}
 printf '| pair | new package | exos delta | zstd --patch-from | bsdiff | exos make: s, MB RSS | exos apply: s, MB RSS | zstd: s, MB RSS | bsdiff: s, MB RSS |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for p in "${pairs[@]}"; do
-  if [[ $p == *:* ]]; then
+  if [[ $p == tree:* ]]; then
+    read -r old new < <(tree_pair "${p#tree:}")
+    label="${p#tree:} tree, one line changed"
+  elif [[ $p == *:* ]]; then
     on=${p%%:*} nn=${p##*:}
     old=$(fetch "$on" "$(versions "$on" | tail -1)")
     new=$(fetch "$nn" "$(versions "$nn" | tail -1)")

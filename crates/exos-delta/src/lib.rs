@@ -9,8 +9,10 @@
 //! reuse. A delta therefore works on decompressed content:
 //!
 //! * **Segments** rebuild the new package's uncompressed heap in order.
-//!   Each is a zstd frame compressed with a *reference* — the old heap's
-//!   bytes of the same files (matched by path, then by file name), read on
+//!   A *copy* is old bytes unchanged (an unchanged file, or an unchanged
+//!   512 KiB piece of a large one). Any other segment is a zstd frame
+//!   compressed with a *reference* — the old heap's bytes of the same
+//!   files (matched by path, then by file name, then by content), read on
 //!   both sides from the old package — as zstd's prefix, the mechanism of
 //!   `zstd --patch-from`. Segments are at most 16 MiB and their references
 //!   at most 64 MiB, so making or applying a delta needs bounded memory
