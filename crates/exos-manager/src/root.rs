@@ -1,7 +1,7 @@
 //! The mechanics of changing a root: the writer lock, numbered states, the
 //! store, the atomic switch, recovery, gc and check.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
@@ -514,6 +514,17 @@ impl Root {
     fn place(&self, target: &[StateEntry], known: &StateList) -> Result<Vec<String>> {
         let mut notes = Vec::new();
         let store_has = |sha: &Sha256| self.layout.stored(sha).is_file();
+        // Looked up once per file: a root holds thousands of packages.
+        let by_place = |list: &[StateEntry]| -> HashMap<(Layer, String), StateEntry> {
+            list.iter()
+                .map(|e| ((e.layer, e.file.as_str().to_string()), e.clone()))
+                .collect()
+        };
+        let (wanted, known_here) = (by_place(target), by_place(&known.entries));
+        let mut wanted_times: HashMap<Sha256, usize> = HashMap::new();
+        for e in target {
+            *wanted_times.entry(e.sha256).or_default() += 1;
+        }
         for &layer in self.layout.layers() {
             let dir = self.layout.packages_dir(layer);
             let Ok(rd) = fs::read_dir(&dir) else { continue };
@@ -526,12 +537,8 @@ impl Root {
                 if !path.is_file() {
                     continue;
                 }
-                let find = |list: &[StateEntry]| {
-                    list.iter()
-                        .find(|t| t.layer == layer && t.file.as_str() == fname)
-                        .cloned()
-                };
-                let (want, was) = (find(target), find(&known.entries));
+                let key = (layer, fname);
+                let (want, was) = (wanted.get(&key).cloned(), known_here.get(&key).cloned());
                 let sha = match (want, was) {
                     (Some(w), Some(k)) if w.sha256 == k.sha256 && !store_has(&w.sha256) => continue,
                     (Some(w), _) => {
@@ -568,7 +575,7 @@ impl Root {
                 continue;
             }
             // Another entry may want the same file under another name.
-            if target.iter().filter(|t| t.sha256 == e.sha256).count() > 1 {
+            if wanted_times.get(&e.sha256).copied().unwrap_or(0) > 1 {
                 fs::hard_link(&stored, &placed).at(&placed)?;
             } else {
                 fs::rename(&stored, &placed).at(&placed)?;
@@ -809,8 +816,10 @@ pub(crate) fn now() -> u64 {
 /// File-level differences from state `a` to state `b`, by layer and file.
 pub fn diff(a: &StateList, b: &StateList) -> Vec<FileChange> {
     let mut out = Vec::new();
+    let (in_a, in_b): (HashSet<&StateEntry>, HashSet<&StateEntry>) =
+        (a.entries.iter().collect(), b.entries.iter().collect());
     for e in &a.entries {
-        if !b.entries.contains(e) {
+        if !in_b.contains(e) {
             out.push(FileChange {
                 action: FileAction::Remove,
                 entry: e.clone(),
@@ -818,7 +827,7 @@ pub fn diff(a: &StateList, b: &StateList) -> Vec<FileChange> {
         }
     }
     for e in &b.entries {
-        if !a.entries.contains(e) {
+        if !in_a.contains(e) {
             out.push(FileChange {
                 action: FileAction::Add,
                 entry: e.clone(),

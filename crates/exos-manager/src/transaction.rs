@@ -5,7 +5,7 @@
 //! — including what it removes that nobody asked for and which essential
 //! packages it touches, so a front end can ask first.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 
 use exos_manifest::Provide;
@@ -149,9 +149,12 @@ impl Transaction {
                 }
             }
         }
+        // Sets for the membership tests below: a root holds thousands of
+        // packages, and scanning the lists per package was quadratic.
+        let in_base: HashSet<&StateEntry> = base.iter().collect();
         let base_names: BTreeSet<String> = installed_now
             .iter()
-            .filter(|(e, _)| base.contains(e))
+            .filter(|(e, _)| in_base.contains(e))
             .map(|(_, m)| m.name.clone())
             .collect();
         let known: Vec<Known> = installed_now
@@ -330,7 +333,8 @@ impl Transaction {
         let target = if base.is_empty() {
             target
         } else {
-            if let Some(gone) = base.iter().find(|e| !target.contains(e)) {
+            let in_target: HashSet<&StateEntry> = target.iter().collect();
+            if let Some(gone) = base.iter().find(|e| !in_target.contains(e)) {
                 let package = known
                     .iter()
                     .find(|k| k.entry.as_ref() == Some(gone))
@@ -343,8 +347,13 @@ impl Transaction {
                     layer: gone.layer,
                 });
             }
-            target.into_iter().filter(|e| !base.contains(e)).collect()
+            target
+                .into_iter()
+                .filter(|e| !in_base.contains(e))
+                .collect()
         };
+        let in_target: HashSet<&StateEntry> = target.iter().collect();
+        let in_current: HashSet<&StateEntry> = current.entries.iter().collect();
         // Two packages may not share a file name in one layer.
         let mut seen = HashMap::new();
         for e in &target {
@@ -364,7 +373,7 @@ impl Transaction {
             .filter_map(|k| Some((k.new.as_ref()?, &k.manifest)))
             // Offered again but installed already (the same file in the
             // same place): nothing to copy.
-            .filter(|(n, _)| target.contains(&n.entry()) && !current.entries.contains(&n.entry()))
+            .filter(|(n, _)| in_target.contains(&n.entry()) && !in_current.contains(&n.entry()))
             .map(|(n, manifest)| NewPackage {
                 manifest: Some(manifest.clone()),
                 ..n.clone()
@@ -400,7 +409,7 @@ impl Transaction {
             .filter(|k| {
                 k.entry
                     .as_ref()
-                    .is_some_and(|e| !target.contains(e) && !base.contains(e))
+                    .is_some_and(|e| !in_target.contains(e) && !in_base.contains(e))
             })
             .map(|k| Leaving {
                 known: k,
@@ -413,7 +422,7 @@ impl Transaction {
                         matches!(c, Change::Upgrade { from, .. } | Change::Downgrade { from, .. }
                             if from.name == k.manifest.name && from.version == k.manifest.version)
                     })
-                }) || target_has_name(&target, &known, &k.manifest.name),
+                }) || target_has_name(&in_target, &known, &k.manifest.name),
             })
             .collect();
         let held_leaving: Vec<String> = leaving
@@ -438,7 +447,7 @@ impl Transaction {
         let downloads: Vec<OfferedPackage> = known
             .iter()
             .filter_map(|k| Some((k.remote.as_ref()?, k.new.as_ref()?)))
-            .filter(|(_, n)| target.contains(&n.entry()))
+            .filter(|(_, n)| in_target.contains(&n.entry()))
             .map(|(r, _)| r.clone())
             .collect();
         let origins = downloads
@@ -454,8 +463,10 @@ impl Transaction {
         let target_names: BTreeSet<&str> = known
             .iter()
             .filter(|k| {
-                k.entry.as_ref().is_some_and(|e| target.contains(e))
-                    || k.new.as_ref().is_some_and(|n| target.contains(&n.entry()))
+                k.entry.as_ref().is_some_and(|e| in_target.contains(e))
+                    || k.new
+                        .as_ref()
+                        .is_some_and(|n| in_target.contains(&n.entry()))
             })
             .map(|k| k.manifest.name.as_str())
             .collect();
@@ -706,7 +717,7 @@ fn show_switches(plan: &mut exos_resolve::Plan, switched: &[Known]) {
 
 /// Whether the target keeps a package of this name (another release of
 /// it, so it is not removed from the system).
-fn target_has_name(target: &[StateEntry], known: &[Known], name: &str) -> bool {
+fn target_has_name(target: &HashSet<&StateEntry>, known: &[Known], name: &str) -> bool {
     known.iter().any(|k| {
         k.manifest.name == name
             && match (&k.entry, &k.new) {

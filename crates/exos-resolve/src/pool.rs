@@ -5,6 +5,8 @@
 //! and ranges over and over; a candidate costs ~60 bytes plus its
 //! dependencies at 8 bytes each, instead of a `Manifest`'s ~2 KiB.
 
+use std::collections::HashMap;
+
 use exos_manifest::{Dependency, DependencyRef, Manifest, ManifestRef, Provide, VersionRange};
 use exos_version::{Architecture, Version};
 
@@ -114,6 +116,9 @@ pub(crate) struct Pool {
     groups: Vec<Span>,
     syms: Vec<Sym>,
     origins: Vec<Origin>,
+    /// Index of `origins`: every installed package has an origin of its
+    /// own, so a scan per candidate was quadratic in a large root.
+    origin_ids: HashMap<Origin, u32>,
     pub solvables: Vec<Solvable>,
 }
 
@@ -128,6 +133,7 @@ impl Pool {
             groups: Vec::new(),
             syms: Vec::new(),
             origins: Vec::new(),
+            origin_ids: HashMap::new(),
             solvables: Vec::new(),
         }
     }
@@ -234,11 +240,16 @@ impl Pool {
     /// The number standing for `origin` in solvables.
     pub(crate) fn origin_id(&mut self, origin: Origin) -> u32 {
         // Candidates arrive grouped by source: the last one usually matches.
-        if let Some(i) = self.origins.iter().rposition(|o| *o == origin) {
-            return i as u32;
+        if self.origins.last() == Some(&origin) {
+            return self.origins.len() as u32 - 1;
         }
+        if let Some(&i) = self.origin_ids.get(&origin) {
+            return i;
+        }
+        let id = self.origins.len() as u32;
+        self.origin_ids.insert(origin.clone(), id);
         self.origins.push(origin);
-        self.origins.len() as u32 - 1
+        id
     }
 
     /// Adds a candidate from an owned manifest.

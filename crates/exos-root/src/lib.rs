@@ -307,6 +307,9 @@ impl StateList {
             message,
         };
         let mut st = StateList::default();
+        // Duplicates found in one pass, not by scanning the list per line
+        // (quadratic: a root of 10,000 packages spent seconds here).
+        let mut seen = std::collections::HashSet::new();
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if let Some(c) = line.strip_prefix("# change ") {
@@ -340,11 +343,7 @@ impl StateList {
                 file: PackageFile::new(*file).map_err(|_| expected())?,
                 sha256: sha.parse().map_err(|_| expected())?,
             };
-            if st
-                .entries
-                .iter()
-                .any(|e| e.layer == entry.layer && e.file == entry.file)
-            {
+            if !seen.insert((entry.layer, entry.file.clone())) {
                 return Err(err(
                     Some(i + 1),
                     format!("{}/{} is listed twice", entry.layer, entry.file),
