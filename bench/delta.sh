@@ -15,7 +15,7 @@
 # rebuilt with that compression: `-c none` makes packages of their full
 # uncompressed size, for the memory bound). Then, for each
 # pair, on the .hpkg files:
-#   * exos delta OLD NEW (zstd level LEVEL, default 19) and exos apply, the
+#   * exos delta OLD NEW (zstd level LEVEL, default exos's own) and exos apply, the
 #     rebuilt package compared byte for byte with NEW;
 #   * zstd -19 --long=31 --patch-from=OLD NEW (zstd's own delta mode);
 #   * bsdiff OLD NEW (skipped for packages over 64 MB: it needs about 17
@@ -25,7 +25,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
-level=19 comp=zlib
+level="" comp=zlib
 while getopts l:c: o; do
   case $o in l) level=$OPTARG ;; c) comp=$OPTARG ;; *) exit 2 ;; esac
 done
@@ -110,7 +110,7 @@ for p in "${pairs[@]}"; do
   d=$work/pair.delta z=$work/pair.zst b=$work/pair.bsdiff r=$work/rebuilt.hpkg
   rm -f "$d" "$z" "$b" "$r"
   sync; echo 3 > /proc/sys/vm/drop_caches
-  tm=$(measure "$exos" delta -q "$old" "$new" -o "$d" --level "$level")
+  tm=$(measure "$exos" delta -q "$old" "$new" -o "$d" ${level:+--level "$level"})
   sync; echo 3 > /proc/sys/vm/drop_caches
   ta=$(measure "$exos" apply -q "$old" "$d" -o "$r")
   cmp -s "$r" "$new" || { echo "delta.sh: $label: the rebuilt package differs" >&2; exit 1; }

@@ -480,8 +480,9 @@ impl Root {
         // Every target file must now be findable: in the store, or placed
         // under its name by the current state.
         let current = self.current()?;
+        let in_current: HashSet<&StateEntry> = current.entries.iter().collect();
         for e in &target {
-            let placed_ok = current.entries.contains(e) && self.layout.placed(e).is_file();
+            let placed_ok = in_current.contains(e) && self.layout.placed(e).is_file();
             if !placed_ok && !self.layout.stored(&e.sha256).is_file() && !self.is_lazy(e) {
                 return Err(Error::invalid(
                     format!("{}/{} ({})", e.layer, e.file, e.sha256),
