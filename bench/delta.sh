@@ -49,11 +49,15 @@ versions() { apt-cache madison "$1" | awk '{print $3}' | sort -u | sort -V | tai
 fetch() { # NAME VERSION -> path of the .hpkg
   local name=$1 ver=$2 dir=$work/debs
   local deb
-  deb=$(ls "$dir/${name}_"*.deb 2>/dev/null | while read -r f; do
-    [ "$(dpkg-deb -f "$f" Version)" = "$ver" ] && echo "$f"; done | head -1)
+  # By the version inside (not by modification time: apt keeps the
+  # server's, so the newest download need not be the newest file).
+  with_version() { ls "$dir/${name}_"*.deb 2>/dev/null | while read -r f; do
+    [ "$(dpkg-deb -f "$f" Version)" = "$ver" ] && echo "$f"; done | head -1; }
+  deb=$(with_version)
   if [ -z "$deb" ]; then
     (cd "$dir" && apt-get download -q "$name=$ver" >/dev/null 2>&1)
-    deb=$(ls -t "$dir/${name}_"*.deb | head -1)
+    deb=$(with_version)
+    [ -n "$deb" ] || { echo "delta.sh: apt-get download $name=$ver failed" >&2; exit 1; }
   fi
   local out=$work/hpkg/$(basename "$deb" .deb)
   if [ ! -d "$out" ]; then
