@@ -120,7 +120,7 @@ for p in "${pairs[@]}"; do
   cmp -s "$r" "$new" || { echo "delta.sh: $label: the rebuilt package differs" >&2; exit 1; }
   tz=$(measure zstd -q -f -19 --long=31 --patch-from="$old" "$new" -o "$z")
   size=$(stat -c %s "$new")
-  if [ "$(stat -c %s "$old")" -le $((64 << 20)) ]; then
+  if [ "$(stat -c %s "$old")" -le 64000000 ]; then
     tb=$(measure bsdiff "$old" "$new" "$b")
     bs=$(stat -c %s "$b")
     bcol="$(mb "$bs") ($(pct "$bs" "$size"))"
