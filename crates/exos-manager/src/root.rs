@@ -516,11 +516,11 @@ impl Root {
         let mut notes = Vec::new();
         let store_has = |sha: &Sha256| self.layout.stored(sha).is_file();
         // Looked up once per file: a root holds thousands of packages.
-        let by_place = |list: &[StateEntry]| -> HashMap<(Layer, String), StateEntry> {
+        fn by_place(list: &[StateEntry]) -> HashMap<(Layer, &str), &StateEntry> {
             list.iter()
-                .map(|e| ((e.layer, e.file.as_str().to_string()), e.clone()))
+                .map(|e| ((e.layer, e.file.as_str()), e))
                 .collect()
-        };
+        }
         let (wanted, known_here) = (by_place(target), by_place(&known.entries));
         let mut wanted_times: HashMap<Sha256, usize> = HashMap::new();
         for e in target {
@@ -538,8 +538,8 @@ impl Root {
                 if !path.is_file() {
                     continue;
                 }
-                let key = (layer, fname);
-                let (want, was) = (wanted.get(&key).cloned(), known_here.get(&key).cloned());
+                let key = (layer, fname.as_str());
+                let (want, was) = (wanted.get(&key).copied(), known_here.get(&key).copied());
                 let sha = match (want, was) {
                     (Some(w), Some(k)) if w.sha256 == k.sha256 && !store_has(&w.sha256) => continue,
                     (Some(w), _) => {
