@@ -28,6 +28,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod holdings;
 mod offer;
 mod overlay;
 mod plan;

@@ -11,6 +11,7 @@ use exos_repo::OfferedPackage;
 use exos_root::{reserved_name, Layer, PackageFile, StateEntry, StateList};
 use exos_trust::{FileDigest, TrustStore};
 
+use crate::holdings::Holdings;
 use crate::root::{AcceptedSignature, NewPackage, Root};
 use crate::{Error, Result};
 
@@ -26,32 +27,64 @@ pub(crate) struct Known {
 /// The installed packages of a state with their manifests, found where
 /// the manager keeps them.
 pub fn installed(root: &Root, state: &StateList) -> Result<Vec<(StateEntry, Manifest)>> {
+    installed_with(root, &root.holdings(), state)
+}
+
+/// [`installed`], with the root's holdings listed already.
+pub(crate) fn installed_with(
+    root: &Root,
+    holdings: &Holdings,
+    state: &StateList,
+) -> Result<Vec<(StateEntry, Manifest)>> {
     state
         .entries
         .iter()
-        .map(|e| {
-            if root.locate(e).is_none() && root.is_lazy(e) {
-                // A lazy package's manifest is kept with its record.
-                let lazy =
-                    exos_lazy::LazyPackage::read(&root.layout, &e.sha256)?.ok_or_else(|| {
-                        Error::invalid(format!("{}/{}", e.layer, e.file), "lazy record vanished")
-                    })?;
-                let what = lazy.path.display().to_string();
-                let manifest = Manifest::parse(lazy.record.manifest.to_string().as_bytes(), &what)?;
-                return Ok((e.clone(), manifest));
-            }
-            // An encrypted package's, remembered at install (no key needed).
-            if let Some(manifest) = crate::root::remembered_manifest(&root.layout, &e.sha256)? {
-                return Ok((e.clone(), manifest));
-            }
-            let path = root.locate(e).ok_or_else(|| Error::MissingFromState {
-                layer: e.layer,
-                file: e.file.clone(),
-            })?;
-            let pkg = Package::open(&path)?;
-            Ok((e.clone(), Manifest::from_package(&pkg)?))
-        })
+        .map(|e| installed_one(root, holdings, e))
         .collect()
+}
+
+/// Each of `entries` with its manifest, or why it could not be read (a
+/// user may not read a sealed shared package's manifest).
+pub(crate) fn installed_each(
+    root: &Root,
+    entries: &[StateEntry],
+) -> Vec<Result<(StateEntry, Manifest)>> {
+    let holdings = root.holdings();
+    entries
+        .iter()
+        .map(|e| installed_one(root, &holdings, e))
+        .collect()
+}
+
+/// `e` with its manifest: a lazy package's from its record, a remembered
+/// one, else the package's own.
+fn installed_one(
+    root: &Root,
+    holdings: &Holdings,
+    e: &StateEntry,
+) -> Result<(StateEntry, Manifest)> {
+    let path = holdings.locate(e);
+    if path.is_none() && holdings.is_lazy(e) {
+        // A lazy package's manifest is kept with its record.
+        let lazy = exos_lazy::LazyPackage::read(&root.layout, &e.sha256)?.ok_or_else(|| {
+            Error::invalid(format!("{}/{}", e.layer, e.file), "lazy record vanished")
+        })?;
+        let what = lazy.path.display().to_string();
+        let manifest = Manifest::parse(lazy.record.manifest.to_string().as_bytes(), &what)?;
+        return Ok((e.clone(), manifest));
+    }
+    // An encrypted package's, remembered at install (no key needed).
+    if holdings.remembers_manifest(&e.sha256) {
+        if let Some(manifest) = crate::root::remembered_manifest(&root.layout, &e.sha256)? {
+            return Ok((e.clone(), manifest));
+        }
+    }
+    let path = path.ok_or_else(|| Error::MissingFromState {
+        layer: e.layer,
+        file: e.file.clone(),
+    })?;
+    let pkg = Package::open(&path)?;
+    Ok((e.clone(), Manifest::from_package(&pkg)?))
 }
 
 /// `*.hpkg` files directly inside `dir`, sorted by name.

@@ -12,7 +12,8 @@ use exos_manifest::{Dependency, Manifest};
 use exos_root::pkgdb::{PackageDb, RepoOrigin};
 use exos_root::{Layer, PackageFile, Sha256, StateEntry};
 
-use crate::{installed, Error, Result, Root};
+use crate::holdings::Holdings;
+use crate::{Error, Result, Root};
 
 /// One installed package, with what the root remembers about it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -70,20 +71,23 @@ pub fn display_version(m: &Manifest) -> String {
 pub fn installed_packages(root: &Root) -> Result<Vec<InstalledPackage>> {
     let current = root.current()?;
     let db = root.package_db()?;
-    installed(root, &current)?
+    let holdings = root.holdings();
+    crate::offer::installed_with(root, &holdings, &current)?
         .into_iter()
-        .map(|(e, manifest)| describe(root, &db, e, manifest))
+        .map(|(e, manifest)| describe(root, &holdings, &db, e, manifest))
         .collect()
 }
 
 fn describe(
     root: &Root,
+    holdings: &Holdings,
     db: &PackageDb,
     e: StateEntry,
     manifest: Manifest,
 ) -> Result<InstalledPackage> {
-    let lazy = root.locate(&e).is_none() && root.is_lazy(&e);
-    let size = match root.locate(&e) {
+    let located = holdings.locate(&e);
+    let lazy = located.is_none() && holdings.is_lazy(&e);
+    let size = match located {
         Some(p) => std::fs::metadata(&p)
             .map_err(|source| Error::Io { path: p, source })?
             .len(),

@@ -10,6 +10,7 @@ use exos_root::{
     StateList, TEMP_PREFIX,
 };
 
+use crate::holdings::Holdings;
 use crate::{Ctx, Error, Result};
 
 /// A new package file to install: where it is now, and where it goes.
@@ -279,6 +280,13 @@ impl Root {
         Ok(None)
     }
 
+    /// Where the root's package files are: one listing of each directory
+    /// that holds them, for questions about many packages (one `stat` per
+    /// package each was most of a change's time in a large root).
+    pub fn holdings(&self) -> Holdings {
+        Holdings::read(&self.layout)
+    }
+
     /// Where the file of `e` is, if anywhere (packages dir or store).
     pub fn locate(&self, e: &StateEntry) -> Option<PathBuf> {
         [self.layout.placed(e), self.layout.stored(&e.sha256)]
@@ -290,11 +298,6 @@ impl Root {
     /// `system/state/lazy/`, its bytes fetched when read).
     pub fn is_lazy(&self, e: &StateEntry) -> bool {
         self.layout.lazy_record(&e.sha256).is_file()
-    }
-
-    /// Whether `e` can be served: its file is somewhere, or it is lazy.
-    fn findable(&self, e: &StateEntry) -> bool {
-        self.locate(e).is_some() || self.is_lazy(e)
     }
 
     /// Tidies what an interrupted change left: temporary files go; states
@@ -345,12 +348,13 @@ impl Root {
         Ok(notes)
     }
 
-    /// Moves a package file into the store (or drops it if the store has it).
-    fn stash(&self, path: &Path, sha: &Sha256) -> Result<()> {
-        let to = self.layout.stored(sha);
-        if to.exists() {
+    /// Moves a package file into the store (or drops it if the store has
+    /// it: `in_store`).
+    fn stash(&self, path: &Path, sha: &Sha256, in_store: bool) -> Result<()> {
+        if in_store {
             fs::remove_file(path).at(path)
         } else {
+            let to = self.layout.stored(sha);
             fs::rename(path, &to).at(&to)
         }
     }
@@ -481,9 +485,10 @@ impl Root {
         // under its name by the current state.
         let current = self.current()?;
         let in_current: HashSet<&StateEntry> = current.entries.iter().collect();
+        let holdings = self.holdings();
         for e in &target {
-            let placed_ok = in_current.contains(e) && self.layout.placed(e).is_file();
-            if !placed_ok && !self.layout.stored(&e.sha256).is_file() && !self.is_lazy(e) {
+            let placed_ok = in_current.contains(e) && holdings.is_placed(e);
+            if !placed_ok && !holdings.is_stored(&e.sha256) && !holdings.is_lazy(e) {
                 return Err(Error::invalid(
                     format!("{}/{} ({})", e.layer, e.file, e.sha256),
                     "neither installed nor in the store",
@@ -514,8 +519,9 @@ impl Root {
     /// only happens mid-change: then the placed file is hashed to tell.
     fn place(&self, target: &[StateEntry], known: &StateList) -> Result<Vec<String>> {
         let mut notes = Vec::new();
-        let store_has = |sha: &Sha256| self.layout.stored(sha).is_file();
-        // Looked up once per file: a root holds thousands of packages.
+        // Listed once, and looked up once per file: a root holds thousands
+        // of packages.
+        let mut holdings = self.holdings();
         fn by_place(list: &[StateEntry]) -> HashMap<(Layer, &str), &StateEntry> {
             list.iter()
                 .map(|e| ((e.layer, e.file.as_str()), e))
@@ -528,59 +534,63 @@ impl Root {
         }
         for &layer in self.layout.layers() {
             let dir = self.layout.packages_dir(layer);
-            let Ok(rd) = fs::read_dir(&dir) else { continue };
-            for e in rd.filter_map(|e| e.ok()) {
-                let fname = e.file_name().to_string_lossy().into_owned();
+            let mut names: Vec<String> = holdings.placed_in(layer).cloned().collect();
+            names.sort_unstable();
+            for fname in names {
                 if !fname.ends_with(".hpkg") || fname.starts_with('.') {
                     continue;
                 }
-                let path = e.path();
-                if !path.is_file() {
-                    continue;
-                }
+                let path = dir.join(&fname);
                 let key = (layer, fname.as_str());
                 let (want, was) = (wanted.get(&key).copied(), known_here.get(&key).copied());
                 let sha = match (want, was) {
-                    (Some(w), Some(k)) if w.sha256 == k.sha256 && !store_has(&w.sha256) => continue,
+                    (Some(w), Some(k))
+                        if w.sha256 == k.sha256 && !holdings.is_stored(&w.sha256) =>
+                    {
+                        continue
+                    }
                     (Some(w), _) => {
                         let sha = Sha256::of_file(&path).at(&path)?;
                         if sha == w.sha256 {
                             // In place already; a store copy is a duplicate.
-                            if store_has(&sha) {
+                            if holdings.is_stored(&sha) {
                                 let s = self.layout.stored(&sha);
                                 fs::remove_file(&s).at(&s)?;
+                                holdings.unstored(&sha);
                             }
                             continue;
                         }
                         sha
                     }
-                    (None, Some(k)) if !store_has(&k.sha256) => k.sha256,
+                    (None, Some(k)) if !holdings.is_stored(&k.sha256) => k.sha256,
                     (None, _) => Sha256::of_file(&path).at(&path)?,
                 };
-                self.stash(&path, &sha)?;
+                self.stash(&path, &sha, holdings.is_stored(&sha))?;
+                holdings.stashed(layer, &fname, &sha);
                 notes.push(format!("moved {} to the store", path.display()));
                 crash_point();
             }
         }
         for e in target {
-            let placed = self.layout.placed(e);
-            if placed.exists() {
+            if holdings.is_placed(e) {
                 continue;
             }
-            let stored = self.layout.stored(&e.sha256);
-            if !stored.exists() {
+            if !holdings.is_stored(&e.sha256) {
                 // A lazy package has no file to place: packagefs fetches it.
-                if !self.is_lazy(e) {
+                if !holdings.is_lazy(e) {
                     notes.push(format!("{}/{} is missing", e.layer, e.file));
                 }
                 continue;
             }
+            let (stored, placed) = (self.layout.stored(&e.sha256), self.layout.placed(e));
             // Another entry may want the same file under another name.
-            if wanted_times.get(&e.sha256).copied().unwrap_or(0) > 1 {
+            let shared = wanted_times.get(&e.sha256).copied().unwrap_or(0) > 1;
+            if shared {
                 fs::hard_link(&stored, &placed).at(&placed)?;
             } else {
                 fs::rename(&stored, &placed).at(&placed)?;
             }
+            holdings.placed_from_store(e, !shared);
             notes.push(format!("moved {} into place", e.file));
             crash_point();
         }
@@ -623,12 +633,13 @@ impl Root {
                 }
             }
         }
+        let holdings = self.holdings();
         for n in self.states()? {
             match self.state(n) {
                 Err(e) => problems.push(format!("state {n}: {e}")),
                 Ok(s) => {
                     for e in &s.entries {
-                        if !self.findable(e) {
+                        if !holdings.findable(e) {
                             problems.push(format!("state {n}: {}/{} missing", e.layer, e.file));
                         }
                     }

@@ -133,21 +133,13 @@ impl Transaction {
         let mut installed_now = installed(root, &current)?;
         if !base.is_empty() {
             let shared = Root::read_only_layout(root.layout.shared())?;
-            let base_list = StateList {
-                entries: base.clone(),
-                ..Default::default()
-            };
             // One by one: a shared package whose manifest a user may not
             // read (a sealed one's is root's) is left out, not fatal.
-            for e in base_list.entries {
-                let one = StateList {
-                    entries: vec![e],
-                    ..Default::default()
-                };
-                if let Ok(found) = installed(&shared, &one) {
-                    installed_now.extend(found);
-                }
-            }
+            installed_now.extend(
+                crate::offer::installed_each(&shared, &base)
+                    .into_iter()
+                    .filter_map(|found| found.ok()),
+            );
         }
         // Sets for the membership tests below: a root holds thousands of
         // packages, and scanning the lists per package was quadratic.
