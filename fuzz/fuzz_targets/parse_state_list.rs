@@ -4,7 +4,8 @@
 //! digests (`system/state/digests/<sha>.digests`), the runtime
 //! overlays (`system/state/overlays.json`), the package records
 //! (`system/state/packages.json`: origins), the boot record
-//! (`system/state/boot.json`) and a sandbox's launch (what
+//! (`system/state/boot.json`), the installed-package index
+//! (`system/state/installed.index`) and a sandbox's launch (what
 //! `exos run --sandbox` hands its init through a pipe).
 #![no_main]
 
@@ -34,6 +35,14 @@ fuzz_target!(|data: &[u8]| {
             let c = b.choose(wanted, &states, 3);
             assert!(c.state == wanted || states.contains(&c.state));
         }
+    }
+    if let Ok(index) = exos_manager::index::InstalledIndex::parse(data, "fuzz.index") {
+        // What parses renders to an index that parses and renders the same.
+        let rendered = index.render();
+        let again = exos_manager::index::InstalledIndex::parse(rendered.as_bytes(), "fuzz.index")
+            .expect("a rendered index parses");
+        assert_eq!(again.len(), index.len());
+        assert_eq!(again.render(), rendered);
     }
     let digests_path = std::path::Path::new("fuzz.digests");
     if let Ok(d) = exos_root::digests::ContentDigests::parse(data, digests_path) {

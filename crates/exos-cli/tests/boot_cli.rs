@@ -467,6 +467,11 @@ impl VmDisk {
             units.join("multi-user.target.wants/exos-vm-check.service"),
         )
         .unwrap();
+        // No login prompt on the serial console: agetty starting there
+        // hangs the terminal up (vhangup), and a check that was writing to
+        // it then lost the rest of its output (a CI run saw only its
+        // first line).
+        std::os::unix::fs::symlink("/dev/null", units.join("serial-getty@ttyS0.service")).unwrap();
         // A package to install from inside.
         let hello = work.join("hello");
         fs::create_dir_all(hello.join("usr/bin")).unwrap();

@@ -638,3 +638,71 @@ fn exos_shell_starts_the_callers_shell() {
         text(&o.stdout)
     );
 }
+
+/// `list --installed --json` with each package's version and size.
+fn listed(root: &Path) -> Vec<(String, String, u64)> {
+    json(&["list", "--installed", "-r", s(root)])["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["version"].as_str().unwrap().to_string(),
+                p["size"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_installed_package_index_only_spares_reading_packages() {
+    let f = fixture();
+    let index = f.root.join("system/state/installed.index");
+    let lines = |path: &Path| -> Vec<String> {
+        fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    // Every installed package is in it, by its SHA-256, readable by all.
+    let text = lines(&index);
+    assert_eq!(text[0], "exos-installed-index 1");
+    assert_eq!(text.len(), 4, "{text:?}");
+    let state = fs::read_to_string(f.root.join("system/state/active.list")).unwrap();
+    for l in &text[1..] {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(
+            state.contains(v["sha256"].as_str().unwrap()),
+            "{l}\n{state}"
+        );
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&index).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    let truth = listed(&f.root);
+    assert_eq!(truth.len(), 3);
+    assert!(truth.iter().all(|(_, _, size)| *size > 0), "{truth:?}");
+    // Missing, broken or lacking a package: the same answers, read from
+    // the packages.
+    fs::remove_file(&index).unwrap();
+    assert_eq!(listed(&f.root), truth);
+    fs::write(&index, "exos-installed-index 1\n{\"sha256\": 1}\n").unwrap();
+    assert_eq!(listed(&f.root), truth);
+    let partial = format!("{}\n{}\n", text[0], text[1]);
+    fs::write(&index, &partial).unwrap();
+    assert_eq!(listed(&f.root), truth);
+    // The next change writes it whole again, for the new state.
+    ok(&["remove", "-q", "-y", "other", "-r", s(&f.root)]);
+    let after = lines(&index);
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert!(
+        after.iter().all(|l| !l.contains("\"name\":\"other\"")),
+        "{after:?}"
+    );
+    let now = listed(&f.root);
+    assert_eq!(now, truth[..2]);
+}

@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod holdings;
+pub mod index;
 mod offer;
 mod overlay;
 mod plan;

@@ -12,6 +12,7 @@ use exos_root::{reserved_name, Layer, PackageFile, StateEntry, StateList};
 use exos_trust::{FileDigest, TrustStore};
 
 use crate::holdings::Holdings;
+use crate::index::InstalledIndex;
 use crate::root::{AcceptedSignature, NewPackage, Root};
 use crate::{Error, Result};
 
@@ -36,10 +37,11 @@ pub(crate) fn installed_with(
     holdings: &Holdings,
     state: &StateList,
 ) -> Result<Vec<(StateEntry, Manifest)>> {
+    let index = root.index();
     state
         .entries
         .iter()
-        .map(|e| installed_one(root, holdings, e))
+        .map(|e| installed_one(root, holdings, &index, e))
         .collect()
 }
 
@@ -49,18 +51,19 @@ pub(crate) fn installed_each(
     root: &Root,
     entries: &[StateEntry],
 ) -> Vec<Result<(StateEntry, Manifest)>> {
-    let holdings = root.holdings();
+    let (holdings, index) = (root.holdings(), root.index());
     entries
         .iter()
-        .map(|e| installed_one(root, &holdings, e))
+        .map(|e| installed_one(root, &holdings, &index, e))
         .collect()
 }
 
 /// `e` with its manifest: a lazy package's from its record, a remembered
-/// one, else the package's own.
+/// one, the installed-package index's, else the package's own.
 fn installed_one(
     root: &Root,
     holdings: &Holdings,
+    index: &InstalledIndex,
     e: &StateEntry,
 ) -> Result<(StateEntry, Manifest)> {
     let path = holdings.locate(e);
@@ -83,6 +86,9 @@ fn installed_one(
         layer: e.layer,
         file: e.file.clone(),
     })?;
+    if let Some(indexed) = index.get(&e.sha256) {
+        return Ok((e.clone(), indexed.manifest.clone()));
+    }
     let pkg = Package::open(&path)?;
     Ok((e.clone(), Manifest::from_package(&pkg)?))
 }

@@ -155,12 +155,28 @@ impl Plan {
         }
         // By the names' bytes: two names shown alike may differ.
         let mut tops: BTreeMap<(Layer, Vec<u8>), Vec<Holder>> = BTreeMap::new();
+        let (holdings, index) = (root.holdings(), root.index());
         for e in &self.target {
             let new = self.new.iter().find(|n| n.entry() == *e);
             let path = match new {
                 Some(n) if n.source.is_file() => Some(n.source.clone()),
-                _ => root.locate(e),
+                _ => holdings.locate(e),
             };
+            let indexed = index
+                .get(&e.sha256)
+                .filter(|_| new.is_none() && path.is_some());
+            if let Some(indexed) = indexed {
+                for top in &indexed.tops {
+                    tops.entry((e.layer, top.name.as_bytes().to_vec()))
+                        .or_default()
+                        .push(Holder {
+                            package: indexed.manifest.name.clone(),
+                            is_dir: top.dir,
+                            new: false,
+                        });
+                }
+                continue;
+            }
             let Some(pkg) = path.and_then(|p| Package::open_with(&p, &options).ok()) else {
                 continue;
             };

@@ -87,11 +87,15 @@ fn describe(
 ) -> Result<InstalledPackage> {
     let located = holdings.locate(&e);
     let lazy = located.is_none() && holdings.is_lazy(&e);
-    let size = match located {
-        Some(p) => std::fs::metadata(&p)
+    let indexed_size = root.index().get(&e.sha256).map(|i| i.size);
+    let size = match (located, indexed_size) {
+        (Some(_), Some(size)) => size,
+        (Some(p), None) => std::fs::metadata(&p)
             .map_err(|source| Error::Io { path: p, source })?
             .len(),
-        None => exos_lazy::LazyPackage::read(&root.layout, &e.sha256)?.map_or(0, |l| l.record.size),
+        (None, _) => {
+            exos_lazy::LazyPackage::read(&root.layout, &e.sha256)?.map_or(0, |l| l.record.size)
+        }
     };
     Ok(InstalledPackage {
         layer: e.layer,

@@ -4,6 +4,10 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use exos_hpkg::Package;
 
 use exos_root::{
     crash_point, state_number, write_atomically, Layer, Layout, PackageFile, Sha256, StateEntry,
@@ -11,6 +15,7 @@ use exos_root::{
 };
 
 use crate::holdings::Holdings;
+use crate::index::{Indexed, InstalledIndex};
 use crate::{Ctx, Error, Result};
 
 /// A new package file to install: where it is now, and where it goes.
@@ -104,6 +109,12 @@ pub struct Root {
     /// Where everything is.
     pub layout: Layout,
     _lock: Option<File>,
+    /// The installed-package index, once read ([`Root::index`]).
+    index: Mutex<Option<Arc<InstalledIndex>>>,
+    /// Whether [`Root::recover`] found the root tidy, or made it so, since
+    /// this (locked) root last changed: a switch then need not recover
+    /// again.
+    tidy: AtomicBool,
 }
 
 fn fsync_dir(dir: &Path) -> Result<()> {
@@ -203,6 +214,8 @@ impl Root {
         Ok(Root {
             layout,
             _lock: Some(f),
+            index: Mutex::default(),
+            tidy: AtomicBool::new(false),
         })
     }
 
@@ -221,6 +234,8 @@ impl Root {
         Ok(Root {
             layout,
             _lock: None,
+            index: Mutex::default(),
+            tidy: AtomicBool::new(false),
         })
     }
 
@@ -278,6 +293,56 @@ impl Root {
             }
         }
         Ok(None)
+    }
+
+    /// The installed-package index ([`crate::index`]), read once: what a
+    /// change knows of the installed packages without opening them.
+    pub fn index(&self) -> Arc<InstalledIndex> {
+        let mut cached = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        cached
+            .get_or_insert_with(|| Arc::new(InstalledIndex::read(&self.layout)))
+            .clone()
+    }
+
+    /// Rewrites the installed-package index for `target`, the state just
+    /// made current: what the old index knew is kept, packages it did not
+    /// know are read from their files. The state is committed already, so
+    /// a failure is only a warning (the next reader reads those packages
+    /// from their files).
+    fn write_index(&self, target: &[StateEntry]) {
+        let old = self.index();
+        let holdings = self.holdings();
+        let mut index = InstalledIndex::default();
+        for e in target {
+            // Sealed packages' manifests are remembered apart; lazy ones'
+            // are in their records.
+            let Some(path) = holdings.locate(e) else {
+                continue;
+            };
+            if holdings.remembers_manifest(&e.sha256) || index.get(&e.sha256).is_some() {
+                continue;
+            }
+            if let Some(known) = old.get(&e.sha256) {
+                index.insert(e.sha256, known.clone());
+                continue;
+            }
+            let read = Package::open(&path).map_err(Error::from).and_then(|pkg| {
+                let size = fs::metadata(&path).at(&path)?.len();
+                Indexed::of_package(&pkg, size)
+            });
+            match read {
+                Ok(Some(indexed)) => index.insert(e.sha256, indexed),
+                Ok(None) => {}
+                Err(err) => tracing::warn!("not in the installed-package index: {err}"),
+            }
+        }
+        match index.write(&self.layout) {
+            Ok(()) => {
+                crash_point();
+                *self.index.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(index));
+            }
+            Err(err) => tracing::warn!("the installed-package index was not written: {err}"),
+        }
     }
 
     /// Where the root's package files are: one listing of each directory
@@ -345,6 +410,9 @@ impl Root {
         }
         let moved = self.place(&current.entries, &current)?;
         notes.extend(moved);
+        // Only a locked root stays as it was found: another writer may
+        // change an unlocked one at any time.
+        self.tidy.store(self._lock.is_some(), Ordering::SeqCst);
         Ok(notes)
     }
 
@@ -384,7 +452,13 @@ impl Root {
     /// state N+1 and commits it, then renames files into place. Returns the
     /// new state's number.
     pub fn switch(&self, target: Vec<StateEntry>, new: &[NewPackage], change: &str) -> Result<u64> {
-        self.recover()?;
+        // Tidied under this lock already (as a change's workflow does
+        // first) and not changed since: nothing to recover from. A switch
+        // that fails part way leaves the flag down.
+        if !self.tidy.swap(false, Ordering::SeqCst) {
+            self.recover()?;
+            self.tidy.store(false, Ordering::SeqCst);
+        }
         // 1. New files: copy beside their destination, sync, into the store.
         // Downloads (already in the root's cache, on the same file system,
         // checked by hash) are renamed instead, and synced together.
@@ -509,6 +583,9 @@ impl Root {
         crash_point();
         // 3. Placement: renames only.
         self.place(&target, &current)?;
+        // 4. What the next change reads instead of every package.
+        self.write_index(&target);
+        self.tidy.store(self._lock.is_some(), Ordering::SeqCst);
         Ok(n)
     }
 

@@ -672,6 +672,13 @@ impl Layout {
         self.manifests_dir().join(format!("{sha}.json"))
     }
 
+    /// `ROOT/system/state/installed.index`: the current state's packages'
+    /// manifests, sizes and top-level names, read instead of every
+    /// package (derived data, rewritten by every switch of state).
+    pub fn installed_index(&self) -> PathBuf {
+        self.state_dir().join("installed.index")
+    }
+
     /// `system/state/manifests/`: installed packages' remembered manifests.
     pub fn manifests_dir(&self) -> PathBuf {
         self.state_dir().join("manifests")
@@ -756,6 +763,28 @@ pub fn public_mode() -> u32 {
         })
         .unwrap_or(0o022);
     0o666 & !umask
+}
+
+/// Replaces `path` with `bytes` by rename, readable by all as
+/// [`write_public`] makes files, but without syncing: for derived data
+/// that its reader checks and can rebuild (the installed-package index),
+/// where a file lost or torn by a power cut costs a rebuild, never a
+/// wrong answer, and a sync of megabytes would cost every change.
+pub fn write_derived(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".exos-tmp-")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(public_mode()))?;
+    crash_point();
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 fn write_atomically_with(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
