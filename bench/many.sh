@@ -5,6 +5,7 @@
 #   * the install of all of them at once (one state);
 #   * a mount of the root: time until it is visible, cold caches, and the
 #     daemon's RSS, per entry (all of it, the process's fixed cost included);
+#   * `exos list --installed`;
 #   * `exos install` of one more package into the root of COUNT, and its
 #     `exos remove`, unmounted and with the root mounted (the mount then
 #     re-activates: the time until the new package's file is visible).
@@ -79,6 +80,13 @@ one_more() { # -> "INSTALL_S REMOVE_S [VISIBLE_S]"
   fi
   echo "$(echo "$t1 - $t0" | bc -l) $(echo "$t3 - $t2" | bc -l) $vis"
 }
+# `exos list --installed` (warm caches): every installed package's name,
+# version and size, what `info`, `why` and every change read too.
+lst=()
+for _ in $(seq "$runs"); do
+  t0=$(now); "$exos" list --installed -r "$work/root" >/dev/null; t1=$(now)
+  lst+=("$(echo "$t1 - $t0" | bc -l)")
+done
 ins=() rem=() ins_m=() rem_m=() vis=()
 for _ in $(seq "$runs"); do
   read -r a b < <(one_more); ins+=("$a") rem+=("$b")
@@ -90,8 +98,8 @@ done
 unmount_root
 
 echo "$count packages ($entries entries in the mount), $(nproc) cores, median of $runs"
-printf '| installing all %d at once | mount until visible, cold | daemon RSS | RSS per entry (all of it) | install one more | remove it | install one more, mounted | … until its file is visible | remove it, mounted |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n' "$count"
+printf '| installing all %d at once | mount until visible, cold | daemon RSS | RSS per entry (all of it) | list --installed | install one more | remove it | install one more, mounted | … until its file is visible | remove it, mounted |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n' "$count"
 m() { printf '%s\n' "$@" | median; }
-printf '| %.2f s | %.3f s | %d KiB | %.0f B | %.3f s | %.3f s | %.3f s | %.3f s | %.3f s |\n' \
-  "$install_all" "$(m "${mt[@]}")" "$rss" "$(echo "$rss * 1024 / $entries" | bc -l)" \
+printf '| %.2f s | %.3f s | %d KiB | %.0f B | %.3f s | %.3f s | %.3f s | %.3f s | %.3f s | %.3f s |\n' \
+  "$install_all" "$(m "${mt[@]}")" "$rss" "$(echo "$rss * 1024 / $entries" | bc -l)" "$(m "${lst[@]}")" \
   "$(m "${ins[@]}")" "$(m "${rem[@]}")" "$(m "${ins_m[@]}")" "$(m "${vis[@]}")" "$(m "${rem_m[@]}")"
