@@ -637,10 +637,23 @@ pub(crate) fn solve(universe: &Universe, request: &Request) -> Result<(Plan, Sta
     // An upgrade first aims at each package's newest major; when that does
     // not fit, at the newest release of any major.
     let result = match request {
-        Request::Upgrade(_) => {
-            solve_once(universe, request, true).or_else(|_| solve_once(universe, request, false))
+        Request::Upgrade(_) => solve_once(universe, request, true, Keep::WhatItCan)
+            .or_else(|_| solve_once(universe, request, false, Keep::WhatItCan)),
+        // Installing exact releases or removing changes only what it must:
+        // first try keeping every installed package. resolvo tries soft
+        // requirements one at a time, each a pass over all its decisions,
+        // so keeping 10,000 installed packages softly was quadratic (most
+        // of an install's time in such a root); as requirements they are
+        // one pass. When that cannot be (the change needs an installed
+        // package upgraded or removed), the installed ones are kept softly,
+        // as much as they can be. A request by name or API is not tried so:
+        // kept pinned, an older release of what was asked for could be
+        // chosen where the newest needs an upgrade.
+        Request::InstallExact(_) | Request::Remove(_) => {
+            solve_once(universe, request, false, Keep::All)
+                .or_else(|_| solve_once(universe, request, false, Keep::WhatItCan))
         }
-        _ => solve_once(universe, request, false),
+        _ => solve_once(universe, request, false, Keep::WhatItCan),
     };
     let chosen = result?;
     let stats = Stats {
@@ -650,10 +663,20 @@ pub(crate) fn solve(universe: &Universe, request: &Request) -> Result<(Plan, Sta
     Ok((Plan::new(universe, request, &chosen), stats))
 }
 
+/// How a solve keeps the installed packages the request leaves alone.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// All of them, as requirements: no solution when one must change.
+    All,
+    /// As many as can be, as soft requirements.
+    WhatItCan,
+}
+
 fn solve_once(
     universe: &Universe,
     request: &Request,
     newest_major: bool,
+    keep: Keep,
 ) -> Result<Vec<usize>, ResolveError> {
     let favour_installed = !matches!(request, Request::Upgrade(names) if names.is_empty());
     let upgrading = match request {
@@ -662,6 +685,9 @@ fn solve_once(
     };
     let mut provider = Provider::new(universe, favour_installed, upgrading);
     let mut goals = Goals::for_request(&mut provider, request, newest_major)?;
+    if keep == Keep::All {
+        goals.require_installed(&provider);
+    }
     goals.keep_soft_slots_reachable(&provider);
     let problem = Problem::new()
         .requirements(goals.requirements)
@@ -780,6 +806,24 @@ impl Goals {
             }
         }
         Ok(goals)
+    }
+
+    /// Makes every installed package still soft (those the request does
+    /// not change) a requirement: exactly that release, in its slot.
+    fn require_installed(&mut self, provider: &Provider) {
+        let (installed, host): (Vec<SolvableId>, Vec<SolvableId>) =
+            self.soft.iter().partition(|&&s| provider.is_installed(s));
+        for s in installed {
+            let solvable = provider.solvable(s);
+            let exact = provider.version_set(VersionSetDef {
+                name: provider.slot_of[s.into_raw() as usize],
+                selector: Selector::Exact(solvable.name, provider.version_of(s).clone()),
+                negate: false,
+            });
+            self.requirements.push(Requirement::Single(exact).into());
+        }
+        // Host APIs stay soft: always there, nothing to pin.
+        self.soft = host;
     }
 
     /// resolvo only adds its one-per-name clauses for candidates reachable

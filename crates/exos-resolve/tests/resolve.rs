@@ -301,6 +301,56 @@ fn upgrading_one_package_leaves_the_others_alone() {
 }
 
 #[test]
+fn installing_or_removing_among_many_installed_packages_changes_only_what_it_must() {
+    // 3,000 installed packages, in chains (each of the 2,000 apps needs a
+    // lib), and one more to install that needs lib0 newer than installed.
+    let mut cands = Vec::new();
+    for i in 0..1000 {
+        cands.push(installed(&format!(
+            r#"{{"name":"lib{i}","version":"1.0"}}"#
+        )));
+        for j in 0..2 {
+            cands.push(installed(&format!(
+                r#"{{"name":"app{i}_{j}","version":"1.0","requires":["lib{i}>=1.0"]}}"#
+            )));
+        }
+    }
+    cands.push(available(r#"{"name":"lib0","version":"1.5"}"#));
+    cands.push(available(
+        r#"{"name":"new","version":"1.0","requires":["lib1"]}"#,
+    ));
+    cands.push(available(
+        r#"{"name":"newer","version":"1.0","requires":["lib0>=1.5"]}"#,
+    ));
+    let v = |s: &str| Version::parse(s).unwrap();
+    let exact = |name: &str| Request::InstallExact(vec![(name.into(), v("1.0"))]);
+    let changed = |plan: &Plan| -> Vec<String> {
+        let mut out: Vec<String> = plan.changes.iter().map(|c| format!("{c:?}")).collect();
+        out.sort();
+        out
+    };
+    // Nothing installed has to change: everything stays, one is added.
+    let plan = solve(cands.clone(), exact("new"));
+    assert_eq!(plan.result.len(), 3001);
+    assert!(result_of(&plan).contains(&"new 1.0".to_string()));
+    assert_eq!(plan.changes.len(), 1, "{:?}", changed(&plan));
+    // One must be upgraded: it is, and everything else stays.
+    let plan = solve(cands.clone(), exact("newer"));
+    let result = result_of(&plan);
+    assert_eq!(result.len(), 3001, "{:?}", changed(&plan));
+    assert!(result.contains(&"lib0 1.5".to_string()) && !result.contains(&"lib0 1.0".to_string()));
+    assert!(result.contains(&"app0_1 1.0".to_string()));
+    // Removing what nothing needs removes only it; a lib takes its apps.
+    let plan = solve(cands.clone(), Request::Remove(vec!["app5_0".into()]));
+    assert_eq!(plan.result.len(), 2999);
+    assert_eq!(plan.changes.len(), 1, "{:?}", changed(&plan));
+    let plan = solve(cands, Request::Remove(vec!["lib7".into()]));
+    let result = result_of(&plan);
+    assert_eq!(result.len(), 2997, "{:?}", changed(&plan));
+    assert!(!result.iter().any(|r| r.starts_with("app7_")));
+}
+
+#[test]
 fn remove_takes_dependents_along_and_says_why() {
     let plan = solve(
         vec![
