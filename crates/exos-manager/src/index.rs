@@ -128,6 +128,11 @@ impl InstalledIndex {
         self.packages.insert(sha, indexed);
     }
 
+    /// Takes what the index knows of `sha`'s package out of it.
+    pub fn remove(&mut self, sha: &Sha256) -> Option<Indexed> {
+        self.packages.remove(sha)
+    }
+
     /// How many packages the index knows.
     pub fn len(&self) -> usize {
         self.packages.len()

@@ -309,9 +309,14 @@ impl Root {
     /// know are read from their files. The state is committed already, so
     /// a failure is only a warning (the next reader reads those packages
     /// from their files).
-    fn write_index(&self, target: &[StateEntry]) {
-        let old = self.index();
-        let holdings = self.holdings();
+    fn write_index(&self, target: &[StateEntry], holdings: &Holdings) {
+        // Taken out of the cache: nothing else holds it by now, so its
+        // entries move to the new index instead of being copied.
+        let cached = self.index.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut old = match cached {
+            Some(index) => Arc::try_unwrap(index).unwrap_or_else(|shared| (*shared).clone()),
+            None => InstalledIndex::read(&self.layout),
+        };
         let mut index = InstalledIndex::default();
         for e in target {
             // Sealed packages' manifests are remembered apart; lazy ones'
@@ -322,8 +327,8 @@ impl Root {
             if holdings.remembers_manifest(&e.sha256) || index.get(&e.sha256).is_some() {
                 continue;
             }
-            if let Some(known) = old.get(&e.sha256) {
-                index.insert(e.sha256, known.clone());
+            if let Some(known) = old.remove(&e.sha256) {
+                index.insert(e.sha256, known);
                 continue;
             }
             let read = Package::open(&path).map_err(Error::from).and_then(|pkg| {
@@ -408,7 +413,7 @@ impl Root {
                 ));
             }
         }
-        let moved = self.place(&current.entries, &current)?;
+        let moved = self.place(&current.entries, &current, &mut self.holdings())?;
         notes.extend(moved);
         // Only a locked root stays as it was found: another writer may
         // change an unlocked one at any time.
@@ -559,7 +564,10 @@ impl Root {
         // under its name by the current state.
         let current = self.current()?;
         let in_current: HashSet<&StateEntry> = current.entries.iter().collect();
-        let holdings = self.holdings();
+        // Listed once for the check, the placement and the index: nothing
+        // but state files is written between them, and the placement
+        // tells the holdings what it moves.
+        let mut holdings = self.holdings();
         for e in &target {
             let placed_ok = in_current.contains(e) && holdings.is_placed(e);
             if !placed_ok && !holdings.is_stored(&e.sha256) && !holdings.is_lazy(e) {
@@ -582,9 +590,9 @@ impl Root {
         write_state(&self.layout.active_list(), text.as_bytes())?;
         crash_point();
         // 3. Placement: renames only.
-        self.place(&target, &current)?;
+        self.place(&target, &current, &mut holdings)?;
         // 4. What the next change reads instead of every package.
-        self.write_index(&target);
+        self.write_index(&target, &holdings);
         self.tidy.store(self._lock.is_some(), Ordering::SeqCst);
         Ok(n)
     }
@@ -594,11 +602,15 @@ impl Root {
     /// `known` (the state it was placed for) says, without hashing it —
     /// except where the store holds the target's version of that name, which
     /// only happens mid-change: then the placed file is hashed to tell.
-    fn place(&self, target: &[StateEntry], known: &StateList) -> Result<Vec<String>> {
+    /// `holdings`: where the files are now, kept up to date as they move
+    /// (looked up once per file: a root holds thousands of packages).
+    fn place(
+        &self,
+        target: &[StateEntry],
+        known: &StateList,
+        holdings: &mut Holdings,
+    ) -> Result<Vec<String>> {
         let mut notes = Vec::new();
-        // Listed once, and looked up once per file: a root holds thousands
-        // of packages.
-        let mut holdings = self.holdings();
         fn by_place(list: &[StateEntry]) -> HashMap<(Layer, &str), &StateEntry> {
             list.iter()
                 .map(|e| ((e.layer, e.file.as_str()), e))
