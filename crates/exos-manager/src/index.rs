@@ -18,7 +18,8 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use exos_hpkg::Package;
 use exos_manifest::Manifest;
@@ -205,17 +206,47 @@ impl InstalledIndex {
     pub fn read(layout: &Layout) -> InstalledIndex {
         let path = layout.installed_index();
         match read_bounded(&path)
-            .and_then(|bytes| InstalledIndex::parse(&bytes, &path.display().to_string()))
+            .and_then(|(bytes, _)| InstalledIndex::parse(&bytes, &path.display().to_string()))
         {
             Ok(index) => index,
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                InstalledIndex::default()
-            }
-            Err(e) => {
-                tracing::warn!("ignoring the installed-package index: {e}");
-                InstalledIndex::default()
-            }
+            Err(e) => ignored(e),
         }
+    }
+
+    /// [`InstalledIndex::read`], shared within the process: a command
+    /// that opens a root twice (to read names, then to change it) parses
+    /// the same file once. The file is recognised by its identity (device,
+    /// inode, size, modification time): every write replaces it by rename.
+    pub fn read_shared(layout: &Layout) -> Arc<InstalledIndex> {
+        let path = layout.installed_index();
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        let read = read_bounded_if(&path, |key| match &*shared {
+            Some((p, k, _)) => !(p == &path && *k == key),
+            None => true,
+        });
+        match read {
+            Ok((None, _)) => match &*shared {
+                Some((_, _, index)) => index.clone(),
+                None => Arc::default(),
+            },
+            Ok((Some(bytes), key)) => {
+                match InstalledIndex::parse(&bytes, &path.display().to_string()) {
+                    Ok(index) => {
+                        let index = Arc::new(index);
+                        *shared = Some((path, key, index.clone()));
+                        index
+                    }
+                    Err(e) => Arc::new(ignored(e)),
+                }
+            }
+            Err(e) => Arc::new(ignored(e)),
+        }
+    }
+
+    /// Drops the process's shared copy (before a rewrite that takes the
+    /// entries out of it).
+    pub fn forget_shared() {
+        *SHARED.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Writes the index of `layout`: by rename, not synced (derived data,
@@ -230,18 +261,61 @@ impl InstalledIndex {
     }
 }
 
+/// An index file's identity: replaced by rename on every write, so a
+/// file with the same identity holds the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileKey {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+}
+
+/// The index last read in this process, with its file and identity.
+static SHARED: Mutex<Option<(PathBuf, FileKey, Arc<InstalledIndex>)>> = Mutex::new(None);
+
+/// An index that cannot be used is an empty one (a missing one silently).
+fn ignored(e: Error) -> InstalledIndex {
+    match e {
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {}
+        e => tracing::warn!("ignoring the installed-package index: {e}"),
+    }
+    InstalledIndex::default()
+}
+
 fn count_lines(bytes: &[u8]) -> usize {
     bytes.iter().filter(|&&b| b == b'\n').count()
 }
 
 /// The file at `path`, refused past [`MAX_INDEX_SIZE`] (read up to one
-/// byte more, never by a size it claims).
-fn read_bounded(path: &Path) -> Result<Vec<u8>> {
+/// byte more, never by a size it claims), and its identity.
+fn read_bounded(path: &Path) -> Result<(Vec<u8>, FileKey)> {
+    let (bytes, key) = read_bounded_if(path, |_| true)?;
+    Ok((bytes.unwrap_or_default(), key))
+}
+
+/// [`read_bounded`], reading only if `wanted` says so of the identity of
+/// the file opened (so what is read is what was identified).
+fn read_bounded_if(
+    path: &Path,
+    wanted: impl FnOnce(FileKey) -> bool,
+) -> Result<(Option<Vec<u8>>, FileKey)> {
+    use std::os::unix::fs::MetadataExt;
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
     };
     let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let key = FileKey {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        size: meta.size(),
+        mtime: (meta.mtime(), meta.mtime_nsec()),
+    };
+    if !wanted(key) {
+        return Ok((None, key));
+    }
     let mut bytes = Vec::new();
     file.take(MAX_INDEX_SIZE + 1)
         .read_to_end(&mut bytes)
@@ -252,7 +326,7 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>> {
             format!("larger than an installed-package index may be ({MAX_INDEX_SIZE} bytes)"),
         ));
     }
-    Ok(bytes)
+    Ok((Some(bytes), key))
 }
 
 #[cfg(test)]
@@ -381,5 +455,17 @@ mod tests {
         let index = InstalledIndex::parse(text.as_bytes(), "t").unwrap();
         index.write(&layout).unwrap();
         assert_eq!(InstalledIndex::read(&layout).render(), text);
+        // Shared within the process until the file is replaced.
+        let first = InstalledIndex::read_shared(&layout);
+        assert!(Arc::ptr_eq(&first, &InstalledIndex::read_shared(&layout)));
+        let two = format!("{HEADER}\n{}\n{}\n", line(SHA_A, "a"), line(SHA_B, "b"));
+        InstalledIndex::parse(two.as_bytes(), "t")
+            .unwrap()
+            .write(&layout)
+            .unwrap();
+        let second = InstalledIndex::read_shared(&layout);
+        assert_eq!((first.len(), second.len()), (1, 2));
+        InstalledIndex::forget_shared();
+        assert!(!Arc::ptr_eq(&second, &InstalledIndex::read_shared(&layout)));
     }
 }

@@ -300,7 +300,7 @@ impl Root {
     pub fn index(&self) -> Arc<InstalledIndex> {
         let mut cached = self.index.lock().unwrap_or_else(|e| e.into_inner());
         cached
-            .get_or_insert_with(|| Arc::new(InstalledIndex::read(&self.layout)))
+            .get_or_insert_with(|| InstalledIndex::read_shared(&self.layout))
             .clone()
     }
 
@@ -313,6 +313,7 @@ impl Root {
         // Taken out of the cache: nothing else holds it by now, so its
         // entries move to the new index instead of being copied.
         let cached = self.index.lock().unwrap_or_else(|e| e.into_inner()).take();
+        InstalledIndex::forget_shared();
         let mut old = match cached {
             Some(index) => Arc::try_unwrap(index).unwrap_or_else(|shared| (*shared).clone()),
             None => InstalledIndex::read(&self.layout),
