@@ -305,8 +305,16 @@ fn read_bounded_if(
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
+    // Never through a link, never blocking on a FIFO: a user's layout is
+    // the user's to fill, and root may read it.
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| io(e.into()))?;
+    let file = std::fs::File::from(fd);
     let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(Error::invalid(path.display(), "not a regular file"));
+    }
     let key = FileKey {
         dev: meta.dev(),
         ino: meta.ino(),
@@ -450,6 +458,30 @@ mod tests {
             "{e}"
         );
         assert!(InstalledIndex::read(&layout).is_empty());
+        // Never through a link, never stuck on a FIFO.
+        std::fs::remove_file(layout.installed_index()).unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(&fifo, layout.installed_index()).unwrap();
+        let e = read_bounded(&layout.installed_index())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symbolic links"), "{e}");
+        std::fs::remove_file(layout.installed_index()).unwrap();
+        std::fs::rename(&fifo, layout.installed_index()).unwrap();
+        let e = read_bounded(&layout.installed_index())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        assert!(InstalledIndex::read(&layout).is_empty());
+        std::fs::remove_file(layout.installed_index()).unwrap();
         // What is written reads back.
         let text = format!("{HEADER}\n{}\n", line(SHA_A, "a"));
         let index = InstalledIndex::parse(text.as_bytes(), "t").unwrap();
