@@ -2,7 +2,7 @@
 # Lazy remote mounts over a slow link, against downloading everything first.
 #
 #   bench/lazy.sh [-r RUNS] [-d ONE_WAY_DELAY_MS] [-b MBIT] [-m "lazy prefetch full"] [-w "start read"]
-#                 [-c "python3 -c pass"]
+#                 [-c "python3 -c pass"] [-p "MORE PACKAGES"]
 #       (as root; default 3 runs, 10 ms each way = 20 ms round trip,
 #        100 Mbit/s; medians)
 #
@@ -21,13 +21,16 @@
 #   * full read: the same install and mount, then every file of the mount
 #     read in path order (`find | sort | xargs cat`).
 # Bytes are what nginx's access log says it sent.
+# -p: a larger image — the userland and these Debian packages' closure
+# (e.g. -p "build-essential python3-full openjdk-17-jre-headless" for
+# issue 30's ≥ 300 MB image), downloaded into work/userland-plus-debs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
-runs=3 delay=10 mbit=100 modes="lazy prefetch full" works="start read" cmd="python3 -c pass"
+runs=3 delay=10 mbit=100 modes="lazy prefetch full" works="start read" cmd="python3 -c pass" extra=""
 (cd "$top" && cargo build --release -q -p exos-cli)
-while getopts r:d:b:m:w:c: o; do
-  case $o in r) runs=$OPTARG ;; d) delay=$OPTARG ;; b) mbit=$OPTARG ;; c) cmd=$OPTARG ;;
+while getopts r:d:b:m:w:c:p: o; do
+  case $o in r) runs=$OPTARG ;; d) delay=$OPTARG ;; b) mbit=$OPTARG ;; c) cmd=$OPTARG ;; p) extra=$OPTARG ;;
     m) modes=$OPTARG ;; w) works=$OPTARG ;; *) exit 2 ;; esac
 done
 exos=$top/target/release/exos
@@ -35,8 +38,9 @@ work=$here/work/lazy
 mnt=$work/mnt root=$work/root blocks=$work/blocks pub=$work/pub
 umount -l "$mnt" 2>/dev/null || true
 rm -rf "$work" && mkdir -p "$mnt" "$pub"
-debs=$("$top/scripts/userland.sh" | wc -l)
-"$exos" import-deb -q "$here"/work/userland-debs/*.deb -o "$pub"
+debdir=$here/work/userland${extra:+-plus}-debs
+debs=$(USERLAND_EXTRA=$extra "$top/scripts/userland.sh" "$debdir" | wc -l)
+"$exos" import-deb -q "$debdir"/*.deb -o "$pub"
 "$exos" key generate -q -d "$work" repo
 "$exos" repo index -q "$pub" -k "$work/repo.key"
 names=$(python3 -c 'import json,sys; print(" ".join(p["manifest"]["name"] for p in json.load(open(sys.argv[1]))["packages"]))' "$pub/index.json")

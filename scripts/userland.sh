@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Downloads a Debian userland — bash, coreutils, python3, perl and everything
-# they depend on (the closure apt computes, without recommends) — as .deb
+# Downloads a Debian userland — bash, coreutils, python3, perl (and
+# $USERLAND_EXTRA) and everything they depend on (the closure apt computes, without recommends) — as .deb
 # files into DIR (default: bench/work/userland-debs). Real packages from
 # Debian's archive, nothing installed.
 set -euo pipefail
 dir=${1:-$(dirname "$0")/../bench/work/userland-debs}
 mkdir -p "$dir"
 cd "$dir"
-wanted="bash coreutils python3 perl libc-bin"
+# USERLAND_EXTRA: more packages (and their closure), for a larger userland.
+wanted="bash coreutils python3 perl libc-bin ${USERLAND_EXTRA:-}"
 names=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
   --no-breaks --no-replaces --no-enhances $wanted 2>/dev/null | grep '^[a-z0-9]' | sort -u)
 real=()
