@@ -7,7 +7,7 @@
 //! are keyed by the package file's SHA-256, so an entry is never wrong for
 //! its package, only missing: a package the index lacks (an index older
 //! than the state, written by an older exos, or unreadable) is read from
-//! its file. An index that breaks a rule is ignored whole, with a warning.
+//! its file. An index that breaks a rule is ignored whole.
 //! Sealed packages are never in it (their manifests are remembered apart,
 //! readable by the root's owner only); nor are lazy ones (their records
 //! hold their manifests).
@@ -32,13 +32,14 @@ use crate::{Error, Result};
 /// The index's first line.
 pub const HEADER: &str = "exos-installed-index 1";
 
-/// The largest index read (about 200,000 packages' worth): a larger file
+/// The largest index read (about 150,000 packages' worth): a larger file
 /// is not an index this exos wrote.
 pub const MAX_INDEX_SIZE: u64 = 64 << 20;
 
 /// A top-level name of a package (`bin`, `lib`, a file at the top), and
 /// whether it is a directory: what the layer clash check needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Top {
     /// The name.
     pub name: String,
