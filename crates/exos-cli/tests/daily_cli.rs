@@ -79,10 +79,16 @@ fn json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ok(&all)).unwrap()
 }
 
-fn installed(root: &Path) -> Vec<(String, bool, bool)> {
+/// The packages `list --installed --json` shows.
+fn listed_json(root: &Path) -> Vec<serde_json::Value> {
     json(&["list", "--installed", "-r", s(root)])["packages"]
         .as_array()
         .unwrap()
+        .clone()
+}
+
+fn installed(root: &Path) -> Vec<(String, bool, bool)> {
+    listed_json(root)
         .iter()
         .map(|p| {
             (
@@ -641,9 +647,7 @@ fn exos_shell_starts_the_callers_shell() {
 
 /// `list --installed --json` with each package's version and size.
 fn listed(root: &Path) -> Vec<(String, String, u64)> {
-    json(&["list", "--installed", "-r", s(root)])["packages"]
-        .as_array()
-        .unwrap()
+    listed_json(root)
         .iter()
         .map(|p| {
             (

@@ -162,36 +162,39 @@ impl Plan {
                 Some(n) if n.source.is_file() => Some(n.source.clone()),
                 _ => holdings.locate(e),
             };
+            // The index's top-level names, else the package's own.
             let indexed = index
                 .get(&e.sha256)
                 .filter(|_| new.is_none() && path.is_some());
-            if let Some(indexed) = indexed {
-                for top in &indexed.tops {
-                    tops.entry((e.layer, top.name.as_bytes().to_vec()))
-                        .or_default()
-                        .push(Holder {
-                            package: indexed.manifest.name.clone(),
-                            is_dir: top.dir,
-                            new: false,
-                        });
+            let (package, names): (String, Vec<(Vec<u8>, bool)>) = match indexed {
+                Some(indexed) => (
+                    indexed.manifest.name.clone(),
+                    indexed
+                        .tops
+                        .iter()
+                        .map(|t| (t.name.as_bytes().to_vec(), t.dir))
+                        .collect(),
+                ),
+                None => {
+                    let Some(pkg) = path.and_then(|p| Package::open_with(&p, &options).ok()) else {
+                        continue;
+                    };
+                    let names = pkg
+                        .toc()
+                        .root()
+                        .children()
+                        .filter(|c| !exos_manifest::METADATA_FILES.contains(&&*c.name()))
+                        .map(|c| (c.name_bytes().to_vec(), c.is_dir()))
+                        .collect();
+                    (pkg.info().name.clone(), names)
                 }
-                continue;
-            }
-            let Some(pkg) = path.and_then(|p| Package::open_with(&p, &options).ok()) else {
-                continue;
             };
-            let name = pkg.info().name.clone();
-            for c in pkg.toc().root().children() {
-                if exos_manifest::METADATA_FILES.contains(&&*c.name()) {
-                    continue;
-                }
-                tops.entry((e.layer, c.name_bytes().to_vec()))
-                    .or_default()
-                    .push(Holder {
-                        package: name.clone(),
-                        is_dir: c.is_dir(),
-                        new: new.is_some(),
-                    });
+            for (name, is_dir) in names {
+                tops.entry((e.layer, name)).or_default().push(Holder {
+                    package: package.clone(),
+                    is_dir,
+                    new: new.is_some(),
+                });
             }
         }
         let mut out = Vec::new();

@@ -13,6 +13,7 @@ use exos_root::pkgdb::{PackageDb, RepoOrigin};
 use exos_root::{Layer, PackageFile, Sha256, StateEntry};
 
 use crate::holdings::Holdings;
+use crate::index::InstalledIndex;
 use crate::{Error, Result, Root};
 
 /// One installed package, with what the root remembers about it.
@@ -71,23 +72,24 @@ pub fn display_version(m: &Manifest) -> String {
 pub fn installed_packages(root: &Root) -> Result<Vec<InstalledPackage>> {
     let current = root.current()?;
     let db = root.package_db()?;
-    let holdings = root.holdings();
+    let (holdings, index) = (root.holdings(), root.index());
     crate::offer::installed_with(root, &holdings, &current)?
         .into_iter()
-        .map(|(e, manifest)| describe(root, &holdings, &db, e, manifest))
+        .map(|(e, manifest)| describe(root, &holdings, &index, &db, e, manifest))
         .collect()
 }
 
 fn describe(
     root: &Root,
     holdings: &Holdings,
+    index: &InstalledIndex,
     db: &PackageDb,
     e: StateEntry,
     manifest: Manifest,
 ) -> Result<InstalledPackage> {
     let located = holdings.locate(&e);
     let lazy = located.is_none() && holdings.is_lazy(&e);
-    let indexed_size = root.index().get(&e.sha256).map(|i| i.size);
+    let indexed_size = index.get(&e.sha256).map(|i| i.size);
     let size = match (located, indexed_size) {
         (Some(_), Some(size)) => size,
         (Some(p), None) => std::fs::metadata(&p)

@@ -740,7 +740,7 @@ pub fn state_number(file_name: &str) -> Option<u64> {
 /// (created exclusively, never through a symlink), fsync, rename, fsync of
 /// the directory. A failure leaves no temporary file behind.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_atomically_with(path, bytes, None)
+    write_atomically_with(path, bytes, None, Durability::Synced)
 }
 
 /// [`write_atomically`] for a file others are meant to read (a published
@@ -748,7 +748,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// mode any new file gets, `0666` less the process's umask (typically
 /// 0644), instead of a temporary file's 0600.
 pub fn write_public(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_atomically_with(path, bytes, Some(public_mode()))
+    write_atomically_with(path, bytes, Some(public_mode()), Durability::Synced)
 }
 
 /// The mode a new file gets: `0666` less the umask (read from
@@ -771,23 +771,24 @@ pub fn public_mode() -> u32 {
 /// where a file lost or torn by a power cut costs a rebuild, never a
 /// wrong answer, and a sync of megabytes would cost every change.
 pub fn write_derived(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".exos-tmp-")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(public_mode()))?;
-    crash_point();
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    write_atomically_with(path, bytes, Some(public_mode()), Durability::Rebuildable)
 }
 
-fn write_atomically_with(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+/// Whether a replaced file must survive a power cut once written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Synced, file and directory: state.
+    Synced,
+    /// Not synced: derived data its reader checks and rebuilds.
+    Rebuildable,
+}
+
+fn write_atomically_with(
+    path: &Path,
+    bytes: &[u8],
+    mode: Option<u32>,
+    durability: Durability,
+) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     // A bare file name's parent is "": the current directory.
     let dir = match path.parent() {
@@ -802,10 +803,16 @@ fn write_atomically_with(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::i
         tmp.as_file()
             .set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
-    tmp.as_file().sync_all()?;
+    let synced = durability == Durability::Synced;
+    if synced {
+        tmp.as_file().sync_all()?;
+    }
     crash_point();
     tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
+    if synced {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Makes `dir` (mode 0700; its parent must exist) if missing, else checks
