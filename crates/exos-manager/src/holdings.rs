@@ -114,7 +114,12 @@ impl Holdings {
         } else if self.is_stored(&e.sha256) {
             Some(self.layout.stored(&e.sha256))
         } else {
-            None
+            // In neither listing: a writer's change may have moved the file
+            // between them (a reader's listings are taken one after the
+            // other, without the lock), so the file system answers.
+            [self.layout.placed(e), self.layout.stored(&e.sha256)]
+                .into_iter()
+                .find(|p| p.is_file())
         }
     }
 
@@ -204,6 +209,12 @@ mod tests {
         let lazy = entry(Layer::User, "lazy.hpkg", c);
         assert!(h.is_lazy(&lazy) && h.findable(&lazy) && h.locate(&lazy).is_none());
         assert!(!h.findable(&entry(Layer::User, "none.hpkg", Sha256([9; 32]))));
+        // Placed after the packages directory was listed, gone from the
+        // store before it was (as a writer moves files while a reader
+        // lists): in neither listing, still found.
+        let moved = entry(Layer::System, "moved.hpkg", Sha256([7; 32]));
+        fs::write(layout.placed(&moved), b"m").unwrap();
+        assert_eq!(h.locate(&moved), Some(layout.placed(&moved)));
     }
 
     #[test]
