@@ -89,7 +89,12 @@ fn installed_one(
     if let Some(indexed) = index.get(&e.sha256) {
         return Ok((e.clone(), indexed.manifest.clone()));
     }
-    let pkg = Package::open(&path)?;
+    // Moved since the listing (a change between the store and its place,
+    // while this reader works without the lock): where it is now.
+    let pkg = Package::open(&path).or_else(|first| match root.locate(e) {
+        Some(now) if now != path => Package::open(&now),
+        _ => Err(first),
+    })?;
     Ok((e.clone(), Manifest::from_package(&pkg)?))
 }
 
