@@ -1610,3 +1610,65 @@ fn a_mount_without_file_attributes_says_so_once() {
     );
     m.unmount().unwrap();
 }
+
+/// Enough packages that activation reads them ahead on several threads
+/// (no FUSE needed: the scan alone). Every listed package is activated,
+/// in the state's file order; one whose bytes are not the state's is
+/// refused for its checksum, and a file the state does not list is
+/// refused as such.
+#[test]
+fn a_scan_of_many_packages_activates_exactly_what_the_state_lists() {
+    use exos_packagefs::activate::{RefusalReason, Scanner};
+    use exos_root::Sha256;
+    let fx = fixture();
+    let (tampered, unlisted) = (7, 42);
+    let mut list = String::from("# exos state\n");
+    for i in 0..150 {
+        let name = format!("p{i:03}");
+        let manifest = format!(r#"{{"name":"{name}","version":"1.0"}}"#);
+        let file = format!("{name}.hpkg");
+        let path = fx.add(
+            "system",
+            &file,
+            &manifest,
+            &[(&format!("share/{name}"), "x\n")],
+        );
+        let sha = match i {
+            _ if i == tampered => Sha256::of_bytes(b"something else"),
+            _ => Sha256::of_file(&path).unwrap(),
+        };
+        if i != unlisted {
+            list += &format!("system {file} {sha}\n");
+        }
+    }
+    let state = fx.work.join("state.list");
+    fs::write(&state, list).unwrap();
+    let cache = std::sync::Arc::new(exos_packagefs::cache::ChunkCache::new(8 << 20));
+    let mut scanner = Scanner::new(fx.root.clone(), Vec::new(), cache);
+    scanner.state_list = Some(state);
+    let activation = scanner.scan(None);
+
+    let active: Vec<String> = activation.all().map(|p| p.manifest.name.clone()).collect();
+    let expected: Vec<String> = (0..150)
+        .filter(|&i| i != tampered && i != unlisted)
+        .map(|i| format!("p{i:03}"))
+        .collect();
+    assert_eq!(active, expected);
+    let refused: Vec<(String, &RefusalReason)> = activation
+        .refused
+        .iter()
+        .map(|r| {
+            (
+                r.path.file_name().unwrap().to_string_lossy().into_owned(),
+                &r.reason,
+            )
+        })
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused
+        .iter()
+        .any(|(f, why)| f == "p042.hpkg" && matches!(why, RefusalReason::NotInState)));
+    assert!(refused
+        .iter()
+        .any(|(f, why)| f == "p007.hpkg" && matches!(why, RefusalReason::Checksum { .. })));
+}

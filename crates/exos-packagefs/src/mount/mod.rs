@@ -1,6 +1,7 @@
 //! Mounting: scan, build the view, serve it over FUSE on several threads,
 //! and rebuild it live when package files come and go.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -171,8 +172,9 @@ impl State {
         view.set_status(status);
         let report = report(Some(&view), self.generation, true);
         // Packages that left: their cached chunks are useless now.
+        let kept: HashSet<u64> = activation.all().map(|p| p.id).collect();
         for old in self.activation.all() {
-            if !activation.all().any(|p| p.id == old.id) {
+            if !kept.contains(&old.id) {
                 self.scanner.cache.forget_owner(old.id);
             }
         }
