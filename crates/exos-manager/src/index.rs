@@ -120,6 +120,13 @@ pub struct InstalledIndex {
 }
 
 impl InstalledIndex {
+    /// An empty index with room for `packages` entries.
+    pub fn with_capacity(packages: usize) -> InstalledIndex {
+        InstalledIndex {
+            packages: HashMap::with_capacity(packages),
+        }
+    }
+
     /// What the index knows of the package file whose SHA-256 is `sha`.
     pub fn get(&self, sha: &Sha256) -> Option<&Indexed> {
         self.packages.get(sha)
@@ -162,7 +169,8 @@ impl InstalledIndex {
         if lines.next() != Some(HEADER) {
             return Err(broken(1, format!("the first line must be `{HEADER}`")));
         }
-        let mut packages = HashMap::new();
+        // Sized up front: entries are large, and each growth moves them all.
+        let mut packages = HashMap::with_capacity(count_lines(bytes));
         for (i, line) in lines.enumerate() {
             let n = i + 2;
             let l: LineIn = serde_json::from_str(line).map_err(|e| broken(n, e.to_string()))?;
