@@ -122,7 +122,10 @@ impl Loader {
             let current = r.current()?;
             for (e, m) in exos_manager::installed(&r, &current)? {
                 let location = format!("{}/{}", e.layer, e.file);
-                self.add(m, Origin::Installed { location });
+                self.add(
+                    std::sync::Arc::unwrap_or_clone(m),
+                    Origin::Installed { location },
+                );
             }
             return Ok(());
         }

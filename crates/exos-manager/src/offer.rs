@@ -3,6 +3,7 @@
 //! as the candidates a [`crate::Transaction`] resolves among.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use exos_hpkg::crypt::KeyRing;
 use exos_hpkg::Package;
@@ -19,7 +20,7 @@ use crate::{Error, Result};
 /// A package the transaction knows: installed (with its state entry) or
 /// offered (with its file).
 pub(crate) struct Known {
-    pub(crate) manifest: Manifest,
+    pub(crate) manifest: Arc<Manifest>,
     pub(crate) entry: Option<StateEntry>,
     pub(crate) new: Option<NewPackage>,
     pub(crate) remote: Option<OfferedPackage>,
@@ -27,7 +28,7 @@ pub(crate) struct Known {
 
 /// The installed packages of a state with their manifests, found where
 /// the manager keeps them.
-pub fn installed(root: &Root, state: &StateList) -> Result<Vec<(StateEntry, Manifest)>> {
+pub fn installed(root: &Root, state: &StateList) -> Result<Vec<(StateEntry, Arc<Manifest>)>> {
     installed_with(root, &root.holdings(), state)
 }
 
@@ -36,7 +37,7 @@ pub(crate) fn installed_with(
     root: &Root,
     holdings: &Holdings,
     state: &StateList,
-) -> Result<Vec<(StateEntry, Manifest)>> {
+) -> Result<Vec<(StateEntry, Arc<Manifest>)>> {
     let index = root.index();
     state
         .entries
@@ -50,7 +51,7 @@ pub(crate) fn installed_with(
 pub(crate) fn installed_each(
     root: &Root,
     entries: &[StateEntry],
-) -> Vec<Result<(StateEntry, Manifest)>> {
+) -> Vec<Result<(StateEntry, Arc<Manifest>)>> {
     let (holdings, index) = (root.holdings(), root.index());
     entries
         .iter()
@@ -65,7 +66,7 @@ fn installed_one(
     holdings: &Holdings,
     index: &InstalledIndex,
     e: &StateEntry,
-) -> Result<(StateEntry, Manifest)> {
+) -> Result<(StateEntry, Arc<Manifest>)> {
     let path = holdings.locate(e);
     if path.is_none() && holdings.is_lazy(e) {
         // A lazy package's manifest is kept with its record.
@@ -74,12 +75,12 @@ fn installed_one(
         })?;
         let what = lazy.path.display().to_string();
         let manifest = Manifest::parse(lazy.record.manifest.to_string().as_bytes(), &what)?;
-        return Ok((e.clone(), manifest));
+        return Ok((e.clone(), Arc::new(manifest)));
     }
     // An encrypted package's, remembered at install (no key needed).
     if holdings.remembers_manifest(&e.sha256) {
         if let Some(manifest) = crate::root::remembered_manifest(&root.layout, &e.sha256)? {
-            return Ok((e.clone(), manifest));
+            return Ok((e.clone(), Arc::new(manifest)));
         }
     }
     let path = path.ok_or_else(|| Error::MissingFromState {
@@ -87,7 +88,7 @@ fn installed_one(
         file: e.file.clone(),
     })?;
     if let Some(indexed) = index.get(&e.sha256) {
-        return Ok((e.clone(), indexed.manifest.clone()));
+        return Ok((e.clone(), Arc::clone(&indexed.manifest)));
     }
     // Moved since the listing (a change between the store and its place,
     // while this reader works without the lock): where it is now.
@@ -95,7 +96,7 @@ fn installed_one(
         Some(now) if now != path => Package::open(&now),
         _ => Err(first),
     })?;
-    Ok((e.clone(), Manifest::from_package(&pkg)?))
+    Ok((e.clone(), Arc::new(Manifest::from_package(&pkg)?)))
 }
 
 /// `*.hpkg` files directly inside `dir`, sorted by name.
@@ -239,7 +240,7 @@ pub(crate) fn offer_checked(
         .or_else(|| PackageFile::new(pkg.info().canonical_file_name()).ok())
         .ok_or_else(|| Error::invalid(path.display(), "no usable package file name"))?;
     Ok(Known {
-        manifest,
+        manifest: Arc::new(manifest),
         entry: None,
         remote: None,
         new: Some(NewPackage {

@@ -85,7 +85,7 @@ fn describe(
     index: &InstalledIndex,
     db: &PackageDb,
     e: StateEntry,
-    manifest: Manifest,
+    manifest: std::sync::Arc<Manifest>,
 ) -> Result<InstalledPackage> {
     let located = holdings.locate(&e);
     let lazy = located.is_none() && holdings.is_lazy(&e);
@@ -111,7 +111,7 @@ fn describe(
         sha256: e.sha256,
         size,
         lazy,
-        manifest,
+        manifest: std::sync::Arc::unwrap_or_clone(manifest),
     })
 }
 

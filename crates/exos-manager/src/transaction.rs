@@ -8,12 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 
-use exos_manifest::Provide;
+use exos_manifest::{Manifest, Provide};
 use exos_repo::OfferedPackage;
 use exos_resolve::{Candidate, CandidateId, Change, Origin, PackageRef, ResolveError, Universe};
 use exos_root::pkgdb::{PackageDb, RepoOrigin};
 use exos_root::{Layer, PackageFile, StateEntry, StateList};
 use exos_trust::TrustStore;
+use std::sync::Arc;
 
 use crate::offer::{installed, offers, Known};
 use crate::plan::{FromRepository, PackageName, Plan};
@@ -149,15 +150,20 @@ impl Transaction {
             .filter(|(e, _)| in_base.contains(e))
             .map(|(_, m)| m.name.clone())
             .collect();
-        let known: Vec<Known> = installed_now
-            .into_iter()
-            .map(|(entry, manifest)| Known {
-                manifest,
-                entry: Some(entry),
-                new: None,
-                remote: None,
-            })
-            .collect();
+        let requested = match &self.request {
+            Request::Install { files, layer } => offers(files, *layer, &trust, true, &self.keys)?,
+            _ => Vec::new(),
+        };
+        // Room for what is added below: grown later, the list of
+        // thousands of installed packages would be moved whole.
+        let room = installed_now.len() + requested.len() + self.available.len();
+        let mut known: Vec<Known> = Vec::with_capacity(room);
+        known.extend(installed_now.into_iter().map(|(entry, manifest)| Known {
+            manifest,
+            entry: Some(entry),
+            new: None,
+            remote: None,
+        }));
         // A package taken from another origin on request replaces the
         // installed one: the installed one is no candidate.
         let db = PackageDb::read(&root.layout.package_db())?;
@@ -175,10 +181,6 @@ impl Transaction {
             (Vec::new(), known)
         } else {
             known.into_iter().partition(switching)
-        };
-        let requested = match &self.request {
-            Request::Install { files, layer } => offers(files, *layer, &trust, true, &self.keys)?,
-            _ => Vec::new(),
         };
         let change = self.describe(&requested);
         let requested_ids: Vec<usize> = (known.len()..known.len() + requested.len()).collect();
@@ -231,7 +233,7 @@ impl Transaction {
                 })
                 .map(|r| {
                     Ok(Known {
-                        manifest: r.manifest.clone(),
+                        manifest: Arc::new(r.manifest.clone()),
                         entry: None,
                         new: Some(NewPackage {
                             source: root.layout.download(&r.sha256()),
@@ -296,7 +298,7 @@ impl Transaction {
                     let installed: Vec<&exos_manifest::Manifest> = known
                         .iter()
                         .filter(|k| k.entry.is_some())
-                        .map(|k| &k.manifest)
+                        .map(|k| &*k.manifest)
                         .collect();
                     let keep: Vec<bool> = installed
                         .iter()
@@ -374,7 +376,7 @@ impl Transaction {
             // same place): nothing to copy.
             .filter(|(n, _)| in_target.contains(&n.entry()) && !in_current.contains(&n.entry()))
             .map(|(n, manifest)| NewPackage {
-                manifest: Some(manifest.clone()),
+                manifest: Some(Manifest::clone(manifest)),
                 ..n.clone()
             })
             .collect();
@@ -585,7 +587,7 @@ impl Transaction {
             .iter()
             .enumerate()
             .map(|(i, k)| Candidate {
-                manifest: k.manifest.clone(),
+                manifest: Manifest::clone(&k.manifest),
                 origin: match (&k.entry, &k.new) {
                     (Some(e), _) => Origin::Installed {
                         location: format!("{}/{}", e.layer, e.file),
