@@ -36,6 +36,9 @@ pub const HEADER: &str = "exos-installed-index 1";
 /// is not an index this exos wrote.
 pub const MAX_INDEX_SIZE: u64 = 64 << 20;
 
+/// Indexes of at least this many lines are parsed on several threads.
+const PARALLEL_LINES: usize = 512;
+
 /// A top-level name of a package (`bin`, `lib`, a file at the top), and
 /// whether it is a directory: what the layer clash check needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,9 +173,8 @@ impl InstalledIndex {
         if lines.next() != Some(HEADER) {
             return Err(broken(1, format!("the first line must be `{HEADER}`")));
         }
-        // Sized up front: entries are large, and each growth moves them all.
-        let mut packages = HashMap::with_capacity(count_lines(bytes));
-        for (i, line) in lines.enumerate() {
+        let lines: Vec<&str> = lines.collect();
+        let parse_line = |(i, line): (usize, &&str)| -> Result<(Sha256, Indexed)> {
             let n = i + 2;
             let l: LineIn = serde_json::from_str(line).map_err(|e| broken(n, e.to_string()))?;
             let manifest =
@@ -183,8 +185,23 @@ impl InstalledIndex {
                 manifest: Arc::new(manifest),
                 json: l.manifest.to_owned(),
             };
-            if packages.insert(l.sha256, indexed).is_some() {
-                return Err(broken(n, format!("{} is listed twice", l.sha256)));
+            Ok((l.sha256, indexed))
+        };
+        // Lines are independent: a large index is parsed on every core
+        // (parsing 10,000 manifests was a fifth of an install). The first
+        // line at fault is reported, as a reader going line by line would.
+        let parsed: Vec<Result<(Sha256, Indexed)>> = if lines.len() >= PARALLEL_LINES {
+            use rayon::prelude::*;
+            lines.par_iter().enumerate().map(parse_line).collect()
+        } else {
+            lines.iter().enumerate().map(parse_line).collect()
+        };
+        // Sized up front: entries are large, and each growth moves them all.
+        let mut packages = HashMap::with_capacity(parsed.len());
+        for (i, line) in parsed.into_iter().enumerate() {
+            let (sha, indexed) = line?;
+            if packages.insert(sha, indexed).is_some() {
+                return Err(broken(i + 2, format!("{sha} is listed twice")));
             }
         }
         Ok(InstalledIndex { packages })
@@ -447,6 +464,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("t.index, line 3: not UTF-8"), "{e}");
+    }
+
+    /// Large enough to be parsed on several threads: the same answers, and
+    /// the first line at fault named, as line by line.
+    #[test]
+    fn a_large_index_reads_the_same_and_names_its_first_fault() {
+        let sha = |i: usize| format!("{i:064x}");
+        let lines: Vec<String> = (0..2 * PARALLEL_LINES)
+            .map(|i| line(&sha(i), &format!("p{i}")))
+            .collect();
+        let text = format!("{HEADER}\n{}\n", lines.join("\n"));
+        let index = InstalledIndex::parse(text.as_bytes(), "t.index").unwrap();
+        assert_eq!(index.len(), 2 * PARALLEL_LINES);
+        for i in [0, 700, 2 * PARALLEL_LINES - 1] {
+            let got = index.get(&sha(i).parse().unwrap()).unwrap();
+            assert_eq!(got.manifest.name, format!("p{i}"));
+        }
+        assert_eq!(
+            InstalledIndex::parse(index.render().as_bytes(), "t")
+                .unwrap()
+                .render(),
+            index.render()
+        );
+
+        // A broken line late and an earlier one: the earlier is named.
+        let mut broken = lines.clone();
+        broken[900] = "{".into();
+        broken[600] = broken[600].replace("574", "-1");
+        let e = error_of(&format!("{HEADER}\n{}\n", broken.join("\n")));
+        assert!(e.contains("t.index, line 602: invalid value"), "{e}");
+        // A package listed twice: named at its second line.
+        let mut twice = lines;
+        twice[800] = twice[3].clone();
+        let e = error_of(&format!("{HEADER}\n{}\n", twice.join("\n")));
+        assert!(
+            e.contains(&format!("line 802: {} is listed twice", sha(3))),
+            "{e}"
+        );
     }
 
     #[test]
