@@ -20,7 +20,7 @@ pub struct ImportDebArgs {
     /// Haiku's oldest tools), none.
     #[arg(short = 'c', long, value_enum, default_value = "zstd")]
     pub compression: crate::inspect::CompressionArg,
-    /// Compression level (zlib 1-9, default 9; zstd 1-22, default 9).
+    /// Compression level (zlib 1-12, libdeflate's levels, default 9; zstd 1-22, default 9).
     #[arg(short, long)]
     pub level: Option<i32>,
     /// Refuse a .deb holding a file larger than this, unpacked (a small

@@ -45,7 +45,7 @@ pub struct BuildArgs {
     /// Heap compression: zlib (Haiku's default, widest compatibility), zstd, none.
     #[arg(short = 'c', long, value_enum, default_value = "zlib")]
     compression: CompressionArg,
-    /// Compression level (zlib 1-9, default 9; zstd 1-22, default 19).
+    /// Compression level (zlib 1-12, libdeflate's levels, default 9; zstd 1-22, default 19).
     #[arg(short, long)]
     level: Option<i32>,
     /// Compression threads (default: all cores).

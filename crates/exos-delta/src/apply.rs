@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use exos_hpkg::header::CHUNK_SIZE;
-use exos_hpkg::{Compression, Package};
+use exos_hpkg::{ChunkCoding, Compression, Package};
 use rayon::prelude::*;
 use sha2::Digest;
 use zstd::zstd_safe::{self, DParameter};
@@ -63,9 +63,17 @@ pub fn apply(old: &Path, delta: &Path, out: &Path) -> Result<Applied> {
     w.write_all(&header.package_header).map_err(io(out))?;
 
     let compressed = header.compression != Compression::None;
+    let coding = ChunkCoding::from_code(header.compression, header.level).ok_or_else(|| {
+        invalid(
+            delta,
+            format!(
+                "recompression level {} is out of range for {}",
+                header.level, header.compression
+            ),
+        )
+    })?;
     let mut store = ChunkStore {
-        compression: header.compression,
-        level: header.level,
+        coding,
         sizes: Vec::new(),
         chunk: 0,
     };
@@ -255,8 +263,7 @@ impl<W: Write> Write for HashingWriter<W> {
 
 /// Stores chunks of the new heap as their recipes say.
 struct ChunkStore {
-    compression: Compression,
-    level: i32,
+    coding: ChunkCoding,
     /// Stored size of every chunk written (for the chunk table).
     sizes: Vec<u32>,
     chunk: u64,
@@ -281,7 +288,8 @@ impl ChunkStore {
             );
         }
         let first = self.chunk;
-        let (c, level) = (self.compression, self.level);
+        let coding = self.coding;
+        let c = coding.compression();
         let stored: Vec<Result<Vec<u8>>> = chunks
             .par_iter()
             .zip(recipes.into_par_iter())
@@ -295,12 +303,12 @@ impl ChunkStore {
                         format!("chunk {i}: a compressed chunk in an uncompressed package"),
                     )),
                     Recipe::Recompress { stored_len } => {
-                        match exos_hpkg::compress_chunk(c, level, chunk) {
+                        match exos_hpkg::compress_chunk(coding, chunk) {
                             Some(b) if b.len() == stored_len as usize => Ok(b),
                             got => Err(invalid(
                                 delta,
                                 format!(
-                                    "chunk {i}: {c} level {level} gives {} bytes here, the delta expects {stored_len} (made with another compressor version?)",
+                                    "chunk {i}: {coding} gives {} bytes here, the delta expects {stored_len} (made with another compressor version?)",
                                     got.map_or(chunk.len(), |b| b.len())
                                 ),
                             )),

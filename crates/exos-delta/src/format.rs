@@ -4,7 +4,8 @@
 //! 0    magic "exosdlt2" ("exosdlt1": version 1, no copy segments)
 //! 8    from: size u64, SHA-256 [32]      the old package
 //! 48   to:   size u64, SHA-256 [32]      the package the delta rebuilds
-//! 88   compression u16 (HPKG's code), recompression level u16
+//! 88   compression u16 (HPKG's code), recompression u16 (`ChunkCoding::code`:
+//!      zlib-rs and zstd levels as themselves, libdeflate's as 100 + level)
 //! 92   package header length u32         bytes before the new heap (≤ 4096)
 //! 96   uncompressed heap length u64
 //! 104  segments length u64, recipes length u64, reserved u64 (0)
@@ -82,7 +83,9 @@ pub struct DeltaHeader {
     pub to: FileId,
     /// The new package's chunk compression.
     pub compression: Compression,
-    /// The level chunks marked "recompress" are compressed with.
+    /// How chunks marked "recompress" are compressed: a
+    /// [`exos_hpkg::ChunkCoding`]'s code (zlib-rs's and zstd's levels as
+    /// themselves, libdeflate's as 100 + level).
     pub level: i32,
     /// Size of the new package's heap uncompressed.
     pub heap_uncompressed: u64,
@@ -122,11 +125,7 @@ impl DeltaHeader {
 }
 
 fn level_ok(c: Compression, level: i32) -> bool {
-    match c {
-        Compression::None => level == 0,
-        Compression::Zlib => (1..=9).contains(&level),
-        Compression::Zstd => (1..=22).contains(&level),
-    }
+    exos_hpkg::ChunkCoding::from_code(c, level).is_some()
 }
 
 /// One range of the old uncompressed heap.

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use exos_hpkg::header::CHUNK_SIZE;
 use exos_hpkg::heap::HeapReader;
-use exos_hpkg::{Compression, DataRef, EntryId, Package};
+use exos_hpkg::{ChunkCoding, Compression, DataRef, EntryId, Package};
 use rayon::prelude::*;
 use zstd::zstd_safe::{self, CParameter};
 
@@ -67,6 +67,9 @@ pub struct DeltaStats {
     pub compression: String,
     /// The level that reproduces its chunks.
     pub recompression_level: i32,
+    /// The compressor that reproduces them at that level (`libdeflate`,
+    /// `zlib-rs` for zlib packages built before libdeflate, `zstd`, `none`).
+    pub recompressed_by: String,
 }
 
 /// The largest piece of one file a segment takes, and the old bytes
@@ -180,13 +183,13 @@ pub fn make_with_progress(
         .flatten()
         .collect();
     let compression = newp.header().heap.compression;
-    let level = recompression_level(newp.heap(), compression).map_err(package(new))?;
+    let coding = recompression(newp.heap(), compression).map_err(package(new))?;
     let recipes: Vec<Recipe> = pool
         .install(|| {
             (0..newp.heap().chunk_count())
                 .into_par_iter()
                 .map(|i| {
-                    let r = recipe(newp.heap(), compression, level, i);
+                    let r = recipe(newp.heap(), coding, i);
                     step();
                     r
                 })
@@ -209,7 +212,7 @@ pub fn make_with_progress(
         from,
         to,
         compression,
-        level,
+        level: coding.code(),
         heap_uncompressed: newp.heap().len(),
         package_header,
         segments_length: seg_bytes.len() as u64,
@@ -251,7 +254,8 @@ pub fn make_with_progress(
         chunks_recompressed: count(|r| matches!(r, Recipe::Recompress { .. })),
         chunks_literal: count(|r| matches!(r, Recipe::Literal(_))),
         compression: compression.to_string(),
-        recompression_level: level,
+        recompression_level: coding.level(),
+        recompressed_by: coding.compressor().to_string(),
     })
 }
 
@@ -621,33 +625,33 @@ pub(crate) fn compress_with_prefix(
 /// Compressed chunks sampled to find the level: spread over the heap.
 const LEVEL_SAMPLES: u64 = 8;
 
-/// The level our compressor reproduces the package's chunks with: the
-/// first, the usual level first, that reproduces every sampled chunk (a
-/// small chunk can come out the same at several levels, so one chunk is
-/// not enough: tzdata's first chunk matched level 7 of a level-9
-/// package), else the one that reproduces the most of them in a row (from
-/// the first: a level is dropped at its first miss). Packages built by
-/// another compressor match none; their chunks become literals.
-fn recompression_level(heap: &HeapReader, c: Compression) -> exos_hpkg::Result<i32> {
-    let (default, levels) = match c {
-        Compression::None => return Ok(0),
-        Compression::Zlib => (exos_hpkg::writer::DEFAULT_ZLIB_LEVEL, 1..=9),
-        Compression::Zstd => (exos_hpkg::writer::DEFAULT_ZSTD_LEVEL, 1..=22),
-    };
+/// The compressor and level that reproduce the package's chunks: the
+/// first, the likeliest first ([`ChunkCoding::candidates`]), that
+/// reproduces every sampled chunk (a small chunk can come out the same at
+/// several levels, so one chunk is not enough: tzdata's first chunk
+/// matched level 7 of a level-9 package), else the one that reproduces the
+/// most of them in a row (from the first: a coding is dropped at its first
+/// miss). Packages built by another compressor match none; their chunks
+/// become literals.
+fn recompression(heap: &HeapReader, c: Compression) -> exos_hpkg::Result<ChunkCoding> {
+    let candidates = ChunkCoding::candidates(c);
+    if c == Compression::None {
+        return Ok(ChunkCoding::Stored);
+    }
     let samples = level_samples(heap)?;
-    let mut best = (0, default);
-    for level in std::iter::once(default).chain(levels.filter(|l| *l != default)) {
+    let mut best = (0, candidates[0]);
+    for coding in candidates {
         let reproduced = samples
             .iter()
             .take_while(|(data, stored)| {
-                exos_hpkg::compress_chunk(c, level, data).as_deref() == Some(&stored[..])
+                exos_hpkg::compress_chunk(coding, data).as_deref() == Some(&stored[..])
             })
             .count();
         if reproduced == samples.len() {
-            return Ok(level);
+            return Ok(coding);
         }
         if reproduced > best.0 {
-            best = (reproduced, level);
+            best = (reproduced, coding);
         }
     }
     Ok(best.1)
@@ -675,7 +679,7 @@ fn level_samples(heap: &HeapReader) -> exos_hpkg::Result<Vec<(Vec<u8>, Vec<u8>)>
     Ok(out)
 }
 
-fn recipe(heap: &HeapReader, c: Compression, level: i32, i: u64) -> exos_hpkg::Result<Recipe> {
+fn recipe(heap: &HeapReader, coding: ChunkCoding, i: u64) -> exos_hpkg::Result<Recipe> {
     let (stored, raw) = heap.stored_chunk(i)?;
     if raw {
         return Ok(Recipe::Raw);
@@ -686,7 +690,7 @@ fn recipe(heap: &HeapReader, c: Compression, level: i32, i: u64) -> exos_hpkg::R
     let mut data = vec![0u8; len];
     heap.read_exact_at_uncached(start, &mut data, &mut last)?;
     Ok(
-        if exos_hpkg::compress_chunk(c, level, &data).as_deref() == Some(&stored[..]) {
+        if exos_hpkg::compress_chunk(coding, &data).as_deref() == Some(&stored[..]) {
             Recipe::Recompress {
                 stored_len: stored.len() as u32,
             }

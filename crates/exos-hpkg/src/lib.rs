@@ -46,7 +46,8 @@ pub use source::Source;
 pub use toc::{DataRef, Entry, EntryId, EntryKind, Timestamp, Toc};
 pub use tree::build_from_dir;
 pub use writer::{
-    compress_chunk, repack, BuildOptions, BuildStats, EntryMeta, FileData, PackageBuilder,
+    compress_chunk, repack, BuildOptions, BuildStats, ChunkCoding, EntryMeta, FileData,
+    PackageBuilder,
 };
 
 /// Which kind of file a path holds, by magic.

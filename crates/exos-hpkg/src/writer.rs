@@ -35,7 +35,8 @@ use crate::toc::{check_entry_name, EntryKind, Timestamp};
 pub struct BuildOptions {
     /// How chunks are compressed.
     pub compression: Compression,
-    /// zlib: 1–9; zstd: 1–22. Ignored for `Compression::None`.
+    /// zlib: 1–12 (libdeflate's levels); zstd: 1–22. Ignored for
+    /// `Compression::None`.
     pub level: i32,
     /// Compression threads; 0 means one per available core.
     pub threads: usize,
@@ -54,8 +55,148 @@ impl Default for BuildOptions {
     }
 }
 
-/// The zlib level used unless told (Haiku's).
+/// The zlib level used unless told (the number Haiku's tools use; here
+/// libdeflate's level 9, see [`ChunkCoding`]).
 pub const DEFAULT_ZLIB_LEVEL: i32 = 9;
+
+/// libdeflate's levels.
+const LIBDEFLATE_LEVELS: std::ops::RangeInclusive<i32> = 1..=12;
+/// zlib-rs's levels.
+const ZLIB_RS_LEVELS: std::ops::RangeInclusive<i32> = 1..=9;
+/// zstd's levels.
+const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = 1..=22;
+/// Where libdeflate's levels start among a delta's recompression codes.
+const LIBDEFLATE_CODES: i32 = 100;
+
+/// Exactly how heap chunks are compressed: the compressor and its level.
+/// A delta must know it to compress a package's chunks again byte for
+/// byte.
+///
+/// zlib chunks are made by libdeflate. Until 2026-12-07 they were made by
+/// zlib-rs, and deltas of those packages still reproduce them. On a copy
+/// of `/usr/lib/x86_64-linux-gnu`, libdeflate's level 9 compressed 3.6
+/// times as fast as zlib-rs's, and 0.8 % smaller (BENCHMARKS.md,
+/// "Building packages"). Both write plain zlib streams, which Haiku reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChunkCoding {
+    /// Stored as they are.
+    Stored,
+    /// zlib streams from libdeflate at this level (1–12): what builds make.
+    Libdeflate(i32),
+    /// zlib streams from zlib-rs at this level (1–9): what builds made
+    /// before libdeflate.
+    ZlibRs(i32),
+    /// zstd at this level (1–22).
+    Zstd(i32),
+}
+
+impl ChunkCoding {
+    /// What a build with `compression` at `level` makes.
+    pub fn of_build(compression: Compression, level: i32) -> ChunkCoding {
+        match compression {
+            Compression::None => ChunkCoding::Stored,
+            Compression::Zlib => ChunkCoding::Libdeflate(level),
+            Compression::Zstd => ChunkCoding::Zstd(level),
+        }
+    }
+
+    /// The compression it makes.
+    pub fn compression(self) -> Compression {
+        match self {
+            ChunkCoding::Stored => Compression::None,
+            ChunkCoding::Libdeflate(_) | ChunkCoding::ZlibRs(_) => Compression::Zlib,
+            ChunkCoding::Zstd(_) => Compression::Zstd,
+        }
+    }
+
+    /// Its level (0 when stored).
+    pub fn level(self) -> i32 {
+        match self {
+            ChunkCoding::Stored => 0,
+            ChunkCoding::Libdeflate(l) | ChunkCoding::ZlibRs(l) | ChunkCoding::Zstd(l) => l,
+        }
+    }
+
+    /// Who compresses: `libdeflate`, `zlib-rs`, `zstd` or `none`.
+    pub fn compressor(self) -> &'static str {
+        match self {
+            ChunkCoding::Stored => "none",
+            ChunkCoding::Libdeflate(_) => "libdeflate",
+            ChunkCoding::ZlibRs(_) => "zlib-rs",
+            ChunkCoding::Zstd(_) => "zstd",
+        }
+    }
+
+    /// The number a delta records: zlib-rs's and zstd's levels as
+    /// themselves (what deltas held before libdeflate, so those still
+    /// apply), libdeflate's as 100 + level (which an older exos refuses as
+    /// out of range instead of compressing differently), 0 when stored.
+    pub fn code(self) -> i32 {
+        match self {
+            ChunkCoding::Libdeflate(l) => LIBDEFLATE_CODES + l,
+            other => other.level(),
+        }
+    }
+
+    /// The coding a delta's number stands for with `compression`; `None`
+    /// when it stands for none.
+    pub fn from_code(compression: Compression, code: i32) -> Option<ChunkCoding> {
+        let coding = match compression {
+            Compression::None => return (code == 0).then_some(ChunkCoding::Stored),
+            Compression::Zlib if code > LIBDEFLATE_CODES => {
+                ChunkCoding::Libdeflate(code - LIBDEFLATE_CODES)
+            }
+            Compression::Zlib => ChunkCoding::ZlibRs(code),
+            Compression::Zstd => ChunkCoding::Zstd(code),
+        };
+        coding.is_valid().then_some(coding)
+    }
+
+    fn is_valid(self) -> bool {
+        match self {
+            ChunkCoding::Stored => true,
+            ChunkCoding::Libdeflate(l) => LIBDEFLATE_LEVELS.contains(&l),
+            ChunkCoding::ZlibRs(l) => ZLIB_RS_LEVELS.contains(&l),
+            ChunkCoding::Zstd(l) => ZSTD_LEVELS.contains(&l),
+        }
+    }
+
+    /// Every coding a package with `compression` may have been built with,
+    /// the likeliest first: today's default, the default before it, then
+    /// the other levels.
+    pub fn candidates(compression: Compression) -> Vec<ChunkCoding> {
+        let mut out = match compression {
+            Compression::None => return vec![ChunkCoding::Stored],
+            Compression::Zlib => vec![
+                ChunkCoding::Libdeflate(DEFAULT_ZLIB_LEVEL),
+                ChunkCoding::ZlibRs(DEFAULT_ZLIB_LEVEL),
+            ],
+            Compression::Zstd => vec![ChunkCoding::Zstd(DEFAULT_ZSTD_LEVEL)],
+        };
+        let others: Vec<ChunkCoding> = match compression {
+            Compression::Zlib => LIBDEFLATE_LEVELS
+                .map(ChunkCoding::Libdeflate)
+                .chain(ZLIB_RS_LEVELS.map(ChunkCoding::ZlibRs))
+                .collect(),
+            _ => ZSTD_LEVELS.map(ChunkCoding::Zstd).collect(),
+        };
+        for c in others {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for ChunkCoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChunkCoding::Stored => f.write_str("stored"),
+            c => write!(f, "{} level {}", c.compressor(), c.level()),
+        }
+    }
+}
 /// The zstd level used unless told.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 19;
 
@@ -75,8 +216,8 @@ impl BuildOptions {
     pub(crate) fn validate(&self) -> Result<()> {
         let ok = match self.compression {
             Compression::None => true,
-            Compression::Zlib => (1..=9).contains(&self.level),
-            Compression::Zstd => (1..=22).contains(&self.level),
+            Compression::Zlib => LIBDEFLATE_LEVELS.contains(&self.level),
+            Compression::Zstd => ZSTD_LEVELS.contains(&self.level),
         };
         if !ok {
             return Err(Error::unsupported(format!(
@@ -612,9 +753,9 @@ impl HeapWriter {
             for _ in 0..threads {
                 let rx = job_rx.clone();
                 let tx = done_tx.clone();
-                let (compression, level) = (options.compression, options.level);
+                let coding = ChunkCoding::of_build(options.compression, options.level);
                 w.workers.push(thread::spawn(move || {
-                    let mut c = ChunkCompressor::new(compression, level);
+                    let mut c = ChunkCompressor::new(coding);
                     loop {
                         let job = match rx.lock().unwrap().recv() {
                             Ok(j) => j,
@@ -680,8 +821,8 @@ impl HeapWriter {
         self.next_seq += 1;
         if self.jobs.is_none() {
             // Single-threaded: compress in place.
-            let compressed =
-                ChunkCompressor::with_thread_local(self.compression, self.level, &chunk);
+            let coding = ChunkCoding::of_build(self.compression, self.level);
+            let compressed = ChunkCompressor::with_thread_local(coding, &chunk);
             return self.emit(Done {
                 seq,
                 input: chunk,
@@ -794,38 +935,47 @@ impl Drop for HeapWriter {
 }
 
 /// Per-thread compression state.
-struct ChunkCompressor {
-    compression: Compression,
-    zlib: Option<flate2::Compress>,
-    zstd: Option<zstd::bulk::Compressor<'static>>,
+enum ChunkCompressor {
+    Stored,
+    Libdeflate(libdeflater::Compressor),
+    ZlibRs(flate2::Compress),
+    Zstd(Option<zstd::bulk::Compressor<'static>>),
 }
 
 /// Chunks smaller than this are never compressed (Haiku's rule).
 const MIN_COMPRESS: usize = 64;
 
 impl ChunkCompressor {
-    fn new(compression: Compression, level: i32) -> Self {
-        ChunkCompressor {
-            compression,
-            zlib: (compression == Compression::Zlib)
-                .then(|| flate2::Compress::new(flate2::Compression::new(level as u32), true)),
-            zstd: (compression == Compression::Zstd)
-                .then(|| zstd::bulk::Compressor::new(level).ok())
-                .flatten(),
+    fn new(coding: ChunkCoding) -> Self {
+        match coding {
+            ChunkCoding::Stored => ChunkCompressor::Stored,
+            ChunkCoding::Libdeflate(level) => {
+                // Levels are checked before a build or a delta gets here.
+                let level = libdeflater::CompressionLvl::new(level).unwrap_or_default();
+                ChunkCompressor::Libdeflate(libdeflater::Compressor::new(level))
+            }
+            ChunkCoding::ZlibRs(level) => ChunkCompressor::ZlibRs(flate2::Compress::new(
+                flate2::Compression::new(level as u32),
+                true,
+            )),
+            ChunkCoding::Zstd(level) => {
+                ChunkCompressor::Zstd(zstd::bulk::Compressor::new(level).ok())
+            }
         }
     }
 
-    fn with_thread_local(compression: Compression, level: i32, data: &[u8]) -> Option<Vec<u8>> {
+    fn with_thread_local(coding: ChunkCoding, data: &[u8]) -> Option<Vec<u8>> {
         thread_local! {
-            static C: std::cell::RefCell<Option<(Compression, i32, ChunkCompressor)>> =
+            static C: std::cell::RefCell<Option<(ChunkCoding, ChunkCompressor)>> =
                 const { std::cell::RefCell::new(None) };
         }
         C.with(|c| {
             let mut c = c.borrow_mut();
-            if !matches!(&*c, Some((cc, cl, _)) if *cc == compression && *cl == level) {
-                *c = Some((compression, level, ChunkCompressor::new(compression, level)));
-            }
-            c.as_mut().unwrap().2.compress(data)
+            let (_, compressor) = match &mut *c {
+                Some(pair) if pair.0 == coding => pair,
+                slot => slot.insert((coding, ChunkCompressor::new(coding))),
+            };
+            compressor.compress(data)
         })
     }
 
@@ -835,30 +985,35 @@ impl ChunkCompressor {
             return None;
         }
         let mut out = Vec::with_capacity(data.len() - 1);
-        match self.compression {
-            Compression::None => return None,
-            Compression::Zlib => {
-                let z = self.zlib.as_mut()?;
+        match self {
+            ChunkCompressor::Stored => return None,
+            ChunkCompressor::Libdeflate(z) => {
+                // Room for one byte less than the input: a stream that
+                // does not fit is not worth storing compressed.
+                out.resize(data.len() - 1, 0);
+                let n = z.zlib_compress(data, &mut out).ok()?;
+                out.truncate(n);
+            }
+            ChunkCompressor::ZlibRs(z) => {
                 z.reset();
                 match z.compress_vec(data, &mut out, flate2::FlushCompress::Finish) {
                     Ok(flate2::Status::StreamEnd) => {}
                     _ => return None,
                 }
             }
-            Compression::Zstd => {
-                let z = self.zstd.as_mut()?;
-                z.compress_to_buffer(data, &mut out).ok()?;
+            ChunkCompressor::Zstd(z) => {
+                z.as_mut()?.compress_to_buffer(data, &mut out).ok()?;
             }
         }
         (out.len() < data.len()).then_some(out)
     }
 }
 
-/// Compresses one heap chunk exactly as [`PackageBuilder`] does: `None`
-/// when the chunk is stored raw (too small, or compression does not make
-/// it smaller). Deltas rebuild packages byte for byte with it.
-pub fn compress_chunk(compression: Compression, level: i32, data: &[u8]) -> Option<Vec<u8>> {
-    ChunkCompressor::with_thread_local(compression, level, data)
+/// Compresses one heap chunk exactly as a build with `coding` does:
+/// `None` when the chunk is stored raw (too small, or compression does
+/// not make it smaller). Deltas rebuild packages byte for byte with it.
+pub fn compress_chunk(coding: ChunkCoding, data: &[u8]) -> Option<Vec<u8>> {
+    ChunkCompressor::with_thread_local(coding, data)
 }
 
 /// Copies a package into a new one with other build options (e.g. to
@@ -910,4 +1065,65 @@ pub fn repack(src: &crate::Package, out: &Path, options: BuildOptions) -> Result
     let mut b = PackageBuilder::create(out, options)?;
     copy(src, &mut b, src.toc().root())?;
     b.finish(src.info())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_coding_is_found_again_by_its_code_and_no_other_code_stands_for_one() {
+        for c in [Compression::None, Compression::Zlib, Compression::Zstd] {
+            let all = ChunkCoding::candidates(c);
+            for coding in &all {
+                assert_eq!(ChunkCoding::from_code(c, coding.code()), Some(*coding));
+                assert_eq!(coding.compression(), c);
+            }
+            let valid = (0..=u16::MAX as i32)
+                .filter(|&code| ChunkCoding::from_code(c, code).is_some())
+                .count();
+            assert_eq!(valid, all.len(), "{c}");
+        }
+        // Deltas made before libdeflate hold zlib-rs's levels as themselves.
+        assert_eq!(
+            ChunkCoding::from_code(Compression::Zlib, 9),
+            Some(ChunkCoding::ZlibRs(9))
+        );
+        assert_eq!(ChunkCoding::Libdeflate(9).code(), 109);
+        assert_eq!(
+            ChunkCoding::candidates(Compression::Zlib)[..2],
+            [ChunkCoding::Libdeflate(9), ChunkCoding::ZlibRs(9)]
+        );
+    }
+
+    /// Another zlib implementation (flate2's zlib-rs) reads every level's
+    /// chunks: they are plain zlib streams, as Haiku expects.
+    #[test]
+    fn libdeflate_chunks_are_zlib_streams_at_every_level() {
+        let data: Vec<u8> = (0..CHUNK_SIZE)
+            .map(|i| (i % 251) as u8 ^ (i / 1000) as u8)
+            .collect();
+        for level in LIBDEFLATE_LEVELS {
+            let stored = compress_chunk(ChunkCoding::Libdeflate(level), &data).unwrap();
+            let mut back = Vec::with_capacity(data.len());
+            let mut z = flate2::Decompress::new(true);
+            let status = z
+                .decompress_vec(&stored, &mut back, flate2::FlushDecompress::Finish)
+                .unwrap();
+            assert_eq!(status, flate2::Status::StreamEnd, "level {level}");
+            assert!(back == data, "level {level}");
+        }
+        // What does not shrink is stored as it is.
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        assert_eq!(compress_chunk(ChunkCoding::Libdeflate(9), &noise), None);
+        assert_eq!(compress_chunk(ChunkCoding::Libdeflate(9), b"tiny"), None);
+    }
 }
