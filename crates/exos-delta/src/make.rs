@@ -634,10 +634,10 @@ const LEVEL_SAMPLES: u64 = 8;
 /// miss). Packages built by another compressor match none; their chunks
 /// become literals.
 fn recompression(heap: &HeapReader, c: Compression) -> exos_hpkg::Result<ChunkCoding> {
-    let candidates = ChunkCoding::candidates(c);
     if c == Compression::None {
         return Ok(ChunkCoding::Stored);
     }
+    let candidates = ChunkCoding::candidates(c);
     let samples = level_samples(heap)?;
     let mut best = (0, candidates[0]);
     for coding in candidates {

@@ -705,7 +705,7 @@ pub(crate) struct FinishedHeap {
 pub(crate) struct HeapWriter {
     file: Option<io::BufWriter<File>>,
     compression: Compression,
-    level: i32,
+    coding: ChunkCoding,
     current: Vec<u8>,
     /// Uncompressed bytes accepted so far.
     position: u64,
@@ -730,7 +730,7 @@ impl HeapWriter {
         let mut w = HeapWriter {
             file: Some(io::BufWriter::with_capacity(1 << 20, file)),
             compression: options.compression,
-            level: options.level,
+            coding: ChunkCoding::of_build(options.compression, options.level),
             current: Vec::with_capacity(CHUNK_SIZE as usize),
             position: 0,
             written: 0,
@@ -753,7 +753,7 @@ impl HeapWriter {
             for _ in 0..threads {
                 let rx = job_rx.clone();
                 let tx = done_tx.clone();
-                let coding = ChunkCoding::of_build(options.compression, options.level);
+                let coding = w.coding;
                 w.workers.push(thread::spawn(move || {
                     let mut c = ChunkCompressor::new(coding);
                     loop {
@@ -821,8 +821,7 @@ impl HeapWriter {
         self.next_seq += 1;
         if self.jobs.is_none() {
             // Single-threaded: compress in place.
-            let coding = ChunkCoding::of_build(self.compression, self.level);
-            let compressed = ChunkCompressor::with_thread_local(coding, &chunk);
+            let compressed = ChunkCompressor::with_thread_local(self.coding, &chunk);
             return self.emit(Done {
                 seq,
                 input: chunk,

@@ -11,7 +11,7 @@ use exos_hpkg::Package;
 
 use exos_root::{
     crash_point, state_number, write_atomically, Layer, Layout, PackageFile, Sha256, StateEntry,
-    StateError, StateList, TEMP_PREFIX,
+    StateList, TEMP_PREFIX,
 };
 
 use crate::holdings::Holdings;
@@ -284,13 +284,7 @@ impl Root {
 
     /// Which numbered state equals the current one (the newest such).
     pub fn current_number(&self) -> Result<Option<u64>> {
-        let active = self.layout.active_list();
-        let text = fs::read_to_string(&active).map_err(|e| StateError {
-            path: active.clone(),
-            line: None,
-            message: e.to_string(),
-        })?;
-        let cur = StateList::parse(&text, &active)?;
+        let (cur, text) = StateList::read_with_text(&self.layout.active_list())?;
         for n in self.states()?.into_iter().rev() {
             // A switch writes the state and the list from the same text:
             // equal bytes need no parse (10,000 lines) and no comparison.

@@ -359,12 +359,18 @@ impl StateList {
 
     /// Reads and parses a state file.
     pub fn read(path: &Path) -> Result<StateList, StateError> {
+        StateList::read_with_text(path).map(|(state, _)| state)
+    }
+
+    /// [`StateList::read`], with the file's text (to compare it with
+    /// other state files without parsing them).
+    pub fn read_with_text(path: &Path) -> Result<(StateList, String), StateError> {
         let text = std::fs::read_to_string(path).map_err(|e| StateError {
             path: path.to_path_buf(),
             line: None,
             message: e.to_string(),
         })?;
-        StateList::parse(&text, path)
+        Ok((StateList::parse(&text, path)?, text))
     }
 
     /// The text form, entries sorted by layer and file name.
